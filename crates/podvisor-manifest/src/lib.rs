@@ -1,0 +1,375 @@
+//! Loads Kubernetes manifests into typed API objects.
+//!
+//! A manifest file holds one or more YAML (or JSON) documents; each is a Pod, Job, Deployment,
+//! ConfigMap or Secret, or a `kind: List` of them. Decoding is strict, like the API server with
+//! `fieldValidation=Strict` (kubectl's default): unknown fields, wrong types and YAML syntax errors
+//! are all reported, each with its file, line, column and field path.
+//!
+//! This crate is the only one that deserialises the k8s-openapi types from text, so that the
+//! expensive serde code is compiled once, behind a few non-generic functions.
+
+pub mod yaml;
+
+use std::fmt;
+use std::path::Path;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use yaml::{Node, PathSeg, Pos, render_path};
+
+/// An API object podvisor knows how to run or store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// A `v1` Pod.
+    Pod(Box<Pod>),
+    /// A `batch/v1` Job.
+    Job(Box<Job>),
+    /// An `apps/v1` Deployment.
+    Deployment(Box<Deployment>),
+    /// A `v1` ConfigMap.
+    ConfigMap(Box<ConfigMap>),
+    /// A `v1` Secret.
+    Secret(Box<Secret>),
+}
+
+impl Object {
+    /// The object's kind, as written in manifests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Pod(_) => "Pod",
+            Object::Job(_) => "Job",
+            Object::Deployment(_) => "Deployment",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::Secret(_) => "Secret",
+        }
+    }
+
+    /// The object's `metadata.name`, or the empty string.
+    pub fn name(&self) -> &str {
+        let meta = match self {
+            Object::Pod(o) => &o.metadata,
+            Object::Job(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+        };
+        meta.name.as_deref().unwrap_or("")
+    }
+}
+
+/// One decoded object with the place it came from.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The decoded object.
+    pub object: Object,
+    /// The file name given by the user (`-` for standard input).
+    pub source: String,
+    /// The source tree of this object, to place later errors (validation) at a line and column.
+    pub node: Node,
+}
+
+impl Manifest {
+    /// The position of a field given as an API field path (`spec.containers[0].image`).
+    pub fn locate(&self, field_path: &str) -> Pos {
+        self.node.locate(&parse_field_path(field_path), true)
+    }
+}
+
+/// One problem found in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the file.
+    pub pos: Pos,
+    /// What is wrong, worded as the API server words it.
+    pub message: String,
+}
+
+/// Why a manifest file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{source_name}: cannot read: {error}")]
+    Read {
+        /// The file name.
+        source_name: String,
+        /// The IO error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The file was read but holds problems; nothing in it may be used.
+    #[error("{}", render_problems(source_name, problems))]
+    Invalid {
+        /// The file name.
+        source_name: String,
+        /// Every problem found, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(source: &str, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{source}:{}:{}: {}", p.pos.line, p.pos.column, p.message))
+        .collect();
+    lines.join("\n")
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.pos.line, self.pos.column, self.message)
+    }
+}
+
+/// Reads and decodes a manifest file.
+pub fn load_file(path: &Path) -> Result<Vec<Manifest>, LoadError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+        source_name: name.clone(),
+        error,
+    })?;
+    load_str(&name, &text)
+}
+
+/// Decodes manifest text. `source_name` names it in errors. Either every document decodes, or
+/// the error lists every problem found.
+pub fn load_str(source_name: &str, text: &str) -> Result<Vec<Manifest>, LoadError> {
+    let invalid = |problems| LoadError::Invalid {
+        source_name: source_name.to_string(),
+        problems,
+    };
+    let docs = yaml::parse_documents(text).map_err(|e| {
+        invalid(vec![Problem {
+            pos: e.pos,
+            message: format!("error converting YAML to JSON: {}", e.message),
+        }])
+    })?;
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for doc in docs {
+        if matches!(doc.kind, yaml::NodeKind::Scalar(Value::Null)) {
+            continue;
+        }
+        decode_document(source_name, doc, &mut out, &mut problems);
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &mut Vec<Problem>) {
+    let value = doc.to_json();
+    let Value::Object(map) = &value else {
+        problems.push(Problem {
+            pos: doc.pos,
+            message: "a manifest must be a mapping (an object)".into(),
+        });
+        return;
+    };
+    let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if kind.is_empty() {
+        problems.push(Problem {
+            pos: doc.pos,
+            message: "Object 'Kind' is missing".into(),
+        });
+        return;
+    }
+    if api_version.is_empty() {
+        problems.push(Problem {
+            pos: doc.pos,
+            message: "Object 'apiVersion' is missing".into(),
+        });
+        return;
+    }
+    let object = match (api_version.as_str(), kind.as_str()) {
+        ("v1", "List") => {
+            decode_list(source, &doc, out, problems);
+            return;
+        }
+        ("v1", "Pod") => typed::<Pod>(&doc, value, problems).map(|o| Object::Pod(Box::new(o))),
+        ("batch/v1", "Job") => {
+            typed::<Job>(&doc, value, problems).map(|o| Object::Job(Box::new(o)))
+        }
+        ("apps/v1", "Deployment") => {
+            typed::<Deployment>(&doc, value, problems).map(|o| Object::Deployment(Box::new(o)))
+        }
+        ("v1", "ConfigMap") => {
+            typed::<ConfigMap>(&doc, value, problems).map(|o| Object::ConfigMap(Box::new(o)))
+        }
+        ("v1", "Secret") => {
+            typed::<Secret>(&doc, value, problems).map(|o| Object::Secret(Box::new(o)))
+        }
+        _ => {
+            let pos = doc.locate(&[PathSeg::Key("kind".into())], false);
+            problems.push(Problem {
+                pos,
+                message: format!(
+                    "no matches for kind \"{kind}\" in version \"{api_version}\" (supported: v1 Pod, batch/v1 Job, \
+                     apps/v1 Deployment, v1 ConfigMap, v1 Secret, v1 List)"
+                ),
+            });
+            None
+        }
+    };
+    if let Some(object) = object {
+        out.push(Manifest {
+            object,
+            source: source.to_string(),
+            node: doc,
+        });
+    }
+}
+
+fn decode_list(source: &str, doc: &Node, out: &mut Vec<Manifest>, problems: &mut Vec<Problem>) {
+    let yaml::NodeKind::Map(entries) = &doc.kind else {
+        return;
+    };
+    for (key, kpos, node) in entries {
+        match (key.as_str(), &node.kind) {
+            ("apiVersion" | "kind" | "metadata", _) => {}
+            ("items", yaml::NodeKind::Seq(items)) => {
+                for item in items {
+                    decode_document(source, item.clone(), out, problems);
+                }
+            }
+            ("items", yaml::NodeKind::Scalar(Value::Null)) => {}
+            ("items", _) => problems.push(Problem {
+                pos: node.pos,
+                message: "items: must be a list".into(),
+            }),
+            (other, _) => problems.push(Problem {
+                pos: *kpos,
+                message: format!("strict decoding error: unknown field \"{other}\""),
+            }),
+        }
+    }
+}
+
+/// Decodes one document into `T`, recording every unknown field and the first type error.
+fn typed<T: DeserializeOwned + Serialize>(
+    doc: &Node,
+    value: Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let decoded: Result<T, _> = serde_path_to_error::deserialize(&value);
+    match decoded {
+        Ok(object) => {
+            let unknown = match serde_json::to_value(&object) {
+                Ok(encoded) => unknown_fields(&value, &encoded),
+                Err(_) => Vec::new(),
+            };
+            if unknown.is_empty() {
+                return Some(object);
+            }
+            for path in unknown {
+                problems.push(Problem {
+                    pos: doc.locate(&path, true),
+                    message: format!(
+                        "strict decoding error: unknown field \"{}\"",
+                        render_path(&path)
+                    ),
+                });
+            }
+            None
+        }
+        Err(err) => {
+            let path = serde_path(err.path());
+            let inner = err.into_inner().to_string();
+            // serde_json appends " at line 0 column 0" only for text input; a Value has none.
+            problems.push(Problem {
+                pos: doc.locate(&path, false),
+                message: format!("{}: {inner}", render_path(&path)),
+            });
+            None
+        }
+    }
+}
+
+/// Keys present in `input` that did not survive a decode/encode round trip: fields the typed
+/// object does not have. Explicit nulls are treated as absent, as the API server does.
+fn unknown_fields(input: &Value, encoded: &Value) -> Vec<Vec<PathSeg>> {
+    let mut out = Vec::new();
+    walk_unknown(input, encoded, &mut Vec::new(), &mut out);
+    out
+}
+
+fn walk_unknown(
+    input: &Value,
+    encoded: &Value,
+    path: &mut Vec<PathSeg>,
+    out: &mut Vec<Vec<PathSeg>>,
+) {
+    match (input, encoded) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                if v.is_null() {
+                    continue;
+                }
+                path.push(PathSeg::Key(k.clone()));
+                match b.get(k) {
+                    Some(ev) => walk_unknown(v, ev, path, out),
+                    None => out.push(path.clone()),
+                }
+                path.pop();
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (v, ev)) in a.iter().zip(b).enumerate() {
+                path.push(PathSeg::Index(i));
+                walk_unknown(v, ev, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn serde_path(path: &serde_path_to_error::Path) -> Vec<PathSeg> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .filter_map(|seg| match seg {
+            Segment::Seq { index } => Some(PathSeg::Index(*index)),
+            Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+            Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// Parses an API field path (`spec.containers[0].image`) into segments.
+pub fn parse_field_path(path: &str) -> Vec<PathSeg> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            if open > 0 {
+                out.push(PathSeg::Key(rest[..open].to_string()));
+            }
+            rest = &rest[open..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let Some(close) = stripped.find(']') else {
+                    break;
+                };
+                let inner = &stripped[..close];
+                match inner.parse::<usize>() {
+                    Ok(i) => out.push(PathSeg::Index(i)),
+                    Err(_) => out.push(PathSeg::Key(inner.trim_matches('"').to_string())),
+                }
+                rest = &stripped[close + 1..];
+            }
+        } else if !rest.is_empty() {
+            out.push(PathSeg::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
