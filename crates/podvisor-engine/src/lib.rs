@@ -1,1 +1,27 @@
+//! podvisor's lifecycle engine: what the kubelet decides for a pod with init containers,
+//! native sidecars and app containers, as a pure state machine.
+//!
+//! The engine does no IO and reads no clock. A driver (real containers in production, a
+//! simulated runtime in tests) feeds it [`Input`]s and the current time, carries out the
+//! [`Action`]s it returns, and calls [`PodEngine::handle_timeout`] at
+//! [`PodEngine::poll_timeout`]. Rules cited as `R…` are those of the project's kubelet spec.
+//!
+//! ```text
+//!   inputs (runtime, probes, API) ──► PodEngine ──► actions (start, signal, hook, probe, record)
+//!                     now ─────────►     │
+//!                                        └──► PodStatus (phase, conditions, container statuses)
+//! ```
 
+pub mod backoff;
+pub mod decide;
+pub mod io;
+pub mod kill;
+pub mod model;
+mod pod;
+pub mod probe;
+pub mod record;
+mod status;
+
+pub use io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
+pub use model::{PodModel, RestartPolicy, Role};
+pub use pod::{PodEngine, PodIdentity};

@@ -1,0 +1,242 @@
+//! What goes into the engine ([`Input`]) and what comes out of it ([`Action`], [`PodEvent`]).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Container;
+
+/// One instance of a container: its name and which attempt it is (0 for the first run,
+/// equal to its `restartCount`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerRef {
+    /// The container's name in the pod spec.
+    pub name: String,
+    /// The instance number; the API's `restartCount` of this instance.
+    pub attempt: u32,
+}
+
+impl ContainerRef {
+    /// A reference to instance `attempt` of container `name`.
+    pub fn new(name: impl Into<String>, attempt: u32) -> Self {
+        ContainerRef { name: name.into(), attempt }
+    }
+}
+
+impl std::fmt::Display for ContainerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.name, self.attempt)
+    }
+}
+
+/// A lifecycle hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `lifecycle.postStart`, run right after the container starts; it blocks the next start.
+    PostStart,
+    /// `lifecycle.preStop`, run before the stop signal when a container is killed.
+    PreStop,
+}
+
+/// A probe kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKind {
+    /// `startupProbe`: gates `started`.
+    Startup,
+    /// `livenessProbe`: a failure restarts the container.
+    Liveness,
+    /// `readinessProbe`: gates `ready`, never restarts anything.
+    Readiness,
+}
+
+impl ProbeKind {
+    /// The word the kubelet uses in event messages ("Liveness probe failed: …").
+    pub fn title(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+}
+
+/// The result of one probe run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The probe passed.
+    Success,
+    /// The probe passed with a warning (e.g. a redirect to another host was not followed); the
+    /// text becomes a `ProbeWarning` event.
+    Warning(String),
+    /// The probe failed; the text is the handler's output, used in the `Unhealthy` event.
+    Failure(String),
+    /// The probe could not be run (e.g. the container is going away); it changes nothing.
+    Unknown,
+}
+
+/// Which signal to send to a container's main process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// The container's stop signal: `lifecycle.stopSignal` or the image's, SIGTERM by default.
+    Stop,
+    /// SIGKILL, after the grace period ran out.
+    Kill,
+}
+
+/// Why a container's process ended, as the runtime saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCause {
+    /// The process exited, or was killed by a signal (`exit_code` = 128 + signal).
+    Exited,
+    /// The kernel's OOM killer ended it (reported as reason `OOMKilled`).
+    OomKilled,
+}
+
+/// Something the runtime, a prober, the API or the user reports to the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The pod sandbox (network namespace and shared mounts) is ready.
+    SandboxReady,
+    /// The image of a container being started is present. `pulled` is false when it was
+    /// already on the machine.
+    ImageReady {
+        /// The instance being started.
+        container: ContainerRef,
+        /// Whether the image was pulled now.
+        pulled: bool,
+    },
+    /// The image could not be pulled; the start failed with `ErrImagePull`.
+    ImagePullFailed {
+        /// The instance being started.
+        container: ContainerRef,
+        /// What the registry or the image store said.
+        message: String,
+    },
+    /// The container was created by the runtime.
+    Created {
+        /// The instance.
+        container: ContainerRef,
+        /// The runtime's ID for it (`containerID` in the status).
+        id: String,
+    },
+    /// Creating or starting the container failed (`CreateContainerError`, `RunContainerError`).
+    StartFailed {
+        /// The instance.
+        container: ContainerRef,
+        /// The waiting reason to show.
+        reason: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The container's process is running.
+    Started {
+        /// The instance.
+        container: ContainerRef,
+    },
+    /// The container's process ended.
+    Exited {
+        /// The instance.
+        container: ContainerRef,
+        /// The exit code (128 + signal number when killed by a signal).
+        exit_code: i32,
+        /// Why it ended.
+        cause: ExitCause,
+        /// The termination message, if the container wrote one.
+        message: Option<String>,
+    },
+    /// A lifecycle hook finished.
+    HookDone {
+        /// The instance the hook ran in.
+        container: ContainerRef,
+        /// Which hook.
+        hook: Hook,
+        /// `Err` holds the hook's output or error.
+        result: Result<(), String>,
+    },
+    /// A probe run finished.
+    ProbeDone {
+        /// The instance probed.
+        container: ContainerRef,
+        /// Which probe.
+        probe: ProbeKind,
+        /// What it found.
+        outcome: ProbeOutcome,
+    },
+    /// The pod is being deleted (API delete or Ctrl-C). `grace_seconds` overrides the pod's
+    /// `terminationGracePeriodSeconds`; a grace can only shrink.
+    Delete {
+        /// The grace period of the request, if it gave one.
+        grace_seconds: Option<i64>,
+    },
+    /// Stop waiting: SIGKILL every running container now (a second Ctrl-C).
+    ForceKill,
+    /// The pod spec changed (only container images are mutable on a running pod).
+    UpdateSpec(Box<k8s_openapi::api::core::v1::PodSpec>),
+}
+
+/// Something the engine wants done. The driver carries it out and reports back with [`Input`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the pod sandbox, then report [`Input::SandboxReady`].
+    CreateSandbox,
+    /// Make the image present (per `imagePullPolicy`), create and start the container, and
+    /// report [`Input::ImageReady`], [`Input::Created`] and [`Input::Started`] (or a failure).
+    StartContainer {
+        /// The new instance.
+        container: ContainerRef,
+        /// Its spec (with the image to run).
+        spec: Box<Container>,
+        /// Whether it is an init container (sidecar or regular).
+        init: bool,
+    },
+    /// Run a lifecycle hook in a container; report [`Input::HookDone`]. A preStop hook is given
+    /// at most `timeout`; the engine stops waiting after it anyway.
+    RunHook {
+        /// The instance.
+        container: ContainerRef,
+        /// Which hook.
+        hook: Hook,
+        /// How long the engine waits for it, if bounded.
+        timeout: Option<Duration>,
+    },
+    /// Run one probe; report [`Input::ProbeDone`]. The prober enforces `timeout`.
+    RunProbe {
+        /// The instance.
+        container: ContainerRef,
+        /// Which probe.
+        probe: ProbeKind,
+        /// The probe's `timeoutSeconds`.
+        timeout: Duration,
+    },
+    /// Send a signal to the container's main process.
+    Signal {
+        /// The instance.
+        container: ContainerRef,
+        /// Which signal.
+        signal: Signal,
+    },
+    /// Every container has stopped for good: tear the sandbox down.
+    RemoveSandbox,
+    /// Record an event about the pod (shown by `run`, kept for `describe`).
+    Record(PodEvent),
+}
+
+/// The event type, as in the Kubernetes Event API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Normal progress.
+    Normal,
+    /// Something went wrong.
+    Warning,
+}
+
+/// An event the kubelet would record for the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    /// Normal or Warning.
+    pub kind: EventType,
+    /// The short reason (`Started`, `Killing`, `BackOff`, `Unhealthy`, …).
+    pub reason: String,
+    /// The human message, worded as the kubelet words it.
+    pub message: String,
+    /// The container it is about, as `spec.initContainers{name}` / `spec.containers{name}`.
+    pub field_path: Option<String>,
+}

@@ -1,0 +1,858 @@
+//! [`PodEngine`]: one pod's lifecycle as a sans-IO state machine.
+//!
+//! The engine runs the kubelet's sync passes: on every input it computes what to do with
+//! [`decide`], then executes the pass step by step as the kubelet's `SyncPod` does (kills one by
+//! one, then starts in spec order, each start waiting for its postStart hook). Unlike the
+//! kubelet, a pass runs the moment an input arrives: there is no relist interval.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+
+use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
+use crate::decide::{KillReason, ProbeResults, decide};
+use crate::io::{
+    Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal,
+};
+use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after_secs, whole_seconds};
+use crate::model::{ContainerModel, PodModel, Role};
+use crate::probe::{Cached, Worker};
+use crate::record::{Exit, Instance, Records, State};
+
+/// The pod's identity, used in event messages and back-off keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.uid`.
+    pub uid: String,
+}
+
+/// A reason a container shows as Waiting instead of its latest runtime state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiting {
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Kill { r: ContainerRef, reason: KillReason, message: String },
+    Start { name: String, backoff_since: Option<Timestamp> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Current {
+    /// A container is being killed as a step of the pass.
+    Killing(ContainerRef),
+    /// A container is being started (pull, create, start, postStart).
+    Starting(ContainerRef),
+    /// A container whose postStart hook failed is being killed; the start then counts as failed.
+    PostStartFailed(ContainerRef),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sandbox {
+    Creating,
+    Ready,
+    Removed,
+}
+
+/// How the pod is being terminated.
+#[derive(Debug, Clone)]
+pub(crate) struct Termination {
+    /// Whether the pod was deleted (API delete, Ctrl-C), as opposed to completing on its own.
+    pub deleted: bool,
+    /// The effective grace `G` in seconds.
+    pub grace: i64,
+    ordering: Ordering,
+}
+
+/// One pod's lifecycle engine. Feed it [`Input`]s with [`PodEngine::handle`] and the passing
+/// of time with [`PodEngine::handle_timeout`]; take [`Action`]s from [`PodEngine::poll_action`]
+/// and read the API status from [`PodEngine::status`].
+#[derive(Debug)]
+pub struct PodEngine {
+    pub(crate) id: PodIdentity,
+    pub(crate) model: PodModel,
+    pub(crate) spec: PodSpec,
+    pub(crate) start_time: Timestamp,
+    sandbox: Sandbox,
+    pub(crate) records: Records,
+    pub(crate) waiting: HashMap<String, Waiting>,
+    pub(crate) probes: BTreeMap<(ContainerRef, ProbeKind), Worker>,
+    crash_backoff: Backoff,
+    pull_backoff: Backoff,
+    pull_failed_at: HashMap<String, Timestamp>,
+    retries: BTreeSet<Timestamp>,
+    queue: VecDeque<Op>,
+    current: Option<Current>,
+    dirty: bool,
+    pub(crate) terminating: Option<Termination>,
+    kills: BTreeMap<ContainerRef, KillTask>,
+    finished: bool,
+    out: VecDeque<Action>,
+    pub(crate) status: PodStatus,
+}
+
+impl ProbeResults for BTreeMap<(ContainerRef, ProbeKind), Worker> {
+    fn cached(&self, r: &ContainerRef, kind: ProbeKind) -> Option<Cached> {
+        self.get(&(r.clone(), kind)).map(|w| w.cached)
+    }
+}
+
+impl PodEngine {
+    /// A new engine for a pod with this identity and (defaulted, validated) spec. Its first
+    /// action is [`Action::CreateSandbox`].
+    pub fn new(id: PodIdentity, spec: PodSpec, now: Timestamp) -> Self {
+        let mut engine = PodEngine {
+            id,
+            model: PodModel::new(&spec),
+            spec,
+            start_time: now,
+            sandbox: Sandbox::Creating,
+            records: Records::default(),
+            waiting: HashMap::new(),
+            probes: BTreeMap::new(),
+            crash_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
+            pull_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
+            pull_failed_at: HashMap::new(),
+            retries: BTreeSet::new(),
+            queue: VecDeque::new(),
+            current: None,
+            dirty: false,
+            terminating: None,
+            kills: BTreeMap::new(),
+            finished: false,
+            out: VecDeque::new(),
+            status: PodStatus::default(),
+        };
+        engine.out.push_back(Action::CreateSandbox);
+        engine.refresh_status(now);
+        engine
+    }
+
+    /// The next action to carry out, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop_front()
+    }
+
+    /// When [`PodEngine::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if self.finished {
+            return None;
+        }
+        let retry = self.retries.first().copied();
+        let probe = self.probes.values().filter(|w| w.is_due_candidate()).filter_map(|w| w.next_at).min();
+        let kill = self.kills.values().filter_map(|k| k.deadline).min();
+        [retry, probe, kill].into_iter().flatten().min()
+    }
+
+    /// The pod's API status as of the last input.
+    pub fn status(&self) -> &PodStatus {
+        &self.status
+    }
+
+    /// The spec the engine runs.
+    pub fn spec(&self) -> &PodSpec {
+        &self.spec
+    }
+
+    /// Whether the pod is done: every container stopped for good and the sandbox removed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether termination (deletion or completion) has begun.
+    pub fn is_terminating(&self) -> bool {
+        self.terminating.is_some()
+    }
+
+    /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while self.retries.first().is_some_and(|t| *t <= now) {
+            self.retries.pop_first();
+            self.dirty = true;
+        }
+        let due: Vec<ContainerRef> = self
+            .kills
+            .values()
+            .filter(|k| k.deadline.is_some_and(|d| d <= now))
+            .map(|k| k.r.clone())
+            .collect();
+        for r in due {
+            self.kill_deadline(&r, now);
+        }
+        self.run_due_probes(now);
+        self.drive(now);
+        self.refresh_status(now);
+    }
+
+    /// Acts on one input at `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) {
+        match input {
+            Input::SandboxReady => {
+                if self.sandbox == Sandbox::Creating {
+                    self.sandbox = Sandbox::Ready;
+                    self.dirty = true;
+                }
+            }
+            Input::ImageReady { container, pulled } => self.on_image_ready(&container, pulled),
+            Input::ImagePullFailed { container, message } => self.on_pull_failed(now, &container, message),
+            Input::Created { container, id } => self.on_created(&container, id),
+            Input::StartFailed { container, reason, message } => {
+                self.on_start_failed(now, &container, reason, message)
+            }
+            Input::Started { container } => self.on_started(now, &container),
+            Input::Exited { container, exit_code, cause, message } => {
+                self.on_exited(now, &container, exit_code, cause, message)
+            }
+            Input::HookDone { container, hook, result } => self.on_hook_done(now, &container, hook, result),
+            Input::ProbeDone { container, probe, outcome } => self.on_probe_done(now, &container, probe, outcome),
+            Input::Delete { grace_seconds } => self.on_delete(now, grace_seconds),
+            Input::ForceKill => self.on_force_kill(now),
+            Input::UpdateSpec(spec) => self.on_update_spec(*spec),
+        }
+        self.drive(now);
+        self.refresh_status(now);
+    }
+
+    // ----- passes -----
+
+    /// Runs the current pass forward, and new passes while inputs are pending.
+    fn drive(&mut self, now: Timestamp) {
+        loop {
+            if self.finished || self.current.is_some() {
+                return;
+            }
+            if let Some(op) = self.queue.pop_front() {
+                self.begin_op(now, op);
+                continue;
+            }
+            if self.terminating.is_some() {
+                self.maybe_finish();
+                return;
+            }
+            if !self.dirty || self.sandbox != Sandbox::Ready {
+                return;
+            }
+            self.dirty = false;
+            let d = decide(&self.model, &self.records, &self.probes);
+            if d.kill_pod {
+                self.begin_termination(now, false, self.model.grace_seconds());
+                continue;
+            }
+            self.queue.extend(d.kills.into_iter().map(|k| Op::Kill { r: k.r, reason: k.reason, message: k.message }));
+            // The back-off reference is taken from the records as the pass began (R26).
+            let start = |c: &ContainerModel| Op::Start {
+                name: c.name.clone(),
+                backoff_since: self.records.last_finished(&c.name),
+            };
+            let starts: Vec<Op> = d
+                .init_starts
+                .iter()
+                .map(|i| start(&self.model.init[*i]))
+                .chain(d.regular_starts.iter().map(|i| start(&self.model.regular[*i])))
+                .collect();
+            self.queue.extend(starts);
+        }
+    }
+
+    fn begin_op(&mut self, now: Timestamp, op: Op) {
+        match op {
+            Op::Kill { r, reason, message } => {
+                if self.records.get(&r).is_some_and(Instance::running) {
+                    let grace = self.single_kill_grace(&r.name, reason);
+                    self.start_kill(now, r.clone(), grace, false, Some(message));
+                    self.current = Some(Current::Killing(r));
+                }
+            }
+            Op::Start { name, backoff_since } => self.begin_start(now, &name, backoff_since),
+        }
+    }
+
+    /// R48: the grace of a single-container kill.
+    fn single_kill_grace(&self, name: &str, reason: KillReason) -> i64 {
+        let probe = match reason {
+            KillReason::LivenessProbe => Some(ProbeKind::Liveness),
+            KillReason::StartupProbe => Some(ProbeKind::Startup),
+            _ => None,
+        };
+        probe
+            .and_then(|k| self.model.get(name).and_then(|c| c.probe(k)).and_then(|p| p.termination_grace))
+            .unwrap_or_else(|| self.model.grace_seconds())
+    }
+
+    fn begin_start(&mut self, now: Timestamp, name: &str, backoff_since: Option<Timestamp>) {
+        let Some(c) = self.model.get(name).cloned() else { return };
+        let key = self.backoff_key(&c);
+        if let Some(since) = backoff_since {
+            if let Some(left) = self.crash_backoff.remaining(&key, since, now) {
+                let total = self.crash_backoff.current(&key).unwrap_or(left);
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: format!(
+                            "back-off {} restarting failed container={} pod={}_{}({})",
+                            go_duration(total),
+                            c.name,
+                            self.id.name,
+                            self.id.namespace,
+                            self.id.uid
+                        ),
+                    },
+                );
+                self.record(
+                    EventType::Warning,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}_{}({})",
+                        c.name, self.id.name, self.id.namespace, self.id.uid
+                    ),
+                    Some(&c),
+                );
+                self.retries.insert(now + left);
+                self.start_refused(&c);
+                return;
+            }
+            self.crash_backoff.next(&key, since, now);
+        }
+        let image = c.image().to_string();
+        if let Some(failed_at) = self.pull_failed_at.get(&image).copied() {
+            if let Some(left) = self.pull_backoff.remaining(&image, failed_at, now) {
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") },
+                );
+                self.record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{image}\""), Some(&c));
+                self.retries.insert(now + left);
+                self.start_refused(&c);
+                return;
+            }
+        }
+        let r = ContainerRef::new(c.name.clone(), self.records.next_attempt(&c.name));
+        self.out.push_back(Action::StartContainer {
+            container: r.clone(),
+            spec: Box::new(c.spec.clone()),
+            init: c.role != Role::Regular,
+        });
+        self.current = Some(Current::Starting(r));
+    }
+
+    /// A start that did not happen: a regular init container ends the pass (R13), others let
+    /// it go on with the next start.
+    fn start_refused(&mut self, c: &ContainerModel) {
+        if c.role == Role::Init {
+            self.queue.clear();
+        }
+    }
+
+    fn start_done(&mut self, r: &ContainerRef, ok: bool) {
+        if self.current.as_ref().is_some_and(|cur| matches!(cur, Current::Starting(x) | Current::PostStartFailed(x) if x == r))
+        {
+            self.current = None;
+            if !ok {
+                if let Some(c) = self.model.get(&r.name).cloned() {
+                    self.start_refused(&c);
+                }
+            }
+        }
+    }
+
+    fn backoff_key(&self, c: &ContainerModel) -> String {
+        format!("{}_{}_{}_{}_{}", self.id.name, self.id.namespace, self.id.uid, c.name, c.image())
+    }
+
+    // ----- runtime inputs -----
+
+    fn on_image_ready(&mut self, r: &ContainerRef, pulled: bool) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        let image = c.image().to_string();
+        self.pull_failed_at.remove(&image);
+        let message = if pulled {
+            format!("Successfully pulled image \"{image}\"")
+        } else {
+            format!("Container image \"{image}\" already present on machine")
+        };
+        self.record(EventType::Normal, "Pulled", message, Some(&c));
+    }
+
+    fn on_pull_failed(&mut self, now: Timestamp, r: &ContainerRef, message: String) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        let image = c.image().to_string();
+        self.record(EventType::Warning, "Failed", format!("Failed to pull image \"{image}\": {message}"), Some(&c));
+        self.record(EventType::Warning, "Failed", "Error: ErrImagePull".into(), Some(&c));
+        self.waiting.insert(c.name.clone(), Waiting { reason: "ErrImagePull".into(), message });
+        let since = self.pull_failed_at.get(&image).copied().unwrap_or(now);
+        self.pull_backoff.next(&image, since, now);
+        self.pull_failed_at.insert(image, now);
+        // The kubelet re-syncs after a failed start; here that happens at once.
+        self.dirty = true;
+        self.start_done(r, false);
+    }
+
+    fn on_created(&mut self, r: &ContainerRef, id: String) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        if self.records.get(r).is_some() {
+            return;
+        }
+        self.records.push(Instance { r: r.clone(), image: c.image().to_string(), id, state: State::Created });
+        self.record(EventType::Normal, "Created", format!("Created container: {}", c.name), Some(&c));
+    }
+
+    fn on_start_failed(&mut self, now: Timestamp, r: &ContainerRef, reason: String, message: String) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        self.record(EventType::Warning, "Failed", format!("Error: {message}"), Some(&c));
+        match self.records.get_mut(r) {
+            // A created container that failed to start is reported exited with code 128, so the
+            // crash-loop back-off applies to it as to any exit.
+            Some(inst) => {
+                inst.state = State::Exited(Exit {
+                    started_at: None,
+                    finished_at: now,
+                    exit_code: 128,
+                    cause: ExitCause::Exited,
+                    message: Some(message),
+                });
+                self.waiting.remove(&r.name);
+            }
+            None => {
+                self.waiting.insert(c.name.clone(), Waiting { reason, message });
+                let key = format!("create/{}", self.backoff_key(&c));
+                let since = now;
+                self.crash_backoff.next(&key, since, now);
+                let wait = self.crash_backoff.current(&key).unwrap_or(CRASH_LOOP_INITIAL);
+                self.retries.insert(now + wait);
+            }
+        }
+        self.dirty = true;
+        self.start_done(r, false);
+    }
+
+    fn on_started(&mut self, now: Timestamp, r: &ContainerRef) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        if self.records.get(r).is_none() {
+            self.records.push(Instance { r: r.clone(), image: c.image().to_string(), id: String::new(), state: State::Created });
+        }
+        if let Some(inst) = self.records.get_mut(r) {
+            if inst.state != State::Created {
+                return;
+            }
+            inst.state = State::Running { started_at: now };
+        }
+        self.waiting.remove(&r.name);
+        self.record(EventType::Normal, "Started", format!("Started container {}", c.name), Some(&c));
+        for spec in &c.probes {
+            let mut w = Worker::new(spec.clone());
+            w.next_at = Some(now + spec.initial_delay);
+            if self.terminating.is_some() && spec.kind != ProbeKind::Readiness {
+                w.stopped = true;
+            }
+            self.probes.insert((r.clone(), spec.kind), w);
+        }
+        self.dirty = true;
+        if let Some(term) = &self.terminating {
+            // Started while the pod terminates: stop it at once with what is left of the grace.
+            let grace = term.grace;
+            self.start_kill(now, r.clone(), grace, false, None);
+            self.start_done(r, true);
+            return;
+        }
+        if self.current == Some(Current::Starting(r.clone())) {
+            if c.post_start {
+                self.out.push_back(Action::RunHook { container: r.clone(), hook: Hook::PostStart, timeout: None });
+            } else {
+                self.start_done(r, true);
+            }
+        }
+        self.run_due_probes(now);
+    }
+
+    fn on_exited(&mut self, now: Timestamp, r: &ContainerRef, exit_code: i32, cause: ExitCause, message: Option<String>) {
+        let Some(inst) = self.records.get_mut(r) else { return };
+        if inst.exit().is_some() {
+            return;
+        }
+        let started_at = match inst.state {
+            State::Running { started_at } => Some(started_at),
+            _ => None,
+        };
+        inst.state = State::Exited(Exit { started_at, finished_at: now, exit_code, cause, message });
+        self.probes.retain(|(pr, _), _| pr != r);
+        self.dirty = true;
+        if self.kills.remove(r).is_some() {
+            if let Some(term) = &mut self.terminating {
+                term.ordering.terminated(&r.name);
+            }
+            self.advance_waiting_kills(now);
+        } else if let Some(term) = &mut self.terminating {
+            term.ordering.terminated(&r.name);
+            self.advance_waiting_kills(now);
+        }
+        match self.current.clone() {
+            Some(Current::Killing(x)) if x == *r => self.current = None,
+            Some(Current::PostStartFailed(x)) if x == *r => self.start_done(r, false),
+            Some(Current::Starting(x)) if x == *r => self.start_done(r, false),
+            _ => {}
+        }
+    }
+
+    fn on_hook_done(&mut self, now: Timestamp, r: &ContainerRef, hook: Hook, result: Result<(), String>) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        match hook {
+            Hook::PostStart => {
+                if self.current != Some(Current::Starting(r.clone())) {
+                    return;
+                }
+                match result {
+                    Ok(()) => self.start_done(r, true),
+                    Err(_) => {
+                        self.record(EventType::Warning, "FailedPostStartHook", "PostStartHook failed".into(), Some(&c));
+                        if self.records.get(r).is_some_and(Instance::running) {
+                            let grace = self.model.grace_seconds();
+                            self.start_kill(now, r.clone(), grace, false, None);
+                            self.current = Some(Current::PostStartFailed(r.clone()));
+                        } else {
+                            self.start_done(r, false);
+                        }
+                    }
+                }
+            }
+            Hook::PreStop => {
+                if result.is_err() {
+                    self.record(EventType::Warning, "FailedPreStopHook", "PreStopHook failed".into(), Some(&c));
+                }
+                if self.kills.get(r).is_some_and(|k| k.stage == Stage::PreStop) {
+                    self.after_pre_stop(now, r);
+                }
+            }
+        }
+    }
+
+    // ----- probes -----
+
+    fn run_due_probes(&mut self, now: Timestamp) {
+        let terminating = self.terminating.is_some();
+        let keys: Vec<(ContainerRef, ProbeKind)> = self.probes.keys().cloned().collect();
+        for key in keys {
+            let started = self.is_started(&key.0);
+            let running = self.records.get(&key.0).is_some_and(Instance::running);
+            let Some(w) = self.probes.get_mut(&key) else { continue };
+            if terminating && key.1 != ProbeKind::Readiness {
+                // R40: liveness and startup stop when termination begins.
+                w.stopped = true;
+                continue;
+            }
+            if !w.is_due_candidate() || w.next_at.is_none_or(|t| t > now) || !running {
+                continue;
+            }
+            let eligible = match key.1 {
+                ProbeKind::Startup => !started,
+                _ => started,
+            };
+            if !eligible {
+                // Liveness and readiness wait for `started`; startup stops once started (R31).
+                w.next_at = None;
+                continue;
+            }
+            w.in_flight = true;
+            w.next_at = Some(now + w.spec.period);
+            let timeout = w.spec.timeout;
+            self.out.push_back(Action::RunProbe { container: key.0.clone(), probe: key.1, timeout });
+        }
+    }
+
+    pub(crate) fn is_started(&self, r: &ContainerRef) -> bool {
+        let Some(inst) = self.records.get(r) else { return false };
+        if !inst.running() {
+            return false;
+        }
+        match self.probes.get(&(r.clone(), ProbeKind::Startup)) {
+            Some(w) => w.cached == Cached::Success,
+            None => self.model.get(&r.name).is_none_or(|c| c.probe(ProbeKind::Startup).is_none()),
+        }
+    }
+
+    fn on_probe_done(&mut self, now: Timestamp, r: &ContainerRef, kind: ProbeKind, outcome: ProbeOutcome) {
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        let Some(w) = self.probes.get_mut(&(r.clone(), kind)) else { return };
+        w.in_flight = false;
+        if w.stopped {
+            return;
+        }
+        let (changed, failure) = match &outcome {
+            ProbeOutcome::Success | ProbeOutcome::Warning(_) => (w.record(true), None),
+            ProbeOutcome::Failure(msg) => (w.record(false), Some(msg.clone())),
+            ProbeOutcome::Unknown => (false, None),
+        };
+        let now_cached = w.cached;
+        if let ProbeOutcome::Warning(msg) = outcome {
+            self.record(EventType::Warning, "ProbeWarning", format!("{} probe warning: {msg}", kind.title()), Some(&c));
+        }
+        if let Some(msg) = failure {
+            self.record(EventType::Warning, "Unhealthy", format!("{} probe failed: {msg}", kind.title()), Some(&c));
+        }
+        if !changed {
+            return;
+        }
+        match (kind, now_cached) {
+            (ProbeKind::Startup, Cached::Success) => {
+                // Started: liveness and readiness may run now; readiness at once (R31).
+                for other in [ProbeKind::Liveness, ProbeKind::Readiness] {
+                    if let Some(o) = self.probes.get_mut(&(r.clone(), other)) {
+                        let earliest = self.records.get(r).and_then(|i| match i.state {
+                            State::Running { started_at } => Some(started_at + o.spec.initial_delay),
+                            _ => None,
+                        });
+                        o.next_at = Some(earliest.map_or(now, |e| e.max(now)));
+                    }
+                }
+                self.dirty = true;
+                self.run_due_probes(now);
+            }
+            (ProbeKind::Startup | ProbeKind::Liveness, Cached::Failure) => self.dirty = true,
+            _ => {}
+        }
+    }
+
+    // ----- killing -----
+
+    fn start_kill(&mut self, now: Timestamp, r: ContainerRef, grace: i64, ordered: bool, message: Option<String>) {
+        if self.kills.contains_key(&r) {
+            return;
+        }
+        let Some(c) = self.model.get(&r.name).cloned() else { return };
+        let message = message.unwrap_or_else(|| format!("Stopping container {}", c.name));
+        self.record(EventType::Normal, "Killing", message, Some(&c));
+        let task = KillTask { r: r.clone(), ordered, grace, stage: Stage::PreStop, since: now, deadline: None };
+        self.kills.insert(r.clone(), task);
+        if c.pre_stop && grace > 0 {
+            let deadline = after_secs(now, grace);
+            if let Some(t) = self.kills.get_mut(&r) {
+                t.deadline = Some(deadline);
+            }
+            self.out.push_back(Action::RunHook {
+                container: r,
+                hook: Hook::PreStop,
+                timeout: Some(Duration::from_secs(grace as u64)),
+            });
+        } else {
+            self.after_pre_stop(now, &r);
+        }
+    }
+
+    /// R42 steps 1→2: the hook is done (or timed out); wait for the turn if ordered.
+    fn after_pre_stop(&mut self, now: Timestamp, r: &ContainerRef) {
+        let turn = match &self.terminating {
+            Some(t) => t.ordering.turn_has_come(&self.model, &r.name),
+            None => true,
+        };
+        let has_sidecar = self.model.has_sidecar();
+        let Some(task) = self.kills.get_mut(r) else { return };
+        if task.stage == Stage::PreStop {
+            task.grace -= whole_seconds(task.since, now);
+        }
+        if task.ordered && has_sidecar && task.grace > 0 && !turn {
+            task.stage = Stage::WaitTurn;
+            task.since = now;
+            task.deadline = Some(after_secs(now, task.grace));
+            return;
+        }
+        self.send_stop(now, r);
+    }
+
+    /// R42 steps 3–4: the stop signal, then SIGKILL after at least 2 s.
+    fn send_stop(&mut self, now: Timestamp, r: &ContainerRef) {
+        let Some(task) = self.kills.get_mut(r) else { return };
+        if task.stage == Stage::WaitTurn {
+            task.grace -= whole_seconds(task.since, now);
+        }
+        let grace = task.grace.max(MIN_GRACE_SECONDS);
+        task.stage = Stage::Stopping;
+        task.since = now;
+        task.deadline = Some(after_secs(now, grace));
+        self.out.push_back(Action::Signal { container: r.clone(), signal: Signal::Stop });
+    }
+
+    fn kill_deadline(&mut self, r: &ContainerRef, now: Timestamp) {
+        let Some(task) = self.kills.get(r) else { return };
+        match task.stage {
+            Stage::PreStop => self.after_pre_stop(now, r),
+            Stage::WaitTurn => self.send_stop(now, r),
+            Stage::Stopping => {
+                if let Some(task) = self.kills.get_mut(r) {
+                    task.stage = Stage::Killed;
+                    task.deadline = None;
+                }
+                self.out.push_back(Action::Signal { container: r.clone(), signal: Signal::Kill });
+            }
+            Stage::Killed => {}
+        }
+    }
+
+    fn advance_waiting_kills(&mut self, now: Timestamp) {
+        let Some(term) = &self.terminating else { return };
+        let ready: Vec<ContainerRef> = self
+            .kills
+            .values()
+            .filter(|k| k.stage == Stage::WaitTurn && term.ordering.turn_has_come(&self.model, &k.r.name))
+            .map(|k| k.r.clone())
+            .collect();
+        for r in ready {
+            self.send_stop(now, &r);
+        }
+    }
+
+    /// Begins pod termination (R36 completion, R39–R47 deletion).
+    fn begin_termination(&mut self, now: Timestamp, deleted: bool, grace: i64) {
+        self.queue.clear();
+        let running: Vec<ContainerRef> = self.records.running().map(|i| i.r.clone()).collect();
+        let ordering = Ordering::new(running.iter().map(|r| r.name.clone()));
+        self.terminating = Some(Termination { deleted, grace, ordering });
+        for w in self.probes.values_mut() {
+            if w.spec.kind != ProbeKind::Readiness {
+                w.stopped = true;
+            }
+        }
+        let mut ordered: Vec<ContainerRef> = running;
+        // Kill tasks start together; regular containers first so their events come first.
+        ordered.sort_by_key(|r| match self.model.get(&r.name).map(|c| c.role) {
+            Some(Role::Regular) => 0,
+            _ => 1,
+        });
+        for r in ordered {
+            self.start_kill(now, r, grace, true, None);
+        }
+        self.maybe_finish();
+    }
+
+    fn maybe_finish(&mut self) {
+        if self.terminating.is_none() || self.finished || self.current.is_some() {
+            return;
+        }
+        if self.records.running().next().is_some() || !self.kills.is_empty() {
+            return;
+        }
+        self.finished = true;
+        self.sandbox = Sandbox::Removed;
+        self.probes.clear();
+        self.retries.clear();
+        self.out.push_back(Action::RemoveSandbox);
+    }
+
+    fn on_delete(&mut self, now: Timestamp, grace_seconds: Option<i64>) {
+        let grace = grace_seconds.unwrap_or_else(|| self.model.grace_seconds()).max(1);
+        match &mut self.terminating {
+            Some(term) => {
+                if grace < term.grace {
+                    // A grace can only shrink (R39): pull every deadline in.
+                    term.grace = grace;
+                    term.deleted = true;
+                    let limit = after_secs(now, grace);
+                    for task in self.kills.values_mut() {
+                        let cap = match task.stage {
+                            Stage::Stopping => after_secs(now, grace.max(MIN_GRACE_SECONDS)),
+                            _ => limit,
+                        };
+                        task.deadline = task.deadline.map(|d| d.min(cap));
+                        task.grace = task.grace.min(grace);
+                    }
+                } else {
+                    term.deleted = true;
+                }
+            }
+            None => {
+                if let Some(Current::Starting(_)) = &self.current {
+                    // The start in flight finishes; the container is stopped when it reports.
+                }
+                self.begin_termination(now, true, grace);
+            }
+        }
+    }
+
+    fn on_force_kill(&mut self, now: Timestamp) {
+        if self.terminating.is_none() {
+            self.begin_termination(now, true, 1);
+        }
+        let running: Vec<ContainerRef> = self.records.running().map(|i| i.r.clone()).collect();
+        for r in running {
+            if let Some(task) = self.kills.get_mut(&r) {
+                if task.stage == Stage::Killed {
+                    continue;
+                }
+                task.stage = Stage::Killed;
+                task.deadline = None;
+            }
+            self.out.push_back(Action::Signal { container: r, signal: Signal::Kill });
+        }
+    }
+
+    fn on_update_spec(&mut self, spec: PodSpec) {
+        // Only images are mutable on a running pod (R11); take them from the new spec.
+        let mut merged = self.spec.clone();
+        let images = |list: &Option<Vec<k8s_openapi::api::core::v1::Container>>| {
+            list.iter().flatten().map(|c| (c.name.clone(), c.image.clone())).collect::<HashMap<_, _>>()
+        };
+        let (init, regular) = (images(&spec.init_containers), images(&Some(spec.containers.clone())));
+        for c in merged.init_containers.iter_mut().flatten() {
+            if let Some(img) = init.get(&c.name) {
+                c.image = img.clone();
+            }
+        }
+        for c in &mut merged.containers {
+            if let Some(img) = regular.get(&c.name) {
+                c.image = img.clone();
+            }
+        }
+        if merged == self.spec {
+            return;
+        }
+        self.spec = merged;
+        self.model = PodModel::new(&self.spec);
+        // During termination nothing restarts, so a changed image changes nothing (R72).
+        self.dirty = self.terminating.is_none();
+    }
+
+    // ----- helpers -----
+
+    fn record(&mut self, kind: EventType, reason: &str, message: String, c: Option<&ContainerModel>) {
+        self.out.push_back(Action::Record(PodEvent {
+            kind,
+            reason: reason.to_string(),
+            message,
+            field_path: c.map(ContainerModel::field_path),
+        }));
+    }
+
+    fn refresh_status(&mut self, now: Timestamp) {
+        let status = crate::status::build(self, now);
+        self.status = status;
+    }
+
+    /// Whether the sandbox is up (condition `PodReadyToStartContainers`).
+    pub(crate) fn sandbox_ready(&self) -> bool {
+        self.sandbox == Sandbox::Ready
+    }
+}
+
+impl Worker {
+    /// Whether the worker may still be scheduled.
+    fn is_due_candidate(&self) -> bool {
+        !self.in_flight && !self.on_hold && !self.stopped
+    }
+}
+
+/// Formats a duration as Go's `time.Duration.String()` does for whole seconds (`1m20s`).
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
