@@ -1,0 +1,399 @@
+//! The simulated runtime and the virtual-time loop that drives a [`PodEngine`] with it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec};
+use podvisor_engine::{
+    Action, ContainerRef, ExitCause, Hook, Input, PodEngine, PodEvent, PodIdentity, ProbeKind, ProbeOutcome, Signal,
+};
+
+use crate::behaviour::{Behaviour, HookScript, ProbeScript};
+
+/// What happened, as the merged log of all containers would show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// The process started (the runtime reported it running).
+    Starting,
+    /// The `Started` line: the start delay is over.
+    Started,
+    /// The `Exiting` line: a normal or SIGTERM-handled exit, with its code.
+    Exiting(i32),
+    /// Killed by SIGKILL (exit 137), or by the OOM killer.
+    Killed,
+    /// A signal was delivered.
+    Signalled(String),
+    /// A hook began.
+    HookStart(Hook),
+    /// A hook ended.
+    HookEnd(Hook),
+    /// A probe ran, with its result.
+    Probe(ProbeKind, bool),
+    /// An event the engine recorded.
+    Event(PodEvent),
+    /// The pod's phase changed.
+    Phase(String),
+    /// The sandbox was removed: the pod is done.
+    SandboxRemoved,
+}
+
+/// One timeline entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Virtual time since the simulation began.
+    pub at: Duration,
+    /// The container it concerns (empty for the pod).
+    pub container: String,
+    /// What happened.
+    pub mark: Mark,
+}
+
+#[derive(Debug, Clone)]
+enum Due {
+    Input(Input),
+    StartedLine(ContainerRef),
+    Exit(ContainerRef, i32, ExitCause),
+    HookEnd(ContainerRef, Hook, bool),
+}
+
+#[derive(Debug, Clone)]
+struct Proc {
+    behaviour: Behaviour,
+    started_at: Option<Timestamp>,
+    alive: bool,
+    hooks: Vec<Hook>,
+    stop_signalled: bool,
+}
+
+/// A pod run in virtual time against simulated containers.
+pub struct Sim {
+    engine: PodEngine,
+    t0: Timestamp,
+    now: Timestamp,
+    seq: u64,
+    queue: BTreeMap<(Timestamp, u64), Due>,
+    procs: HashMap<ContainerRef, Proc>,
+    behaviours: HashMap<String, Vec<Behaviour>>,
+    unpullable: HashSet<String>,
+    timeline: Vec<Entry>,
+    events: Vec<PodEvent>,
+    phase: String,
+}
+
+/// The virtual epoch: every simulation starts at this instant.
+pub fn epoch() -> Timestamp {
+    Timestamp::from_second(1_767_225_600).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl Sim {
+    /// A simulation of a pod. `behaviours` lists, per container, the behaviour of each
+    /// successive instance (the last one repeats); containers not listed run forever and exit
+    /// at once on SIGTERM.
+    pub fn new(name: &str, spec: PodSpec, behaviours: HashMap<String, Vec<Behaviour>>) -> Self {
+        let t0 = epoch();
+        let id = PodIdentity { name: name.into(), namespace: "default".into(), uid: format!("uid-{name}") };
+        let engine = PodEngine::new(id, spec, t0);
+        let mut sim = Sim {
+            engine,
+            t0,
+            now: t0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            procs: HashMap::new(),
+            behaviours,
+            unpullable: HashSet::new(),
+            timeline: Vec::new(),
+            events: Vec::new(),
+            phase: String::new(),
+        };
+        sim.observe_phase();
+        sim.apply_actions();
+        sim
+    }
+
+    /// Makes an image impossible to pull (`ErrImagePull`).
+    pub fn unpullable(&mut self, image: &str) {
+        self.unpullable.insert(image.to_string());
+    }
+
+    /// The engine under test.
+    pub fn engine(&self) -> &PodEngine {
+        &self.engine
+    }
+
+    /// Virtual time elapsed.
+    pub fn elapsed(&self) -> Duration {
+        self.now.duration_since(self.t0).unsigned_abs()
+    }
+
+    /// The merged timeline so far.
+    pub fn timeline(&self) -> &[Entry] {
+        &self.timeline
+    }
+
+    /// The events the engine recorded so far.
+    pub fn events(&self) -> &[PodEvent] {
+        &self.events
+    }
+
+    /// The pod phase.
+    pub fn phase(&self) -> &str {
+        &self.phase
+    }
+
+    /// The status of a container (init or regular) by name.
+    pub fn container(&self, name: &str) -> Option<&ContainerStatus> {
+        let st = self.engine.status();
+        st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten()).find(|c| c.name == name)
+    }
+
+    /// Deletes the pod now, as `kubectl delete` with an optional grace period.
+    pub fn delete(&mut self, grace_seconds: Option<i64>) {
+        self.feed(Input::Delete { grace_seconds });
+    }
+
+    /// Changes a container's image now (a spec update).
+    pub fn set_image(&mut self, container: &str, image: &str) {
+        let mut spec = self.engine.spec().clone();
+        for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+            if c.name == container {
+                c.image = Some(image.to_string());
+            }
+        }
+        self.feed(Input::UpdateSpec(Box::new(spec)));
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let limit = self.now + d;
+        self.run_until(limit, |_| false);
+    }
+
+    /// Runs until the pod is finished or `limit` of virtual time has passed since the start.
+    /// Returns whether it finished.
+    pub fn run_to_end(&mut self, limit: Duration) -> bool {
+        let limit = self.t0 + limit;
+        self.run_until(limit, |s| s.engine.is_finished());
+        self.engine.is_finished()
+    }
+
+    /// Runs until `done` holds or `limit` of virtual time has passed since the start. Returns
+    /// whether `done` held.
+    pub fn run_while_not(&mut self, limit: Duration, done: impl Fn(&Sim) -> bool) -> bool {
+        let limit = self.t0 + limit;
+        self.run_until(limit, &done);
+        done(self)
+    }
+
+    fn run_until(&mut self, limit: Timestamp, done: impl Fn(&Sim) -> bool) {
+        loop {
+            if done(self) {
+                return;
+            }
+            let next_due = self.queue.keys().next().map(|(t, _)| *t);
+            let next = [next_due, self.engine.poll_timeout()].into_iter().flatten().min();
+            let Some(next) = next.filter(|t| *t <= limit) else {
+                self.now = self.now.max(limit);
+                return;
+            };
+            self.now = self.now.max(next);
+            if next_due == Some(next) {
+                let Some(((_, _), due)) = self.queue.pop_first() else { continue };
+                self.fire(due);
+            } else {
+                self.engine.handle_timeout(self.now);
+                self.after_engine();
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        self.engine.handle(self.now, input);
+        self.after_engine();
+    }
+
+    fn after_engine(&mut self) {
+        self.apply_actions();
+        self.observe_phase();
+    }
+
+    fn observe_phase(&mut self) {
+        let phase = self.engine.status().phase.clone().unwrap_or_default();
+        if phase != self.phase {
+            self.phase = phase.clone();
+            self.mark("", Mark::Phase(phase));
+        }
+    }
+
+    fn mark(&mut self, container: &str, mark: Mark) {
+        self.timeline.push(Entry { at: self.elapsed(), container: container.to_string(), mark });
+    }
+
+    fn schedule(&mut self, after: Duration, due: Due) {
+        self.seq += 1;
+        self.queue.insert((self.now + after, self.seq), due);
+    }
+
+    fn behaviour(&self, r: &ContainerRef) -> Behaviour {
+        self.behaviours
+            .get(&r.name)
+            .and_then(|v| v.get(r.attempt as usize).or(v.last()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn fire(&mut self, due: Due) {
+        match due {
+            Due::Input(input) => {
+                if let Input::Started { container } = &input {
+                    self.on_process_start(container);
+                }
+                self.feed(input);
+            }
+            Due::StartedLine(r) => {
+                if self.procs.get(&r).is_some_and(|p| p.alive) {
+                    self.mark(&r.name, Mark::Started);
+                }
+            }
+            Due::Exit(r, code, cause) => self.exit(&r, code, cause),
+            Due::HookEnd(r, hook, fails) => {
+                let Some(p) = self.procs.get_mut(&r) else { return };
+                if !p.alive || !p.hooks.contains(&hook) {
+                    return;
+                }
+                p.hooks.retain(|h| *h != hook);
+                self.mark(&r.name, Mark::HookEnd(hook));
+                let result = if fails { Err(format!("{hook:?} hook exited 1")) } else { Ok(()) };
+                self.feed(Input::HookDone { container: r, hook, result });
+            }
+        }
+    }
+
+    fn on_process_start(&mut self, r: &ContainerRef) {
+        let b = self.behaviour(r);
+        self.procs.insert(r.clone(), Proc { behaviour: b.clone(), started_at: Some(self.now), alive: true, hooks: Vec::new(), stop_signalled: false });
+        self.mark(&r.name, Mark::Starting);
+        self.schedule(b.start_delay, Due::StartedLine(r.clone()));
+        if let Some(run) = b.run {
+            self.schedule(b.start_delay + run, Due::Exit(r.clone(), b.exit_code, ExitCause::Exited));
+        }
+        if let Some(oom) = b.oom_after {
+            self.schedule(oom, Due::Exit(r.clone(), 137, ExitCause::OomKilled));
+        }
+    }
+
+    fn exit(&mut self, r: &ContainerRef, code: i32, cause: ExitCause) {
+        let Some(p) = self.procs.get_mut(r) else { return };
+        if !p.alive {
+            return;
+        }
+        p.alive = false;
+        let hooks = std::mem::take(&mut p.hooks);
+        let mark = if code == 137 { Mark::Killed } else { Mark::Exiting(code) };
+        self.mark(&r.name, mark);
+        self.feed(Input::Exited { container: r.clone(), exit_code: code, cause, message: None });
+        for hook in hooks {
+            // A hook still running dies with its container.
+            self.feed(Input::HookDone { container: r.clone(), hook, result: Err("container exited".into()) });
+        }
+    }
+
+    fn apply_actions(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            self.apply(action);
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::CreateSandbox => self.schedule(Duration::ZERO, Due::Input(Input::SandboxReady)),
+            Action::StartContainer { container, spec, .. } => {
+                let image = spec.image.unwrap_or_default();
+                if self.unpullable.contains(&image) {
+                    let message = format!("rpc error: manifest for {image} not found");
+                    self.schedule(Duration::ZERO, Due::Input(Input::ImagePullFailed { container, message }));
+                    return;
+                }
+                let b = self.behaviour(&container);
+                let id = format!("sim://{}-{}", container.name, container.attempt);
+                self.schedule(Duration::ZERO, Due::Input(Input::ImageReady { container: container.clone(), pulled: false }));
+                self.schedule(Duration::ZERO, Due::Input(Input::Created { container: container.clone(), id }));
+                self.schedule(b.runtime_start, Due::Input(Input::Started { container }));
+            }
+            Action::RunHook { container, hook, .. } => {
+                let script = self.procs.get(&container).and_then(|p| match hook {
+                    Hook::PostStart => p.behaviour.post_start.clone(),
+                    Hook::PreStop => p.behaviour.pre_stop.clone(),
+                });
+                let script = script.unwrap_or(HookScript { duration: Some(Duration::ZERO), fails: false });
+                let Some(p) = self.procs.get_mut(&container) else { return };
+                if !p.alive {
+                    return;
+                }
+                p.hooks.push(hook);
+                self.mark(&container.name, Mark::HookStart(hook));
+                if let Some(d) = script.duration {
+                    self.schedule(d, Due::HookEnd(container, hook, script.fails));
+                }
+            }
+            Action::RunProbe { container, probe, timeout } => {
+                let Some(p) = self.procs.get(&container).filter(|p| p.alive) else { return };
+                let ran = p.started_at.map_or(Duration::ZERO, |s| self.now.duration_since(s).unsigned_abs());
+                let script = p.behaviour.probes.get(&probe).cloned().unwrap_or(ProbeScript::Pass);
+                let (ok, after) = match &script {
+                    ProbeScript::Pass => (true, Duration::ZERO),
+                    ProbeScript::Fail => (false, Duration::ZERO),
+                    ProbeScript::PassAfter(d) => (ran >= *d, Duration::ZERO),
+                    ProbeScript::FailAfter(d) => (ran < *d, Duration::ZERO),
+                    ProbeScript::WhenStarted => (ran >= p.behaviour.start_delay, Duration::ZERO),
+                    ProbeScript::Hang => (false, timeout),
+                    ProbeScript::UntilStopSignal => (!p.stop_signalled, Duration::ZERO),
+                    ProbeScript::Warn(_) => (true, Duration::ZERO),
+                };
+                self.mark(&container.name, Mark::Probe(probe, ok));
+                let outcome = if let ProbeScript::Warn(w) = script {
+                    ProbeOutcome::Warning(w)
+                } else if ok {
+                    ProbeOutcome::Success
+                } else if after > Duration::ZERO {
+                    ProbeOutcome::Failure(format!("command timed out after {}s", timeout.as_secs()))
+                } else {
+                    ProbeOutcome::Failure("exit status 1".into())
+                };
+                self.schedule(after, Due::Input(Input::ProbeDone { container, probe, outcome }));
+            }
+            Action::Signal { container, signal } => {
+                let Some(p) = self.procs.get(&container).filter(|p| p.alive) else { return };
+                let term = p.behaviour.term;
+                let code = p.behaviour.exit_code;
+                match signal {
+                    Signal::Stop => {
+                        if let Some(p) = self.procs.get_mut(&container) {
+                            p.stop_signalled = true;
+                        }
+                        self.mark(&container.name, Mark::Signalled("SIGTERM".into()));
+                        if let Some(t) = term {
+                            self.schedule(t, Due::Exit(container, code, ExitCause::Exited));
+                        }
+                    }
+                    Signal::Kill => {
+                        self.mark(&container.name, Mark::Signalled("SIGKILL".into()));
+                        self.exit(&container, 137, ExitCause::Exited);
+                    }
+                }
+            }
+            Action::RemoveSandbox => self.mark("", Mark::SandboxRemoved),
+            Action::Record(ev) => {
+                let name = ev
+                    .field_path
+                    .as_deref()
+                    .and_then(|p| p.split_once('{'))
+                    .map(|(_, rest)| rest.trim_end_matches('}').to_string())
+                    .unwrap_or_default();
+                self.events.push(ev.clone());
+                self.mark(&name, Mark::Event(ev));
+            }
+        }
+    }
+}
