@@ -1,0 +1,113 @@
+//! The API server's defaults for the objects podvisor runs (R12 and the usual pod defaults).
+
+use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podvisor_manifest::Object;
+
+fn probe(p: &mut Probe) {
+    p.period_seconds.get_or_insert(10);
+    p.timeout_seconds.get_or_insert(1);
+    p.success_threshold.get_or_insert(1);
+    p.failure_threshold.get_or_insert(3);
+    if let Some(h) = &mut p.http_get {
+        h.scheme.get_or_insert_with(|| "HTTP".into());
+    }
+}
+
+/// `imagePullPolicy` default: `Always` for `:latest` or untagged images, else `IfNotPresent`.
+pub fn default_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn container(c: &mut Container) {
+    c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
+    c.termination_message_policy.get_or_insert_with(|| "File".into());
+    if c.image_pull_policy.is_none() {
+        let policy = default_pull_policy(c.image.as_deref().unwrap_or(""));
+        c.image_pull_policy = Some(policy.into());
+    }
+    for port in c.ports.iter_mut().flatten() {
+        port.protocol.get_or_insert_with(|| "TCP".into());
+    }
+    for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe].into_iter().flatten() {
+        probe(p);
+    }
+}
+
+/// Applies the pod spec defaults in place.
+pub fn pod_spec(spec: &mut PodSpec) {
+    spec.restart_policy.get_or_insert_with(|| "Always".into());
+    spec.termination_grace_period_seconds.get_or_insert(30);
+    spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
+    spec.scheduler_name.get_or_insert_with(|| "default-scheduler".into());
+    spec.security_context.get_or_insert_with(Default::default);
+    for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+        container(c);
+    }
+    for v in spec.volumes.iter_mut().flatten() {
+        if let Some(cm) = &mut v.config_map {
+            cm.default_mode.get_or_insert(0o644);
+        }
+        if let Some(s) = &mut v.secret {
+            s.default_mode.get_or_insert(0o644);
+        }
+    }
+}
+
+/// Applies an object's defaults in place, including those of the pod template it carries.
+pub fn apply(object: &mut Object) {
+    let meta = match object {
+        Object::Pod(o) => &mut o.metadata,
+        Object::Job(o) => &mut o.metadata,
+        Object::Deployment(o) => &mut o.metadata,
+        Object::ConfigMap(o) => &mut o.metadata,
+        Object::Secret(o) => &mut o.metadata,
+    };
+    meta.namespace.get_or_insert_with(|| "default".into());
+    match object {
+        Object::Pod(p) => {
+            if let Some(spec) = &mut p.spec {
+                pod_spec(spec);
+            }
+        }
+        Object::Job(j) => {
+            if let Some(spec) = &mut j.spec {
+                spec.parallelism.get_or_insert(1);
+                spec.completions.get_or_insert(1);
+                spec.backoff_limit.get_or_insert(6);
+                spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+                spec.suspend.get_or_insert(false);
+                if let Some(ps) = &mut spec.template.spec {
+                    // The template's restart policy has no default that a Job accepts; an unset
+                    // one becomes "Always" and is refused by validation, as in Kubernetes.
+                    pod_spec(ps);
+                }
+            }
+        }
+        Object::Deployment(d) => {
+            if let Some(spec) = &mut d.spec {
+                spec.replicas.get_or_insert(1);
+                spec.revision_history_limit.get_or_insert(10);
+                spec.progress_deadline_seconds.get_or_insert(600);
+                let strategy = spec.strategy.get_or_insert_with(Default::default);
+                strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+                if strategy.type_.as_deref() == Some("RollingUpdate") {
+                    let ru = strategy.rolling_update.get_or_insert_with(Default::default);
+                    ru.max_surge.get_or_insert(IntOrString::String("25%".into()));
+                    ru.max_unavailable.get_or_insert(IntOrString::String("25%".into()));
+                }
+                if let Some(ps) = &mut spec.template.spec {
+                    pod_spec(ps);
+                }
+            }
+        }
+        Object::ConfigMap(_) | Object::Secret(_) => {}
+    }
+}

@@ -1,0 +1,94 @@
+//! Validation of whole objects: the pod spec at its place in each kind, plus each kind's own
+//! rules. Errors come worded as the API server's `… is invalid` response.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use podvisor_manifest::Object;
+
+use crate::field::{FieldError, Invalid, Path};
+use crate::validation::{validate_metadata, validate_pod_spec};
+
+fn pod(p: &Pod) -> Vec<FieldError> {
+    let mut errs = validate_metadata(&p.metadata, &Path::new("metadata"));
+    match &p.spec {
+        Some(spec) => errs.extend(validate_pod_spec(spec, &Path::new("spec"))),
+        None => errs.push(Path::new("spec").required("")),
+    }
+    errs
+}
+
+fn job(j: &Job) -> Vec<FieldError> {
+    let mut errs = validate_metadata(&j.metadata, &Path::new("metadata"));
+    let Some(spec) = &j.spec else {
+        errs.push(Path::new("spec").required(""));
+        return errs;
+    };
+    let tp = Path::new("spec").child("template").child("spec");
+    match &spec.template.spec {
+        Some(ps) => {
+            errs.extend(validate_pod_spec(ps, &tp));
+            let policy = ps.restart_policy.as_deref().unwrap_or("Always");
+            if !matches!(policy, "OnFailure" | "Never") {
+                errs.push(tp.child("restartPolicy").not_supported(policy, &["OnFailure", "Never"]));
+            }
+        }
+        None => errs.push(tp.required("")),
+    }
+    for (name, v) in [("parallelism", spec.parallelism), ("completions", spec.completions), ("backoffLimit", spec.backoff_limit)] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            errs.push(Path::new("spec").child(name).invalid_num(v.into(), "must be greater than or equal to 0"));
+        }
+    }
+    errs
+}
+
+fn deployment(d: &Deployment) -> Vec<FieldError> {
+    let mut errs = validate_metadata(&d.metadata, &Path::new("metadata"));
+    let Some(spec) = &d.spec else {
+        errs.push(Path::new("spec").required(""));
+        return errs;
+    };
+    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let selector = spec.selector.match_labels.clone().unwrap_or_default();
+    if selector.is_empty() && spec.selector.match_expressions.as_ref().is_none_or(Vec::is_empty) {
+        errs.push(Path::new("spec").child("selector").required(""));
+    } else if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        errs.push(crate::field::FieldError {
+            field: "spec.template.metadata.labels".into(),
+            kind: crate::field::ErrorType::Invalid(format!("map[string]string{{{}}}", shown.join(", "))),
+            detail: "`selector` does not match template `labels`".into(),
+        });
+    }
+    let tp = Path::new("spec").child("template").child("spec");
+    match &spec.template.spec {
+        Some(ps) => {
+            errs.extend(validate_pod_spec(ps, &tp));
+            if let Some(p) = ps.restart_policy.as_deref().filter(|p| *p != "Always") {
+                errs.push(tp.child("restartPolicy").not_supported(p, &["Always"]));
+            }
+        }
+        None => errs.push(tp.required("")),
+    }
+    if let Some(r) = spec.replicas.filter(|r| *r < 0) {
+        errs.push(Path::new("spec").child("replicas").invalid_num(r.into(), "must be greater than or equal to 0"));
+    }
+    errs
+}
+
+/// Validates an object as the API server would on create. `Ok` when valid.
+pub fn validate(object: &Object) -> Result<(), Invalid> {
+    let errors = match object {
+        Object::Pod(p) => pod(p),
+        Object::Job(j) => job(j),
+        Object::Deployment(d) => deployment(d),
+        Object::ConfigMap(c) => validate_metadata(&c.metadata, &Path::new("metadata")),
+        Object::Secret(s) => validate_metadata(&s.metadata, &Path::new("metadata")),
+    };
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid { kind: object.kind().to_string(), name: object.name().to_string(), errors })
+    }
+}

@@ -1,0 +1,362 @@
+//! Validation of pod specs and of the objects that carry them, as the API server validates
+//! them (R5–R10 and the usual container, volume, port, probe and hook rules). Every error of
+//! an object is returned, not only the first.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, PodSpec, Probe, Volume};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::field::{FieldError, Path};
+
+const DNS1123_LABEL_FMT: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
+     and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation \
+     is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const DNS1123_SUBDOMAIN_FMT: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
+     characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used \
+     for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const NON_NEGATIVE: &str = "must be greater than or equal to 0";
+
+/// Whether `s` is a DNS-1123 label (at most 63 characters).
+pub fn is_dns1123_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty()
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    })
+}
+
+fn label(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
+    if value.len() > 63 {
+        errs.push(path.invalid(value, "must be no more than 63 characters"));
+    }
+    if !is_dns1123_label(value) && value.len() <= 63 {
+        errs.push(path.invalid(value, DNS1123_LABEL_FMT));
+    }
+}
+
+/// Validates `metadata.name` of a namespaced object named as a DNS-1123 subdomain.
+pub fn validate_metadata(meta: &ObjectMeta, path: &Path) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    match meta.name.as_deref() {
+        None | Some("") if meta.generate_name.is_none() => {
+            errs.push(path.child("name").required("name or generateName is required"))
+        }
+        Some(name) if !name.is_empty() && !is_dns1123_subdomain(name) => {
+            errs.push(path.child("name").invalid(name, DNS1123_SUBDOMAIN_FMT))
+        }
+        _ => {}
+    }
+    errs
+}
+
+/// IANA service name rules for named ports.
+fn port_name_errors(name: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if name.len() > 15 {
+        out.push("must be no more than 15 characters");
+    }
+    if !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        out.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)");
+    }
+    if name.contains("--") {
+        out.push("must not contain consecutive hyphens");
+    }
+    if !name.bytes().any(|c| c.is_ascii_lowercase()) {
+        out.push("must contain at least one letter (a-z)");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        out.push("must not begin or end with a hyphen");
+    }
+    out
+}
+
+fn port_number(path: &Path, port: i32, errs: &mut Vec<FieldError>) {
+    if !(1..=65535).contains(&port) {
+        errs.push(path.invalid_num(port.into(), "must be between 1 and 65535, inclusive"));
+    }
+}
+
+fn int_or_name_port(path: &Path, port: &IntOrString, errs: &mut Vec<FieldError>) {
+    match port {
+        IntOrString::Int(p) => port_number(path, *p, errs),
+        IntOrString::String(name) => {
+            for msg in port_name_errors(name) {
+                errs.push(path.invalid(name, msg));
+            }
+        }
+    }
+}
+
+/// Validates a probe or hook handler: exactly one action (R7).
+fn handler_count(path: &Path, set: &[(&str, bool)], errs: &mut Vec<FieldError>) {
+    let present: Vec<&str> = set.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
+    match present.as_slice() {
+        [] => errs.push(path.required("must specify a handler type")),
+        [_] => {}
+        [_, rest @ ..] => {
+            for name in rest {
+                errs.push(path.child(name).forbidden("may not specify more than 1 handler type"));
+            }
+        }
+    }
+}
+
+fn validate_probe(p: &Probe, path: &Path, errs: &mut Vec<FieldError>) {
+    handler_count(
+        path,
+        &[("exec", p.exec.is_some()), ("httpGet", p.http_get.is_some()), ("tcpSocket", p.tcp_socket.is_some()), ("grpc", p.grpc.is_some())],
+        errs,
+    );
+    for (name, v) in [
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("timeoutSeconds", p.timeout_seconds),
+        ("periodSeconds", p.period_seconds),
+        ("successThreshold", p.success_threshold),
+        ("failureThreshold", p.failure_threshold),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            errs.push(path.child(name).invalid_num(v.into(), NON_NEGATIVE));
+        }
+    }
+    if let Some(g) = p.termination_grace_period_seconds.filter(|g| *g <= 0) {
+        errs.push(path.child("terminationGracePeriodSeconds").invalid_num(g, "must be greater than 0"));
+    }
+    if let Some(h) = &p.http_get {
+        int_or_name_port(&path.child("httpGet").child("port"), &h.port, errs);
+        if let Some(s) = h.scheme.as_deref().filter(|s| !matches!(*s, "HTTP" | "HTTPS")) {
+            errs.push(path.child("httpGet").child("scheme").not_supported(s, &["HTTP", "HTTPS"]));
+        }
+    }
+    if let Some(t) = &p.tcp_socket {
+        int_or_name_port(&path.child("tcpSocket").child("port"), &t.port, errs);
+    }
+    if let Some(g) = &p.grpc {
+        port_number(&path.child("grpc").child("port"), g.port, errs);
+    }
+}
+
+fn validate_handler(h: &LifecycleHandler, path: &Path, grace: i64, errs: &mut Vec<FieldError>) {
+    handler_count(
+        path,
+        &[
+            ("exec", h.exec.is_some()),
+            ("httpGet", h.http_get.is_some()),
+            ("tcpSocket", h.tcp_socket.is_some()),
+            ("sleep", h.sleep.is_some()),
+        ],
+        errs,
+    );
+    if let Some(s) = &h.sleep {
+        if s.seconds < 0 || s.seconds > grace {
+            errs.push(path.child("sleep").child("seconds").invalid_num(
+                s.seconds,
+                &format!("must be non-negative and less than terminationGracePeriodSeconds ({grace})"),
+            ));
+        }
+    }
+    if let Some(hg) = &h.http_get {
+        int_or_name_port(&path.child("httpGet").child("port"), &hg.port, errs);
+    }
+}
+
+/// Checks common to every container (name, image, ports, mounts, policies).
+fn validate_container_common(c: &Container, path: &Path, volumes: &HashSet<&str>, errs: &mut Vec<FieldError>) {
+    if c.name.is_empty() {
+        errs.push(path.child("name").required(""));
+    } else {
+        label(&path.child("name"), &c.name, errs);
+    }
+    if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        errs.push(path.child("image").required(""));
+    }
+    if let Some(p) = c.image_pull_policy.as_deref().filter(|p| !matches!(*p, "Always" | "IfNotPresent" | "Never")) {
+        errs.push(path.child("imagePullPolicy").not_supported(p, &["Always", "IfNotPresent", "Never"]));
+    }
+    if let Some(p) =
+        c.termination_message_policy.as_deref().filter(|p| !matches!(*p, "File" | "FallbackToLogsOnError"))
+    {
+        errs.push(path.child("terminationMessagePolicy").not_supported(p, &["File", "FallbackToLogsOnError"]));
+    }
+    let mut port_names = HashSet::new();
+    for (i, port) in c.ports.iter().flatten().enumerate() {
+        let pp = path.child("ports").index(i);
+        if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+            for msg in port_name_errors(name) {
+                errs.push(pp.child("name").invalid(name, msg));
+            }
+            if !port_names.insert(name.to_string()) {
+                errs.push(pp.child("name").duplicate(name));
+            }
+        }
+        if port.container_port == 0 {
+            errs.push(pp.child("containerPort").required(""));
+        } else {
+            port_number(&pp.child("containerPort"), port.container_port, errs);
+        }
+        if let Some(hp) = port.host_port.filter(|p| *p != 0) {
+            port_number(&pp.child("hostPort"), hp, errs);
+        }
+        if let Some(proto) = port.protocol.as_deref().filter(|p| !matches!(*p, "TCP" | "UDP" | "SCTP")) {
+            errs.push(pp.child("protocol").not_supported(proto, &["SCTP", "TCP", "UDP"]));
+        }
+    }
+    let mut mount_paths = HashSet::new();
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let mp = path.child("volumeMounts").index(i);
+        if m.name.is_empty() {
+            errs.push(mp.child("name").required(""));
+        } else if !volumes.contains(m.name.as_str()) {
+            errs.push(mp.child("name").not_found(&m.name));
+        }
+        if m.mount_path.is_empty() {
+            errs.push(mp.child("mountPath").required(""));
+        } else if !mount_paths.insert(m.mount_path.clone()) {
+            errs.push(mp.child("mountPath").invalid(&m.mount_path, "must be unique"));
+        }
+    }
+}
+
+fn validate_volumes(vols: &[Volume], path: &Path, errs: &mut Vec<FieldError>) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (i, v) in vols.iter().enumerate() {
+        let vp = path.index(i);
+        if v.name.is_empty() {
+            errs.push(vp.child("name").required(""));
+        } else {
+            label(&vp.child("name"), &v.name, errs);
+            if !names.insert(v.name.clone()) {
+                errs.push(vp.child("name").duplicate(&v.name));
+            }
+        }
+        let sources = [
+            ("emptyDir", v.empty_dir.is_some()),
+            ("hostPath", v.host_path.is_some()),
+            ("configMap", v.config_map.is_some()),
+            ("secret", v.secret.is_some()),
+            ("downwardAPI", v.downward_api.is_some()),
+            ("projected", v.projected.is_some()),
+            ("persistentVolumeClaim", v.persistent_volume_claim.is_some()),
+            ("csi", v.csi.is_some()),
+            ("ephemeral", v.ephemeral.is_some()),
+            ("image", v.image.is_some()),
+            ("nfs", v.nfs.is_some()),
+        ];
+        let present: Vec<&str> = sources.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
+        match present.as_slice() {
+            [] => errs.push(vp.required("must specify a volume type")),
+            [_] => {}
+            [_, rest @ ..] => {
+                for name in rest {
+                    errs.push(vp.child(name).forbidden("may not specify more than 1 volume type"));
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Validates a pod spec at `path` (`spec`, or `spec.template.spec` inside a workload).
+pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let volume_names = validate_volumes(spec.volumes.as_deref().unwrap_or_default(), &path.child("volumes"), &mut errs);
+    let volumes: HashSet<&str> = volume_names.iter().map(String::as_str).collect();
+    let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+    if let Some(p) = spec.restart_policy.as_deref().filter(|p| !matches!(*p, "Always" | "OnFailure" | "Never")) {
+        errs.push(path.child("restartPolicy").not_supported(p, &["Always", "OnFailure", "Never"]));
+    }
+    if let Some(g) = spec.termination_grace_period_seconds.filter(|g| *g < 0) {
+        errs.push(path.child("terminationGracePeriodSeconds").invalid_num(g, NON_NEGATIVE));
+    }
+    if let Some(d) = spec.active_deadline_seconds.filter(|d| *d < 1 || *d > i64::from(i32::MAX)) {
+        errs.push(path.child("activeDeadlineSeconds").invalid_num(d, "must be between 1 and 2147483647, inclusive"));
+    }
+    if spec.containers.is_empty() {
+        errs.push(path.child("containers").required(""));
+    }
+    let mut names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        let cp = path.child("initContainers").index(i);
+        validate_container_common(c, &cp, &volumes, &mut errs);
+        if !c.name.is_empty() && !names.insert(c.name.as_str()) {
+            errs.push(cp.child("name").duplicate(&c.name));
+        }
+        match c.restart_policy.as_deref() {
+            None => {
+                // R8: only sidecars may have lifecycle hooks and probes.
+                for (field, set) in [
+                    ("lifecycle", c.lifecycle.is_some()),
+                    ("livenessProbe", c.liveness_probe.is_some()),
+                    ("readinessProbe", c.readiness_probe.is_some()),
+                    ("startupProbe", c.startup_probe.is_some()),
+                ] {
+                    if set {
+                        errs.push(cp.child(field).forbidden("may not be set for init containers without restartPolicy=Always"));
+                    }
+                }
+            }
+            Some("Always") => validate_probes_and_hooks(c, &cp, grace, &mut errs),
+            // R5: any other value is unsupported.
+            Some(other) => errs.push(cp.child("restartPolicy").not_supported(other, &["Always"])),
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        let cp = path.child("containers").index(i);
+        validate_container_common(c, &cp, &volumes, &mut errs);
+        if !c.name.is_empty() && !seen.insert(c.name.as_str()) {
+            errs.push(cp.child("name").duplicate(&c.name));
+        }
+        if c.restart_policy.is_some() {
+            // R6.
+            errs.push(cp.child("restartPolicy").forbidden("may not be set for non-init containers"));
+        }
+        validate_probes_and_hooks(c, &cp, grace, &mut errs);
+    }
+    errs
+}
+
+/// Probe and hook rules shared by sidecars and regular containers (R7).
+fn validate_probes_and_hooks(c: &Container, path: &Path, grace: i64, errs: &mut Vec<FieldError>) {
+    if let Some(p) = &c.liveness_probe {
+        let pp = path.child("livenessProbe");
+        validate_probe(p, &pp, errs);
+        if let Some(s) = p.success_threshold.filter(|s| *s != 1) {
+            errs.push(pp.child("successThreshold").invalid_num(s.into(), "must be 1"));
+        }
+    }
+    if let Some(p) = &c.readiness_probe {
+        let pp = path.child("readinessProbe");
+        validate_probe(p, &pp, errs);
+        if let Some(g) = p.termination_grace_period_seconds {
+            errs.push(pp.child("terminationGracePeriodSeconds").invalid_num(g, "must not be set for readinessProbes"));
+        }
+    }
+    if let Some(p) = &c.startup_probe {
+        let pp = path.child("startupProbe");
+        validate_probe(p, &pp, errs);
+        if let Some(s) = p.success_threshold.filter(|s| *s != 1) {
+            errs.push(pp.child("successThreshold").invalid_num(s.into(), "must be 1"));
+        }
+    }
+    if let Some(l) = &c.lifecycle {
+        if let Some(h) = &l.post_start {
+            validate_handler(h, &path.child("lifecycle").child("postStart"), grace, errs);
+        }
+        if let Some(h) = &l.pre_stop {
+            validate_handler(h, &path.child("lifecycle").child("preStop"), grace, errs);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Validation as the API server does it (R5–R10, R7 probe/hook rules), with its wording.
+
+use podvisor_api::{defaults, validate};
+use podvisor_manifest::{Object, load_file, load_str};
+
+const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/seed-manifests");
+
+fn errors(yaml: &str) -> Vec<String> {
+    let mut docs = load_str("t.yaml", yaml).expect("decodes");
+    let mut object = docs.remove(0).object;
+    defaults::apply(&mut object);
+    match validate(&object) {
+        Ok(()) => Vec::new(),
+        Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn pod(spec: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{spec}")
+}
+
+#[test]
+fn every_valid_seed_passes() {
+    for name in ["seed000-1.yaml", "seed001-1.yaml", "seed002-1.yaml", "seed004-1.yaml", "seed004-2.yaml",
+        "seed004-3.yaml", "seed004-4.yaml", "seed004-5-legacy.yaml"] {
+        for m in load_file(&std::path::Path::new(SEEDS).join(name)).unwrap() {
+            let mut object = m.object;
+            defaults::apply(&mut object);
+            assert_eq!(validate(&object).map_err(|e| e.to_string()), Ok(()), "{name}");
+        }
+    }
+}
+
+#[test]
+fn r5_init_restart_policy_other_than_always() {
+    let e = errors(&pod("  initContainers:\n  - {name: i, image: busybox, restartPolicy: Never}\n  containers:\n  - {name: c, image: busybox}\n"));
+    assert_eq!(e, [r#"spec.initContainers[0].restartPolicy: Unsupported value: "Never": supported values: "Always""#]);
+}
+
+#[test]
+fn r6_restart_policy_on_an_app_container() {
+    let e = errors(&pod("  containers:\n  - {name: c, image: busybox, restartPolicy: Always}\n"));
+    assert_eq!(e, ["spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"]);
+}
+
+#[test]
+fn r8_probes_and_hooks_on_a_regular_init_container() {
+    let e = errors(&pod(
+        "  initContainers:\n  - name: i\n    image: busybox\n    readinessProbe: {exec: {command: [sh]}}\n    lifecycle: {postStart: {exec: {command: [sh]}}}\n  containers:\n  - {name: c, image: busybox}\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            "spec.initContainers[0].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always",
+            "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+        ]
+    );
+}
+
+#[test]
+fn r9_duplicate_names_across_init_and_app_containers() {
+    let e = errors(&pod("  initContainers:\n  - {name: x, image: busybox, restartPolicy: Always}\n  containers:\n  - {name: x, image: busybox}\n  - {name: z, image: busybox}\n  - {name: z, image: busybox}\n"));
+    assert_eq!(e, [r#"spec.initContainers[0].name: Duplicate value: "x""#, r#"spec.containers[2].name: Duplicate value: "z""#]);
+}
+
+#[test]
+fn mount_of_an_undeclared_volume() {
+    let e = errors(&pod("  containers:\n  - name: c\n    image: busybox\n    volumeMounts: [{name: data, mountPath: /data}]\n"));
+    assert_eq!(e, [r#"spec.containers[0].volumeMounts[0].name: Not found: "data""#]);
+}
+
+#[test]
+fn r7_sleep_hook_longer_than_the_grace_period() {
+    let e = errors(&pod("  terminationGracePeriodSeconds: 5\n  containers:\n  - name: c\n    image: busybox\n    lifecycle: {preStop: {sleep: {seconds: 10}}}\n"));
+    assert_eq!(e, ["spec.containers[0].lifecycle.preStop.sleep.seconds: Invalid value: 10: must be non-negative and less than terminationGracePeriodSeconds (5)"]);
+}
+
+#[test]
+fn r7_probe_rules_on_sidecars() {
+    let e = errors(&pod(
+        "  initContainers:\n  - name: s\n    image: busybox\n    restartPolicy: Always\n    livenessProbe: {exec: {command: [sh]}, successThreshold: 2}\n    startupProbe: {exec: {command: [sh]}, tcpSocket: {port: 80}}\n    readinessProbe: {httpGet: {port: 70000}, terminationGracePeriodSeconds: 5, periodSeconds: -1}\n  containers:\n  - {name: c, image: busybox}\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            "spec.initContainers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
+            "spec.initContainers[0].readinessProbe.periodSeconds: Invalid value: -1: must be greater than or equal to 0",
+            "spec.initContainers[0].readinessProbe.httpGet.port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+            "spec.initContainers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 5: must not be set for readinessProbes",
+            "spec.initContainers[0].startupProbe.tcpSocket: Forbidden: may not specify more than 1 handler type",
+        ]
+    );
+}
+
+#[test]
+fn names_ports_and_images() {
+    let e = errors(&pod("  containers:\n  - name: Web_1\n    ports: [{containerPort: 0}, {containerPort: 80, protocol: HTTP, name: metrics-port-too-long}]\n"));
+    assert_eq!(
+        e,
+        [
+            "spec.containers[0].name: Invalid value: \"Web_1\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+            "spec.containers[0].image: Required value",
+            "spec.containers[0].ports[0].containerPort: Required value",
+            "spec.containers[0].ports[1].name: Invalid value: \"metrics-port-too-long\": must be no more than 15 characters",
+            "spec.containers[0].ports[1].protocol: Unsupported value: \"HTTP\": supported values: \"SCTP\", \"TCP\", \"UDP\"",
+        ]
+    );
+}
+
+#[test]
+fn a_job_needs_on_failure_or_never_and_all_errors_come_at_once() {
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    spec:\n      initContainers:\n      - {name: s, image: busybox, restartPolicy: OnFailure}\n      containers:\n      - {name: c, image: busybox}\n";
+    let mut docs = load_str("j.yaml", job).unwrap();
+    let mut object = docs.remove(0).object;
+    defaults::apply(&mut object);
+    let err = validate(&object).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"Job "j" is invalid: [spec.template.spec.initContainers[0].restartPolicy: Unsupported value: "OnFailure": supported values: "Always", spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never"]"#
+    );
+}
+
+#[test]
+fn a_deployment_selector_must_match_its_template() {
+    let d = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: busybox}]}\n";
+    assert_eq!(errors(d), [r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"b"}: `selector` does not match template `labels`"#]);
+}
+
+#[test]
+fn r12_defaults() {
+    let mut docs = load_str("p.yaml", &pod("  containers:\n  - name: c\n    image: busybox:1.36\n    readinessProbe: {httpGet: {port: 80}}\n  - {name: d, image: alpine}\n")).unwrap();
+    let mut object = docs.remove(0).object;
+    defaults::apply(&mut object);
+    let Object::Pod(p) = object else { panic!() };
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(spec.termination_grace_period_seconds, Some(30));
+    let probe = spec.containers[0].readiness_probe.clone().unwrap();
+    assert_eq!((probe.period_seconds, probe.timeout_seconds, probe.success_threshold, probe.failure_threshold), (Some(10), Some(1), Some(1), Some(3)));
+    assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("Always"), "untagged means :latest");
+    assert_eq!(spec.containers[0].restart_policy, None, "the container-level restartPolicy has no default");
+    assert_eq!(p.metadata.namespace.as_deref(), Some("default"));
+}
