@@ -107,7 +107,9 @@ pub fn pod_columns(pod: &Pod, now: Timestamp) -> PodColumns {
         }
         reason = if let Some(t) = &state.terminated {
             terminated_reason("Init:", t)
-        } else if let Some(w) = state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty() && r != "PodInitializing") {
+        } else if let Some(w) =
+            state.waiting.as_ref().and_then(|w| w.reason.clone()).filter(|r| !r.is_empty() && r != "PodInitializing")
+        {
             format!("Init:{w}")
         } else {
             format!("Init:{i}/{}", init_specs.len())

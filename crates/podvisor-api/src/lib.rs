@@ -2,6 +2,8 @@
 //! validation (worded as the API server words it), kubectl's `get pods` columns, and the
 //! effective resources of a pod with sidecars.
 
+#![warn(missing_docs)]
+
 pub mod columns;
 pub mod defaults;
 pub mod field;

@@ -35,7 +35,9 @@ fn job(j: &Job) -> Vec<FieldError> {
         }
         None => errs.push(tp.required("")),
     }
-    for (name, v) in [("parallelism", spec.parallelism), ("completions", spec.completions), ("backoffLimit", spec.backoff_limit)] {
+    for (name, v) in
+        [("parallelism", spec.parallelism), ("completions", spec.completions), ("backoffLimit", spec.backoff_limit)]
+    {
         if let Some(v) = v.filter(|v| *v < 0) {
             errs.push(Path::new("spec").child(name).invalid_num(v.into(), "must be greater than or equal to 0"));
         }

@@ -38,7 +38,11 @@ pub fn parse_milli(q: &str) -> Result<i128, BadQuantity> {
         "Ei" => (1024i128.pow(6) * 1000, 1),
         e if e.starts_with(['e', 'E']) => {
             let exp: i32 = e[1..].parse().map_err(|_| bad())?;
-            if exp >= 0 { (1000 * 10i128.checked_pow(exp as u32).ok_or_else(bad)?, 1) } else { (1000, 10i128.checked_pow((-exp) as u32).ok_or_else(bad)?) }
+            if exp >= 0 {
+                (1000 * 10i128.checked_pow(exp as u32).ok_or_else(bad)?, 1)
+            } else {
+                (1000, 10i128.checked_pow((-exp) as u32).ok_or_else(bad)?)
+            }
         }
         _ => return Err(bad()),
     };

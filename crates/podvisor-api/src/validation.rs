@@ -29,13 +29,14 @@ pub fn is_dns1123_label(s: &str) -> bool {
 }
 
 fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(|part| {
-        let b = part.as_bytes();
-        !b.is_empty()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            && b[0] != b'-'
-            && b[b.len() - 1] != b'-'
-    })
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
 }
 
 fn label(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
@@ -117,7 +118,12 @@ fn handler_count(path: &Path, set: &[(&str, bool)], errs: &mut Vec<FieldError>) 
 fn validate_probe(p: &Probe, path: &Path, errs: &mut Vec<FieldError>) {
     handler_count(
         path,
-        &[("exec", p.exec.is_some()), ("httpGet", p.http_get.is_some()), ("tcpSocket", p.tcp_socket.is_some()), ("grpc", p.grpc.is_some())],
+        &[
+            ("exec", p.exec.is_some()),
+            ("httpGet", p.http_get.is_some()),
+            ("tcpSocket", p.tcp_socket.is_some()),
+            ("grpc", p.grpc.is_some()),
+        ],
         errs,
     );
     for (name, v) in [
@@ -159,13 +165,13 @@ fn validate_handler(h: &LifecycleHandler, path: &Path, grace: i64, errs: &mut Ve
         ],
         errs,
     );
-    if let Some(s) = &h.sleep {
-        if s.seconds < 0 || s.seconds > grace {
-            errs.push(path.child("sleep").child("seconds").invalid_num(
-                s.seconds,
-                &format!("must be non-negative and less than terminationGracePeriodSeconds ({grace})"),
-            ));
-        }
+    if let Some(s) = &h.sleep
+        && (s.seconds < 0 || s.seconds > grace)
+    {
+        errs.push(path.child("sleep").child("seconds").invalid_num(
+            s.seconds,
+            &format!("must be non-negative and less than terminationGracePeriodSeconds ({grace})"),
+        ));
     }
     if let Some(hg) = &h.http_get {
         int_or_name_port(&path.child("httpGet").child("port"), &hg.port, errs);
@@ -185,8 +191,7 @@ fn validate_container_common(c: &Container, path: &Path, volumes: &HashSet<&str>
     if let Some(p) = c.image_pull_policy.as_deref().filter(|p| !matches!(*p, "Always" | "IfNotPresent" | "Never")) {
         errs.push(path.child("imagePullPolicy").not_supported(p, &["Always", "IfNotPresent", "Never"]));
     }
-    if let Some(p) =
-        c.termination_message_policy.as_deref().filter(|p| !matches!(*p, "File" | "FallbackToLogsOnError"))
+    if let Some(p) = c.termination_message_policy.as_deref().filter(|p| !matches!(*p, "File" | "FallbackToLogsOnError"))
     {
         errs.push(path.child("terminationMessagePolicy").not_supported(p, &["File", "FallbackToLogsOnError"]));
     }
@@ -303,7 +308,10 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
                     ("startupProbe", c.startup_probe.is_some()),
                 ] {
                     if set {
-                        errs.push(cp.child(field).forbidden("may not be set for init containers without restartPolicy=Always"));
+                        errs.push(
+                            cp.child(field)
+                                .forbidden("may not be set for init containers without restartPolicy=Always"),
+                        );
                     }
                 }
             }

@@ -19,13 +19,22 @@ fn c(name: &str, cpu: &str, sidecar: bool) -> Container {
 #[test]
 fn r67_worked_example() {
     let mut spec = PodSpec {
-        init_containers: Some(vec![c("a", "100m", true), c("b", "500m", false), c("c", "200m", true), c("d", "50m", false)]),
+        init_containers: Some(vec![
+            c("a", "100m", true),
+            c("b", "500m", false),
+            c("c", "200m", true),
+            c("d", "50m", false),
+        ]),
         containers: vec![c("x", "300m", false)],
         ..Default::default()
     };
     assert_eq!(format_milli(effective(&spec, false).unwrap()["cpu"]), "600m");
     spec.init_containers.as_mut().unwrap()[1] = c("b", "800m", false);
-    assert_eq!(format_milli(effective(&spec, false).unwrap()["cpu"]), "900m", "earlier sidecars add to each init container");
+    assert_eq!(
+        format_milli(effective(&spec, false).unwrap()["cpu"]),
+        "900m",
+        "earlier sidecars add to each init container"
+    );
 }
 
 #[test]

@@ -21,8 +21,16 @@ fn pod(spec: &str) -> String {
 
 #[test]
 fn every_valid_seed_passes() {
-    for name in ["seed000-1.yaml", "seed001-1.yaml", "seed002-1.yaml", "seed004-1.yaml", "seed004-2.yaml",
-        "seed004-3.yaml", "seed004-4.yaml", "seed004-5-legacy.yaml"] {
+    for name in [
+        "seed000-1.yaml",
+        "seed001-1.yaml",
+        "seed002-1.yaml",
+        "seed004-1.yaml",
+        "seed004-2.yaml",
+        "seed004-3.yaml",
+        "seed004-4.yaml",
+        "seed004-5-legacy.yaml",
+    ] {
         for m in load_file(&std::path::Path::new(SEEDS).join(name)).unwrap() {
             let mut object = m.object;
             defaults::apply(&mut object);
@@ -33,7 +41,9 @@ fn every_valid_seed_passes() {
 
 #[test]
 fn r5_init_restart_policy_other_than_always() {
-    let e = errors(&pod("  initContainers:\n  - {name: i, image: busybox, restartPolicy: Never}\n  containers:\n  - {name: c, image: busybox}\n"));
+    let e = errors(&pod(
+        "  initContainers:\n  - {name: i, image: busybox, restartPolicy: Never}\n  containers:\n  - {name: c, image: busybox}\n",
+    ));
     assert_eq!(e, [r#"spec.initContainers[0].restartPolicy: Unsupported value: "Never": supported values: "Always""#]);
 }
 
@@ -59,20 +69,34 @@ fn r8_probes_and_hooks_on_a_regular_init_container() {
 
 #[test]
 fn r9_duplicate_names_across_init_and_app_containers() {
-    let e = errors(&pod("  initContainers:\n  - {name: x, image: busybox, restartPolicy: Always}\n  containers:\n  - {name: x, image: busybox}\n  - {name: z, image: busybox}\n  - {name: z, image: busybox}\n"));
-    assert_eq!(e, [r#"spec.initContainers[0].name: Duplicate value: "x""#, r#"spec.containers[2].name: Duplicate value: "z""#]);
+    let e = errors(&pod(
+        "  initContainers:\n  - {name: x, image: busybox, restartPolicy: Always}\n  containers:\n  - {name: x, image: busybox}\n  - {name: z, image: busybox}\n  - {name: z, image: busybox}\n",
+    ));
+    assert_eq!(
+        e,
+        [r#"spec.initContainers[0].name: Duplicate value: "x""#, r#"spec.containers[2].name: Duplicate value: "z""#]
+    );
 }
 
 #[test]
 fn mount_of_an_undeclared_volume() {
-    let e = errors(&pod("  containers:\n  - name: c\n    image: busybox\n    volumeMounts: [{name: data, mountPath: /data}]\n"));
+    let e = errors(&pod(
+        "  containers:\n  - name: c\n    image: busybox\n    volumeMounts: [{name: data, mountPath: /data}]\n",
+    ));
     assert_eq!(e, [r#"spec.containers[0].volumeMounts[0].name: Not found: "data""#]);
 }
 
 #[test]
 fn r7_sleep_hook_longer_than_the_grace_period() {
-    let e = errors(&pod("  terminationGracePeriodSeconds: 5\n  containers:\n  - name: c\n    image: busybox\n    lifecycle: {preStop: {sleep: {seconds: 10}}}\n"));
-    assert_eq!(e, ["spec.containers[0].lifecycle.preStop.sleep.seconds: Invalid value: 10: must be non-negative and less than terminationGracePeriodSeconds (5)"]);
+    let e = errors(&pod(
+        "  terminationGracePeriodSeconds: 5\n  containers:\n  - name: c\n    image: busybox\n    lifecycle: {preStop: {sleep: {seconds: 10}}}\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            "spec.containers[0].lifecycle.preStop.sleep.seconds: Invalid value: 10: must be non-negative and less than terminationGracePeriodSeconds (5)"
+        ]
+    );
 }
 
 #[test]
@@ -94,7 +118,9 @@ fn r7_probe_rules_on_sidecars() {
 
 #[test]
 fn names_ports_and_images() {
-    let e = errors(&pod("  containers:\n  - name: Web_1\n    ports: [{containerPort: 0}, {containerPort: 80, protocol: HTTP, name: metrics-port-too-long}]\n"));
+    let e = errors(&pod(
+        "  containers:\n  - name: Web_1\n    ports: [{containerPort: 0}, {containerPort: 80, protocol: HTTP, name: metrics-port-too-long}]\n",
+    ));
     assert_eq!(
         e,
         [
@@ -123,7 +149,12 @@ fn a_job_needs_on_failure_or_never_and_all_errors_come_at_once() {
 #[test]
 fn a_deployment_selector_must_match_its_template() {
     let d = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: busybox}]}\n";
-    assert_eq!(errors(d), [r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"b"}: `selector` does not match template `labels`"#]);
+    assert_eq!(
+        errors(d),
+        [
+            r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"b"}: `selector` does not match template `labels`"#
+        ]
+    );
 }
 
 #[test]
@@ -136,7 +167,10 @@ fn r12_defaults() {
     assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
     assert_eq!(spec.termination_grace_period_seconds, Some(30));
     let probe = spec.containers[0].readiness_probe.clone().unwrap();
-    assert_eq!((probe.period_seconds, probe.timeout_seconds, probe.success_threshold, probe.failure_threshold), (Some(10), Some(1), Some(1), Some(3)));
+    assert_eq!(
+        (probe.period_seconds, probe.timeout_seconds, probe.success_threshold, probe.failure_threshold),
+        (Some(10), Some(1), Some(1), Some(3))
+    );
     assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(spec.containers[1].image_pull_policy.as_deref(), Some("Always"), "untagged means :latest");
     assert_eq!(spec.containers[0].restart_policy, None, "the container-level restartPolicy has no default");

@@ -32,7 +32,8 @@ impl Backoff {
     }
 
     fn expired(&self, at: Timestamp, last_update: Timestamp) -> bool {
-        at.duration_since(last_update) > jiff::SignedDuration::try_from(self.max * 2).unwrap_or(jiff::SignedDuration::MAX)
+        at.duration_since(last_update)
+            > jiff::SignedDuration::try_from(self.max * 2).unwrap_or(jiff::SignedDuration::MAX)
     }
 
     /// If `key` is still backing off from an event at `since`, how long is left.

@@ -12,6 +12,8 @@
 //!                                        └──► PodStatus (phase, conditions, container statuses)
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod decide;
 pub mod io;

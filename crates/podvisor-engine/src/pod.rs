@@ -13,9 +13,7 @@ use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
 
 use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
 use crate::decide::{KillReason, ProbeResults, decide};
-use crate::io::{
-    Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal,
-};
+use crate::io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
 use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after_secs, whole_seconds};
 use crate::model::{ContainerModel, PodModel, Role};
 use crate::probe::{Cached, Worker};
@@ -178,12 +176,8 @@ impl PodEngine {
             self.retries.pop_first();
             self.dirty = true;
         }
-        let due: Vec<ContainerRef> = self
-            .kills
-            .values()
-            .filter(|k| k.deadline.is_some_and(|d| d <= now))
-            .map(|k| k.r.clone())
-            .collect();
+        let due: Vec<ContainerRef> =
+            self.kills.values().filter(|k| k.deadline.is_some_and(|d| d <= now)).map(|k| k.r.clone()).collect();
         for r in due {
             self.kill_deadline(&r, now);
         }
@@ -204,9 +198,7 @@ impl PodEngine {
             Input::ImageReady { container, pulled } => self.on_image_ready(&container, pulled),
             Input::ImagePullFailed { container, message } => self.on_pull_failed(now, &container, message),
             Input::Created { container, id } => self.on_created(&container, id),
-            Input::StartFailed { container, reason, message } => {
-                self.on_start_failed(now, &container, reason, message)
-            }
+            Input::StartFailed { container, reason, message } => self.on_start_failed(now, &container, reason, message),
             Input::Started { container } => self.on_started(now, &container),
             Input::Exited { container, exit_code, cause, message } => {
                 self.on_exited(now, &container, exit_code, cause, message)
@@ -323,17 +315,17 @@ impl PodEngine {
             self.crash_backoff.next(&key, since, now);
         }
         let image = c.image().to_string();
-        if let Some(failed_at) = self.pull_failed_at.get(&image).copied() {
-            if let Some(left) = self.pull_backoff.remaining(&image, failed_at, now) {
-                self.waiting.insert(
-                    c.name.clone(),
-                    Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") },
-                );
-                self.record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{image}\""), Some(&c));
-                self.retries.insert(now + left);
-                self.start_refused(&c);
-                return;
-            }
+        if let Some(failed_at) = self.pull_failed_at.get(&image).copied()
+            && let Some(left) = self.pull_backoff.remaining(&image, failed_at, now)
+        {
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") },
+            );
+            self.record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{image}\""), Some(&c));
+            self.retries.insert(now + left);
+            self.start_refused(&c);
+            return;
         }
         let r = ContainerRef::new(c.name.clone(), self.records.next_attempt(&c.name));
         self.out.push_back(Action::StartContainer {
@@ -353,13 +345,14 @@ impl PodEngine {
     }
 
     fn start_done(&mut self, r: &ContainerRef, ok: bool) {
-        if self.current.as_ref().is_some_and(|cur| matches!(cur, Current::Starting(x) | Current::PostStartFailed(x) if x == r))
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|cur| matches!(cur, Current::Starting(x) | Current::PostStartFailed(x) if x == r))
         {
             self.current = None;
-            if !ok {
-                if let Some(c) = self.model.get(&r.name).cloned() {
-                    self.start_refused(&c);
-                }
+            if !ok && let Some(c) = self.model.get(&r.name).cloned() {
+                self.start_refused(&c);
             }
         }
     }
@@ -437,7 +430,12 @@ impl PodEngine {
     fn on_started(&mut self, now: Timestamp, r: &ContainerRef) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         if self.records.get(r).is_none() {
-            self.records.push(Instance { r: r.clone(), image: c.image().to_string(), id: String::new(), state: State::Created });
+            self.records.push(Instance {
+                r: r.clone(),
+                image: c.image().to_string(),
+                id: String::new(),
+                state: State::Created,
+            });
         }
         if let Some(inst) = self.records.get_mut(r) {
             if inst.state != State::Created {
@@ -473,7 +471,14 @@ impl PodEngine {
         self.run_due_probes(now);
     }
 
-    fn on_exited(&mut self, now: Timestamp, r: &ContainerRef, exit_code: i32, cause: ExitCause, message: Option<String>) {
+    fn on_exited(
+        &mut self,
+        now: Timestamp,
+        r: &ContainerRef,
+        exit_code: i32,
+        cause: ExitCause,
+        message: Option<String>,
+    ) {
         let Some(inst) = self.records.get_mut(r) else { return };
         if inst.exit().is_some() {
             return;

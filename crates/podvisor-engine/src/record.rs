@@ -131,7 +131,8 @@ impl Records {
     /// Whether some instance of this container ever ran.
     pub fn ever_ran(&self, name: &str) -> bool {
         self.by_name.get(name).is_some_and(|v| {
-            v.iter().any(|i| matches!(i.state, State::Running { .. }) || i.exit().is_some_and(|e| e.started_at.is_some()))
+            v.iter()
+                .any(|i| matches!(i.state, State::Running { .. }) || i.exit().is_some_and(|e| e.started_at.is_some()))
         })
     }
 }

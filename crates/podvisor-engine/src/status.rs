@@ -93,7 +93,8 @@ fn container_status(e: &PodEngine, c: &ContainerModel) -> ContainerStatus {
     let default_reason = if e.model.init.is_empty() { "ContainerCreating" } else { "PodInitializing" };
     let (state, last) = match latest {
         None => {
-            let (reason, message) = override_.map_or((default_reason, None), |w| (&w.reason[..], Some(w.message.clone())));
+            let (reason, message) =
+                override_.map_or((default_reason, None), |w| (&w.reason[..], Some(w.message.clone())));
             (waiting(reason, message), None)
         }
         Some(i) => {
@@ -248,7 +249,7 @@ fn initialized(
         .filter(|c| {
             let s = by_name.get(c.name.as_str());
             match c.role {
-                Role::Sidecar => !s.is_some_and(|s| s.started == Some(true)),
+                Role::Sidecar => s.is_none_or(|s| s.started != Some(true)),
                 _ => !s.is_some_and(|s| s.ready),
             }
         })
@@ -257,7 +258,11 @@ fn initialized(
     if incomplete.is_empty() {
         return (true, None, None);
     }
-    (false, Some("ContainersNotInitialized".into()), Some(format!("containers with incomplete status: {}", list(&incomplete))))
+    (
+        false,
+        Some("ContainersNotInitialized".into()),
+        Some(format!("containers with incomplete status: {}", list(&incomplete))),
+    )
 }
 
 /// `ContainersReady` (R60), which `Ready` copies when there are no readiness gates (R61).

@@ -8,6 +8,8 @@
 //! This crate is the only one that deserialises the k8s-openapi types from text, so that the
 //! expensive serde code is compiled once, behind a few non-generic functions.
 
+#![warn(missing_docs)]
+
 pub mod yaml;
 
 use std::fmt;
@@ -112,10 +114,8 @@ pub enum LoadError {
 }
 
 fn render_problems(source: &str, problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{source}:{}:{}: {}", p.pos.line, p.pos.column, p.message))
-        .collect();
+    let lines: Vec<String> =
+        problems.iter().map(|p| format!("{source}:{}:{}: {}", p.pos.line, p.pos.column, p.message)).collect();
     lines.join("\n")
 }
 
@@ -128,25 +128,16 @@ impl fmt::Display for Problem {
 /// Reads and decodes a manifest file.
 pub fn load_file(path: &Path) -> Result<Vec<Manifest>, LoadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
-        source_name: name.clone(),
-        error,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read { source_name: name.clone(), error })?;
     load_str(&name, &text)
 }
 
 /// Decodes manifest text. `source_name` names it in errors. Either every document decodes, or
 /// the error lists every problem found.
 pub fn load_str(source_name: &str, text: &str) -> Result<Vec<Manifest>, LoadError> {
-    let invalid = |problems| LoadError::Invalid {
-        source_name: source_name.to_string(),
-        problems,
-    };
+    let invalid = |problems| LoadError::Invalid { source_name: source_name.to_string(), problems };
     let docs = yaml::parse_documents(text).map_err(|e| {
-        invalid(vec![Problem {
-            pos: e.pos,
-            message: format!("error converting YAML to JSON: {}", e.message),
-        }])
+        invalid(vec![Problem { pos: e.pos, message: format!("error converting YAML to JSON: {}", e.message) }])
     })?;
     let mut out = Vec::new();
     let mut problems = Vec::new();
@@ -156,36 +147,23 @@ pub fn load_str(source_name: &str, text: &str) -> Result<Vec<Manifest>, LoadErro
         }
         decode_document(source_name, doc, &mut out, &mut problems);
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(invalid(problems))
-    }
+    if problems.is_empty() { Ok(out) } else { Err(invalid(problems)) }
 }
 
 fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &mut Vec<Problem>) {
     let value = doc.to_json();
     let Value::Object(map) = &value else {
-        problems.push(Problem {
-            pos: doc.pos,
-            message: "a manifest must be a mapping (an object)".into(),
-        });
+        problems.push(Problem { pos: doc.pos, message: "a manifest must be a mapping (an object)".into() });
         return;
     };
     let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     if kind.is_empty() {
-        problems.push(Problem {
-            pos: doc.pos,
-            message: "Object 'Kind' is missing".into(),
-        });
+        problems.push(Problem { pos: doc.pos, message: "Object 'Kind' is missing".into() });
         return;
     }
     if api_version.is_empty() {
-        problems.push(Problem {
-            pos: doc.pos,
-            message: "Object 'apiVersion' is missing".into(),
-        });
+        problems.push(Problem { pos: doc.pos, message: "Object 'apiVersion' is missing".into() });
         return;
     }
     let object = match (api_version.as_str(), kind.as_str()) {
@@ -194,18 +172,12 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
             return;
         }
         ("v1", "Pod") => typed::<Pod>(&doc, value, problems).map(|o| Object::Pod(Box::new(o))),
-        ("batch/v1", "Job") => {
-            typed::<Job>(&doc, value, problems).map(|o| Object::Job(Box::new(o)))
-        }
+        ("batch/v1", "Job") => typed::<Job>(&doc, value, problems).map(|o| Object::Job(Box::new(o))),
         ("apps/v1", "Deployment") => {
             typed::<Deployment>(&doc, value, problems).map(|o| Object::Deployment(Box::new(o)))
         }
-        ("v1", "ConfigMap") => {
-            typed::<ConfigMap>(&doc, value, problems).map(|o| Object::ConfigMap(Box::new(o)))
-        }
-        ("v1", "Secret") => {
-            typed::<Secret>(&doc, value, problems).map(|o| Object::Secret(Box::new(o)))
-        }
+        ("v1", "ConfigMap") => typed::<ConfigMap>(&doc, value, problems).map(|o| Object::ConfigMap(Box::new(o))),
+        ("v1", "Secret") => typed::<Secret>(&doc, value, problems).map(|o| Object::Secret(Box::new(o))),
         _ => {
             let pos = doc.locate(&[PathSeg::Key("kind".into())], false);
             problems.push(Problem {
@@ -219,11 +191,7 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
         }
     };
     if let Some(object) = object {
-        out.push(Manifest {
-            object,
-            source: source.to_string(),
-            node: doc,
-        });
+        out.push(Manifest { object, source: source.to_string(), node: doc });
     }
 }
 
@@ -240,24 +208,15 @@ fn decode_list(source: &str, doc: &Node, out: &mut Vec<Manifest>, problems: &mut
                 }
             }
             ("items", yaml::NodeKind::Scalar(Value::Null)) => {}
-            ("items", _) => problems.push(Problem {
-                pos: node.pos,
-                message: "items: must be a list".into(),
-            }),
-            (other, _) => problems.push(Problem {
-                pos: *kpos,
-                message: format!("strict decoding error: unknown field \"{other}\""),
-            }),
+            ("items", _) => problems.push(Problem { pos: node.pos, message: "items: must be a list".into() }),
+            (other, _) => problems
+                .push(Problem { pos: *kpos, message: format!("strict decoding error: unknown field \"{other}\"") }),
         }
     }
 }
 
 /// Decodes one document into `T`, recording every unknown field and the first type error.
-fn typed<T: DeserializeOwned + Serialize>(
-    doc: &Node,
-    value: Value,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
+fn typed<T: DeserializeOwned + Serialize>(doc: &Node, value: Value, problems: &mut Vec<Problem>) -> Option<T> {
     let decoded: Result<T, _> = serde_path_to_error::deserialize(&value);
     match decoded {
         Ok(object) => {
@@ -271,10 +230,7 @@ fn typed<T: DeserializeOwned + Serialize>(
             for path in unknown {
                 problems.push(Problem {
                     pos: doc.locate(&path, true),
-                    message: format!(
-                        "strict decoding error: unknown field \"{}\"",
-                        render_path(&path)
-                    ),
+                    message: format!("strict decoding error: unknown field \"{}\"", render_path(&path)),
                 });
             }
             None
@@ -283,10 +239,8 @@ fn typed<T: DeserializeOwned + Serialize>(
             let path = serde_path(err.path());
             let inner = err.into_inner().to_string();
             // serde_json appends " at line 0 column 0" only for text input; a Value has none.
-            problems.push(Problem {
-                pos: doc.locate(&path, false),
-                message: format!("{}: {inner}", render_path(&path)),
-            });
+            problems
+                .push(Problem { pos: doc.locate(&path, false), message: format!("{}: {inner}", render_path(&path)) });
             None
         }
     }
@@ -300,12 +254,7 @@ fn unknown_fields(input: &Value, encoded: &Value) -> Vec<Vec<PathSeg>> {
     out
 }
 
-fn walk_unknown(
-    input: &Value,
-    encoded: &Value,
-    path: &mut Vec<PathSeg>,
-    out: &mut Vec<Vec<PathSeg>>,
-) {
+fn walk_unknown(input: &Value, encoded: &Value, path: &mut Vec<PathSeg>, out: &mut Vec<Vec<PathSeg>>) {
     match (input, encoded) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {

@@ -1,9 +1,6 @@
 use super::*;
 
-const SEEDS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/seed-manifests"
-);
+const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/seed-manifests");
 
 fn seed(name: &str) -> Result<Vec<Manifest>, LoadError> {
     load_file(&Path::new(SEEDS).join(name))
@@ -32,14 +29,9 @@ fn every_well_formed_seed_decodes() {
         assert_eq!(docs.len(), 1, "{name}");
     }
     let job = seed("seed002-1.yaml").unwrap().remove(0);
-    let Object::Job(job) = job.object else {
-        panic!("not a job")
-    };
+    let Object::Job(job) = job.object else { panic!("not a job") };
     let spec = job.spec.unwrap().template.spec.unwrap();
-    assert_eq!(
-        spec.init_containers.unwrap()[0].restart_policy.as_deref(),
-        Some("Always")
-    );
+    assert_eq!(spec.init_containers.unwrap()[0].restart_policy.as_deref(), Some("Always"));
 }
 
 #[test]
@@ -48,11 +40,7 @@ fn broken_seeds_are_reported_at_the_offending_line() {
         let p = problems(seed(name).unwrap_err());
         assert_eq!(p.len(), 1, "{name}: {p:?}");
         assert_eq!(p[0].pos.line, line, "{name}: {p:?}");
-        assert!(
-            p[0].message.starts_with("error converting YAML to JSON"),
-            "{}",
-            p[0].message
-        );
+        assert!(p[0].message.starts_with("error converting YAML to JSON"), "{}", p[0].message);
         let rendered = seed(name).unwrap_err().to_string();
         assert!(rendered.contains(&format!("{name}:{line}:")), "{rendered}");
     }
@@ -70,13 +58,7 @@ fn unknown_fields_are_all_reported_with_their_place() {
             message: "strict decoding error: unknown field \"spec.containers[0].bogus\"".into()
         }
     );
-    assert_eq!(
-        p[1].pos,
-        Pos {
-            line: 10,
-            column: 3
-        }
-    );
+    assert_eq!(p[1].pos, Pos { line: 10, column: 3 });
     assert!(p[1].message.contains("\"spec.nodeSelectr\""));
 }
 
@@ -84,17 +66,9 @@ fn unknown_fields_are_all_reported_with_their_place() {
 fn wrong_types_name_the_field_and_its_place() {
     let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: busybox\n    ports:\n    - containerPort: http\n";
     let p = problems(load_str("p.yaml", text).unwrap_err());
-    assert_eq!(
-        p[0].pos,
-        Pos {
-            line: 10,
-            column: 22
-        }
-    );
+    assert_eq!(p[0].pos, Pos { line: 10, column: 22 });
     assert!(
-        p[0].message.starts_with(
-            "spec.containers[0].ports[0].containerPort: invalid type: string \"http\""
-        ),
+        p[0].message.starts_with("spec.containers[0].ports[0].containerPort: invalid type: string \"http\""),
         "{}",
         p[0].message
     );
@@ -102,68 +76,32 @@ fn wrong_types_name_the_field_and_its_place() {
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  flag: yes\n";
     let p = problems(load_str("c.yaml", text).unwrap_err());
     assert_eq!(p[0].pos.line, 6);
-    assert!(
-        p[0].message
-            .contains("data.flag: invalid type: boolean `true`"),
-        "{}",
-        p[0].message
-    );
+    assert!(p[0].message.contains("data.flag: invalid type: boolean `true`"), "{}", p[0].message);
 }
 
 #[test]
 fn lists_and_multiple_documents_and_kinds() {
     let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n- apiVersion: v1\n  kind: Secret\n  metadata: {name: b}\n  stringData: {k: v}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec: {containers: [{name: c, image: busybox}]}\n";
     let docs = load_str("l.yaml", text).unwrap();
-    let kinds: Vec<_> = docs
-        .iter()
-        .map(|m| (m.object.kind(), m.object.name().to_string()))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("ConfigMap", "a".into()),
-            ("Secret", "b".into()),
-            ("Deployment", "d".into())
-        ]
-    );
+    let kinds: Vec<_> = docs.iter().map(|m| (m.object.kind(), m.object.name().to_string())).collect();
+    assert_eq!(kinds, [("ConfigMap", "a".into()), ("Secret", "b".into()), ("Deployment", "d".into())]);
 }
 
 #[test]
 fn unknown_kinds_and_missing_kind_are_errors() {
-    let p = problems(
-        load_str(
-            "x.yaml",
-            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
-        )
-        .unwrap_err(),
-    );
+    let p = problems(load_str("x.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n").unwrap_err());
     assert_eq!(p[0].pos, Pos { line: 2, column: 7 });
-    assert!(
-        p[0].message
-            .starts_with("no matches for kind \"Service\" in version \"v1\"")
-    );
-    let p =
-        problems(load_str("x.yaml", "apiVersion: batch/v1\nmetadata: {name: s}\n").unwrap_err());
+    assert!(p[0].message.starts_with("no matches for kind \"Service\" in version \"v1\""));
+    let p = problems(load_str("x.yaml", "apiVersion: batch/v1\nmetadata: {name: s}\n").unwrap_err());
     assert_eq!(p[0].message, "Object 'Kind' is missing");
 }
 
 #[test]
 fn field_paths_locate_validation_errors() {
     let m = seed("seed002-1.yaml").unwrap().remove(0);
-    assert_eq!(
-        m.locate("spec.template.spec.initContainers[0].restartPolicy"),
-        Pos {
-            line: 13,
-            column: 9
-        }
-    );
+    assert_eq!(m.locate("spec.template.spec.initContainers[0].restartPolicy"), Pos { line: 13, column: 9 });
     assert_eq!(
         parse_field_path("a.b[2].c"),
-        vec![
-            PathSeg::Key("a".into()),
-            PathSeg::Key("b".into()),
-            PathSeg::Index(2),
-            PathSeg::Key("c".into())
-        ]
+        vec![PathSeg::Key("a".into()), PathSeg::Key("b".into()), PathSeg::Index(2), PathSeg::Key("c".into())]
     );
 }

@@ -20,10 +20,7 @@ pub struct Pos {
 
 impl Pos {
     fn of(span: &Span) -> Pos {
-        Pos {
-            line: span.start.line(),
-            column: span.start.col() + 1,
-        }
+        Pos { line: span.start.line(), column: span.start.col() + 1 }
     }
 }
 
@@ -82,17 +79,15 @@ impl Node {
         for (i, seg) in path.iter().enumerate() {
             let last = i + 1 == path.len();
             match (seg, &node.kind) {
-                (PathSeg::Key(k), NodeKind::Map(entries)) => {
-                    match entries.iter().find(|(name, _, _)| name == k) {
-                        Some((_, kpos, v)) => {
-                            if last && key {
-                                return *kpos;
-                            }
-                            node = v;
+                (PathSeg::Key(k), NodeKind::Map(entries)) => match entries.iter().find(|(name, _, _)| name == k) {
+                    Some((_, kpos, v)) => {
+                        if last && key {
+                            return *kpos;
                         }
-                        None => return node.pos,
+                        node = v;
                     }
-                }
+                    None => return node.pos,
+                },
                 (PathSeg::Index(ix), NodeKind::Seq(items)) => match items.get(*ix) {
                     Some(v) => node = v,
                     None => return node.pos,
@@ -139,15 +134,9 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::default();
     let mut docs = Vec::new();
-    loop {
-        let Some(next) = parser.next_event() else {
-            break;
-        };
+    while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| SyntaxError {
-            pos: Pos {
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
-            },
+            pos: Pos { line: e.marker().line(), column: e.marker().col() + 1 },
             message: explain(e.info()),
         })?;
         match event {
@@ -183,17 +172,8 @@ struct Builder {
 }
 
 enum Frame {
-    Seq {
-        pos: Pos,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        pos: Pos,
-        anchor: usize,
-        entries: Vec<(String, Pos, Node)>,
-        key: Option<(String, Pos)>,
-    },
+    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
+    Map { pos: Pos, anchor: usize, entries: Vec<(String, Pos, Node)>, key: Option<(String, Pos)> },
 }
 
 impl Builder {
@@ -202,48 +182,21 @@ impl Builder {
         let pos = Pos::of(&span);
         let node = match event {
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq {
-                    pos,
-                    anchor,
-                    items: Vec::new(),
-                });
+                self.stack.push(Frame::Seq { pos, anchor, items: Vec::new() });
                 return Ok(None);
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map {
-                    pos,
-                    anchor,
-                    entries: Vec::new(),
-                    key: None,
-                });
+                self.stack.push(Frame::Map { pos, anchor, entries: Vec::new(), key: None });
                 return Ok(None);
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { pos, anchor, items }) => (
-                        Node {
-                            pos,
-                            kind: NodeKind::Seq(items),
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        pos,
-                        anchor,
-                        entries,
-                        ..
-                    }) => (
-                        Node {
-                            pos,
-                            kind: NodeKind::Map(entries),
-                        },
-                        anchor,
-                    ),
+                    Some(Frame::Seq { pos, anchor, items }) => (Node { pos, kind: NodeKind::Seq(items) }, anchor),
+                    Some(Frame::Map { pos, anchor, entries, .. }) => {
+                        (Node { pos, kind: NodeKind::Map(entries) }, anchor)
+                    }
                     None => {
-                        return Err(SyntaxError {
-                            pos,
-                            message: "unbalanced collection end".into(),
-                        });
+                        return Err(SyntaxError { pos, message: "unbalanced collection end".into() });
                     }
                 };
                 self.remember(anchor, &node);
@@ -251,31 +204,19 @@ impl Builder {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.suffix.clone());
-                let node = Node {
-                    pos,
-                    kind: NodeKind::Scalar(resolve_scalar(&text, style, tag.as_deref(), pos)?),
-                };
+                let node = Node { pos, kind: NodeKind::Scalar(resolve_scalar(&text, style, tag.as_deref(), pos)?) };
                 self.remember(anchor, &node);
                 node
             }
             Event::Alias(id) => {
                 self.expansions += 1;
                 if self.expansions > MAX_ALIAS_EXPANSIONS {
-                    return Err(SyntaxError {
-                        pos,
-                        message: "too many alias expansions".into(),
-                    });
+                    return Err(SyntaxError { pos, message: "too many alias expansions".into() });
                 }
                 match self.anchors.get(&id) {
-                    Some(n) => Node {
-                        pos,
-                        kind: n.kind.clone(),
-                    },
+                    Some(n) => Node { pos, kind: n.kind.clone() },
                     None => {
-                        return Err(SyntaxError {
-                            pos,
-                            message: "unknown anchor".into(),
-                        });
+                        return Err(SyntaxError { pos, message: "unknown anchor".into() });
                     }
                 }
             }
@@ -314,10 +255,7 @@ impl Builder {
                         if let Some((_, first, _)) = entries.iter().find(|(k, _, _)| *k == name) {
                             return Err(SyntaxError {
                                 pos: node.pos,
-                                message: format!(
-                                    "mapping key \"{name}\" already defined at line {}",
-                                    first.line
-                                ),
+                                message: format!("mapping key \"{name}\" already defined at line {}", first.line),
                             });
                         }
                         *key = Some((name, node.pos));
@@ -331,27 +269,16 @@ impl Builder {
 }
 
 /// Resolves a scalar to JSON with YAML 1.1 rules, as sigs.k8s.io/yaml does.
-fn resolve_scalar(
-    text: &str,
-    style: ScalarStyle,
-    tag: Option<&str>,
-    pos: Pos,
-) -> Result<Value, SyntaxError> {
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>, pos: Pos) -> Result<Value, SyntaxError> {
     if let Some(tag) = tag {
         return match tag {
             "str" => Ok(Value::String(text.to_string())),
             "int" => parse_int(text)
                 .map(|i| Value::Number(i.into()))
-                .ok_or_else(|| SyntaxError {
-                    pos,
-                    message: format!("cannot decode {text:?} as an !!int"),
-                }),
+                .ok_or_else(|| SyntaxError { pos, message: format!("cannot decode {text:?} as an !!int") }),
             "bool" => parse_bool(text)
                 .map(Value::Bool)
-                .ok_or_else(|| SyntaxError {
-                    pos,
-                    message: format!("cannot decode {text:?} as a !!bool"),
-                }),
+                .ok_or_else(|| SyntaxError { pos, message: format!("cannot decode {text:?} as a !!bool") }),
             "null" => Ok(Value::Null),
             _ => Ok(Value::String(text.to_string())),
         };
@@ -368,22 +295,18 @@ fn resolve_scalar(
     if let Some(i) = parse_int(text) {
         return Ok(Value::Number(i.into()));
     }
-    if let Some(f) = parse_float(text) {
-        if let Some(n) = Number::from_f64(f) {
-            return Ok(Value::Number(n));
-        }
+    if let Some(f) = parse_float(text)
+        && let Some(n) = Number::from_f64(f)
+    {
+        return Ok(Value::Number(n));
     }
     Ok(Value::String(text.to_string()))
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
     match text {
-        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            Some(true)
-        }
-        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            Some(false)
-        }
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Some(true),
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Some(false),
         _ => None,
     }
 }
@@ -446,15 +369,8 @@ mod tests {
 
     #[test]
     fn positions_are_one_based_and_locate_finds_them() {
-        let doc = parse_documents("a:\n  b:\n  - x\n  - k: 1\n")
-            .unwrap()
-            .remove(0);
-        let path = [
-            PathSeg::Key("a".into()),
-            PathSeg::Key("b".into()),
-            PathSeg::Index(1),
-            PathSeg::Key("k".into()),
-        ];
+        let doc = parse_documents("a:\n  b:\n  - x\n  - k: 1\n").unwrap().remove(0);
+        let path = [PathSeg::Key("a".into()), PathSeg::Key("b".into()), PathSeg::Index(1), PathSeg::Key("k".into())];
         assert_eq!(doc.locate(&path, true), Pos { line: 4, column: 5 });
         assert_eq!(doc.locate(&path, false), Pos { line: 4, column: 8 });
         assert_eq!(render_path(&path), "a.b[1].k");
@@ -469,11 +385,7 @@ mod tests {
     fn duplicate_keys_are_errors() {
         let err = parse_documents("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.pos.line, 3);
-        assert!(
-            err.message.contains("already defined at line 1"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("already defined at line 1"), "{}", err.message);
     }
 
     #[test]
@@ -481,9 +393,6 @@ mod tests {
         let docs = parse_documents("a: &x [1, 2]\nb: *x\n---\n---\nc: 3\n").unwrap();
         assert_eq!(docs.len(), 3);
         assert_eq!(docs[1].to_json(), Value::Null, "an empty document is null");
-        assert_eq!(
-            docs[0].to_json(),
-            serde_json::json!({"a": [1, 2], "b": [1, 2]})
-        );
+        assert_eq!(docs[0].to_json(), serde_json::json!({"a": [1, 2], "b": [1, 2]}));
     }
 }

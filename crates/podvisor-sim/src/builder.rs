@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, PodSpec, Probe,
-};
+use k8s_openapi::api::core::v1::{Container, ExecAction, Lifecycle, LifecycleHandler, PodSpec, Probe};
 use podvisor_engine::ProbeKind;
 
 use crate::behaviour::{Behaviour, HookScript, ProbeScript};
@@ -132,10 +130,8 @@ impl Ctr {
     }
 
     fn hook(mut self, post: bool, duration: Option<u64>, fails: bool) -> Self {
-        let handler = LifecycleHandler {
-            exec: Some(ExecAction { command: Some(vec!["hook".into()]) }),
-            ..Default::default()
-        };
+        let handler =
+            LifecycleHandler { exec: Some(ExecAction { command: Some(vec!["hook".into()]) }), ..Default::default() };
         let lc = self.spec.lifecycle.get_or_insert_with(Lifecycle::default);
         let script = HookScript { duration: duration.map(secs), fails };
         if post {

@@ -5,8 +5,11 @@
 //! microseconds and always the same way. It records a merged timeline of what happened, on
 //! which the [`order`] helpers evaluate the kubelet e2e suite's ordering assertions.
 
+#![warn(missing_docs)]
+
 pub mod behaviour;
 pub mod builder;
+pub mod infer;
 pub mod order;
 pub mod sim;
 

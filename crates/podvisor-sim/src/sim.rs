@@ -145,7 +145,11 @@ impl Sim {
     /// The status of a container (init or regular) by name.
     pub fn container(&self, name: &str) -> Option<&ContainerStatus> {
         let st = self.engine.status();
-        st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten()).find(|c| c.name == name)
+        st.init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten())
+            .find(|c| c.name == name)
     }
 
     /// Deletes the pod now, as `kubectl delete` with an optional grace period.
@@ -236,11 +240,7 @@ impl Sim {
     }
 
     fn behaviour(&self, r: &ContainerRef) -> Behaviour {
-        self.behaviours
-            .get(&r.name)
-            .and_then(|v| v.get(r.attempt as usize).or(v.last()))
-            .cloned()
-            .unwrap_or_default()
+        self.behaviours.get(&r.name).and_then(|v| v.get(r.attempt as usize).or(v.last())).cloned().unwrap_or_default()
     }
 
     fn fire(&mut self, due: Due) {
@@ -272,7 +272,16 @@ impl Sim {
 
     fn on_process_start(&mut self, r: &ContainerRef) {
         let b = self.behaviour(r);
-        self.procs.insert(r.clone(), Proc { behaviour: b.clone(), started_at: Some(self.now), alive: true, hooks: Vec::new(), stop_signalled: false });
+        self.procs.insert(
+            r.clone(),
+            Proc {
+                behaviour: b.clone(),
+                started_at: Some(self.now),
+                alive: true,
+                hooks: Vec::new(),
+                stop_signalled: false,
+            },
+        );
         self.mark(&r.name, Mark::Starting);
         self.schedule(b.start_delay, Due::StartedLine(r.clone()));
         if let Some(run) = b.run {
@@ -317,7 +326,10 @@ impl Sim {
                 }
                 let b = self.behaviour(&container);
                 let id = format!("sim://{}-{}", container.name, container.attempt);
-                self.schedule(Duration::ZERO, Due::Input(Input::ImageReady { container: container.clone(), pulled: false }));
+                self.schedule(
+                    Duration::ZERO,
+                    Due::Input(Input::ImageReady { container: container.clone(), pulled: false }),
+                );
                 self.schedule(Duration::ZERO, Due::Input(Input::Created { container: container.clone(), id }));
                 self.schedule(b.runtime_start, Due::Input(Input::Started { container }));
             }

@@ -20,14 +20,15 @@ const RI: [&str; 3] = ["restartable-init-1", "restartable-init-2", "restartable-
 /// A11-TERM-REVERSE-ORDER: regular container first, then sidecars in reverse spec order (R43).
 #[test]
 fn a11_term_reverse_order_r43() {
-    let mut sim =
-        three_sidecars("Never", |n| Ctr::new(n).run(60).term(5), Ctr::new("regular-1").run(5)).sim();
+    let mut sim = three_sidecars("Never", |n| Ctr::new(n).run(60).term(5), Ctr::new("regular-1").run(5)).sim();
     assert!(sim.run_to_end(secs(300)));
     for ri in RI {
         assert_eq!(state(&sim, ri), "terminated:0:Completed");
     }
     let tl = sim.timeline();
-    assert!(starts_before(tl, RI[0], RI[1]) && starts_before(tl, RI[1], RI[2]) && starts_before(tl, RI[2], "regular-1"));
+    assert!(
+        starts_before(tl, RI[0], RI[1]) && starts_before(tl, RI[1], RI[2]) && starts_before(tl, RI[2], "regular-1")
+    );
     for ri in RI {
         assert!(exits_before(tl, "regular-1", ri));
     }
@@ -67,12 +68,9 @@ fn a11_term_img_update_during_delete_r41_r72() {
 /// every sidecar gets the 2 s minimum: all die together at 32 s (R44, R45).
 #[test]
 fn a11_term_prestop_never_exits_r44_r45() {
-    let mut sim = three_sidecars(
-        "Never",
-        |n| Ctr::new(n).run(60).term(5).pre_stop(None, false),
-        Ctr::new("regular-1").run(5),
-    )
-    .sim();
+    let mut sim =
+        three_sidecars("Never", |n| Ctr::new(n).run(60).term(5).pre_stop(None, false), Ctr::new("regular-1").run(5))
+            .sim();
     assert!(sim.run_to_end(secs(300)));
     let tl = sim.timeline();
     for ri in RI {
@@ -88,12 +86,9 @@ fn a11_term_prestop_never_exits_r44_r45() {
 /// ordered (R42).
 #[test]
 fn a11_term_simultaneous_prestop_r42() {
-    let mut sim = three_sidecars(
-        "Never",
-        |n| Ctr::new(n).run(60).term(5).pre_stop(Some(1), false),
-        Ctr::new("regular-1").run(5),
-    )
-    .sim();
+    let mut sim =
+        three_sidecars("Never", |n| Ctr::new(n).run(60).term(5).pre_stop(Some(1), false), Ctr::new("regular-1").run(5))
+            .sim();
     assert!(sim.run_to_end(secs(300)));
     let tl = sim.timeline();
     let hooks: Vec<f64> = RI.iter().map(|n| times(tl, n, |m| *m == Mark::HookStart(Hook::PreStop))[0]).collect();
@@ -131,7 +126,11 @@ fn a11_term_nonstarted_sidecar_r47() {
     let mut sim = PodBuilder::new("Never")
         .grace(180)
         .init(Ctr::new("init-1").run(1).term(5))
-        .sidecar(Ctr::new("restartable-init-2").run(600).term(1).probe(podvisor_engine::ProbeKind::Startup, t, ProbeScript::Fail))
+        .sidecar(Ctr::new("restartable-init-2").run(600).term(1).probe(
+            podvisor_engine::ProbeKind::Startup,
+            t,
+            ProbeScript::Fail,
+        ))
         .sidecar(Ctr::new("restartable-init-3").run(600).term(1))
         .container(Ctr::new("regular-1").run(600).term(1))
         .sim();

@@ -57,8 +57,9 @@ fn a1_img_update_after_failed_probe_r34_r70() {
     for kind in [ProbeKind::Startup, ProbeKind::Liveness] {
         for policy in ["Always", "OnFailure"] {
             let t = Timing { initial_delay: Some(20), failure_threshold: Some(1), ..Default::default() };
-            let mut sim =
-                PodBuilder::new(policy).container(Ctr::new("regular-1").run(600).probe(kind, t, ProbeScript::Fail)).sim();
+            let mut sim = PodBuilder::new(policy)
+                .container(Ctr::new("regular-1").run(600).probe(kind, t, ProbeScript::Fail))
+                .sim();
             assert!(sim.run_while_not(secs(120), |s| rc(s, "regular-1") >= 1), "{kind:?} {policy}");
             sim.set_image("regular-1", "alpine:3");
             let deadline = sim.elapsed() + secs(60);
@@ -103,13 +104,14 @@ fn a2_init_serial_r13_r14() {
 /// A2-INIT-FAIL-NEVER: a failed init container fails a Never pod; nothing after it starts (R20).
 #[test]
 fn a2_init_fail_never_r20() {
-    let mut sim = PodBuilder::new("Never")
-        .init(Ctr::new("init-1").run(1).exit(1))
-        .container(Ctr::new("regular-1").run(1))
-        .sim();
+    let mut sim =
+        PodBuilder::new("Never").init(Ctr::new("init-1").run(1).exit(1)).container(Ctr::new("regular-1").run(1)).sim();
     assert!(sim.run_to_end(secs(60)));
     assert_eq!(sim.phase(), "Failed");
-    assert!(exits_before(sim.timeline(), "init-1", "init-1") || times(sim.timeline(), "init-1", |m| matches!(m, Mark::Exiting(1))).len() == 1);
+    assert!(
+        exits_before(sim.timeline(), "init-1", "init-1")
+            || times(sim.timeline(), "init-1", |m| matches!(m, Mark::Exiting(1))).len() == 1
+    );
     assert_eq!(starts(sim.timeline(), "regular-1"), 0);
 }
 
@@ -186,10 +188,8 @@ fn a2_grace_plain_and_long_prestop_r42_r44() {
     assert!(sim.run_to_end(secs(60)));
     assert_eq!(times(sim.timeline(), "regular1", |m| *m == Mark::Killed), [31.0]);
 
-    let mut sim = PodBuilder::new("Always")
-        .grace(30)
-        .container(Ctr::new("regular1").ignores_term().pre_stop(None, false))
-        .sim();
+    let mut sim =
+        PodBuilder::new("Always").grace(30).container(Ctr::new("regular1").ignores_term().pre_stop(None, false)).sim();
     sim.run_for(secs(1));
     sim.delete(None);
     assert!(sim.run_to_end(secs(60)));
@@ -202,7 +202,9 @@ fn a2_prestop_on_probe_failure_r48() {
     for kind in [ProbeKind::Startup, ProbeKind::Liveness] {
         let t = Timing { initial_delay: Some(10), failure_threshold: Some(1), ..Default::default() };
         let mut sim = PodBuilder::new("Never")
-            .container(Ctr::new("regular-1").run(100).term(15).probe(kind, t, ProbeScript::Fail).pre_stop(Some(1), false))
+            .container(
+                Ctr::new("regular-1").run(100).term(15).probe(kind, t, ProbeScript::Fail).pre_stop(Some(1), false),
+            )
             .sim();
         assert!(sim.run_to_end(secs(120)), "{kind:?}");
         let tl = sim.timeline();
@@ -277,10 +279,7 @@ fn a3_init_img_update_during_termination_r72() {
 /// A regular init container killed by the OOM killer counts as failed even with exit 0 (R14, HLP).
 #[test]
 fn init_oom_killed_fails_the_pod_r14() {
-    let mut sim = PodBuilder::new("Never")
-        .init(Ctr::new("init-1").oom_after(1))
-        .container(Ctr::new("regular-1"))
-        .sim();
+    let mut sim = PodBuilder::new("Never").init(Ctr::new("init-1").oom_after(1)).container(Ctr::new("regular-1")).sim();
     assert!(sim.run_to_end(secs(30)));
     assert_eq!(sim.phase(), "Failed");
     assert_eq!(state(&sim, "init-1"), "terminated:137:OOMKilled");

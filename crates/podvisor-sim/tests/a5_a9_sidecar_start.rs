@@ -24,7 +24,9 @@ fn a5_sc_serial_mixed_r13_r14_r16_r36() {
     assert_eq!(sim.phase(), "Succeeded");
     let tl = sim.timeline();
     let (ri1, ri2) = ("restartable-init-1", "restartable-init-2");
-    assert!(starts_before(tl, "init-1", ri1) && exits_before(tl, "init-1", "init-1") || exits_before(tl, "init-1", ri1));
+    assert!(
+        starts_before(tl, "init-1", ri1) && exits_before(tl, "init-1", "init-1") || exits_before(tl, "init-1", ri1)
+    );
     assert!(starts_before(tl, ri1, "init-2") && run_together(tl, ri1, "init-2"));
     assert!(starts_before(tl, "init-2", ri2));
     assert!(starts_before(tl, ri2, "init-3"));
@@ -50,7 +52,10 @@ fn a5_sc_img_update_during_init_r69() {
         assert_eq!(sim.phase(), "Pending");
         sim.set_image("restartable-init-1", "alpine:3");
         let limit = sim.elapsed() + secs(60);
-        assert!(sim.run_while_not(limit, |s| rc(s, "restartable-init-1") > 0 && state(s, "restartable-init-1") == "running"));
+        assert!(
+            sim.run_while_not(limit, |s| rc(s, "restartable-init-1") > 0
+                && state(s, "restartable-init-1") == "running")
+        );
         assert_eq!(image(&sim, "restartable-init-1"), "alpine:3");
         assert!(has_event(&sim, "Killing", "Init container restartable-init-1 definition changed"));
         sim.run_for(secs(30));
@@ -75,7 +80,9 @@ fn a5_sc_img_update_during_init_never_r69_r20() {
     assert!(sim.run_while_not(secs(10), |s| is_started(s, "init-2")));
     sim.set_image("restartable-init-1", "alpine:3");
     let limit = sim.elapsed() + secs(60);
-    assert!(sim.run_while_not(limit, |s| rc(s, "restartable-init-1") == 1 && state(s, "restartable-init-1") == "running"));
+    assert!(
+        sim.run_while_not(limit, |s| rc(s, "restartable-init-1") == 1 && state(s, "restartable-init-1") == "running")
+    );
     assert_eq!(image(&sim, "restartable-init-1"), "alpine:3");
     assert!(sim.run_to_end(secs(120)));
     assert_eq!(sim.phase(), "Failed");
@@ -108,7 +115,10 @@ fn a6_never_img_update_r69() {
     assert_eq!(state(&sim, "restartable-init-1"), "running");
     assert_eq!(image(&sim, "restartable-init-1"), "alpine:3");
     let tl = sim.timeline();
-    assert_eq!((starts(tl, "restartable-init-1"), starts(tl, "restartable-init-2"), starts(tl, "regular-1")), (2, 1, 1));
+    assert_eq!(
+        (starts(tl, "restartable-init-1"), starts(tl, "restartable-init-2"), starts(tl, "regular-1")),
+        (2, 1, 1)
+    );
 }
 
 /// A6-NEVER-BAD-IMAGE: an unpullable sidecar leaves the pod Pending under Never (R22).
@@ -178,8 +188,16 @@ fn a6_never_init_after_sc_fails_r20_r36() {
 fn a9_startup_serial_r16() {
     let t = Timing::default();
     let mut sim = PodBuilder::new("Never")
-        .sidecar(Ctr::new("restartable-init-1").start_delay(10).run(600).probe(ProbeKind::Startup, t, ProbeScript::WhenStarted))
-        .sidecar(Ctr::new("restartable-init-2").start_delay(10).run(600).probe(ProbeKind::Startup, t, ProbeScript::WhenStarted))
+        .sidecar(Ctr::new("restartable-init-1").start_delay(10).run(600).probe(
+            ProbeKind::Startup,
+            t,
+            ProbeScript::WhenStarted,
+        ))
+        .sidecar(Ctr::new("restartable-init-2").start_delay(10).run(600).probe(
+            ProbeKind::Startup,
+            t,
+            ProbeScript::WhenStarted,
+        ))
         .container(Ctr::new("regular-1").run(1))
         .sim();
     assert!(sim.run_to_end(secs(300)));
@@ -205,7 +223,8 @@ fn a9_startup_fail_img_update_r18_r69() {
         assert!(sim.run_while_not(secs(120), |s| rc(s, "restartable-init-2") >= 1), "{policy}");
         sim.set_image("restartable-init-2", "alpine:3");
         let limit = sim.elapsed() + secs(30);
-        assert!(sim.run_while_not(limit, |s| image(s, "restartable-init-2") == "alpine:3" && rc(s, "restartable-init-2") >= 2));
+        assert!(sim.run_while_not(limit, |s| image(s, "restartable-init-2") == "alpine:3"
+            && rc(s, "restartable-init-2") >= 2));
         assert_eq!(sim.phase(), "Pending", "{policy}");
         let tl = sim.timeline();
         assert_eq!(starts(tl, "regular-1"), 0);
@@ -240,17 +259,15 @@ fn a9_startup_fail_prestop_r18_r48_r57() {
 /// lets the regular container start (R18, R21).
 #[test]
 fn a9_startup_recovers_r18_r21() {
-    let sidecar_t = Timing { initial_delay: Some(3), period: Some(2), failure_threshold: Some(10), ..Default::default() };
+    let sidecar_t =
+        Timing { initial_delay: Some(3), period: Some(2), failure_threshold: Some(10), ..Default::default() };
     let regular_t = Timing { initial_delay: Some(5), period: Some(5), ..Default::default() };
     let mut sim = PodBuilder::new("Never")
-        .sidecar(
-            Ctr::new("buggy-restartable-init")
-                .run(0)
-                .exit(1)
-                .then()
-                .run(120)
-                .probe(ProbeKind::Startup, sidecar_t, ProbeScript::Pass),
-        )
+        .sidecar(Ctr::new("buggy-restartable-init").run(0).exit(1).then().run(120).probe(
+            ProbeKind::Startup,
+            sidecar_t,
+            ProbeScript::Pass,
+        ))
         .container(Ctr::new("regular-container").probe(ProbeKind::Startup, regular_t, ProbeScript::Pass))
         .sim();
     assert!(sim.run_while_not(secs(90), |s| rc(s, "buggy-restartable-init") > 0));

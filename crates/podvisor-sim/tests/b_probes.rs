@@ -58,10 +58,30 @@ fn b_ready_failing_r17_r32() {
 #[test]
 fn b_liveness_and_startup_restart_counts_r18_r29() {
     let cases: Vec<(&str, Ctr, i32)> = vec![
-        ("B-LIVE-EXEC-RESTART", Ctr::new("sidecar").probe(Liveness, Timing { timeout: Some(5), ..t(15, 10, 1) }, ProbeScript::FailAfter(secs(10))), 1),
+        (
+            "B-LIVE-EXEC-RESTART",
+            Ctr::new("sidecar").probe(
+                Liveness,
+                Timing { timeout: Some(5), ..t(15, 10, 1) },
+                ProbeScript::FailAfter(secs(10)),
+            ),
+            1,
+        ),
         ("B-LIVE-EXEC-OK", Ctr::new("sidecar").probe(Liveness, t(15, 10, 1), ProbeScript::Pass), 0),
-        ("B-LIVE-EXEC-TIMEOUT", Ctr::new("sidecar").probe(Liveness, Timing { timeout: Some(1), ..t(0, 10, 1) }, ProbeScript::Hang), 1),
-        ("B-STARTUP-FAIL", Ctr::new("sidecar").probe(Startup, t(15, 10, 3), ProbeScript::Fail).probe(Liveness, t(0, 10, 3), ProbeScript::Pass), 1),
+        (
+            "B-LIVE-EXEC-TIMEOUT",
+            Ctr::new("sidecar").probe(Liveness, Timing { timeout: Some(1), ..t(0, 10, 1) }, ProbeScript::Hang),
+            1,
+        ),
+        (
+            "B-STARTUP-FAIL",
+            Ctr::new("sidecar").probe(Startup, t(15, 10, 3), ProbeScript::Fail).probe(
+                Liveness,
+                t(0, 10, 3),
+                ProbeScript::Pass,
+            ),
+            1,
+        ),
         ("B-GRPC-OK", Ctr::new("sidecar").probe(Liveness, t(0, 10, 3), ProbeScript::Pass), 0),
         ("B-GRPC-FAIL", Ctr::new("sidecar").probe(Liveness, t(60, 10, 1), ProbeScript::Fail), 1),
     ];
@@ -100,9 +120,11 @@ fn b_live_nonlocal_redirect_warning() {
 /// B-STARTUP-DELAYS-LIVENESS: liveness does not run before startup succeeds (R31).
 #[test]
 fn b_startup_delays_liveness_r31() {
-    let mut sim = pod(
-        Ctr::new("sidecar").probe(Startup, t(0, 10, 60), ProbeScript::Fail).probe(Liveness, t(0, 10, 1), ProbeScript::Fail),
-    );
+    let mut sim = pod(Ctr::new("sidecar").probe(Startup, t(0, 10, 60), ProbeScript::Fail).probe(
+        Liveness,
+        t(0, 10, 1),
+        ProbeScript::Fail,
+    ));
     assert_eq!(restarts_over(&mut sim, 240), 0);
     assert!(!sim.timeline().iter().any(|e| e.mark == Mark::Probe(ProbeKind::Liveness, false)));
     assert_eq!(state(&sim, "main"), "waiting:PodInitializing", "the main container waits for started (R16)");
@@ -111,11 +133,11 @@ fn b_startup_delays_liveness_r31() {
 /// B-LIVE-AFTER-STARTUP: once started, liveness runs and a failure restarts the sidecar (R31).
 #[test]
 fn b_live_after_startup_r31() {
-    let mut sim = pod(
-        Ctr::new("sidecar")
-            .probe(Startup, t(0, 10, 60), ProbeScript::PassAfter(secs(10)))
-            .probe(Liveness, t(0, 10, 1), ProbeScript::Fail),
-    );
+    let mut sim = pod(Ctr::new("sidecar").probe(Startup, t(0, 10, 60), ProbeScript::PassAfter(secs(10))).probe(
+        Liveness,
+        t(0, 10, 1),
+        ProbeScript::Fail,
+    ));
     sim.run_for(secs(11));
     assert_eq!(rc(&sim, "sidecar"), 1);
 }
@@ -123,11 +145,11 @@ fn b_live_after_startup_r31() {
 /// B-READY-AFTER-STARTUP: readiness runs the moment startup succeeds, not a period later (R31).
 #[test]
 fn b_ready_after_startup_r31() {
-    let mut sim = pod(
-        Ctr::new("sidecar")
-            .probe(Startup, t(0, 5, 120), ProbeScript::PassAfter(secs(32)))
-            .probe(Readiness, t(0, 30, 3), ProbeScript::Pass),
-    );
+    let mut sim = pod(Ctr::new("sidecar").probe(Startup, t(0, 5, 120), ProbeScript::PassAfter(secs(32))).probe(
+        Readiness,
+        t(0, 30, 3),
+        ProbeScript::Pass,
+    ));
     assert!(sim.run_while_not(secs(120), |s| is_started(s, "sidecar")));
     let started_at = sim.elapsed();
     assert!(sim.run_while_not(secs(120), |s| condition(s, "Ready") == "True"));
@@ -170,12 +192,11 @@ fn b_unready_on_termination_r40() {
 fn b_no_liveness_on_termination_r40() {
     let mut sim = PodBuilder::new("Always")
         .grace(30)
-        .sidecar(
-            Ctr::new("sidecar")
-                .term(30)
-                .probe(Readiness, t(5, 2, 1), ProbeScript::UntilStopSignal)
-                .probe(Liveness, t(0, 1, 1), ProbeScript::UntilStopSignal),
-        )
+        .sidecar(Ctr::new("sidecar").term(30).probe(Readiness, t(5, 2, 1), ProbeScript::UntilStopSignal).probe(
+            Liveness,
+            t(0, 1, 1),
+            ProbeScript::UntilStopSignal,
+        ))
         .container(Ctr::new("main"))
         .sim();
     assert!(sim.run_while_not(secs(30), |s| condition(s, "Ready") == "True"));

@@ -11,10 +11,7 @@ use podvisor_sim::*;
 
 fn columns(sim: &Sim, spec: &k8s_openapi::api::core::v1::PodSpec, deleting: bool) -> (String, String) {
     let pod = Pod {
-        metadata: ObjectMeta {
-            deletion_timestamp: deleting.then(|| Time(epoch())),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { deletion_timestamp: deleting.then(|| Time(epoch())), ..Default::default() },
         spec: Some(spec.clone()),
         status: Some(sim.engine().status().clone()),
     };
@@ -70,7 +67,11 @@ fn r65_worked_examples() {
     assert_eq!(columns(&sim, &spec, true).1, "Terminating");
 
     // Never pod finished, proxy killed (137).
-    let b = PodBuilder::new("Never").grace(2).sidecar(Ctr::new("proxy").ignores_term()).init(Ctr::new("migrate").run(1)).container(Ctr::new("app").run(1));
+    let b = PodBuilder::new("Never")
+        .grace(2)
+        .sidecar(Ctr::new("proxy").ignores_term())
+        .init(Ctr::new("migrate").run(1))
+        .container(Ctr::new("app").run(1));
     let spec = b.spec().clone();
     let mut sim = b.sim();
     assert!(sim.run_to_end(secs(60)));

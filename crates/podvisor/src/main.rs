@@ -1,1 +1,87 @@
-fn main() {}
+//! The `podvisor` command line.
+
+mod load;
+mod simulate;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+/// Maps an outcome to the exit code: 0 when everything succeeded, 2 when a pod did not, 1 on
+/// errors. A closed output pipe (`| head`) is not an error.
+fn finish(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("podvisor: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Run Kubernetes workloads on one machine with the kubelet's pod lifecycle.
+#[derive(Parser)]
+#[command(name = "podvisor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check manifests as the API server would; print every problem with its place.
+    Validate {
+        /// Manifest files (`-` for standard input).
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Run the pods of the manifests in virtual time against simulated containers and print
+    /// their lifecycle.
+    Simulate {
+        /// Manifest files (`-` for standard input).
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Override a container's guessed behaviour: NAME=run:5s,exit:1,term:2s|ignore,forever,start-delay:1s
+        #[arg(long = "behave", value_name = "NAME=SPEC")]
+        behave: Vec<String>,
+        /// Stop after this many seconds of virtual time.
+        #[arg(long, default_value_t = 3600)]
+        until: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let files = match &cli.command {
+        Command::Validate { files } | Command::Simulate { files, .. } => files,
+    };
+    let manifests = match load::load_all(files) {
+        Ok(m) => m,
+        Err(load::Problems(problems)) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{} problem(s); nothing was started", problems.len());
+            return ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let result = match cli.command {
+        Command::Validate { .. } => manifests
+            .iter()
+            .try_for_each(|m| writeln!(out, "{}: {} {:?} is valid", m.source, m.object.kind(), m.object.name()))
+            .map(|()| true)
+            .map_err(anyhow::Error::from),
+        Command::Simulate { behave, until, .. } => {
+            simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until))
+        }
+    };
+    finish(result)
+}

@@ -1,0 +1,49 @@
+//! Reading manifest files (or standard input) into defaulted, validated objects, with every
+//! problem placed at its file, line and column.
+
+use std::io::Read;
+use std::path::Path;
+
+use podvisor_manifest::{LoadError, Manifest, load_file, load_str};
+
+/// A problem found in the inputs, already rendered for the user.
+pub struct Problems(pub Vec<String>);
+
+/// Loads, defaults and validates every file. Either everything is valid, or every problem of
+/// every file is returned and nothing may start.
+pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let loaded = if file == "-" {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => load_str("-", &text),
+                Err(error) => Err(LoadError::Read { source_name: "-".into(), error }),
+            }
+        } else {
+            load_file(Path::new(file))
+        };
+        match loaded {
+            Ok(manifests) => {
+                for mut m in manifests {
+                    podvisor_api::defaults::apply(&mut m.object);
+                    match podvisor_api::validate(&m.object) {
+                        Ok(()) => out.push(m),
+                        Err(invalid) => {
+                            for e in &invalid.errors {
+                                let pos = m.locate(&e.field);
+                                problems.push(format!(
+                                    "{}:{}:{}: {} {:?} is invalid: {e}",
+                                    m.source, pos.line, pos.column, invalid.kind, invalid.name
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => problems.extend(e.to_string().lines().map(str::to_string)),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(Problems(problems)) }
+}

@@ -1,0 +1,105 @@
+//! `podvisor simulate`: the lifecycle of each pod in the files, in virtual time, against
+//! simulated containers whose behaviour is guessed from their commands (or given).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use podvisor_engine::{EventType, ProbeKind};
+use podvisor_manifest::{Manifest, Object};
+use podvisor_sim::infer::{guess, parse_override};
+use podvisor_sim::{Mark, Sim};
+
+/// How long the simulated runtime takes to start a container: runc's median on this kind of
+/// machine (see the runtime notes), so that start order shows in the timestamps.
+const RUNTIME_START: Duration = Duration::from_millis(40);
+
+/// The pod a manifest runs, if it runs one: its name and spec.
+fn pod_of(m: &Manifest) -> Option<(String, PodSpec)> {
+    match &m.object {
+        Object::Pod(p) => Some((m.object.name().to_string(), p.spec.clone()?)),
+        Object::Job(j) => Some((m.object.name().to_string(), j.spec.as_ref()?.template.spec.clone()?)),
+        Object::Deployment(d) => Some((m.object.name().to_string(), d.spec.as_ref()?.template.spec.clone()?)),
+        Object::ConfigMap(_) | Object::Secret(_) => None,
+    }
+}
+
+fn describe(mark: &Mark) -> Option<String> {
+    Some(match mark {
+        Mark::Starting => "started".into(),
+        Mark::Exiting(code) => format!("exited {code}"),
+        Mark::Killed => "killed (exit 137)".into(),
+        Mark::Signalled(sig) if sig == "SIGKILL" => "sent SIGKILL: the grace period is over".into(),
+        Mark::Signalled(sig) => format!("sent {sig}"),
+        Mark::HookStart(h) => format!("{h:?} hook started"),
+        Mark::HookEnd(h) => format!("{h:?} hook finished"),
+        Mark::Probe(kind, ok) if *kind != ProbeKind::Readiness || !ok => {
+            format!("{} probe {}", kind.title().to_lowercase(), if *ok { "passed" } else { "failed" })
+        }
+        Mark::Event(e) if e.kind == EventType::Warning || e.reason == "Killing" => {
+            format!("event {}: {}", e.reason, e.message)
+        }
+        Mark::Phase(p) => format!("phase {p}"),
+        Mark::SandboxRemoved => "pod finished".into(),
+        _ => return None,
+    })
+}
+
+/// Simulates every pod in `manifests`; returns whether each pod that runs to completion
+/// succeeded.
+pub fn run(
+    out: &mut impl Write,
+    manifests: &[Manifest],
+    overrides: &[String],
+    limit: Duration,
+) -> anyhow::Result<bool> {
+    let mut all_ok = true;
+    for m in manifests {
+        let Some((name, spec)) = pod_of(m) else { continue };
+        let containers: Vec<_> = spec.init_containers.iter().flatten().chain(spec.containers.iter()).collect();
+        let mut behaviours = HashMap::new();
+        let mut summaries = Vec::new();
+        for c in &containers {
+            let mut g = guess(c);
+            g.behaviour.runtime_start = RUNTIME_START;
+            summaries.push(format!("  {:<16} {}", c.name, g.summary));
+            behaviours.insert(c.name.clone(), vec![g.behaviour]);
+        }
+        for o in overrides {
+            let (cname, b) =
+                parse_override(o, |n| behaviours.get(n).and_then(|v| v.first().cloned()).unwrap_or_default())?;
+            if !containers.iter().any(|c| c.name == cname) {
+                continue;
+            }
+            summaries.push(format!("  {cname:<16} overridden: {o}"));
+            behaviours.insert(cname, vec![b]);
+        }
+        writeln!(out, "{} {name}: simulated in virtual time", m.object.kind())?;
+        writeln!(out, "assumed behaviour (each container takes {} ms to start):", RUNTIME_START.as_millis())?;
+        for s in &summaries {
+            writeln!(out, "{s}")?;
+        }
+        let mut sim = Sim::new(&name, spec, behaviours);
+        let finished = sim.run_to_end(limit);
+        for e in sim.timeline() {
+            if let Some(text) = describe(&e.mark) {
+                let who = if e.container.is_empty() { "pod".to_string() } else { e.container.clone() };
+                writeln!(out, "[{:>8.3}s] {who:<16} {text}", e.at.as_secs_f64())?;
+            }
+        }
+        let phase = sim.phase().to_string();
+        if finished {
+            writeln!(out, "{name}: {phase} after {:.3}s of virtual time", sim.elapsed().as_secs_f64())?;
+            all_ok &= phase == "Succeeded";
+        } else {
+            writeln!(
+                out,
+                "{name}: still {phase} after {:.0}s of virtual time (runs until deleted)",
+                limit.as_secs_f64()
+            )?;
+        }
+        writeln!(out)?;
+    }
+    Ok(all_ok)
+}

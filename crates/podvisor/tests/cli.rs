@@ -1,0 +1,99 @@
+//! The command line, end to end on the seed manifests.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/seed-manifests");
+
+fn podvisor(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(args)
+        .current_dir(SEEDS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    if let Some(text) = stdin {
+        child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("writes");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("waits");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn validate_accepts_every_valid_seed() {
+    let valid = [
+        "seed000-1.yaml",
+        "seed001-1.yaml",
+        "seed002-1.yaml",
+        "seed004-1.yaml",
+        "seed004-2.yaml",
+        "seed004-3.yaml",
+        "seed004-4.yaml",
+        "seed004-5-legacy.yaml",
+    ];
+    let (code, out, err) = podvisor(&[&["validate"][..], &valid].concat(), None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), valid.len());
+}
+
+#[test]
+fn validate_reports_the_broken_seeds_at_their_line_and_column() {
+    let (code, out, err) = podvisor(&["validate", "seed003-1.yaml", "seed003-2.yaml", "seed002-1.yaml"], None);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "nothing is reported valid when anything is not: {out}");
+    assert!(err.contains("seed003-1.yaml:33:19: error converting YAML to JSON"), "{err}");
+    assert!(err.contains("seed003-2.yaml:24:19: error converting YAML to JSON"), "{err}");
+    assert!(err.ends_with("2 problem(s); nothing was started\n"), "{err}");
+}
+
+#[test]
+fn validation_errors_carry_file_line_column_and_field_path() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  initContainers:\n  - name: proxy\n    image: busybox\n    restartPolicy: Never\n  containers:\n  - name: app\n    image: busybox\n";
+    let (code, _, err) = podvisor(&["validate", "-"], Some(pod));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(r#"-:9:5: Pod "p" is invalid: spec.initContainers[0].restartPolicy: Unsupported value: "Never": supported values: "Always""#),
+        "{err}"
+    );
+}
+
+#[test]
+fn simulate_prints_the_seed_job_lifecycle_in_order() {
+    let (code, out, err) = podvisor(&["simulate", "seed002-1.yaml"], None);
+    assert_eq!(code, 0, "{err}");
+    let expected = [
+        "log-shipper      started",
+        "main-task        started",
+        "main-task        exited 0",
+        "log-shipper      sent SIGTERM",
+        "log-shipper      sent SIGKILL: the grace period is over",
+        "log-shipper      killed (exit 137)",
+        "pod              phase Succeeded",
+    ];
+    let mut rest = out.as_str();
+    for line in expected {
+        let at = rest.find(line).unwrap_or_else(|| panic!("missing or out of order: {line}\n{out}"));
+        rest = &rest[at + line.len()..];
+    }
+    assert!(out.contains("[   0.040s] log-shipper      started"), "{out}");
+    assert!(out.contains("[   0.080s] main-task        started"), "{out}");
+    assert!(out.contains("[  35.080s] log-shipper      killed (exit 137)"), "{out}");
+    assert!(out.contains("sidecar-job: Succeeded after 35.080s of virtual time"), "{out}");
+}
+
+#[test]
+fn simulate_with_a_sidecar_that_handles_sigterm_finishes_at_once() {
+    let (code, out, _) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shipper=forever,term:0.5s"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("sidecar-job: Succeeded after 5.580s of virtual time"), "{out}");
+    let (code, _, err) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shipper=run:x"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("run needs seconds"), "{err}");
+}
