@@ -273,6 +273,22 @@ fn validate_volumes(vols: &[Volume], path: &Path, errs: &mut Vec<FieldError>) ->
     names
 }
 
+/// Host ports must be unique per protocol and host IP among the containers checked together
+/// (R9): all regular containers together, each init container on its own.
+fn host_ports<'a>(containers: impl Iterator<Item = (Path, &'a Container)>, errs: &mut Vec<FieldError>) {
+    let mut seen = HashSet::new();
+    for (path, c) in containers {
+        for (i, port) in c.ports.iter().flatten().enumerate() {
+            let Some(hp) = port.host_port.filter(|p| *p != 0) else { continue };
+            let key =
+                format!("{}/{}/{hp}", port.host_ip.as_deref().unwrap_or(""), port.protocol.as_deref().unwrap_or("TCP"));
+            if !seen.insert(key.clone()) {
+                errs.push(path.child("ports").index(i).child("hostPort").duplicate(&key));
+            }
+        }
+    }
+}
+
 /// Validates a pod spec at `path` (`spec`, or `spec.template.spec` inside a workload).
 pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -298,8 +314,29 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
         if !c.name.is_empty() && !names.insert(c.name.as_str()) {
             errs.push(cp.child("name").duplicate(&c.name));
         }
+        host_ports(std::iter::once((cp.clone(), c)), &mut errs);
         match c.restart_policy.as_deref() {
             None => {
+                // R10: in-place resize is for sidecars only.
+                if let Some(policies) = c.resize_policy.as_ref().filter(|p| !p.is_empty()) {
+                    let shown: Vec<String> = policies
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "core.ContainerResizePolicy{{ResourceName:{:?}, RestartPolicy:{:?}}}",
+                                p.resource_name, p.restart_policy
+                            )
+                        })
+                        .collect();
+                    errs.push(FieldError {
+                        field: cp.child("resizePolicy").as_str().to_string(),
+                        kind: crate::field::ErrorType::Invalid(format!(
+                            "[]core.ContainerResizePolicy{{{}}}",
+                            shown.join(", ")
+                        )),
+                        detail: "must not be set for init containers".into(),
+                    });
+                }
                 // R8: only sidecars may have lifecycle hooks and probes.
                 for (field, set) in [
                     ("lifecycle", c.lifecycle.is_some()),
@@ -320,6 +357,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
             Some(other) => errs.push(cp.child("restartPolicy").not_supported(other, &["Always"])),
         }
     }
+    host_ports(spec.containers.iter().enumerate().map(|(i, c)| (path.child("containers").index(i), c)), &mut errs);
     let mut seen = HashSet::new();
     for (i, c) in spec.containers.iter().enumerate() {
         let cp = path.child("containers").index(i);

@@ -176,3 +176,26 @@ fn r12_defaults() {
     assert_eq!(spec.containers[0].restart_policy, None, "the container-level restartPolicy has no default");
     assert_eq!(p.metadata.namespace.as_deref(), Some("default"));
 }
+
+#[test]
+fn r9_host_ports_are_checked_per_init_container_and_across_regular_containers() {
+    let e = errors(&pod(
+        "  initContainers:\n  - {name: s, image: busybox, restartPolicy: Always, ports: [{containerPort: 80, hostPort: 8080}]}\n  containers:\n  - {name: a, image: busybox, ports: [{containerPort: 80, hostPort: 8080}]}\n  - {name: b, image: busybox, ports: [{containerPort: 81, hostPort: 8080}]}\n",
+    ));
+    assert_eq!(
+        e,
+        [r#"spec.containers[1].ports[0].hostPort: Duplicate value: "/TCP/8080""#],
+        "the sidecar's port is not checked against the regular containers'"
+    );
+}
+
+#[test]
+fn r10_resize_policy_only_on_sidecars() {
+    let spec = "  initContainers:\n  - name: s\n    image: busybox\n    restartPolicy: Always\n    resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]\n  - name: i\n    image: busybox\n    resizePolicy: [{resourceName: cpu, restartPolicy: NotRequired}]\n  containers:\n  - {name: c, image: busybox}\n";
+    assert_eq!(
+        errors(&pod(spec)),
+        [
+            r#"spec.initContainers[1].resizePolicy: Invalid value: []core.ContainerResizePolicy{core.ContainerResizePolicy{ResourceName:"cpu", RestartPolicy:"NotRequired"}}: must not be set for init containers"#
+        ]
+    );
+}

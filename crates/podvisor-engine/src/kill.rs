@@ -90,3 +90,55 @@ impl Ordering {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    use super::*;
+
+    fn model() -> PodModel {
+        let c = |n: &str, sidecar: bool| Container {
+            name: n.into(),
+            restart_policy: sidecar.then(|| "Always".into()),
+            ..Default::default()
+        };
+        PodModel::new(&PodSpec {
+            init_containers: Some(vec![c("a", true), c("init", false), c("b", true), c("c", true)]),
+            containers: vec![c("app", false)],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn r43_regular_first_then_sidecars_in_reverse_order() {
+        let m = model();
+        let mut o = Ordering::new(["a", "b", "c", "app"].map(String::from));
+        assert!(o.turn_has_come(&m, "app"));
+        assert!(!o.turn_has_come(&m, "c"), "sidecars wait for the regular containers");
+        o.terminated("app");
+        assert!(o.turn_has_come(&m, "c"));
+        assert!(!o.turn_has_come(&m, "b") && !o.turn_has_come(&m, "a"));
+        o.terminated("c");
+        assert!(o.turn_has_come(&m, "b") && !o.turn_has_come(&m, "a"));
+        o.terminated("b");
+        assert!(o.turn_has_come(&m, "a"));
+    }
+
+    #[test]
+    fn r43_containers_not_running_at_kill_start_block_nobody() {
+        let m = model();
+        // b was not running: a waits only for b (done) and app, not for c.
+        let mut o = Ordering::new(["a", "c", "app"].map(String::from));
+        o.terminated("app");
+        assert!(o.turn_has_come(&m, "a") && o.turn_has_come(&m, "c"));
+        assert!(o.turn_has_come(&m, "init"), "regular init containers wait for nobody");
+    }
+
+    #[test]
+    fn r42_whole_seconds_truncate() {
+        let t = Timestamp::from_second(100).unwrap();
+        assert_eq!(whole_seconds(t, t + jiff::SignedDuration::from_millis(2999)), 2);
+        assert_eq!(after_secs(t, 3), Timestamp::from_second(103).unwrap());
+    }
+}

@@ -242,6 +242,42 @@ fn a2_terminating_readiness_not_liveness_r40() {
     assert!(readiness.iter().any(|t| *t > 12.0 && *t < 20.0), "readiness runs during preStop: {readiness:?}");
 }
 
+/// A2-SIDECAR-NO-LIVENESS-NO-RESTART-IN-PRESTOP: once termination began, the sidecar's liveness
+/// probe stops and the sidecar is not restarted (R40, R41, R49).
+#[test]
+fn a2_sidecar_no_liveness_no_restart_in_prestop_r40_r41_r49() {
+    let sidecar_live =
+        Timing { initial_delay: Some(1), period: Some(1), failure_threshold: Some(1), ..Default::default() };
+    let regular_live =
+        Timing { initial_delay: Some(10), period: Some(1), failure_threshold: Some(1), ..Default::default() };
+    let mut sim = PodBuilder::new("Never")
+        .grace(100)
+        .sidecar(Ctr::new("restartable-init-1").run(100).term(1).probe(
+            ProbeKind::Liveness,
+            sidecar_live,
+            ProbeScript::FailAfter(secs(1000)),
+        ))
+        .container(
+            Ctr::new("regular-1")
+                .run(100)
+                .term(15)
+                .probe(ProbeKind::Liveness, regular_live, ProbeScript::Fail)
+                .pre_stop(Some(40), false),
+        )
+        .sim();
+    // regular-1 fails liveness at 10 s; under Never that ends the pod: its preStop runs, then
+    // the sidecar is stopped after regular-1 and never restarted.
+    assert!(sim.run_to_end(secs(200)));
+    let tl = sim.timeline();
+    let pre_stop = times(tl, "regular-1", |m| *m == Mark::HookStart(podvisor_engine::Hook::PreStop))[0];
+    let sidecar_probes_after = times(tl, "restartable-init-1", |m| matches!(m, Mark::Probe(ProbeKind::Liveness, _)))
+        .into_iter()
+        .filter(|t| *t > pre_stop)
+        .count();
+    assert_eq!(sidecar_probes_after, 0, "(a) no sidecar liveness probe after termination began");
+    assert_eq!(starts(tl, "restartable-init-1"), 1, "(b) the sidecar is not restarted during termination");
+}
+
 /// A3-INIT-IMG-UPDATE-AFTER-DONE / -INVALID: a completed init container ignores image changes (R71).
 #[test]
 fn a3_init_img_update_after_done_r71() {

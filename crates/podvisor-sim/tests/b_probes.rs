@@ -82,6 +82,27 @@ fn b_liveness_and_startup_restart_counts_r18_r29() {
             ),
             1,
         ),
+        (
+            "B-LIVE-HTTP-RESTART",
+            Ctr::new("sidecar").probe(
+                Liveness,
+                Timing { timeout: Some(5), ..t(15, 10, 1) },
+                ProbeScript::FailAfter(secs(10)),
+            ),
+            1,
+        ),
+        (
+            "B-LIVE-LOCAL-REDIRECT",
+            Ctr::new("sidecar").probe(Liveness, t(15, 10, 1), ProbeScript::FailAfter(secs(10))),
+            1,
+        ),
+        ("B-LIVE-TCP-OK", Ctr::new("sidecar").probe(Liveness, t(15, 10, 1), ProbeScript::Pass), 0),
+        ("B-LIVE-HTTP-OK", Ctr::new("sidecar").probe(Liveness, t(15, 10, 5), ProbeScript::Pass), 0),
+        (
+            "B-LIVE-EXEC-TIMEOUT-FAIL",
+            Ctr::new("sidecar").probe(Liveness, Timing { timeout: Some(1), ..t(0, 10, 1) }, ProbeScript::Hang),
+            1,
+        ),
         ("B-GRPC-OK", Ctr::new("sidecar").probe(Liveness, t(0, 10, 3), ProbeScript::Pass), 0),
         ("B-GRPC-FAIL", Ctr::new("sidecar").probe(Liveness, t(60, 10, 1), ProbeScript::Fail), 1),
     ];
@@ -95,6 +116,17 @@ fn b_liveness_and_startup_restart_counts_r18_r29() {
         }
         assert_eq!(rc(&sim, "main"), 0, "{id}: the main container is untouched (R27)");
     }
+}
+
+/// B-READY-EXEC-TIMEOUT: a readiness probe that times out keeps the pod not Ready (R32).
+#[test]
+fn b_ready_exec_timeout_r32() {
+    let mut sim =
+        pod(Ctr::new("sidecar").probe(Readiness, Timing { timeout: Some(1), ..t(0, 10, 3) }, ProbeScript::Hang));
+    sim.run_for(secs(60));
+    assert_eq!(condition(&sim, "Ready"), "False");
+    assert_eq!(rc(&sim, "sidecar"), 0);
+    assert!(has_event(&sim, "Unhealthy", "Readiness probe failed: command timed out after 1s"));
 }
 
 /// B-LIVE-MONOTONIC: repeated liveness failures restart the sidecar again and again with
