@@ -1,5 +1,6 @@
 //! The `podvisor` command line.
 
+mod image;
 mod load;
 mod simulate;
 
@@ -30,6 +31,9 @@ fn finish(result: anyhow::Result<bool>) -> ExitCode {
 #[derive(Parser)]
 #[command(name = "podvisor", version, about)]
 struct Cli {
+    /// Where images, pod state and logs are kept.
+    #[arg(long, global = true, env = "PODVISOR_DATA_DIR", default_value = "/var/lib/podvisor")]
+    data_dir: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,12 +59,16 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         until: u64,
     },
+    /// Manage the local image store.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let files = match &cli.command {
-        Command::Validate { files } | Command::Simulate { files, .. } => files,
+    let files = match cli.command {
+        Command::Validate { ref files } | Command::Simulate { ref files, .. } => files,
+        Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
     };
     let manifests = match load::load_all(files) {
         Ok(m) => m,
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until))
         }
+        Command::Image(_) => Ok(true),
     };
     finish(result)
 }

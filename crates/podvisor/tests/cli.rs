@@ -97,3 +97,36 @@ fn simulate_with_a_sidecar_that_handles_sigterm_finishes_at_once() {
     assert_eq!(code, 1);
     assert!(err.contains("run needs seconds"), "{err}");
 }
+
+#[test]
+fn the_test_image_builds_and_loads_under_busybox_and_alpine() {
+    let dir = std::env::temp_dir().join(format!("podvisor-image-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("busybox.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
+    let built = Command::new(script).arg(&archive).status().expect("runs the script");
+    assert!(built.success());
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let archive = archive.to_str().unwrap();
+    let (code, out, err) = podvisor(
+        &["image", "load", archive, "--tag", "busybox:1.36", "--tag", "alpine:latest", "--data-dir", data],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Loaded image: docker.io/library/busybox:1.36 (sha256:"), "{out}");
+    assert!(out.contains("Loaded image: docker.io/library/alpine:latest"), "{out}");
+    let (_, out, _) = podvisor(&["image", "ls", "--data-dir", data], None);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let store = podvisor_runtime::image::ImageStore::open(std::path::Path::new(data)).unwrap();
+    let image = store.resolve("alpine").expect("alpine resolves to the test image");
+    assert_eq!(std::fs::read_link(image.rootfs.join("bin/sh")).unwrap(), std::path::Path::new("/bin/busybox"));
+    assert_eq!(image.config.cmd, Some(vec!["/bin/sh".to_string()]));
+    let (code, _, _) = podvisor(&["image", "rm", "alpine:latest", "--data-dir", data], None);
+    assert_eq!(code, 0);
+    assert!(store.resolve("alpine").is_none() && store.resolve("busybox:1.36").is_some());
+    let (code, _, err) = podvisor(&["image", "load", "/nonexistent.tar", "--data-dir", data], None);
+    assert_eq!((code, err.trim()), (1, "podvisor: /nonexistent.tar: No such file or directory (os error 2)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
