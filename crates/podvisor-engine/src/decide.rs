@@ -122,6 +122,14 @@ fn decide_init(model: &PodModel, records: &Records, probes: &impl ProbeResults, 
     for i in (0..n).rev() {
         let c = &model.init[i];
         let sidecar = c.role == Role::Sidecar;
+        // Kill the running sidecar and start it again (R14 a, c, d).
+        let restart = |d: &mut Decision, starts: &mut Vec<usize>, i: usize, reason: KillReason, what: &str| {
+            if let Some(inst) = records.latest(&c.name) {
+                let message = format!("Init container {} {what}", c.name);
+                d.kills.push(KillOrder { r: inst.r.clone(), reason, message });
+            }
+            starts.push(i);
+        };
         let Some(inst) = records.latest(&c.name) else {
             if prev_init && sidecar {
                 starts.push(i);
@@ -138,12 +146,7 @@ fn decide_init(model: &PodModel, records: &Records, probes: &impl ProbeResults, 
                     match probes.cached(&inst.r, ProbeKind::Startup) {
                         Some(Cached::Success) => {}
                         Some(Cached::Failure) => {
-                            d.kills.push(KillOrder {
-                                r: inst.r.clone(),
-                                reason: KillReason::StartupProbe,
-                                message: format!("Init container {} failed startup probe", c.name),
-                            });
-                            starts.push(i);
+                            restart(d, &mut starts, i, KillReason::StartupProbe, "failed startup probe");
                             break 'sidecar;
                         }
                         _ => break 'sidecar,
@@ -155,23 +158,13 @@ fn decide_init(model: &PodModel, records: &Records, probes: &impl ProbeResults, 
                     starts.push(i + 1);
                 }
                 if inst.image != c.image() {
-                    d.kills.push(KillOrder {
-                        r: inst.r.clone(),
-                        reason: KillReason::Changed,
-                        message: format!("Init container {} definition changed", c.name),
-                    });
-                    starts.push(i);
+                    restart(d, &mut starts, i, KillReason::Changed, "definition changed");
                     break 'sidecar;
                 }
                 if c.probe(ProbeKind::Liveness).is_some() {
                     match probes.cached(&inst.r, ProbeKind::Liveness) {
                         Some(Cached::Failure) => {
-                            d.kills.push(KillOrder {
-                                r: inst.r.clone(),
-                                reason: KillReason::LivenessProbe,
-                                message: format!("Init container {} failed liveness probe", c.name),
-                            });
-                            starts.push(i);
+                            restart(d, &mut starts, i, KillReason::LivenessProbe, "failed liveness probe")
                         }
                         _ => break 'sidecar,
                     }
