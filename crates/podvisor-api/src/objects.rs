@@ -28,9 +28,12 @@ fn job(j: &Job) -> Vec<FieldError> {
     match &spec.template.spec {
         Some(ps) => {
             errs.extend(validate_pod_spec(ps, &tp));
-            let policy = ps.restart_policy.as_deref().unwrap_or("Always");
-            if !matches!(policy, "OnFailure" | "Never") {
-                errs.push(tp.child("restartPolicy").not_supported(policy, &["OnFailure", "Never"]));
+            match ps.restart_policy.as_deref() {
+                Some("OnFailure" | "Never") => {}
+                None | Some("" | "Always") => {
+                    errs.push(tp.child("restartPolicy").required(r#"valid values: "OnFailure", "Never""#))
+                }
+                Some(other) => errs.push(tp.child("restartPolicy").not_supported(other, &["OnFailure", "Never"])),
             }
         }
         None => errs.push(tp.required("")),
@@ -59,7 +62,7 @@ fn deployment(d: &Deployment) -> Vec<FieldError> {
         let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
         errs.push(crate::field::FieldError {
             field: "spec.template.metadata.labels".into(),
-            kind: crate::field::ErrorType::Invalid(format!("map[string]string{{{}}}", shown.join(", "))),
+            kind: crate::field::ErrorType::Invalid(format!("{{{}}}", shown.join(","))),
             detail: "`selector` does not match template `labels`".into(),
         });
     }
@@ -91,6 +94,12 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Invalid { kind: object.kind().to_string(), name: object.name().to_string(), errors })
+        // The API server names kinds with their group: `Job.batch`, `Deployment.apps`.
+        let kind = match object {
+            Object::Job(_) => "Job.batch",
+            Object::Deployment(_) => "Deployment.apps",
+            other => other.kind(),
+        };
+        Err(Invalid { kind: kind.to_string(), name: object.name().to_string(), errors })
     }
 }

@@ -137,6 +137,9 @@ fn validate_probe(p: &Probe, path: &Path, errs: &mut Vec<FieldError>) {
             errs.push(path.child(name).invalid_num(v.into(), NON_NEGATIVE));
         }
     }
+    if p.exec.as_ref().is_some_and(|e| e.command.as_ref().is_none_or(Vec::is_empty)) {
+        errs.push(path.child("exec").child("command").required(""));
+    }
     if let Some(g) = p.termination_grace_period_seconds.filter(|g| *g <= 0) {
         errs.push(path.child("terminationGracePeriodSeconds").invalid_num(g, "must be greater than 0"));
     }
@@ -168,7 +171,7 @@ fn validate_handler(h: &LifecycleHandler, path: &Path, grace: i64, errs: &mut Ve
     if let Some(s) = &h.sleep
         && (s.seconds < 0 || s.seconds > grace)
     {
-        errs.push(path.child("sleep").child("seconds").invalid_num(
+        errs.push(path.child("sleep").invalid_num(
             s.seconds,
             &format!("must be non-negative and less than terminationGracePeriodSeconds ({grace})"),
         ));
@@ -223,7 +226,8 @@ fn validate_container_common(c: &Container, path: &Path, volumes: &HashSet<&str>
         let mp = path.child("volumeMounts").index(i);
         if m.name.is_empty() {
             errs.push(mp.child("name").required(""));
-        } else if !volumes.contains(m.name.as_str()) {
+        }
+        if !volumes.contains(m.name.as_str()) {
             errs.push(mp.child("name").not_found(&m.name));
         }
         if m.mount_path.is_empty() {
@@ -281,7 +285,7 @@ fn host_ports<'a>(containers: impl Iterator<Item = (Path, &'a Container)>, errs:
         for (i, port) in c.ports.iter().flatten().enumerate() {
             let Some(hp) = port.host_port.filter(|p| *p != 0) else { continue };
             let key =
-                format!("{}/{}/{hp}", port.host_ip.as_deref().unwrap_or(""), port.protocol.as_deref().unwrap_or("TCP"));
+                format!("{}/{}/{hp}", port.protocol.as_deref().unwrap_or("TCP"), port.host_ip.as_deref().unwrap_or(""));
             if !seen.insert(key.clone()) {
                 errs.push(path.child("ports").index(i).child("hostPort").duplicate(&key));
             }
@@ -323,17 +327,14 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
                         .iter()
                         .map(|p| {
                             format!(
-                                "core.ContainerResizePolicy{{ResourceName:{:?}, RestartPolicy:{:?}}}",
+                                "{{\"resourceName\":{:?},\"restartPolicy\":{:?}}}",
                                 p.resource_name, p.restart_policy
                             )
                         })
                         .collect();
                     errs.push(FieldError {
                         field: cp.child("resizePolicy").as_str().to_string(),
-                        kind: crate::field::ErrorType::Invalid(format!(
-                            "[]core.ContainerResizePolicy{{{}}}",
-                            shown.join(", ")
-                        )),
+                        kind: crate::field::ErrorType::Invalid(format!("[{}]", shown.join(","))),
                         detail: "must not be set for init containers".into(),
                     });
                 }

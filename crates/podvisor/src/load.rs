@@ -35,7 +35,11 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
                                 let pos = m.locate(&e.field);
                                 problems.push(format!(
                                     "{}:{}:{}: {} {:?} is invalid: {e}",
-                                    m.source, pos.line, pos.column, invalid.kind, invalid.name
+                                    m.source,
+                                    pos.line,
+                                    pos.column,
+                                    m.object.kind(),
+                                    invalid.name
                                 ));
                             }
                         }
