@@ -197,3 +197,22 @@ fn r10_resize_policy_only_on_sidecars() {
         ]
     );
 }
+
+#[test]
+fn an_empty_mount_name_is_required_and_not_found() {
+    let e =
+        errors(&pod("  containers:\n  - name: c\n    image: busybox\n    volumeMounts: [{name: '', mountPath: /x}]\n"));
+    assert_eq!(
+        e,
+        [
+            "spec.containers[0].volumeMounts[0].name: Required value",
+            r#"spec.containers[0].volumeMounts[0].name: Not found: """#
+        ]
+    );
+}
+
+#[test]
+fn exec_handlers_need_a_command() {
+    let e = errors(&pod("  containers:\n  - name: c\n    image: busybox\n    livenessProbe: {exec: {command: []}}\n"));
+    assert_eq!(e, ["spec.containers[0].livenessProbe.exec.command: Required value"]);
+}
