@@ -3,5 +3,6 @@
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod image;
 mod layer;

@@ -1,0 +1,56 @@
+//! The generated runtime configuration runs under the real runc: output and exit code come
+//! through, and the container sees the pod's emptyDir.
+
+use std::path::Path;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::{Container, VolumeMount};
+use podvisor_runtime::bundle::{PodContext, spec};
+use podvisor_runtime::image::ImageStore;
+
+#[test]
+fn a_busybox_container_runs_under_runc() {
+    let dir = std::env::temp_dir().join(format!("podvisor-runc-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("busybox.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
+    assert!(Command::new(script).arg(&archive).status().unwrap().success());
+    let store = ImageStore::open(&dir.join("data")).unwrap();
+    let (image, _) = store.load_archive(&archive, &["busybox:1.36".into()]).unwrap();
+
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let container = Container {
+        name: "c".into(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo hello from $(hostname); echo data > /data/f; exit 3".into(),
+        ]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: "/data".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let ctx = PodContext {
+        cgroup_parent: "/podvisor-test".into(),
+        volumes: [("data".to_string(), shared.clone())].into(),
+        ..Default::default()
+    };
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let mut s = spec(&container, &image.config, &ctx, &image.rootfs, "smoke").unwrap();
+    s.set_hostname(Some("smoke".into()));
+    s.save(bundle.join("config.json")).unwrap();
+    let id = format!("podvisor-smoke-{}", std::process::id());
+    let out = Command::new("runc").args(["run", "--bundle"]).arg(&bundle).arg(&id).output().expect("runc runs");
+    let _ = Command::new("runc").args(["delete", "-f", &id]).status();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from smoke\n");
+    assert_eq!(std::fs::read_to_string(shared.join("f")).unwrap(), "data\n");
+    assert!(!Path::new(&image.rootfs).join("data/f").exists(), "the volume is a bind mount, not the image");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
