@@ -6,3 +6,4 @@
 pub mod bundle;
 pub mod image;
 mod layer;
+pub mod runc;

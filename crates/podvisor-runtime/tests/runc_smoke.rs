@@ -54,3 +54,55 @@ fn a_busybox_container_runs_under_runc() {
     assert!(!Path::new(&image.rootfs).join("data/f").exists(), "the volume is a bind mount, not the image");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// create, start, exec, signal and the pidfd exit watch, on a real container.
+#[test]
+fn create_start_exec_and_stop_through_the_driver() {
+    use podvisor_runtime::runc::{Runc, become_subreaper};
+    use tokio::io::AsyncReadExt;
+
+    let dir = std::env::temp_dir().join(format!("podvisor-runc-driver-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("busybox.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
+    assert!(Command::new(script).arg(&archive).status().unwrap().success());
+    let store = ImageStore::open(&dir.join("data")).unwrap();
+    let (image, _) = store.load_archive(&archive, &[]).unwrap();
+    let container = Container {
+        name: "c".into(),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "trap 'echo bye; exit 143' TERM; echo up; while :; do sleep 0.1; done".into(),
+        ]),
+        ..Default::default()
+    };
+    let ctx = PodContext { cgroup_parent: "/podvisor-test".into(), ..Default::default() };
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    spec(&container, &image.config, &ctx, &image.rootfs, "driver").unwrap().save(bundle.join("config.json")).unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        become_subreaper().unwrap();
+        let runc = Runc::new("runc", dir.join("runc-root"));
+        let id = format!("podvisor-driver-{}", std::process::id());
+        let created = runc.create(&id, &bundle).await.unwrap();
+        runc.start(&id).await.unwrap();
+        let exec =
+            runc.exec(&id, &["cat".into(), "/proc/1/cmdline".into()], std::time::Duration::from_secs(5)).await.unwrap();
+        assert_eq!(exec.map(|(code, _)| code), Some(0));
+        let slow = runc.exec(&id, &["sleep".into(), "5".into()], std::time::Duration::from_millis(200)).await.unwrap();
+        assert_eq!(slow, None, "an exec past its timeout reports no result");
+        runc.kill(&id, "TERM").await.unwrap();
+        let code = created.exit.wait().await.unwrap();
+        let mut out = String::new();
+        created.stdout.unwrap().read_to_string(&mut out).await.unwrap();
+        runc.delete(&id).await.unwrap();
+        assert_eq!(code, 143);
+        assert_eq!(out, "up\nbye\n");
+        runc.kill(&id, "KILL").await.expect_err("the container is gone");
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,267 @@
+//! Driving an OCI runtime binary (runc by default): create, start, signal, delete, exec.
+//!
+//! The container's init is reparented to this process (a child subreaper), and its exit is
+//! awaited through a pidfd registered with the async reactor: no polling, no thread per
+//! container. The container's stdout and stderr are pipes this process reads.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+use tokio::io::unix::AsyncFd;
+use tokio::process::{ChildStderr, ChildStdout, Command};
+
+/// Errors from the OCI runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuncError {
+    /// The runtime binary could not be run.
+    #[error("cannot run {binary}: {error} (install it with: apt-get install runc)")]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The runtime ran and failed.
+    #[error("{binary} {verb} {id}: {message}")]
+    Failed {
+        /// The binary.
+        binary: PathBuf,
+        /// The subcommand.
+        verb: &'static str,
+        /// The container.
+        id: String,
+        /// Its error output.
+        message: String,
+    },
+    /// Waiting for the container failed.
+    #[error("waiting for container {id}: {error}")]
+    Wait {
+        /// The container.
+        id: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// A created container: its init's pid, an exit handle, and its output pipes.
+pub struct Created {
+    /// The init process.
+    pub pid: i32,
+    /// Resolves when the init exits.
+    pub exit: ExitWatch,
+    /// The container's stdout.
+    pub stdout: Option<ChildStdout>,
+    /// The container's stderr.
+    pub stderr: Option<ChildStderr>,
+}
+
+/// Waits for a container init to exit, through a pidfd.
+pub struct ExitWatch {
+    id: String,
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl ExitWatch {
+    /// The exit code: the status, or 128 + the signal that killed it.
+    pub async fn wait(self) -> Result<i32, RuncError> {
+        let err = |error| RuncError::Wait { id: self.id.clone(), error };
+        loop {
+            let mut guard = self.fd.readable().await.map_err(err)?;
+            match rustix::process::waitid(
+                WaitId::PidFd(self.fd.get_ref().as_fd()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            ) {
+                Ok(Some(status)) => {
+                    if let Some(code) = status.exit_status() {
+                        return Ok(code);
+                    }
+                    if let Some(sig) = status.terminating_signal() {
+                        return Ok(128 + sig);
+                    }
+                    return Ok(255);
+                }
+                Ok(None) => guard.clear_ready(),
+                Err(e) => return Err(err(e.into())),
+            }
+        }
+    }
+}
+
+/// Makes this process the reaper of orphaned descendants, so container inits (whose `runc`
+/// parent exits after `create`) become its children and their exit status reaches it.
+pub fn become_subreaper() -> std::io::Result<()> {
+    rustix::process::set_child_subreaper(Pid::from_raw(1)).map_err(Into::into)
+}
+
+/// An OCI runtime binary.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
+impl Runc {
+    /// The runtime `binary`, keeping its state under `root`.
+    pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Runc { binary: binary.into(), root: root.into() }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root);
+        c.kill_on_drop(false);
+        c
+    }
+
+    async fn run(&self, verb: &'static str, id: &str, args: &[&str]) -> Result<(), RuncError> {
+        let out = self
+            .command()
+            .arg(verb)
+            .args(args)
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|error| RuncError::Spawn { binary: self.binary.clone(), error })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(RuncError::Failed {
+            binary: self.binary.clone(),
+            verb,
+            id: id.to_string(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+
+    /// `create`: the container exists and waits to be started. Requires [`become_subreaper`].
+    pub async fn create(&self, id: &str, bundle: &Path) -> Result<Created, RuncError> {
+        let pid_file = bundle.join("init.pid");
+        let mut child = self
+            .command()
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| RuncError::Spawn { binary: self.binary.clone(), error })?;
+        // The container keeps these pipes as its stdout and stderr; runc's own errors come on
+        // stderr too, so they are read from it only if create fails.
+        let stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let status = child.wait().await.map_err(|error| RuncError::Spawn { binary: self.binary.clone(), error })?;
+        let failed =
+            |message: String| RuncError::Failed { binary: self.binary.clone(), verb: "create", id: id.into(), message };
+        if !status.success() {
+            let mut message = String::new();
+            if let Some(e) = stderr.as_mut() {
+                use tokio::io::AsyncReadExt;
+                let _ = tokio::time::timeout(Duration::from_secs(1), e.read_to_string(&mut message)).await;
+            }
+            return Err(failed(message.trim().to_string()));
+        }
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| failed(format!("no pid in {}", pid_file.display())))?;
+        let raw = Pid::from_raw(pid).ok_or_else(|| failed(format!("bad pid {pid}")))?;
+        let fd = rustix::process::pidfd_open(raw, PidfdFlags::empty())
+            .map_err(|e| RuncError::Wait { id: id.to_string(), error: e.into() })?;
+        // SAFETY: the pidfd is an `OwnedFd` moved into the `AsyncFd`, so it stays open and
+        // refers to the same process for as long as the `AsyncFd` lives.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| RuncError::Wait { id: id.to_string(), error: e.into() })?;
+        Ok(Created { pid, exit: ExitWatch { id: id.to_string(), fd }, stdout, stderr })
+    }
+
+    /// `start`: runs the created container's process.
+    pub async fn start(&self, id: &str) -> Result<(), RuncError> {
+        self.run("start", id, &[]).await
+    }
+
+    /// `kill`: sends a signal (`TERM`, `KILL`, …) to the container's init.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuncError> {
+        let out = self.command().arg("kill").arg(id).arg(signal).stdin(Stdio::null()).output().await;
+        match out {
+            Ok(o) if o.status.success() => Ok(()),
+            // An already-stopped container is not an error (R42 step 4).
+            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("not running") => Ok(()),
+            Ok(o) => Err(RuncError::Failed {
+                binary: self.binary.clone(),
+                verb: "kill",
+                id: id.into(),
+                message: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            }),
+            Err(error) => Err(RuncError::Spawn { binary: self.binary.clone(), error }),
+        }
+    }
+
+    /// `delete --force`: removes the container and its cgroup.
+    pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
+        self.run("delete", id, &["--force"]).await
+    }
+
+    /// `exec`: runs `argv` in the container; returns its exit code and combined output, or
+    /// `None` when it did not finish within `timeout`. A process past its timeout is killed
+    /// inside the container (not just the runtime client), so nothing is left behind.
+    pub async fn exec(&self, id: &str, argv: &[String], timeout: Duration) -> Result<Option<(i32, String)>, RuncError> {
+        let spawn_err = |error| RuncError::Spawn { binary: self.binary.clone(), error };
+        let pid_file = std::env::temp_dir().join(format!("podvisor-exec-{}-{}.pid", std::process::id(), next_exec()));
+        let mut child = self
+            .command()
+            .arg("exec")
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let collect = async {
+            use tokio::io::AsyncReadExt;
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_end(&mut a).await;
+            }
+            if let Some(e) = err.as_mut() {
+                let _ = e.read_to_end(&mut b).await;
+            }
+            a.extend_from_slice(&b);
+            a
+        };
+        let result = tokio::time::timeout(timeout, async { (collect.await, child.wait().await) }).await;
+        let outcome = match result {
+            Ok((output, Ok(status))) => {
+                Ok(Some((status.code().unwrap_or(255), String::from_utf8_lossy(&output).to_string())))
+            }
+            Ok((_, Err(error))) => Err(spawn_err(error)),
+            Err(_) => {
+                let pid = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok());
+                if let Some(pid) = pid.and_then(Pid::from_raw) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                Ok(None)
+            }
+        };
+        let _ = std::fs::remove_file(&pid_file);
+        outcome
+    }
+}
+
+fn next_exec() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
