@@ -88,6 +88,8 @@ pub enum ExitCause {
     Exited,
     /// The kernel's OOM killer ended it (reported as reason `OOMKilled`).
     OomKilled,
+    /// It was created but could not be started (reported as reason `StartError`).
+    StartError,
 }
 
 /// Something the runtime, a prober, the API or the user reports to the engine.
@@ -186,6 +188,12 @@ pub enum Action {
         spec: Box<Container>,
         /// Whether it is an init container (sidecar or regular).
         init: bool,
+    },
+    /// Abandon a start that has not yet reported [`Input::Started`]: the pod began terminating.
+    /// If the container runs anyway, the engine kills it when it reports.
+    CancelStart {
+        /// The instance whose start is abandoned.
+        container: ContainerRef,
     },
     /// Run a lifecycle hook in a container; report [`Input::HookDone`]. A preStop hook is given
     /// at most `timeout`; the engine stops waiting after it anyway.

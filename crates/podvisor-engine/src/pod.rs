@@ -92,6 +92,11 @@ pub struct PodEngine {
     dirty: bool,
     pub(crate) terminating: Option<Termination>,
     kills: BTreeMap<ContainerRef, KillTask>,
+    /// Starts abandoned because the pod began terminating before they ran (R41).
+    cancelled: BTreeSet<ContainerRef>,
+    /// The image each start in flight was asked to run (a spec update may change the model
+    /// before the runtime reports back, R68).
+    starting_image: HashMap<ContainerRef, String>,
     finished: bool,
     out: VecDeque<Action>,
     pub(crate) status: PodStatus,
@@ -125,6 +130,8 @@ impl PodEngine {
             dirty: false,
             terminating: None,
             kills: BTreeMap::new(),
+            cancelled: BTreeSet::new(),
+            starting_image: HashMap::new(),
             finished: false,
             out: VecDeque::new(),
             status: PodStatus::default(),
@@ -328,6 +335,7 @@ impl PodEngine {
             return;
         }
         let r = ContainerRef::new(c.name.clone(), self.records.next_attempt(&c.name));
+        self.starting_image.insert(r.clone(), image);
         self.out.push_back(Action::StartContainer {
             container: r.clone(),
             spec: Box::new(c.spec.clone()),
@@ -357,6 +365,17 @@ impl PodEngine {
         }
     }
 
+    /// The image instance `r` runs: the one its start asked for.
+    fn instance_image(&self, r: &ContainerRef, c: &ContainerModel) -> String {
+        self.starting_image.get(r).cloned().unwrap_or_else(|| c.image().to_string())
+    }
+
+    /// Whether an input about a start concerns the start in flight (duplicates and late
+    /// reports about other starts change nothing).
+    fn is_current_start(&self, r: &ContainerRef) -> bool {
+        self.current == Some(Current::Starting(r.clone()))
+    }
+
     fn backoff_key(&self, c: &ContainerModel) -> String {
         format!("{}_{}_{}_{}_{}", self.id.name, self.id.namespace, self.id.uid, c.name, c.image())
     }
@@ -377,6 +396,9 @@ impl PodEngine {
 
     fn on_pull_failed(&mut self, now: Timestamp, r: &ContainerRef, message: String) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
+        if !self.is_current_start(r) {
+            return;
+        }
         let image = c.image().to_string();
         self.record(EventType::Warning, "Failed", format!("Failed to pull image \"{image}\": {message}"), Some(&c));
         self.record(EventType::Warning, "Failed", "Error: ErrImagePull".into(), Some(&c));
@@ -394,12 +416,16 @@ impl PodEngine {
         if self.records.get(r).is_some() {
             return;
         }
-        self.records.push(Instance { r: r.clone(), image: c.image().to_string(), id, state: State::Created });
+        let image = self.instance_image(r, &c);
+        self.records.push(Instance { r: r.clone(), image, id, state: State::Created });
         self.record(EventType::Normal, "Created", format!("Created container: {}", c.name), Some(&c));
     }
 
     fn on_start_failed(&mut self, now: Timestamp, r: &ContainerRef, reason: String, message: String) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
+        if !self.is_current_start(r) {
+            return;
+        }
         self.record(EventType::Warning, "Failed", format!("Error: {message}"), Some(&c));
         match self.records.get_mut(r) {
             // A created container that failed to start is reported exited with code 128, so the
@@ -409,10 +435,12 @@ impl PodEngine {
                     started_at: None,
                     finished_at: now,
                     exit_code: 128,
-                    cause: ExitCause::Exited,
+                    cause: ExitCause::StartError,
                     message: Some(message),
                 });
                 self.waiting.remove(&r.name);
+                // Exited: the next pass restarts it under the crash-loop back-off.
+                self.dirty = true;
             }
             None => {
                 self.waiting.insert(c.name.clone(), Waiting { reason, message });
@@ -420,22 +448,18 @@ impl PodEngine {
                 let since = now;
                 self.crash_backoff.next(&key, since, now);
                 let wait = self.crash_backoff.current(&key).unwrap_or(CRASH_LOOP_INITIAL);
+                // Nothing exited, so the crash-loop back-off cannot hold the retry: the timer does.
                 self.retries.insert(now + wait);
             }
         }
-        self.dirty = true;
         self.start_done(r, false);
     }
 
     fn on_started(&mut self, now: Timestamp, r: &ContainerRef) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         if self.records.get(r).is_none() {
-            self.records.push(Instance {
-                r: r.clone(),
-                image: c.image().to_string(),
-                id: String::new(),
-                state: State::Created,
-            });
+            let image = self.instance_image(r, &c);
+            self.records.push(Instance { r: r.clone(), image, id: String::new(), state: State::Created });
         }
         if let Some(inst) = self.records.get_mut(r) {
             if inst.state != State::Created {
@@ -444,6 +468,15 @@ impl PodEngine {
             inst.state = State::Running { started_at: now };
         }
         self.waiting.remove(&r.name);
+        self.starting_image.remove(r);
+        if self.cancelled.remove(r) {
+            // Its start was abandoned when the pod began terminating: it must not run.
+            let task =
+                KillTask { r: r.clone(), ordered: false, grace: 0, stage: Stage::Killed, since: now, deadline: None };
+            self.kills.insert(r.clone(), task);
+            self.out.push_back(Action::Signal { container: r.clone(), signal: Signal::Kill });
+            return;
+        }
         self.record(EventType::Normal, "Started", format!("Started container {}", c.name), Some(&c));
         for spec in &c.probes {
             let mut w = Worker::new(spec.clone());
@@ -479,6 +512,13 @@ impl PodEngine {
         cause: ExitCause,
         message: Option<String>,
     ) {
+        if self.records.get(r).is_none() {
+            // An exit reported before the creation: record the instance so it is not lost.
+            let Some(c) = self.model.get(&r.name).cloned() else { return };
+            let image = self.instance_image(r, &c);
+            self.records.push(Instance { r: r.clone(), image, id: String::new(), state: State::Created });
+        }
+        self.starting_image.remove(r);
         let Some(inst) = self.records.get_mut(r) else { return };
         if inst.exit().is_some() {
             return;
@@ -520,7 +560,7 @@ impl PodEngine {
                         self.record(EventType::Warning, "FailedPostStartHook", "PostStartHook failed".into(), Some(&c));
                         if self.records.get(r).is_some_and(Instance::running) {
                             let grace = self.model.grace_seconds();
-                            self.start_kill(now, r.clone(), grace, false, None);
+                            self.start_kill(now, r.clone(), grace, false, Some("FailedPostStartHook".into()));
                             self.current = Some(Current::PostStartFailed(r.clone()));
                         } else {
                             self.start_done(r, false);
@@ -587,7 +627,7 @@ impl PodEngine {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         let Some(w) = self.probes.get_mut(&(r.clone(), kind)) else { return };
         w.in_flight = false;
-        if w.stopped {
+        if w.stopped || w.on_hold {
             return;
         }
         let (changed, failure) = match &outcome {
@@ -608,13 +648,16 @@ impl PodEngine {
         match (kind, now_cached) {
             (ProbeKind::Startup, Cached::Success) => {
                 // Started: liveness and readiness may run now; readiness at once (R31).
+                let started_at = self.records.get(r).and_then(|i| match i.state {
+                    State::Running { started_at } => Some(started_at),
+                    _ => None,
+                });
                 for other in [ProbeKind::Liveness, ProbeKind::Readiness] {
                     if let Some(o) = self.probes.get_mut(&(r.clone(), other)) {
-                        let earliest = self.records.get(r).and_then(|i| match i.state {
-                            State::Running { started_at } => Some(started_at + o.spec.initial_delay),
-                            _ => None,
-                        });
-                        o.next_at = Some(earliest.map_or(now, |e| e.max(now)));
+                        // Readiness is probed at once; liveness at its next period.
+                        let next = if other == ProbeKind::Readiness { now } else { now + o.spec.period };
+                        let earliest = started_at.map_or(next, |s| s + o.spec.initial_delay);
+                        o.next_at = Some(earliest.max(next));
                     }
                 }
                 self.dirty = true;
@@ -715,15 +758,30 @@ impl PodEngine {
 
     /// Begins pod termination (R36 completion, R39–R47 deletion).
     fn begin_termination(&mut self, now: Timestamp, deleted: bool, grace: i64) {
+        // The pass in flight is abandoned, as the kubelet cancels its sync (R41).
         self.queue.clear();
+        if let Some(Current::Starting(r)) = self.current.take()
+            && !self.records.get(&r).is_some_and(Instance::running)
+        {
+            self.cancelled.insert(r.clone());
+            self.starting_image.remove(&r);
+            self.out.push_back(Action::CancelStart { container: r });
+        }
         let running: Vec<ContainerRef> = self.records.running().map(|i| i.r.clone()).collect();
         let ordering = Ordering::new(running.iter().map(|r| r.name.clone()));
         self.terminating = Some(Termination { deleted, grace, ordering });
         for w in self.probes.values_mut() {
             if w.spec.kind != ProbeKind::Readiness {
+                // R40: a worker that sees the deletion records Success and stops.
+                if deleted {
+                    w.cached = Cached::Success;
+                }
                 w.stopped = true;
             }
         }
+        // Kills already under way (a probe failure, a changed image) join the termination with
+        // its grace if that is shorter (R39).
+        self.cap_kills(now, grace);
         let mut ordered: Vec<ContainerRef> = running;
         // Kill tasks start together; regular containers first so their events come first.
         ordered.sort_by_key(|r| match self.model.get(&r.name).map(|c| c.role) {
@@ -734,6 +792,23 @@ impl PodEngine {
             self.start_kill(now, r, grace, true, None);
         }
         self.maybe_finish();
+    }
+
+    /// Caps every kill under way to a grace of `grace` seconds from `now`. A task's remaining
+    /// grace counts from the start of its stage, so the time already spent there is added.
+    fn cap_kills(&mut self, now: Timestamp, grace: i64) {
+        for task in self.kills.values_mut() {
+            match task.stage {
+                Stage::PreStop | Stage::WaitTurn => {
+                    task.grace = task.grace.min(whole_seconds(task.since, now) + grace);
+                    task.deadline = task.deadline.map(|d| d.min(after_secs(now, grace)));
+                }
+                Stage::Stopping => {
+                    task.deadline = task.deadline.map(|d| d.min(after_secs(now, grace.max(MIN_GRACE_SECONDS))));
+                }
+                Stage::Killed => {}
+            }
+        }
     }
 
     fn maybe_finish(&mut self) {
@@ -754,29 +829,14 @@ impl PodEngine {
         let grace = grace_seconds.unwrap_or_else(|| self.model.grace_seconds()).max(1);
         match &mut self.terminating {
             Some(term) => {
+                term.deleted = true;
                 if grace < term.grace {
                     // A grace can only shrink (R39): pull every deadline in.
                     term.grace = grace;
-                    term.deleted = true;
-                    let limit = after_secs(now, grace);
-                    for task in self.kills.values_mut() {
-                        let cap = match task.stage {
-                            Stage::Stopping => after_secs(now, grace.max(MIN_GRACE_SECONDS)),
-                            _ => limit,
-                        };
-                        task.deadline = task.deadline.map(|d| d.min(cap));
-                        task.grace = task.grace.min(grace);
-                    }
-                } else {
-                    term.deleted = true;
+                    self.cap_kills(now, grace);
                 }
             }
-            None => {
-                if let Some(Current::Starting(_)) = &self.current {
-                    // The start in flight finishes; the container is stopped when it reports.
-                }
-                self.begin_termination(now, true, grace);
-            }
+            None => self.begin_termination(now, true, grace),
         }
     }
 

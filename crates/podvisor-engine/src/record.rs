@@ -41,6 +41,7 @@ impl Exit {
     pub fn reason(&self) -> &'static str {
         match (self.cause, self.exit_code) {
             (ExitCause::OomKilled, _) => "OOMKilled",
+            (ExitCause::StartError, _) => "StartError",
             (_, 0) => "Completed",
             _ => "Error",
         }
@@ -128,11 +129,8 @@ impl Records {
         self.by_name.values().filter_map(|v| v.last()).filter(|i| i.running())
     }
 
-    /// Whether some instance of this container ever ran.
-    pub fn ever_ran(&self, name: &str) -> bool {
-        self.by_name.get(name).is_some_and(|v| {
-            v.iter()
-                .any(|i| matches!(i.state, State::Running { .. }) || i.exit().is_some_and(|e| e.started_at.is_some()))
-        })
+    /// Whether the container has any record (it was created in this sandbox).
+    pub fn has_record(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|v| !v.is_empty())
     }
 }

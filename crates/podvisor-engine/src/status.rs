@@ -49,7 +49,16 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
     let (ok, reason, message) = initialized(e, &init, &regular, &phase);
     push("Initialized", ok, reason, message);
     let (ok, reason, message) = containers_ready(e, &init, &regular, &phase);
-    push("Ready", ok, reason.clone(), message.clone());
+    // R61: Ready also needs every readiness gate's condition, which the kubelet does not set.
+    match e.spec.readiness_gates.iter().flatten().next() {
+        Some(g) if ok => push(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady".into()),
+            Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", g.condition_type)),
+        ),
+        _ => push("Ready", ok, reason.clone(), message.clone()),
+    }
     push("ContainersReady", ok, reason, message);
     push("PodScheduled", true, None, None);
     PodStatus {
@@ -89,7 +98,8 @@ fn waiting(reason: &str, message: Option<String>) -> ContainerState {
 /// One container's status (R51–R55).
 fn container_status(e: &PodEngine, c: &ContainerModel) -> ContainerStatus {
     let latest = e.records.latest(&c.name);
-    let override_ = e.waiting.get(&c.name);
+    // A restart that will not happen (the pod terminates) shows no waiting reason (R33).
+    let override_ = e.waiting.get(&c.name).filter(|_| latest.is_none() || e.terminating.is_none());
     let default_reason = if e.model.init.is_empty() { "ContainerCreating" } else { "PodInitializing" };
     let (state, last) = match latest {
         None => {
@@ -192,7 +202,7 @@ fn phase(e: &PodEngine, init: &[ContainerStatus], regular: &[ContainerStatus]) -
     }
     let policy = e.model.restart_policy;
     // "Initialized" for the phase: a regular container of this sandbox has started (R56).
-    let initialized = e.model.regular.iter().any(|c| e.records.ever_ran(&c.name));
+    let initialized = e.model.regular.iter().any(|c| e.records.has_record(&c.name));
     if failed_init > 0 && policy == RestartPolicy::Never {
         return "Failed";
     }

@@ -54,6 +54,10 @@ pub struct Behaviour {
     pub runtime_start: Duration,
     /// Probe answers by kind.
     pub probes: HashMap<ProbeKind, ProbeScript>,
+    /// The runtime fails to create the container (`CreateContainerError`).
+    pub create_fails: bool,
+    /// The runtime creates the container but fails to start it (exit 128, `StartError`).
+    pub start_fails: bool,
     /// The postStart hook.
     pub post_start: Option<HookScript>,
     /// The preStop hook.
@@ -70,6 +74,8 @@ impl Default for Behaviour {
             oom_after: None,
             runtime_start: Duration::ZERO,
             probes: HashMap::new(),
+            create_fails: false,
+            start_fails: false,
             post_start: None,
             pre_stop: None,
         }

@@ -87,6 +87,18 @@ impl Ctr {
         self
     }
 
+    /// The runtime fails to create it (`CreateContainerError`).
+    pub fn create_fails(mut self) -> Self {
+        self.b().create_fails = true;
+        self
+    }
+
+    /// The runtime creates it but fails to start it (`StartError`, exit 128).
+    pub fn start_fails(mut self) -> Self {
+        self.b().start_fails = true;
+        self
+    }
+
     /// Gets OOM-killed this long after starting.
     pub fn oom_after(mut self, s: u64) -> Self {
         self.b().oom_after = Some(secs(s));
@@ -172,6 +184,13 @@ impl PodBuilder {
     pub fn new(policy: &str) -> Self {
         let spec = PodSpec { restart_policy: Some(policy.into()), ..Default::default() };
         PodBuilder { spec, behaviours: HashMap::new() }
+    }
+
+    /// Adds a readiness gate (a pod condition the kubelet does not set).
+    pub fn readiness_gate(mut self, condition: &str) -> Self {
+        let gate = k8s_openapi::api::core::v1::PodReadinessGate { condition_type: condition.into() };
+        self.spec.readiness_gates.get_or_insert_with(Vec::new).push(gate);
+        self
     }
 
     /// Sets `terminationGracePeriodSeconds`.

@@ -330,7 +330,20 @@ impl Sim {
                     Duration::ZERO,
                     Due::Input(Input::ImageReady { container: container.clone(), pulled: false }),
                 );
+                let failed = |reason: &str| Input::StartFailed {
+                    container: container.clone(),
+                    reason: reason.into(),
+                    message: format!("simulated {reason}"),
+                };
+                if b.create_fails {
+                    self.schedule(Duration::ZERO, Due::Input(failed("CreateContainerError")));
+                    return;
+                }
                 self.schedule(Duration::ZERO, Due::Input(Input::Created { container: container.clone(), id }));
+                if b.start_fails {
+                    self.schedule(b.runtime_start, Due::Input(failed("RunContainerError")));
+                    return;
+                }
                 self.schedule(b.runtime_start, Due::Input(Input::Started { container }));
             }
             Action::RunHook { container, hook, .. } => {
@@ -394,6 +407,17 @@ impl Sim {
                         self.exit(&container, 137, ExitCause::Exited);
                     }
                 }
+            }
+            Action::CancelStart { container } => {
+                // The runtime abandons the pull or create: nothing more is reported for it.
+                self.queue.retain(|_, due| {
+                    !matches!(due, Due::Input(
+                    Input::ImageReady { container: c, .. }
+                    | Input::ImagePullFailed { container: c, .. }
+                    | Input::Created { container: c, .. }
+                    | Input::Started { container: c }
+                ) if *c == container)
+                });
             }
             Action::RemoveSandbox => self.mark("", Mark::SandboxRemoved),
             Action::Record(ev) => {

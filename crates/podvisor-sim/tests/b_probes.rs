@@ -162,7 +162,8 @@ fn b_startup_delays_liveness_r31() {
     assert_eq!(state(&sim, "main"), "waiting:PodInitializing", "the main container waits for started (R16)");
 }
 
-/// B-LIVE-AFTER-STARTUP: once started, liveness runs and a failure restarts the sidecar (R31).
+/// B-LIVE-AFTER-STARTUP: once started, liveness runs (a period later) and a failure restarts
+/// the sidecar (R31).
 #[test]
 fn b_live_after_startup_r31() {
     let mut sim = pod(Ctr::new("sidecar").probe(Startup, t(0, 10, 60), ProbeScript::PassAfter(secs(10))).probe(
@@ -170,7 +171,9 @@ fn b_live_after_startup_r31() {
         t(0, 10, 1),
         ProbeScript::Fail,
     ));
-    sim.run_for(secs(11));
+    sim.run_for(secs(19));
+    assert_eq!(rc(&sim, "sidecar"), 0, "started at 10 s; liveness waits its 10 s period");
+    sim.run_for(secs(2));
     assert_eq!(rc(&sim, "sidecar"), 1);
 }
 
