@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{Container, VolumeMount};
 use podvisor_runtime::bundle::{PodContext, spec};
 use podvisor_runtime::image::ImageStore;
 
-#[test]
-fn a_busybox_container_runs_under_runc() {
-    let dir = std::env::temp_dir().join(format!("podvisor-runc-smoke-{}", std::process::id()));
+/// A fresh directory with the test image built and loaded into a store inside it.
+fn fixture(name: &str) -> (std::path::PathBuf, podvisor_runtime::image::Image) {
+    let dir = std::env::temp_dir().join(format!("podvisor-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let archive = dir.join("busybox.tar");
@@ -18,6 +18,12 @@ fn a_busybox_container_runs_under_runc() {
     assert!(Command::new(script).arg(&archive).status().unwrap().success());
     let store = ImageStore::open(&dir.join("data")).unwrap();
     let (image, _) = store.load_archive(&archive, &["busybox:1.36".into()]).unwrap();
+    (dir, image)
+}
+
+#[test]
+fn a_busybox_container_runs_under_runc() {
+    let (dir, image) = fixture("runc-smoke");
 
     let shared = dir.join("shared");
     std::fs::create_dir_all(&shared).unwrap();
@@ -61,14 +67,7 @@ fn create_start_exec_and_stop_through_the_driver() {
     use podvisor_runtime::runc::{Runc, become_subreaper};
     use tokio::io::AsyncReadExt;
 
-    let dir = std::env::temp_dir().join(format!("podvisor-runc-driver-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let archive = dir.join("busybox.tar");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
-    assert!(Command::new(script).arg(&archive).status().unwrap().success());
-    let store = ImageStore::open(&dir.join("data")).unwrap();
-    let (image, _) = store.load_archive(&archive, &[]).unwrap();
+    let (dir, image) = fixture("runc-driver");
     let container = Container {
         name: "c".into(),
         command: Some(vec![
