@@ -51,3 +51,11 @@ pub fn started(tl: &[Entry], name: &str) -> bool {
 pub fn times(tl: &[Entry], name: &str, pred: impl Fn(&Mark) -> bool) -> Vec<f64> {
     tl.iter().filter(|e| e.container == name && pred(&e.mark)).map(|e| e.at.as_secs_f64()).collect()
 }
+
+/// The first `Exiting` of `a` is followed by a `Starting` of `b`: `a` ran to completion before
+/// `b` began (a regular init container before the next container).
+pub fn exits_before_start(tl: &[Entry], a: &str, b: &str) -> bool {
+    let Some(i) = position(tl, a, is_exiting) else { return false };
+    tl[i + 1..].iter().any(|e| e.container == b && e.mark == Mark::Starting)
+        && !tl[..i].iter().any(|e| e.container == b && e.mark == Mark::Starting)
+}
