@@ -130,3 +130,11 @@ fn the_test_image_builds_and_loads_under_busybox_and_alpine() {
     assert_eq!((code, err.trim()), (1, "podvisor: /nonexistent.tar: No such file or directory (os error 2)"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_file_without_objects_is_an_error() {
+    let (code, out, err) = podvisor(&["simulate", "-"], Some("# only a comment\n---\n"));
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.starts_with("-: no objects found"), "{err}");
+}
