@@ -530,12 +530,9 @@ impl PodEngine {
         inst.state = State::Exited(Exit { started_at, finished_at: now, exit_code, cause, message });
         self.probes.retain(|(pr, _), _| pr != r);
         self.dirty = true;
-        if self.kills.remove(r).is_some() {
-            if let Some(term) = &mut self.terminating {
-                term.ordering.terminated(&r.name);
-            }
-            self.advance_waiting_kills(now);
-        } else if let Some(term) = &mut self.terminating {
+        self.kills.remove(r);
+        // Whether it was being killed or died on its own, it no longer holds anyone's turn (R46).
+        if let Some(term) = &mut self.terminating {
             term.ordering.terminated(&r.name);
             self.advance_waiting_kills(now);
         }
