@@ -275,7 +275,7 @@ fn a9_startup_recovers_r18_r21() {
 
 /// R28: a sidecar restarting after initialization does not re-gate running regular containers.
 #[test]
-fn sidecar_restart_after_init_does_not_touch_regular_r27_r28() {
+fn sidecar_restart_after_init_does_not_touch_regular_r27_r28_r53() {
     let t = Timing { period: Some(1), failure_threshold: Some(10), ..Default::default() };
     let mut sim = PodBuilder::new("Always")
         .sidecar(Ctr::new("proxy").start_delay(3).run(5).exit(1).probe(ProbeKind::Startup, t, ProbeScript::WhenStarted))

@@ -82,7 +82,7 @@ fn r65_worked_examples() {
 /// RESTARTS shows the newest restart's age; R63: sidecar restarts count, regular init restarts
 /// are dropped once initialized.
 #[test]
-fn restarts_column() {
+fn restarts_column_r63_r64() {
     let b = PodBuilder::new("Always").sidecar(Ctr::new("proxy").run(5).exit(1)).container(Ctr::new("app"));
     let spec = b.spec().clone();
     let mut sim = b.sim();
