@@ -10,6 +10,7 @@ use oci_spec::runtime::{
     LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec,
 };
 
+use crate::env::expand;
 use crate::image::ImageConfig;
 
 /// Why a container's configuration could not be made.
@@ -56,6 +57,10 @@ pub struct PodContext {
     pub etc_files: Vec<(String, PathBuf)>,
     /// Host directories of the pod's volumes, by volume name.
     pub volumes: HashMap<String, PathBuf>,
+    /// The pod's hostname (its name), given to containers as `HOSTNAME`.
+    pub hostname: Option<String>,
+    /// The pod-level security context (`runAsUser`, `runAsGroup`, `supplementalGroups`, …).
+    pub security: Option<k8s_openapi::api::core::v1::PodSecurityContext>,
 }
 
 /// The argv Kubernetes runs: `command` replaces ENTRYPOINT and `args` replaces CMD; with a
@@ -71,35 +76,6 @@ pub fn argv(c: &Container, image: &ImageConfig) -> Result<Vec<String>, BundleErr
     if args.is_empty() { Err(BundleError::NoCommand(c.name.clone())) } else { Ok(args) }
 }
 
-/// Expands `$(VAR)` references as Kubernetes does (`$$` escapes); unknown ones stay as written.
-fn expand(s: &str, env: &[(String, String)]) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-        } else if let Some(inner) = after.strip_prefix('(').and_then(|a| a.find(')').map(|j| (&a[..j], &a[j + 1..]))) {
-            match env.iter().rev().find(|(k, _)| k == inner.0) {
-                Some((_, v)) => out.push_str(v),
-                None => {
-                    out.push_str("$(");
-                    out.push_str(inner.0);
-                    out.push(')');
-                }
-            }
-            rest = inner.1;
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 fn bind(dest: &str, source: &Path, readonly: bool) -> Result<Mount, String> {
     let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
     options.push(if readonly { "ro" } else { "rw" }.to_string());
@@ -112,58 +88,252 @@ fn bind(dest: &str, source: &Path, readonly: bool) -> Result<Mount, String> {
         .map_err(|e| e.to_string())
 }
 
+/// What differs between instances of a container: its runtime ID, root, resolved
+/// environment and termination-message file.
+#[derive(Debug, Clone)]
+pub struct Instance<'a> {
+    /// The runtime's container ID (also the name of its cgroup under the pod's).
+    pub id: &'a str,
+    /// The mounted root filesystem.
+    pub rootfs: &'a Path,
+    /// The environment from `envFrom` and `env`, resolved (see [`crate::env::resolve`]).
+    pub env: &'a [(String, String)],
+    /// The host file bound at `terminationMessagePath`.
+    pub termination_log: Option<&'a Path>,
+}
+
+/// The capabilities a container gets by default (those of containerd and CRI-O).
+const DEFAULT_CAPS: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Every capability, for `privileged: true`.
+const ALL_CAPS: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+fn capabilities(c: &Container, privileged: bool) -> Result<oci_spec::runtime::LinuxCapabilities, String> {
+    let norm = |s: &str| s.trim_start_matches("CAP_").to_ascii_uppercase();
+    let mut set: Vec<String> = if privileged {
+        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+    } else {
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+    };
+    if !privileged && let Some(caps) = c.security_context.as_ref().and_then(|s| s.capabilities.as_ref()) {
+        for d in caps.drop.iter().flatten() {
+            if norm(d) == "ALL" {
+                set.clear();
+            } else {
+                set.retain(|x| *x != norm(d));
+            }
+        }
+        for a in caps.add.iter().flatten() {
+            let names: Vec<String> =
+                if norm(a) == "ALL" { ALL_CAPS.iter().map(|s| s.to_string()).collect() } else { vec![norm(a)] };
+            for n in names {
+                if !set.contains(&n) {
+                    set.push(n);
+                }
+            }
+        }
+    }
+    let caps: oci_spec::runtime::Capabilities = set
+        .iter()
+        .map(|n| {
+            serde_json::from_value::<oci_spec::runtime::Capability>(serde_json::Value::String(format!("CAP_{n}")))
+                .map_err(|_| format!("securityContext.capabilities: unknown capability {n:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Looks a user or group name up in the image's `/etc/passwd` or `/etc/group`.
+fn lookup(rootfs: &Path, file: &str, name: &str) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(rootfs.join("etc").join(file)).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name))
+            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0))))?
+    })
+}
+
+/// The user and group the process runs as: `runAsUser`/`runAsGroup` (container over pod), else
+/// the image's `USER`, else root.
+fn user(c: &Container, ctx: &PodContext, image: &ImageConfig, rootfs: &Path) -> Result<(u32, u32, Vec<u32>), String> {
+    let sc = c.security_context.as_ref();
+    let psc = ctx.security.as_ref();
+    let run_as_user = sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
+    let run_as_group = sc.and_then(|s| s.run_as_group).or(psc.and_then(|s| s.run_as_group));
+    let (mut uid, mut gid) = (0u32, 0u32);
+    if let Some(u) = image.user.as_deref().filter(|u| !u.is_empty()) {
+        let (name, group) = match u.split_once(':') {
+            Some((n, g)) => (n, Some(g)),
+            None => (u, None),
+        };
+        (uid, gid) = match name.parse::<u32>() {
+            Ok(n) => (n, lookup_uid_gid(rootfs, n).unwrap_or(0)),
+            Err(_) => {
+                lookup(rootfs, "passwd", name).ok_or_else(|| format!("image user {name:?} is not in /etc/passwd"))?
+            }
+        };
+        if let Some(g) = group {
+            gid = match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => lookup(rootfs, "group", g)
+                    .map(|(id, _)| id)
+                    .ok_or_else(|| format!("image group {g:?} is not in /etc/group"))?,
+            };
+        }
+    }
+    if let Some(u) = run_as_user {
+        uid = u32::try_from(u).map_err(|_| format!("runAsUser {u} is out of range"))?;
+        if run_as_group.is_none() {
+            gid = lookup_uid_gid(rootfs, uid).unwrap_or(0);
+        }
+    }
+    if let Some(g) = run_as_group {
+        gid = u32::try_from(g).map_err(|_| format!("runAsGroup {g} is out of range"))?;
+    }
+    let extra = psc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|g| u32::try_from(g).ok())
+        .chain(psc.and_then(|s| s.fs_group).and_then(|g| u32::try_from(g).ok()))
+        .collect();
+    Ok((uid, gid, extra))
+}
+
+fn lookup_uid_gid(rootfs: &Path, uid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f.get(3)?.parse().ok())?
+    })
+}
+
 /// Builds the runtime configuration of container `c` of a pod.
-pub fn spec(
-    c: &Container,
-    image: &ImageConfig,
-    ctx: &PodContext,
-    rootfs: &Path,
-    id: &str,
-) -> Result<Spec, BundleError> {
+pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instance<'_>) -> Result<Spec, BundleError> {
     let oci = |e: String| BundleError::Oci(c.name.clone(), e);
+    // The image's variables, overridden by the container's.
     let mut env: Vec<(String, String)> = image
         .env
         .iter()
         .flatten()
         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter(|(k, _)| !inst.env.iter().any(|(n, _)| n == k))
         .collect();
-    for e in c.env.iter().flatten() {
-        if e.value_from.is_some() {
-            return Err(BundleError::Unsupported {
-                container: c.name.clone(),
-                field: format!("env {:?} valueFrom", e.name),
-            });
-        }
-        let value = expand(e.value.as_deref().unwrap_or(""), &env);
-        env.retain(|(k, _)| *k != e.name);
-        env.push((e.name.clone(), value));
+    env.extend(inst.env.iter().cloned());
+    if !env.iter().any(|(k, _)| k == "HOSTNAME")
+        && let Some(h) = &ctx.hostname
+    {
+        env.insert(0, ("HOSTNAME".into(), h.clone()));
     }
-    if c.env_from.is_some() {
-        return Err(BundleError::Unsupported { container: c.name.clone(), field: "envFrom".into() });
-    }
-    let args: Vec<String> = argv(c, image)?.iter().map(|a| expand(a, &env)).collect();
+    // `$(VAR)` in command and args refer to the container's own variables.
+    let args: Vec<String> = argv(c, image)?.iter().map(|a| expand(a, inst.env)).collect();
     let cwd =
         c.working_dir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or("/".into());
+    let sc = c.security_context.as_ref();
+    let privileged = sc.and_then(|s| s.privileged) == Some(true);
+    let (uid, gid, extra) = user(c, ctx, image, inst.rootfs).map_err(oci)?;
+    let user = oci_spec::runtime::UserBuilder::default()
+        .uid(uid)
+        .gid(gid)
+        .additional_gids(extra)
+        .build()
+        .map_err(|e| oci(e.to_string()))?;
     let process = ProcessBuilder::default()
         .args(args)
         .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
         .cwd(cwd)
-        .no_new_privileges(false)
+        .user(user)
+        .capabilities(capabilities(c, privileged).map_err(oci)?)
+        .no_new_privileges(sc.and_then(|s| s.allow_privilege_escalation) == Some(false))
         .build()
         .map_err(|e| oci(e.to_string()))?;
     let mut mounts = oci_spec::runtime::get_default_mounts();
     for (dest, file) in &ctx.etc_files {
         mounts.push(bind(dest, file, false).map_err(oci)?);
     }
+    if let Some(log) = inst.termination_log {
+        let dest = c.termination_message_path.as_deref().unwrap_or("/dev/termination-log");
+        mounts.push(bind(dest, log, false).map_err(oci)?);
+    }
     for m in c.volume_mounts.iter().flatten() {
-        if m.sub_path.is_some() || m.sub_path_expr.is_some() {
-            return Err(BundleError::Unsupported { container: c.name.clone(), field: "volumeMounts subPath".into() });
-        }
-        let source = ctx.volumes.get(&m.name).ok_or_else(|| BundleError::Unsupported {
+        let base = ctx.volumes.get(&m.name).ok_or_else(|| BundleError::Unsupported {
             container: c.name.clone(),
-            field: format!("volume {:?} (only emptyDir volumes are supported yet)", m.name),
+            field: format!("volumeMounts: volume {:?} is not set up", m.name),
         })?;
-        mounts.push(bind(&m.mount_path, source, m.read_only == Some(true)).map_err(oci)?);
+        let sub = match (&m.sub_path, &m.sub_path_expr) {
+            (Some(s), _) if !s.is_empty() => Some(s.clone()),
+            (_, Some(e)) if !e.is_empty() => Some(expand(e, inst.env)),
+            _ => None,
+        };
+        let source = match sub {
+            Some(s) => {
+                crate::volumes::sub_path(base, &s).map_err(|e| oci(format!("volumeMounts {:?}: {e}", m.name)))?
+            }
+            None => base.clone(),
+        };
+        mounts.push(bind(&m.mount_path, &source, m.read_only == Some(true)).map_err(oci)?);
     }
     let namespaces: Vec<LinuxNamespace> = [
         (LinuxNamespaceType::Pid, None),
@@ -208,16 +378,28 @@ pub fn spec(
         resources = resources.cpu(cpu);
     }
     let pids = LinuxPidsBuilder::default().limit(4096).build().map_err(|e| oci(e.to_string()))?;
-    let resources = resources.pids(pids).build().map_err(|e| oci(e.to_string()))?;
-    let linux = LinuxBuilder::default()
+    let mut resources = resources.pids(pids);
+    if privileged {
+        let all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .access("rwm")
+            .build()
+            .map_err(|e| oci(e.to_string()))?;
+        resources = resources.devices(vec![all]);
+    }
+    let resources = resources.build().map_err(|e| oci(e.to_string()))?;
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .cgroups_path(PathBuf::from(format!("{}/{id}", ctx.cgroup_parent)))
-        .resources(resources)
-        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
-        .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-        .build()
-        .map_err(|e| oci(e.to_string()))?;
-    let root = RootBuilder::default().path(rootfs).readonly(false).build().map_err(|e| oci(e.to_string()))?;
+        .cgroups_path(PathBuf::from(format!("{}/{}", ctx.cgroup_parent, inst.id)))
+        .resources(resources);
+    if !privileged {
+        linux = linux
+            .masked_paths(oci_spec::runtime::get_default_maskedpaths())
+            .readonly_paths(oci_spec::runtime::get_default_readonly_paths());
+    }
+    let linux = linux.build().map_err(|e| oci(e.to_string()))?;
+    let readonly = sc.and_then(|s| s.read_only_root_filesystem) == Some(true);
+    let root = RootBuilder::default().path(inst.rootfs).readonly(readonly).build().map_err(|e| oci(e.to_string()))?;
     let mut spec = Spec::default();
     spec.set_hostname(None)
         .set_process(Some(process))
@@ -277,7 +459,8 @@ mod tests {
             cgroup_parent: "/podvisor/p".into(),
             ..Default::default()
         };
-        let spec = spec(&container, &image(), &ctx, Path::new("/r"), "p-c-0").unwrap();
+        let inst = Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None };
+        let spec = spec(&container, &image(), &ctx, &inst).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["process"]["env"], serde_json::json!(["PATH=/bin", "A=image"]));
         assert_eq!(json["linux"]["cgroupsPath"], "/podvisor/p/p-c-0");

@@ -1,9 +1,19 @@
 //! Real containers for podvisor: a local image store, OCI bundles run by an OCI runtime binary
 //! (runc by default), pod sandboxes (one network namespace per pod), volumes and logs.
+//!
+//! Each module is one concern of a container's life on the host; the node crate puts them
+//! together under the lifecycle engine's orders.
 
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod cgroup;
+pub mod env;
 pub mod image;
 mod layer;
+pub mod logs;
+pub mod objects;
+pub mod rootfs;
 pub mod runc;
+pub mod sandbox;
+pub mod volumes;

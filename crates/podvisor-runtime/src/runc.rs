@@ -204,6 +204,26 @@ impl Runc {
         }
     }
 
+    /// `list`: the IDs of the containers this runtime root holds.
+    pub async fn list(&self) -> Result<Vec<String>, RuncError> {
+        let out = self
+            .command()
+            .args(["list", "-q"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|error| RuncError::Spawn { binary: self.binary.clone(), error })?;
+        if !out.status.success() {
+            return Err(RuncError::Failed {
+                binary: self.binary.clone(),
+                verb: "list",
+                id: String::new(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+    }
+
     /// `delete --force`: removes the container and its cgroup.
     pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
         self.run("delete", id, &["--force"]).await

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use k8s_openapi::api::core::v1::{Container, VolumeMount};
-use podvisor_runtime::bundle::{PodContext, spec};
+use podvisor_runtime::bundle::{Instance, PodContext, spec};
 use podvisor_runtime::image::ImageStore;
 
 /// A fresh directory with the test image built and loaded into a store inside it.
@@ -48,7 +48,13 @@ fn a_busybox_container_runs_under_runc() {
     };
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).unwrap();
-    let mut s = spec(&container, &image.config, &ctx, &image.rootfs, "smoke").unwrap();
+    let mut s = spec(
+        &container,
+        &image.config,
+        &ctx,
+        &Instance { id: "smoke", rootfs: &image.rootfs, env: &[], termination_log: None },
+    )
+    .unwrap();
     s.set_hostname(Some("smoke".into()));
     s.save(bundle.join("config.json")).unwrap();
     let id = format!("podvisor-smoke-{}", std::process::id());
@@ -80,7 +86,15 @@ fn create_start_exec_and_stop_through_the_driver() {
     let ctx = PodContext { cgroup_parent: "/podvisor-test".into(), ..Default::default() };
     let bundle = dir.join("bundle");
     std::fs::create_dir_all(&bundle).unwrap();
-    spec(&container, &image.config, &ctx, &image.rootfs, "driver").unwrap().save(bundle.join("config.json")).unwrap();
+    spec(
+        &container,
+        &image.config,
+        &ctx,
+        &Instance { id: "driver", rootfs: &image.rootfs, env: &[], termination_log: None },
+    )
+    .unwrap()
+    .save(bundle.join("config.json"))
+    .unwrap();
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

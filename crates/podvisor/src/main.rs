@@ -2,6 +2,7 @@
 
 mod image;
 mod load;
+mod run;
 mod simulate;
 
 use std::process::ExitCode;
@@ -59,6 +60,19 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         until: u64,
     },
+    /// Run the Pods, Jobs and Deployments of the manifests on real containers, in the
+    /// foreground, until they end (Ctrl-C deletes them gracefully; a second Ctrl-C kills).
+    Run {
+        /// Manifest files (`-` for standard input).
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// The OCI runtime binary (runc, crun, youki, or a path).
+        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
+        runtime: std::path::PathBuf,
+        /// Write every event, with timestamps, to this JSON file.
+        #[arg(long, value_name = "FILE.json")]
+        timeline: Option<std::path::PathBuf>,
+    },
     /// Manage the local image store.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -67,7 +81,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let files = match cli.command {
-        Command::Validate { ref files } | Command::Simulate { ref files, .. } => files,
+        Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
     };
     let manifests = match load::load_all(files) {
@@ -89,6 +103,14 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
         Command::Simulate { behave, until, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until))
+        }
+        Command::Run { runtime, timeline, .. } => {
+            let opts = run::Options { data_dir: cli.data_dir.clone(), runtime, timeline };
+            match run::run(&mut out, manifests, opts) {
+                Ok(run::Outcome::Done(ok)) => Ok(ok),
+                Ok(run::Outcome::Interrupted) => return ExitCode::from(130),
+                Err(e) => Err(e),
+            }
         }
         Command::Image(_) => Ok(true),
     };

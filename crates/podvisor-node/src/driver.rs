@@ -1,0 +1,359 @@
+//! One pod's driver: a task that feeds the lifecycle engine with what happens to real
+//! containers (exits, probe results, hook results, deletion) the moment it happens, carries out
+//! the engine's actions, and publishes status and events. No polling: the loop wakes on an input
+//! or on the engine's own next deadline.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodStatus, Probe};
+use podvisor_engine::{
+    Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome, Signal,
+};
+use podvisor_runtime::bundle::PodContext;
+use podvisor_runtime::sandbox::Sandbox;
+use tokio::sync::{mpsc, watch};
+
+use crate::events::What;
+use crate::handlers::{self, Outcome};
+use crate::host::{Host, Publish, Report, StartJob, container_id, pod_cgroup, remove_pod_leftovers};
+
+/// A pod's status as its driver last published it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodSnapshot {
+    /// The API status.
+    pub status: PodStatus,
+    /// Whether the pod is done (every container stopped for good, sandbox removed).
+    pub finished: bool,
+}
+
+/// A hook with no bound of its own may run this long.
+const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
+
+pub(crate) struct Driver {
+    pub host: Arc<Host>,
+    pub pod: Arc<Pod>,
+    pub engine: PodEngine,
+    pub rx: mpsc::UnboundedReceiver<Input>,
+    pub report: Report,
+    pub publish: Publish,
+    pub snapshot: watch::Sender<PodSnapshot>,
+    ctx: Option<Arc<PodContext>>,
+    stop_sent: HashMap<ContainerRef, (Instant, String)>,
+    phase: String,
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+impl Driver {
+    pub(crate) fn new(
+        host: Arc<Host>,
+        pod: Arc<Pod>,
+        rx: mpsc::UnboundedReceiver<Input>,
+        report: Report,
+        publish: Publish,
+        snapshot: watch::Sender<PodSnapshot>,
+    ) -> Driver {
+        let id = PodIdentity {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            uid: uid(&pod),
+        };
+        let engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), Timestamp::now());
+        Driver {
+            host,
+            pod,
+            engine,
+            rx,
+            report,
+            publish,
+            snapshot,
+            ctx: None,
+            stop_sent: HashMap::new(),
+            phase: String::new(),
+        }
+    }
+
+    /// Runs the pod until it is finished.
+    pub(crate) async fn run(mut self) {
+        loop {
+            while let Some(action) = self.engine.poll_action() {
+                if let Err(message) = self.execute(action).await {
+                    self.fail(message).await;
+                    return;
+                }
+            }
+            self.publish_status();
+            if self.engine.is_finished() {
+                (self.publish)(What::Finished { phase: self.phase.clone() });
+                return;
+            }
+            let wait = self.engine.poll_timeout().map(|t| {
+                let d = t.duration_since(Timestamp::now());
+                Duration::try_from(d).unwrap_or(Duration::ZERO)
+            });
+            tokio::select! {
+                input = self.rx.recv() => {
+                    let Some(input) = input else { return };
+                    self.observe(&input);
+                    self.engine.handle(Timestamp::now(), input);
+                }
+                _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
+                    self.engine.handle_timeout(Timestamp::now());
+                }
+            }
+        }
+    }
+
+    /// The pod could not get a sandbox: it fails as a whole, nothing of it is left running.
+    async fn fail(&mut self, message: String) {
+        (self.publish)(What::Event {
+            kind: "Warning",
+            reason: "FailedCreatePodSandBox".into(),
+            message: message.clone(),
+            container: None,
+        });
+        remove_pod_leftovers(&self.host, &uid(&self.pod)).await;
+        let mut status = self.engine.status().clone();
+        status.phase = Some("Failed".into());
+        status.message = Some(message);
+        status.reason = Some("FailedCreatePodSandBox".into());
+        self.snapshot.send_replace(PodSnapshot { status, finished: true });
+        (self.publish)(What::Phase { phase: "Failed".into() });
+        (self.publish)(What::Finished { phase: "Failed".into() });
+    }
+
+    fn publish_status(&mut self) {
+        let status = self.engine.status();
+        let phase = status.phase.clone().unwrap_or_default();
+        if phase != self.phase {
+            self.phase = phase.clone();
+            (self.publish)(What::Phase { phase });
+        }
+        let finished = self.engine.is_finished();
+        self.snapshot.send_if_modified(|s| {
+            if s.status != *status || s.finished != finished {
+                *s = PodSnapshot { status: status.clone(), finished };
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Turns runtime reports into the lines `run` prints.
+    fn observe(&mut self, input: &Input) {
+        match input {
+            Input::Started { container } => {
+                (self.publish)(What::Started { container: container.name.clone(), attempt: container.attempt })
+            }
+            Input::Exited { container, exit_code, cause, .. } => {
+                let reason = match (cause, exit_code) {
+                    (ExitCause::OomKilled, _) => "OOMKilled",
+                    (ExitCause::StartError, _) => "StartError",
+                    (_, 0) => "Completed",
+                    _ => "Error",
+                };
+                self.stop_sent.remove(container);
+                (self.publish)(What::Exited {
+                    container: container.name.clone(),
+                    attempt: container.attempt,
+                    exit_code: *exit_code,
+                    reason: reason.into(),
+                });
+            }
+            Input::HookDone { container, hook, result } => (self.publish)(What::Handler {
+                container: container.name.clone(),
+                handler: match hook {
+                    Hook::PostStart => "postStart".into(),
+                    Hook::PreStop => "preStop".into(),
+                },
+                result: match result {
+                    Ok(()) => "ok".into(),
+                    Err(e) => e.clone(),
+                },
+            }),
+            _ => {}
+        }
+    }
+
+    fn container(&self, name: &str) -> Option<Container> {
+        let spec = self.engine.spec();
+        spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == name).cloned()
+    }
+
+    fn netns(&self) -> PathBuf {
+        Sandbox::at(&self.host.run_dir(&uid(&self.pod)).join("sandbox")).namespace("net")
+    }
+
+    async fn create_sandbox(&mut self) -> Result<(), String> {
+        let uid = uid(&self.pod);
+        let dir = self.host.run_dir(&uid);
+        let sandbox = Sandbox::at(&dir.join("sandbox"));
+        let hostname = self.pod.metadata.name.clone().unwrap_or_default();
+        sandbox.create(&hostname).await.map_err(|e| e.to_string())?;
+        let volumes = podvisor_runtime::volumes::prepare(&self.pod, &dir.join("volumes"), self.host.objects.as_ref())
+            .map_err(|e| e.to_string())?;
+        self.ctx = Some(Arc::new(PodContext {
+            netns: Some(sandbox.namespace("net")),
+            uts: Some(sandbox.namespace("uts")),
+            ipc: Some(sandbox.namespace("ipc")),
+            cgroup_parent: pod_cgroup(&uid),
+            etc_files: sandbox.etc_files(),
+            volumes,
+            hostname: Some(hostname),
+            security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
+        }));
+        Ok(())
+    }
+
+    async fn execute(&mut self, action: Action) -> Result<(), String> {
+        match action {
+            Action::CreateSandbox => {
+                self.create_sandbox().await?;
+                self.engine.handle(Timestamp::now(), Input::SandboxReady);
+            }
+            Action::StartContainer { container, spec, .. } => {
+                let Some(ctx) = self.ctx.clone() else { return Ok(()) };
+                let job = StartJob {
+                    host: self.host.clone(),
+                    pod: self.pod.clone(),
+                    ctx,
+                    r: container,
+                    spec: *spec,
+                    report: self.report.clone(),
+                    publish: self.publish.clone(),
+                };
+                tokio::spawn(job.run());
+            }
+            // The start runs to its end; the engine kills the container if it comes up.
+            Action::CancelStart { .. } => {}
+            Action::RunHook { container, hook, timeout } => self.run_hook(container, hook, timeout),
+            Action::RunProbe { container, probe, timeout } => self.run_probe(container, probe, timeout),
+            Action::Signal { container, signal } => self.signal(container, signal),
+            Action::RemoveSandbox => remove_pod_leftovers(&self.host, &uid(&self.pod)).await,
+            Action::Record(e) => (self.publish)(What::Event {
+                kind: match e.kind {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                },
+                reason: e.reason,
+                message: e.message,
+                container: e
+                    .field_path
+                    .as_deref()
+                    .and_then(|f| f.split_once('{').map(|(_, rest)| rest.trim_end_matches('}').to_string())),
+            }),
+        }
+        Ok(())
+    }
+
+    fn signal(&mut self, r: ContainerRef, signal: Signal) {
+        let id = container_id(&uid(&self.pod), &r);
+        let (name, why) = match signal {
+            Signal::Stop => {
+                let name = self.stop_signal(&r.name);
+                self.stop_sent.insert(r.clone(), (Instant::now(), name.clone()));
+                (name, "stopping the container".to_string())
+            }
+            Signal::Kill => {
+                let why = match self.stop_sent.get(&r) {
+                    Some((at, sig)) => format!(
+                        "still running {:.1}s after {sig}: the grace period is over",
+                        at.elapsed().as_secs_f64()
+                    ),
+                    None => "killed at once".into(),
+                };
+                ("SIGKILL".to_string(), why)
+            }
+        };
+        (self.publish)(What::Signalled { container: r.name.clone(), signal: name.clone(), why });
+        let runc = self.host.runc.clone();
+        tokio::spawn(async move {
+            let _ = runc.kill(&id, &name).await;
+        });
+    }
+
+    /// `lifecycle.stopSignal`, else the image's `STOPSIGNAL`, else SIGTERM.
+    fn stop_signal(&self, name: &str) -> String {
+        let c = self.container(name);
+        let own = c.as_ref().and_then(|c| c.lifecycle.as_ref()).and_then(|l| l.stop_signal.clone());
+        let image = || {
+            c.as_ref()
+                .and_then(|c| c.image.as_deref())
+                .and_then(|i| self.host.images.resolve(i))
+                .and_then(|i| i.config.stop_signal)
+        };
+        let s = own.or_else(image).unwrap_or_else(|| "SIGTERM".into());
+        if s.starts_with("SIG") || s.parse::<u32>().is_ok() { s } else { format!("SIG{s}") }
+    }
+
+    fn run_hook(&self, r: ContainerRef, hook: Hook, timeout: Option<Duration>) {
+        let c = self.container(&r.name);
+        let handler: Option<LifecycleHandler> =
+            c.as_ref().and_then(|c| c.lifecycle.as_ref()).and_then(|l| match hook {
+                Hook::PostStart => l.post_start.clone(),
+                Hook::PreStop => l.pre_stop.clone(),
+            });
+        let (runc, report, netns) = (self.host.runc.clone(), self.report.clone(), self.netns());
+        let id = container_id(&uid(&self.pod), &r);
+        let timeout = timeout.unwrap_or(UNBOUNDED);
+        tokio::spawn(async move {
+            let outcome = match (handler, c) {
+                (Some(h), Some(c)) => {
+                    if let Some(e) = &h.exec {
+                        handlers::exec(&runc, &id, e.command.as_deref().unwrap_or_default(), timeout).await
+                    } else if let Some(s) = &h.sleep {
+                        tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout)).await;
+                        Outcome::Ok
+                    } else if let Some(a) = &h.http_get {
+                        handlers::http(&netns, &c, a, timeout).await
+                    } else if let Some(a) = &h.tcp_socket {
+                        handlers::tcp(&netns, &c, a, timeout).await
+                    } else {
+                        Outcome::Failed("the hook has no handler".into())
+                    }
+                }
+                _ => Outcome::Ok,
+            };
+            let result = match outcome {
+                Outcome::Ok => Ok(()),
+                Outcome::Failed(m) => Err(m),
+            };
+            let _ = report.send(Input::HookDone { container: r, hook, result });
+        });
+    }
+
+    fn run_probe(&self, r: ContainerRef, kind: ProbeKind, timeout: Duration) {
+        let c = self.container(&r.name);
+        let probe: Option<Probe> = c.as_ref().and_then(|c| match kind {
+            ProbeKind::Startup => c.startup_probe.clone(),
+            ProbeKind::Liveness => c.liveness_probe.clone(),
+            ProbeKind::Readiness => c.readiness_probe.clone(),
+        });
+        let (runc, report, netns) = (self.host.runc.clone(), self.report.clone(), self.netns());
+        let id = container_id(&uid(&self.pod), &r);
+        tokio::spawn(async move {
+            let outcome = match (probe, c) {
+                (Some(p), Some(c)) => {
+                    if let Some(e) = &p.exec {
+                        handlers::exec(&runc, &id, e.command.as_deref().unwrap_or_default(), timeout).await.into()
+                    } else if let Some(a) = &p.tcp_socket {
+                        handlers::tcp(&netns, &c, a, timeout).await.into()
+                    } else if let Some(a) = &p.http_get {
+                        handlers::http(&netns, &c, a, timeout).await.into()
+                    } else {
+                        ProbeOutcome::Failure("gRPC probes are not supported yet".into())
+                    }
+                }
+                _ => ProbeOutcome::Unknown,
+            };
+            let _ = report.send(Input::ProbeDone { container: r, probe: kind, outcome });
+        });
+    }
+}

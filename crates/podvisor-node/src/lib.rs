@@ -1,0 +1,283 @@
+//! The node core that `podvisor run` and `podvisor serve` share: pods driven by the sans-IO
+//! lifecycle engine on real OCI containers, with their events and logs, and the Job and
+//! Deployment controllers that create pods.
+//!
+//! - [`Node`]: opens the data directory (cleaning up after a crashed earlier run) and runs pods;
+//! - `driver`: one task per pod feeding the engine and carrying out its actions;
+//! - `host`: one container instance's start, exit and clean-up on the machine;
+//! - `handlers`: exec, tcpSocket and httpGet probes and hooks;
+//! - [`workloads`]: Jobs and Deployments;
+//! - [`events`]: what the node reports.
+
+#![warn(missing_docs)]
+
+mod driver;
+pub mod events;
+mod handlers;
+mod host;
+pub mod store;
+pub mod workloads;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use podvisor_engine::Input;
+use podvisor_runtime::image::ImageStore;
+use podvisor_runtime::runc::Runc;
+use tokio::sync::{mpsc, watch};
+
+pub use driver::PodSnapshot;
+pub use events::{NodeEvent, What};
+pub use host::log_dir;
+pub use store::ObjectStore;
+
+/// Why a node could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Not running as root.
+    #[error("podvisor needs root to run containers (namespaces, mounts, cgroups): run it as root, e.g. with sudo")]
+    NotRoot,
+    /// The OCI runtime binary is missing.
+    #[error("OCI runtime {0:?} not found: install it (apt-get install runc) or name another with --runtime")]
+    NoRuntime(String),
+    /// Another podvisor holds the data directory.
+    #[error("{0}: another podvisor is using this data directory (use --data-dir for a separate one)")]
+    Busy(PathBuf),
+    /// A file or directory of the data directory.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The image store.
+    #[error(transparent)]
+    Image(#[from] podvisor_runtime::image::ImageError),
+}
+
+/// How to open a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Images, pod state and logs (`/var/lib/podvisor` by default).
+    pub data_dir: PathBuf,
+    /// The OCI runtime binary (`runc`, `crun`, `youki`, or a path).
+    pub runtime: PathBuf,
+}
+
+/// Finds `name` on `PATH` unless it is a path already.
+fn which(name: &Path) -> Option<PathBuf> {
+    if name.components().count() > 1 {
+        return name.is_file().then(|| name.to_path_buf());
+    }
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
+}
+
+/// A fresh random UID, as the API server makes them.
+pub fn new_uid() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid").map(|s| s.trim().to_string()).unwrap_or_else(|_| {
+        let n = Timestamp::now().as_nanosecond();
+        format!("{:08x}-0000-4000-8000-{:012x}", (n >> 32) as u32, n as u64 & 0xffff_ffff_ffff)
+    })
+}
+
+/// A handle on a running pod.
+#[derive(Clone)]
+pub struct PodHandle {
+    pod: Arc<Pod>,
+    input: mpsc::UnboundedSender<Input>,
+    snapshot: watch::Receiver<PodSnapshot>,
+}
+
+impl PodHandle {
+    /// The pod as it was created (metadata and spec).
+    pub fn pod(&self) -> &Pod {
+        &self.pod
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        key(&self.pod)
+    }
+
+    /// Deletes the pod: the ordered graceful termination, with `grace_seconds` if given.
+    pub fn delete(&self, grace_seconds: Option<i64>) {
+        let _ = self.input.send(Input::Delete { grace_seconds });
+    }
+
+    /// SIGKILLs every container now (a second Ctrl-C).
+    pub fn force_kill(&self) {
+        let _ = self.input.send(Input::ForceKill);
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> PodStatus {
+        self.snapshot.borrow().status.clone()
+    }
+
+    /// Whether the pod is finished.
+    pub fn is_finished(&self) -> bool {
+        self.snapshot.borrow().finished
+    }
+
+    /// A receiver of every status change.
+    pub fn watch(&self) -> watch::Receiver<PodSnapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Waits until the pod is finished and returns its final status.
+    pub async fn finished(&self) -> PodStatus {
+        let mut rx = self.snapshot.clone();
+        let _ = rx.wait_for(|s| s.finished).await;
+        rx.borrow().status.clone()
+    }
+}
+
+fn key(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or("default"), pod.metadata.name.as_deref().unwrap_or(""))
+}
+
+/// One machine's pods on real containers.
+#[derive(Clone)]
+pub struct Node {
+    host: Arc<host::Host>,
+    events: mpsc::UnboundedSender<NodeEvent>,
+    pods: Arc<Mutex<BTreeMap<String, PodHandle>>>,
+    stopping: watch::Sender<bool>,
+    _lock: Arc<std::fs::File>,
+}
+
+impl Node {
+    /// Opens the node on `config.data_dir`: checks privileges and the runtime, takes the data
+    /// directory's lock, and removes containers, mounts and cgroups left by an earlier run that
+    /// did not finish. Events of every pod go to `events`.
+    pub async fn open(config: NodeConfig, events: mpsc::UnboundedSender<NodeEvent>) -> Result<Node, NodeError> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(NodeError::NotRoot);
+        }
+        let runtime =
+            which(&config.runtime).ok_or_else(|| NodeError::NoRuntime(config.runtime.display().to_string()))?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| NodeError::Io { path, error }
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        let lock_path = config.data_dir.join("node.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| NodeError::Busy(config.data_dir.clone()))?;
+        podvisor_runtime::runc::become_subreaper().map_err(io(Path::new("prctl(PR_SET_CHILD_SUBREAPER)")))?;
+        let host = host::Host {
+            images: ImageStore::open(&config.data_dir)?,
+            runc: Runc::new(runtime, config.data_dir.join("runc")),
+            objects: Arc::new(ObjectStore::default()),
+            data: config.data_dir.clone(),
+        };
+        let node = Node {
+            host: Arc::new(host),
+            events,
+            pods: Arc::default(),
+            stopping: watch::Sender::new(false),
+            _lock: Arc::new(lock),
+        };
+        node.clean_up_earlier_run().await;
+        Ok(node)
+    }
+
+    async fn clean_up_earlier_run(&self) {
+        for id in self.host.runc.list().await.unwrap_or_default() {
+            if id.starts_with("podvisor-") {
+                let _ = self.host.runc.delete(&id).await;
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.host.data.join("run")) {
+            for e in entries.flatten() {
+                host::remove_pod_leftovers(&self.host, &e.file_name().to_string_lossy()).await;
+            }
+        }
+    }
+
+    /// The ConfigMaps and Secrets pods read.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.host.objects
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.host.data
+    }
+
+    /// Starts running `pod` (defaulted and validated). A missing `metadata.uid` or namespace
+    /// is filled in.
+    pub fn run_pod(&self, mut pod: Pod) -> PodHandle {
+        if pod.metadata.uid.is_none() {
+            pod.metadata.uid = Some(new_uid());
+        }
+        if pod.metadata.namespace.is_none() {
+            pod.metadata.namespace = Some("default".into());
+        }
+        let pod = Arc::new(pod);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (snap_tx, snap_rx) = watch::channel(PodSnapshot::default());
+        let events = self.events.clone();
+        let pod_key = key(&pod);
+        let publish: host::Publish = Arc::new(move |what| {
+            let _ = events.send(NodeEvent { at: Timestamp::now(), pod: pod_key.clone(), what });
+        });
+        let driver = driver::Driver::new(self.host.clone(), pod.clone(), rx, tx.clone(), publish, snap_tx);
+        let handle = PodHandle { pod, input: tx, snapshot: snap_rx };
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.insert(handle.key(), handle.clone());
+        }
+        tokio::spawn(driver.run());
+        handle
+    }
+
+    /// Every pod run so far, by `namespace/name`.
+    pub fn pods(&self) -> Vec<PodHandle> {
+        self.pods.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Begins shutting down: controllers create no more pods and every pod is deleted with its
+    /// grace period.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
+        for p in self.pods() {
+            p.delete(None);
+        }
+    }
+
+    /// SIGKILLs every container of every pod.
+    pub fn force_kill(&self) {
+        self.stopping.send_replace(true);
+        for p in self.pods() {
+            p.force_kill();
+        }
+    }
+
+    /// Whether [`Node::shut_down`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Resolves when [`Node::shut_down`] is called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Waits until every pod run so far is finished.
+    pub async fn all_finished(&self) {
+        for p in self.pods() {
+            p.finished().await;
+        }
+    }
+}

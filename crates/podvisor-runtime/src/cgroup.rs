@@ -1,0 +1,54 @@
+//! What podvisor reads and removes in the cgroup hierarchies itself (the OCI runtime creates
+//! the containers' cgroups): the OOM-kill counter of a container, and a pod's parent cgroup.
+
+use std::path::{Path, PathBuf};
+
+const ROOT: &str = "/sys/fs/cgroup";
+
+fn v1() -> bool {
+    Path::new(ROOT).join("memory").is_dir()
+}
+
+/// Whether the kernel's OOM killer killed a process in the cgroup at `path` (an absolute
+/// `cgroupsPath`). Read before the runtime deletes the container.
+pub fn oom_killed(path: &str) -> bool {
+    let rel = path.trim_start_matches('/');
+    let (file, key) = if v1() {
+        (Path::new(ROOT).join("memory").join(rel).join("memory.oom_control"), "oom_kill")
+    } else {
+        (Path::new(ROOT).join(rel).join("memory.events"), "oom_kill")
+    };
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        })
+        .is_some_and(|n| n > 0)
+}
+
+/// Removes the cgroup `path` (and its empty children) in every hierarchy. Best effort: a
+/// cgroup still holding processes stays.
+pub fn remove(path: &str) {
+    let rel = path.trim_start_matches('/');
+    let mut roots: Vec<PathBuf> = vec![Path::new(ROOT).join(rel)];
+    if let Ok(entries) = std::fs::read_dir(ROOT) {
+        roots.extend(entries.flatten().map(|e| e.path().join(rel)));
+    }
+    for dir in roots {
+        remove_tree(&dir);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}

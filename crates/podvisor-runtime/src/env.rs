@@ -1,0 +1,245 @@
+//! A container's environment as the kubelet builds it: `envFrom` sources first, then `env` in
+//! order, each value's `$(VAR)` references expanded against the variables before it, and
+//! `valueFrom` read from ConfigMaps, Secrets, the pod (downward API) and the container's
+//! resources.
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::objects::{Objects, config_map_data, field_value, secret_data};
+
+/// Why a container's environment could not be built: the kubelet's
+/// `CreateContainerConfigError`, with its message wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EnvError(pub String);
+
+/// Expands `$(VAR)` references as Kubernetes does (`$$` escapes); unknown ones stay as written.
+pub fn expand(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some((name, tail)) =
+            after.strip_prefix('(').and_then(|a| a.find(')').map(|j| (&a[..j], &a[j + 1..])))
+        {
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn set(env: &mut Vec<(String, String)>, k: String, v: String) {
+    env.retain(|(name, _)| *name != k);
+    env.push((k, v));
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Builds the environment of container `c` of `pod`.
+pub fn resolve(pod: &Pod, c: &Container, objects: &dyn Objects) -> Result<Vec<(String, String)>, EnvError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut env: Vec<(String, String)> = Vec::new();
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        let data = if let Some(r) = &from.config_map_ref {
+            match objects.config_map(ns, &r.name) {
+                Some(cm) => config_map_data(&cm),
+                None if r.optional == Some(true) => continue,
+                None => return Err(EnvError(format!("configmap {:?} not found", r.name))),
+            }
+        } else if let Some(r) = &from.secret_ref {
+            match objects.secret(ns, &r.name) {
+                Some(s) => secret_data(&s),
+                None if r.optional == Some(true) => continue,
+                None => return Err(EnvError(format!("secret {:?} not found", r.name))),
+            }
+        } else {
+            continue;
+        };
+        for (k, v) in data {
+            set(&mut env, format!("{prefix}{k}"), text(&v));
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let value = match &e.value_from {
+            None => expand(e.value.as_deref().unwrap_or(""), &env),
+            Some(from) => {
+                if let Some(f) = &from.field_ref {
+                    field_value(pod, &f.field_path)
+                        .ok_or_else(|| EnvError(format!("unsupported fieldRef {:?}", f.field_path)))?
+                } else if let Some(r) = &from.config_map_key_ref {
+                    match objects.config_map(ns, &r.name) {
+                        Some(cm) => match config_map_data(&cm).get(&r.key) {
+                            Some(v) => text(v),
+                            None if r.optional == Some(true) => continue,
+                            None => {
+                                return Err(EnvError(format!(
+                                    "couldn't find key {} in ConfigMap {ns}/{}",
+                                    r.key, r.name
+                                )));
+                            }
+                        },
+                        None if r.optional == Some(true) => continue,
+                        None => return Err(EnvError(format!("configmap {:?} not found", r.name))),
+                    }
+                } else if let Some(r) = &from.secret_key_ref {
+                    match objects.secret(ns, &r.name) {
+                        Some(s) => match secret_data(&s).get(&r.key) {
+                            Some(v) => text(v),
+                            None if r.optional == Some(true) => continue,
+                            None => {
+                                return Err(EnvError(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)));
+                            }
+                        },
+                        None if r.optional == Some(true) => continue,
+                        None => return Err(EnvError(format!("secret {:?} not found", r.name))),
+                    }
+                } else if let Some(r) = &from.resource_field_ref {
+                    resource_value(c, pod, r)?
+                } else {
+                    return Err(EnvError(format!("env {:?}: valueFrom has no source", e.name)));
+                }
+            }
+        };
+        set(&mut env, e.name.clone(), value);
+    }
+    Ok(env)
+}
+
+fn resource_value(
+    c: &Container,
+    pod: &Pod,
+    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+) -> Result<String, EnvError> {
+    use podvisor_api::resources::parse_milli;
+    let target = match &r.container_name {
+        Some(name) if !name.is_empty() => pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .find(|x| &x.name == name)
+            .ok_or_else(|| EnvError(format!("resourceFieldRef: no container {name:?}")))?,
+        _ => c,
+    };
+    let (kind, resource) =
+        r.resource.split_once('.').ok_or_else(|| EnvError(format!("unsupported resourceFieldRef {:?}", r.resource)))?;
+    let res = target.resources.as_ref();
+    let map =
+        if kind == "limits" { res.and_then(|x| x.limits.as_ref()) } else { res.and_then(|x| x.requests.as_ref()) };
+    let milli = match map.and_then(|m| m.get(resource)) {
+        Some(q) => parse_milli(&q.0).map_err(|_| EnvError(format!("bad quantity {:?}", q.0)))?,
+        // Without a limit the kubelet reports the node's allocatable amount.
+        None if resource == "cpu" => {
+            std::thread::available_parallelism().map(|n| n.get() as i128 * 1000).unwrap_or(1000)
+        }
+        None if resource == "memory" => host_memory() * 1000,
+        None => 0,
+    };
+    let divisor = match &r.divisor {
+        Some(d) => parse_milli(&d.0).map_err(|_| EnvError(format!("bad divisor {:?}", d.0)))?,
+        None => 1000,
+    };
+    let divisor = if divisor == 0 { 1000 } else { divisor };
+    // The kubelet rounds up.
+    Ok(((milli + divisor - 1) / divisor).to_string())
+}
+
+fn host_memory() -> i128 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i128>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use std::collections::BTreeMap;
+
+    struct Fixed;
+    impl Objects for Fixed {
+        fn config_map(&self, _: &str, name: &str) -> Option<ConfigMap> {
+            (name == "cfg").then(|| ConfigMap {
+                data: Some(BTreeMap::from([("MODE".into(), "fast".into()), ("LEVEL".into(), "3".into())])),
+                ..Default::default()
+            })
+        }
+        fn secret(&self, _: &str, name: &str) -> Option<Secret> {
+            (name == "s").then(|| Secret {
+                string_data: Some(BTreeMap::from([("TOKEN".into(), "t0p".into())])),
+                ..Default::default()
+            })
+        }
+    }
+
+    fn container(yaml: serde_json::Value) -> Container {
+        serde_json::from_value(yaml).unwrap()
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns1", "uid": "u-1", "labels": {"app": "x"}},
+            "spec": {"containers": []}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn env_from_then_env_with_expansion_and_value_from() {
+        let c = container(serde_json::json!({
+            "name": "c",
+            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+            "env": [
+                {"name": "A", "value": "$(CFG_MODE)-$(NOPE)-$$(A)"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "TOKEN"}}},
+                {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k", "optional": true}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
+            ],
+            "resources": {"limits": {"memory": "64Mi"}}
+        }));
+        let env = resolve(&pod(), &c, &Fixed).unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("CFG_MODE"), Some("fast"));
+        assert_eq!(get("A"), Some("fast-$(NOPE)-$(A)"));
+        assert_eq!(get("POD"), Some("p"));
+        assert_eq!(get("APP"), Some("x"));
+        assert_eq!(get("TOKEN"), Some("t0p"));
+        assert_eq!(get("OPT"), None);
+        assert_eq!(get("MEM"), Some("64"));
+    }
+
+    #[test]
+    fn a_missing_reference_is_a_config_error_worded_as_the_kubelet_words_it() {
+        let c = container(serde_json::json!({"name": "c",
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "NOPE"}}}]}));
+        assert_eq!(resolve(&pod(), &c, &Fixed).unwrap_err().0, "couldn't find key NOPE in ConfigMap ns1/cfg");
+        let c = container(serde_json::json!({"name": "c", "envFrom": [{"secretRef": {"name": "missing"}}]}));
+        assert_eq!(resolve(&pod(), &c, &Fixed).unwrap_err().0, "secret \"missing\" not found");
+    }
+}

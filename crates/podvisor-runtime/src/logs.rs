@@ -1,0 +1,217 @@
+//! Container logs in the CRI format the kubelet uses: one file per container instance,
+//! `<dir>/<container>/<attempt>.log`, each line `TIMESTAMP STREAM TAG CONTENT` where TAG is `F`
+//! for a full line and `P` for a part of a longer one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The longest content of one log record; longer lines are split into `P` records.
+pub const MAX_RECORD: usize = 16 * 1024;
+
+/// Which output a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// The CRI name of the stream.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One record of a CRI log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// When the line was read.
+    pub time: Timestamp,
+    /// Its stream.
+    pub stream: Stream,
+    /// Whether it is only part of a line (the rest follows in the next record).
+    pub partial: bool,
+    /// The text, without the newline.
+    pub content: String,
+}
+
+impl Record {
+    /// Parses one line of a CRI log file.
+    pub fn parse(line: &str) -> Option<Record> {
+        let mut parts = line.splitn(4, ' ');
+        let time = parts.next()?.parse().ok()?;
+        let stream = match parts.next()? {
+            "stdout" => Stream::Stdout,
+            "stderr" => Stream::Stderr,
+            _ => return None,
+        };
+        let partial = match parts.next()? {
+            "P" => true,
+            "F" => false,
+            _ => return None,
+        };
+        Some(Record { time, stream, partial, content: parts.next().unwrap_or("").to_string() })
+    }
+}
+
+/// The log file of instance `attempt` of `container` under a pod's log directory.
+pub fn path(dir: &Path, container: &str, attempt: u32) -> PathBuf {
+    dir.join(container).join(format!("{attempt}.log"))
+}
+
+/// A log file being written by a container's output pumps.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    file: Arc<Mutex<File>>,
+}
+
+impl Writer {
+    /// Creates the log file of instance `attempt`, and deletes the container's logs older than
+    /// the previous instance (the kubelet keeps the current and the previous one).
+    pub fn create(dir: &Path, container: &str, attempt: u32) -> std::io::Result<Writer> {
+        let file = path(dir, container, attempt);
+        if let Some(parent) = file.parent() {
+            fs::create_dir_all(parent)?;
+            for e in fs::read_dir(parent)?.flatten() {
+                let n = e.file_name().to_string_lossy().trim_end_matches(".log").parse::<u32>().ok();
+                if n.is_some_and(|n| n + 1 < attempt) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let f = OpenOptions::new().create(true).append(true).open(&file)?;
+        Ok(Writer { file: Arc::new(Mutex::new(f)) })
+    }
+
+    fn write(&self, stream: Stream, partial: bool, content: &str, now: Timestamp) {
+        let line = format!("{} {} {} {content}\n", now, stream.as_str(), if partial { "P" } else { "F" });
+        if let Ok(mut f) = self.file.lock() {
+            // A full disk loses log lines, never the container.
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Copies `reader` (a container's stdout or stderr) into the log until it closes, calling
+    /// `each` with every complete line too.
+    pub async fn pump(&self, mut reader: impl AsyncRead + Unpin, stream: Stream, mut each: impl FnMut(&str)) {
+        let mut buf = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => 0,
+                Ok(n) => n,
+            };
+            if n == 0 {
+                if !buf.is_empty() {
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    self.write(stream, false, &text, Timestamp::now());
+                    each(&text);
+                }
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let now = Timestamp::now();
+            let mut start = 0;
+            while let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
+                let line = &buf[start..start + i];
+                let text = String::from_utf8_lossy(line);
+                let pieces = split(&text);
+                for (k, piece) in pieces.iter().enumerate() {
+                    self.write(stream, k + 1 < pieces.len(), piece, now);
+                }
+                each(&text);
+                start += i + 1;
+            }
+            buf.drain(..start);
+            while buf.len() >= MAX_RECORD {
+                let piece: Vec<u8> = buf.drain(..MAX_RECORD).collect();
+                self.write(stream, true, &String::from_utf8_lossy(&piece), now);
+            }
+        }
+    }
+}
+
+fn split(text: &str) -> Vec<&str> {
+    if text.len() <= MAX_RECORD {
+        return vec![text];
+    }
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > MAX_RECORD {
+        let mut cut = MAX_RECORD;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out.push(rest);
+    out
+}
+
+/// Reads a CRI log file back as lines (partial records joined).
+pub fn read(file: &Path) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
+    let text = fs::read_to_string(file)?;
+    let mut out: Vec<(Timestamp, Stream, String)> = Vec::new();
+    let mut pending: Option<(Timestamp, Stream, String)> = None;
+    for r in text.lines().filter_map(Record::parse) {
+        let mut cur = pending.take().unwrap_or((r.time, r.stream, String::new()));
+        cur.2.push_str(&r.content);
+        if r.partial {
+            pending = Some(cur);
+        } else {
+            out.push(cur);
+        }
+    }
+    out.extend(pending);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_written_in_cri_format_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("podvisor-logs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let w = Writer::create(&dir, "c", 0).unwrap();
+        let long = "x".repeat(MAX_RECORD + 10);
+        let input = format!("one\n{long}\ntwo without newline");
+        let mut seen = Vec::new();
+        w.pump(input.as_bytes(), Stream::Stderr, |l| seen.push(l.to_string())).await;
+        assert_eq!(seen, ["one", long.as_str(), "two without newline"]);
+        let text = fs::read_to_string(path(&dir, "c", 0)).unwrap();
+        let records: Vec<Record> = text.lines().map(|l| Record::parse(l).unwrap()).collect();
+        assert_eq!(records.len(), 4, "the long line is split in two records");
+        assert!(records[1].partial && !records[2].partial);
+        assert!(records.iter().all(|r| r.stream == Stream::Stderr));
+        let lines: Vec<String> = read(&path(&dir, "c", 0)).unwrap().into_iter().map(|l| l.2).collect();
+        assert_eq!(lines, ["one", long.as_str(), "two without newline"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_the_current_and_previous_instance_are_kept() {
+        let dir = std::env::temp_dir().join(format!("podvisor-logs-keep-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for attempt in 0..4 {
+            Writer::create(&dir, "c", attempt).unwrap();
+        }
+        let mut kept: Vec<String> =
+            fs::read_dir(dir.join("c")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        kept.sort();
+        assert_eq!(kept, ["2.log", "3.log"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,59 @@
+//! The objects a pod's containers may read from: ConfigMaps and Secrets (for env, envFrom and
+//! volumes), and the pod itself (for the downward API).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+
+/// Where ConfigMaps and Secrets are looked up.
+pub trait Objects: Send + Sync {
+    /// The ConfigMap `name` in `namespace`.
+    fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
+    /// The Secret `name` in `namespace`.
+    fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+}
+
+/// A ConfigMap's keys and values (`data` and `binaryData`).
+pub fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> =
+        cm.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+    out.extend(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
+    out
+}
+
+/// A Secret's keys and values (`data`, with `stringData` merged over it as the API server does).
+pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = s.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    out.extend(s.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())));
+    out
+}
+
+/// The value of a downward API `fieldRef` path of `pod`, as the kubelet renders it.
+pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let map_line = |m: &Option<BTreeMap<String, String>>| {
+        m.iter().flatten().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join("\n")
+    };
+    let subscript = |prefix: &str, m: &Option<BTreeMap<String, String>>| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']"))
+            .map(|k| m.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default())
+    };
+    Some(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "metadata.labels" => map_line(&meta.labels),
+        "metadata.annotations" => map_line(&meta.annotations),
+        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => {
+            pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())
+        }
+        "status.hostIP" | "status.hostIPs" => "127.0.0.1".into(),
+        "status.podIP" | "status.podIPs" => {
+            pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "127.0.0.1".into())
+        }
+        _ => subscript("metadata.labels['", &meta.labels)
+            .or_else(|| subscript("metadata.annotations['", &meta.annotations))?,
+    })
+}

@@ -1,0 +1,244 @@
+//! A pod's volumes on the host: `emptyDir` (on disk, or `medium: Memory` as a tmpfs with its
+//! `sizeLimit`), `hostPath` (with its type checks), and `configMap`, `secret`, `downwardAPI` and
+//! `projected` volumes written as files with their modes. Secrets live on a tmpfs, never on disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
+
+use crate::objects::{Objects, config_map_data, field_value, secret_data};
+
+/// Why a volume could not be set up: the kubelet's `FailedMount` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MountVolume.SetUp failed for volume {volume:?}: {message}")]
+pub struct VolumeError {
+    /// The volume.
+    pub volume: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Sets up every volume of `pod` under `dir` (the pod's volume directory) and returns the host
+/// path of each, by volume name.
+pub fn prepare(pod: &Pod, dir: &Path, objects: &dyn Objects) -> Result<HashMap<String, PathBuf>, VolumeError> {
+    let mut out = HashMap::new();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let path = prepare_one(pod, v, &dir.join(&v.name), objects)
+            .map_err(|message| VolumeError { volume: v.name.clone(), message })?;
+        out.insert(v.name.clone(), path);
+    }
+    Ok(out)
+}
+
+/// Unmounts and deletes the pod's volume directory (host paths are left alone).
+pub fn release(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let _ = unmount(e.path(), UnmountFlags::DETACH);
+        }
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+fn tmpfs(dir: &Path, size: Option<i128>) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut data = "mode=0777".to_string();
+    if let Some(bytes) = size {
+        data.push_str(&format!(",size={bytes}"));
+    }
+    let data = std::ffi::CString::new(data).map_err(|e| e.to_string())?;
+    mount("tmpfs", dir, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, data.as_c_str())
+        .map_err(|e| format!("mounting a tmpfs at {}: {e}", dir.display()))
+}
+
+fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Result<PathBuf, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    if let Some(e) = &v.empty_dir {
+        if e.medium.as_deref() == Some("Memory") {
+            let size = match &e.size_limit {
+                Some(q) => Some(
+                    podvisor_api::resources::parse_milli(&q.0).map_err(|_| format!("bad sizeLimit {:?}", q.0))? / 1000,
+                ),
+                None => None,
+            };
+            tmpfs(dir, size)?;
+        } else {
+            fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(|e| e.to_string())?;
+        }
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(h) = &v.host_path {
+        let p = PathBuf::from(&h.path);
+        let meta = fs::metadata(&p).ok();
+        let kind = h.type_.as_deref().unwrap_or("");
+        let is = |f: fn(&fs::Metadata) -> bool| meta.as_ref().is_some_and(f);
+        use std::os::unix::fs::FileTypeExt;
+        let ok = match kind {
+            "" => true,
+            "DirectoryOrCreate" => {
+                if meta.is_none() {
+                    fs::create_dir_all(&p).map_err(|e| e.to_string())?;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+                }
+                true
+            }
+            "FileOrCreate" => {
+                if meta.is_none() {
+                    fs::write(&p, b"").map_err(|e| e.to_string())?;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+                }
+                true
+            }
+            "Directory" => is(|m| m.is_dir()),
+            "File" => is(|m| m.is_file()),
+            "Socket" => is(|m| m.file_type().is_socket()),
+            "CharDevice" => is(|m| m.file_type().is_char_device()),
+            "BlockDevice" => is(|m| m.file_type().is_block_device()),
+            other => return Err(format!("unsupported hostPath type {other:?}")),
+        };
+        if !ok {
+            return Err(format!("hostPath type check failed: {} is not a {}", h.path, kind.to_lowercase()));
+        }
+        return Ok(p);
+    }
+    let mut files: Vec<(String, Vec<u8>, i32)> = Vec::new();
+    let mut secret = false;
+    let default_mode;
+    if let Some(c) = &v.config_map {
+        default_mode = c.default_mode.unwrap_or(0o644);
+        match objects.config_map(ns, &c.name) {
+            Some(cm) => {
+                files.extend(pick(&config_map_data(&cm), c.items.as_deref(), default_mode, "configmap", &c.name)?)
+            }
+            None if c.optional == Some(true) => {}
+            None => return Err(format!("configmap {:?} not found", c.name)),
+        }
+    } else if let Some(s) = &v.secret {
+        secret = true;
+        default_mode = s.default_mode.unwrap_or(0o644);
+        let name = s.secret_name.clone().unwrap_or_default();
+        match objects.secret(ns, &name) {
+            Some(obj) => files.extend(pick(&secret_data(&obj), s.items.as_deref(), default_mode, "secret", &name)?),
+            None if s.optional == Some(true) => {}
+            None => return Err(format!("secret {name:?} not found")),
+        }
+    } else if let Some(d) = &v.downward_api {
+        default_mode = d.default_mode.unwrap_or(0o644);
+        files.extend(downward(pod, d.items.iter().flatten(), default_mode)?);
+    } else if let Some(p) = &v.projected {
+        default_mode = p.default_mode.unwrap_or(0o644);
+        for src in p.sources.iter().flatten() {
+            if let Some(c) = &src.config_map {
+                match objects.config_map(ns, &c.name) {
+                    Some(cm) => files.extend(pick(
+                        &config_map_data(&cm),
+                        c.items.as_deref(),
+                        default_mode,
+                        "configmap",
+                        &c.name,
+                    )?),
+                    None if c.optional == Some(true) => {}
+                    None => return Err(format!("configmap {:?} not found", c.name)),
+                }
+            } else if let Some(s) = &src.secret {
+                secret = true;
+                match objects.secret(ns, &s.name) {
+                    Some(obj) => {
+                        files.extend(pick(&secret_data(&obj), s.items.as_deref(), default_mode, "secret", &s.name)?)
+                    }
+                    None if s.optional == Some(true) => {}
+                    None => return Err(format!("secret {:?} not found", s.name)),
+                }
+            } else if let Some(d) = &src.downward_api {
+                files.extend(downward(pod, d.items.iter().flatten(), default_mode)?);
+            } else {
+                return Err("only configMap, secret and downwardAPI projections are supported".into());
+            }
+        }
+    } else {
+        return Err(
+            "this volume type is not supported (emptyDir, hostPath, configMap, secret, downwardAPI and projected are)"
+                .into(),
+        );
+    }
+    if secret {
+        tmpfs(dir, None)?;
+    } else {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    for (rel, data, mode) in files {
+        let rel = safe(&rel).ok_or_else(|| format!("invalid path {rel:?}"))?;
+        let target = dir.join(rel);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        fs::write(&target, &data).map_err(|e| format!("{}: {e}", target.display()))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode as u32 & 0o777)).map_err(|e| e.to_string())?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// A relative path that stays inside its volume.
+fn safe(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(rel);
+    p.components().all(|c| matches!(c, Component::Normal(_))).then(|| p.to_path_buf())
+}
+
+fn pick(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: i32,
+    what: &str,
+    name: &str,
+) -> Result<Vec<(String, Vec<u8>, i32)>, String> {
+    match items {
+        None => Ok(data.iter().map(|(k, v)| (k.clone(), v.clone(), default_mode)).collect()),
+        Some(items) => items
+            .iter()
+            .map(|i| match data.get(&i.key) {
+                Some(v) => Ok((i.path.clone(), v.clone(), i.mode.unwrap_or(default_mode))),
+                None => Err(format!("{what} {name:?}: no key {:?}", i.key)),
+            })
+            .collect(),
+    }
+}
+
+fn downward<'a>(
+    pod: &Pod,
+    items: impl Iterator<Item = &'a DownwardAPIVolumeFile>,
+    default_mode: i32,
+) -> Result<Vec<(String, Vec<u8>, i32)>, String> {
+    items
+        .map(|i| {
+            let value = match (&i.field_ref, &i.resource_field_ref) {
+                (Some(f), _) => {
+                    field_value(pod, &f.field_path).ok_or_else(|| format!("unsupported fieldRef {:?}", f.field_path))?
+                }
+                (None, Some(_)) => return Err("downwardAPI resourceFieldRef files are not supported yet".to_string()),
+                (None, None) => String::new(),
+            };
+            Ok((i.path.clone(), value.into_bytes(), i.mode.unwrap_or(default_mode)))
+        })
+        .collect()
+}
+
+/// The host source of a mount with `subPath` `sub` in volume directory `base`: created as a
+/// directory when missing, refused when it leaves the volume.
+pub fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
+    let rel = safe(sub).ok_or_else(|| format!("subPath {sub:?} must be a relative path without '..'"))?;
+    let p = base.join(rel);
+    if !p.exists() {
+        fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let real = p.canonicalize().map_err(|e| e.to_string())?;
+    let real_base = base.canonicalize().map_err(|e| e.to_string())?;
+    if !real.starts_with(&real_base) {
+        return Err(format!("subPath {sub:?} resolves outside the volume"));
+    }
+    Ok(real)
+}
