@@ -18,7 +18,7 @@ pub struct NodeEvent {
 
 /// The kinds of [`NodeEvent`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum What {
     /// A line a container wrote.
     Log {

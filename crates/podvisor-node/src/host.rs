@@ -123,6 +123,10 @@ impl StartJob {
             overlay.mount(&image.rootfs).map_err(|e| e.to_string())?;
             let term = dir.join("termination-log");
             std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
+            // Any user the container runs as may write its termination message.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o666))
+                .map_err(|e| format!("{}: {e}", term.display()))?;
             let rootfs = overlay.rootfs();
             let inst = Instance { id: &id, rootfs: &rootfs, env: &env, termination_log: Some(&term) };
             let spec = bundle::spec(&self.spec, &image.config, &self.ctx, &inst).map_err(|e| e.to_string())?;

@@ -15,6 +15,7 @@ mod driver;
 pub mod events;
 mod handlers;
 mod host;
+pub mod pod_logs;
 pub mod store;
 pub mod workloads;
 

@@ -2,6 +2,7 @@
 
 mod image;
 mod load;
+mod logs;
 mod run;
 mod simulate;
 
@@ -73,6 +74,26 @@ enum Command {
         #[arg(long, value_name = "FILE.json")]
         timeline: Option<std::path::PathBuf>,
     },
+    /// Print a container's logs (kept after the pod ends; current and previous instance).
+    Logs {
+        /// The pod.
+        pod: String,
+        /// The container (required when the pod has several).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// The pod's namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Keep printing new lines until the pod stops running.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The previous instance of the container (before its last restart).
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Prefix each line with its timestamp.
+        #[arg(long)]
+        timestamps: bool,
+    },
     /// Manage the local image store.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -83,6 +104,10 @@ fn main() -> ExitCode {
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
+        Command::Logs { pod, container, namespace, follow, previous, timestamps } => {
+            let o = logs::Options { pod, namespace, container, follow, previous, timestamps };
+            return finish(logs::run(&mut std::io::stdout().lock(), &cli.data_dir, o));
+        }
     };
     let manifests = match load::load_all(files) {
         Ok(m) => m,
@@ -112,7 +137,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Image(_) => Ok(true),
+        Command::Image(_) | Command::Logs { .. } => Ok(true),
     };
     finish(result)
 }

@@ -138,3 +138,145 @@ fn a_file_without_objects_is_an_error() {
     assert!(out.is_empty());
     assert!(err.starts_with("-: no objects found"), "{err}");
 }
+
+/// A data directory with the offline busybox image loaded as busybox:1.36.
+fn data_dir_with_image(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("busybox.tar");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
+    assert!(Command::new(script).arg(&archive).status().expect("runs the script").success());
+    let data = dir.join("data");
+    let (code, _, err) = podvisor(
+        &["image", "load", archive.to_str().unwrap(), "--tag", "busybox:1.36", "--data-dir", data.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    dir
+}
+
+const JOB: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: quick}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+      - name: shipper
+        image: busybox:1.36
+        restartPolicy: Always
+        command: [sh, -c, "trap 'echo shipper stopping; exit 0' TERM; while :; do sleep 0.1; done"]
+      containers:
+      - name: main
+        image: busybox:1.36
+        command: [sh, -c, "echo task done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: failing}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, "echo oops >&2; exit 4"]
+"#;
+
+#[test]
+fn run_prints_prefixed_logs_and_events_and_exits_by_outcome() {
+    let dir = data_dir_with_image("run");
+    let data = dir.join("data");
+    let timeline = dir.join("timeline.json");
+    let (code, out, err) = podvisor(
+        &["run", "-", "--data-dir", data.to_str().unwrap(), "--timeline", timeline.to_str().unwrap()],
+        Some(JOB),
+    );
+    assert_eq!(code, 2, "a failed pod makes the run fail\n{out}\n{err}");
+    let pos = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{out}"));
+    assert!(pos("shipper: started") < pos("main: started"));
+    assert!(pos("/main | task done") < pos("main: exited 0 (Completed)"));
+    assert!(pos("main: exited 0 (Completed)") < pos("shipper: sent SIGTERM"));
+    assert!(pos("/shipper | shipper stopping") < pos("shipper: exited 0 (Completed)"));
+    assert!(out.contains("failing/c | oops"), "{out}");
+    assert!(out.contains("job/quick: Complete") && out.contains("pod/failing: Failed"), "{out}");
+    let events: serde_json::Value = serde_json::from_slice(&std::fs::read(&timeline).unwrap()).unwrap();
+    let exits: Vec<_> =
+        events.as_array().unwrap().iter().filter(|e| e["type"] == "exited" && e["container"] == "c").collect();
+    assert_eq!(exits.len(), 1);
+    assert_eq!(exits[0]["exitCode"], 4);
+    assert_eq!(exits[0]["pod"], "default/failing");
+
+    // The logs outlive the pods.
+    let (code, out, err) = podvisor(&["logs", "failing", "--data-dir", data.to_str().unwrap()], None);
+    assert_eq!((code, out.as_str()), (0, "oops\n"), "{err}");
+    let (code, _, err) = podvisor(&["logs", "nobody", "--data-dir", data.to_str().unwrap()], None);
+    assert_eq!((code, err.trim()), (1, "podvisor: pods \"nobody\" not found"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn run_refuses_an_unknown_runtime_before_starting_anything() {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-noruntime-{}", std::process::id()));
+    let (code, out, err) =
+        podvisor(&["run", "seed002-1.yaml", "--runtime", "no-such-runtime", "--data-dir", dir.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err.trim(),
+        "podvisor: OCI runtime \"no-such-runtime\" not found: install it (apt-get install runc) or name another with --runtime"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ctrl_c_deletes_every_pod_gracefully_and_exits_130() {
+    let dir = data_dir_with_image("interrupt");
+    let data = dir.join("data");
+    let manifest = dir.join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: forever}
+spec:
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: proxy
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'echo proxy bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done"]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "trap 'echo app bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done"]
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Both containers are up once both have logged "ready"; then Ctrl-C.
+    while seen.iter().filter(|l: &&String| l.ends_with("| ready")).count() < 2 {
+        seen.push(lines.next().expect("the run goes on until both are ready").unwrap());
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    seen.extend(lines.map_while(Result::ok));
+    let out = child.wait_with_output().unwrap();
+    let stdout = seen.join("\n");
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    let pos = |needle: &str| stdout.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{stdout}"));
+    assert!(pos("interrupted") < pos("app: sent SIGTERM"));
+    assert!(pos("app: exited 0") < pos("proxy: sent SIGTERM"), "the sidecar stops after the app");
+    assert!(pos("proxy: exited 0") < pos("finished"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

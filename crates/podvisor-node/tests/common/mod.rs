@@ -1,0 +1,136 @@
+//! Real-container test fixtures: a node on its own data directory with the offline busybox
+//! image loaded, manifests parsed the way `podvisor run` parses them, and event helpers.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use podvisor_manifest::{Object, load_str};
+use podvisor_node::{Node, NodeConfig, NodeEvent, PodHandle, What};
+use podvisor_runtime::image::ImageStore;
+use tokio::sync::mpsc;
+
+/// The busybox OCI archive, built once per test binary.
+fn archive() -> &'static PathBuf {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("podvisor-node-tests-{}.tar", std::process::id()));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
+        let out = Command::new(script).arg(&path).output().expect("scripts/build-test-image runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        path
+    })
+}
+
+/// A node on a fresh data directory, with busybox:1.36 loaded.
+pub struct Fixture {
+    pub node: Node,
+    pub events: mpsc::UnboundedReceiver<NodeEvent>,
+    pub seen: Vec<NodeEvent>,
+    pub dir: PathBuf,
+    /// Keep the directory when dropped (a test that reopens it).
+    pub keep: bool,
+}
+
+pub async fn fixture(name: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("podvisor-node-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    ImageStore::open(&data).unwrap().load_archive(archive(), &["busybox:1.36".into()]).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let node = Node::open(NodeConfig { data_dir: data, runtime: "runc".into() }, tx).await.expect("the node opens");
+    Fixture { node, events: rx, seen: Vec::new(), dir, keep: false }
+}
+
+/// The pods of a manifest, defaulted and validated as `podvisor run` does.
+pub fn pod(yaml: &str) -> Pod {
+    let mut m = load_str("test.yaml", yaml).expect("the manifest parses").remove(0);
+    podvisor_api::defaults::apply(&mut m.object);
+    podvisor_api::validate(&m.object).expect("the manifest is valid");
+    match m.object {
+        Object::Pod(p) => *p,
+        other => panic!("not a pod: {}", other.kind()),
+    }
+}
+
+impl Fixture {
+    /// Collects events until `done` holds for what was seen, or `limit` passes.
+    pub async fn until(&mut self, limit: Duration, done: impl Fn(&[NodeEvent]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&self.seen) {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) => self.seen.push(e),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Collects events until `pod` is finished (at most `limit`); returns its final status.
+    pub async fn finish(&mut self, pod: &PodHandle, limit: Duration) -> k8s_openapi::api::core::v1::PodStatus {
+        let key = pod.key();
+        let ok = self.until(limit, |s| s.iter().any(|e| e.pod == key && matches!(e.what, What::Finished { .. }))).await;
+        assert!(ok, "pod {key} did not finish within {limit:?}; events:\n{}", self.dump());
+        pod.status()
+    }
+
+    /// The events seen so far, one per line, for failure messages.
+    pub fn dump(&self) -> String {
+        self.seen.iter().map(|e| format!("{} {:?}", e.pod, e.what)).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The position of the first event matching `f`.
+    pub fn index(&self, f: impl Fn(&What) -> bool) -> Option<usize> {
+        self.seen.iter().position(|e| f(&e.what))
+    }
+
+    /// The lines `container` wrote.
+    pub fn lines(&self, container: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Log { container: c, line, .. } if c == container => Some(line.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn started(name: &str) -> impl Fn(&What) -> bool + '_ {
+    move |w| matches!(w, What::Started { container, .. } if container == name)
+}
+
+pub fn exited(name: &str) -> impl Fn(&What) -> bool + '_ {
+    move |w| matches!(w, What::Exited { container, .. } if container == name)
+}
+
+pub fn signalled<'a>(name: &'a str, sig: &'a str) -> impl Fn(&What) -> bool + 'a {
+    move |w| matches!(w, What::Signalled { container, signal, .. } if container == name && signal == sig)
+}
+
+/// The terminated state of container `name` in `status` (init or app).
+pub fn terminated(
+    status: &k8s_openapi::api::core::v1::PodStatus,
+    name: &str,
+) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .and_then(|c| c.state.as_ref()?.terminated.clone())
+        .unwrap_or_else(|| panic!("{name} is not terminated in {status:#?}"))
+}

@@ -1,0 +1,185 @@
+//! What a container sees on real containers: ConfigMap, Secret and downward API volumes and env,
+//! subPath, the security context, the termination message; and leftovers of a crashed run.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fixture, pod, terminated};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn objects(node: &podvisor_node::Node) {
+    let docs = podvisor_manifest::load_str(
+        "objects.yaml",
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: fast, greeting: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {token: s3cret}
+"#,
+    )
+    .unwrap();
+    for m in docs {
+        match m.object {
+            podvisor_manifest::Object::ConfigMap(c) => node.objects().put_config_map(*c),
+            podvisor_manifest::Object::Secret(s) => node.objects().put_secret(*s),
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_maps_secrets_and_the_downward_api_reach_the_container() {
+    let mut f = fixture("config").await;
+    objects(&f.node);
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: reader, labels: {app: demo}}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsUser: 65534, runAsGroup: 65534}
+  volumes:
+  - {name: cfg, configMap: {name: settings, items: [{key: greeting, path: sub/greet.txt, mode: 0444}]}}
+  - {name: sec, secret: {secretName: creds}}
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  - {name: scratch, emptyDir: {}}
+  containers:
+  - name: show
+    image: busybox:1.36
+    command:
+    - sh
+    - -c
+    - |
+      echo "env $MODE $TOKEN $POD $CFG_greeting"
+      cat /cfg/sub/greet.txt; echo
+      cat /sec/token; echo
+      cat /info/labels; echo
+      echo "id $(id -u):$(id -g)"
+      touch /readonly 2>/dev/null && echo "root writable" || echo "root read-only"
+      ls -d /scratch-sub >/dev/null && ls /scratch-direct/
+      echo "bye" > /dev/termination-log
+      exit 3
+    env:
+    - {name: MODE, valueFrom: {configMapKeyRef: {name: settings, key: mode}}}
+    - {name: TOKEN, valueFrom: {secretKeyRef: {name: creds, key: token}}}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    envFrom: [{configMapRef: {name: settings}, prefix: CFG_}]
+    securityContext: {readOnlyRootFilesystem: true}
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: sec, mountPath: /sec, readOnly: true}
+    - {name: info, mountPath: /info}
+    - {name: scratch, mountPath: /scratch-sub, subPath: deep/dir}
+    - {name: scratch, mountPath: /scratch-direct}
+"#));
+    let status = f.finish(&p, LIMIT).await;
+    assert_eq!(
+        f.lines("show"),
+        ["env fast s3cret reader hello", "hello", "s3cret", "app=\"demo\"", "id 65534:65534", "root read-only", "deep",],
+        "{}",
+        f.dump()
+    );
+    let t = terminated(&status, "show");
+    assert_eq!((t.exit_code, t.reason.as_deref(), t.message.as_deref()), (3, Some("Error"), Some("bye\n")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_map_is_a_create_container_config_error() {
+    let mut f = fixture("configerror").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: broken}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, "echo should-not-run"]
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: absent, key: k}}}]
+"#));
+    let ok = f
+        .until(LIMIT, |_| {
+            p.status().container_statuses.iter().flatten().any(|c| {
+                c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref())
+                    == Some("CreateContainerConfigError")
+            })
+        })
+        .await;
+    let waiting = p.status().container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
+    assert!(ok, "{waiting:?}");
+    assert_eq!(waiting.message.as_deref(), Some("configmap \"absent\" not found"));
+    assert!(f.lines("c").is_empty());
+    p.delete(Some(0));
+    f.finish(&p, LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_to_logs_on_error_takes_the_end_of_the_log() {
+    let mut f = fixture("fallback").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: fallback}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, "echo first; echo last words >&2; exit 2"]
+    terminationMessagePolicy: FallbackToLogsOnError
+"#));
+    let status = f.finish(&p, LIMIT).await;
+    let t = terminated(&status, "c");
+    assert_eq!(t.message.as_deref(), Some("first\nlast words"), "{t:?}");
+}
+
+/// The first node runs on its own runtime, which is then dropped: its tasks vanish without
+/// stopping anything, as in a crash.
+#[test]
+fn containers_left_by_a_crashed_run_are_removed_when_the_node_opens() {
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let (mut f, uid) = crashed.block_on(async {
+        let f = fixture("leftovers").await;
+        let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: orphan}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, "while :; do sleep 1; done"]
+"#));
+        let mut rx = p.watch();
+        let _ = tokio::time::timeout(LIMIT, rx.wait_for(|s| s.status.phase.as_deref() == Some("Running"))).await;
+        (f, p.pod().metadata.uid.clone().unwrap())
+    });
+    let data = f.node.data_dir().to_path_buf();
+    let runc = |args: &[&str]| {
+        std::process::Command::new("runc").arg("--root").arg(data.join("runc")).args(args).output().unwrap()
+    };
+    let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
+    assert!(listed.contains("podvisor-"), "the container runs: {listed}");
+    f.keep = true;
+    let dir = f.dir.clone();
+    drop(f);
+    drop(crashed);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = podvisor_node::NodeConfig { data_dir: data.clone(), runtime: "runc".into() };
+        let _node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
+        assert!(!listed.contains("podvisor-"), "a leftover container survived: {listed}");
+        assert!(!data.join("run").join(&uid).exists(), "the pod's mounts and files are gone");
+        assert!(!std::path::Path::new("/sys/fs/cgroup/memory/podvisor").join(&uid).exists());
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,317 @@
+//! Pods on real containers (runc, as root), with short timings: what the issue's "done when"
+//! lists, each asserted with exit codes and the order of events.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{exited, fixture, pod, signalled, started, terminated};
+use podvisor_node::What;
+
+const LIMIT: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_writes_and_the_app_reads_one_empty_dir() {
+    let mut f = fixture("emptydir").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: shared}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  volumes: [{name: data, emptyDir: {}}]
+  initContainers:
+  - name: writer
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'exit 0' TERM; echo from-sidecar > /data/f; while :; do sleep 0.1; done"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  containers:
+  - name: reader
+    image: busybox:1.36
+    command: [sh, -c, "for i in 1 2 3 4 5 6 7 8 9 10; do [ -f /data/f ] && break; sleep 0.1; done; cat /data/f; hostname"]
+    volumeMounts: [{name: data, mountPath: /data}]
+"#));
+    let status = f.finish(&p, LIMIT).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{}", f.dump());
+    assert_eq!(f.lines("reader"), ["from-sidecar", "shared"], "the app read the sidecar's file; hostname = pod name");
+    assert!(f.index(started("writer")) < f.index(started("reader")));
+    assert!(f.index(exited("reader")) < f.index(signalled("writer", "SIGTERM")), "{}", f.dump());
+    assert_eq!(terminated(&status, "reader").exit_code, 0);
+    assert_eq!(terminated(&status, "writer").exit_code, 0, "the sidecar handled SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_share_localhost_and_other_pods_cannot_reach_it() {
+    let mut f = fixture("netns").await;
+    let server = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: httpd
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "mkdir /www; echo hello-over-loopback > /www/index.html; exec httpd -f -p 127.0.0.1:8080 -h /www"]
+  containers:
+  - name: client
+    image: busybox:1.36
+    command: [sh, -c, "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.2; done; exit 1"]
+"#));
+    // Wait until the server answers in its own pod, then try from another pod.
+    let ok = f
+        .until(LIMIT, |s| s.iter().any(|e| matches!(&e.what, What::Log { line, .. } if line == "hello-over-loopback")))
+        .await;
+    assert!(ok, "{}", f.dump());
+    let outsider = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: outsider}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: probe
+    image: busybox:1.36
+    command: [sh, -c, "wget -q -T 1 -O - http://127.0.0.1:8080/"]
+"#));
+    let status = f.finish(&server, LIMIT).await;
+    assert_eq!(terminated(&status, "client").exit_code, 0, "{}", f.dump());
+    let status = f.finish(&outsider, LIMIT).await;
+    assert_ne!(terminated(&status, "probe").exit_code, 0, "another pod reached the server: {}", f.dump());
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_limit_gives_oom_killed() {
+    let mut f = fixture("oom").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: busybox:1.36
+    command: [sh, -c, "awk 'BEGIN { s = \"x\"; while (1) s = s s }'"]
+    resources: {limits: {memory: 16Mi}}
+"#));
+    let status = f.finish(&p, LIMIT).await;
+    let t = terminated(&status, "hog");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")), "{}", f.dump());
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_handled_gives_143_and_ignored_gives_137_after_the_grace() {
+    let mut f = fixture("sigterm").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stopper}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: handles
+    image: busybox:1.36
+    command: [sh, -c, "trap 'exit 143' TERM; echo up; while :; do sleep 0.1; done"]
+  - name: ignores
+    image: busybox:1.36
+    command: [sh, -c, "echo up; while :; do sleep 0.1; done"]
+"#));
+    let ok = f
+        .until(LIMIT, |s| s.iter().filter(|e| matches!(&e.what, What::Log { line, .. } if line == "up")).count() == 2)
+        .await;
+    assert!(ok, "{}", f.dump());
+    let deleted = std::time::Instant::now();
+    p.delete(None);
+    let status = f.finish(&p, LIMIT).await;
+    assert_eq!(terminated(&status, "handles").exit_code, 143, "{}", f.dump());
+    assert_eq!(terminated(&status, "ignores").exit_code, 137);
+    let kill = f.index(signalled("ignores", "SIGKILL")).expect("SIGKILL after the grace");
+    assert!(f.index(exited("handles")) < Some(kill), "the handler exited at once, long before the SIGKILL");
+    let took = deleted.elapsed();
+    assert!(took >= Duration::from_secs(2), "SIGKILL came at the end of the 2 s grace, not before ({took:?})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_sidecar_restarts_with_back_off_while_the_app_runs() {
+    let mut f = fixture("crashloop").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: crashy}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: flaky
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "echo crash; exit 1"]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+"#));
+    // Three runs of the sidecar: the first restart is immediate, the next waits 10 s.
+    let ok = f
+        .until(LIMIT, |s| {
+            s.iter().filter(|e| matches!(&e.what, What::Started { container, .. } if container == "flaky")).count() >= 3
+        })
+        .await;
+    assert!(ok, "{}", f.dump());
+    let starts: Vec<_> = f
+        .seen
+        .iter()
+        .filter(|e| matches!(&e.what, What::Started { container, .. } if container == "flaky"))
+        .map(|e| e.at)
+        .collect();
+    let gap = starts[2].duration_since(starts[1]);
+    assert!(gap.as_secs_f64() >= 9.5, "the second restart waits out the 10 s back-off ({gap:?})");
+    assert!(f.index(|w| matches!(w, What::Event { reason, .. } if reason == "BackOff")).is_some(), "{}", f.dump());
+    assert!(f.index(exited("app")).is_none(), "the app kept running: {}", f.dump());
+    let st = p.status();
+    let app = st.container_statuses.iter().flatten().find(|c| c.name == "app").unwrap();
+    assert!(app.state.as_ref().unwrap().running.is_some());
+    p.delete(None);
+    f.finish(&p, LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// R42/R43 (A11-TERM-REVERSE-ORDER, A11-TERM-SIMULTANEOUS-PRESTOP): the preStop hooks all start
+/// when termination starts; only the stop signals are ordered, last sidecar first.
+async fn r43_three_sidecars_stop_in_reverse_order_while_pre_stop_hooks_start_together() {
+    let mut f = fixture("reverse").await;
+    let sidecar = |name: &str| {
+        format!(
+            r#"
+  - name: {name}
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'echo {name}-term; exit 0' TERM; while :; do sleep 0.1; done"]
+    lifecycle: {{preStop: {{exec: {{command: [sh, -c, "echo {name}-prestop > /proc/1/fd/1"]}}}}}}"#
+        )
+    };
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: three}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 10
+  initContainers:{}{}{}
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "sleep 0.5"]
+"#,
+        sidecar("first"),
+        sidecar("second"),
+        sidecar("third")
+    );
+    let p = f.node.run_pod(pod(&yaml));
+    let status = f.finish(&p, LIMIT).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{}", f.dump());
+    let stop = |n: &str| f.index(signalled(n, "SIGTERM")).unwrap_or_else(|| panic!("{n} got no SIGTERM: {}", f.dump()));
+    let exit = |n: &str| f.index(exited(n)).unwrap();
+    let hook = |n: &str| {
+        f.index(|w| matches!(w, What::Handler { container, handler, .. } if container == n && handler == "preStop"))
+            .unwrap_or_else(|| panic!("{n} ran no preStop: {}", f.dump()))
+    };
+    for n in ["first", "second", "third"] {
+        assert!(exit("app") < hook(n) && hook(n) < stop(n), "{n}: {}", f.dump());
+    }
+    assert!(stop("third") < exit("third") && exit("third") < stop("second"), "{}", f.dump());
+    assert!(stop("second") < exit("second") && exit("second") < stop("first"), "{}", f.dump());
+    assert!(stop("first") < exit("first"));
+    assert_eq!(f.lines("third"), ["third-prestop", "third-term"], "the hook ran in the container before SIGTERM");
+    for n in ["first", "second", "third"] {
+        assert_eq!(terminated(&status, n).exit_code, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_backs_off_and_nothing_after_it_starts() {
+    let mut f = fixture("pullbackoff").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  initContainers:
+  - name: proxy
+    image: registry.invalid/nothing:1
+    restartPolicy: Always
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "echo should-not-run"]
+"#));
+    let backoff = |s: &[podvisor_node::NodeEvent]| {
+        s.iter().any(|e| matches!(&e.what, What::Event { reason, .. } if reason == "BackOff"))
+    };
+    assert!(f.until(Duration::from_secs(15), backoff).await, "{}", f.dump());
+    let st = p.status();
+    let proxy = st.init_container_statuses.iter().flatten().find(|c| c.name == "proxy").unwrap();
+    let waiting = proxy.state.as_ref().and_then(|s| s.waiting.as_ref()).expect("waiting");
+    assert!(matches!(waiting.reason.as_deref(), Some("ImagePullBackOff") | Some("ErrImagePull")), "{waiting:?}");
+    let failed = f
+        .seen
+        .iter()
+        .find_map(|e| match &e.what {
+            What::Event { reason, message, .. } if reason == "Failed" => Some(message.clone()),
+            _ => None,
+        })
+        .expect("a Failed event for the pull");
+    assert!(failed.contains("registry.invalid/nothing:1"), "{failed}");
+    assert!(f.index(started("app")).is_none(), "the app started behind an unstarted sidecar");
+    p.delete(Some(0));
+    f.finish(&p, LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_completes_with_its_sidecar() {
+    let mut f = fixture("job").await;
+    let mut m = podvisor_manifest::load_str(
+        "job.yaml",
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: with-sidecar}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 2
+      initContainers:
+      - name: shipper
+        image: busybox:1.36
+        restartPolicy: Always
+        command: [sh, -c, "while :; do sleep 0.1; done"]
+      containers:
+      - name: task
+        image: busybox:1.36
+        command: [sh, -c, "echo task done"]
+"#,
+    )
+    .unwrap()
+    .remove(0);
+    podvisor_api::defaults::apply(&mut m.object);
+    let podvisor_manifest::Object::Job(job) = m.object else { panic!() };
+    let outcome = tokio::time::timeout(LIMIT, podvisor_node::workloads::run_job(&f.node, &job)).await.unwrap();
+    assert_eq!(outcome, podvisor_node::workloads::JobOutcome::Complete);
+    let pods = f.node.pods();
+    assert_eq!(pods.len(), 1);
+    let labels = pods[0].pod().metadata.labels.clone().unwrap();
+    assert_eq!(labels.get("job-name").map(String::as_str), Some("with-sidecar"));
+    let status = f.finish(&pods[0], LIMIT).await;
+    assert_eq!(f.lines("task"), ["task done"]);
+    assert_eq!(terminated(&status, "task").exit_code, 0);
+    assert_eq!(terminated(&status, "shipper").exit_code, 137, "the shell sidecar ignored SIGTERM");
+    assert!(f.index(exited("task")) < f.index(signalled("shipper", "SIGTERM")));
+}
