@@ -8,8 +8,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use podvisor_engine::{ContainerRef, ExitCause, Input};
 use podvisor_runtime::bundle::{self, Instance, PodContext};
-use podvisor_runtime::image::{ImageStore, normalize};
+use podvisor_runtime::image::{Image, ImageStore, normalize};
 use podvisor_runtime::logs::{self, Stream};
+use podvisor_runtime::pull::Puller;
 use podvisor_runtime::rootfs::Overlay;
 use podvisor_runtime::runc::Runc;
 use podvisor_runtime::{cgroup, env};
@@ -23,6 +24,7 @@ pub(crate) struct Host {
     pub images: ImageStore,
     pub runc: Runc,
     pub objects: Arc<ObjectStore>,
+    pub puller: Puller,
 }
 
 /// The most the kubelet reads of a termination message.
@@ -89,20 +91,65 @@ impl StartJob {
         let _ = self.report.send(Input::StartFailed { container: self.r.clone(), reason: reason.into(), message });
     }
 
+    /// Makes the image present as `imagePullPolicy` says, and reports how.
+    async fn image(&self) -> Option<Image> {
+        let r = self.r.clone();
+        let reference = self.spec.image.clone().unwrap_or_default();
+        let local = self.host.images.resolve(&reference);
+        let policy = self.spec.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+        let ready = |pulled| {
+            let _ = self.report.send(Input::ImageReady { container: r.clone(), pulled });
+        };
+        match (policy, local) {
+            ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
+                ready(false);
+                return Some(image);
+            }
+            ("Never", None) => {
+                self.fail(
+                    "ErrImageNeverPull",
+                    format!("Container image {reference:?} is not present with pull policy of Never"),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        match self.host.puller.pull(&self.host.images, &reference).await {
+            Ok(image) => {
+                ready(true);
+                Some(image)
+            }
+            Err(e) => {
+                if policy == "Always"
+                    && let Some(image) = self.host.images.resolve(&reference)
+                {
+                    // Offline with a loaded copy: run it, and say that the pull failed.
+                    (self.publish)(What::Event {
+                        kind: "Warning",
+                        reason: "Failed".into(),
+                        message: format!(
+                            "Failed to pull image {reference:?}: {e}; running the copy in the local image store"
+                        ),
+                        container: Some(r.name.clone()),
+                    });
+                    ready(false);
+                    return Some(image);
+                }
+                let hint = format!(
+                    "{e} (to run without a registry: podvisor image load FILE --tag {})",
+                    normalize(&reference)
+                );
+                let _ = self.report.send(Input::ImagePullFailed { container: r, message: hint });
+                None
+            }
+        }
+    }
+
     /// Pulls (or finds) the image, creates and starts the container, then waits for its exit;
     /// every step is reported to the engine.
     pub async fn run(self) {
         let r = self.r.clone();
-        let image_ref = self.spec.image.clone().unwrap_or_default();
-        let Some(image) = self.host.images.resolve(&image_ref) else {
-            let message = format!(
-                "failed to pull image {:?}: not in the local image store and registry pulls are not available (load it with: podvisor image load FILE --tag {image_ref})",
-                normalize(&image_ref)
-            );
-            let _ = self.report.send(Input::ImagePullFailed { container: r, message });
-            return;
-        };
-        let _ = self.report.send(Input::ImageReady { container: r.clone(), pulled: false });
+        let Some(image) = self.image().await else { return };
         let env = match env::resolve(&self.pod, &self.spec, self.host.objects.as_ref()) {
             Ok(env) => env,
             Err(e) => return self.fail("CreateContainerConfigError", e.0),

@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The OCI runtime binary (`runc`, `crun`, `youki`, or a path).
     pub runtime: PathBuf,
+    /// How to reach registries.
+    pub pull: podvisor_runtime::pull::PullSettings,
 }
 
 /// Finds `name` on `PATH` unless it is a path already.
@@ -180,6 +182,7 @@ impl Node {
             images: ImageStore::open(&config.data_dir)?,
             runc: Runc::new(runtime, config.data_dir.join("runc")),
             objects: Arc::new(ObjectStore::default()),
+            puller: podvisor_runtime::pull::Puller::new(config.pull.clone()),
             data: config.data_dir.clone(),
         };
         let node = Node {

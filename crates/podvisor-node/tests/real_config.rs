@@ -174,7 +174,8 @@ spec:
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let config = podvisor_node::NodeConfig { data_dir: data.clone(), runtime: "runc".into() };
+        let config =
+            podvisor_node::NodeConfig { data_dir: data.clone(), runtime: "runc".into(), pull: Default::default() };
         let _node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
         let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
         assert!(!listed.contains("podvisor-"), "a leftover container survived: {listed}");

@@ -204,24 +204,51 @@ impl ImageStore {
             return Err(fmt("neither index.json nor manifest.json found"));
         };
         let config_bytes = read(&mut file, &config_blob)?.ok_or_else(|| fmt("config blob missing"))?;
-        let config_json = json(config_bytes.clone())?;
+        let layers =
+            layers.iter().map(|layer| read(&mut file, layer)?.ok_or_else(|| fmt(&format!("layer {layer} missing"))));
+        names.extend(tags.iter().cloned());
+        self.import(&config_bytes, layers, &names, archive)
+    }
+
+    /// Stores an image from its config blob and its layer blobs (unpacked in order, unless an
+    /// image with that config is already there) and points `names` at it.
+    pub fn import(
+        &self,
+        config_bytes: &[u8],
+        layers: impl Iterator<Item = Result<Vec<u8>, ImageError>>,
+        names: &[String],
+        origin: &Path,
+    ) -> Result<(Image, Vec<String>), ImageError> {
+        let config_json: Value = serde_json::from_slice(config_bytes)
+            .map_err(|e| ImageError::Format { path: origin.to_path_buf(), why: format!("image config: {e}") })?;
         let config: ImageConfig = serde_json::from_value(config_json["config"].clone()).unwrap_or_default();
-        let id = format!("sha256:{}", sha256_hex(&config_bytes));
+        let id = format!("sha256:{}", sha256_hex(config_bytes));
         let dir = self.dir.join(id.trim_start_matches("sha256:"));
         if !dir.join("config.json").exists() {
-            let staging = self.dir.join(format!(".staging-{}", std::process::id()));
+            let staging = self.dir.join(format!(".staging-{}-{}", std::process::id(), next_staging()));
             let _ = fs::remove_dir_all(&staging);
             let rootfs = staging.join("rootfs");
             fs::create_dir_all(&rootfs).map_err(io(&rootfs))?;
-            for layer in &layers {
-                let bytes = read(&mut file, layer)?.ok_or_else(|| fmt(&format!("layer {layer} missing")))?;
-                crate::layer::apply(&bytes, &rootfs).map_err(io(&rootfs))?;
+            let unpacked = (|| {
+                for layer in layers {
+                    crate::layer::apply(&layer?, &rootfs).map_err(io(&rootfs))?;
+                }
+                let cfg = staging.join("config.json");
+                fs::write(&cfg, serde_json::to_vec(&config).unwrap_or_default()).map_err(io(&cfg))?;
+                match fs::rename(&staging, &dir) {
+                    // Another import of the same image finished first.
+                    Err(_) if dir.join("config.json").exists() => {
+                        let _ = fs::remove_dir_all(&staging);
+                        Ok(())
+                    }
+                    r => r.map_err(io(&dir)),
+                }
+            })();
+            if unpacked.is_err() {
+                let _ = fs::remove_dir_all(&staging);
             }
-            let cfg = staging.join("config.json");
-            fs::write(&cfg, serde_json::to_vec(&config).unwrap_or_default()).map_err(io(&cfg))?;
-            fs::rename(&staging, &dir).map_err(io(&dir))?;
+            unpacked?;
         }
-        names.extend(tags.iter().cloned());
         let mut refs = self.refs();
         let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
         for n in &names {
@@ -230,6 +257,12 @@ impl ImageStore {
         self.save_refs(&refs)?;
         Ok((Image { id, rootfs: dir.join("rootfs"), config }, names))
     }
+}
+
+fn next_staging() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// SHA-256 of a byte string, in hex (the image ID).

@@ -13,6 +13,7 @@ pub mod image;
 mod layer;
 pub mod logs;
 pub mod objects;
+pub mod pull;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;

@@ -73,6 +73,8 @@ enum Command {
         /// Write every event, with timestamps, to this JSON file.
         #[arg(long, value_name = "FILE.json")]
         timeline: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        registry: image::RegistryArgs,
     },
     /// Print a container's logs (kept after the pod ends; current and previous instance).
     Logs {
@@ -129,8 +131,8 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until))
         }
-        Command::Run { runtime, timeline, .. } => {
-            let opts = run::Options { data_dir: cli.data_dir.clone(), runtime, timeline };
+        Command::Run { runtime, timeline, registry, .. } => {
+            let opts = run::Options { data_dir: cli.data_dir.clone(), runtime, timeline, pull: registry.settings() };
             match run::run(&mut out, manifests, opts) {
                 Ok(run::Outcome::Done(ok)) => Ok(ok),
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),

@@ -30,6 +30,8 @@ pub struct Options {
     pub runtime: PathBuf,
     /// Where to write the timeline JSON.
     pub timeline: Option<PathBuf>,
+    /// How to reach registries.
+    pub pull: podvisor_runtime::pull::PullSettings,
 }
 
 const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
@@ -109,7 +111,11 @@ pub fn run(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> any
 
 async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let node = Node::open(NodeConfig { data_dir: opts.data_dir.clone(), runtime: opts.runtime.clone() }, tx).await?;
+    let node = Node::open(
+        NodeConfig { data_dir: opts.data_dir.clone(), runtime: opts.runtime.clone(), pull: opts.pull.clone() },
+        tx,
+    )
+    .await?;
     let mut printer = Printer {
         start: Timestamp::now(),
         colour: std::io::stdout().is_terminal(),

@@ -42,7 +42,9 @@ pub async fn fixture(name: &str) -> Fixture {
     let data = dir.join("data");
     ImageStore::open(&data).unwrap().load_archive(archive(), &["busybox:1.36".into()]).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let node = Node::open(NodeConfig { data_dir: data, runtime: "runc".into() }, tx).await.expect("the node opens");
+    let node = Node::open(NodeConfig { data_dir: data, runtime: "runc".into(), pull: Default::default() }, tx)
+        .await
+        .expect("the node opens");
     Fixture { node, events: rx, seen: Vec::new(), dir, keep: false }
 }
 
