@@ -315,3 +315,48 @@ spec:
     assert_eq!(terminated(&status, "shipper").exit_code, 137, "the shell sidecar ignored SIGTERM");
     assert!(f.index(exited("task")) < f.index(signalled("shipper", "SIGTERM")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_keeps_its_replicas_and_replaces_a_deleted_pod() {
+    let mut f = fixture("deployment").await;
+    let mut m = podvisor_manifest::load_str(
+        "deploy.yaml",
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: c
+        image: busybox:1.36
+        command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+"#,
+    )
+    .unwrap()
+    .remove(0);
+    podvisor_api::defaults::apply(&mut m.object);
+    let podvisor_manifest::Object::Deployment(d) = m.object else { panic!() };
+    let node = f.node.clone();
+    let controller = tokio::spawn(async move { podvisor_node::workloads::run_deployment(&node, &d).await });
+    let running = |s: &[podvisor_node::NodeEvent]| s.iter().filter(|e| matches!(&e.what, What::Started { .. })).count();
+    assert!(f.until(LIMIT, |s| running(s) >= 2).await, "{}", f.dump());
+    let pods = f.node.pods();
+    assert_eq!(pods.len(), 2);
+    for p in &pods {
+        let labels = p.pod().metadata.labels.clone().unwrap();
+        assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+        assert!(p.key().starts_with("default/web-"), "{}", p.key());
+    }
+    pods[0].delete(None);
+    assert!(f.until(LIMIT, |s| running(s) >= 3).await, "a replacement started: {}", f.dump());
+    assert_eq!(f.node.pods().iter().filter(|p| !p.is_finished()).count(), 2);
+    f.node.shut_down();
+    tokio::time::timeout(LIMIT, controller).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, f.node.all_finished()).await.unwrap();
+}

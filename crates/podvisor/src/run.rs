@@ -39,6 +39,8 @@ const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
 struct Printer {
     start: Timestamp,
     colour: bool,
+    /// On a terminal, the pod table kept under the output, and how many lines it has.
+    table: Option<(Node, usize)>,
     colours: BTreeMap<String, &'static str>,
     timeline: Option<Vec<NodeEvent>>,
 }
@@ -57,7 +59,53 @@ impl Printer {
         format!("\x1b[{c}m{who}\x1b[0m")
     }
 
+    /// Erases the table drawn last (the lines printed next take its place).
+    fn erase(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if let Some((_, lines)) = &mut self.table
+            && *lines > 0
+        {
+            write!(out, "\x1b[{lines}A\x1b[J")?;
+            *lines = 0;
+        }
+        Ok(())
+    }
+
+    /// Draws kubectl's `get pods` table of every pod under the output.
+    fn draw(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let Some((node, lines)) = &mut self.table else { return Ok(()) };
+        let now = Timestamp::now();
+        let mut rows = vec![(
+            "NAME".to_string(),
+            "READY".to_string(),
+            "STATUS".to_string(),
+            "RESTARTS".to_string(),
+            "AGE".to_string(),
+        )];
+        for h in node.pods() {
+            let pod = k8s_openapi::api::core::v1::Pod { status: Some(h.status()), ..h.pod().clone() };
+            let c = podvisor_api::columns::pod_columns(&pod, now);
+            let since = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).unwrap_or(now);
+            let age = podvisor_api::columns::human_duration(now.duration_since(since));
+            rows.push((short(&h.key()).to_string(), c.ready, c.status, c.restarts, age));
+        }
+        let w = |f: fn(&(String, String, String, String, String)) -> &String| {
+            rows.iter().map(|r| f(r).len()).max().unwrap_or(0)
+        };
+        let (a, b, c, d) = (w(|r| &r.0), w(|r| &r.1), w(|r| &r.2), w(|r| &r.3));
+        for r in &rows {
+            writeln!(out, "\x1b[2m{:<a$}   {:<b$}   {:<c$}   {:<d$}   {}\x1b[0m", r.0, r.1, r.2, r.3, r.4)?;
+        }
+        *lines = rows.len();
+        out.flush()
+    }
+
     fn print(&mut self, out: &mut impl Write, e: NodeEvent) -> std::io::Result<()> {
+        self.erase(out)?;
+        self.print_line(out, e)?;
+        self.draw(out)
+    }
+
+    fn print_line(&mut self, out: &mut impl Write, e: NodeEvent) -> std::io::Result<()> {
         let secs = e.at.duration_since(self.start).as_secs_f64();
         let pod = short(&e.pod).to_string();
         let line = |who: String, text: String| format!("[{secs:>8.3}s] {who} {text}");
@@ -116,9 +164,11 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
         tx,
     )
     .await?;
+    let tty = std::io::stdout().is_terminal();
     let mut printer = Printer {
         start: Timestamp::now(),
-        colour: std::io::stdout().is_terminal(),
+        colour: tty,
+        table: tty.then(|| (node.clone(), 0)),
         colours: BTreeMap::new(),
         timeline: opts.timeline.as_ref().map(|_| Vec::new()),
     };
@@ -187,6 +237,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
             },
             _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 interrupts += 1;
+                printer.erase(out)?;
                 if interrupts == 1 {
                     writeln!(out, "podvisor: interrupted: deleting every pod with its grace period (interrupt again to kill at once)")?;
                     node.shut_down();
@@ -197,6 +248,8 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
             }
         }
     }
+    printer.erase(out)?;
+    printer.table = None;
     let elapsed = Timestamp::now().duration_since(printer.start).as_secs_f64();
     results.sort();
     let mut ok = true;

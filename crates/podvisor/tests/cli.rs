@@ -280,3 +280,39 @@ spec:
     assert!(pos("proxy: exited 0") < pos("finished"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn on_a_terminal_run_keeps_kubectls_pod_table_under_the_output() {
+    let dir = data_dir_with_image("tty");
+    let manifest = dir.join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: tty}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: side, image: busybox:1.36, restartPolicy: Always, command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]}
+  containers:
+  - {name: app, image: busybox:1.36, command: [sh, -c, "echo hi; sleep 0.5"]}
+"#,
+    )
+    .unwrap();
+    let cmd = format!(
+        "{} --data-dir {} run {}",
+        env!("CARGO_BIN_EXE_podvisor"),
+        dir.join("data").display(),
+        manifest.display()
+    );
+    // util-linux `script` gives the run a terminal.
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("NAME   READY   STATUS"), "{text}");
+    assert!(text.contains("tty    2/2     Running"), "both containers ready while the app runs: {text}");
+    assert!(text.contains("tty    0/2     Completed"), "{text}");
+    assert!(text.contains("\x1b[36m"), "prefixes are coloured on a terminal");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
