@@ -121,6 +121,8 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// stdout and stderr are separate pipes, so lines written at the same instant on the two may be
+/// logged in either order (as with any CRI runtime); the pause makes the order certain.
 async fn fallback_to_logs_on_error_takes_the_end_of_the_log() {
     let mut f = fixture("fallback").await;
     let p = f.node.run_pod(pod(r#"
@@ -132,7 +134,7 @@ spec:
   containers:
   - name: c
     image: busybox:1.36
-    command: [sh, -c, "echo first; echo last words >&2; exit 2"]
+    command: [sh, -c, "echo first; sleep 0.2; echo last words >&2; exit 2"]
     terminationMessagePolicy: FallbackToLogsOnError
 "#));
     let status = f.finish(&p, LIMIT).await;

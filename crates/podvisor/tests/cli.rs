@@ -316,3 +316,33 @@ spec:
     assert!(text.contains("\x1b[36m"), "prefixes are coloured on a terminal");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn run_without_root_says_how_to_fix_it_and_starts_nothing() {
+    // The binary and manifest are copied where any user can read them, wherever the checkout is.
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("podvisor");
+    std::fs::copy(env!("CARGO_BIN_EXE_podvisor"), &bin).unwrap();
+    std::fs::copy(std::path::Path::new(SEEDS).join("seed002-1.yaml"), dir.join("job.yaml")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.join("job.yaml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data = dir.join("data");
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["--data-dir", data.to_str().unwrap(), "run", "job.yaml"])
+        .current_dir(&dir)
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim()),
+        (
+            Some(1),
+            "podvisor: podvisor needs root to run containers (namespaces, mounts, cgroups): run it as root, e.g. with sudo"
+        )
+    );
+    assert!(!data.exists(), "nothing was created");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
