@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -44,6 +45,8 @@ pub(crate) struct Driver {
     ctx: Option<Arc<PodContext>>,
     stop_sent: HashMap<ContainerRef, (Instant, String)>,
     phase: String,
+    /// The cancel flags of starts in flight.
+    starts: HashMap<ContainerRef, Arc<AtomicBool>>,
 }
 
 fn uid(pod: &Pod) -> String {
@@ -76,6 +79,7 @@ impl Driver {
             ctx: None,
             stop_sent: HashMap::new(),
             phase: String::new(),
+            starts: HashMap::new(),
         }
     }
 
@@ -220,7 +224,11 @@ impl Driver {
             }
             Action::StartContainer { container, spec, .. } => {
                 let Some(ctx) = self.ctx.clone() else { return Ok(()) };
+                let cancelled = Arc::new(AtomicBool::new(false));
+                self.starts.retain(|r, _| r.name != container.name);
+                self.starts.insert(container.clone(), cancelled.clone());
                 let job = StartJob {
+                    cancelled,
                     host: self.host.clone(),
                     pod: self.pod.clone(),
                     ctx,
@@ -231,8 +239,13 @@ impl Driver {
                 };
                 tokio::spawn(job.run());
             }
-            // The start runs to its end; the engine kills the container if it comes up.
-            Action::CancelStart { .. } => {}
+            // A start past `runc create` runs to its end; the engine kills the container if it
+            // comes up.
+            Action::CancelStart { container } => {
+                if let Some(flag) = self.starts.remove(&container) {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
             Action::RunHook { container, hook, timeout } => self.run_hook(container, hook, timeout),
             Action::RunProbe { container, probe, timeout } => self.run_probe(container, probe, timeout),
             Action::Signal { container, signal } => self.signal(container, signal),

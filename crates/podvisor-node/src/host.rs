@@ -84,9 +84,16 @@ pub(crate) struct StartJob {
     pub spec: Container,
     pub report: Report,
     pub publish: Publish,
+    /// Set when the engine abandons this start (the pod began terminating): a container not
+    /// yet started is removed and never runs, and nothing more is reported.
+    pub cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StartJob {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn fail(&self, reason: &str, message: String) {
         let _ = self.report.send(Input::StartFailed { container: self.r.clone(), reason: reason.into(), message });
     }
@@ -191,6 +198,10 @@ impl StartJob {
                 return self.fail("CreateContainerError", format!("creating the log file: {e}"));
             }
         };
+        if self.is_cancelled() {
+            cleanup(&overlay, &dir);
+            return;
+        }
         let created = match self.host.runc.create(&id, &dir).await {
             Ok(c) => c,
             Err(e) => {
@@ -199,6 +210,11 @@ impl StartJob {
                 return self.fail("CreateContainerError", e.to_string());
             }
         };
+        if self.is_cancelled() {
+            let _ = self.host.runc.delete(&id).await;
+            cleanup(&overlay, &dir);
+            return;
+        }
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
         let mut pumps = Vec::new();
         for (pipe, stream) in [

@@ -264,8 +264,12 @@ spec:
     use std::io::BufRead;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
-    // Both containers are up once both have logged "ready"; then Ctrl-C.
-    while seen.iter().filter(|l: &&String| l.ends_with("| ready")).count() < 2 {
+    // Both containers are up once both are reported started and have logged "ready"; then Ctrl-C.
+    let up = |seen: &[String]| {
+        seen.iter().filter(|l| l.ends_with("| ready")).count() == 2
+            && ["proxy: started", "app: started"].iter().all(|s| seen.iter().any(|l| l.ends_with(s)))
+    };
+    while !up(&seen) {
         seen.push(lines.next().expect("the run goes on until both are ready").unwrap());
     }
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
