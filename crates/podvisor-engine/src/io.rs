@@ -92,11 +92,33 @@ pub enum ExitCause {
     StartError,
 }
 
+impl ExitCause {
+    /// The API's terminated `reason` for an exit with this cause and code: `OOMKilled`,
+    /// `StartError`, `Completed` (exit 0) or `Error`.
+    pub fn reason(self, exit_code: i32) -> &'static str {
+        match (self, exit_code) {
+            (ExitCause::OomKilled, _) => "OOMKilled",
+            (ExitCause::StartError, _) => "StartError",
+            (_, 0) => "Completed",
+            _ => "Error",
+        }
+    }
+}
+
 /// Something the runtime, a prober, the API or the user reports to the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// The pod sandbox (network namespace and shared mounts) is ready.
     SandboxReady,
+    /// Creating the sandbox failed (namespaces, or a volume that cannot be set up). The pod
+    /// stays Pending and the engine asks again after a back-off, as the kubelet's pod worker
+    /// retries a failed sync.
+    SandboxFailed {
+        /// The event reason: `FailedCreatePodSandBox` or `FailedMount`.
+        reason: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The image of a container being started is present. `pulled` is false when it was
     /// already on the machine.
     ImageReady {

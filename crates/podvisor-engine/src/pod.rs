@@ -86,6 +86,9 @@ pub struct PodEngine {
     crash_backoff: Backoff,
     pull_backoff: Backoff,
     pull_failed_at: HashMap<String, Timestamp>,
+    sandbox_backoff: Backoff,
+    /// When to ask for the sandbox again after a failed creation.
+    sandbox_retry: Option<Timestamp>,
     retries: BTreeSet<Timestamp>,
     queue: VecDeque<Op>,
     current: Option<Current>,
@@ -124,6 +127,8 @@ impl PodEngine {
             crash_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
             pull_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
             pull_failed_at: HashMap::new(),
+            sandbox_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
+            sandbox_retry: None,
             retries: BTreeSet::new(),
             queue: VecDeque::new(),
             current: None,
@@ -154,7 +159,7 @@ impl PodEngine {
         let retry = self.retries.first().copied();
         let probe = self.probes.values().filter(|w| w.is_due_candidate()).filter_map(|w| w.next_at).min();
         let kill = self.kills.values().filter_map(|k| k.deadline).min();
-        [retry, probe, kill].into_iter().flatten().min()
+        [retry, probe, kill, self.sandbox_retry].into_iter().flatten().min()
     }
 
     /// The pod's API status as of the last input.
@@ -179,6 +184,12 @@ impl PodEngine {
 
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.sandbox_retry.is_some_and(|t| t <= now) {
+            self.sandbox_retry = None;
+            if self.sandbox == Sandbox::Creating && self.terminating.is_none() {
+                self.out.push_back(Action::CreateSandbox);
+            }
+        }
         while self.retries.first().is_some_and(|t| *t <= now) {
             self.retries.pop_first();
             self.dirty = true;
@@ -202,6 +213,7 @@ impl PodEngine {
                     self.dirty = true;
                 }
             }
+            Input::SandboxFailed { reason, message } => self.on_sandbox_failed(now, &reason, message),
             Input::ImageReady { container, pulled } => self.on_image_ready(&container, pulled),
             Input::ImagePullFailed { container, message } => self.on_pull_failed(now, &container, message),
             Input::Created { container, id } => self.on_created(&container, id),
@@ -817,9 +829,22 @@ impl PodEngine {
         }
         self.finished = true;
         self.sandbox = Sandbox::Removed;
+        self.sandbox_retry = None;
         self.probes.clear();
         self.retries.clear();
         self.out.push_back(Action::RemoveSandbox);
+    }
+
+    fn on_sandbox_failed(&mut self, now: Timestamp, reason: &str, message: String) {
+        if self.sandbox != Sandbox::Creating {
+            return;
+        }
+        self.record(EventType::Warning, reason, message, None);
+        if self.terminating.is_none() {
+            self.sandbox_backoff.next("sandbox", now, now);
+            let wait = self.sandbox_backoff.current("sandbox").unwrap_or(CRASH_LOOP_INITIAL);
+            self.sandbox_retry = Some(now + wait);
+        }
     }
 
     fn on_delete(&mut self, now: Timestamp, grace_seconds: Option<i64>) {

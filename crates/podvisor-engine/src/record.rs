@@ -39,12 +39,7 @@ pub struct Exit {
 impl Exit {
     /// The API's `reason`: `OOMKilled`, `Completed` (exit 0) or `Error`.
     pub fn reason(&self) -> &'static str {
-        match (self.cause, self.exit_code) {
-            (ExitCause::OomKilled, _) => "OOMKilled",
-            (ExitCause::StartError, _) => "StartError",
-            (_, 0) => "Completed",
-            _ => "Error",
-        }
+        self.cause.reason(self.exit_code)
     }
 
     /// Whether a regular init container ending like this failed (non-zero, or OOM-killed even

@@ -79,3 +79,36 @@ fn r31_a_late_startup_result_after_success_changes_nothing() {
     assert!(!actions.iter().any(|a| matches!(a, Action::Signal { .. })), "{actions:?}");
     assert_eq!(e.status().container_statuses.as_ref().unwrap()[0].started, Some(true));
 }
+
+/// A failed sandbox creation is retried with back-off (10 s, then 20 s) and the pod stays
+/// Pending with a warning event; a deletion meanwhile ends the pod without another attempt.
+/// (The spec does not cover sandbox failures; this follows the kubelet's pod worker, which
+/// requeues a failed sync.)
+#[test]
+fn a_failed_sandbox_is_retried_with_back_off_and_deletion_still_ends_the_pod() {
+    let id = PodIdentity { name: "p".into(), namespace: "default".into(), uid: "u".into() };
+    let mut e = PodEngine::new(id, app("Always"), t(0));
+    assert_eq!(drain(&mut e), [Action::CreateSandbox]);
+    let fail = |e: &mut PodEngine, at| {
+        e.handle(t(at), Input::SandboxFailed { reason: "FailedMount".into(), message: "no such configmap".into() })
+    };
+    fail(&mut e, 0);
+    let actions = drain(&mut e);
+    assert!(
+        matches!(&actions[..], [Action::Record(ev)] if ev.reason == "FailedMount" && ev.message == "no such configmap"),
+        "{actions:?}"
+    );
+    assert_eq!(e.status().phase.as_deref(), Some("Pending"));
+    assert_eq!(e.poll_timeout(), Some(t(10)));
+    e.handle_timeout(t(10));
+    assert_eq!(drain(&mut e), [Action::CreateSandbox]);
+    fail(&mut e, 10);
+    drain(&mut e);
+    assert_eq!(e.poll_timeout(), Some(t(30)), "the second wait doubles");
+    e.handle(t(15), Input::Delete { grace_seconds: None });
+    assert!(e.is_finished());
+    assert_eq!(drain(&mut e), [Action::RemoveSandbox]);
+    assert_eq!(e.poll_timeout(), None);
+    e.handle_timeout(t(30));
+    assert_eq!(drain(&mut e), [], "no sandbox is asked for after the deletion");
+}

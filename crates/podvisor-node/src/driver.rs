@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodStatus, Probe};
 use podvisor_engine::{
-    Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome, Signal,
+    Action, ContainerRef, EventType, Hook, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome, Signal,
 };
 use podvisor_runtime::bundle::PodContext;
 use podvisor_runtime::sandbox::Sandbox;
@@ -87,10 +87,7 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         loop {
             while let Some(action) = self.engine.poll_action() {
-                if let Err(message) = self.execute(action).await {
-                    self.fail(message).await;
-                    return;
-                }
+                self.execute(action).await;
             }
             self.publish_status();
             if self.engine.is_finished() {
@@ -112,24 +109,6 @@ impl Driver {
                 }
             }
         }
-    }
-
-    /// The pod could not get a sandbox: it fails as a whole, nothing of it is left running.
-    async fn fail(&mut self, message: String) {
-        (self.publish)(What::Event {
-            kind: "Warning",
-            reason: "FailedCreatePodSandBox".into(),
-            message: message.clone(),
-            container: None,
-        });
-        remove_pod_leftovers(&self.host, &uid(&self.pod)).await;
-        let mut status = self.engine.status().clone();
-        status.phase = Some("Failed".into());
-        status.message = Some(message);
-        status.reason = Some("FailedCreatePodSandBox".into());
-        self.snapshot.send_replace(PodSnapshot { status, finished: true });
-        (self.publish)(What::Phase { phase: "Failed".into() });
-        (self.publish)(What::Finished { phase: "Failed".into() });
     }
 
     fn publish_status(&mut self) {
@@ -157,12 +136,7 @@ impl Driver {
                 (self.publish)(What::Started { container: container.name.clone(), attempt: container.attempt })
             }
             Input::Exited { container, exit_code, cause, .. } => {
-                let reason = match (cause, exit_code) {
-                    (ExitCause::OomKilled, _) => "OOMKilled",
-                    (ExitCause::StartError, _) => "StartError",
-                    (_, 0) => "Completed",
-                    _ => "Error",
-                };
+                let reason = cause.reason(*exit_code);
                 self.stop_sent.remove(container);
                 (self.publish)(What::Exited {
                     container: container.name.clone(),
@@ -195,14 +169,27 @@ impl Driver {
         Sandbox::at(&self.host.run_dir(&uid(&self.pod)).join("sandbox")).namespace("net")
     }
 
-    async fn create_sandbox(&mut self) -> Result<(), String> {
+    /// Creates the namespaces and volumes; on failure, what was made is removed again and the
+    /// engine is told, with the kubelet's event reason.
+    async fn create_sandbox(&mut self) -> Input {
         let uid = uid(&self.pod);
         let dir = self.host.run_dir(&uid);
         let sandbox = Sandbox::at(&dir.join("sandbox"));
         let hostname = self.pod.metadata.name.clone().unwrap_or_default();
-        sandbox.create(&hostname).await.map_err(|e| e.to_string())?;
-        let volumes = podvisor_runtime::volumes::prepare(&self.pod, &dir.join("volumes"), self.host.objects.as_ref())
-            .map_err(|e| e.to_string())?;
+        let failed = |reason: &str, message: String| Input::SandboxFailed { reason: reason.into(), message };
+        if let Err(e) = sandbox.create(&hostname).await {
+            let _ = sandbox.remove();
+            return failed("FailedCreatePodSandBox", e.to_string());
+        }
+        let volumes =
+            match podvisor_runtime::volumes::prepare(&self.pod, &dir.join("volumes"), self.host.objects.as_ref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    podvisor_runtime::volumes::release(&dir.join("volumes"));
+                    let _ = sandbox.remove();
+                    return failed("FailedMount", e.to_string());
+                }
+            };
         self.ctx = Some(Arc::new(PodContext {
             netns: Some(sandbox.namespace("net")),
             uts: Some(sandbox.namespace("uts")),
@@ -213,17 +200,17 @@ impl Driver {
             hostname: Some(hostname),
             security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
         }));
-        Ok(())
+        Input::SandboxReady
     }
 
-    async fn execute(&mut self, action: Action) -> Result<(), String> {
+    async fn execute(&mut self, action: Action) {
         match action {
             Action::CreateSandbox => {
-                self.create_sandbox().await?;
-                self.engine.handle(Timestamp::now(), Input::SandboxReady);
+                let outcome = self.create_sandbox().await;
+                self.engine.handle(Timestamp::now(), outcome);
             }
             Action::StartContainer { container, spec, .. } => {
-                let Some(ctx) = self.ctx.clone() else { return Ok(()) };
+                let Some(ctx) = self.ctx.clone() else { return };
                 let cancelled = Arc::new(AtomicBool::new(false));
                 self.starts.retain(|r, _| r.name != container.name);
                 self.starts.insert(container.clone(), cancelled.clone());
@@ -263,7 +250,6 @@ impl Driver {
                     .and_then(|f| f.split_once('{').map(|(_, rest)| rest.trim_end_matches('}').to_string())),
             }),
         }
-        Ok(())
     }
 
     fn signal(&mut self, r: ContainerRef, signal: Signal) {

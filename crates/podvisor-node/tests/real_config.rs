@@ -121,8 +121,39 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_that_cannot_be_mounted_keeps_the_pod_pending_until_a_retry_succeeds() {
+    let mut f = fixture("failedmount").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: waits}
+spec:
+  restartPolicy: Never
+  volumes: [{name: cfg, configMap: {name: settings}}]
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, "cat /cfg/mode"]
+    volumeMounts: [{name: cfg, mountPath: /cfg}]
+"#));
+    let mount_failed = |s: &[podvisor_node::NodeEvent]| {
+        s.iter().any(|e| matches!(&e.what, podvisor_node::What::Event { reason, .. } if reason == "FailedMount"))
+    };
+    assert!(f.until(LIMIT, mount_failed).await, "{}", f.dump());
+    let st = p.status();
+    assert_eq!(st.phase.as_deref(), Some("Pending"));
+    let waiting = st.container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+    // The ConfigMap appears; the next attempt (10 s later) mounts it and the pod runs.
+    objects(&f.node);
+    let status = f.finish(&p, LIMIT).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{}", f.dump());
+    assert_eq!(f.lines("c"), ["fast"]);
+}
+
 /// stdout and stderr are separate pipes, so lines written at the same instant on the two may be
 /// logged in either order (as with any CRI runtime); the pause makes the order certain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_to_logs_on_error_takes_the_end_of_the_log() {
     let mut f = fixture("fallback").await;
     let p = f.node.run_pod(pod(r#"
