@@ -219,12 +219,11 @@ impl Node {
         &self.host.data
     }
 
-    /// Starts running `pod` (defaulted and validated). A missing `metadata.uid` or namespace
-    /// is filled in.
+    /// Starts running `pod` (defaulted and validated). Like the API server on create, the node
+    /// gives it a fresh `metadata.uid` (a manifest's own is ignored: the UID names the pod's
+    /// directories and cgroup) and the `default` namespace when it has none.
     pub fn run_pod(&self, mut pod: Pod) -> PodHandle {
-        if pod.metadata.uid.is_none() {
-            pod.metadata.uid = Some(new_uid());
-        }
+        pod.metadata.uid = Some(new_uid());
         if pod.metadata.namespace.is_none() {
             pod.metadata.namespace = Some("default".into());
         }

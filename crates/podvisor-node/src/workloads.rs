@@ -89,7 +89,8 @@ pub async fn run_job(node: &Node, job: &Job) -> JobOutcome {
     let spec = job.spec.clone().unwrap_or_default();
     let name = job.metadata.name.clone().unwrap_or_default();
     let ns = job.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let uid = job.metadata.uid.clone().unwrap_or_else(new_uid);
+    // A fresh UID, as the API server assigns one on create.
+    let uid = new_uid();
     let parallelism = spec.parallelism.unwrap_or(1).max(0) as u32;
     let completions = spec.completions.map(|c| c.max(0) as u32);
     let backoff_limit = spec.backoff_limit.unwrap_or(6).max(0) as u32;

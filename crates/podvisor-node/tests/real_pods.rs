@@ -16,7 +16,7 @@ async fn a_sidecar_writes_and_the_app_reads_one_empty_dir() {
     let p = f.node.run_pod(pod(r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: shared}
+metadata: {name: shared, uid: ../../escape}
 spec:
   restartPolicy: Never
   terminationGracePeriodSeconds: 2
@@ -40,6 +40,9 @@ spec:
     assert!(f.index(exited("reader")) < f.index(signalled("writer", "SIGTERM")), "{}", f.dump());
     assert_eq!(terminated(&status, "reader").exit_code, 0);
     assert_eq!(terminated(&status, "writer").exit_code, 0, "the sidecar handled SIGTERM");
+    let uid = p.pod().metadata.uid.clone().unwrap();
+    assert_ne!(uid, "../../escape", "a manifest's uid is replaced, as the API server does, never used as a path");
+    assert!(uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'), "{uid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
