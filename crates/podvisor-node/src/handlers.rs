@@ -79,18 +79,21 @@ fn addr(host: Option<&str>, port: u16) -> Result<SocketAddr, String> {
 
 /// `tcpSocket`: a connection opens.
 pub(crate) async fn tcp(netns: &Path, c: &Container, a: &TCPSocketAction, timeout: Duration) -> Outcome {
-    let target = match port(c, &a.port).and_then(|p| addr(a.host.as_deref(), p)) {
-        Ok(t) => t,
+    let port = match port(c, &a.port) {
+        Ok(p) => p,
         Err(e) => return Outcome::Failed(e),
     };
-    let r = in_netns(netns.to_path_buf(), move || {
-        TcpStream::connect_timeout(&target, timeout).map(|_| ()).map_err(|e| format!("dial tcp {target}: connect: {e}"))
-    })
-    .await;
-    match r {
-        Ok(()) => Outcome::Ok,
-        Err(e) => Outcome::Failed(e),
-    }
+    let host = a.host.clone();
+    // The name is resolved on the thread too: no blocking lookup on the event loop.
+    outcome(
+        in_netns(netns.to_path_buf(), move || {
+            let target = addr(host.as_deref(), port)?;
+            TcpStream::connect_timeout(&target, timeout)
+                .map(|_| ())
+                .map_err(|e| format!("dial tcp {target}: connect: {}", net_error(&e)))
+        })
+        .await,
+    )
 }
 
 /// `httpGet`: a GET answered with a status from 200 to 399.
@@ -98,52 +101,70 @@ pub(crate) async fn http(netns: &Path, c: &Container, a: &HTTPGetAction, timeout
     if a.scheme.as_deref() == Some("HTTPS") {
         return Outcome::Failed("HTTPS probes are not supported yet".into());
     }
-    let target = match port(c, &a.port).and_then(|p| addr(a.host.as_deref(), p)) {
-        Ok(t) => t,
+    let port = match port(c, &a.port) {
+        Ok(p) => p,
         Err(e) => return Outcome::Failed(e),
     };
+    let host = a.host.clone().filter(|h| !h.is_empty());
     let path = a.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
     let mut headers: Vec<(String, String)> =
         a.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-    let host_header = a.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| target.ip().to_string());
-    for (k, v) in [
-        ("Host", format!("{host_header}:{}", target.port())),
-        ("User-Agent", "kube-probe/1.35".into()),
-        ("Accept", "*/*".into()),
-    ] {
-        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
-            headers.push((k.to_string(), v));
-        }
-    }
-    let r = in_netns(netns.to_path_buf(), move || {
-        let mut s = TcpStream::connect_timeout(&target, timeout)
-            .map_err(|e| format!("Get \"http://{target}{path}\": dial tcp {target}: connect: {e}"))?;
-        let _ = s.set_read_timeout(Some(timeout));
-        let _ = s.set_write_timeout(Some(timeout));
-        let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
-        for (k, v) in &headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
-            let n = s.read(&mut buf).map_err(|e| format!("Get \"http://{target}{path}\": {e}"))?;
-            if n == 0 {
-                break;
+    outcome(
+        in_netns(netns.to_path_buf(), move || {
+            let target = addr(host.as_deref(), port)?;
+            let host_header = host.unwrap_or_else(|| target.ip().to_string());
+            for (k, v) in [
+                ("Host", format!("{host_header}:{port}")),
+                ("User-Agent", "kube-probe/1.35".into()),
+                ("Accept", "*/*".into()),
+            ] {
+                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(k)) {
+                    headers.push((k.to_string(), v));
+                }
             }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let line = String::from_utf8_lossy(&head);
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| "malformed HTTP response".to_string())?;
-        if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) }
-    })
-    .await;
+            let url = format!("http://{target}{path}");
+            let mut s = TcpStream::connect_timeout(&target, timeout)
+                .map_err(|e| format!("Get \"{url}\": dial tcp {target}: connect: {}", net_error(&e)))?;
+            let _ = s.set_read_timeout(Some(timeout));
+            let _ = s.set_write_timeout(Some(timeout));
+            let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+            for (k, v) in &headers {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("\r\n");
+            s.write_all(req.as_bytes()).map_err(|e| format!("Get \"{url}\": {e}"))?;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
+                let n = s.read(&mut buf).map_err(|e| format!("Get \"{url}\": {}", net_error(&e)))?;
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&head);
+            let code: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
+            if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) }
+        })
+        .await,
+    )
+}
+
+/// A socket error as Go's net package words it (the kubelet's probe messages quote it).
+fn net_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "i/o timeout".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn outcome(r: Result<(), String>) -> Outcome {
     match r {
         Ok(()) => Outcome::Ok,
         Err(e) => Outcome::Failed(e),

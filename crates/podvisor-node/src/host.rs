@@ -169,9 +169,6 @@ impl StartJob {
             let _ = overlay.remove();
             let _ = std::fs::remove_dir_all(dir);
         };
-        // A leftover of an instance with the same ID (an earlier crash) goes first.
-        let _ = self.host.runc.delete(&id).await;
-        cleanup(&overlay, &dir);
         let prepared = (|| -> Result<(), String> {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             overlay.mount(&image.rootfs).map_err(|e| e.to_string())?;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{exited, fixture, pod, signalled, started, terminated};
+use common::{exited, fixture, lines_in, pod, signalled, started, terminated};
 use podvisor_node::What;
 
 const LIMIT: Duration = Duration::from_secs(40);
@@ -362,4 +362,59 @@ spec:
     f.node.shut_down();
     tokio::time::timeout(LIMIT, controller).await.unwrap().unwrap();
     tokio::time::timeout(LIMIT, f.node.all_finished()).await.unwrap();
+}
+
+/// R16/R18 on real probes: a sidecar's tcpSocket startupProbe gates the app; an httpGet
+/// readinessProbe that fails (404) only keeps the pod not Ready, with the kubelet's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_a_tcp_startup_probe_gates_the_app_and_a_failing_http_readiness_probe_does_not() {
+    let mut f = fixture("probes").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: web
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "sleep 1; mkdir /www; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www"]
+    startupProbe: {tcpSocket: {port: 8080}, periodSeconds: 1, failureThreshold: 10}
+    readinessProbe: {httpGet: {path: /missing, port: 8080}, periodSeconds: 1}
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "wget -q -O - http://127.0.0.1:8080/index.html; trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+"#));
+    let unhealthy = |s: &[podvisor_node::NodeEvent]| -> Vec<String> {
+        s.iter()
+            .filter_map(|e| match &e.what {
+                What::Event { reason, message, .. } if reason == "Unhealthy" => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let readiness_failed = "Readiness probe failed: HTTP probe failed with statuscode: 404".to_string();
+    let ok = f.until(LIMIT, |s| unhealthy(s).contains(&readiness_failed) && lines_in(s, "app") == ["ok"]).await;
+    assert!(ok, "{}", f.dump());
+    assert_eq!(
+        unhealthy(&f.seen)[0],
+        "Startup probe failed: dial tcp 127.0.0.1:8080: connect: connection refused",
+        "the server needs a second before it listens"
+    );
+    let first_pass = f.index(started("app")).unwrap();
+    assert!(
+        f.seen[..first_pass]
+            .iter()
+            .any(|e| matches!(&e.what, What::Event { message, .. } if message.starts_with("Startup probe failed"))),
+        "the app waited through the startup probe's failures"
+    );
+    assert_eq!(f.lines("app"), ["ok"], "the app started only once the server accepted connections");
+    let st = p.status();
+    let ready = st.conditions.iter().flatten().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
+    assert_eq!(ready.as_deref(), Some("False"), "the failing readiness probe keeps the pod not Ready");
+    assert!(f.index(exited("app")).is_none());
+    p.delete(None);
+    f.finish(&p, LIMIT).await;
 }

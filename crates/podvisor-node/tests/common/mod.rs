@@ -92,14 +92,18 @@ impl Fixture {
 
     /// The lines `container` wrote.
     pub fn lines(&self, container: &str) -> Vec<String> {
-        self.seen
-            .iter()
-            .filter_map(|e| match &e.what {
-                What::Log { container: c, line, .. } if c == container => Some(line.clone()),
-                _ => None,
-            })
-            .collect()
+        lines_in(&self.seen, container)
     }
+}
+
+/// The lines `container` wrote, among `seen`.
+pub fn lines_in(seen: &[NodeEvent], container: &str) -> Vec<String> {
+    seen.iter()
+        .filter_map(|e| match &e.what {
+            What::Log { container: c, line, .. } if c == container => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Drop for Fixture {
