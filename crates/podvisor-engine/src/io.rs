@@ -212,7 +212,9 @@ pub enum Action {
         init: bool,
     },
     /// Abandon a start that has not yet reported [`Input::Started`]: the pod began terminating.
-    /// If the container runs anyway, the engine kills it when it reports.
+    /// The runtime still reports how the start ended: [`Input::StartFailed`] (or
+    /// [`Input::ImagePullFailed`]) when the container never ran, or [`Input::Started`] when it
+    /// did, and the engine then stops it gracefully. The pod is not finished before that.
     CancelStart {
         /// The instance whose start is abandoned.
         container: ContainerRef,

@@ -407,6 +407,9 @@ impl PodEngine {
     }
 
     fn on_pull_failed(&mut self, now: Timestamp, r: &ContainerRef, message: String) {
+        if self.cancelled.remove(r) {
+            return;
+        }
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         if !self.is_current_start(r) {
             return;
@@ -434,6 +437,10 @@ impl PodEngine {
     }
 
     fn on_start_failed(&mut self, now: Timestamp, r: &ContainerRef, reason: String, message: String) {
+        if self.cancelled.remove(r) {
+            // An abandoned start that never ran: nothing to show, nothing to retry.
+            return;
+        }
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         if !self.is_current_start(r) {
             return;
@@ -482,11 +489,12 @@ impl PodEngine {
         self.waiting.remove(&r.name);
         self.starting_image.remove(r);
         if self.cancelled.remove(r) {
-            // Its start was abandoned when the pod began terminating: it must not run.
-            let task =
-                KillTask { r: r.clone(), ordered: false, grace: 0, stage: Stage::Killed, since: now, deadline: None };
-            self.kills.insert(r.clone(), task);
-            self.out.push_back(Action::Signal { container: r.clone(), signal: Signal::Kill });
+            // Its start was abandoned when the pod began terminating, but the runtime had already
+            // started it: it is stopped like any running container of the terminating pod (R42),
+            // with the pod's grace; it was not running when the kill began, so it waits for no
+            // turn (R43).
+            let grace = self.terminating.as_ref().map_or(MIN_GRACE_SECONDS, |t| t.grace);
+            self.start_kill(now, r.clone(), grace, false, None);
             return;
         }
         self.record(EventType::Normal, "Started", format!("Started container {}", c.name), Some(&c));
@@ -531,6 +539,7 @@ impl PodEngine {
             self.records.push(Instance { r: r.clone(), image, id: String::new(), state: State::Created });
         }
         self.starting_image.remove(r);
+        self.cancelled.remove(r);
         let Some(inst) = self.records.get_mut(r) else { return };
         if inst.exit().is_some() {
             return;
@@ -824,7 +833,8 @@ impl PodEngine {
         if self.terminating.is_none() || self.finished || self.current.is_some() {
             return;
         }
-        if self.records.running().next().is_some() || !self.kills.is_empty() {
+        // An abandoned start still owes its outcome: the runtime may have started it anyway.
+        if self.records.running().next().is_some() || !self.kills.is_empty() || !self.cancelled.is_empty() {
             return;
         }
         self.finished = true;

@@ -112,3 +112,42 @@ fn a_failed_sandbox_is_retried_with_back_off_and_deletion_still_ends_the_pod() {
     e.handle_timeout(t(30));
     assert_eq!(drain(&mut e), [], "no sandbox is asked for after the deletion");
 }
+
+/// R41, R42: a start abandoned by the deletion that the runtime completed anyway is stopped
+/// gracefully (stop signal, then SIGKILL at the end of the grace), not killed at once.
+#[test]
+fn r41_r42_a_container_that_starts_after_the_deletion_is_stopped_gracefully() {
+    let mut e = engine(app("Always"));
+    let r = ContainerRef::new("app", 0);
+    assert!(drain(&mut e).iter().any(|a| matches!(a, Action::StartContainer { .. })));
+    e.handle(t(1), Input::Created { container: r.clone(), id: "x".into() });
+    e.handle(t(1), Input::Delete { grace_seconds: Some(5) });
+    let actions = drain(&mut e);
+    assert!(actions.contains(&Action::CancelStart { container: r.clone() }), "{actions:?}");
+    assert!(!e.is_finished(), "the abandoned start still owes its outcome");
+    e.handle(t(2), Input::Started { container: r.clone() });
+    let actions = drain(&mut e);
+    assert!(
+        actions.contains(&Action::Signal { container: r.clone(), signal: podvisor_engine::Signal::Stop }),
+        "{actions:?}"
+    );
+    assert!(!actions.iter().any(|a| matches!(a, Action::Signal { signal: podvisor_engine::Signal::Kill, .. })));
+    assert_eq!(e.poll_timeout(), Some(t(7)), "SIGKILL only at the end of the 5 s grace");
+    e.handle(t(3), Input::Exited { container: r, exit_code: 143, cause: ExitCause::Exited, message: None });
+    assert!(e.is_finished());
+}
+
+/// R41: an abandoned start that the runtime reports as never run ends the pod at once.
+#[test]
+fn r41_an_abandoned_start_that_never_ran_lets_the_pod_finish() {
+    let mut e = engine(app("Always"));
+    let r = ContainerRef::new("app", 0);
+    drain(&mut e);
+    e.handle(t(1), Input::Delete { grace_seconds: None });
+    assert!(!e.is_finished());
+    drain(&mut e);
+    let abandoned = Input::StartFailed { container: r, reason: "Cancelled".into(), message: "abandoned".into() };
+    e.handle(t(1), abandoned);
+    assert!(e.is_finished());
+    assert_eq!(drain(&mut e), [Action::RemoveSandbox], "no event and no retry for an abandoned start");
+}

@@ -85,13 +85,18 @@ pub(crate) struct StartJob {
     pub report: Report,
     pub publish: Publish,
     /// Set when the engine abandons this start (the pod began terminating): a container not
-    /// yet started is removed and never runs, and nothing more is reported.
+    /// yet started is removed, never runs, and the start is reported failed.
     pub cancelled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StartJob {
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Tells the engine the abandoned start never ran.
+    fn abandoned(&self) {
+        self.fail("Cancelled", "the start was abandoned: the pod is terminating".into());
     }
 
     fn fail(&self, reason: &str, message: String) {
@@ -157,6 +162,9 @@ impl StartJob {
     pub async fn run(self) {
         let r = self.r.clone();
         let Some(image) = self.image().await else { return };
+        if self.is_cancelled() {
+            return self.abandoned();
+        }
         let env = match env::resolve(&self.pod, &self.spec, self.host.objects.as_ref()) {
             Ok(env) => env,
             Err(e) => return self.fail("CreateContainerConfigError", e.0),
@@ -197,7 +205,7 @@ impl StartJob {
         };
         if self.is_cancelled() {
             cleanup(&overlay, &dir);
-            return;
+            return self.abandoned();
         }
         let created = match self.host.runc.create(&id, &dir).await {
             Ok(c) => c,
@@ -210,7 +218,7 @@ impl StartJob {
         if self.is_cancelled() {
             let _ = self.host.runc.delete(&id).await;
             cleanup(&overlay, &dir);
-            return;
+            return self.abandoned();
         }
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
         let mut pumps = Vec::new();

@@ -409,7 +409,7 @@ impl Sim {
                 }
             }
             Action::CancelStart { container } => {
-                // The runtime abandons the pull or create: nothing more is reported for it.
+                // The runtime abandons the pull or create and says so; the process never runs.
                 self.queue.retain(|_, due| {
                     !matches!(due, Due::Input(
                     Input::ImageReady { container: c, .. }
@@ -418,6 +418,12 @@ impl Sim {
                     | Input::Started { container: c }
                 ) if *c == container)
                 });
+                let abandoned = Input::StartFailed {
+                    container,
+                    reason: "Cancelled".into(),
+                    message: "the start was abandoned: the pod is terminating".into(),
+                };
+                self.schedule(Duration::ZERO, Due::Input(abandoned));
             }
             Action::RemoveSandbox => self.mark("", Mark::SandboxRemoved),
             Action::Record(ev) => {
