@@ -159,21 +159,38 @@ fn split(text: &str) -> Vec<&str> {
     out
 }
 
+/// Joins CRI records back into lines: partial (`P`) records are held until the full (`F`)
+/// record that ends the line. A line carries the time of its first record.
+#[derive(Debug, Default)]
+pub struct Joiner {
+    pending: Option<(Timestamp, Stream, String)>,
+}
+
+impl Joiner {
+    /// Adds a record; returns the line it completes, if any.
+    pub fn push(&mut self, r: Record) -> Option<(Timestamp, Stream, String)> {
+        let mut line = self.pending.take().unwrap_or((r.time, r.stream, String::new()));
+        line.2.push_str(&r.content);
+        if r.partial {
+            self.pending = Some(line);
+            None
+        } else {
+            Some(line)
+        }
+    }
+
+    /// The unfinished line, if the log ended inside one.
+    pub fn finish(self) -> Option<(Timestamp, Stream, String)> {
+        self.pending
+    }
+}
+
 /// Reads a CRI log file back as lines (partial records joined).
 pub fn read(file: &Path) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
     let text = fs::read_to_string(file)?;
-    let mut out: Vec<(Timestamp, Stream, String)> = Vec::new();
-    let mut pending: Option<(Timestamp, Stream, String)> = None;
-    for r in text.lines().filter_map(Record::parse) {
-        let mut cur = pending.take().unwrap_or((r.time, r.stream, String::new()));
-        cur.2.push_str(&r.content);
-        if r.partial {
-            pending = Some(cur);
-        } else {
-            out.push(cur);
-        }
-    }
-    out.extend(pending);
+    let mut joiner = Joiner::default();
+    let mut out: Vec<_> = text.lines().filter_map(Record::parse).filter_map(|r| joiner.push(r)).collect();
+    out.extend(joiner.finish());
     Ok(out)
 }
 

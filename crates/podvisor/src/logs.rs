@@ -1,11 +1,11 @@
 //! `podvisor logs POD [-c CONTAINER] [-f] [--previous] [--timestamps]`: a container's output
 //! from its CRI log file, during or after `podvisor run`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use podvisor_node::pod_logs::PodLogs;
-use podvisor_runtime::logs::Record;
+use podvisor_runtime::logs::{Joiner, Record};
 
 /// Options of `podvisor logs`.
 pub struct Options {
@@ -23,42 +23,43 @@ pub struct Options {
     pub timestamps: bool,
 }
 
-fn print(out: &mut impl Write, text: &str, pending: &mut String, timestamps: bool) -> std::io::Result<()> {
-    for raw in text.lines() {
-        let Some(r) = Record::parse(raw) else { continue };
-        if pending.is_empty() && timestamps {
-            pending.push_str(&format!("{} ", r.time));
+/// Prints the records appended to a log file since the last call.
+struct Tail {
+    file: std::fs::File,
+    partial: Vec<u8>,
+    joiner: Joiner,
+    timestamps: bool,
+}
+
+impl Tail {
+    fn print_new(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut bytes = std::mem::take(&mut self.partial);
+        self.file.read_to_end(&mut bytes)?;
+        // Only whole records: a record being written waits for its newline.
+        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.partial = bytes.split_off(end);
+        for r in String::from_utf8_lossy(&bytes).lines().filter_map(Record::parse) {
+            if let Some((time, _, line)) = self.joiner.push(r) {
+                if self.timestamps {
+                    write!(out, "{time} ")?;
+                }
+                writeln!(out, "{line}")?;
+            }
         }
-        pending.push_str(&r.content);
-        if !r.partial {
-            writeln!(out, "{pending}")?;
-            pending.clear();
-        }
+        out.flush()
     }
-    Ok(())
 }
 
 /// Prints the log; returns whether it was found.
 pub fn run(out: &mut impl Write, data: &Path, o: Options) -> anyhow::Result<bool> {
     let pod = PodLogs::find(data, &o.namespace, &o.pod)?;
     let container = pod.container(o.container.as_deref())?;
-    let file = pod.file(&container, o.previous)?;
-    let mut pending = String::new();
-    let mut offset = 0usize;
-    let mut read_more = |out: &mut dyn FnMut(&str) -> std::io::Result<()>| -> std::io::Result<()> {
-        let bytes = std::fs::read(&file)?;
-        if bytes.len() > offset {
-            // Only whole records: a line being written waits for its newline.
-            let end = bytes[offset..].iter().rposition(|b| *b == b'\n').map(|i| offset + i + 1).unwrap_or(offset);
-            out(&String::from_utf8_lossy(&bytes[offset..end]))?;
-            offset = end;
-        }
-        Ok(())
-    };
-    let mut emit = |t: &str| print(out, t, &mut pending, o.timestamps);
-    read_more(&mut emit)?;
+    let path = pod.file(&container, o.previous)?;
+    let file = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut tail = Tail { file, partial: Vec::new(), joiner: Joiner::default(), timestamps: o.timestamps };
+    tail.print_new(out)?;
     if o.follow && !o.previous {
-        follow(&pod, data, &file, &mut || read_more(&mut emit))?;
+        follow(&pod, data, &path, &mut || tail.print_new(out))?;
     }
     Ok(true)
 }
@@ -72,8 +73,7 @@ fn follow(
 ) -> anyhow::Result<()> {
     use rustix::fs::inotify;
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC)?;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    inotify::add_watch(&fd, dir, inotify::WatchFlags::MODIFY | inotify::WatchFlags::CREATE)?;
+    inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY)?;
     inotify::add_watch(&fd, data.join("run"), inotify::WatchFlags::DELETE)?;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
     while pod.running(data) {

@@ -350,3 +350,37 @@ fn run_without_root_says_how_to_fix_it_and_starts_nothing() {
     assert!(!data.exists(), "nothing was created");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn logs_follow_prints_lines_as_they_come_and_ends_with_the_pod() {
+    let dir = data_dir_with_image("follow");
+    let data = dir.join("data");
+    let manifest = dir.join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: talker}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox:1.36, command: [sh, -c, "for i in 1 2 3; do echo line$i; sleep 0.3; done"]}
+"#,
+    )
+    .unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(run.stdout.take().unwrap()).lines();
+    // Follow from the moment the container is up, while it still writes.
+    lines.find(|l| l.as_ref().is_ok_and(|l| l.ends_with("c: started"))).expect("the container starts").unwrap();
+    let (code, out, err) = podvisor(&["logs", "-f", "talker", "--data-dir", data.to_str().unwrap()], None);
+    assert_eq!((code, out.as_str()), (0, "line1\nline2\nline3\n"), "{err}");
+    lines.for_each(drop);
+    assert!(run.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
