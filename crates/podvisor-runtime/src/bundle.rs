@@ -205,14 +205,20 @@ fn capabilities(c: &Container, privileged: bool) -> Result<oci_spec::runtime::Li
         .map_err(|e| e.to_string())
 }
 
-/// Looks a user or group name up in the image's `/etc/passwd` or `/etc/group`.
-fn lookup(rootfs: &Path, file: &str, name: &str) -> Option<(u32, u32)> {
+/// The `(id, primary group)` of the first entry of the image's `/etc/passwd` or `/etc/group`
+/// that `wanted` accepts (by name, or by id). Group entries have no primary group: 0.
+fn lookup(rootfs: &Path, file: &str, wanted: impl Fn(&str, u32) -> bool) -> Option<(u32, u32)> {
     let text = std::fs::read_to_string(rootfs.join("etc").join(file)).ok()?;
     text.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&name))
-            .then(|| Some((f.get(2)?.parse().ok()?, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0))))?
+        let id = f.get(2)?.parse().ok()?;
+        wanted(f.first()?, id).then(|| (id, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0)))
     })
+}
+
+/// The primary group of user `uid` in the image, if it lists the user.
+fn primary_group(rootfs: &Path, uid: u32) -> Option<u32> {
+    lookup(rootfs, "passwd", |_, id| id == uid).map(|(_, gid)| gid)
 }
 
 /// The user and group the process runs as: `runAsUser`/`runAsGroup` (container over pod), else
@@ -229,15 +235,14 @@ fn user(c: &Container, ctx: &PodContext, image: &ImageConfig, rootfs: &Path) -> 
             None => (u, None),
         };
         (uid, gid) = match name.parse::<u32>() {
-            Ok(n) => (n, lookup_uid_gid(rootfs, n).unwrap_or(0)),
-            Err(_) => {
-                lookup(rootfs, "passwd", name).ok_or_else(|| format!("image user {name:?} is not in /etc/passwd"))?
-            }
+            Ok(n) => (n, primary_group(rootfs, n).unwrap_or(0)),
+            Err(_) => lookup(rootfs, "passwd", |n, _| n == name)
+                .ok_or_else(|| format!("image user {name:?} is not in /etc/passwd"))?,
         };
         if let Some(g) = group {
             gid = match g.parse::<u32>() {
                 Ok(n) => n,
-                Err(_) => lookup(rootfs, "group", g)
+                Err(_) => lookup(rootfs, "group", |n, _| n == g)
                     .map(|(id, _)| id)
                     .ok_or_else(|| format!("image group {g:?} is not in /etc/group"))?,
             };
@@ -246,7 +251,7 @@ fn user(c: &Container, ctx: &PodContext, image: &ImageConfig, rootfs: &Path) -> 
     if let Some(u) = run_as_user {
         uid = u32::try_from(u).map_err(|_| format!("runAsUser {u} is out of range"))?;
         if run_as_group.is_none() {
-            gid = lookup_uid_gid(rootfs, uid).unwrap_or(0);
+            gid = primary_group(rootfs, uid).unwrap_or(0);
         }
     }
     if let Some(g) = run_as_group {
@@ -260,14 +265,6 @@ fn user(c: &Container, ctx: &PodContext, image: &ImageConfig, rootfs: &Path) -> 
         .chain(psc.and_then(|s| s.fs_group).and_then(|g| u32::try_from(g).ok()))
         .collect();
     Ok((uid, gid, extra))
-}
-
-fn lookup_uid_gid(rootfs: &Path, uid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(rootfs.join("etc/passwd")).ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f.get(3)?.parse().ok())?
-    })
 }
 
 /// Builds the runtime configuration of container `c` of a pod.
@@ -468,5 +465,26 @@ mod tests {
         let ns = json["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.iter().any(|n| n["type"] == "network" && n["path"] == "/run/netns/p"));
         assert!(json.get("hostname").is_none(), "the hostname belongs to the shared UTS namespace");
+    }
+
+    #[test]
+    fn the_user_comes_from_run_as_user_else_the_image_user_looked_up_in_its_passwd() {
+        let root = std::env::temp_dir().join(format!("podvisor-user-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n")
+            .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:app\n").unwrap();
+        let ctx = PodContext::default();
+        let img = |u: &str| ImageConfig { user: Some(u.into()), ..Default::default() };
+        let plain = c(Some(&["sh"]), None);
+        assert_eq!(user(&plain, &ctx, &img("app"), &root), Ok((1000, 1001, vec![])));
+        assert_eq!(user(&plain, &ctx, &img("app:staff"), &root), Ok((1000, 50, vec![])));
+        assert_eq!(user(&plain, &ctx, &img("1000"), &root), Ok((1000, 1001, vec![])));
+        assert_eq!(user(&plain, &ctx, &img("ghost"), &root), Err("image user \"ghost\" is not in /etc/passwd".into()));
+        let mut own = plain.clone();
+        own.security_context =
+            Some(k8s_openapi::api::core::v1::SecurityContext { run_as_user: Some(0), ..Default::default() });
+        assert_eq!(user(&own, &ctx, &img("app"), &root), Ok((0, 0, vec![])), "runAsUser wins, with its passwd group");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

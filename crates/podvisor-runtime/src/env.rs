@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::objects::{Objects, config_map_data, field_value, secret_data};
+use crate::objects::{Kind, Objects, data, field_value};
 
 /// Why a container's environment could not be built: the kubelet's
 /// `CreateContainerConfigError`, with its message wording.
@@ -59,21 +59,12 @@ pub fn resolve(pod: &Pod, c: &Container, objects: &dyn Objects) -> Result<Vec<(S
     let mut env: Vec<(String, String)> = Vec::new();
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        let data = if let Some(r) = &from.config_map_ref {
-            match objects.config_map(ns, &r.name) {
-                Some(cm) => config_map_data(&cm),
-                None if r.optional == Some(true) => continue,
-                None => return Err(EnvError(format!("configmap {:?} not found", r.name))),
-            }
-        } else if let Some(r) = &from.secret_ref {
-            match objects.secret(ns, &r.name) {
-                Some(s) => secret_data(&s),
-                None if r.optional == Some(true) => continue,
-                None => return Err(EnvError(format!("secret {:?} not found", r.name))),
-            }
-        } else {
-            continue;
+        let (kind, name, optional) = match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), _) => (Kind::ConfigMap, &r.name, r.optional),
+            (_, Some(r)) => (Kind::Secret, &r.name, r.optional),
+            _ => continue,
         };
+        let Some(data) = data(objects, kind, ns, name, optional).map_err(EnvError)? else { continue };
         for (k, v) in data {
             set(&mut env, format!("{prefix}{k}"), text(&v));
         }
@@ -82,35 +73,22 @@ pub fn resolve(pod: &Pod, c: &Container, objects: &dyn Objects) -> Result<Vec<(S
         let value = match &e.value_from {
             None => expand(e.value.as_deref().unwrap_or(""), &env),
             Some(from) => {
+                let key_ref = match (&from.config_map_key_ref, &from.secret_key_ref) {
+                    (Some(r), _) => Some((Kind::ConfigMap, &r.name, &r.key, r.optional)),
+                    (_, Some(r)) => Some((Kind::Secret, &r.name, &r.key, r.optional)),
+                    _ => None,
+                };
                 if let Some(f) = &from.field_ref {
                     field_value(pod, &f.field_path)
                         .ok_or_else(|| EnvError(format!("unsupported fieldRef {:?}", f.field_path)))?
-                } else if let Some(r) = &from.config_map_key_ref {
-                    match objects.config_map(ns, &r.name) {
-                        Some(cm) => match config_map_data(&cm).get(&r.key) {
-                            Some(v) => text(v),
-                            None if r.optional == Some(true) => continue,
-                            None => {
-                                return Err(EnvError(format!(
-                                    "couldn't find key {} in ConfigMap {ns}/{}",
-                                    r.key, r.name
-                                )));
-                            }
-                        },
-                        None if r.optional == Some(true) => continue,
-                        None => return Err(EnvError(format!("configmap {:?} not found", r.name))),
-                    }
-                } else if let Some(r) = &from.secret_key_ref {
-                    match objects.secret(ns, &r.name) {
-                        Some(s) => match secret_data(&s).get(&r.key) {
-                            Some(v) => text(v),
-                            None if r.optional == Some(true) => continue,
-                            None => {
-                                return Err(EnvError(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)));
-                            }
-                        },
-                        None if r.optional == Some(true) => continue,
-                        None => return Err(EnvError(format!("secret {:?} not found", r.name))),
+                } else if let Some((kind, name, key, optional)) = key_ref {
+                    let Some(data) = data(objects, kind, ns, name, optional).map_err(EnvError)? else { continue };
+                    match data.get(key) {
+                        Some(v) => text(v),
+                        None if optional == Some(true) => continue,
+                        None => {
+                            return Err(EnvError(format!("couldn't find key {key} in {} {ns}/{name}", kind.title())));
+                        }
                     }
                 } else if let Some(r) = &from.resource_field_ref {
                     resource_value(c, pod, r)?

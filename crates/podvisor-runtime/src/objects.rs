@@ -28,6 +28,45 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// The two kinds of object that hold data for containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A ConfigMap.
+    ConfigMap,
+    /// A Secret.
+    Secret,
+}
+
+impl Kind {
+    /// The kind as the kubelet names it in messages (`ConfigMap`, `Secret`).
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+        }
+    }
+}
+
+/// The data of ConfigMap or Secret `name`: `Ok(None)` when it is missing and `optional`, an
+/// error worded as the kubelet's (`configmap "x" not found`) when it is missing otherwise.
+pub fn data(
+    objects: &dyn Objects,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    optional: Option<bool>,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+    let found = match kind {
+        Kind::ConfigMap => objects.config_map(namespace, name).map(|c| config_map_data(&c)),
+        Kind::Secret => objects.secret(namespace, name).map(|s| secret_data(&s)),
+    };
+    match found {
+        Some(d) => Ok(Some(d)),
+        None if optional == Some(true) => Ok(None),
+        None => Err(format!("{} {name:?} not found", kind.title().to_lowercase())),
+    }
+}
+
 /// The value of a downward API `fieldRef` path of `pod`, as the kubelet renders it.
 pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
     let meta = &pod.metadata;

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
 
-use crate::objects::{Objects, config_map_data, field_value, secret_data};
+use crate::objects::{Kind, Objects, data, field_value};
 
 /// Why a volume could not be set up: the kubelet's `FailedMount` message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,57 +108,34 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
     }
     let mut files: Vec<(String, Vec<u8>, i32)> = Vec::new();
     let mut secret = false;
-    let default_mode;
+    // The files of one ConfigMap or Secret source (nothing when it is optional and missing).
+    let mut source = |kind: Kind, name: &str, items: Option<&[KeyToPath]>, optional, mode| {
+        secret |= kind == Kind::Secret;
+        match data(objects, kind, ns, name, optional)? {
+            Some(d) => pick(&d, items, mode, kind, name),
+            None => Ok(Vec::new()),
+        }
+    };
     if let Some(c) = &v.config_map {
-        default_mode = c.default_mode.unwrap_or(0o644);
-        match objects.config_map(ns, &c.name) {
-            Some(cm) => {
-                files.extend(pick(&config_map_data(&cm), c.items.as_deref(), default_mode, "configmap", &c.name)?)
-            }
-            None if c.optional == Some(true) => {}
-            None => return Err(format!("configmap {:?} not found", c.name)),
-        }
+        let mode = c.default_mode.unwrap_or(0o644);
+        files = source(Kind::ConfigMap, &c.name, c.items.as_deref(), c.optional, mode)?;
     } else if let Some(s) = &v.secret {
-        secret = true;
-        default_mode = s.default_mode.unwrap_or(0o644);
-        let name = s.secret_name.clone().unwrap_or_default();
-        match objects.secret(ns, &name) {
-            Some(obj) => files.extend(pick(&secret_data(&obj), s.items.as_deref(), default_mode, "secret", &name)?),
-            None if s.optional == Some(true) => {}
-            None => return Err(format!("secret {name:?} not found")),
-        }
+        let (mode, name) = (s.default_mode.unwrap_or(0o644), s.secret_name.clone().unwrap_or_default());
+        files = source(Kind::Secret, &name, s.items.as_deref(), s.optional, mode)?;
     } else if let Some(d) = &v.downward_api {
-        default_mode = d.default_mode.unwrap_or(0o644);
-        files.extend(downward(pod, d.items.iter().flatten(), default_mode)?);
+        files = downward(pod, d.items.iter().flatten(), d.default_mode.unwrap_or(0o644))?;
     } else if let Some(p) = &v.projected {
-        default_mode = p.default_mode.unwrap_or(0o644);
+        let mode = p.default_mode.unwrap_or(0o644);
         for src in p.sources.iter().flatten() {
-            if let Some(c) = &src.config_map {
-                match objects.config_map(ns, &c.name) {
-                    Some(cm) => files.extend(pick(
-                        &config_map_data(&cm),
-                        c.items.as_deref(),
-                        default_mode,
-                        "configmap",
-                        &c.name,
-                    )?),
-                    None if c.optional == Some(true) => {}
-                    None => return Err(format!("configmap {:?} not found", c.name)),
-                }
+            files.extend(if let Some(c) = &src.config_map {
+                source(Kind::ConfigMap, &c.name, c.items.as_deref(), c.optional, mode)?
             } else if let Some(s) = &src.secret {
-                secret = true;
-                match objects.secret(ns, &s.name) {
-                    Some(obj) => {
-                        files.extend(pick(&secret_data(&obj), s.items.as_deref(), default_mode, "secret", &s.name)?)
-                    }
-                    None if s.optional == Some(true) => {}
-                    None => return Err(format!("secret {:?} not found", s.name)),
-                }
+                source(Kind::Secret, &s.name, s.items.as_deref(), s.optional, mode)?
             } else if let Some(d) = &src.downward_api {
-                files.extend(downward(pod, d.items.iter().flatten(), default_mode)?);
+                downward(pod, d.items.iter().flatten(), mode)?
             } else {
                 return Err("only configMap, secret and downwardAPI projections are supported".into());
-            }
+            });
         }
     } else {
         return Err(
@@ -193,7 +170,7 @@ fn pick(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     default_mode: i32,
-    what: &str,
+    kind: Kind,
     name: &str,
 ) -> Result<Vec<(String, Vec<u8>, i32)>, String> {
     match items {
@@ -202,7 +179,7 @@ fn pick(
             .iter()
             .map(|i| match data.get(&i.key) {
                 Some(v) => Ok((i.path.clone(), v.clone(), i.mode.unwrap_or(default_mode))),
-                None => Err(format!("{what} {name:?}: no key {:?}", i.key)),
+                None => Err(format!("{} {name:?}: no key {:?}", kind.title(), i.key)),
             })
             .collect(),
     }
