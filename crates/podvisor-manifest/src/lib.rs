@@ -51,16 +51,20 @@ impl Object {
         }
     }
 
-    /// The object's `metadata.name`, or the empty string.
-    pub fn name(&self) -> &str {
-        let meta = match self {
+    /// The object's metadata.
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
             Object::Pod(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
-        };
-        meta.name.as_deref().unwrap_or("")
+        }
+    }
+
+    /// The object's `metadata.name`, or the empty string.
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or("")
     }
 }
 

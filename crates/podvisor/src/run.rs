@@ -158,6 +158,19 @@ pub fn run(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> any
 }
 
 async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
+    // As the API server refuses a second create of one name, nothing starts when names repeat.
+    let mut names = std::collections::BTreeSet::new();
+    for m in &manifests {
+        let ns = m.object.metadata().namespace.as_deref().unwrap_or("default");
+        if !names.insert((m.object.kind(), ns.to_string(), m.object.name().to_string())) {
+            anyhow::bail!(
+                "{}: {}s {:?} already exists (in namespace {ns:?}); nothing was started",
+                m.source,
+                m.object.kind().to_lowercase(),
+                m.object.name()
+            );
+        }
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let node = Node::open(
         NodeConfig { data_dir: opts.data_dir.clone(), runtime: opts.runtime.clone(), pull: opts.pull.clone() },

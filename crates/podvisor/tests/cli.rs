@@ -384,3 +384,17 @@ spec:
     assert!(run.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn run_refuses_two_objects_of_one_name_before_starting_anything() {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-dup-{}", std::process::id()));
+    let pod =
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: twin}\nspec:\n  containers: [{name: c, image: busybox:1.36}]\n";
+    let (code, _, err) =
+        podvisor(&["run", "-", "--data-dir", dir.to_str().unwrap()], Some(&format!("{pod}---\n{pod}")));
+    assert_eq!(
+        (code, err.trim()),
+        (1, "podvisor: -: pods \"twin\" already exists (in namespace \"default\"); nothing was started")
+    );
+    assert!(!dir.exists(), "nothing was created");
+}
