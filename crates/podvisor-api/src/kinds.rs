@@ -1,0 +1,126 @@
+//! The resource types podvisor serves, with what discovery says about each: group, version,
+//! kind, plural, scope, short names and categories.
+
+/// One resource type of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// `v1` pods.
+    Pods,
+    /// `batch/v1` jobs.
+    Jobs,
+    /// `apps/v1` deployments.
+    Deployments,
+    /// `apps/v1` replicasets.
+    ReplicaSets,
+    /// `v1` configmaps.
+    ConfigMaps,
+    /// `v1` secrets.
+    Secrets,
+    /// `v1` events.
+    Events,
+    /// `v1` namespaces (cluster-scoped).
+    Namespaces,
+    /// `v1` nodes (cluster-scoped).
+    Nodes,
+}
+
+/// What discovery tells about a [`Resource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    /// The API group (`""` for core).
+    pub group: &'static str,
+    /// The version.
+    pub version: &'static str,
+    /// The kind of one object.
+    pub kind: &'static str,
+    /// The plural resource name used in paths.
+    pub plural: &'static str,
+    /// The singular name.
+    pub singular: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// Short names (`po`, `deploy`, …).
+    pub short_names: &'static [&'static str],
+    /// Categories (`all`).
+    pub categories: &'static [&'static str],
+}
+
+impl Resource {
+    /// Every resource served.
+    pub const ALL: [Resource; 9] = [
+        Resource::Pods,
+        Resource::Jobs,
+        Resource::Deployments,
+        Resource::ReplicaSets,
+        Resource::ConfigMaps,
+        Resource::Secrets,
+        Resource::Events,
+        Resource::Namespaces,
+        Resource::Nodes,
+    ];
+
+    /// Discovery facts.
+    pub fn info(self) -> Info {
+        let i = |group, version, kind, plural, singular, namespaced, short_names, categories| Info {
+            group,
+            version,
+            kind,
+            plural,
+            singular,
+            namespaced,
+            short_names,
+            categories,
+        };
+        const ALL: &[&str] = &["all"];
+        match self {
+            Resource::Pods => i("", "v1", "Pod", "pods", "pod", true, &["po"], ALL),
+            Resource::Jobs => i("batch", "v1", "Job", "jobs", "job", true, &[], ALL),
+            Resource::Deployments => i("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], ALL),
+            Resource::ReplicaSets => i("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], ALL),
+            Resource::ConfigMaps => i("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[]),
+            Resource::Secrets => i("", "v1", "Secret", "secrets", "secret", true, &[], &[]),
+            Resource::Events => i("", "v1", "Event", "events", "event", true, &["ev"], &[]),
+            Resource::Namespaces => i("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[]),
+            Resource::Nodes => i("", "v1", "Node", "nodes", "node", false, &["no"], &[]),
+        }
+    }
+
+    /// `apiVersion` of its objects (`v1`, `batch/v1`).
+    pub fn api_version(self) -> String {
+        let i = self.info();
+        if i.group.is_empty() { i.version.to_string() } else { format!("{}/{}", i.group, i.version) }
+    }
+
+    /// The resource served at `group`/`version` under `plural`.
+    pub fn find(group: &str, version: &str, plural: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| {
+            let i = r.info();
+            i.group == group && i.version == version && i.plural == plural
+        })
+    }
+
+    /// The resource whose objects have this `apiVersion` and `kind`.
+    pub fn of_kind(api_version: &str, kind: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| r.api_version() == api_version && r.info().kind == kind)
+    }
+
+    /// The group-qualified name the API server uses in messages: `pods`, `jobs.batch`.
+    pub fn qualified(self) -> String {
+        let i = self.info();
+        if i.group.is_empty() { i.plural.to_string() } else { format!("{}.{}", i.plural, i.group) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_by_path_and_kind() {
+        assert_eq!(Resource::find("batch", "v1", "jobs"), Some(Resource::Jobs));
+        assert_eq!(Resource::find("", "v1", "jobs"), None);
+        assert_eq!(Resource::of_kind("apps/v1", "Deployment"), Some(Resource::Deployments));
+        assert_eq!(Resource::Jobs.qualified(), "jobs.batch");
+        assert_eq!(Resource::Pods.qualified(), "pods");
+    }
+}

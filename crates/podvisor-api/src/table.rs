@@ -1,0 +1,421 @@
+//! Server-side printing: the `meta.k8s.io/v1` Table that `kubectl get` asks for, with the
+//! columns and cell strings of the API server's printers for each resource.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use crate::columns::{human_duration, pod_columns};
+use crate::kinds::Resource;
+
+/// What a row carries besides its cells (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Include {
+    /// Nothing.
+    None,
+    /// The object's metadata as `PartialObjectMetadata` (the default).
+    #[default]
+    Metadata,
+    /// The whole object.
+    Object,
+}
+
+impl Include {
+    /// Parses the `includeObject` query parameter.
+    pub fn parse(s: Option<&str>) -> Include {
+        match s {
+            Some("None") => Include::None,
+            Some("Object") => Include::Object,
+            _ => Include::Metadata,
+        }
+    }
+}
+
+/// Column names and priorities (0 always shown, 1 with `-o wide`).
+fn columns(r: Resource) -> &'static [(&'static str, u8)] {
+    match r {
+        Resource::Pods => &[
+            ("Name", 0),
+            ("Ready", 0),
+            ("Status", 0),
+            ("Restarts", 0),
+            ("Age", 0),
+            ("IP", 1),
+            ("Node", 1),
+            ("Nominated Node", 1),
+            ("Readiness Gates", 1),
+        ],
+        Resource::Jobs => &[
+            ("Name", 0),
+            ("Status", 0),
+            ("Completions", 0),
+            ("Duration", 0),
+            ("Age", 0),
+            ("Containers", 1),
+            ("Images", 1),
+            ("Selector", 1),
+        ],
+        Resource::Deployments => &[
+            ("Name", 0),
+            ("Ready", 0),
+            ("Up-to-date", 0),
+            ("Available", 0),
+            ("Age", 0),
+            ("Containers", 1),
+            ("Images", 1),
+            ("Selector", 1),
+        ],
+        Resource::ReplicaSets => &[
+            ("Name", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Ready", 0),
+            ("Age", 0),
+            ("Containers", 1),
+            ("Images", 1),
+            ("Selector", 1),
+        ],
+        Resource::Events => &[
+            ("Last Seen", 0),
+            ("Type", 0),
+            ("Reason", 0),
+            ("Object", 0),
+            ("Subobject", 1),
+            ("Source", 1),
+            ("Message", 0),
+            ("First Seen", 1),
+            ("Count", 1),
+            ("Name", 1),
+        ],
+        Resource::ConfigMaps => &[("Name", 0), ("Data", 0), ("Age", 0)],
+        Resource::Secrets => &[("Name", 0), ("Type", 0), ("Data", 0), ("Age", 0)],
+        Resource::Namespaces => &[("Name", 0), ("Status", 0), ("Age", 0)],
+        Resource::Nodes => &[
+            ("Name", 0),
+            ("Status", 0),
+            ("Roles", 0),
+            ("Age", 0),
+            ("Version", 0),
+            ("Internal-IP", 1),
+            ("External-IP", 1),
+            ("OS-Image", 1),
+            ("Kernel-Version", 1),
+            ("Container-Runtime", 1),
+        ],
+    }
+}
+
+fn integer_column(name: &str) -> bool {
+    matches!(name, "Up-to-date" | "Available" | "Desired" | "Current" | "Count" | "Data")
+}
+
+/// The column definitions of `resource`'s Table.
+pub fn column_definitions(r: Resource) -> Value {
+    Value::Array(
+        columns(r)
+            .iter()
+            .map(|(name, priority)| {
+                let format = if *name == "Name" { "name" } else { "" };
+                let ty = if integer_column(name) { "integer" } else { "string" };
+                json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+            })
+            .collect(),
+    )
+}
+
+fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn time(v: &Value, pointer: &str) -> Option<Timestamp> {
+    v.pointer(pointer).and_then(Value::as_str).and_then(|t| t.parse().ok())
+}
+
+/// kubectl's age of a timestamp at `now`, `<unknown>` when absent.
+fn age(t: Option<Timestamp>, now: Timestamp) -> String {
+    t.map(|t| human_duration(now.duration_since(t))).unwrap_or_else(|| "<unknown>".into())
+}
+
+fn or_none(s: &str) -> String {
+    if s.is_empty() { "<none>".into() } else { s.to_string() }
+}
+
+fn joined(v: &Value, pointer: &str, field: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|cs| cs.iter().map(|c| s(c, &format!("/{field}"))).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+fn selector_string(v: &Value) -> String {
+    let mut parts: Vec<String> = v
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+        .unwrap_or_default();
+    for e in v.pointer("/spec/selector/matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let values: Vec<&str> =
+            e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let (k, op) = (s(e, "/key"), s(e, "/operator"));
+        parts.push(match op {
+            "In" => format!("{k} in ({})", values.join(",")),
+            "NotIn" => format!("{k} notin ({})", values.join(",")),
+            "Exists" => k.to_string(),
+            _ => format!("!{k}"),
+        });
+    }
+    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
+}
+
+fn has_condition(v: &Value, ty: &str) -> bool {
+    v.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| s(c, "/type") == ty && s(c, "/status") == "True"))
+}
+
+/// The cells of one row.
+pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
+    let name = s(v, "/metadata/name").to_string();
+    let created = age(time(v, "/metadata/creationTimestamp"), now);
+    match r {
+        Resource::Pods => {
+            let pod: Pod = serde_json::from_value(v.clone()).unwrap_or_default();
+            let c = pod_columns(&pod, now);
+            let gates = v.pointer("/spec/readinessGates").and_then(Value::as_array).map(|g| {
+                let n = g
+                    .iter()
+                    .filter(|g| {
+                        v.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+                            cs.iter().any(|c| s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True")
+                        })
+                    })
+                    .count();
+                format!("{n}/{}", g.len())
+            });
+            vec![
+                json!(name),
+                json!(c.ready),
+                json!(c.status),
+                json!(c.restarts),
+                json!(created),
+                json!(or_none(s(v, "/status/podIP"))),
+                json!(or_none(s(v, "/spec/nodeName"))),
+                json!(or_none(s(v, "/status/nominatedNodeName"))),
+                json!(gates.unwrap_or_else(|| "<none>".into())),
+            ]
+        }
+        Resource::Jobs => {
+            let status = if has_condition(v, "Complete") {
+                "Complete"
+            } else if has_condition(v, "Failed") {
+                "Failed"
+            } else if v.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has_condition(v, "Suspended") {
+                "Suspended"
+            } else if has_condition(v, "FailureTarget") {
+                "FailureTarget"
+            } else {
+                "Running"
+            };
+            let succeeded = int(v, "/status/succeeded");
+            let completions = match v.pointer("/spec/completions").and_then(Value::as_i64) {
+                Some(c) => format!("{succeeded}/{c}"),
+                None => {
+                    let p = v.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1);
+                    if p > 1 { format!("{succeeded}/1 of {p}") } else { format!("{succeeded}/1") }
+                }
+            };
+            let duration = match (time(v, "/status/startTime"), time(v, "/status/completionTime")) {
+                (Some(a), Some(b)) => human_duration(b.duration_since(a)),
+                (Some(a), None) => human_duration(now.duration_since(a)),
+                _ => String::new(),
+            };
+            let cs = "/spec/template/spec/containers";
+            vec![
+                json!(name),
+                json!(status),
+                json!(completions),
+                json!(duration),
+                json!(created),
+                json!(joined(v, cs, "name")),
+                json!(joined(v, cs, "image")),
+                json!(selector_string(v)),
+            ]
+        }
+        Resource::Deployments | Resource::ReplicaSets => {
+            let cs = "/spec/template/spec/containers";
+            let desired = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let mut row = vec![json!(name)];
+            if r == Resource::Deployments {
+                row.push(json!(format!("{}/{desired}", int(v, "/status/readyReplicas"))));
+                row.push(json!(int(v, "/status/updatedReplicas")));
+                row.push(json!(int(v, "/status/availableReplicas")));
+            } else {
+                row.push(json!(desired));
+                row.push(json!(int(v, "/status/replicas")));
+                row.push(json!(int(v, "/status/readyReplicas")));
+            }
+            row.push(json!(created));
+            row.push(json!(joined(v, cs, "name")));
+            row.push(json!(joined(v, cs, "image")));
+            row.push(json!(selector_string(v)));
+            row
+        }
+        Resource::Events => {
+            let first = time(v, "/firstTimestamp").or_else(|| time(v, "/eventTime"));
+            let last = time(v, "/series/lastObservedTime").or_else(|| time(v, "/lastTimestamp")).or(first);
+            let kind = s(v, "/involvedObject/kind").to_lowercase();
+            let source = {
+                let c = s(v, "/source/component");
+                let c = if c.is_empty() { s(v, "/reportingComponent") } else { c };
+                match s(v, "/source/host") {
+                    "" => c.to_string(),
+                    h => format!("{c}, {h}"),
+                }
+            };
+            vec![
+                json!(age(last, now)),
+                json!(s(v, "/type")),
+                json!(s(v, "/reason")),
+                json!(format!("{kind}/{}", s(v, "/involvedObject/name"))),
+                json!(s(v, "/involvedObject/fieldPath")),
+                json!(source),
+                json!(s(v, "/message").trim()),
+                json!(age(first, now)),
+                json!(int(v, "/count").max(1)),
+                json!(name),
+            ]
+        }
+        Resource::ConfigMaps => {
+            let n = ["/data", "/binaryData"]
+                .iter()
+                .map(|p| v.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len()))
+                .sum::<usize>();
+            vec![json!(name), json!(n), json!(created)]
+        }
+        Resource::Secrets => {
+            let n = ["/data", "/stringData"]
+                .iter()
+                .map(|p| v.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len()))
+                .sum::<usize>();
+            vec![json!(name), json!(s(v, "/type")), json!(n), json!(created)]
+        }
+        Resource::Namespaces => vec![json!(name), json!(s(v, "/status/phase")), json!(created)],
+        Resource::Nodes => {
+            let ready = if v
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True"))
+            {
+                "Ready"
+            } else {
+                "NotReady"
+            };
+            let ip = v
+                .pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|a| s(a, "/type") == "InternalIP"))
+                .map(|a| s(a, "/address").to_string())
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                json!(name),
+                json!(ready),
+                json!("<none>"),
+                json!(created),
+                json!(s(v, "/status/nodeInfo/kubeletVersion")),
+                json!(ip),
+                json!("<none>"),
+                json!(s(v, "/status/nodeInfo/osImage")),
+                json!(s(v, "/status/nodeInfo/kernelVersion")),
+                json!(s(v, "/status/nodeInfo/containerRuntimeVersion")),
+            ]
+        }
+    }
+}
+
+/// One row: its cells and, per `include`, the object or its metadata.
+pub fn row(r: Resource, v: &Value, now: Timestamp, include: Include) -> Value {
+    let mut row = json!({"cells": cells(r, v, now)});
+    match include {
+        Include::None => {}
+        Include::Metadata => {
+            row["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": v.get("metadata").cloned().unwrap_or(Value::Null),
+            })
+        }
+        Include::Object => row["object"] = v.clone(),
+    }
+    row
+}
+
+/// A whole Table of `objects` at resource version `rv`.
+pub fn table(r: Resource, objects: &[&Value], rv: u64, now: Timestamp, include: Include) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv.to_string()},
+        "columnDefinitions": column_definitions(r),
+        "rows": objects.iter().map(|o| row(r, o, now, include)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-11-23T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn job_cells_follow_the_printer() {
+        let job = json!({
+            "metadata": {"name": "sidecar-job", "creationTimestamp": "2026-11-23T09:59:00Z"},
+            "spec": {"completions": 1, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+                     "template": {"spec": {"containers": [{"name": "main-task", "image": "alpine:latest"}]}}},
+            "status": {"succeeded": 1, "startTime": "2026-11-23T09:59:00Z", "completionTime": "2026-11-23T09:59:35Z",
+                       "conditions": [{"type": "Complete", "status": "True"}]}
+        });
+        let c = cells(Resource::Jobs, &job, now());
+        assert_eq!(
+            c,
+            vec![
+                json!("sidecar-job"),
+                json!("Complete"),
+                json!("1/1"),
+                json!("35s"),
+                json!("60s"),
+                json!("main-task"),
+                json!("alpine:latest"),
+                json!("batch.kubernetes.io/controller-uid=u")
+            ]
+        );
+    }
+
+    #[test]
+    fn event_cells_and_deployment_cells() {
+        let ev = json!({"metadata": {"name": "web.1"}, "type": "Normal", "reason": "Started",
+            "message": "Started container app ", "count": 0,
+            "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{app}"},
+            "source": {"component": "kubelet", "host": "h"},
+            "firstTimestamp": "2026-11-23T09:58:00Z", "lastTimestamp": "2026-11-23T09:59:50Z"});
+        let c = cells(Resource::Events, &ev, now());
+        assert_eq!(c[0], json!("10s"));
+        assert_eq!(c[3], json!("pod/web"));
+        assert_eq!(c[5], json!("kubelet, h"));
+        assert_eq!(c[6], json!("Started container app"));
+        assert_eq!(c[7], json!("2m"));
+        assert_eq!(c[8], json!(1));
+        let d = json!({"metadata": {"name": "d"}, "spec": {"replicas": 2},
+            "status": {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert_eq!(&cells(Resource::Deployments, &d, now())[..4], &[json!("d"), json!("2/2"), json!(2), json!(2)]);
+        assert_eq!(cells(Resource::Deployments, &d, now())[4], json!("<unknown>"));
+    }
+}
