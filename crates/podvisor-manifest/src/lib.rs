@@ -51,6 +51,26 @@ impl Object {
         }
     }
 
+    /// The object's `apiVersion`.
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+            Object::Job(_) => "batch/v1",
+            Object::Deployment(_) => "apps/v1",
+        }
+    }
+
+    /// The object as the API's JSON, with `apiVersion` and `kind`.
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            Object::Pod(o) => serde_json::to_value(o),
+            Object::Job(o) => serde_json::to_value(o),
+            Object::Deployment(o) => serde_json::to_value(o),
+            Object::ConfigMap(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+        }
+    }
+
     /// The object's metadata.
     pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {

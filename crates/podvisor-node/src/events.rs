@@ -11,6 +11,8 @@ pub struct NodeEvent {
     pub at: Timestamp,
     /// The pod, as `namespace/name`.
     pub pod: String,
+    /// The pod's UID.
+    pub uid: String,
     /// What happened.
     #[serde(flatten)]
     pub what: What,

@@ -16,14 +16,13 @@ use podvisor_runtime::runc::Runc;
 use podvisor_runtime::{cgroup, env};
 
 use crate::events::What;
-use crate::store::ObjectStore;
 
 /// The parts every pod of a node shares.
 pub(crate) struct Host {
     pub data: PathBuf,
     pub images: ImageStore,
     pub runc: Runc,
-    pub objects: Arc<ObjectStore>,
+    pub objects: Arc<dyn podvisor_runtime::objects::Objects>,
     pub puller: Puller,
 }
 

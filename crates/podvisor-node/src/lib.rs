@@ -6,7 +6,6 @@
 //! - `driver`: one task per pod feeding the engine and carrying out its actions;
 //! - `host`: one container instance's start, exit and clean-up on the machine;
 //! - `handlers`: exec, tcpSocket and httpGet probes and hooks;
-//! - [`workloads`]: Jobs and Deployments;
 //! - [`events`]: what the node reports.
 
 #![warn(missing_docs)]
@@ -17,7 +16,6 @@ mod handlers;
 mod host;
 pub mod pod_logs;
 pub mod store;
-pub mod workloads;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +25,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use podvisor_engine::Input;
 use podvisor_runtime::image::ImageStore;
+use podvisor_runtime::objects::Objects;
 use podvisor_runtime::runc::Runc;
 use tokio::sync::{mpsc, watch};
 
@@ -61,7 +60,7 @@ pub enum NodeError {
 }
 
 /// How to open a node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// Images, pod state and logs (`/var/lib/podvisor` by default).
     pub data_dir: PathBuf,
@@ -69,6 +68,18 @@ pub struct NodeConfig {
     pub runtime: PathBuf,
     /// How to reach registries.
     pub pull: podvisor_runtime::pull::PullSettings,
+    /// Where pods read ConfigMaps and Secrets from.
+    pub objects: Arc<dyn Objects>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("runtime", &self.runtime)
+            .field("pull", &self.pull)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Finds `name` on `PATH` unless it is a path already.
@@ -104,6 +115,16 @@ impl PodHandle {
     /// `namespace/name`.
     pub fn key(&self) -> String {
         key(&self.pod)
+    }
+
+    /// The pod's UID.
+    pub fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    /// Applies a changed spec to the running pod (only images are mutable: R69, R70).
+    pub fn update_spec(&self, spec: k8s_openapi::api::core::v1::PodSpec) {
+        let _ = self.input.send(Input::UpdateSpec(Box::new(spec)));
     }
 
     /// Deletes the pod: the ordered graceful termination, with `grace_seconds` if given.
@@ -181,7 +202,7 @@ impl Node {
         let host = host::Host {
             images: ImageStore::open(&config.data_dir)?,
             runc: Runc::new(runtime, config.data_dir.join("runc")),
-            objects: Arc::new(ObjectStore::default()),
+            objects: config.objects.clone(),
             puller: podvisor_runtime::pull::Puller::new(config.pull.clone()),
             data: config.data_dir.clone(),
         };
@@ -209,21 +230,18 @@ impl Node {
         }
     }
 
-    /// The ConfigMaps and Secrets pods read.
-    pub fn objects(&self) -> &ObjectStore {
-        &self.host.objects
-    }
-
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.host.data
     }
 
-    /// Starts running `pod` (defaulted and validated). Like the API server on create, the node
-    /// gives it a fresh `metadata.uid` (a manifest's own is ignored: the UID names the pod's
-    /// directories and cgroup) and the `default` namespace when it has none.
+    /// Starts running `pod` (defaulted and validated, with the UID the store gave it: the UID
+    /// names the pod's directories and cgroup). A pod without a UID gets a fresh one, and the
+    /// `default` namespace when it has none.
     pub fn run_pod(&self, mut pod: Pod) -> PodHandle {
-        pod.metadata.uid = Some(new_uid());
+        if pod.metadata.uid.as_deref().is_none_or(str::is_empty) {
+            pod.metadata.uid = Some(new_uid());
+        }
         if pod.metadata.namespace.is_none() {
             pod.metadata.namespace = Some("default".into());
         }
@@ -232,21 +250,30 @@ impl Node {
         let (snap_tx, snap_rx) = watch::channel(PodSnapshot::default());
         let events = self.events.clone();
         let pod_key = key(&pod);
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
         let publish: host::Publish = Arc::new(move |what| {
-            let _ = events.send(NodeEvent { at: Timestamp::now(), pod: pod_key.clone(), what });
+            let _ = events.send(NodeEvent { at: Timestamp::now(), pod: pod_key.clone(), uid: pod_uid.clone(), what });
         });
         let driver = driver::Driver::new(self.host.clone(), pod.clone(), rx, tx.clone(), publish, snap_tx);
         let handle = PodHandle { pod, input: tx, snapshot: snap_rx };
         if let Ok(mut pods) = self.pods.lock() {
-            pods.insert(handle.key(), handle.clone());
+            pods.insert(handle.uid().to_string(), handle.clone());
         }
         tokio::spawn(driver.run());
         handle
     }
 
-    /// Every pod run so far, by `namespace/name`.
+    /// Every pod run and not forgotten.
     pub fn pods(&self) -> Vec<PodHandle> {
         self.pods.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Drops the handle of a finished pod (its object is gone), so that a long-running node
+    /// does not keep every pod it ever ran.
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut pods) = self.pods.lock() {
+            pods.remove(uid);
+        }
     }
 
     /// Begins shutting down: controllers create no more pods and every pod is deleted with its

@@ -1,7 +1,11 @@
 //! Finding a pod's container logs after the fact (`podvisor logs`, the API's `pods/log`): the
 //! newest pod of that name under `logs/`, a container's current or previous instance.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use podvisor_runtime::logs::{Joiner, Record, Stream};
 
 /// Why a log could not be found, worded as kubectl's server would.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +50,15 @@ pub struct PodLogs {
 }
 
 impl PodLogs {
+    /// The logs of the pod with this UID.
+    pub fn of(data: &Path, namespace: &str, name: &str, uid: &str) -> PodLogs {
+        PodLogs {
+            dir: data.join("logs").join(format!("{namespace}_{name}_{uid}")),
+            uid: uid.to_string(),
+            name: name.to_string(),
+        }
+    }
+
     /// The newest pod named `name` in `namespace` whose logs are under `data`.
     pub fn find(data: &Path, namespace: &str, name: &str) -> Result<PodLogs, LogError> {
         let prefix = format!("{namespace}_{name}_");
@@ -111,4 +124,57 @@ impl PodLogs {
     pub fn running(&self, data: &Path) -> bool {
         data.join("run").join(&self.uid).exists()
     }
+}
+
+/// Reads the records appended to a log file since the last call, joining partial records.
+#[derive(Debug)]
+pub struct Tail {
+    file: std::fs::File,
+    partial: Vec<u8>,
+    joiner: Joiner,
+}
+
+impl Tail {
+    /// Opens a log file at its start.
+    pub fn open(path: &Path) -> std::io::Result<Tail> {
+        Ok(Tail { file: std::fs::File::open(path)?, partial: Vec::new(), joiner: Joiner::default() })
+    }
+
+    /// The whole lines written since the last call.
+    pub fn read_new(&mut self) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
+        let mut bytes = std::mem::take(&mut self.partial);
+        self.file.read_to_end(&mut bytes)?;
+        // Only whole records: a record being written waits for its newline.
+        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.partial = bytes.split_off(end);
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(Record::parse)
+            .filter_map(|r| self.joiner.push(r))
+            .collect())
+    }
+}
+
+/// Waits on inotify for `file` to grow, calling `more` after each change, until the pod stops
+/// running (its run directory goes) or `more` returns false. Blocks: run it on its own thread.
+pub fn follow(
+    pod: &PodLogs,
+    data: &Path,
+    file: &Path,
+    more: &mut dyn FnMut() -> std::io::Result<bool>,
+) -> std::io::Result<()> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC)?;
+    inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY)?;
+    inotify::add_watch(&fd, data.join("run"), inotify::WatchFlags::DELETE)?;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    while pod.running(data) {
+        let mut reader = inotify::Reader::new(&fd, &mut buf);
+        let _ = reader.next()?;
+        if !more()? {
+            return Ok(());
+        }
+    }
+    more()?;
+    Ok(())
 }

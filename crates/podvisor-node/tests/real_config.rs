@@ -9,7 +9,7 @@ use common::{fixture, pod, terminated};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn objects(node: &podvisor_node::Node) {
+fn objects(objects: &podvisor_node::ObjectStore) {
     let docs = podvisor_manifest::load_str(
         "objects.yaml",
         r#"
@@ -27,8 +27,8 @@ stringData: {token: s3cret}
     .unwrap();
     for m in docs {
         match m.object {
-            podvisor_manifest::Object::ConfigMap(c) => node.objects().put_config_map(*c),
-            podvisor_manifest::Object::Secret(s) => node.objects().put_secret(*s),
+            podvisor_manifest::Object::ConfigMap(c) => objects.put_config_map(*c),
+            podvisor_manifest::Object::Secret(s) => objects.put_secret(*s),
             _ => unreachable!(),
         }
     }
@@ -37,7 +37,7 @@ stringData: {token: s3cret}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_maps_secrets_and_the_downward_api_reach_the_container() {
     let mut f = fixture("config").await;
-    objects(&f.node);
+    objects(&f.objects);
     let p = f.node.run_pod(pod(r#"
 apiVersion: v1
 kind: Pod
@@ -145,7 +145,7 @@ spec:
     let waiting = st.container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
     assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
     // The ConfigMap appears; the next attempt (10 s later) mounts it and the pod runs.
-    objects(&f.node);
+    objects(&f.objects);
     let status = f.finish(&p, LIMIT).await;
     assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{}", f.dump());
     assert_eq!(f.lines("c"), ["fast"]);
@@ -207,8 +207,12 @@ spec:
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let config =
-            podvisor_node::NodeConfig { data_dir: data.clone(), runtime: "runc".into(), pull: Default::default() };
+        let config = podvisor_node::NodeConfig {
+            data_dir: data.clone(),
+            runtime: "runc".into(),
+            pull: Default::default(),
+            objects: std::sync::Arc::new(podvisor_node::ObjectStore::default()),
+        };
         let _node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
         let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
         assert!(!listed.contains("podvisor-"), "a leftover container survived: {listed}");

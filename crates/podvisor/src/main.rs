@@ -4,6 +4,7 @@ mod image;
 mod load;
 mod logs;
 mod run;
+mod serve;
 mod simulate;
 
 use std::process::ExitCode;
@@ -96,6 +97,24 @@ enum Command {
         #[arg(long)]
         timestamps: bool,
     },
+    /// Serve the Kubernetes API on this machine for kubectl (HTTPS on loopback, bearer token);
+    /// writes a kubeconfig under the data directory.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+        /// Allow a non-loopback address (anyone who can reach it and has the token can run
+        /// containers as root here).
+        #[arg(long)]
+        allow_remote: bool,
+        /// The OCI runtime binary (runc, crun, youki, or a path).
+        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
+        runtime: std::path::PathBuf,
+        #[command(flatten)]
+        registry: image::RegistryArgs,
+    },
+    /// Print a kubeconfig for the server of this data directory.
+    Kubeconfig,
     /// Manage the local image store.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -106,6 +125,11 @@ fn main() -> ExitCode {
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
+        Command::Serve { listen, allow_remote, runtime, registry } => {
+            let pull = registry.settings();
+            return finish(serve::run(serve::Options { data_dir: cli.data_dir, runtime, listen, allow_remote, pull }));
+        }
+        Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Logs { pod, container, namespace, follow, previous, timestamps } => {
             let o = logs::Options { pod, namespace, container, follow, previous, timestamps };
             return finish(logs::run(&mut std::io::stdout().lock(), &cli.data_dir, o));
@@ -139,7 +163,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Image(_) | Command::Logs { .. } => Ok(true),
+        Command::Image(_) | Command::Logs { .. } | Command::Serve { .. } | Command::Kubeconfig => Ok(true),
     };
     finish(result)
 }

@@ -8,9 +8,13 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use jiff::Timestamp;
-use podvisor_manifest::{Manifest, Object};
-use podvisor_node::workloads::{JobOutcome, run_deployment, run_job};
+use podvisor_manifest::Manifest;
+use std::sync::Arc;
+
+use podvisor_api::kinds::Resource;
+use podvisor_cluster::{Cluster, Key, Store, StoreObjects};
 use podvisor_node::{Node, NodeConfig, NodeEvent, What};
+use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -151,6 +155,24 @@ impl Printer {
     }
 }
 
+/// How a Pod or Job ended: its name, whether it succeeded, and in words.
+fn outcome(store: &Store, key: &Key) -> Option<(String, bool, String)> {
+    let obj = store.get(key)?;
+    let name = format!("{}/{}", key.resource.info().singular, key.name);
+    if key.resource == Resource::Pods {
+        let phase = obj.pointer("/status/phase").and_then(Value::as_str)?;
+        return matches!(phase, "Succeeded" | "Failed").then(|| (name, phase == "Succeeded", phase.to_string()));
+    }
+    let conditions = obj.pointer("/status/conditions").and_then(Value::as_array)?;
+    let c = conditions.iter().find(|c| c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed"))?;
+    let s = |f: &str| c.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+    if s("type") == "Complete" {
+        Some((name, true, "Complete".into()))
+    } else {
+        Some((name, false, format!("Failed: {}: {}", s("reason"), s("message"))))
+    }
+}
+
 /// Runs the workloads of `manifests` until they end or the user interrupts.
 pub fn run(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -171,12 +193,18 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
             );
         }
     }
+    let store = Store::in_memory();
+    let (node_tx, node_rx) = mpsc::unbounded_channel();
+    let config = NodeConfig {
+        data_dir: opts.data_dir.clone(),
+        runtime: opts.runtime.clone(),
+        pull: opts.pull.clone(),
+        objects: Arc::new(StoreObjects(store.clone())),
+    };
+    let node = Node::open(config, node_tx).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let node = Node::open(
-        NodeConfig { data_dir: opts.data_dir.clone(), runtime: opts.runtime.clone(), pull: opts.pull.clone() },
-        tx,
-    )
-    .await?;
+    let cluster = Cluster::start(store.clone(), node.clone(), node_rx, Some(tx));
+    let mut changes = store.subscribe();
     let tty = std::io::stdout().is_terminal();
     let mut printer = Printer {
         start: Timestamp::now(),
@@ -185,44 +213,20 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
         colours: BTreeMap::new(),
         timeline: opts.timeline.as_ref().map(|_| Vec::new()),
     };
-    let mut work = tokio::task::JoinSet::new();
+    // The workloads whose outcome is the run's: Pods and Jobs end, Deployments run until
+    // interrupted.
+    let mut pending: Vec<Key> = Vec::new();
     let mut has_deployment = false;
-    for m in &manifests {
-        match &m.object {
-            Object::ConfigMap(cm) => node.objects().put_config_map((**cm).clone()),
-            Object::Secret(s) => node.objects().put_secret((**s).clone()),
-            _ => {}
-        }
-    }
     for m in manifests {
-        let node = node.clone();
-        match m.object {
-            Object::Pod(pod) => {
-                let h = node.run_pod(*pod);
-                work.spawn(async move {
-                    let st = h.finished().await;
-                    let phase = st.phase.unwrap_or_default();
-                    (format!("pod/{}", short(&h.key())), phase == "Succeeded", phase)
-                });
-            }
-            Object::Job(job) => {
-                work.spawn(async move {
-                    let name = format!("job/{}", job.metadata.name.clone().unwrap_or_default());
-                    match run_job(&node, &job).await {
-                        JobOutcome::Complete => (name, true, "Complete".to_string()),
-                        JobOutcome::Failed { reason, message } => (name, false, format!("Failed: {reason}: {message}")),
-                        JobOutcome::Stopped => (name, false, "stopped".to_string()),
-                    }
-                });
-            }
-            Object::Deployment(d) => {
-                has_deployment = true;
-                work.spawn(async move {
-                    run_deployment(&node, &d).await;
-                    (format!("deployment/{}", d.metadata.name.clone().unwrap_or_default()), true, "stopped".into())
-                });
-            }
-            Object::ConfigMap(_) | Object::Secret(_) => {}
+        let resource = Resource::of_kind(m.object.api_version(), m.object.kind())
+            .ok_or_else(|| anyhow::anyhow!("{}: {} is not served", m.source, m.object.kind()))?;
+        let mut obj = m.object.to_json()?;
+        podvisor_cluster::admit(resource, &mut obj);
+        let created = store.create(resource, obj).map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
+        match resource {
+            Resource::Pods | Resource::Jobs => pending.push(Key::of(resource, &created)),
+            Resource::Deployments => has_deployment = true,
+            _ => {}
         }
     }
     if has_deployment {
@@ -232,9 +236,16 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut interrupts = 0;
     let mut results = Vec::new();
-    let mut workloads_done = work.is_empty();
     loop {
-        if workloads_done && node.pods().iter().all(|p| p.is_finished()) {
+        pending.retain(|key| match outcome(&store, key) {
+            Some(r) => {
+                results.push(r);
+                false
+            }
+            None => true,
+        });
+        let idle = node.pods().iter().all(|p| p.is_finished());
+        if (pending.is_empty() && !has_deployment || interrupts > 0) && idle {
             // Drain what the drivers published before they finished.
             while let Ok(e) = rx.try_recv() {
                 printer.print(out, e)?;
@@ -243,29 +254,28 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
         }
         tokio::select! {
             Some(e) = rx.recv() => printer.print(out, e)?,
-            r = work.join_next(), if !workloads_done => match r {
-                Some(Ok(res)) => results.push(res),
-                Some(Err(e)) => anyhow::bail!("a workload task failed: {e}"),
-                None => workloads_done = true,
-            },
+            _ = changes.recv() => {}
             _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 interrupts += 1;
                 printer.erase(out)?;
                 if interrupts == 1 {
                     writeln!(out, "podvisor: interrupted: deleting every pod with its grace period (interrupt again to kill at once)")?;
-                    node.shut_down();
+                    cluster.shut_down();
                 } else {
                     writeln!(out, "podvisor: killing every container now")?;
-                    node.force_kill();
+                    cluster.force_kill();
                 }
             }
         }
+    }
+    for key in pending {
+        results.push((format!("{}/{}", key.resource.info().singular, key.name), false, "stopped".into()));
     }
     printer.erase(out)?;
     printer.table = None;
     let elapsed = Timestamp::now().duration_since(printer.start).as_secs_f64();
     results.sort();
-    let mut ok = true;
+    let mut ok = interrupts == 0;
     for (name, good, what) in &results {
         ok &= *good;
         writeln!(out, "{name}: {what}")?;

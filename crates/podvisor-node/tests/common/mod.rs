@@ -29,6 +29,8 @@ fn archive() -> &'static PathBuf {
 /// A node on a fresh data directory, with busybox:1.36 loaded.
 pub struct Fixture {
     pub node: Node,
+    /// The ConfigMaps and Secrets the node reads.
+    pub objects: std::sync::Arc<podvisor_node::ObjectStore>,
     pub events: mpsc::UnboundedReceiver<NodeEvent>,
     pub seen: Vec<NodeEvent>,
     pub dir: PathBuf,
@@ -42,10 +44,11 @@ pub async fn fixture(name: &str) -> Fixture {
     let data = dir.join("data");
     ImageStore::open(&data).unwrap().load_archive(archive(), &["busybox:1.36".into()]).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let node = Node::open(NodeConfig { data_dir: data, runtime: "runc".into(), pull: Default::default() }, tx)
-        .await
-        .expect("the node opens");
-    Fixture { node, events: rx, seen: Vec::new(), dir, keep: false }
+    let objects = std::sync::Arc::new(podvisor_node::ObjectStore::default());
+    let config =
+        NodeConfig { data_dir: data, runtime: "runc".into(), pull: Default::default(), objects: objects.clone() };
+    let node = Node::open(config, tx).await.expect("the node opens");
+    Fixture { node, objects, events: rx, seen: Vec::new(), dir, keep: false }
 }
 
 /// The pods of a manifest, defaulted and validated as `podvisor run` does.

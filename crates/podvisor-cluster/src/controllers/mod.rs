@@ -1,0 +1,206 @@
+//! The controllers: Job, Deployment and ReplicaSet, and the garbage collector. One task reacts
+//! to every store change by reconciling the objects it touches (an object, its controller
+//! owner), level-triggered and idempotent; timers (Job back-off and deadlines) wake it when
+//! something is due.
+
+pub mod deployments;
+pub mod gc;
+pub mod jobs;
+pub mod replicasets;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_api::kinds::Resource;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::events::Recorder;
+use crate::store::{Change, Key, Obj, Store};
+
+/// The characters Kubernetes uses for generated name suffixes.
+const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A random `len`-character suffix, as `generateName` makes.
+pub fn suffix(len: usize) -> String {
+    crate::store::new_uid()
+        .bytes()
+        .filter(u8::is_ascii_hexdigit)
+        .collect::<Vec<u8>>()
+        .chunks(2)
+        .take(len)
+        .map(|c| {
+            let n = c.iter().fold(0usize, |a, b| a * 16 + (*b as char).to_digit(16).unwrap_or(0) as usize);
+            ALPHABET[n % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
+/// Encodes a number as the API machinery's `SafeEncodeString` of its decimal form.
+fn safe_encode(n: u64) -> String {
+    n.to_string().bytes().map(|b| ALPHABET[b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// What every controller needs.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub store: Arc<Store>,
+    pub recorder: Recorder,
+}
+
+/// What a reconcile asks for next.
+pub(crate) type Requeue = Option<Duration>;
+
+fn s<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Whether the object is being deleted.
+pub(crate) fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+/// The controller owner reference of an object, if any.
+pub(crate) fn controller_of(v: &Value) -> Option<&Value> {
+    v.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["controller"] == json!(true))
+}
+
+/// The objects of `resource` in `namespace` whose controller is the object with `uid`.
+pub(crate) fn owned(store: &Store, resource: Resource, namespace: &str, uid: &str) -> Vec<Obj> {
+    store
+        .list(resource, Some(namespace))
+        .0
+        .into_iter()
+        .filter(|o| controller_of(o).is_some_and(|c| c["uid"] == uid))
+        .collect()
+}
+
+/// The owner reference that names `owner` as controller.
+pub(crate) fn owner_ref(resource: Resource, owner: &Value) -> Value {
+    json!({
+        "apiVersion": resource.api_version(),
+        "kind": resource.info().kind,
+        "name": s(owner, "/metadata/name"),
+        "uid": s(owner, "/metadata/uid"),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// A new pod (or ReplicaSet) object from a template's metadata and spec.
+pub(crate) fn from_template(
+    api_version: &str,
+    kind: &str,
+    template: &Value,
+    name: &str,
+    namespace: &str,
+    labels: &Map<String, Value>,
+    owner: Value,
+) -> Value {
+    let mut meta = template.get("metadata").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut all = meta.get("labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    all.extend(labels.clone());
+    meta["labels"] = Value::Object(all);
+    meta["name"] = json!(name);
+    meta["namespace"] = json!(namespace);
+    meta["ownerReferences"] = json!([owner]);
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("creationTimestamp");
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": template.get("spec").cloned().unwrap_or(json!({}))})
+}
+
+/// The keys a change asks to reconcile: the object itself when a controller owns its kind, and
+/// its controller owner.
+fn affected(c: &Change) -> Vec<Key> {
+    let mut keys = Vec::new();
+    if matches!(c.key.resource, Resource::Jobs | Resource::ReplicaSets | Resource::Deployments) || deleting(&c.object) {
+        keys.push(c.key.clone());
+    }
+    for o in c.object.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(r) = Resource::of_kind(s(o, "/apiVersion"), s(o, "/kind")) {
+            keys.push(Key::new(r, &c.key.namespace, s(o, "/name")));
+        }
+    }
+    keys
+}
+
+/// Runs the controllers until `stopping` turns true.
+pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
+    let mut rx = ctx.store.subscribe();
+    let mut queue = BTreeSet::new();
+    let mut timers: BTreeMap<Key, Instant> = BTreeMap::new();
+    let all = |queue: &mut BTreeSet<Key>| {
+        for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments] {
+            queue.extend(ctx.store.list(r, None).0.iter().map(|o| Key::of(r, o)));
+        }
+    };
+    all(&mut queue);
+    gc::sweep(&ctx);
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        while let Some(key) = queue.pop_first() {
+            match reconcile(&ctx, &key) {
+                Some(d) => timers.insert(key, Instant::now() + d),
+                None => timers.remove(&key),
+            };
+        }
+        let next = timers.values().min().copied();
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(c) => {
+                    queue.extend(affected(&c));
+                    if c.kind == crate::store::ChangeKind::Deleted {
+                        gc::owner_gone(&ctx, &c);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    all(&mut queue);
+                    gc::sweep(&ctx);
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                let now = Instant::now();
+                let due: Vec<Key> = timers.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
+                for k in due {
+                    timers.remove(&k);
+                    queue.insert(k);
+                }
+            }
+            _ = stopping.changed() => {}
+        }
+    }
+}
+
+fn reconcile(ctx: &Ctx, key: &Key) -> Requeue {
+    let obj = ctx.store.get(key)?;
+    if deleting(&obj) {
+        gc::foreground(ctx, key, &obj);
+        return None;
+    }
+    match key.resource {
+        Resource::Jobs => jobs::reconcile(ctx, key, &obj),
+        Resource::ReplicaSets => replicasets::reconcile(ctx, key, &obj),
+        Resource::Deployments => deployments::reconcile(ctx, key, &obj),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffixes_use_the_kubernetes_alphabet() {
+        let s = suffix(5);
+        assert_eq!(s.len(), 5);
+        assert!(s.bytes().all(|b| ALPHABET.contains(&b)), "{s}");
+        assert_eq!(safe_encode(1234567890), "56789bcdf4");
+    }
+}

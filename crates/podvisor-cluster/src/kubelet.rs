@@ -1,0 +1,177 @@
+//! The kubelet's side of the API: every pod in the store is run on the node, its status written
+//! back as it changes, a deletion turned into the ordered graceful termination, an image change
+//! handed to the engine (R69, R70), and the object removed once its containers are gone.
+//!
+//! It reacts to store changes and to the pods' own status changes; nothing polls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use podvisor_api::kinds::Resource;
+use podvisor_node::{Node, PodHandle};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::store::{Change, ChangeKind, Key, Start, Store, StoreError};
+
+/// Whether a pod's phase is final.
+pub fn is_terminal(pod: &Value) -> bool {
+    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
+}
+
+fn uid(v: &Value) -> &str {
+    v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+}
+
+fn images(spec: &Option<PodSpec>) -> Vec<(String, Option<String>)> {
+    let spec = spec.clone().unwrap_or_default();
+    spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.clone(), c.image.clone())).collect()
+}
+
+pub(crate) struct Kubelet {
+    pub store: Arc<Store>,
+    pub node: Node,
+    pub node_name: String,
+    handles: HashMap<String, PodHandle>,
+}
+
+impl Kubelet {
+    pub fn new(store: Arc<Store>, node: Node, node_name: String) -> Kubelet {
+        Kubelet { store, node, node_name, handles: HashMap::new() }
+    }
+
+    pub async fn run(mut self) {
+        let Ok((first, mut rx)) = self.store.watch(Resource::Pods, Start::Current) else { return };
+        for c in first {
+            self.on_change(&c);
+        }
+        loop {
+            match rx.recv().await {
+                Ok(c) if c.key.resource == Resource::Pods => self.on_change(&c),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let (pods, _) = self.store.list(Resource::Pods, None);
+                    for p in pods {
+                        let key = Key::of(Resource::Pods, &p);
+                        self.on_change(&Change { rv: 0, kind: ChangeKind::Modified, key, object: p });
+                    }
+                    self.reap();
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Forgets pods whose object is gone and whose containers are stopped.
+    fn reap(&mut self) {
+        let store = self.store.clone();
+        let node = self.node.clone();
+        self.handles.retain(|uid, h| {
+            let key = Key::new(
+                Resource::Pods,
+                h.pod().metadata.namespace.as_deref().unwrap_or(""),
+                h.pod().metadata.name.as_deref().unwrap_or(""),
+            );
+            let present =
+                store.get(&key).is_some_and(|o| o.pointer("/metadata/uid").and_then(Value::as_str) == Some(uid));
+            let keep = present || !h.is_finished();
+            if !keep {
+                node.forget(uid);
+            }
+            keep
+        });
+    }
+
+    fn on_change(&mut self, c: &Change) {
+        let obj = &c.object;
+        let uid = uid(obj).to_string();
+        if c.kind == ChangeKind::Deleted {
+            // Removed: a force deletion stops the containers at once; a graceful one already has.
+            if let Some(h) = self.handles.get(&uid)
+                && !h.is_finished()
+            {
+                h.delete(Some(0));
+            }
+            self.reap();
+            return;
+        }
+        let deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        if let Some(h) = self.handles.get(&uid) {
+            if deleting {
+                if h.is_finished() {
+                    let _ = self.store.remove(&c.key);
+                } else {
+                    h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
+                }
+            } else if let Ok(pod) = serde_json::from_value::<Pod>((**obj).clone())
+                && images(&pod.spec) != images(&h.pod().spec)
+                && let Some(spec) = pod.spec
+            {
+                h.update_spec(spec);
+            }
+            return;
+        }
+        if deleting {
+            // Never ran here (or ran before a restart and is gone): nothing to stop.
+            let _ = self.store.remove(&c.key);
+            return;
+        }
+        if is_terminal(obj) {
+            return;
+        }
+        self.start(c.key.clone(), obj);
+    }
+
+    fn start(&mut self, key: Key, obj: &Value) {
+        let node_name = self.node_name.clone();
+        let bound = self.store.update::<StoreError>(&key, |v| {
+            if v.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty) {
+                v["spec"]["nodeName"] = json!(node_name);
+            }
+            Ok(())
+        });
+        let obj = bound.map(|o| (*o).clone()).unwrap_or_else(|_| obj.clone());
+        let pod: Pod = match serde_json::from_value(obj) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("podvisor: pod {}/{} cannot run: {e}", key.namespace, key.name);
+                return;
+            }
+        };
+        let handle = self.node.run_pod(pod);
+        let uid = handle.uid().to_string();
+        self.handles.insert(uid.clone(), handle.clone());
+        tokio::spawn(sync_status(self.store.clone(), key, uid, handle));
+    }
+}
+
+/// Writes each new status of the pod to the store, and removes the object when the pod has
+/// finished and is being deleted.
+async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle) {
+    let mut rx = handle.watch();
+    loop {
+        let snap = rx.borrow_and_update().clone();
+        let status = serde_json::to_value(&snap.status).unwrap_or(Value::Null);
+        let written = store.update::<StoreError>(&key, |v| {
+            if v.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {
+                return Err(StoreError::NotFound(key.clone()));
+            }
+            v["status"] = status;
+            Ok(())
+        });
+        let Ok(obj) = written else {
+            // The object is gone (a forced deletion): the containers stop on their own.
+            return;
+        };
+        if snap.finished {
+            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                let _ = store.remove(&key);
+            }
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

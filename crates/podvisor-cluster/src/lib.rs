@@ -1,0 +1,295 @@
+//! The control plane on one machine, shared by `podvisor run` and `podvisor serve`:
+//!
+//! - [`store`]: every API object, with resource versions, watches and (for `serve`) a file;
+//! - [`controllers`]: Job, Deployment and ReplicaSet controllers and the garbage collector;
+//! - `kubelet`: runs the stored pods on the [`podvisor_node::Node`] and writes their status back;
+//! - [`events`]: Event objects from the node and the controllers;
+//! - [`delete`]: graceful deletion and propagation.
+//!
+//! [`Cluster::start`] wires them together; both front doors only create, change and delete
+//! objects in the store and watch it.
+
+#![warn(missing_docs)]
+
+pub mod controllers;
+pub mod delete;
+pub mod events;
+mod kubelet;
+pub mod store;
+
+use std::sync::Arc;
+
+use podvisor_api::kinds::Resource;
+use podvisor_node::{Node, NodeEvent, What};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+pub use delete::{DeleteOptions, Propagation};
+pub use kubelet::is_terminal;
+pub use store::{Key, Obj, Store, StoreError};
+
+use crate::events::{Involved, Recorder};
+
+/// The store, the node and the controllers, running.
+#[derive(Clone)]
+pub struct Cluster {
+    store: Arc<Store>,
+    node: Node,
+    node_name: String,
+    recorder: Recorder,
+    stopping: Arc<watch::Sender<bool>>,
+}
+
+/// This machine's host name, the node's name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "podvisor".into())
+}
+
+impl Cluster {
+    /// Starts the controllers and the kubelet binding on `store` and `node`. `node_events` is
+    /// the receiver of the node's events: they become Event objects and are then passed on to
+    /// `observer`, if any.
+    pub fn start(
+        store: Arc<Store>,
+        node: Node,
+        mut node_events: mpsc::UnboundedReceiver<NodeEvent>,
+        observer: Option<mpsc::UnboundedSender<NodeEvent>>,
+    ) -> Cluster {
+        let node_name = host_name();
+        let recorder = Recorder::new(store.clone(), node_name.clone());
+        let (stopping, stop_rx) = watch::channel(false);
+        let cluster = Cluster {
+            store: store.clone(),
+            node: node.clone(),
+            node_name: node_name.clone(),
+            recorder,
+            stopping: Arc::new(stopping),
+        };
+        cluster.ensure_basics();
+        let ctx = controllers::Ctx { store: store.clone(), recorder: cluster.recorder.clone() };
+        tokio::spawn(controllers::run(ctx, stop_rx));
+        tokio::spawn(kubelet::Kubelet::new(store.clone(), node, node_name).run());
+        let c = cluster.clone();
+        tokio::spawn(async move {
+            while let Some(e) = node_events.recv().await {
+                c.record_node_event(&e);
+                if let Some(o) = &observer {
+                    let _ = o.send(e);
+                }
+            }
+        });
+        let recorder = cluster.recorder.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = recorder.expire();
+                tokio::time::sleep(next).await;
+            }
+        });
+        cluster
+    }
+
+    fn ensure_basics(&self) {
+        let _ = self.store.create(
+            Resource::Namespaces,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"},
+                   "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        );
+        let uname = rustix_uname();
+        let node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.node_name, "labels": {
+                "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")}},
+            "spec": {},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                "message": "podvisor is posting ready status"}],
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node_name}],
+                "nodeInfo": {"kubeletVersion": "v1.35.0-podvisor", "osImage": uname.0, "kernelVersion": uname.1,
+                             "containerRuntimeVersion": "podvisor", "operatingSystem": "linux",
+                             "architecture": std::env::consts::ARCH.replace("x86_64", "amd64")}
+            }
+        });
+        let key = Key::new(Resource::Nodes, "", &self.node_name);
+        if self.store.create(Resource::Nodes, node.clone()).is_err() {
+            let _ = self.store.update::<StoreError>(&key, |v| {
+                v["status"] = node["status"].clone();
+                Ok(())
+            });
+        }
+    }
+
+    fn record_node_event(&self, e: &NodeEvent) {
+        let What::Event { kind, reason, message, container } = &e.what else { return };
+        let (ns, name) = e.pod.split_once('/').unwrap_or(("default", &e.pod));
+        let pod = self.store.get(&Key::new(Resource::Pods, ns, name));
+        let field_path = container.as_ref().map(|c| {
+            let init = pod
+                .as_ref()
+                .and_then(|p| p.pointer("/spec/initContainers"))
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|x| x["name"] == c.as_str()));
+            if init { format!("spec.initContainers{{{c}}}") } else { format!("spec.containers{{{c}}}") }
+        });
+        let about = Involved {
+            kind: "Pod".into(),
+            api_version: "v1".into(),
+            namespace: ns.into(),
+            name: name.into(),
+            uid: e.uid.clone(),
+            field_path,
+        };
+        self.recorder.record(&about, kind, reason, message, "kubelet");
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// The event recorder.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Deletes an object (see [`delete::delete`]).
+    pub fn delete(&self, key: &Key, opts: &DeleteOptions) -> Result<Obj, StoreError> {
+        delete::delete(&self.store, key, opts)
+    }
+
+    /// Stops the controllers (no new pods) and deletes every pod with its grace period.
+    pub fn shut_down(&self) {
+        self.stopping.send_replace(true);
+        self.node.shut_down();
+        for p in self.store.list(Resource::Pods, None).0 {
+            let _ = self.delete(&Key::of(Resource::Pods, &p), &DeleteOptions::default());
+        }
+    }
+
+    /// SIGKILLs every container now.
+    pub fn force_kill(&self) {
+        self.stopping.send_replace(true);
+        self.node.force_kill();
+    }
+}
+
+/// What the API server does to an object before storing it on create: [`normalize`], its UID,
+/// and a Job's generated selector and pod labels (`controller-uid`, `job-name`).
+pub fn admit(resource: Resource, obj: &mut Value) {
+    normalize(resource, obj);
+    let uid = store::new_uid();
+    obj["metadata"]["uid"] = json!(uid);
+    if resource == Resource::Pods {
+        // A new pod is Pending until the node reports on it.
+        obj["status"] = json!({"phase": "Pending"});
+    }
+    if resource == Resource::Jobs && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels[k] = json!(v);
+        }
+    }
+}
+
+/// What the API server does to every written object: the `default` namespace, and a Secret's
+/// `stringData` merged into `data` (base64).
+pub fn normalize(resource: Resource, obj: &mut Value) {
+    if resource.info().namespaced
+        && obj.pointer("/metadata/namespace").and_then(Value::as_str).is_none_or(str::is_empty)
+    {
+        obj["metadata"]["namespace"] = json!("default");
+    }
+    if resource == Resource::Secrets
+        && let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    {
+        for (k, v) in strings {
+            obj["data"][k] = json!(base64(v.as_str().unwrap_or("").as_bytes()));
+        }
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The ConfigMaps and Secrets of a store, as the node reads them.
+#[derive(Debug, Clone)]
+pub struct StoreObjects(pub Arc<Store>);
+
+impl podvisor_runtime::objects::Objects for StoreObjects {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
+        let v = self.0.get(&Key::new(Resource::ConfigMaps, namespace, name))?;
+        serde_json::from_value((*v).clone()).ok()
+    }
+
+    fn secret(&self, namespace: &str, name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
+        let v = self.0.get(&Key::new(Resource::Secrets, namespace, name))?;
+        serde_json::from_value((*v).clone()).ok()
+    }
+}
+
+/// The OS name and kernel release for the Node object.
+fn rustix_uname() -> (String, String) {
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
+        .unwrap_or_else(|| "Linux".into());
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    (os, kernel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_defaults_the_namespace_and_encodes_string_data() {
+        let mut s =
+            json!({"metadata": {"name": "s"}, "stringData": {"token": "s3cret", "a": "ab"}, "data": {"x": "eA=="}});
+        admit(Resource::Secrets, &mut s);
+        assert_eq!(s["metadata"]["namespace"], "default");
+        assert_eq!(s["data"], json!({"x": "eA==", "token": "czNjcmV0", "a": "YWI="}));
+        assert!(s.get("stringData").is_none());
+        let mut j = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {}}}});
+        admit(Resource::Jobs, &mut j);
+        let uid = j["metadata"]["uid"].as_str().unwrap();
+        assert_eq!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
+        assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
+        let mut n = json!({"metadata": {"name": "n"}});
+        admit(Resource::Namespaces, &mut n);
+        assert!(n["metadata"].get("namespace").is_none());
+    }
+}

@@ -1,0 +1,497 @@
+//! The object store: every API object in its JSON form, one global monotonic resource version,
+//! a history of recent changes for watches, and (for `serve`) a redb file that survives a
+//! restart.
+//!
+//! Every change is applied in memory under one lock, numbered, kept in the history and
+//! broadcast at once; a writer thread commits changes to disk in batches (one fsync for all
+//! that queued up meanwhile). Writers that answer a client wait with [`Store::synced`] until
+//! their change is on disk.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use podvisor_api::kinds::Resource;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+/// An object as stored.
+pub type Obj = Arc<Value>;
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// How many changes the history keeps for watches that resume from a resource version.
+const HISTORY: usize = 50_000;
+
+/// Where an object lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// Its resource type.
+    pub resource: Resource,
+    /// Its namespace (`""` for cluster-scoped objects).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl Key {
+    /// A key.
+    pub fn new(resource: Resource, namespace: &str, name: &str) -> Key {
+        Key { resource, namespace: namespace.to_string(), name: name.to_string() }
+    }
+
+    /// The key of `obj` as a `resource`.
+    pub fn of(resource: Resource, obj: &Value) -> Key {
+        let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        Key { resource, namespace: s("/metadata/namespace"), name: s("/metadata/name") }
+    }
+
+    fn disk(&self) -> String {
+        format!("{}/{}/{}", self.resource.info().plural, self.namespace, self.name)
+    }
+
+    fn from_disk(s: &str) -> Option<Key> {
+        let mut parts = s.splitn(3, '/');
+        let plural = parts.next()?;
+        let resource = Resource::ALL.into_iter().find(|r| r.info().plural == plural)?;
+        Some(Key { resource, namespace: parts.next()?.to_string(), name: parts.next()?.to_string() })
+    }
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The object was created.
+    Added,
+    /// The object changed.
+    Modified,
+    /// The object was removed; the change carries its last state.
+    Deleted,
+}
+
+impl ChangeKind {
+    /// The watch event type (`ADDED`, `MODIFIED`, `DELETED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One numbered change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The resource version the change made.
+    pub rv: u64,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// Which object.
+    pub key: Key,
+    /// The object after the change (its last state for a deletion).
+    pub object: Obj,
+}
+
+/// Why a store operation failed, worded as the API server words it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such object.
+    #[error("{} {:?} not found", .0.resource.qualified(), .0.name)]
+    NotFound(Key),
+    /// The name is taken.
+    #[error("{} {:?} already exists", .0.resource.qualified(), .0.name)]
+    AlreadyExists(Key),
+    /// The caller's resource version is not the current one.
+    #[error(
+        "Operation cannot be fulfilled on {} {:?}: the object has been modified; please apply your changes to the latest version and try again",
+        .0.resource.qualified(), .0.name
+    )]
+    Conflict(Key),
+    /// A watch asked for changes the history no longer has.
+    #[error("too old resource version: {requested} ({current})")]
+    Expired {
+        /// The version asked for.
+        requested: u64,
+        /// The current version.
+        current: u64,
+    },
+    /// The database file.
+    #[error("{0}")]
+    Disk(String),
+}
+
+fn disk<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Disk(e.to_string())
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The current state as `ADDED` changes, then every later change (`resourceVersion=0` or none).
+    Current,
+    /// Every change after this resource version, nothing replayed before it.
+    After(u64),
+}
+
+struct State {
+    rv: u64,
+    objects: BTreeMap<Key, Obj>,
+    history: VecDeque<Arc<Change>>,
+    /// The oldest version the history can resume after.
+    floor: u64,
+}
+
+enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// What a watch sees first, and the receiver of every later change.
+pub type Watch = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
+/// The object store. See the module documentation.
+pub struct Store {
+    state: Mutex<State>,
+    changes: broadcast::Sender<Arc<Change>>,
+    disk: Option<std::sync::mpsc::Sender<(u64, Op)>>,
+    persisted: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("rv", &self.rv()).field("on_disk", &self.disk.is_some()).finish()
+    }
+}
+
+fn now_string() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Store {
+    /// A store kept in memory only (`podvisor run`).
+    pub fn in_memory() -> Arc<Store> {
+        let (_, persisted) = watch::channel(u64::MAX);
+        Arc::new(Store::with(BTreeMap::new(), 0, None, persisted))
+    }
+
+    fn with(
+        objects: BTreeMap<Key, Obj>,
+        rv: u64,
+        disk: Option<std::sync::mpsc::Sender<(u64, Op)>>,
+        persisted: watch::Receiver<u64>,
+    ) -> Store {
+        let (changes, _) = broadcast::channel(16_384);
+        Store {
+            state: Mutex::new(State { rv, objects, history: VecDeque::new(), floor: rv }),
+            changes,
+            disk,
+            persisted,
+        }
+    }
+
+    /// Opens (or creates) the store file at `path` and loads every object.
+    pub fn open(path: &Path) -> Result<Arc<Store>, StoreError> {
+        let db = redb::Database::create(path).map_err(|e| StoreError::Disk(format!("{}: {e}", path.display())))?;
+        let mut objects = BTreeMap::new();
+        let mut rv = 0;
+        {
+            let w = db.begin_write().map_err(disk)?;
+            w.open_table(OBJECTS).map_err(disk)?;
+            w.open_table(META).map_err(disk)?;
+            w.commit().map_err(disk)?;
+            let r = db.begin_read().map_err(disk)?;
+            let t = r.open_table(OBJECTS).map_err(disk)?;
+            for entry in t.iter().map_err(disk)? {
+                let (k, v) = entry.map_err(disk)?;
+                if let (Some(key), Ok(obj)) = (Key::from_disk(k.value()), serde_json::from_slice::<Value>(v.value())) {
+                    objects.insert(key, Arc::new(obj));
+                }
+            }
+            let m = r.open_table(META).map_err(disk)?;
+            if let Some(v) = m.get("rv").map_err(disk)? {
+                rv = v.value();
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, Op)>();
+        let (done_tx, done_rx) = watch::channel(rv);
+        std::thread::Builder::new().name("store-writer".into()).spawn(move || writer(db, rx, done_tx)).map_err(disk)?;
+        Ok(Arc::new(Store::with(objects, rv, Some(tx), done_rx)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current resource version.
+    pub fn rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// One object.
+    pub fn get(&self, key: &Key) -> Option<Obj> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// The objects of `resource` (in `namespace`, or all) and the version they are current at.
+    pub fn list(&self, resource: Resource, namespace: Option<&str>) -> (Vec<Obj>, u64) {
+        let st = self.lock();
+        let items = st
+            .objects
+            .iter()
+            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, st.rv)
+    }
+
+    fn commit(&self, st: &mut State, kind: ChangeKind, key: Key, object: Value) -> Obj {
+        let object = Arc::new(object);
+        let change = Arc::new(Change { rv: st.rv, kind, key: key.clone(), object: object.clone() });
+        if kind == ChangeKind::Deleted {
+            st.objects.remove(&key);
+        } else {
+            st.objects.insert(key.clone(), object.clone());
+        }
+        if let Some(d) = &self.disk {
+            let op = match kind {
+                ChangeKind::Deleted => Op::Delete(key.disk()),
+                _ => Op::Put(key.disk(), serde_json::to_vec(&*object).unwrap_or_default()),
+            };
+            let _ = d.send((st.rv, op));
+        }
+        st.history.push_back(change.clone());
+        if st.history.len() > HISTORY
+            && let Some(old) = st.history.pop_front()
+        {
+            st.floor = old.rv;
+        }
+        let _ = self.changes.send(change);
+        object
+    }
+
+    /// Creates `obj` as a `resource`: assigns its creation time, generation and resource
+    /// version, and its UID unless admission ([`crate::admit`]) gave it one. Fails when the
+    /// name is taken.
+    pub fn create(&self, resource: Resource, mut obj: Value) -> Result<Obj, StoreError> {
+        let key = Key::of(resource, &obj);
+        let mut st = self.lock();
+        if st.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(key));
+        }
+        st.rv += 1;
+        let meta = &mut obj["metadata"];
+        if meta.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+            meta["uid"] = json!(new_uid());
+        }
+        meta["creationTimestamp"] = json!(now_string());
+        meta["resourceVersion"] = json!(st.rv.to_string());
+        if resource != Resource::Events {
+            meta["generation"] = json!(1);
+        }
+        Ok(self.commit(&mut st, ChangeKind::Added, key, obj))
+    }
+
+    /// Changes an object with `f`, which may refuse. A change to anything but `metadata` and
+    /// `status` bumps `metadata.generation`; a call that changes nothing makes no new version.
+    pub fn update<E: From<StoreError>>(
+        &self,
+        key: &Key,
+        f: impl FnOnce(&mut Value) -> Result<(), E>,
+    ) -> Result<Obj, E> {
+        let mut st = self.lock();
+        let cur = st.objects.get(key).cloned().ok_or_else(|| StoreError::NotFound(key.clone()))?;
+        let mut next = (*cur).clone();
+        f(&mut next)?;
+        // Identity and bookkeeping fields are the store's.
+        for field in ["uid", "creationTimestamp", "name", "namespace", "generation"] {
+            match cur["metadata"].get(field) {
+                Some(v) => next["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(m) = next["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
+        }
+        next["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+        if next == *cur {
+            return Ok(cur);
+        }
+        if body(&next) != body(&cur)
+            && let Some(g) = cur.pointer("/metadata/generation").and_then(Value::as_i64)
+        {
+            next["metadata"]["generation"] = json!(g + 1);
+        }
+        st.rv += 1;
+        next["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        Ok(self.commit(&mut st, ChangeKind::Modified, key.clone(), next))
+    }
+
+    /// Removes an object; watchers see its last state.
+    pub fn remove(&self, key: &Key) -> Result<Obj, StoreError> {
+        let mut st = self.lock();
+        let cur = st.objects.get(key).cloned().ok_or_else(|| StoreError::NotFound(key.clone()))?;
+        st.rv += 1;
+        let mut last = (*cur).clone();
+        last["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        Ok(self.commit(&mut st, ChangeKind::Deleted, key.clone(), last))
+    }
+
+    /// Every change from now on, of every resource.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+
+    /// The changes of `resource` a watch starting at `from` must see first, and a receiver of
+    /// every later change (of every resource: filter by [`Change::key`]).
+    pub fn watch(&self, resource: Resource, from: Start) -> Result<Watch, StoreError> {
+        let st = self.lock();
+        let rx = self.changes.subscribe();
+        let first = match from {
+            Start::Current => st
+                .objects
+                .iter()
+                .filter(|(k, _)| k.resource == resource)
+                .map(|(k, v)| {
+                    let rv =
+                        v.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
+                    Arc::new(Change {
+                        rv: rv.unwrap_or(st.rv),
+                        kind: ChangeKind::Added,
+                        key: k.clone(),
+                        object: v.clone(),
+                    })
+                })
+                .collect(),
+            Start::After(n) if n >= st.rv => Vec::new(),
+            Start::After(n) if n < st.floor => {
+                return Err(StoreError::Expired { requested: n, current: st.rv });
+            }
+            Start::After(n) => st.history.iter().filter(|c| c.rv > n && c.key.resource == resource).cloned().collect(),
+        };
+        Ok((first, rx))
+    }
+
+    /// Waits until every change up to `rv` is on disk (at once for an in-memory store).
+    pub async fn synced(&self, rv: u64) {
+        let mut rx = self.persisted.clone();
+        let _ = rx.wait_for(|p| *p >= rv).await;
+    }
+}
+
+/// An object without its `metadata` and `status`: what `generation` counts changes of.
+fn body(v: &Value) -> Option<BTreeMap<&String, &Value>> {
+    v.as_object().map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status")).collect())
+}
+
+fn writer(db: redb::Database, rx: std::sync::mpsc::Receiver<(u64, Op)>, done: watch::Sender<u64>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let last = batch.last().map(|(rv, _)| *rv).unwrap_or(0);
+        let result = (|| -> Result<(), redb::Error> {
+            let w = db.begin_write()?;
+            {
+                let mut t = w.open_table(OBJECTS)?;
+                for (_, op) in &batch {
+                    match op {
+                        Op::Put(k, v) => {
+                            t.insert(k.as_str(), v.as_slice())?;
+                        }
+                        Op::Delete(k) => {
+                            t.remove(k.as_str())?;
+                        }
+                    }
+                }
+                let mut m = w.open_table(META)?;
+                m.insert("rv", last)?;
+            }
+            w.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("podvisor: the store could not write to disk: {e}");
+        }
+        done.send_replace(last);
+    }
+}
+
+/// A fresh random UID.
+pub fn new_uid() -> String {
+    podvisor_node::new_uid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+               "spec": {"containers": [{"name": "a", "image": "busybox"}]}})
+    }
+
+    #[test]
+    fn versions_history_and_watch_resume() {
+        let s = Store::in_memory();
+        let a = s.create(Resource::Pods, pod("a")).unwrap();
+        assert_eq!(a["metadata"]["resourceVersion"], "1");
+        assert!(matches!(s.create(Resource::Pods, pod("a")), Err(StoreError::AlreadyExists(_))));
+        let key = Key::new(Resource::Pods, "default", "a");
+        let (_, rv) = s.list(Resource::Pods, Some("default"));
+        // A no-op update makes no version; a spec change bumps generation; status does not.
+        s.update::<StoreError>(&key, |_| Ok(())).unwrap();
+        assert_eq!(s.rv(), rv);
+        let b = s
+            .update::<StoreError>(&key, |v| {
+                v["spec"]["containers"][0]["image"] = json!("x");
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(b["metadata"]["generation"], 2);
+        let c = s
+            .update::<StoreError>(&key, |v| {
+                v["status"] = json!({"phase": "Running"});
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(c["metadata"]["generation"], 2);
+        assert_eq!(c["metadata"]["resourceVersion"], "3");
+        s.remove(&key).unwrap();
+        let (after, _) = s.watch(Resource::Pods, Start::After(rv)).unwrap();
+        let kinds: Vec<_> = after.iter().map(|c| (c.rv, c.kind)).collect();
+        assert_eq!(kinds, [(2, ChangeKind::Modified), (3, ChangeKind::Modified), (4, ChangeKind::Deleted)]);
+        let (now, _) = s.watch(Resource::Pods, Start::After(4)).unwrap();
+        assert!(now.is_empty());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("podvisor-store-{}", new_uid()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            s.create(Resource::Pods, pod("a")).unwrap();
+            s.create(Resource::Pods, pod("b")).unwrap();
+            let gone = s.remove(&Key::new(Resource::Pods, "default", "b")).unwrap();
+            assert_eq!(gone["metadata"]["resourceVersion"], "3");
+            s.synced(3).await;
+        }
+        // The writer thread may still hold the file briefly after the store is dropped.
+        let s = loop {
+            match Store::open(&path) {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        assert_eq!(s.rv(), 3);
+        let (pods, _) = s.list(Resource::Pods, None);
+        assert_eq!(pods.len(), 1);
+        assert!(matches!(s.watch(Resource::Pods, Start::After(1)), Err(StoreError::Expired { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

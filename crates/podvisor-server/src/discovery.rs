@@ -1,0 +1,171 @@
+//! What kubectl reads before anything else: `/version` (whose `minor` picks the kubectl the
+//! dispatcher runs), aggregated and legacy discovery, and the OpenAPI v3 documents that tell
+//! kubectl the server validates fields itself (`fieldValidation`).
+
+use podvisor_api::kinds::Resource;
+use serde_json::{Value, json};
+
+/// The content type kubectl requires on aggregated discovery.
+pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// `/version`.
+pub fn version() -> Value {
+    json!({
+        "major": "1", "minor": "32", "gitVersion": "v1.32.0-podvisor",
+        "gitCommit": env!("CARGO_PKG_VERSION"), "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23", "compiler": "gc",
+        "platform": format!("linux/{}", std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+    })
+}
+
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn group_versions(core: bool) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in Resource::ALL {
+        let i = r.info();
+        if (i.group.is_empty()) == core && !out.contains(&(i.group, i.version)) {
+            out.push((i.group, i.version));
+        }
+    }
+    out
+}
+
+fn resources_of(group: &str, version: &str) -> impl Iterator<Item = Resource> {
+    let (group, version) = (group.to_string(), version.to_string());
+    Resource::ALL.into_iter().filter(move |r| r.info().group == group && r.info().version == version)
+}
+
+fn subresources(r: Resource) -> &'static [&'static str] {
+    match r {
+        Resource::Pods => &["log", "status"],
+        Resource::Jobs | Resource::Deployments | Resource::ReplicaSets | Resource::Nodes | Resource::Namespaces => {
+            &["status"]
+        }
+        _ => &[],
+    }
+}
+
+/// Aggregated discovery for `/api` (`core`) or `/apis`.
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = group_versions(core)
+        .into_iter()
+        .map(|(g, v)| {
+            let resources: Vec<Value> = resources_of(g, v)
+                .map(|r| {
+                    let i = r.info();
+                    json!({
+                        "resource": i.plural, "singularResource": i.singular,
+                        "responseKind": {"group": g, "version": v, "kind": i.kind},
+                        "scope": if i.namespaced { "Namespaced" } else { "Cluster" },
+                        "shortNames": i.short_names, "categories": i.categories, "verbs": VERBS,
+                        "subresources": subresources(r).iter().map(|s| json!({
+                            "subresource": s, "responseKind": {"group": g, "version": v, "kind": i.kind},
+                            "verbs": ["get", "patch", "update"]})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": [{"version": v, "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+/// Legacy `/api`.
+pub fn api_versions(server: &str) -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"],
+           "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server}]})
+}
+
+/// Legacy `/apis`.
+pub fn api_groups() -> Value {
+    let groups: Vec<Value> = group_versions(false)
+        .into_iter()
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// Legacy `/api/v1` or `/apis/<group>/<version>`; `None` for a group-version not served.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for r in resources_of(group, version) {
+        let i = r.info();
+        resources.push(json!({
+            "name": i.plural, "singularName": i.singular, "namespaced": i.namespaced, "kind": i.kind,
+            "verbs": VERBS, "shortNames": i.short_names, "categories": i.categories,
+        }));
+        for s in subresources(r) {
+            resources.push(json!({"name": format!("{}/{s}", i.plural), "singularName": "", "namespaced": i.namespaced,
+                                  "kind": i.kind, "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+/// `/openapi/v3`: one document per group-version.
+pub fn openapi_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (g, v) in group_versions(true).into_iter().chain(group_versions(false)) {
+        let p = gv_path(g, v);
+        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}")}));
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/<gv path>`: a PATCH operation per kind that advertises `fieldValidation`, which
+/// is what makes kubectl leave validation to the server. No schemas: kubectl then computes
+/// apply patches from its compiled-in types, which are the real ones.
+pub fn openapi_doc(path: &str) -> Option<Value> {
+    let (g, v) = group_versions(true).into_iter().chain(group_versions(false)).find(|(g, v)| gv_path(g, v) == path)?;
+    let mut paths = serde_json::Map::new();
+    for r in resources_of(g, v) {
+        let i = r.info();
+        let p = if i.namespaced {
+            format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", i.plural)
+        } else {
+            format!("/{path}/{}/{{name}}", i.plural)
+        };
+        paths.insert(
+            p,
+            json!({"patch": {
+                "x-kubernetes-group-version-kind": {"group": g, "version": v, "kind": i.kind},
+                "parameters": [{"name": "fieldValidation", "in": "query"}, {"name": "fieldManager", "in": "query"},
+                               {"name": "dryRun", "in": "query"}, {"name": "force", "in": "query"}]
+            }}),
+        );
+    }
+    Some(json!({"openapi": "3.0.0", "info": {"title": "podvisor", "version": "v1.32.0"}, "paths": paths}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_names_every_resource_once() {
+        let core = aggregated(true);
+        let items = core["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["metadata"]["name"], "");
+        let pods = items[0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods");
+        assert_eq!(pods.unwrap()["shortNames"], json!(["po"]));
+        let groups = aggregated(false);
+        let names: Vec<&str> =
+            groups["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["batch", "apps"]);
+        assert!(openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());
+        assert!(resource_list("nope", "v1").is_none());
+    }
+}

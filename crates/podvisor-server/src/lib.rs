@@ -1,0 +1,215 @@
+//! `podvisor serve`: the Kubernetes API over HTTPS on loopback, for the real kubectl, on top
+//! of the cluster (store, controllers, node) that `podvisor run` also uses.
+//!
+//! - [`tls`]: the generated CA, serving certificate and bearer token, and a kubeconfig;
+//! - [`request`]: paths into routes, queries;
+//! - [`discovery`]: `/version`, discovery, OpenAPI;
+//! - [`api`]: get, list, watch, create, update, patch, delete;
+//! - [`logs`](mod@logs): `pods/log`;
+//! - [`admission`]: decoding, defaults, validation and update rules;
+//! - [`status`]: errors as `Status` objects.
+
+#![warn(missing_docs)]
+
+pub mod admission;
+pub mod api;
+pub mod discovery;
+pub mod logs;
+pub mod request;
+pub mod status;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, header};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use podvisor_cluster::{Cluster, Store};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::request::Route;
+use crate::status::ApiError;
+
+/// A response body: whole, or streamed (watch, follow).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+struct Channel(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Channel {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// An answer.
+pub struct Reply(Response<Body>);
+
+impl Reply {
+    /// A JSON answer.
+    pub fn json(code: u16, v: &Value) -> Reply {
+        let table = v.get("kind").and_then(Value::as_str) == Some("Table");
+        let ct = if table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
+        Reply::bytes(code, ct, serde_json::to_vec(v).unwrap_or_default())
+    }
+
+    /// An answer with this content type.
+    pub fn bytes(code: u16, content_type: &str, body: Vec<u8>) -> Reply {
+        let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
+        *r.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        if let Ok(v) = content_type.parse() {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        Reply(r)
+    }
+
+    /// A streamed answer: each chunk sent as it comes.
+    pub fn stream(content_type: &str, rx: mpsc::Receiver<Bytes>) -> Reply {
+        let mut r = Response::new(BodyExt::boxed(Channel(rx)));
+        if let Ok(v) = content_type.parse() {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        Reply(r)
+    }
+
+    fn error(e: &ApiError) -> Reply {
+        Reply::json(e.code, &e.to_status())
+    }
+}
+
+/// What every request reaches.
+pub struct State {
+    /// The cluster served.
+    pub cluster: Cluster,
+    token: String,
+    address: String,
+}
+
+impl State {
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        self.cluster.store()
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub async fn synced(&self) {
+        let store = self.store();
+        store.synced(store.rv()).await;
+    }
+}
+
+/// Serves the API on `listener` with TLS until the task is dropped.
+pub async fn serve(cluster: Cluster, listener: TcpListener, tls: Arc<rustls::ServerConfig>, token: String) {
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let state = Arc::new(State { cluster, token, address });
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await.0) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Whether `addr` may be served without an explicit opt-in.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == state.token);
+    if !authorized {
+        return Reply::error(&ApiError::unauthorized());
+    }
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = request::query(req.uri().query());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Reply::error(&ApiError::bad_request(e.to_string())),
+    };
+    match dispatch(state, &method, &path, query, &accept, &content_type, &body).await {
+        Ok(r) => r,
+        Err(e) => Reply::error(&e),
+    }
+}
+
+async fn dispatch(
+    state: &State,
+    method: &Method,
+    path: &str,
+    query: std::collections::HashMap<String, String>,
+    accept: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let route = request::route(path).ok_or_else(ApiError::no_route)?;
+    let get_only = |r: Reply| if method == Method::GET { Ok(r) } else { Err(ApiError::method_not_allowed()) };
+    match route {
+        Route::Version => get_only(Reply::json(200, &discovery::version())),
+        Route::Discovery(core) if accept.contains("as=APIGroupDiscoveryList") => {
+            let body = serde_json::to_vec(&discovery::aggregated(core)).unwrap_or_default();
+            get_only(Reply::bytes(200, discovery::AGGREGATED, body))
+        }
+        Route::Discovery(true) => get_only(Reply::json(200, &discovery::api_versions(&state.address))),
+        Route::Discovery(false) => get_only(Reply::json(200, &discovery::api_groups())),
+        Route::ResourceList(g, v) => {
+            get_only(Reply::json(200, &discovery::resource_list(&g, &v).ok_or_else(ApiError::no_route)?))
+        }
+        Route::OpenApiRoot => get_only(Reply::json(200, &discovery::openapi_root())),
+        Route::OpenApi(p) => get_only(Reply::json(200, &discovery::openapi_doc(&p).ok_or_else(ApiError::no_route)?)),
+        Route::Unserved => Err(ApiError::no_route()),
+        Route::Object { resource, namespace, name, sub } => {
+            if sub.as_deref() == Some("log") {
+                return match (method, &namespace, &name) {
+                    (&Method::GET, Some(ns), Some(n)) => logs::logs(state, ns, n, &query),
+                    _ => Err(ApiError::method_not_allowed()),
+                };
+            }
+            if sub.as_deref().is_some_and(|s| s != "status") {
+                return Err(ApiError::no_route());
+            }
+            if resource.info().namespaced && namespace.is_none() && (name.is_some() || *method != Method::GET) {
+                return Err(ApiError::no_route());
+            }
+            let table = request::wants_table(accept);
+            let call = api::Call { state, resource, namespace, name: name.clone(), sub, query, table };
+            match (method.clone(), name.is_some()) {
+                (Method::GET, _) => call.get().await,
+                (Method::POST, false) => call.create(body).await,
+                (Method::PUT, true) => call.update(body).await,
+                (Method::PATCH, true) => call.patch(content_type, body).await,
+                (Method::DELETE, _) => call.delete(body).await,
+                _ => Err(ApiError::method_not_allowed()),
+            }
+        }
+    }
+}

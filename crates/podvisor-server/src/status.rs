@@ -1,0 +1,131 @@
+//! API errors as `Status` objects, with the codes, reasons and messages of the API server.
+
+use podvisor_api::Invalid;
+use podvisor_cluster::StoreError;
+use serde_json::{Value, json};
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status code.
+    pub code: u16,
+    /// The `reason` (`NotFound`, `Invalid`, …).
+    pub reason: &'static str,
+    /// The message kubectl prints.
+    pub message: String,
+    /// `details`, when the API server gives them.
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { code, reason, message: message.into(), details: None }
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 404 for a path that names nothing served.
+    pub fn no_route() -> ApiError {
+        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    }
+
+    /// 415 UnsupportedMediaType.
+    pub fn unsupported_media(got: &str) -> ApiError {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format ({got}) - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+            ),
+        )
+    }
+
+    /// 422 Invalid, with one cause per field error.
+    pub fn invalid(e: &Invalid) -> ApiError {
+        let causes: Vec<Value> = e
+            .errors
+            .iter()
+            .map(|f| {
+                let whole = f.to_string();
+                let message = whole.strip_prefix(&format!("{}: ", f.field)).unwrap_or(&whole).to_string();
+                let reason = match f.kind {
+                    podvisor_api::field::ErrorType::Required => "FieldValueRequired",
+                    podvisor_api::field::ErrorType::Invalid(_) => "FieldValueInvalid",
+                    podvisor_api::field::ErrorType::NotSupported(..) => "FieldValueNotSupported",
+                    podvisor_api::field::ErrorType::Forbidden => "FieldValueForbidden",
+                    podvisor_api::field::ErrorType::Duplicate(_) => "FieldValueDuplicate",
+                    podvisor_api::field::ErrorType::NotFound(_) => "FieldValueNotFound",
+                };
+                json!({"reason": reason, "message": message, "field": f.field})
+            })
+            .collect();
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: e.to_string(),
+            details: Some(json!({"name": e.name, "kind": e.kind, "causes": causes})),
+        }
+    }
+
+    /// 422 Invalid with a single forbidden or immutable field.
+    pub fn immutable(kind: &str, name: &str, field: &str, message: &str) -> ApiError {
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("{kind} {name:?} is invalid: {field}: {message}"),
+            details: Some(json!({"name": name, "kind": kind, "causes": [
+                {"reason": "FieldValueInvalid", "message": message, "field": field}]})),
+        }
+    }
+
+    /// The `Status` object.
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let details = |k: &podvisor_cluster::Key| {
+            let i = k.resource.info();
+            let mut d = json!({"name": k.name, "kind": i.plural});
+            if !i.group.is_empty() {
+                d["group"] = json!(i.group);
+            }
+            Some(d)
+        };
+        match &e {
+            StoreError::NotFound(k) => {
+                ApiError { details: details(k), ..ApiError::new(404, "NotFound", e.to_string()) }
+            }
+            StoreError::AlreadyExists(k) => {
+                ApiError { details: details(k), ..ApiError::new(409, "AlreadyExists", e.to_string()) }
+            }
+            StoreError::Conflict(k) => {
+                ApiError { details: details(k), ..ApiError::new(409, "Conflict", e.to_string()) }
+            }
+            StoreError::Expired { .. } => ApiError::new(410, "Expired", e.to_string()),
+            StoreError::Disk(_) => ApiError::new(500, "InternalError", e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `podvisor serve`: the Kubernetes API on loopback over HTTPS for the real kubectl, with the
+//! store in `<data-dir>/store.redb`; `podvisor kubeconfig` prints a kubeconfig for it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use podvisor_cluster::{Cluster, Store, StoreObjects};
+use podvisor_node::{Node, NodeConfig};
+use podvisor_server::tls::Credentials;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// Options of `podvisor serve`.
+pub struct Options {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Listen beyond loopback.
+    pub allow_remote: bool,
+    /// How to reach registries.
+    pub pull: podvisor_runtime::pull::PullSettings,
+}
+
+fn serve_dir(data: &Path) -> PathBuf {
+    data.join("serve")
+}
+
+/// Runs the server until SIGINT or SIGTERM. Pods keep their state in the store; containers
+/// are stopped with the node (a restart starts them again).
+pub fn run(opts: Options) -> anyhow::Result<bool> {
+    if !podvisor_server::is_loopback(&opts.listen) && !opts.allow_remote {
+        anyhow::bail!(
+            "{}: not a loopback address; podvisor serves only this machine unless --allow-remote is given",
+            opts.listen
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let dir = serve_dir(&opts.data_dir);
+        std::fs::create_dir_all(&opts.data_dir).map_err(|e| anyhow::anyhow!("{}: {e}", opts.data_dir.display()))?;
+        let store_path = opts.data_dir.join("store.redb");
+        let store = Store::open(&store_path)?;
+        let (node_tx, node_rx) = mpsc::unbounded_channel();
+        let config = NodeConfig {
+            data_dir: opts.data_dir.clone(),
+            runtime: opts.runtime.clone(),
+            pull: opts.pull.clone(),
+            objects: Arc::new(StoreObjects(store.clone())),
+        };
+        let node = Node::open(config, node_tx).await?;
+        let creds = Credentials::load_or_create(&dir)?;
+        let tls = creds.server_config(&dir)?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: cannot listen: {e}", opts.listen))?;
+        let addr = listener.local_addr()?;
+        let server = format!("https://{addr}");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, creds.kubeconfig(&server))?;
+        std::fs::write(dir.join("address"), &server)?;
+        let cluster = Cluster::start(store, node.clone(), node_rx, None);
+        println!("podvisor: serving the Kubernetes API at {server}");
+        println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());
+        let serving = tokio::spawn(podvisor_server::serve(cluster.clone(), listener, tls, creds.token.clone()));
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
+        serving.abort();
+        println!("podvisor: stopping: containers are stopped; pods start again with the next serve");
+        node.shut_down();
+        tokio::select! {
+            _ = node.all_finished() => {}
+            _ = sigint.recv() => node.force_kill(),
+        }
+        node.all_finished().await;
+        Ok(true)
+    })
+}
+
+/// Prints the kubeconfig of the server last started with this data directory.
+pub fn kubeconfig(out: &mut impl std::io::Write, data: &Path) -> anyhow::Result<bool> {
+    let dir = serve_dir(data);
+    let server = std::fs::read_to_string(dir.join("address")).map_err(|_| {
+        anyhow::anyhow!("{}: no server has run here yet; start one with `podvisor serve`", dir.display())
+    })?;
+    let creds = Credentials::load_or_create(&dir)?;
+    write!(out, "{}", creds.kubeconfig(server.trim()))?;
+    Ok(true)
+}
