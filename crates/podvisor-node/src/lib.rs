@@ -98,6 +98,14 @@ pub fn new_uid() -> String {
     })
 }
 
+/// Whether `s` is a UUID as the API server makes them (36 characters of hex digits and dashes).
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
+}
+
 /// A handle on a running pod.
 #[derive(Clone)]
 pub struct PodHandle {
@@ -236,10 +244,11 @@ impl Node {
     }
 
     /// Starts running `pod` (defaulted and validated, with the UID the store gave it: the UID
-    /// names the pod's directories and cgroup). A pod without a UID gets a fresh one, and the
-    /// `default` namespace when it has none.
+    /// names the pod's directories and cgroup). A pod without a UID, or with one that is not a
+    /// UUID (a manifest's own is never used as a path), gets a fresh one, and the `default`
+    /// namespace when it has none.
     pub fn run_pod(&self, mut pod: Pod) -> PodHandle {
-        if pod.metadata.uid.as_deref().is_none_or(str::is_empty) {
+        if !pod.metadata.uid.as_deref().is_some_and(is_uuid) {
             pod.metadata.uid = Some(new_uid());
         }
         if pod.metadata.namespace.is_none() {

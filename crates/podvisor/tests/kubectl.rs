@@ -1,0 +1,241 @@
+//! `podvisor serve` driven by the real kubectl, end to end on real containers: the seed Job
+//! flow (apply, wait, get, describe, logs, delete), a sidecar image change (R69), a Deployment,
+//! a refused manifest, a wrong token, and a daemon killed with SIGKILL and started again.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGINT: the server stops its containers before it exits.
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A data directory with busybox:1.36 and alpine:latest loaded.
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("podvisor-kubectl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/load-test-image");
+    let out = Command::new(script).arg(dir.join("data")).output().expect("runs the script");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+/// Starts `podvisor serve` on a free port; returns once it is listening.
+fn serve(dir: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["--data-dir", dir.join("data").to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("reads");
+    assert!(first.starts_with("podvisor: serving the Kubernetes API at https://127.0.0.1:"), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, dir: dir.to_path_buf() }
+}
+
+impl Server {
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", self.dir.join("data/serve/kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.join("kube-cache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl runs");
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("writes");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("waits");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    }
+
+    /// kubectl that must succeed; its standard output.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, out, err) = self.kubectl(args, stdin);
+        assert_eq!(code, 0, "kubectl {args:?}: {out}{err}");
+        out
+    }
+}
+
+/// seed002-1 with a 2 s grace instead of 30 s, so that the test is quick.
+fn seed_job() -> String {
+    let seed = include_str!("../../../../shared/seed-manifests/seed002-1.yaml");
+    seed.replace("      restartPolicy: Never\n", "      restartPolicy: Never\n      terminationGracePeriodSeconds: 2\n")
+}
+
+const SIDECAR_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: side
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+"#;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: myapp}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: myapp}}
+  template:
+    metadata: {labels: {app: myapp}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      initContainers:
+      - name: logshipper
+        image: alpine:latest
+        restartPolicy: Always
+        command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+      containers:
+      - name: myapp
+        image: alpine:latest
+        command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+"#;
+
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    table.lines().find(|l| l.starts_with(name)).map(|l| l.split_whitespace().collect()).unwrap_or_default()
+}
+
+#[test]
+fn the_seed_job_flow_through_the_real_kubectl() {
+    let dir = data_dir("seed");
+    let server = serve(&dir);
+    let job = seed_job();
+    assert_eq!(server.ok(&["apply", "-f", "-"], Some(&job)).trim(), "job.batch/sidecar-job created");
+    let out = server.ok(&["wait", "--for=condition=complete", "job/sidecar-job", "--timeout=60s"], None);
+    assert_eq!(out.trim(), "job.batch/sidecar-job condition met");
+    let pods = server.ok(&["get", "pods"], None);
+    let r = row(&pods, "sidecar-job-");
+    assert_eq!(&r[1..4], ["0/2", "Completed", "0"], "{pods}");
+    let jobs = server.ok(&["get", "jobs"], None);
+    assert_eq!(&row(&jobs, "sidecar-job")[1..3], ["Complete", "1/1"], "{jobs}");
+    let described = server.ok(&["describe", "pod", "-l", "job-name=sidecar-job"], None);
+    let init = described.find("Init Containers:").expect("init containers listed");
+    let shipper = described.find("  log-shipper:").expect("the sidecar is listed");
+    let containers = described.find("\nContainers:").expect("containers listed");
+    assert!(init < shipper && shipper < containers, "{described}");
+    assert!(described.contains("Exit Code:    137"), "the shell sidecar ignored SIGTERM: {described}");
+    assert!(described.contains("Started container log-shipper"), "{described}");
+    assert!(described.contains("Stopping container log-shipper"), "{described}");
+    let sidecar = server.ok(
+        &[
+            "get",
+            "pod",
+            "-l",
+            "job-name=sidecar-job",
+            "-o",
+            "jsonpath={.items[0].spec.initContainers[0].restartPolicy}",
+        ],
+        None,
+    );
+    assert_eq!(sidecar, "Always");
+    let logs = server.ok(&["logs", "job/sidecar-job"], None);
+    assert_eq!(logs, "task done\n");
+
+    // Killed without a chance to clean up, the daemon comes back with every object and event.
+    let events_before = server.ok(&["get", "events", "-o", "name"], None);
+    let mut server = server;
+    let _ = Command::new("kill").args(["-KILL", &server.child.id().to_string()]).status();
+    let _ = server.child.wait();
+    std::mem::forget(server);
+    let server = serve(&dir);
+    assert_eq!(server.ok(&["get", "events", "-o", "name"], None), events_before);
+    assert_eq!(&row(&server.ok(&["get", "jobs"], None), "sidecar-job")[1..3], ["Complete", "1/1"]);
+
+    let out = server.ok(&["delete", "job", "sidecar-job"], None);
+    assert!(out.starts_with("job.batch \"sidecar-job\" deleted"), "{out}");
+    let mut gone = false;
+    for _ in 0..50 {
+        let (_, out, err) = server.kubectl(&["get", "pods,jobs"], None);
+        if out.is_empty() && err.contains("No resources found") {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the job's pod is garbage-collected with it");
+
+    // A refused manifest: the API server's message, and nothing created.
+    let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  initContainers:\n  - {name: s, image: busybox, restartPolicy: Never}\n  containers:\n  - {name: a, image: busybox}\n";
+    let (code, _, err) = server.kubectl(&["apply", "-f", "-"], Some(bad));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(r#"The Pod "bad" is invalid: spec.initContainers[0].restartPolicy: Unsupported value: "Never": supported values: "Always""#),
+        "{err}"
+    );
+    assert_eq!(server.kubectl(&["get", "pod", "bad"], None).0, 1);
+
+    // No token, no API.
+    let (code, _, err) = server.kubectl(&["--token", "wrong", "get", "pods"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("You must be logged in to the server"), "{err}");
+}
+
+#[test]
+fn r69_a_changed_sidecar_image_restarts_only_the_sidecar_and_deployments_run_2_of_2() {
+    let dir = data_dir("r69");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let changed = SIDECAR_POD.replacen("image: busybox:1.36", "image: alpine:latest", 1);
+    assert_eq!(server.ok(&["apply", "-f", "-"], Some(&changed)).trim(), "pod/web configured");
+    assert_eq!(server.ok(&["apply", "-f", "-"], Some(&changed)).trim(), "pod/web unchanged");
+    let statuses = "{range .status.initContainerStatuses[*]}{.name}={.image}/{.restartCount} {end}{range .status.containerStatuses[*]}{.name}={.image}/{.restartCount}{end}";
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = server.ok(&["get", "pod", "web", "-o", &format!("jsonpath={statuses}")], None);
+        if last == "side=alpine:latest/1 app=busybox:1.36/0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(last, "side=alpine:latest/1 app=busybox:1.36/0");
+
+    server.ok(&["apply", "-f", "-"], Some(DEPLOYMENT));
+    server.ok(&["wait", "--for=condition=Available", "deployment/myapp", "--timeout=30s"], None);
+    let mut pods = String::new();
+    for _ in 0..100 {
+        pods = server.ok(&["get", "pods", "-l", "app=myapp"], None);
+        if pods.lines().filter(|l| l.contains(" 2/2 ") && l.contains("Running")).count() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pods.lines().filter(|l| l.contains(" 2/2 ") && l.contains("Running")).count(), 2, "{pods}");
+    // A deleted pod is replaced while it terminates.
+    let victim = row(&pods, "myapp-")[0].to_string();
+    server.ok(&["delete", "pod", &victim], None);
+    let after = server.ok(&["get", "pods", "-l", "app=myapp", "-o", "name"], None);
+    assert_eq!(after.lines().count(), 2, "{after}");
+    assert!(!after.contains(&victim), "{after}");
+    server.ok(&["delete", "deployment", "myapp"], None);
+    server.ok(&["delete", "pod", "web"], None);
+}
