@@ -195,6 +195,10 @@ pub fn admit(resource: Resource, obj: &mut Value) {
         // A new pod is Pending until the node reports on it.
         obj["status"] = json!({"phase": "Pending"});
     }
+    if resource == Resource::Namespaces {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        obj["status"] = json!({"phase": "Active"});
+    }
     if resource == Resource::Jobs && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});

@@ -203,6 +203,16 @@ fn the_seed_job_flow_through_the_real_kubectl() {
 fn r69_a_changed_sidecar_image_restarts_only_the_sidecar_and_deployments_run_2_of_2() {
     let dir = data_dir("r69");
     let server = serve(&dir);
+    // `get pods -w` streams every transition from here on.
+    let mut watch = Command::new("kubectl")
+        .env("KUBECONFIG", dir.join("data/serve/kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("kube-cache-watch"))
+        .args(["get", "pods", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
     server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
     server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
     let changed = SIDECAR_POD.replacen("image: busybox:1.36", "image: alpine:latest", 1);
@@ -238,4 +248,13 @@ fn r69_a_changed_sidecar_image_restarts_only_the_sidecar_and_deployments_run_2_o
     assert!(!after.contains(&victim), "{after}");
     server.ok(&["delete", "deployment", "myapp"], None);
     server.ok(&["delete", "pod", "web"], None);
+    let _ = watch.kill();
+    let streamed = String::from_utf8_lossy(&watch.wait_with_output().expect("waits").stdout).into_owned();
+    let web: Vec<Vec<&str>> =
+        streamed.lines().filter(|l| l.starts_with("web ")).map(|l| l.split_whitespace().collect()).collect();
+    let states: Vec<String> = web.iter().map(|r| format!("{} {}", r[1], r[2])).collect();
+    let at = |s: &str| states.iter().position(|x| x == s).unwrap_or_else(|| panic!("no {s:?} in {streamed}"));
+    assert!(at("0/2 Pending") < at("2/2 Running"), "{streamed}");
+    let terminating = states.iter().position(|x| x.ends_with("Terminating"));
+    assert!(terminating.is_some_and(|t| t > at("2/2 Running")), "{streamed}");
 }
