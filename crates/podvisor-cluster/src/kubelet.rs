@@ -152,6 +152,13 @@ async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle
     let mut rx = handle.watch();
     loop {
         let snap = rx.borrow_and_update().clone();
+        if snap.status.phase.is_none() {
+            // The driver has not computed a status yet: keep the API's `Pending`.
+            if rx.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         let status = serde_json::to_value(&snap.status).unwrap_or(Value::Null);
         let written = store.update::<StoreError>(&key, |v| {
             if v.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {

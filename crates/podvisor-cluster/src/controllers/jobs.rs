@@ -160,6 +160,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
                             owner_ref(Resource::Jobs, job),
                         );
                         pod["metadata"]["generateName"] = json!(format!("{name}-"));
+                        crate::admit(Resource::Pods, &mut pod);
                         if ctx.store.create(Resource::Pods, pod).is_ok() {
                             created += 1;
                             ctx.recorder.record(

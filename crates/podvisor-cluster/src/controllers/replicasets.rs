@@ -47,6 +47,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, rs: &Value) -> Requeue {
                 owner_ref(Resource::ReplicaSets, rs),
             );
             pod["metadata"]["generateName"] = json!(format!("{name}-"));
+            crate::admit(Resource::Pods, &mut pod);
             if ctx.store.create(Resource::Pods, pod).is_ok() {
                 count += 1;
                 ctx.recorder.record(
