@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::controllers::gc::FOREGROUND;
 use crate::store::{Key, Obj, Store, StoreError};
+use crate::values::{is_deleting, is_terminal, stamp};
 
 /// What happens to an object's dependents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,14 +42,6 @@ pub struct DeleteOptions {
     pub propagation: Option<Propagation>,
     /// `preconditions.uid`.
     pub uid: Option<String>,
-}
-
-fn stamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn is_terminal(v: &Value) -> bool {
-    matches!(v.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
 }
 
 /// Deletes the object at `key`; returns its state after the request (with
@@ -103,7 +96,7 @@ pub fn delete(store: &Store, key: &Key, opts: &DeleteOptions) -> Result<Obj, Sto
             store.remove(key)
         }
         Propagation::Foreground => {
-            if cur.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            if is_deleting(&cur) {
                 return Ok(cur);
             }
             store.update::<StoreError>(key, |v| {

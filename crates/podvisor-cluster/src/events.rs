@@ -11,6 +11,7 @@ use podvisor_api::kinds::Resource;
 use serde_json::{Value, json};
 
 use crate::store::{Key, Store, StoreError};
+use crate::values::stamp;
 
 /// How long an event is kept after it last happened (the API server's `--event-ttl`).
 pub const TTL: Duration = Duration::from_secs(3600);
@@ -58,10 +59,6 @@ pub struct Recorder {
     store: Arc<Store>,
     host: String,
     seen: Arc<Mutex<Seen>>,
-}
-
-fn stamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 impl Recorder {

@@ -12,13 +12,10 @@ use podvisor_api::kinds::Resource;
 use podvisor_node::{Node, PodHandle};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 
 use crate::store::{Change, ChangeKind, Key, Start, Store, StoreError};
-
-/// Whether a pod's phase is final.
-pub fn is_terminal(pod: &Value) -> bool {
-    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
-}
+use crate::values::{is_deleting, is_terminal};
 
 fn uid(v: &Value) -> &str {
     v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
@@ -34,11 +31,13 @@ pub(crate) struct Kubelet {
     pub node: Node,
     pub node_name: String,
     handles: HashMap<String, PodHandle>,
+    /// Turns true when the store is detached from the node: nothing more is written back.
+    detached: watch::Receiver<bool>,
 }
 
 impl Kubelet {
-    pub fn new(store: Arc<Store>, node: Node, node_name: String) -> Kubelet {
-        Kubelet { store, node, node_name, handles: HashMap::new() }
+    pub fn new(store: Arc<Store>, node: Node, node_name: String, detached: watch::Receiver<bool>) -> Kubelet {
+        Kubelet { store, node, node_name, handles: HashMap::new(), detached }
     }
 
     pub async fn run(mut self) {
@@ -47,7 +46,11 @@ impl Kubelet {
             self.on_change(&c);
         }
         loop {
-            match rx.recv().await {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = self.detached.wait_for(|d| *d) => return,
+            };
+            match next {
                 Ok(c) if c.key.resource == Resource::Pods => self.on_change(&c),
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
@@ -96,7 +99,7 @@ impl Kubelet {
             self.reap();
             return;
         }
-        let deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        let deleting = is_deleting(obj);
         if let Some(h) = self.handles.get(&uid) {
             if deleting {
                 if h.is_finished() {
@@ -142,22 +145,18 @@ impl Kubelet {
         let handle = self.node.run_pod(pod);
         let uid = handle.uid().to_string();
         self.handles.insert(uid.clone(), handle.clone());
-        tokio::spawn(sync_status(self.store.clone(), key, uid, handle));
+        tokio::spawn(sync_status(self.store.clone(), key, uid, handle, self.detached.clone()));
     }
 }
 
 /// Writes each new status of the pod to the store, and removes the object when the pod has
 /// finished and is being deleted.
-async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle) {
+async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle, detached: watch::Receiver<bool>) {
     let mut rx = handle.watch();
     loop {
         let snap = rx.borrow_and_update().clone();
-        if snap.status.phase.is_none() {
-            // The driver has not computed a status yet: keep the API's `Pending`.
-            if rx.changed().await.is_err() {
-                return;
-            }
-            continue;
+        if *detached.borrow() {
+            return;
         }
         let status = serde_json::to_value(&snap.status).unwrap_or(Value::Null);
         let written = store.update::<StoreError>(&key, |v| {
@@ -172,7 +171,7 @@ async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle
             return;
         };
         if snap.finished {
-            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            if is_deleting(&obj) {
                 let _ = store.remove(&key);
             }
             return;

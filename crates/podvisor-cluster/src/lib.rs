@@ -4,7 +4,8 @@
 //! - [`controllers`]: Job, Deployment and ReplicaSet controllers and the garbage collector;
 //! - `kubelet`: runs the stored pods on the [`podvisor_node::Node`] and writes their status back;
 //! - [`events`]: Event objects from the node and the controllers;
-//! - [`delete`]: graceful deletion and propagation.
+//! - [`delete`]: graceful deletion and propagation;
+//! - [`values`]: readings of objects in JSON form.
 //!
 //! [`Cluster::start`] wires them together; both front doors only create, change and delete
 //! objects in the store and watch it.
@@ -16,6 +17,7 @@ pub mod delete;
 pub mod events;
 mod kubelet;
 pub mod store;
+pub mod values;
 
 use std::sync::Arc;
 
@@ -25,8 +27,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 pub use delete::{DeleteOptions, Propagation};
-pub use kubelet::is_terminal;
 pub use store::{Key, Obj, Store, StoreError};
+pub use values::is_terminal;
 
 use crate::events::{Involved, Recorder};
 
@@ -38,6 +40,7 @@ pub struct Cluster {
     node_name: String,
     recorder: Recorder,
     stopping: Arc<watch::Sender<bool>>,
+    detached: Arc<watch::Sender<bool>>,
 }
 
 /// This machine's host name, the node's name.
@@ -48,6 +51,21 @@ pub fn host_name() -> String {
 }
 
 impl Cluster {
+    /// Opens the node on `data_dir` (see [`Node::open`]), its pods reading ConfigMaps and
+    /// Secrets from `store`, and starts the cluster on them. Node events go to `observer`.
+    pub async fn open(
+        store: Arc<Store>,
+        data_dir: std::path::PathBuf,
+        runtime: std::path::PathBuf,
+        pull: podvisor_runtime::pull::PullSettings,
+        observer: Option<mpsc::UnboundedSender<NodeEvent>>,
+    ) -> Result<Cluster, podvisor_node::NodeError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let objects = Arc::new(StoreObjects(store.clone()));
+        let node = Node::open(podvisor_node::NodeConfig { data_dir, runtime, pull, objects }, tx).await?;
+        Ok(Cluster::start(store, node, rx, observer))
+    }
+
     /// Starts the controllers and the kubelet binding on `store` and `node`. `node_events` is
     /// the receiver of the node's events: they become Event objects and are then passed on to
     /// `observer`, if any.
@@ -66,11 +84,12 @@ impl Cluster {
             node_name: node_name.clone(),
             recorder,
             stopping: Arc::new(stopping),
+            detached: Arc::new(watch::Sender::new(false)),
         };
         cluster.ensure_basics();
         let ctx = controllers::Ctx { store: store.clone(), recorder: cluster.recorder.clone() };
         tokio::spawn(controllers::run(ctx, stop_rx));
-        tokio::spawn(kubelet::Kubelet::new(store.clone(), node, node_name).run());
+        tokio::spawn(kubelet::Kubelet::new(store.clone(), node, node_name, cluster.detached.subscribe()).run());
         let c = cluster.clone();
         tokio::spawn(async move {
             while let Some(e) = node_events.recv().await {
@@ -96,7 +115,7 @@ impl Cluster {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"},
                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
         );
-        let uname = rustix_uname();
+        let uname = os_and_kernel();
         let node = json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": self.node_name, "labels": {
@@ -172,10 +191,18 @@ impl Cluster {
     /// Stops the controllers (no new pods) and deletes every pod with its grace period.
     pub fn shut_down(&self) {
         self.stopping.send_replace(true);
-        self.node.shut_down();
         for p in self.store.list(Resource::Pods, None).0 {
             let _ = self.delete(&Key::of(Resource::Pods, &p), &DeleteOptions::default());
         }
+    }
+
+    /// Stops every container while the store keeps the pods as they are (`serve` stopping):
+    /// the controllers stop and nothing more is written back, so the next start runs the pods
+    /// again instead of recording the stop as their end.
+    pub fn stop_node(&self) {
+        self.stopping.send_replace(true);
+        self.detached.send_replace(true);
+        self.node.shut_down();
     }
 
     /// SIGKILLs every container now.
@@ -265,7 +292,7 @@ impl podvisor_runtime::objects::Objects for StoreObjects {
 }
 
 /// The OS name and kernel release for the Node object.
-fn rustix_uname() -> (String, String) {
+fn os_and_kernel() -> (String, String) {
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))

@@ -167,10 +167,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now_string() -> String {
-    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 impl Store {
     /// A store kept in memory only (`podvisor run`).
     pub fn in_memory() -> Arc<Store> {
@@ -287,7 +283,7 @@ impl Store {
         if meta.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
             meta["uid"] = json!(new_uid());
         }
-        meta["creationTimestamp"] = json!(now_string());
+        meta["creationTimestamp"] = json!(crate::values::stamp(Timestamp::now()));
         meta["resourceVersion"] = json!(st.rv.to_string());
         if resource != Resource::Events {
             meta["generation"] = json!(1);
@@ -482,12 +478,15 @@ mod tests {
             s.synced(3).await;
         }
         // The writer thread may still hold the file briefly after the store is dropped.
-        let s = loop {
-            match Store::open(&path) {
-                Ok(s) => break s,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        let mut reopened = Store::open(&path);
+        for _ in 0..200 {
+            if reopened.is_ok() {
+                break;
             }
-        };
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            reopened = Store::open(&path);
+        }
+        let s = reopened.expect("the store reopens once the writer has let go");
         assert_eq!(s.rv(), 3);
         let (pods, _) = s.list(Resource::Pods, None);
         assert_eq!(pods.len(), 1);

@@ -68,6 +68,8 @@ impl Driver {
             uid: uid(&pod),
         };
         let engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), Timestamp::now());
+        // A handle shows the engine's status from the start, never an empty one.
+        snapshot.send_replace(PodSnapshot { status: engine.status().clone(), finished: false });
         Driver {
             host,
             pod,

@@ -178,7 +178,6 @@ pub struct Node {
     host: Arc<host::Host>,
     events: mpsc::UnboundedSender<NodeEvent>,
     pods: Arc<Mutex<BTreeMap<String, PodHandle>>>,
-    stopping: watch::Sender<bool>,
     _lock: Arc<std::fs::File>,
 }
 
@@ -214,13 +213,7 @@ impl Node {
             puller: podvisor_runtime::pull::Puller::new(config.pull.clone()),
             data: config.data_dir.clone(),
         };
-        let node = Node {
-            host: Arc::new(host),
-            events,
-            pods: Arc::default(),
-            stopping: watch::Sender::new(false),
-            _lock: Arc::new(lock),
-        };
+        let node = Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) };
         node.clean_up_earlier_run().await;
         Ok(node)
     }
@@ -285,10 +278,8 @@ impl Node {
         }
     }
 
-    /// Begins shutting down: controllers create no more pods and every pod is deleted with its
-    /// grace period.
+    /// Stops every pod with the ordered graceful termination and its grace period.
     pub fn shut_down(&self) {
-        self.stopping.send_replace(true);
         for p in self.pods() {
             p.delete(None);
         }
@@ -296,21 +287,9 @@ impl Node {
 
     /// SIGKILLs every container of every pod.
     pub fn force_kill(&self) {
-        self.stopping.send_replace(true);
         for p in self.pods() {
             p.force_kill();
         }
-    }
-
-    /// Whether [`Node::shut_down`] was called.
-    pub fn is_stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
-    /// Resolves when [`Node::shut_down`] is called.
-    pub async fn stopped(&self) {
-        let mut rx = self.stopping.subscribe();
-        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// Waits until every pod run so far is finished.

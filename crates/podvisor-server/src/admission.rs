@@ -14,6 +14,17 @@ pub fn admit(resource: Resource, mut obj: Value, namespace: Option<&str>) -> Res
     if !obj.is_object() {
         return Err(ApiError::bad_request("the body of the request must be a JSON object"));
     }
+    match obj.get("metadata") {
+        None => obj["metadata"] = json!({}),
+        Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version {v:?} cannot be handled as a {kind}: metadata: expected an object",
+                kind = info.kind,
+                v = info.version
+            )));
+        }
+    }
     if obj.get("apiVersion").is_none() {
         obj["apiVersion"] = json!(resource.api_version());
     }
@@ -173,6 +184,18 @@ mod tests {
         let cause = &e.details.unwrap()["causes"][0];
         assert_eq!(cause["field"], "spec.initContainers[0].restartPolicy");
         assert_eq!(cause["message"], "Unsupported value: \"Never\": supported values: \"Always\"");
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_a_bad_request_not_a_panic() {
+        for r in [Resource::Pods, Resource::Namespaces, Resource::Events] {
+            let e = admit(r, json!({"metadata": "x"}), Some("default")).unwrap_err();
+            assert_eq!(e.code, 400, "{r:?}");
+            assert!(e.message.ends_with("metadata: expected an object"), "{}", e.message);
+            assert_eq!(admit(r, json!([1]), None).unwrap_err().code, 400);
+        }
+        let ns = admit(Resource::Namespaces, json!({"metadata": {"name": "team"}}), None).unwrap();
+        assert_eq!(ns["metadata"]["name"], "team");
     }
 
     #[test]

@@ -369,8 +369,6 @@ impl Call<'_> {
         }
         let obj = self.state.cluster.delete(&key, &opts)?;
         self.state.synced().await;
-        let code = if obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) { 202 } else { 200 };
-        // kubectl treats 200 and 202 alike; the API server answers 200 for pods.
-        Ok(Reply::json(if self.resource == Resource::Pods { 200 } else { code }, &obj))
+        Ok(Reply::json(200, &obj))
     }
 }

@@ -9,11 +9,10 @@ use std::path::PathBuf;
 
 use jiff::Timestamp;
 use podvisor_manifest::Manifest;
-use std::sync::Arc;
 
 use podvisor_api::kinds::Resource;
-use podvisor_cluster::{Cluster, Key, Store, StoreObjects};
-use podvisor_node::{Node, NodeConfig, NodeEvent, What};
+use podvisor_cluster::{Cluster, Key, Store};
+use podvisor_node::{Node, NodeEvent, What};
 use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -194,16 +193,10 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
         }
     }
     let store = Store::in_memory();
-    let (node_tx, node_rx) = mpsc::unbounded_channel();
-    let config = NodeConfig {
-        data_dir: opts.data_dir.clone(),
-        runtime: opts.runtime.clone(),
-        pull: opts.pull.clone(),
-        objects: Arc::new(StoreObjects(store.clone())),
-    };
-    let node = Node::open(config, node_tx).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let cluster = Cluster::start(store.clone(), node.clone(), node_rx, Some(tx));
+    let cluster =
+        Cluster::open(store.clone(), opts.data_dir.clone(), opts.runtime.clone(), opts.pull.clone(), Some(tx)).await?;
+    let node = cluster.node().clone();
     let mut changes = store.subscribe();
     let tty = std::io::stdout().is_terminal();
     let mut printer = Printer {

@@ -3,13 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use podvisor_cluster::{Cluster, Store, StoreObjects};
-use podvisor_node::{Node, NodeConfig};
+use podvisor_cluster::{Cluster, Store};
 use podvisor_server::tls::Credentials;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
 
 /// Options of `podvisor serve`.
 pub struct Options {
@@ -44,14 +41,6 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         std::fs::create_dir_all(&opts.data_dir).map_err(|e| anyhow::anyhow!("{}: {e}", opts.data_dir.display()))?;
         let store_path = opts.data_dir.join("store.redb");
         let store = Store::open(&store_path)?;
-        let (node_tx, node_rx) = mpsc::unbounded_channel();
-        let config = NodeConfig {
-            data_dir: opts.data_dir.clone(),
-            runtime: opts.runtime.clone(),
-            pull: opts.pull.clone(),
-            objects: Arc::new(StoreObjects(store.clone())),
-        };
-        let node = Node::open(config, node_tx).await?;
         let creds = Credentials::load_or_create(&dir)?;
         let tls = creds.server_config(&dir)?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -62,7 +51,9 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, creds.kubeconfig(&server))?;
         std::fs::write(dir.join("address"), &server)?;
-        let cluster = Cluster::start(store, node.clone(), node_rx, None);
+        let cluster =
+            Cluster::open(store, opts.data_dir.clone(), opts.runtime.clone(), opts.pull.clone(), None).await?;
+        let node = cluster.node().clone();
         println!("podvisor: serving the Kubernetes API at {server}");
         println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());
         let serving = tokio::spawn(podvisor_server::serve(cluster.clone(), listener, tls, creds.token.clone()));
@@ -71,7 +62,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
         serving.abort();
         println!("podvisor: stopping: containers are stopped; pods start again with the next serve");
-        node.shut_down();
+        cluster.stop_node();
         tokio::select! {
             _ = node.all_finished() => {}
             _ = sigint.recv() => node.force_kill(),

@@ -47,6 +47,16 @@ fn serve(dir: &Path) -> Server {
 }
 
 impl Server {
+    /// Stops the server with SIGINT (it stops its containers) and starts it again on the same
+    /// data directory.
+    fn restart(mut self) -> Server {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let dir = self.dir.clone();
+        std::mem::forget(self);
+        serve(&dir)
+    }
+
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         let mut cmd = Command::new("kubectl");
         cmd.env("KUBECONFIG", self.dir.join("data/serve/kubeconfig"))
@@ -260,4 +270,18 @@ fn r69_a_changed_sidecar_image_restarts_only_the_sidecar_and_deployments_run_2_o
     assert!(at("2/2 Running") > 0, "{streamed}");
     let terminating = states.iter().position(|x| x.ends_with("Terminating"));
     assert!(terminating.is_some_and(|t| t > at("2/2 Running")), "{streamed}");
+}
+
+#[test]
+fn pods_stopped_with_the_server_run_again_when_it_starts_again() {
+    let dir = data_dir("restart");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let server = server.restart();
+    // The stop is not recorded as the pod's end: it runs again, from its sidecar on.
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let pods = server.ok(&["get", "pods"], None);
+    assert_eq!(&row(&pods, "web")[1..3], ["2/2", "Running"], "{pods}");
+    server.ok(&["delete", "pod", "web"], None);
 }

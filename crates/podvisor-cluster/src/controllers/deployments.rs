@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{Ctx, Requeue, from_template, owned, owner_ref, safe_encode};
 use crate::events::Involved;
 use crate::store::{Key, Obj, StoreError};
+use crate::values::stamp;
 
 const COMPONENT: &str = "deployment-controller";
 const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -37,10 +38,6 @@ fn resolve(v: Option<&Value>, default: &str, total: i64, up: bool) -> i64 {
 
 fn int(v: &Value, p: &str) -> i64 {
     v.pointer(p).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn stamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn revision(rs: &Value) -> i64 {

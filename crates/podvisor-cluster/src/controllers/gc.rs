@@ -6,9 +6,10 @@
 use podvisor_api::kinds::Resource;
 use serde_json::Value;
 
-use super::{Ctx, deleting};
+use super::Ctx;
 use crate::delete::{DeleteOptions, Propagation, delete};
 use crate::store::{Change, Key, StoreError};
+use crate::values::is_deleting;
 
 /// The finalizer of a foreground deletion.
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -54,7 +55,7 @@ pub(crate) fn foreground(ctx: &Ctx, key: &Key, obj: &Value) {
     let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
     let left = dependents(ctx, &key.namespace, uid);
     for d in &left {
-        if ctx.store.get(d).is_some_and(|o| !deleting(&o)) {
+        if ctx.store.get(d).is_some_and(|o| !is_deleting(&o)) {
             let _ = delete(
                 &ctx.store,
                 d,
@@ -88,7 +89,7 @@ pub(crate) fn sweep(ctx: &Ctx) {
         }
         for o in ctx.store.list(r, None).0 {
             let key = Key::of(r, &o);
-            if deleting(&o) && r != Resource::Pods {
+            if is_deleting(&o) && r != Resource::Pods {
                 foreground(ctx, &key, &o);
                 continue;
             }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use podvisor_api::kinds::Resource;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Ctx, Requeue, deleting, from_template, owned, owner_ref, suffix};
+use super::{Ctx, Requeue, create_pod, delete_pod, owned};
 use crate::delete::{DeleteOptions, Propagation, delete};
 use crate::events::Involved;
 use crate::store::{Key, StoreError};
+use crate::values::{is_deleting, is_ready, is_terminal, stamp, time};
 
 const COMPONENT: &str = "job-controller";
 
@@ -21,14 +22,6 @@ const COMPONENT: &str = "job-controller";
 pub fn job_backoff(failures: u32) -> Duration {
     let secs = 10u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
     Duration::from_secs(secs.min(360))
-}
-
-fn stamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn time(v: &Value, p: &str) -> Option<Timestamp> {
-    v.pointer(p).and_then(Value::as_str).and_then(|t| t.parse().ok())
 }
 
 fn phase(p: &Value) -> &str {
@@ -61,12 +54,6 @@ fn restarts(p: &Value) -> u32 {
         .sum()
 }
 
-fn is_ready(p: &Value) -> bool {
-    p.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
 /// Reconciles one Job.
 pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
     let spec = &job["spec"];
@@ -91,8 +78,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
         );
         return None;
     }
-    let active: Vec<&Value> =
-        pods.iter().map(|p| &**p).filter(|p| !matches!(phase(p), "Succeeded" | "Failed") && !deleting(p)).collect();
+    let active: Vec<&Value> = pods.iter().map(|p| &**p).filter(|p| !is_terminal(p) && !is_deleting(p)).collect();
     let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as u32;
     let failed_pods: Vec<&Value> = pods.iter().map(|p| &**p).filter(|p| phase(p) == "Failed").collect();
     let on_failure = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str) == Some("OnFailure");
@@ -138,51 +124,15 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
                     requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
                 }
                 None => {
-                    let name = job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-                    let labels: Map<String, Value> = [
-                        ("batch.kubernetes.io/controller-uid", uid),
-                        ("batch.kubernetes.io/job-name", name),
-                        ("controller-uid", uid),
-                        ("job-name", name),
-                    ]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
-                    .collect();
-                    for _ in active.len()..wanted {
-                        let pod_name = format!("{name}-{}", suffix(5));
-                        let mut pod = from_template(
-                            "v1",
-                            "Pod",
-                            &spec["template"],
-                            &pod_name,
-                            &key.namespace,
-                            &labels,
-                            owner_ref(Resource::Jobs, job),
-                        );
-                        pod["metadata"]["generateName"] = json!(format!("{name}-"));
-                        crate::admit(Resource::Pods, &mut pod);
-                        if ctx.store.create(Resource::Pods, pod).is_ok() {
-                            created += 1;
-                            ctx.recorder.record(
-                                &about,
-                                "Normal",
-                                "SuccessfulCreate",
-                                &format!("Created pod: {pod_name}"),
-                                COMPONENT,
-                            );
-                        }
-                    }
+                    created =
+                        (active.len()..wanted).filter(|_| create_pod(ctx, Resource::Jobs, job, COMPONENT)).count();
                 }
             }
         }
     }
     if let Some((ty, reason, message)) = outcome {
         for p in &active {
-            let pk = Key::of(Resource::Pods, p);
-            if delete(&ctx.store, &pk, &DeleteOptions::default()).is_ok() {
-                let n = pk.name.clone();
-                ctx.recorder.record(&about, "Normal", "SuccessfulDelete", &format!("Deleted pod: {n}"), COMPONENT);
-            }
+            delete_pod(ctx, Resource::Jobs, job, p, COMPONENT);
         }
         conditions.push(json!({
             "type": ty, "status": "True", "reason": reason, "message": message,

@@ -18,8 +18,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::events::Recorder;
+use crate::delete::{DeleteOptions, delete};
+use crate::events::{Involved, Recorder};
 use crate::store::{Change, Key, Obj, Store};
+use crate::values::is_deleting;
 
 /// The characters Kubernetes uses for generated name suffixes.
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -56,11 +58,6 @@ pub(crate) type Requeue = Option<Duration>;
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or("")
-}
-
-/// Whether the object is being deleted.
-pub(crate) fn deleting(v: &Value) -> bool {
-    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
 }
 
 /// The controller owner reference of an object, if any.
@@ -113,11 +110,49 @@ pub(crate) fn from_template(
     json!({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": template.get("spec").cloned().unwrap_or(json!({}))})
 }
 
+/// Creates a pod from the pod template of `owner` (a Job or ReplicaSet, of type `resource`),
+/// named `<owner>-<5 characters>`, and records `SuccessfulCreate` as `component`.
+pub(crate) fn create_pod(ctx: &Ctx, resource: Resource, owner: &Value, component: &'static str) -> bool {
+    let name = s(owner, "/metadata/name");
+    let namespace = s(owner, "/metadata/namespace");
+    let pod_name = format!("{name}-{}", suffix(5));
+    let mut pod = from_template(
+        "v1",
+        "Pod",
+        &owner["spec"]["template"],
+        &pod_name,
+        namespace,
+        &Map::new(),
+        owner_ref(resource, owner),
+    );
+    pod["metadata"]["generateName"] = json!(format!("{name}-"));
+    crate::admit(Resource::Pods, &mut pod);
+    let created = ctx.store.create(Resource::Pods, pod).is_ok();
+    if created {
+        let about = Involved::of(resource, owner);
+        ctx.recorder.record(&about, "Normal", "SuccessfulCreate", &format!("Created pod: {pod_name}"), component);
+    }
+    created
+}
+
+/// Deletes a pod `owner` controls and records `SuccessfulDelete` as `component`.
+pub(crate) fn delete_pod(ctx: &Ctx, resource: Resource, owner: &Value, pod: &Value, component: &'static str) -> bool {
+    let key = Key::of(Resource::Pods, pod);
+    let deleted = delete(&ctx.store, &key, &DeleteOptions::default()).is_ok();
+    if deleted {
+        let about = Involved::of(resource, owner);
+        ctx.recorder.record(&about, "Normal", "SuccessfulDelete", &format!("Deleted pod: {}", key.name), component);
+    }
+    deleted
+}
+
 /// The keys a change asks to reconcile: the object itself when a controller owns its kind, and
 /// its controller owner.
 fn affected(c: &Change) -> Vec<Key> {
     let mut keys = Vec::new();
-    if matches!(c.key.resource, Resource::Jobs | Resource::ReplicaSets | Resource::Deployments) || deleting(&c.object) {
+    if matches!(c.key.resource, Resource::Jobs | Resource::ReplicaSets | Resource::Deployments)
+        || is_deleting(&c.object)
+    {
         keys.push(c.key.clone());
     }
     for o in c.object.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten() {
@@ -180,7 +215,7 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
 
 fn reconcile(ctx: &Ctx, key: &Key) -> Requeue {
     let obj = ctx.store.get(key)?;
-    if deleting(&obj) {
+    if is_deleting(&obj) {
         gc::foreground(ctx, key, &obj);
         return None;
     }
