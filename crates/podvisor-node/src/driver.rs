@@ -19,7 +19,7 @@ use podvisor_runtime::sandbox::Sandbox;
 use tokio::sync::{mpsc, watch};
 
 use crate::events::What;
-use crate::handlers::{self, Outcome};
+use crate::handlers::{self, Outcome, Purpose};
 use crate::host::{Host, Publish, Report, StartJob, container_id, pod_cgroup, remove_pod_leftovers};
 
 /// A pod's status as its driver last published it.
@@ -313,7 +313,7 @@ impl Driver {
                         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout)).await;
                         Outcome::Ok
                     } else if let Some(a) = &h.http_get {
-                        handlers::http(&netns, &c, a, timeout).await
+                        handlers::http(&netns, &c, a, timeout, Purpose::Hook).await
                     } else if let Some(a) = &h.tcp_socket {
                         handlers::tcp(&netns, &c, a, timeout).await
                     } else {
@@ -323,7 +323,7 @@ impl Driver {
                 _ => Outcome::Ok,
             };
             let result = match outcome {
-                Outcome::Ok => Ok(()),
+                Outcome::Ok | Outcome::Warning(_) => Ok(()),
                 Outcome::Failed(m) => Err(m),
             };
             let _ = report.send(Input::HookDone { container: r, hook, result });
@@ -347,9 +347,11 @@ impl Driver {
                     } else if let Some(a) = &p.tcp_socket {
                         handlers::tcp(&netns, &c, a, timeout).await.into()
                     } else if let Some(a) = &p.http_get {
-                        handlers::http(&netns, &c, a, timeout).await.into()
+                        handlers::http(&netns, &c, a, timeout, Purpose::Probe).await.into()
+                    } else if let Some(a) = &p.grpc {
+                        handlers::grpc(&netns, a, timeout).await.into()
                     } else {
-                        ProbeOutcome::Failure("gRPC probes are not supported yet".into())
+                        ProbeOutcome::Failure("the probe has no handler".into())
                     }
                 }
                 _ => ProbeOutcome::Unknown,

@@ -231,6 +231,12 @@ impl Node {
         }
     }
 
+    /// The file of the network namespace of the pod with `uid` (present while its sandbox is):
+    /// what `nsenter --net=` takes to reach the pod's loopback.
+    pub fn network_namespace(&self, uid: &str) -> PathBuf {
+        podvisor_runtime::sandbox::Sandbox::at(&self.host.run_dir(uid).join("sandbox")).namespace("net")
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.host.data

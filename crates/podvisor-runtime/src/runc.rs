@@ -271,7 +271,14 @@ impl Runc {
                 if let Some(pid) = pid.and_then(Pid::from_raw) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                // runc exec reaps the process it ran, and must: a zombie it left to this
+                // process (the subreaper) would keep the container's init from ever exiting.
+                // But it also waits for whatever still holds the output (a backgrounded child),
+                // so after a moment it is ended itself: the timeout stays the timeout.
+                if tokio::time::timeout(Duration::from_millis(500), child.wait()).await.is_err() {
+                    let _ = child.start_kill();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                }
                 Ok(None)
             }
         };

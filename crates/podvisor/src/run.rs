@@ -40,6 +40,7 @@ pub struct Options {
 const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
 
 struct Printer {
+    node: Node,
     start: Timestamp,
     colour: bool,
     /// On a terminal, the pod table kept under the output, and how many lines it has.
@@ -118,10 +119,15 @@ impl Printer {
                 writeln!(out, "{who} | {line}")?;
                 None
             }
-            What::Started { container, attempt } => Some(line(
-                format!("pod/{pod} {container}:"),
-                if *attempt == 0 { "started".into() } else { format!("started (restart {attempt})") },
-            )),
+            What::Started { container, attempt } => {
+                let started = if *attempt == 0 { "started".into() } else { format!("started (restart {attempt})") };
+                let note = (*attempt == 0).then(|| self.readiness_note(&e.uid, container)).flatten();
+                let who = format!("pod/{pod} {container}:");
+                Some(match note {
+                    Some(n) => format!("{}\n{}", line(who.clone(), started), line(who, n)),
+                    None => line(who, started),
+                })
+            }
             What::Exited { container, exit_code, reason, .. } => {
                 Some(line(format!("pod/{pod} {container}:"), format!("exited {exit_code} ({reason})")))
             }
@@ -151,6 +157,36 @@ impl Printer {
             tl.push(e);
         }
         Ok(())
+    }
+}
+
+impl Printer {
+    /// When `container` starts while a sidecar before it has a readinessProbe that has not
+    /// passed: a word that this is how Kubernetes works (readiness never holds back the next
+    /// container; a startupProbe does), since many manifests say otherwise in their comments.
+    fn readiness_note(&self, uid: &str, container: &str) -> Option<String> {
+        let handle = self.node.pods().into_iter().find(|p| p.uid() == uid)?;
+        let spec = handle.pod().spec.as_ref()?;
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        let before = match inits.iter().position(|c| c.name == container) {
+            Some(i) => &inits[..i],
+            None => inits,
+        };
+        let status = handle.status();
+        let ready = |name: &str| status.init_container_statuses.iter().flatten().any(|s| s.name == name && s.ready);
+        let waiting: Vec<&str> = before
+            .iter()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always") && c.readiness_probe.is_some())
+            .filter(|c| !ready(&c.name))
+            .map(|c| c.name.as_str())
+            .collect();
+        (!waiting.is_empty()).then(|| {
+            format!(
+                "note: started before sidecar {} passed its readinessProbe; readiness never holds back \
+                 the next container, only a startupProbe (or postStart hook) does",
+                waiting.join(", ")
+            )
+        })
     }
 }
 
@@ -200,6 +236,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let mut changes = store.subscribe();
     let tty = std::io::stdout().is_terminal();
     let mut printer = Printer {
+        node: node.clone(),
         start: Timestamp::now(),
         colour: tty,
         table: tty.then(|| (node.clone(), 0)),

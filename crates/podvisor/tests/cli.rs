@@ -398,3 +398,45 @@ fn run_refuses_two_objects_of_one_name_before_starting_anything() {
     );
     assert!(!dir.exists(), "nothing was created");
 }
+
+/// seed004-3 (data-migration) on busybox: the proxy stand-in listens only after a second and its
+/// tcpSocket readinessProbe fails until then. The migration starts anyway (R17; the seed's comment
+/// says otherwise), retries until the proxy answers, and the Job completes with its sidecar
+/// stopped after it. The run output says why the migration did not wait.
+#[test]
+fn run_explains_that_a_sidecars_readiness_does_not_hold_back_the_job() {
+    const MIGRATION: &str = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: data-migration}
+spec:
+  template:
+    spec:
+      terminationGracePeriodSeconds: 2
+      initContainers:
+      - name: cloud-sql-proxy
+        image: busybox:1.36
+        restartPolicy: Always
+        command: [sh, -c, "trap 'exit 0' TERM; sleep 1; nc -ll -p 5432 -e echo proxied & wait"]
+        readinessProbe: {tcpSocket: {port: 5432}}
+      containers:
+      - name: migration
+        image: busybox:1.36
+        command: [sh, -c, "for i in $(seq 1 50); do nc 127.0.0.1 5432 </dev/null 2>/dev/null && exit 0; sleep 0.1; done; exit 1"]
+      restartPolicy: Never
+"#;
+    let dir = data_dir_with_image("migration");
+    let data = dir.join("data");
+    let (code, out, err) = podvisor(&["run", "-", "--data-dir", data.to_str().unwrap()], Some(MIGRATION));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pos = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{out}"));
+    assert!(pos("cloud-sql-proxy: started") < pos("migration: started"));
+    assert!(
+        pos("migration: note: started before sidecar cloud-sql-proxy passed its readinessProbe")
+            < pos("/migration | proxied"),
+        "{out}"
+    );
+    assert!(pos("migration: exited 0 (Completed)") < pos("cloud-sql-proxy: sent SIGTERM"));
+    assert!(out.contains("job/data-migration: Complete"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
