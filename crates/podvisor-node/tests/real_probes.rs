@@ -276,6 +276,8 @@ async fn run(group: &str, scenarios: Vec<Scenario>) {
             Err(_) => assert!(Instant::now() < limit, "the pods did not finish in time:\n{}", f.dump()),
         }
     }
+    let zombies = zombie_children();
+    assert!(zombies.is_empty(), "probes and hooks left zombies to this process: {zombies:?}");
     let mut failures = Vec::new();
     for p in pods {
         let (status, deleted_at) = p.status.expect("every pod was deleted");
@@ -305,6 +307,18 @@ async fn run(group: &str, scenarios: Vec<Scenario>) {
 }
 
 // The kubelet words a sidecar's kill without "will be restarted".
+/// This process's children that exited and were never reaped.
+fn zombie_children() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .collect()
+}
+
 const KILLED_FOR_LIVENESS: &str = "Init container sidecar failed liveness probe";
 const KILLED_FOR_STARTUP: &str = "Init container sidecar failed startup probe";
 
