@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::events::What;
 use crate::handlers::{self, Outcome, Purpose};
-use crate::host::{Host, Publish, Report, StartJob, container_id, pod_cgroup, remove_pod_leftovers};
+use crate::host::{Host, Publish, Report, StartJob, Steps, container_id, pod_cgroup, remove_pod_leftovers};
 
 /// A pod's status as its driver last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -147,6 +147,14 @@ impl Driver {
                     reason: reason.into(),
                 });
             }
+            // The moment a sidecar counts as started (R16): what gates the next container.
+            Input::ProbeDone { container, probe: ProbeKind::Startup, outcome: ProbeOutcome::Success } => {
+                (self.publish)(What::Handler {
+                    container: container.name.clone(),
+                    handler: "startupProbe".into(),
+                    result: "ok".into(),
+                })
+            }
             Input::HookDone { container, hook, result } => (self.publish)(What::Handler {
                 container: container.name.clone(),
                 handler: match hook {
@@ -179,10 +187,12 @@ impl Driver {
         let sandbox = Sandbox::at(&dir.join("sandbox"));
         let hostname = self.pod.metadata.name.clone().unwrap_or_default();
         let failed = |reason: &str, message: String| Input::SandboxFailed { reason: reason.into(), message };
+        let mut steps = Steps::new();
         if let Err(e) = sandbox.create(&hostname).await {
             let _ = sandbox.remove();
             return failed("FailedCreatePodSandBox", e.to_string());
         }
+        steps.done("namespaces");
         let volumes =
             match podvisor_runtime::volumes::prepare(&self.pod, &dir.join("volumes"), self.host.objects.as_ref()) {
                 Ok(v) => v,
@@ -192,6 +202,8 @@ impl Driver {
                     return failed("FailedMount", e.to_string());
                 }
             };
+        steps.done("volumes");
+        (self.publish)(What::Timing { container: None, steps: steps.list });
         self.ctx = Some(Arc::new(PodContext {
             netns: Some(sandbox.namespace("net")),
             uts: Some(sandbox.namespace("uts")),

@@ -58,11 +58,11 @@ pub enum What {
         /// Why, in words.
         why: String,
     },
-    /// A lifecycle hook or probe ran.
+    /// A lifecycle hook ran, or a startup probe passed.
     Handler {
         /// The container.
         container: String,
-        /// `postStart`, `preStop`, or the probe kind.
+        /// `postStart`, `preStop` or `startupProbe`.
         handler: String,
         /// `ok`, or what failed.
         result: String,
@@ -77,6 +77,14 @@ pub enum What {
         message: String,
         /// The container it is about, if any.
         container: Option<String>,
+    },
+    /// How long the steps of setting something up took: the pod's sandbox, or a container
+    /// from its image to its running process. For `--timeline` and the benchmarks.
+    Timing {
+        /// The container, or none for the sandbox.
+        container: Option<String>,
+        /// Each step with its duration in microseconds, in order.
+        steps: Vec<(String, u64)>,
     },
     /// The pod's phase changed.
     Phase {

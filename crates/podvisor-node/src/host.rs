@@ -160,7 +160,9 @@ impl StartJob {
     /// every step is reported to the engine.
     pub async fn run(self) {
         let r = self.r.clone();
+        let mut steps = Steps::new();
         let Some(image) = self.image().await else { return };
+        steps.done("image");
         if self.is_cancelled() {
             return self.abandoned();
         }
@@ -194,6 +196,7 @@ impl StartJob {
             cleanup(&overlay, &dir);
             return self.fail("CreateContainerError", message);
         }
+        steps.done("rootfs and bundle");
         let log_dir = self.host.log_dir(&self.pod);
         let writer = match logs::Writer::create(&log_dir, &r.name, r.attempt) {
             Ok(w) => w,
@@ -219,6 +222,7 @@ impl StartJob {
             cleanup(&overlay, &dir);
             return self.abandoned();
         }
+        steps.done("runc create");
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
         let mut pumps = Vec::new();
         for (pipe, stream) in [
@@ -240,7 +244,9 @@ impl StartJob {
         }
         let started = start.is_ok();
         if started {
+            steps.done("runc start");
             let _ = self.report.send(Input::Started { container: r.clone() });
+            (self.publish)(What::Timing { container: Some(r.name.clone()), steps: steps.list });
         }
         let code = created.exit.wait().await.unwrap_or(255);
         // Output written just before the exit belongs before the exit in the logs.
@@ -314,4 +320,24 @@ pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
     let _ = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox")).remove();
     cgroup::remove(&pod_cgroup(uid));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Durations of consecutive steps, measured as they end.
+pub(crate) struct Steps {
+    last: std::time::Instant,
+    /// Each step and its duration in microseconds.
+    pub list: Vec<(String, u64)>,
+}
+
+impl Steps {
+    pub fn new() -> Self {
+        Steps { last: std::time::Instant::now(), list: Vec::new() }
+    }
+
+    /// Ends the step `name`, started when the previous one ended.
+    pub fn done(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        self.list.push((name.to_string(), now.duration_since(self.last).as_micros() as u64));
+        self.last = now;
+    }
 }

@@ -103,6 +103,8 @@ struct Observed {
     events: Vec<NodeEvent>,
     /// Every change of (pod Ready, sidecar ready), with its time.
     readiness: Vec<(Timestamp, bool, bool)>,
+    /// Every change of the sidecar's restart count, with its time.
+    restarts: Vec<(Timestamp, i32)>,
     /// The status just before the deletion.
     status: PodStatus,
     deleted_at: Timestamp,
@@ -207,6 +209,7 @@ async fn run(group: &str, scenarios: Vec<Scenario>) {
         handle: podvisor_node::PodHandle,
         created: Instant,
         readiness: Arc<Mutex<Vec<(Timestamp, bool, bool)>>>,
+        restarts: Arc<Mutex<Vec<(Timestamp, i32)>>>,
         status: Option<(PodStatus, Timestamp)>,
         set_up: bool,
         finished: bool,
@@ -216,15 +219,26 @@ async fn run(group: &str, scenarios: Vec<Scenario>) {
     let only = std::env::var("SCENARIO").ok();
     for scenario in scenarios.into_iter().filter(|s| only.as_deref().is_none_or(|o| o == s.id)) {
         let handle = f.node.run_pod(pod(&scenario.yaml));
-        let readiness = Arc::new(Mutex::new(Vec::new()));
-        let (mut rx, seen) = (handle.watch(), readiness.clone());
+        let (readiness, restarts) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+        let (mut rx, seen, counts) = (handle.watch(), readiness.clone(), restarts.clone());
         tokio::spawn(async move {
-            let mut last = None;
+            let (mut last, mut last_count) = (None, None);
             loop {
-                let now = is_ready(&rx.borrow_and_update().status);
+                let status = rx.borrow_and_update().status.clone();
+                let now = is_ready(&status);
                 if last != Some(now) {
                     seen.lock().unwrap().push((Timestamp::now(), now.0, now.1));
                     last = Some(now);
+                }
+                let count = status
+                    .init_container_statuses
+                    .iter()
+                    .flatten()
+                    .find(|c| c.name == "sidecar")
+                    .map(|c| c.restart_count);
+                if let Some(c) = count.filter(|c| last_count != Some(*c)) {
+                    counts.lock().unwrap().push((Timestamp::now(), c));
+                    last_count = Some(c);
                 }
                 if rx.changed().await.is_err() {
                     break;
@@ -237,6 +251,7 @@ async fn run(group: &str, scenarios: Vec<Scenario>) {
             handle,
             created: Instant::now(),
             readiness,
+            restarts,
             status: None,
             finished: false,
         });
@@ -287,6 +302,7 @@ async fn run(group: &str, scenarios: Vec<Scenario>) {
             pod,
             events: f.seen.iter().filter(|e| e.pod == p.handle.key()).cloned().collect(),
             readiness: p.readiness.lock().unwrap().clone(),
+            restarts: p.restarts.lock().unwrap().clone(),
             status,
             deleted_at,
         };
@@ -339,6 +355,27 @@ livenessProbe: {exec: {command: [cat, /tmp/health]}, initialDelaySeconds: 1, per
                     o.expect_restarts("app", 0)?;
                     o.expect_message("Unhealthy", "Liveness probe failed: cat: can't open '/tmp/health': No such file or directory")?;
                     o.expect_message("Killing", KILLED_FOR_LIVENESS)
+                },
+            ),
+            scenario(
+                "B-LIVE-MONOTONIC",
+                15,
+                &format!(
+                    "command: {SLEEPER}\nlivenessProbe: {{httpGet: {{path: /healthz, port: 8080}}, initialDelaySeconds: 1, periodSeconds: 1, failureThreshold: 1}}"
+                ),
+                |o| {
+                    // Minutes of back-off shortened to its start: two restarts at once, the third
+                    // after the 10 s back-off (R26), the count only ever growing.
+                    let counts: Vec<i32> = o.restarts.iter().map(|r| r.1).collect();
+                    if counts.windows(2).any(|w| w[1] < w[0]) || counts.last() < Some(&3) {
+                        return Err(format!("restart counts seen: {counts:?}"));
+                    }
+                    let at = |n: i32| o.restarts.iter().find(|r| r.1 == n).map(|r| r.0);
+                    let (Some(second), Some(third)) = (at(2), at(3)) else { return Err("no third restart".into()) };
+                    match third.duration_since(second).as_secs_f64() {
+                        gap if gap >= 9.5 => o.expect_message("BackOff", &format!("Back-off restarting failed container sidecar in pod b-live-monotonic_default({})", o.pod.metadata.uid.as_deref().unwrap_or_default())),
+                        gap => Err(format!("the third restart came {gap:.2}s after the second")),
+                    }
                 },
             ),
             scenario(

@@ -1,5 +1,6 @@
 //! The `podvisor` command line.
 
+mod bench;
 mod image;
 mod load;
 mod logs;
@@ -115,6 +116,23 @@ enum Command {
     },
     /// Print a kubeconfig for the server of this data directory.
     Kubeconfig,
+    /// Measure pod start, sidecar handoff, job completion and scale on real containers, next
+    /// to the OCI runtime's own floor; print a table and write JSON. Needs busybox:1.36 in the
+    /// data directory (scripts/load-test-image).
+    Bench {
+        /// Runs per latency figure.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Pods created at once through serve for the scale figure.
+        #[arg(long, default_value_t = 50)]
+        pods: usize,
+        /// Where to write the JSON.
+        #[arg(long, value_name = "FILE.json", default_value = "bench.json")]
+        out: std::path::PathBuf,
+        /// The OCI runtime binary (runc, crun, youki, or a path).
+        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
+        runtime: std::path::PathBuf,
+    },
     /// Manage the local image store.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -130,6 +148,10 @@ fn main() -> ExitCode {
             return finish(serve::run(serve::Options { data_dir: cli.data_dir, runtime, listen, allow_remote, pull }));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
+        Command::Bench { iterations, pods, out, runtime } => {
+            let opts = bench::Options { data_dir: cli.data_dir, runtime, iterations, pods, out };
+            return finish(bench::run(&mut std::io::stdout().lock(), opts));
+        }
         Command::Logs { pod, container, namespace, follow, previous, timestamps } => {
             let o = logs::Options { pod, namespace, container, follow, previous, timestamps };
             return finish(logs::run(&mut std::io::stdout().lock(), &cli.data_dir, o));
@@ -163,7 +185,11 @@ fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Image(_) | Command::Logs { .. } | Command::Serve { .. } | Command::Kubeconfig => Ok(true),
+        Command::Image(_)
+        | Command::Logs { .. }
+        | Command::Serve { .. }
+        | Command::Kubeconfig
+        | Command::Bench { .. } => Ok(true),
     };
     finish(result)
 }

@@ -139,9 +139,13 @@ impl Printer {
                 };
                 Some(line(format!("pod/{pod} {container}:"), format!("sent {signal}: {why}{hint}")))
             }
+            What::Handler { container, handler, .. } if handler == "startupProbe" => {
+                Some(line(format!("pod/{pod} {container}:"), "startup probe passed".into()))
+            }
             What::Handler { container, handler, result } => {
                 Some(line(format!("pod/{pod} {container}:"), format!("{handler} hook: {result}")))
             }
+            What::Timing { .. } => None,
             What::Event { kind, reason, message, .. } => {
                 let noisy =
                     *kind == "Normal" && matches!(reason.as_str(), "Pulled" | "Created" | "Started" | "Scheduled");

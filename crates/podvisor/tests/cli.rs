@@ -440,3 +440,44 @@ spec:
     assert!(out.contains("job/data-migration: Complete"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The benchmark suite in its reduced form: every figure is measured and written, on real
+/// containers; no timing is asserted.
+#[test]
+fn bench_measures_every_figure_in_its_reduced_form() {
+    let dir = data_dir_with_image("bench");
+    let (data, json) = (dir.join("data"), dir.join("bench.json"));
+    let (code, out, err) = podvisor(
+        &[
+            "bench",
+            "--iterations",
+            "1",
+            "--pods",
+            "3",
+            "--out",
+            json.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("| pod start, `podvisor run`") && out.contains("container: runc create"), "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for figure in [
+        "/floor/pod/median_ms",
+        "/run/pod_start/median_ms",
+        "/run/handoff/median_ms",
+        "/run/handoff_startup_probe/median_ms",
+        "/run/job_completion_from_sidecar_exit/median_ms",
+        "/run/seed002_1_end_to_end/median_ms",
+        "/serve/pod_start/median_ms",
+        "/serve/scale_all_running_ms",
+        "/serve/idle_rss_kib",
+        "/serve/helper_processes_per_pod",
+        "/engine/scenarios_per_second",
+    ] {
+        assert!(doc.pointer(figure).is_some_and(serde_json::Value::is_number), "{figure} missing: {doc:#}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,311 @@
+//! `podvisor bench`: how fast podvisor runs pods on this machine, next to the floor (the same
+//! containers started directly with the OCI runtime) and the alternatives, printed as a table
+//! and written as JSON.
+//!
+//! Every figure is measured on real containers (busybox:1.36 from the data directory) in the
+//! same run, except the engine's, which runs in virtual time. Nothing here asserts a timing:
+//! the targets are reported as met or missed, by how much.
+
+mod api;
+mod client;
+mod engine;
+mod floor;
+mod foreground;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Options of `podvisor bench`.
+pub struct Options {
+    /// The data directory (with busybox:1.36 loaded).
+    pub data_dir: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// Runs per latency figure.
+    pub iterations: usize,
+    /// Pods created at once for the scale figure.
+    pub pods: usize,
+    /// Where the JSON goes.
+    pub out: PathBuf,
+}
+
+/// Samples of one latency, in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Samples(pub Vec<f64>);
+
+impl Samples {
+    fn sorted(&self) -> Vec<f64> {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    /// The median (NaN when empty).
+    pub fn median(&self) -> f64 {
+        let v = self.sorted();
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    /// The 95th percentile, nearest rank (NaN when empty).
+    pub fn p95(&self) -> f64 {
+        let v = self.sorted();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((v.len() as f64) * 0.95).ceil() as usize;
+        v[rank.clamp(1, v.len()) - 1]
+    }
+
+    fn json(&self) -> Value {
+        json!({ "median_ms": round(self.median()), "p95_ms": round(self.p95()), "runs": self.0.len() })
+    }
+}
+
+fn round(x: f64) -> Value {
+    if x.is_finite() { json!((x * 1000.0).round() / 1000.0) } else { Value::Null }
+}
+
+/// One row of the table.
+struct Row {
+    metric: String,
+    podvisor: String,
+    baseline: String,
+    target: String,
+    verdict: String,
+}
+
+/// Whether `value` meets `limit` (lower is better), in words.
+fn verdict(value: f64, limit: f64, unit: &str) -> String {
+    if !value.is_finite() || !limit.is_finite() {
+        "n/a".into()
+    } else if value <= limit {
+        "met".into()
+    } else {
+        format!("missed by {:.1} {unit}", value - limit)
+    }
+}
+
+fn ms(s: &Samples) -> String {
+    format!("{:.1} / {:.1} ms", s.median(), s.p95())
+}
+
+/// Runs the suite and prints the table; the JSON goes to `opts.out`.
+pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
+    let exe = std::env::current_exe()?;
+    let image =
+        podvisor_runtime::image::ImageStore::open(&opts.data_dir)?.resolve("busybox:1.36").ok_or_else(|| {
+            anyhow::anyhow!("busybox:1.36 is not in {}: run scripts/load-test-image", opts.data_dir.display())
+        })?;
+    let n = opts.iterations.max(1);
+    writeln!(out, "podvisor bench: {n} runs per figure, {} pods at once; busybox:1.36", opts.pods)?;
+
+    writeln!(out, "- the floor: {} create + start of a prepared bundle", opts.runtime.display())?;
+    let floor = floor::measure(&opts.runtime, &image.rootfs, n)?;
+    writeln!(out, "- podvisor run: pod start, handoff, job completion")?;
+    let fg = foreground::measure(&exe, &opts.runtime, &opts.data_dir, n)?;
+    writeln!(out, "- podvisor serve: pod start over the API, {} pods at once", opts.pods)?;
+    let served = api::measure(&exe, &opts.runtime, &opts.data_dir, n, opts.pods)?;
+    writeln!(out, "- the engine in virtual time")?;
+    let eng = engine::measure(Duration::from_secs(1));
+    let podman = which("podman");
+
+    let pod_floor = floor.pod.median();
+    let per_container = floor.container.median();
+    let scale_floor = per_container * 2.0 * opts.pods as f64 / 2.0;
+    let rows = vec![
+        Row {
+            metric: "pod start, `podvisor run` (CLI → both running)".into(),
+            podvisor: ms(&fg.start),
+            baseline: format!("floor {pod_floor:.1} ms (2 × runc create+start)"),
+            target: format!("≤ 1.5 × floor = {:.1} ms", 1.5 * pod_floor),
+            verdict: verdict(fg.start.median(), 1.5 * pod_floor, "ms"),
+        },
+        Row {
+            metric: "pod start, `serve` (POST → both running)".into(),
+            podvisor: ms(&served.start),
+            baseline: format!("floor {pod_floor:.1} ms"),
+            target: format!("≤ 1.5 × floor = {:.1} ms", 1.5 * pod_floor),
+            verdict: verdict(served.start.median(), 1.5 * pod_floor, "ms"),
+        },
+        Row {
+            metric: "handoff, no probe (sidecar started → app started)".into(),
+            podvisor: ms(&fg.handoff),
+            baseline: format!("runtime start {per_container:.1} ms; kubelet: up to 1 s (relist)"),
+            target: format!("≤ runtime + 5 = {:.1} ms", per_container + 5.0),
+            verdict: verdict(fg.handoff.median(), per_container + 5.0, "ms"),
+        },
+        Row {
+            metric: "handoff, startupProbe (probe passed → app started)".into(),
+            podvisor: ms(&fg.handoff_probe),
+            baseline: format!("runtime start {per_container:.1} ms; kubelet: up to 1 s (relist)"),
+            target: format!("≤ runtime + 5 = {:.1} ms", per_container + 5.0),
+            verdict: verdict(fg.handoff_probe.median(), per_container + 5.0, "ms"),
+        },
+        Row {
+            metric: "job completion (sidecar exited → pod Succeeded)".into(),
+            podvisor: ms(&fg.completion),
+            baseline: "kubelet: up to 1 s (relist)".into(),
+            target: "≤ 50 ms".into(),
+            verdict: verdict(fg.completion.median(), 50.0, "ms"),
+        },
+        Row {
+            metric: "job completion (app exited → pod Succeeded)".into(),
+            podvisor: ms(&fg.completion_from_app),
+            baseline: "includes the sidecar's own SIGTERM handling".into(),
+            target: "-".into(),
+            verdict: "-".into(),
+        },
+        Row {
+            metric: "seed002-1 end to end, prompt sidecar (`podvisor run`)".into(),
+            podvisor: ms(&fg.seed),
+            baseline: "the app sleeps 5 s".into(),
+            target: "-".into(),
+            verdict: "-".into(),
+        },
+        Row {
+            metric: format!("{} pods at once through serve: all Running", opts.pods),
+            podvisor: format!("{:.0} ms", served.scale_ms),
+            baseline: format!("floor work / 2 cores = {scale_floor:.0} ms"),
+            target: format!("≤ 2 × = {:.0} ms", 2.0 * scale_floor),
+            verdict: verdict(served.scale_ms, 2.0 * scale_floor, "ms"),
+        },
+        Row {
+            metric: "daemon RSS per running pod".into(),
+            podvisor: format!("{:.0} KiB", served.rss_per_pod_kib),
+            baseline: "-".into(),
+            target: "< 1024 KiB".into(),
+            verdict: verdict(served.rss_per_pod_kib, 1024.0, "KiB"),
+        },
+        Row {
+            metric: "host processes per pod beyond its containers".into(),
+            podvisor: format!("{:.2}", served.helpers_per_pod),
+            baseline: "podman: conmon per container".into(),
+            target: "0".into(),
+            verdict: verdict(served.helpers_per_pod, 0.0, ""),
+        },
+        Row {
+            metric: "idle daemon RSS".into(),
+            podvisor: format!("{:.1} MiB", served.idle_rss_kib / 1024.0),
+            baseline: "-".into(),
+            target: "< 30 MiB".into(),
+            verdict: verdict(served.idle_rss_kib / 1024.0, 30.0, "MiB"),
+        },
+        Row {
+            metric: "engine: lifecycle scenarios per second (virtual time)".into(),
+            podvisor: format!("{:.0}/s", eng.per_second),
+            baseline: format!("{} runs of seed002-1", eng.runs),
+            target: "-".into(),
+            verdict: "-".into(),
+        },
+        Row {
+            metric: "`podman kube play` of the same pod".into(),
+            podvisor: "-".into(),
+            baseline: match &podman {
+                Some(p) => format!("{} present; not measured by this suite", p.display()),
+                None => "podman is not installed here".into(),
+            },
+            target: "-".into(),
+            verdict: "-".into(),
+        },
+    ];
+    writeln!(out)?;
+    table(out, &rows)?;
+    writeln!(out, "\nwhere a pod's start goes (median per step, `podvisor run`'s pods):")?;
+    for (step, us) in &fg.steps {
+        writeln!(out, "  {step:<32} {:>8.0} µs", us.median())?;
+    }
+    let doc = json!({
+        "machine": machine(),
+        "iterations": n,
+        "floor": { "pod": floor.pod.json(), "container": floor.container.json() },
+        "run": {
+            "pod_start": fg.start.json(),
+            "handoff": fg.handoff.json(),
+            "handoff_startup_probe": fg.handoff_probe.json(),
+            "job_completion_from_sidecar_exit": fg.completion.json(),
+            "job_completion_from_app_exit": fg.completion_from_app.json(),
+            "seed002_1_end_to_end": fg.seed.json(),
+            "start_steps_median_us": fg.steps.iter().map(|(s, us)| (s.clone(), round(us.median()))).collect::<serde_json::Map<_, _>>(),
+        },
+        "serve": {
+            "pod_start": served.start.json(),
+            "scale_pods": opts.pods,
+            "scale_all_running_ms": round(served.scale_ms),
+            "rss_per_pod_kib": round(served.rss_per_pod_kib),
+            "helper_processes_per_pod": round(served.helpers_per_pod),
+            "idle_rss_kib": round(served.idle_rss_kib),
+        },
+        "engine": { "scenarios_per_second": round(eng.per_second), "runs": eng.runs },
+        "podman": podman.map(|p| p.display().to_string()),
+        "kubelet_reference": { "relist_period_ms": 1000 },
+    });
+    std::fs::write(&opts.out, serde_json::to_vec_pretty(&doc)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", opts.out.display()))?;
+    writeln!(out, "\nwritten to {}", opts.out.display())?;
+    Ok(true)
+}
+
+fn table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
+    let head = ["figure", "podvisor (median / p95)", "baseline", "target", "verdict"];
+    let cells =
+        |r: &Row| [r.metric.clone(), r.podvisor.clone(), r.baseline.clone(), r.target.clone(), r.verdict.clone()];
+    let mut widths = head.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(cells(r)) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: [String; 5]| {
+        let padded: Vec<String> =
+            cols.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        format!("| {} |", padded.join(" | "))
+    };
+    writeln!(out, "{}", line(head.map(String::from)))?;
+    writeln!(out, "|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"))?;
+    for r in rows {
+        writeln!(out, "{}", line(cells(r)))?;
+    }
+    Ok(())
+}
+
+/// The machine, in words: CPU model and count, memory, kernel, runtime.
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model =
+        cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']));
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")).map(|l| l.trim());
+    json!({
+        "cpu": model,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "memory": mem,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_percentiles_by_nearest_rank() {
+        let s = Samples((1..=20).map(f64::from).collect());
+        assert_eq!(s.median(), 10.5);
+        assert_eq!(s.p95(), 19.0);
+        assert_eq!(Samples(vec![3.0]).p95(), 3.0);
+        assert!(Samples::default().median().is_nan());
+        assert_eq!(verdict(1.0, 2.0, "ms"), "met");
+        assert_eq!(verdict(3.0, 2.0, "ms"), "missed by 1.0 ms");
+    }
+}
