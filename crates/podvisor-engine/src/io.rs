@@ -90,6 +90,9 @@ pub enum ExitCause {
     OomKilled,
     /// It was created but could not be started (reported as reason `StartError`).
     StartError,
+    /// It was lost with its sandbox and nothing is known of its end (reported as reason
+    /// `ContainerStatusUnknown`, exit code 137).
+    Lost,
 }
 
 impl ExitCause {
@@ -99,6 +102,7 @@ impl ExitCause {
         match (self, exit_code) {
             (ExitCause::OomKilled, _) => "OOMKilled",
             (ExitCause::StartError, _) => "StartError",
+            (ExitCause::Lost, _) => "ContainerStatusUnknown",
             (_, 0) => "Completed",
             _ => "Error",
         }

@@ -15,7 +15,7 @@ use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
 use crate::decide::{KillReason, ProbeResults, decide};
 use crate::io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
 use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after_secs, whole_seconds};
-use crate::model::{ContainerModel, PodModel, Role};
+use crate::model::{ContainerModel, PodModel, RestartPolicy, Role};
 use crate::probe::{Cached, Worker};
 use crate::record::{Exit, Instance, Records, State};
 
@@ -175,6 +175,65 @@ impl PodEngine {
     /// Whether the pod is done: every container stopped for good and the sandbox removed.
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// R73/R74: the pod already ran in a sandbox that is gone, with every container in it (the
+    /// node stopped while it ran); `prior` is the status last reported. Call it right after
+    /// [`PodEngine::new`]. Restart counts continue from `prior`, and the pod starts over at its
+    /// first init container in a new sandbox, as after a node reboot. A `restartPolicy: Never`
+    /// pod that had created containers is not run again (no new sandbox): what had ended keeps
+    /// its end, what was running ends as `ContainerStatusUnknown` (137), and the pod is finished.
+    pub fn resume(&mut self, now: Timestamp, prior: &PodStatus) {
+        let statuses = prior.init_container_statuses.iter().flatten().chain(prior.container_statuses.iter().flatten());
+        let mut had = Vec::new();
+        for s in statuses {
+            let created = s.restart_count > 0
+                || s.state.as_ref().is_some_and(|st| st.waiting.is_none())
+                || s.last_state.as_ref().is_some_and(|l| l.terminated.is_some());
+            if created && self.model.get(&s.name).is_some() {
+                let attempts = u32::try_from(s.restart_count).unwrap_or(0) + 1;
+                self.records.carry(&s.name, attempts);
+                had.push((s, attempts - 1));
+            }
+        }
+        if had.is_empty() || self.model.restart_policy != RestartPolicy::Never {
+            self.refresh_status(now);
+            return;
+        }
+        for (s, attempt) in had {
+            let ended = s.state.as_ref().and_then(|st| st.terminated.as_ref());
+            let exit = match ended {
+                Some(t) => Exit {
+                    started_at: t.started_at.as_ref().map(|x| x.0),
+                    finished_at: t.finished_at.as_ref().map_or(now, |x| x.0),
+                    exit_code: t.exit_code,
+                    cause: match t.reason.as_deref() {
+                        Some("OOMKilled") => ExitCause::OomKilled,
+                        Some("StartError") => ExitCause::StartError,
+                        Some("ContainerStatusUnknown") => ExitCause::Lost,
+                        _ => ExitCause::Exited,
+                    },
+                    message: t.message.clone(),
+                },
+                None => Exit {
+                    started_at: s.state.as_ref().and_then(|st| st.running.as_ref()?.started_at.as_ref()).map(|x| x.0),
+                    finished_at: now,
+                    exit_code: 137,
+                    cause: ExitCause::Lost,
+                    message: Some("The container could not be located when the pod was terminated".into()),
+                },
+            };
+            self.records.push(Instance {
+                r: ContainerRef::new(s.name.clone(), attempt),
+                image: s.image.clone(),
+                id: s.container_id.clone().unwrap_or_default(),
+                state: State::Exited(exit),
+            });
+        }
+        self.out.retain(|a| !matches!(a, Action::CreateSandbox));
+        self.begin_termination(now, false, self.model.grace_seconds());
+        self.maybe_finish();
+        self.refresh_status(now);
     }
 
     /// Whether termination (deletion or completion) has begun.

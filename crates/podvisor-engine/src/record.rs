@@ -81,6 +81,9 @@ impl Instance {
 #[derive(Debug, Clone, Default)]
 pub struct Records {
     by_name: HashMap<String, Vec<Instance>>,
+    /// Attempts made in an earlier sandbox (R74): the next attempt number of a container that
+    /// has no instance in this one.
+    carried: HashMap<String, u32>,
 }
 
 impl Records {
@@ -106,7 +109,17 @@ impl Records {
 
     /// The attempt number the next instance of `name` gets.
     pub fn next_attempt(&self, name: &str) -> u32 {
-        self.latest(name).map_or(0, |i| i.r.attempt + 1)
+        self.latest(name).map_or_else(|| self.carried(name), |i| i.r.attempt + 1)
+    }
+
+    /// How many instances of `name` earlier sandboxes had.
+    pub fn carried(&self, name: &str) -> u32 {
+        self.carried.get(name).copied().unwrap_or(0)
+    }
+
+    /// Records that earlier sandboxes had `attempts` instances of `name` (R74).
+    pub fn carry(&mut self, name: &str, attempts: u32) {
+        self.carried.insert(name.to_string(), attempts);
     }
 
     /// Adds a new instance.

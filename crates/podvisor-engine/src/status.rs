@@ -141,7 +141,7 @@ fn container_status(e: &PodEngine, c: &ContainerModel) -> ContainerStatus {
         image: latest.map_or_else(|| c.image().to_string(), |i| i.image.clone()),
         image_id: String::new(),
         container_id: latest.and_then(|i| (!i.id.is_empty()).then(|| i.id.clone())),
-        restart_count: latest.map_or(0, |i| i.r.attempt as i32),
+        restart_count: latest.map_or_else(|| e.records.carried(&c.name).saturating_sub(1), |i| i.r.attempt) as i32,
         started: Some(started),
         ready,
         state: Some(state),

@@ -67,7 +67,14 @@ impl Driver {
             namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             uid: uid(&pod),
         };
-        let engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), Timestamp::now());
+        let now = Timestamp::now();
+        let mut engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), now);
+        // A pod that already reported containers ran on this node before it stopped: its
+        // sandbox and containers are gone with the node, so it resumes as after a reboot
+        // (R73, R74).
+        if let Some(prior) = &pod.status {
+            engine.resume(now, prior);
+        }
         // A handle shows the engine's status from the start, never an empty one.
         snapshot.send_replace(PodSnapshot { status: engine.status().clone(), finished: false });
         Driver {

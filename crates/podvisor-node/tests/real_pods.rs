@@ -320,7 +320,15 @@ spec:
             .collect()
     };
     let readiness_failed = "Readiness probe failed: HTTP probe failed with statuscode: 404".to_string();
-    let ok = f.until(LIMIT, |s| unhealthy(s).contains(&readiness_failed) && lines_in(s, "app") == ["ok"]).await;
+    // The app's output may come before its start is reported (the process runs before runc
+    // returns): both are waited for.
+    let ok = f
+        .until(LIMIT, |s| {
+            unhealthy(s).contains(&readiness_failed)
+                && lines_in(s, "app") == ["ok"]
+                && s.iter().any(|e| started("app")(&e.what))
+        })
+        .await;
     assert!(ok, "{}", f.dump());
     assert_eq!(
         unhealthy(&f.seen)[0],

@@ -235,4 +235,10 @@ impl PodBuilder {
     pub fn sim(self) -> Sim {
         Sim::new("pod", self.spec, self.behaviours)
     }
+
+    /// The simulation of this pod resumed after its sandbox was lost, from the status `prior`
+    /// another simulation of it reported (R73, R74).
+    pub fn resumed(self, prior: &k8s_openapi::api::core::v1::PodStatus) -> Sim {
+        Sim::resumed("pod", self.spec, self.behaviours, prior)
+    }
 }

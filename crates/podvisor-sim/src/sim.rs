@@ -91,9 +91,32 @@ impl Sim {
     /// successive instance (the last one repeats); containers not listed run forever and exit
     /// at once on SIGTERM.
     pub fn new(name: &str, spec: PodSpec, behaviours: HashMap<String, Vec<Behaviour>>) -> Self {
+        Self::start(name, spec, behaviours, None)
+    }
+
+    /// A simulation of a pod that already ran in a sandbox now gone, whose last reported
+    /// status was `prior` ([`PodEngine::resume`]: R73, R74).
+    pub fn resumed(
+        name: &str,
+        spec: PodSpec,
+        behaviours: HashMap<String, Vec<Behaviour>>,
+        prior: &k8s_openapi::api::core::v1::PodStatus,
+    ) -> Self {
+        Self::start(name, spec, behaviours, Some(prior))
+    }
+
+    fn start(
+        name: &str,
+        spec: PodSpec,
+        behaviours: HashMap<String, Vec<Behaviour>>,
+        prior: Option<&k8s_openapi::api::core::v1::PodStatus>,
+    ) -> Self {
         let t0 = epoch();
         let id = PodIdentity { name: name.into(), namespace: "default".into(), uid: format!("uid-{name}") };
-        let engine = PodEngine::new(id, spec, t0);
+        let mut engine = PodEngine::new(id, spec, t0);
+        if let Some(prior) = prior {
+            engine.resume(t0, prior);
+        }
         let mut sim = Sim {
             engine,
             t0,

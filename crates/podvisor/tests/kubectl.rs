@@ -272,16 +272,29 @@ fn r69_a_changed_sidecar_image_restarts_only_the_sidecar_and_deployments_run_2_o
     assert!(terminating.is_some_and(|t| t > at("2/2 Running")), "{streamed}");
 }
 
+/// The node's containers stop with the server, so its pods lost their sandbox: R73 and R74 as
+/// after a reboot. An `Always` pod starts over from its sidecar with its restart counts going
+/// on; a `Never` pod that ran is not run again and ends Failed, its container unknown.
 #[test]
-fn pods_stopped_with_the_server_run_again_when_it_starts_again() {
+fn pods_stopped_with_the_server_resume_as_after_a_reboot_r73_r74() {
     let dir = data_dir("restart");
     let server = serve(&dir);
+    let once = SIDECAR_POD
+        .replace("name: web", "name: once")
+        .replace("  terminationGracePeriodSeconds", "  restartPolicy: Never\n  terminationGracePeriodSeconds");
     server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
-    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    server.ok(&["apply", "-f", "-"], Some(&once));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "pod/once", "--timeout=30s"], None);
     let server = server.restart();
-    // The stop is not recorded as the pod's end: it runs again, from its sidecar on.
     server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let counts = "{range .status.initContainerStatuses[*]}{.name}/{.restartCount} {end}{range .status.containerStatuses[*]}{.name}/{.restartCount}{end}";
+    let web = server.ok(&["get", "pod", "web", "-o", &format!("jsonpath={counts}")], None);
+    assert_eq!(web, "side/1 app/1", "R74: the counts go on");
     let pods = server.ok(&["get", "pods"], None);
-    assert_eq!(&row(&pods, "web")[1..3], ["2/2", "Running"], "{pods}");
-    server.ok(&["delete", "pod", "web"], None);
+    assert_eq!(&row(&pods, "web")[1..4], ["2/2", "Running", "2"], "{pods}");
+    server.ok(&["wait", "--for=jsonpath={.status.phase}=Failed", "pod/once", "--timeout=30s"], None);
+    let app = "{.status.containerStatuses[0].state.terminated.exitCode}/{.status.containerStatuses[0].state.terminated.reason}/{.status.containerStatuses[0].restartCount}";
+    let once = server.ok(&["get", "pod", "once", "-o", &format!("jsonpath={app}")], None);
+    assert_eq!(once, "137/ContainerStatusUnknown/0", "R73: a Never pod is not run again");
+    server.ok(&["delete", "pod", "web", "once"], None);
 }

@@ -14,7 +14,7 @@ pub(crate) struct Engine {
 }
 
 /// seed002-1 as it is.
-const SEED: &str = r#"
+pub(crate) const SEED: &str = r#"
 apiVersion: batch/v1
 kind: Job
 metadata: {name: sidecar-job}

@@ -57,24 +57,9 @@ spec:
 
 /// seed002-1 with its log shipper made to end on SIGTERM (the seed's own ignores it).
 fn seed() -> String {
-    r#"apiVersion: batch/v1
-kind: Job
-metadata: {name: sidecar-job}
-spec:
-  template:
-    spec:
-      restartPolicy: Never
-      initContainers:
-      - name: log-shipper
-        image: busybox:1.36
-        restartPolicy: Always
-        command: [sh, -c, "trap 'exit 0' TERM; while true; do echo 'shipping logs...'; sleep 2 & wait; done"]
-      containers:
-      - name: main-task
-        image: busybox:1.36
-        command: [sh, -c, "echo 'task done' && sleep 5"]
-"#
-    .into()
+    let ignoring = "while true; do echo 'shipping logs...'; sleep 2; done";
+    let prompt = "trap 'exit 0' TERM; while true; do echo 'shipping logs...'; sleep 2 & wait; done";
+    super::engine::SEED.replace(ignoring, prompt)
 }
 
 /// What the foreground runs measured, in milliseconds.
@@ -194,4 +179,13 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize) -> anyh
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seed_is_run_with_a_sidecar_that_ends_on_sigterm() {
+        let seed = super::seed();
+        assert!(seed.contains("trap 'exit 0' TERM") && seed.contains("name: main-task"), "{seed}");
+    }
 }
