@@ -270,10 +270,18 @@ spec:
         s.iter().any(|e| matches!(&e.what, What::Event { reason, .. } if reason == "BackOff"))
     };
     assert!(f.until(Duration::from_secs(15), backoff).await, "{}", f.dump());
-    let st = p.status();
-    let proxy = st.init_container_statuses.iter().flatten().find(|c| c.name == "proxy").unwrap();
-    let waiting = proxy.state.as_ref().and_then(|s| s.waiting.as_ref()).expect("waiting");
-    assert_eq!(waiting.reason.as_deref(), Some("ImagePullBackOff"), "{waiting:?}");
+    // The status is published after the events of the same step: it is waited for.
+    let reason = |st: &k8s_openapi::api::core::v1::PodStatus| {
+        let proxy = st.init_container_statuses.iter().flatten().find(|c| c.name == "proxy")?;
+        proxy.state.as_ref()?.waiting.as_ref()?.reason.clone()
+    };
+    let mut watch = p.watch();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        watch.wait_for(|s| reason(&s.status).as_deref() == Some("ImagePullBackOff")),
+    )
+    .await;
+    assert!(seen.is_ok_and(|r| r.is_ok()), "{:?}", reason(&p.status()));
     let failed = f
         .seen
         .iter()
