@@ -16,6 +16,7 @@
 
 pub mod backoff;
 pub mod decide;
+pub mod duration;
 pub mod io;
 pub mod kill;
 pub mod model;
@@ -24,6 +25,7 @@ pub mod probe;
 pub mod record;
 mod status;
 
+pub use duration::go_duration;
 pub use io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
 pub use model::{PodModel, RestartPolicy, Role};
 pub use pod::{PodEngine, PodIdentity};

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
 
 use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
 use crate::decide::{KillReason, ProbeResults, decide};
+use crate::duration::go_duration;
 use crate::io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
 use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after_secs, whole_seconds};
 use crate::model::{ContainerModel, PodModel, RestartPolicy, Role};
@@ -1000,15 +1001,5 @@ impl Worker {
     /// Whether the worker may still be scheduled.
     fn is_due_candidate(&self) -> bool {
         !self.in_flight && !self.on_hold && !self.stopped
-    }
-}
-
-/// Formats a duration as Go's `time.Duration.String()` does for whole seconds (`1m20s`).
-fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match (secs / 3600, (secs % 3600) / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
     }
 }

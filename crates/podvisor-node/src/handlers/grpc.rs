@@ -8,7 +8,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use k8s_openapi::api::core::v1::GRPCAction;
 
-use super::{Outcome, go_duration, in_netns, net_error};
+use podvisor_engine::go_duration;
+
+use super::{Outcome, in_netns, net_error};
 
 /// The health service's status names, by their protobuf number.
 const STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
@@ -219,8 +221,5 @@ mod tests {
         assert_eq!(code_name(5), "NotFound");
         assert_eq!(code_name(99), "Code(99)");
         assert_eq!(percent_decode("unknown%20service%"), "unknown service%");
-        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
     }
 }

@@ -208,7 +208,7 @@ fn get(
         .map_err(|e| format!("Get \"{url}\": dial tcp {target}: connect: {}", net_error(&e)))?;
     let mut conn = if url.https {
         let name = ServerName::try_from(url.host.clone()).map_err(|e| format!("Get \"{url}\": {e}"))?;
-        let tls = ClientConnection::new(tls_config(), name).map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let tls = ClientConnection::new(tls_config()?, name).map_err(|e| format!("Get \"{url}\": {e}"))?;
         Conn::Tls(Box::new(StreamOwned::new(tls, tcp)))
     } else {
         Conn::Plain(tcp)
@@ -304,17 +304,16 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 
 /// TLS as the kubelet's probes use it: any certificate is accepted (the handshake's own
 /// signatures are still checked).
-fn tls_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+fn tls_config() -> Result<Arc<ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let verifier = Arc::new(AnyCertificate(provider.clone()));
-            let config = ClientConfig::builder_with_provider(provider)
+            ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map(|b| b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth());
-            // The defaults of the provider built in are always consistent.
-            Arc::new(config.unwrap_or_else(|_| unreachable!("aws-lc-rs supports the default protocol versions")))
+                .map(|b| Arc::new(b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()))
+                .map_err(|e| format!("TLS: {e}"))
         })
         .clone()
 }

@@ -128,13 +128,3 @@ impl From<Outcome> for ProbeOutcome {
         }
     }
 }
-
-/// A duration as Go prints one (`1s`, `1.5s`, `500ms`): the kubelet's probe messages quote it.
-pub(super) fn go_duration(d: Duration) -> String {
-    if d.as_secs() >= 1 || d.is_zero() {
-        let s = format!("{:.3}", d.as_secs_f64());
-        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}

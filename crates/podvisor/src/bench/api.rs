@@ -2,7 +2,7 @@
 //! POST to the watch event showing both containers running, then many pods at once, the daemon's
 //! memory and the processes it keeps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -59,7 +59,7 @@ fn both_running(p: &Value) -> bool {
 struct Pods {
     watch: Watch,
     running: HashMap<String, Instant>,
-    present: HashMap<String, ()>,
+    present: HashSet<String>,
 }
 
 impl Pods {
@@ -76,7 +76,7 @@ impl Pods {
                 self.present.remove(&name);
                 continue;
             }
-            self.present.insert(name.clone(), ());
+            self.present.insert(name.clone());
             if both_running(&e["object"]) {
                 self.running.entry(name).or_insert_with(Instant::now);
             }
@@ -142,9 +142,9 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
         let (_, list) = client.call("GET", &format!("{PODS}?{selector}"), None)?;
         let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
         let watch = Watch::open(&server, &format!("{PODS}?{selector}&resourceVersion={rv}"))?;
-        let mut seen = Pods { watch, running: HashMap::new(), present: HashMap::new() };
+        let mut seen = Pods { watch, running: HashMap::new(), present: HashSet::new() };
         for item in list["items"].as_array().into_iter().flatten() {
-            seen.present.insert(item["metadata"]["name"].as_str().unwrap_or_default().into(), ());
+            seen.present.insert(item["metadata"]["name"].as_str().unwrap_or_default().into());
         }
         seen.until(Duration::from_secs(60), |p| p.present.is_empty())?;
         std::thread::sleep(Duration::from_secs(1));
@@ -159,7 +159,7 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
             seen.until(Duration::from_secs(30), |p| p.running.contains_key(&name))?;
             start.0.push(seen.running[&name].duration_since(t).as_secs_f64() * 1000.0);
             client.call("DELETE", &format!("{PODS}/{name}"), None)?;
-            seen.until(Duration::from_secs(30), |p| !p.present.contains_key(&name))?;
+            seen.until(Duration::from_secs(30), |p| !p.present.contains(&name))?;
         }
 
         let names: Vec<String> = (0..pods).map(|i| format!("bench-scale-{i}")).collect();
