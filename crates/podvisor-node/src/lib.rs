@@ -43,6 +43,20 @@ pub enum NodeError {
     /// The OCI runtime binary is missing.
     #[error("OCI runtime {0:?} not found: install it (apt-get install runc) or name another with --runtime")]
     NoRuntime(String),
+    /// crun on a hybrid cgroup host whose cgroup2 hierarchy holds controllers, which crun
+    /// refuses for every container.
+    #[error(
+        "{runtime} cannot run containers on this hybrid cgroup host: its cgroup2 hierarchy holds the {} \
+         controller(s); bind them to cgroup v1 as scripts/setup does ({}) or use --runtime runc",
+        controllers.join(", "),
+        controllers.iter().map(|c| format!("mkdir -p /sys/fs/cgroup/{c} && mount -t cgroup -o {c} cgroup /sys/fs/cgroup/{c}")).collect::<Vec<_>>().join("; ")
+    )]
+    HybridCgroups {
+        /// The runtime as named.
+        runtime: String,
+        /// The controllers of the cgroup2 hierarchy.
+        controllers: Vec<String>,
+    },
     /// Another podvisor holds the data directory.
     #[error("{0}: another podvisor is using this data directory (use --data-dir for a separate one)")]
     Busy(PathBuf),
@@ -191,6 +205,7 @@ impl Node {
         }
         let runtime =
             which(&config.runtime).ok_or_else(|| NodeError::NoRuntime(config.runtime.display().to_string()))?;
+        check_cgroups(&runtime, podvisor_runtime::cgroup::hybrid_unified_controllers())?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |error| NodeError::Io { path, error }
@@ -303,5 +318,36 @@ impl Node {
         for p in self.pods() {
             p.finished().await;
         }
+    }
+}
+
+/// Refuses a runtime that cannot work with the host's cgroups, before any pod fails on it: crun
+/// refuses a hybrid host whose cgroup2 hierarchy holds controllers; runc and youki use v1 there.
+fn check_cgroups(runtime: &Path, unified_controllers: Vec<String>) -> Result<(), NodeError> {
+    let crun = runtime.file_name().is_some_and(|n| n == "crun");
+    if crun && !unified_controllers.is_empty() {
+        return Err(NodeError::HybridCgroups {
+            runtime: runtime.display().to_string(),
+            controllers: unified_controllers,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crun_is_refused_on_a_hybrid_host_with_cgroup2_controllers_and_told_the_fix() {
+        let err = check_cgroups(Path::new("/usr/bin/crun"), vec!["hugetlb".into()]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/usr/bin/crun cannot run containers on this hybrid cgroup host: its cgroup2 hierarchy holds the \
+             hugetlb controller(s); bind them to cgroup v1 as scripts/setup does (mkdir -p /sys/fs/cgroup/hugetlb \
+             && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb) or use --runtime runc"
+        );
+        assert!(check_cgroups(Path::new("/usr/bin/crun"), vec![]).is_ok());
+        assert!(check_cgroups(Path::new("/usr/sbin/runc"), vec!["hugetlb".into()]).is_ok());
     }
 }

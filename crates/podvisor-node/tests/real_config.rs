@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fixture, pod, terminated};
+use common::{fixture, pod, runtime, terminated};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -196,7 +196,7 @@ spec:
     });
     let data = f.node.data_dir().to_path_buf();
     let runc = |args: &[&str]| {
-        std::process::Command::new("runc").arg("--root").arg(data.join("runc")).args(args).output().unwrap()
+        std::process::Command::new(runtime()).arg("--root").arg(data.join("runc")).args(args).output().unwrap()
     };
     let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
     assert!(listed.contains("podvisor-"), "the container runs: {listed}");
@@ -209,7 +209,7 @@ spec:
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let config = podvisor_node::NodeConfig {
             data_dir: data.clone(),
-            runtime: "runc".into(),
+            runtime: runtime().into(),
             pull: Default::default(),
             objects: std::sync::Arc::new(podvisor_node::ObjectStore::default()),
         };

@@ -9,6 +9,14 @@ fn v1() -> bool {
     Path::new(ROOT).join("memory").is_dir()
 }
 
+/// The controllers of the cgroup2 hierarchy of a hybrid host (v1 controllers with cgroup2 at
+/// `/sys/fs/cgroup/unified`): those no v1 hierarchy holds. Empty on a v1-only or v2-only host.
+pub fn hybrid_unified_controllers() -> Vec<String> {
+    std::fs::read_to_string(Path::new(ROOT).join("unified/cgroup.controllers"))
+        .map(|text| text.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// Whether the kernel's OOM killer killed a process in the cgroup at `path` (an absolute
 /// `cgroupsPath`). Read before the runtime deletes the container.
 pub fn oom_killed(path: &str) -> bool {

@@ -48,9 +48,14 @@ pub async fn fixture(name: &str) -> Fixture {
     let (tx, rx) = mpsc::unbounded_channel();
     let objects = std::sync::Arc::new(podvisor_node::ObjectStore::default());
     let config =
-        NodeConfig { data_dir: data, runtime: "runc".into(), pull: Default::default(), objects: objects.clone() };
+        NodeConfig { data_dir: data, runtime: runtime().into(), pull: Default::default(), objects: objects.clone() };
     let node = Node::open(config, tx).await.expect("the node opens");
     Fixture { node, objects, events: rx, seen: Vec::new(), dir, keep: false }
+}
+
+/// The OCI runtime the tests drive: runc, or the one named by `PODVISOR_TEST_RUNTIME`.
+pub fn runtime() -> String {
+    std::env::var("PODVISOR_TEST_RUNTIME").unwrap_or_else(|_| "runc".into())
 }
 
 /// The pods of a manifest, defaulted and validated as `podvisor run` does.
