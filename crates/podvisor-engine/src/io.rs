@@ -196,6 +196,14 @@ pub enum Input {
     },
     /// Stop waiting: SIGKILL every running container now (a second Ctrl-C).
     ForceKill,
+    /// The node evicts the pod (an `emptyDir` past its `sizeLimit`): it is killed with a grace
+    /// of 1 s and ends `Failed` with reason `Evicted` and this message, as the kubelet's
+    /// eviction manager ends it.
+    Evict {
+        /// The pod's `status.message`, e.g. `Usage of EmptyDir volume "cache" exceeds the
+        /// limit "1Mi". `.
+        message: String,
+    },
     /// The pod spec changed (only container images are mutable on a running pod).
     UpdateSpec(Box<k8s_openapi::api::core::v1::PodSpec>),
 }

@@ -104,7 +104,14 @@ pub struct PodEngine {
     finished: bool,
     out: VecDeque<Action>,
     pub(crate) status: PodStatus,
+    /// When `activeDeadlineSeconds` runs out, counted from the pod's start time.
+    active_deadline: Option<Timestamp>,
+    /// Why the node ended the pod itself (`status.reason`, `status.message`): it is `Failed`.
+    pub(crate) verdict: Option<(String, String)>,
 }
+
+/// The kubelet's grace for an eviction (`immediateEvictionGracePeriodSeconds`).
+const EVICTION_GRACE_SECONDS: i64 = 1;
 
 impl ProbeResults for BTreeMap<(ContainerRef, ProbeKind), Worker> {
     fn cached(&self, r: &ContainerRef, kind: ProbeKind) -> Option<Cached> {
@@ -141,7 +148,10 @@ impl PodEngine {
             finished: false,
             out: VecDeque::new(),
             status: PodStatus::default(),
+            active_deadline: None,
+            verdict: None,
         };
+        engine.set_active_deadline();
         engine.out.push_back(Action::CreateSandbox);
         engine.refresh_status(now);
         engine
@@ -160,7 +170,8 @@ impl PodEngine {
         let retry = self.retries.first().copied();
         let probe = self.probes.values().filter(|w| w.is_due_candidate()).filter_map(|w| w.next_at).min();
         let kill = self.kills.values().filter_map(|k| k.deadline).min();
-        [retry, probe, kill, self.sandbox_retry].into_iter().flatten().min()
+        let deadline = self.active_deadline.filter(|_| self.terminating.is_none());
+        [retry, probe, kill, self.sandbox_retry, deadline].into_iter().flatten().min()
     }
 
     /// The pod's API status as of the last input.
@@ -185,6 +196,12 @@ impl PodEngine {
     /// pod that had created containers is not run again (no new sandbox): what had ended keeps
     /// its end, what was running ends as `ContainerStatusUnknown` (137), and the pod is finished.
     pub fn resume(&mut self, now: Timestamp, prior: &PodStatus) {
+        // The start time is the pod's, kept across node restarts (`activeDeadlineSeconds`
+        // counts from it).
+        if let Some(t) = &prior.start_time {
+            self.start_time = t.0;
+            self.set_active_deadline();
+        }
         let statuses = prior.init_container_statuses.iter().flatten().chain(prior.container_statuses.iter().flatten());
         let mut had = Vec::new();
         for s in statuses {
@@ -244,6 +261,14 @@ impl PodEngine {
 
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.active_deadline.is_some_and(|t| t <= now) && self.terminating.is_none() && !self.finished {
+            // The kubelet's active deadline handler: a Normal event, and the pod ends Failed
+            // after a kill with its own grace.
+            let message = "Pod was active on the node longer than the specified deadline".to_string();
+            self.record(EventType::Normal, "DeadlineExceeded", message.clone(), None);
+            self.verdict = Some(("DeadlineExceeded".into(), message));
+            self.begin_termination(now, false, self.model.grace_seconds());
+        }
         if self.sandbox_retry.is_some_and(|t| t <= now) {
             self.sandbox_retry = None;
             if self.sandbox == Sandbox::Creating && self.terminating.is_none() {
@@ -286,6 +311,7 @@ impl PodEngine {
             Input::ProbeDone { container, probe, outcome } => self.on_probe_done(now, &container, probe, outcome),
             Input::Delete { grace_seconds } => self.on_delete(now, grace_seconds),
             Input::ForceKill => self.on_force_kill(now),
+            Input::Evict { message } => self.on_evict(now, message),
             Input::UpdateSpec(spec) => self.on_update_spec(*spec),
         }
         self.drive(now);
@@ -930,6 +956,34 @@ impl PodEngine {
             }
             None => self.begin_termination(now, true, grace),
         }
+    }
+
+    fn on_evict(&mut self, now: Timestamp, message: String) {
+        if self.finished {
+            return;
+        }
+        self.record(EventType::Warning, "Evicted", message.clone(), None);
+        match &mut self.terminating {
+            // A pod already stopping keeps its outcome; the eviction only shortens its grace.
+            Some(term) => {
+                if EVICTION_GRACE_SECONDS < term.grace {
+                    term.grace = EVICTION_GRACE_SECONDS;
+                    self.cap_kills(now, EVICTION_GRACE_SECONDS);
+                }
+            }
+            None => {
+                self.verdict = Some(("Evicted".into(), message));
+                self.begin_termination(now, false, EVICTION_GRACE_SECONDS);
+            }
+        }
+    }
+
+    fn set_active_deadline(&mut self) {
+        self.active_deadline = self
+            .spec
+            .active_deadline_seconds
+            .filter(|s| *s > 0)
+            .map(|s| self.start_time + jiff::SignedDuration::from_secs(s));
     }
 
     fn on_force_kill(&mut self, now: Timestamp) {

@@ -199,6 +199,12 @@ impl PodBuilder {
         self
     }
 
+    /// Sets `activeDeadlineSeconds`.
+    pub fn active_deadline(mut self, s: i64) -> Self {
+        self.spec.active_deadline_seconds = Some(s);
+        self
+    }
+
     fn add(&mut self, c: Ctr) -> Container {
         self.behaviours.insert(c.spec.name.clone(), c.behaviour);
         c.spec

@@ -180,6 +180,11 @@ impl Sim {
         self.feed(Input::Delete { grace_seconds });
     }
 
+    /// Evicts the pod now, as the node does when an `emptyDir` passes its `sizeLimit`.
+    pub fn evict(&mut self, message: &str) {
+        self.feed(Input::Evict { message: message.into() });
+    }
+
     /// Changes a container's image now (a spec update).
     pub fn set_image(&mut self, container: &str, image: &str) {
         let mut spec = self.engine.spec().clone();
