@@ -47,6 +47,14 @@ pub(crate) struct Driver {
     phase: String,
     /// The cancel flags of starts in flight.
     starts: HashMap<ContainerRef, Arc<AtomicBool>>,
+    /// The watches of `emptyDir` size limits, while the sandbox is up.
+    size_watches: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.size_watches.iter().for_each(|w| w.abort());
+    }
 }
 
 fn uid(pod: &Pod) -> String {
@@ -89,6 +97,7 @@ impl Driver {
             stop_sent: HashMap::new(),
             phase: String::new(),
             starts: HashMap::new(),
+            size_watches: Vec::new(),
         }
     }
 
@@ -210,6 +219,9 @@ impl Driver {
                 }
             };
         steps.done("volumes");
+        for limit in crate::eviction::limits(&self.pod, &volumes) {
+            self.size_watches.push(crate::eviction::watch(limit, self.report.clone()));
+        }
         (self.publish)(What::Timing { container: None, steps: steps.list });
         self.ctx = Some(Arc::new(PodContext {
             netns: Some(sandbox.namespace("net")),
@@ -257,7 +269,10 @@ impl Driver {
             Action::RunHook { container, hook, timeout } => self.run_hook(container, hook, timeout),
             Action::RunProbe { container, probe, timeout } => self.run_probe(container, probe, timeout),
             Action::Signal { container, signal } => self.signal(container, signal),
-            Action::RemoveSandbox => remove_pod_leftovers(&self.host, &uid(&self.pod)).await,
+            Action::RemoveSandbox => {
+                self.size_watches.drain(..).for_each(|w| w.abort());
+                remove_pod_leftovers(&self.host, &uid(&self.pod)).await
+            }
             Action::Record(e) => (self.publish)(What::Event {
                 kind: match e.kind {
                     EventType::Normal => "Normal",

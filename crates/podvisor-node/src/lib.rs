@@ -12,6 +12,7 @@
 
 mod driver;
 pub mod events;
+mod eviction;
 mod handlers;
 mod host;
 pub mod pod_logs;

@@ -358,3 +358,48 @@ spec:
     p.delete(None);
     f.finish(&p, LIMIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_dir_past_its_size_limit_evicts_the_pod() {
+    let mut f = fixture("sizelimit").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hoarder}
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 30
+  volumes: [{name: cache, emptyDir: {sizeLimit: 1Mi}}, {name: other, emptyDir: {}}]
+  initContainers:
+  - name: filler
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'exit 0' TERM; dd if=/dev/zero of=/other/big bs=1k count=2048 2>/dev/null; dd if=/dev/zero of=/cache/a bs=1k count=512 2>/dev/null; sync; echo half; sleep 1; mkdir /cache/d; dd if=/dev/zero of=/cache/d/b bs=1k count=1024 2>/dev/null; sync; echo over; while :; do sleep 0.1; done"]
+    volumeMounts: [{name: cache, mountPath: /cache}, {name: other, mountPath: /other}]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "trap '' TERM; while :; do sleep 0.1; done"]
+"#));
+    // The app ignores SIGTERM: only the eviction's 1 s grace (and the 2 s minimum), not the
+    // pod's 30 s, lets the pod end this soon.
+    let status = f.finish(&p, Duration::from_secs(15)).await;
+    let message = "Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". ";
+    assert_eq!(status.phase.as_deref(), Some("Failed"), "{}", f.dump());
+    assert_eq!((status.reason.as_deref(), status.message.as_deref()), (Some("Evicted"), Some(message)));
+    let evicted = |w: &What| matches!(w, What::Event { reason, message: m, .. } if reason == "Evicted" && m == message);
+    assert!(f.index(evicted).is_some(), "{}", f.dump());
+    assert_eq!(
+        f.lines("filler"),
+        ["half", "over"],
+        "half the limit did not evict; an unlimited volume counts for nothing"
+    );
+    assert_eq!(terminated(&status, "app").exit_code, 137, "killed after the eviction's grace");
+    assert_eq!(terminated(&status, "filler").exit_code, 0, "the sidecar handled SIGTERM");
+    // The sidecar waits for the app at most the 1 s of grace (R42), so it is signalled before
+    // the app, which ignores SIGTERM, is killed.
+    let (app_term, filler_term) = (f.index(signalled("app", "SIGTERM")), f.index(signalled("filler", "SIGTERM")));
+    assert!(app_term < filler_term && filler_term < f.index(exited("app")), "{}", f.dump());
+    let restarts: Vec<i32> = status.container_statuses.iter().flatten().map(|c| c.restart_count).collect();
+    assert_eq!(restarts, [0], "an evicted pod is not restarted, whatever its restart policy");
+}

@@ -17,4 +17,5 @@ pub mod pull;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
+pub mod usage;
 pub mod volumes;
