@@ -228,6 +228,7 @@ impl Driver {
             uts: Some(sandbox.namespace("uts")),
             ipc: Some(sandbox.namespace("ipc")),
             cgroup_parent: pod_cgroup(&uid),
+            cgroup_v2: podvisor_runtime::cgroup::is_v2(),
             etc_files: sandbox.etc_files(),
             volumes,
             hostname: Some(hostname),

@@ -53,6 +53,9 @@ pub struct PodContext {
     pub ipc: Option<PathBuf>,
     /// The pod's cgroup path; each container gets a child.
     pub cgroup_parent: String,
+    /// Whether the host has one unified cgroup v2 hierarchy. There a container's processes are
+    /// OOM-killed together (`memory.oom.group`), as the kubelet has them on cgroup v2.
+    pub cgroup_v2: bool,
     /// Files bind-mounted at `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`.
     pub etc_files: Vec<(String, PathBuf)>,
     /// Host directories of the pod's volumes, by volume name.
@@ -362,17 +365,33 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
             })
             .transpose()
     };
+    let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
     let mut resources = LinuxResourcesBuilder::default();
+    // CPU shares from the request, as the kubelet computes them (the runtime turns them into a
+    // cgroup v2 weight): 1024 per CPU, at least 2.
+    let request = match requests.get("cpu") {
+        Some(q) => podvisor_api::resources::parse_milli(&q.0).map_err(|_| BundleError::Quantity {
+            container: c.name.clone(),
+            resource: "cpu".into(),
+            quantity: q.0.clone(),
+        })?,
+        None => 0,
+    };
+    let shares = u64::try_from((request * 1024 / 1000).clamp(2, 262_144)).unwrap_or(2);
     if let Some(mem) = quantity("memory")? {
         let bytes = (mem / 1000) as i64;
         let memory = LinuxMemoryBuilder::default().limit(bytes).swap(bytes).build().map_err(|e| oci(e.to_string()))?;
         resources = resources.memory(memory);
     }
-    if let Some(cpu) = quantity("cpu")? {
+    let mut cpu = LinuxCpuBuilder::default().shares(shares);
+    if let Some(limit) = quantity("cpu")? {
         let period: u64 = 100_000;
-        let quota = ((cpu * period as i128) / 1000).max(1000) as i64;
-        let cpu = LinuxCpuBuilder::default().quota(quota).period(period).build().map_err(|e| oci(e.to_string()))?;
-        resources = resources.cpu(cpu);
+        let quota = ((limit * period as i128) / 1000).max(1000) as i64;
+        cpu = cpu.quota(quota).period(period);
+    }
+    resources = resources.cpu(cpu.build().map_err(|e| oci(e.to_string()))?);
+    if ctx.cgroup_v2 {
+        resources = resources.unified(HashMap::from([("memory.oom.group".to_string(), "1".to_string())]));
     }
     let pids = LinuxPidsBuilder::default().limit(4096).build().map_err(|e| oci(e.to_string()))?;
     let mut resources = resources.pids(pids);
@@ -462,9 +481,28 @@ mod tests {
         assert_eq!(json["process"]["env"], serde_json::json!(["PATH=/bin", "A=image"]));
         assert_eq!(json["linux"]["cgroupsPath"], "/podvisor/p/p-c-0");
         assert_eq!(json["linux"]["resources"]["memory"]["limit"], 32 * 1024 * 1024);
+        assert_eq!(json["linux"]["resources"]["cpu"], serde_json::json!({"shares": 2}), "no request: the minimum");
+        assert!(json["linux"]["resources"].get("unified").is_none(), "cgroup v1 has no unified files");
         let ns = json["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.iter().any(|n| n["type"] == "network" && n["path"] == "/run/netns/p"));
         assert!(json.get("hostname").is_none(), "the hostname belongs to the shared UTS namespace");
+    }
+
+    #[test]
+    fn cpu_shares_follow_the_request_and_cgroup_v2_kills_a_container_as_a_group() {
+        let mut container = c(Some(&["sh"]), None);
+        let q = |s: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.into());
+        container.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+            requests: Some([("cpu".to_string(), q("250m"))].into()),
+            limits: Some([("cpu".to_string(), q("500m"))].into()),
+            ..Default::default()
+        });
+        let ctx = PodContext { cgroup_parent: "/podvisor/p".into(), cgroup_v2: true, ..Default::default() };
+        let inst = Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None };
+        let json = serde_json::to_value(spec(&container, &image(), &ctx, &inst).unwrap()).unwrap();
+        let r = &json["linux"]["resources"];
+        assert_eq!(r["cpu"], serde_json::json!({"shares": 256, "quota": 50000, "period": 100000}));
+        assert_eq!(r["unified"], serde_json::json!({"memory.oom.group": "1"}));
     }
 
     #[test]

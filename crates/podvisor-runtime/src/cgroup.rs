@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 const ROOT: &str = "/sys/fs/cgroup";
 
 fn v1() -> bool {
-    Path::new(ROOT).join("memory").is_dir()
+    !is_v2()
+}
+
+/// Whether the host has one unified cgroup v2 hierarchy at `/sys/fs/cgroup`.
+pub fn is_v2() -> bool {
+    Path::new(ROOT).join("cgroup.controllers").is_file()
 }
 
 /// The controllers of the cgroup2 hierarchy of a hybrid host (v1 controllers with cgroup2 at
