@@ -113,6 +113,9 @@ pub struct Problem {
     pub pos: Pos,
     /// What is wrong, worded as the API server words it.
     pub message: String,
+    /// For a field the type does not have: its path (`spec.containers[0].bogus`). Only such
+    /// problems may be let through, as warnings or silently (`fieldValidation=Warn|Ignore`).
+    pub unknown_field: Option<String>,
 }
 
 /// Why a manifest file could not be loaded.
@@ -161,7 +164,11 @@ pub fn load_file(path: &Path) -> Result<Vec<Manifest>, LoadError> {
 pub fn load_str(source_name: &str, text: &str) -> Result<Vec<Manifest>, LoadError> {
     let invalid = |problems| LoadError::Invalid { source_name: source_name.to_string(), problems };
     let docs = yaml::parse_documents(text).map_err(|e| {
-        invalid(vec![Problem { pos: e.pos, message: format!("error converting YAML to JSON: {}", e.message) }])
+        invalid(vec![Problem {
+            pos: e.pos,
+            message: format!("error converting YAML to JSON: {}", e.message),
+            unknown_field: None,
+        }])
     })?;
     let mut out = Vec::new();
     let mut problems = Vec::new();
@@ -174,20 +181,52 @@ pub fn load_str(source_name: &str, text: &str) -> Result<Vec<Manifest>, LoadErro
     if problems.is_empty() { Ok(out) } else { Err(invalid(problems)) }
 }
 
+/// Decodes manifest text as the API server does with `fieldValidation=Warn` or `Ignore`:
+/// fields the types do not have are dropped and returned as warnings (`unknown field
+/// "spec.foo"`); any other problem fails as in [`load_str`].
+pub fn load_str_lenient(source_name: &str, text: &str) -> Result<(Vec<Manifest>, Vec<String>), LoadError> {
+    let docs = yaml::parse_documents(text).map_err(|e| LoadError::Invalid {
+        source_name: source_name.to_string(),
+        problems: vec![Problem {
+            pos: e.pos,
+            message: format!("error converting YAML to JSON: {}", e.message),
+            unknown_field: None,
+        }],
+    })?;
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for doc in docs {
+        if !matches!(doc.kind, yaml::NodeKind::Scalar(Value::Null)) {
+            decode_document(source_name, doc, &mut out, &mut problems);
+        }
+    }
+    let (unknown, other): (Vec<Problem>, Vec<Problem>) = problems.into_iter().partition(|p| p.unknown_field.is_some());
+    if !other.is_empty() {
+        return Err(LoadError::Invalid { source_name: source_name.to_string(), problems: other });
+    }
+    let warnings =
+        unknown.into_iter().filter_map(|p| p.unknown_field).map(|f| format!("unknown field {f:?}")).collect();
+    Ok((out, warnings))
+}
+
 fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &mut Vec<Problem>) {
     let value = doc.to_json();
     let Value::Object(map) = &value else {
-        problems.push(Problem { pos: doc.pos, message: "a manifest must be a mapping (an object)".into() });
+        problems.push(Problem {
+            pos: doc.pos,
+            message: "a manifest must be a mapping (an object)".into(),
+            unknown_field: None,
+        });
         return;
     };
     let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     if kind.is_empty() {
-        problems.push(Problem { pos: doc.pos, message: "Object 'Kind' is missing".into() });
+        problems.push(Problem { pos: doc.pos, message: "Object 'Kind' is missing".into(), unknown_field: None });
         return;
     }
     if api_version.is_empty() {
-        problems.push(Problem { pos: doc.pos, message: "Object 'apiVersion' is missing".into() });
+        problems.push(Problem { pos: doc.pos, message: "Object 'apiVersion' is missing".into(), unknown_field: None });
         return;
     }
     let object = match (api_version.as_str(), kind.as_str()) {
@@ -210,6 +249,7 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
                     "no matches for kind \"{kind}\" in version \"{api_version}\" (supported: v1 Pod, batch/v1 Job, \
                      apps/v1 Deployment, v1 ConfigMap, v1 Secret, v1 List)"
                 ),
+                unknown_field: None,
             });
             None
         }
@@ -232,14 +272,20 @@ fn decode_list(source: &str, doc: &Node, out: &mut Vec<Manifest>, problems: &mut
                 }
             }
             ("items", yaml::NodeKind::Scalar(Value::Null)) => {}
-            ("items", _) => problems.push(Problem { pos: node.pos, message: "items: must be a list".into() }),
-            (other, _) => problems
-                .push(Problem { pos: *kpos, message: format!("strict decoding error: unknown field \"{other}\"") }),
+            ("items", _) => {
+                problems.push(Problem { pos: node.pos, message: "items: must be a list".into(), unknown_field: None })
+            }
+            (other, _) => problems.push(Problem {
+                pos: *kpos,
+                message: format!("strict decoding error: unknown field \"{other}\""),
+                unknown_field: Some(other.to_string()),
+            }),
         }
     }
 }
 
 /// Decodes one document into `T`, recording every unknown field and the first type error.
+/// With only unknown fields, the object (without them) is returned beside its problems.
 fn typed<T: DeserializeOwned + Serialize>(doc: &Node, value: Value, problems: &mut Vec<Problem>) -> Option<T> {
     let decoded: Result<T, _> = serde_path_to_error::deserialize(&value);
     match decoded {
@@ -248,23 +294,25 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Node, value: Value, problems: &m
                 Ok(encoded) => unknown_fields(&value, &encoded),
                 Err(_) => Vec::new(),
             };
-            if unknown.is_empty() {
-                return Some(object);
-            }
             for path in unknown {
+                let field = render_path(&path);
                 problems.push(Problem {
                     pos: doc.locate(&path, true),
-                    message: format!("strict decoding error: unknown field \"{}\"", render_path(&path)),
+                    message: format!("strict decoding error: unknown field \"{field}\""),
+                    unknown_field: Some(field),
                 });
             }
-            None
+            Some(object)
         }
         Err(err) => {
             let path = serde_path(err.path());
             let inner = err.into_inner().to_string();
             // serde_json appends " at line 0 column 0" only for text input; a Value has none.
-            problems
-                .push(Problem { pos: doc.locate(&path, false), message: format!("{}: {inner}", render_path(&path)) });
+            problems.push(Problem {
+                pos: doc.locate(&path, false),
+                message: format!("{}: {inner}", render_path(&path)),
+                unknown_field: None,
+            });
             None
         }
     }

@@ -55,11 +55,24 @@ fn unknown_fields_are_all_reported_with_their_place() {
         p[0],
         Problem {
             pos: Pos { line: 9, column: 5 },
-            message: "strict decoding error: unknown field \"spec.containers[0].bogus\"".into()
+            message: "strict decoding error: unknown field \"spec.containers[0].bogus\"".into(),
+            unknown_field: Some("spec.containers[0].bogus".into()),
         }
     );
     assert_eq!(p[1].pos, Pos { line: 10, column: 3 });
     assert!(p[1].message.contains("\"spec.nodeSelectr\""));
+}
+
+#[test]
+fn lenient_decoding_drops_unknown_fields_as_warnings_but_not_other_problems() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: busybox\n    bogus: 1\n  nodeSelectr: {}\n";
+    let (objects, warnings) = crate::load_str_lenient("p.yaml", text).unwrap();
+    assert_eq!(warnings, ["unknown field \"spec.containers[0].bogus\"", "unknown field \"spec.nodeSelectr\""]);
+    let json = objects[0].object.to_json().unwrap();
+    assert_eq!(json["spec"], serde_json::json!({"containers": [{"name": "a", "image": "busybox"}]}));
+    let wrong_type = text.replace("bogus: 1", "ports: [{containerPort: http}]");
+    let p = problems(crate::load_str_lenient("p.yaml", &wrong_type).unwrap_err());
+    assert_eq!(p.len(), 1, "only the wrong type is an error: {p:?}");
 }
 
 #[test]
