@@ -8,6 +8,7 @@
 pub mod columns;
 pub mod defaults;
 pub mod field;
+pub mod json_patch;
 pub mod kinds;
 pub mod objects;
 pub mod patch;

@@ -57,7 +57,7 @@ impl Kubelet {
                     let (pods, _) = self.store.list(Resource::Pods, None);
                     for p in pods {
                         let key = Key::of(Resource::Pods, &p);
-                        self.on_change(&Change { rv: 0, kind: ChangeKind::Modified, key, object: p });
+                        self.on_change(&Change { rv: 0, kind: ChangeKind::Modified, key, object: p, previous: None });
                     }
                     self.reap();
                 }

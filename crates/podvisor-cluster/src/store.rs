@@ -94,6 +94,30 @@ pub struct Change {
     pub key: Key,
     /// The object after the change (its last state for a deletion).
     pub object: Obj,
+    /// The object before a modification: a filtered watch turns a change that moves an object
+    /// into or out of its selection into `ADDED` or `DELETED`.
+    pub previous: Option<Obj>,
+}
+
+impl Change {
+    /// The event a watch that sees only objects matching `wanted` sends for this change, if
+    /// any: as the API server's watch, an object modified out of the selection is `DELETED`
+    /// for it, and one modified into it is `ADDED`.
+    pub fn seen_through(&self, wanted: impl Fn(&Value) -> bool) -> Option<ChangeKind> {
+        let now = wanted(&self.object);
+        match self.kind {
+            ChangeKind::Modified => {
+                let before = self.previous.as_ref().is_none_or(|p| wanted(p));
+                match (before, now) {
+                    (true, true) => Some(ChangeKind::Modified),
+                    (false, true) => Some(ChangeKind::Added),
+                    (true, false) => Some(ChangeKind::Deleted),
+                    (false, false) => None,
+                }
+            }
+            kind => now.then_some(kind),
+        }
+    }
 }
 
 /// Why a store operation failed, worded as the API server words it.
@@ -246,7 +270,8 @@ impl Store {
 
     fn commit(&self, st: &mut State, kind: ChangeKind, key: Key, object: Value) -> Obj {
         let object = Arc::new(object);
-        let change = Arc::new(Change { rv: st.rv, kind, key: key.clone(), object: object.clone() });
+        let previous = if kind == ChangeKind::Modified { st.objects.get(&key).cloned() } else { None };
+        let change = Arc::new(Change { rv: st.rv, kind, key: key.clone(), object: object.clone(), previous });
         if kind == ChangeKind::Deleted {
             st.objects.remove(&key);
         } else {
@@ -360,6 +385,7 @@ impl Store {
                         kind: ChangeKind::Added,
                         key: k.clone(),
                         object: v.clone(),
+                        previous: None,
                     })
                 })
                 .collect(),

@@ -8,8 +8,44 @@ use serde_json::{Value, json};
 
 use crate::status::ApiError;
 
-/// Decodes, defaults and validates `obj` as a `resource`, as a create or update body.
-pub fn admit(resource: Resource, mut obj: Value, namespace: Option<&str>) -> Result<Value, ApiError> {
+/// What to do with fields the types do not have (the `fieldValidation` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refuse the request (400), naming every unknown field: what kubectl asks for by default.
+    Strict,
+    /// Drop them and say so in `Warning` headers: the API server's default.
+    Warn,
+    /// Drop them silently (`kubectl --validate=false`).
+    Ignore,
+}
+
+impl FieldValidation {
+    /// The directive of a request: `Warn` when it names none.
+    pub fn parse(value: Option<&str>) -> Result<FieldValidation, ApiError> {
+        match value {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            ))),
+        }
+    }
+}
+
+/// Decodes, defaults and validates `obj` as a `resource`, as a create or update body, refusing
+/// unknown fields.
+pub fn admit(resource: Resource, obj: Value, namespace: Option<&str>) -> Result<Value, ApiError> {
+    admit_with(resource, obj, namespace, FieldValidation::Strict).map(|(obj, _)| obj)
+}
+
+/// [`admit`] with a `fieldValidation` directive; returns the object and the warnings to send.
+pub fn admit_with(
+    resource: Resource,
+    mut obj: Value,
+    namespace: Option<&str>,
+    validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
     let info = resource.info();
     if !obj.is_object() {
         return Err(ApiError::bad_request("the body of the request must be a JSON object"));
@@ -65,10 +101,14 @@ pub fn admit(resource: Resource, mut obj: Value, namespace: Option<&str>) -> Res
         Resource::Pods | Resource::Jobs | Resource::Deployments | Resource::ConfigMaps | Resource::Secrets
     ) {
         podvisor_cluster::normalize(resource, &mut obj);
-        return Ok(obj);
+        return Ok((obj, Vec::new()));
     }
     let text = obj.to_string();
-    let mut manifests = match podvisor_manifest::load_str("request", &text) {
+    let loaded = match validation {
+        FieldValidation::Strict => podvisor_manifest::load_str("request", &text).map(|m| (m, Vec::new())),
+        FieldValidation::Warn | FieldValidation::Ignore => podvisor_manifest::load_str_lenient("request", &text),
+    };
+    let (mut manifests, mut warnings) = match loaded {
         Ok(m) => m,
         Err(LoadError::Invalid { problems, .. }) => {
             let what: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
@@ -90,7 +130,10 @@ pub fn admit(resource: Resource, mut obj: Value, namespace: Option<&str>) -> Res
         out["status"] = status.clone();
     }
     podvisor_cluster::normalize(resource, &mut out);
-    Ok(out)
+    if validation == FieldValidation::Ignore {
+        warnings.clear();
+    }
+    Ok((out, warnings))
 }
 
 fn without(spec: &Value, mutable: &[&str]) -> Value {
@@ -184,6 +227,25 @@ mod tests {
         let cause = &e.details.unwrap()["causes"][0];
         assert_eq!(cause["field"], "spec.initContainers[0].restartPolicy");
         assert_eq!(cause["message"], "Unsupported value: \"Never\": supported values: \"Always\"");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_warned_of_or_dropped_as_field_validation_says() {
+        let cm =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}, "bogus": 1});
+        let e = admit_with(Resource::ConfigMaps, cm.clone(), Some("default"), FieldValidation::Strict).unwrap_err();
+        assert_eq!(
+            e.message,
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogus\""
+        );
+        let (obj, warnings) =
+            admit_with(Resource::ConfigMaps, cm.clone(), Some("default"), FieldValidation::Warn).unwrap();
+        assert_eq!((obj.get("bogus"), obj["data"]["a"].as_str()), (None, Some("1")));
+        assert_eq!(warnings, ["unknown field \"bogus\""]);
+        let (obj, warnings) = admit_with(Resource::ConfigMaps, cm, Some("default"), FieldValidation::Ignore).unwrap();
+        assert_eq!((obj.get("bogus"), warnings.len()), (None, 0));
+        assert_eq!(FieldValidation::parse(None).unwrap(), FieldValidation::Warn, "the API server's default");
+        assert_eq!(FieldValidation::parse(Some("Loose")).unwrap_err().code, 400);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use crate::admission::{admit, check_update};
+use crate::admission::{FieldValidation, admit_with, check_update};
 use crate::status::ApiError;
 use crate::{Reply, State};
 
@@ -52,6 +52,12 @@ impl Call<'_> {
         let fields = FieldSelector::parse(self.resource, self.q("fieldSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(e.0))?;
         Ok((labels, fields))
+    }
+
+    /// Admits a body with the request's `fieldValidation`.
+    fn admit(&self, obj: Value) -> Result<(Value, Vec<String>), ApiError> {
+        let validation = FieldValidation::parse(self.q("fieldValidation"))?;
+        admit_with(self.resource, obj, self.namespace.as_deref(), validation)
     }
 
     fn dry_run(&self) -> bool {
@@ -139,11 +145,11 @@ impl Call<'_> {
                 line.push(b'\n');
                 Bytes::from(line)
             };
-            let wanted = |key: &Key, obj: &Value| {
-                key.resource == resource
-                    && namespace.as_deref().is_none_or(|ns| key.namespace == ns)
-                    && labels.matches_object(obj)
-                    && fields.matches(resource, obj)
+            let kind_for = |c: &podvisor_cluster::store::Change| {
+                let in_scope =
+                    c.key.resource == resource && namespace.as_deref().is_none_or(|ns| c.key.namespace == ns);
+                let selected = |obj: &Value| labels.matches_object(obj) && fields.matches(resource, obj);
+                if in_scope { c.seen_through(selected) } else { None }
             };
             let (first, mut changes) = match watched {
                 Ok(w) => w,
@@ -153,7 +159,9 @@ impl Call<'_> {
                 }
             };
             for c in first {
-                if wanted(&c.key, &c.object) && tx.send(frame(c.kind.as_str(), &c.object)).await.is_err() {
+                if let Some(kind) = kind_for(&c)
+                    && tx.send(frame(kind.as_str(), &c.object)).await.is_err()
+                {
                     return;
                 }
             }
@@ -164,7 +172,9 @@ impl Call<'_> {
                     r = changes.recv() => match r {
                         Ok(c) => {
                             last_rv = c.rv;
-                            if wanted(&c.key, &c.object) && tx.send(frame(c.kind.as_str(), &c.object)).await.is_err() {
+                            if let Some(kind) = kind_for(&c)
+                                && tx.send(frame(kind.as_str(), &c.object)).await.is_err()
+                            {
                                 return;
                             }
                         }
@@ -194,7 +204,11 @@ impl Call<'_> {
     /// POST to a collection.
     pub async fn create(&self, body: &[u8]) -> Result<Reply, ApiError> {
         let obj: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let mut obj = admit(self.resource, obj, self.namespace.as_deref())?;
+        let (obj, warnings) = self.admit(obj)?;
+        Ok(self.create_admitted(obj).await?.with_warnings(&warnings))
+    }
+
+    async fn create_admitted(&self, mut obj: Value) -> Result<Reply, ApiError> {
         podvisor_cluster::admit(self.resource, &mut obj);
         if self.dry_run() {
             return Ok(Reply::json(201, &obj));
@@ -208,8 +222,8 @@ impl Call<'_> {
     pub async fn update(&self, body: &[u8]) -> Result<Reply, ApiError> {
         let obj: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let status_only = self.sub.as_deref() == Some("status");
-        let new = if status_only { obj } else { admit(self.resource, obj, self.namespace.as_deref())? };
-        self.replace(new, status_only).await
+        let (new, warnings) = if status_only { (obj, Vec::new()) } else { self.admit(obj)? };
+        Ok(self.replace(new, status_only).await?.with_warnings(&warnings))
     }
 
     async fn replace(&self, new: Value, status_only: bool) -> Result<Reply, ApiError> {
@@ -281,6 +295,12 @@ impl Call<'_> {
         };
         match media {
             "application/merge-patch+json" | "application/json" => podvisor_api::patch::merge_patch(&mut next, &patch),
+            "application/json-patch+json" => {
+                podvisor_api::json_patch::json_patch(&mut next, &patch).map_err(|e| match e {
+                    podvisor_api::json_patch::JsonPatchError::Decode(m) => ApiError::bad_request(m),
+                    podvisor_api::json_patch::JsonPatchError::Apply(m) => ApiError::patch_not_applicable(m),
+                })?
+            }
             "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
                 podvisor_api::patch::strategic_merge(&mut next, &patch).map_err(|e| ApiError::bad_request(e.0))?
             }
@@ -293,25 +313,19 @@ impl Call<'_> {
             return self.replace(next, true).await;
         }
         let status = next.get("status").cloned();
-        let mut new = admit(self.resource, next, self.namespace.as_deref())?;
+        let (mut new, warnings) = self.admit(next)?;
         if let Some(s) = status {
             new["status"] = s;
         }
-        self.replace(new, false).await
+        Ok(self.replace(new, false).await?.with_warnings(&warnings))
     }
 
     async fn create_applied(&self, obj: Value) -> Result<Reply, ApiError> {
-        let mut obj = admit(self.resource, obj, self.namespace.as_deref())?;
-        podvisor_cluster::admit(self.resource, &mut obj);
+        let (obj, warnings) = self.admit(obj)?;
         if obj.pointer("/metadata/name").and_then(Value::as_str) != self.name.as_deref() {
             return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
-        if self.dry_run() {
-            return Ok(Reply::json(201, &obj));
-        }
-        let created = self.state.store().create(self.resource, obj)?;
-        self.state.synced().await;
-        Ok(Reply::json(201, &created))
+        Ok(self.create_admitted(obj).await?.with_warnings(&warnings))
     }
 
     fn delete_options(&self, body: &[u8]) -> Result<DeleteOptions, ApiError> {

@@ -83,6 +83,18 @@ impl Reply {
         Reply(r)
     }
 
+    /// The same answer with a `Warning` header per warning, as kubectl prints them
+    /// (`Warning: unknown field "spec.foo"`).
+    pub fn with_warnings(mut self, warnings: &[String]) -> Reply {
+        for w in warnings {
+            let text = w.replace('\\', "\\\\").replace('"', "\\\"");
+            if let Ok(v) = format!("299 - \"{text}\"").parse() {
+                self.0.headers_mut().append(header::WARNING, v);
+            }
+        }
+        self
+    }
+
     fn error(e: &ApiError) -> Reply {
         Reply::json(e.code, &e.to_status())
     }
@@ -172,6 +184,12 @@ async fn dispatch(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let route = request::route(path).ok_or_else(ApiError::no_route)?;
+    // Typed clients send protobuf bodies; a 415 makes client-go send the request again as JSON.
+    if (method == Method::POST || method == Method::PUT)
+        && content_type.starts_with("application/vnd.kubernetes.protobuf")
+    {
+        return Err(ApiError::unsupported_body(content_type));
+    }
     let get_only = |r: Reply| if method == Method::GET { Ok(r) } else { Err(ApiError::method_not_allowed()) };
     match route {
         Route::Version => get_only(Reply::json(200, &discovery::version())),

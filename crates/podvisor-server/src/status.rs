@@ -53,6 +53,17 @@ impl ApiError {
         )
     }
 
+    /// 415 for a create or update body in a format other than JSON (a typed client's protobuf).
+    pub fn unsupported_body(got: &str) -> ApiError {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format ({got}) - accepted media types include: application/json, application/yaml"
+            ),
+        )
+    }
+
     /// 422 Invalid, with one cause per field error.
     pub fn invalid(e: &Invalid) -> ApiError {
         let causes: Vec<Value> = e
@@ -77,6 +88,17 @@ impl ApiError {
             reason: "Invalid",
             message: e.to_string(),
             details: Some(json!({"name": e.name, "kind": e.kind, "causes": causes})),
+        }
+    }
+
+    /// 422 for a JSON patch operation that does not apply, worded as the API server's generic
+    /// 422: the patch library's message is the one cause.
+    pub fn patch_not_applicable(message: String) -> ApiError {
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: "the server rejected our request due to an error in our request".into(),
+            details: Some(json!({"causes": [{"reason": "UnexpectedServerResponse", "message": message}]})),
         }
     }
 

@@ -298,3 +298,58 @@ fn pods_stopped_with_the_server_resume_as_after_a_reboot_r73_r74() {
     assert_eq!(once, "137/ContainerStatusUnknown/0", "R73: a Never pod is not run again");
     server.ok(&["delete", "pod", "web", "once"], None);
 }
+
+/// The request forms kubectl has beyond apply: a JSON patch (`--type=json`), each
+/// `--validate` mode for an unknown field, and a watch with a label selector that sees an
+/// object leave the selection as `DELETED`.
+#[test]
+fn json_patches_field_validation_and_watches_that_an_object_leaves() {
+    let dir = data_dir("surface");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '1'}\n"));
+    let mut watch = Command::new("kubectl")
+        .env("KUBECONFIG", dir.join("data/serve/kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("kube-cache-watch"))
+        .args(["get", "configmaps", "-l", "team=a", "-w", "--output-watch-events", "--no-headers"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl runs");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = watch.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || rx.recv_timeout(std::time::Duration::from_secs(10)).expect("a watch event");
+    server.ok(&["label", "configmap", "c", "team=a"], None);
+    assert_eq!(next().split_whitespace().take(2).collect::<Vec<_>>(), ["ADDED", "c"]);
+
+    let patch = r#"[{"op": "replace", "path": "/data/a", "value": "2"},
+                    {"op": "replace", "path": "/metadata/labels/team", "value": "b"}]"#;
+    assert_eq!(server.ok(&["patch", "configmap", "c", "--type=json", "-p", patch], None).trim(), "configmap/c patched");
+    assert_eq!(next().split_whitespace().take(2).collect::<Vec<_>>(), ["DELETED", "c"], "it left the selection");
+    assert_eq!(server.ok(&["get", "configmap", "c", "-o", "jsonpath={.data.a}"], None), "2");
+    let test = r#"[{"op": "test", "path": "/data/a", "value": "9"}, {"op": "remove", "path": "/data/a"}]"#;
+    let (code, _, err) = server.kubectl(&["patch", "configmap", "c", "--type=json", "-p", test], None);
+    assert_eq!(code, 1);
+    // The API server's generic 422, whose one cause (with no field) kubectl prints.
+    assert_eq!(err.trim(), "The request is invalid: : testing value /data/a failed: test failed");
+    assert_eq!(server.ok(&["get", "configmap", "c", "-o", "jsonpath={.data.a}"], None), "2", "all or nothing");
+
+    let bogus =
+        |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\nbogus: 1\n");
+    let (code, _, err) = server.kubectl(&["apply", "-f", "-"], Some(&bogus("strict")));
+    assert_eq!(code, 1, "kubectl asks for Strict by default");
+    assert!(err.contains(r#"strict decoding error: unknown field "bogus""#), "{err}");
+    let (code, out, err) = server.kubectl(&["apply", "--validate=warn", "-f", "-"], Some(&bogus("warned")));
+    assert_eq!((code, out.trim(), err.trim()), (0, "configmap/warned created", r#"Warning: unknown field "bogus""#));
+    let (code, out, err) = server.kubectl(&["apply", "--validate=false", "-f", "-"], Some(&bogus("ignored")));
+    assert_eq!((code, out.trim(), err.trim()), (0, "configmap/ignored created", ""));
+    assert_eq!(server.ok(&["get", "configmap", "ignored", "-o", "jsonpath={.data.k}"], None), "v");
+    assert!(server.kubectl(&["get", "configmap", "strict"], None).0 != 0, "nothing was created");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
