@@ -45,6 +45,45 @@ fn job(j: &Job) -> Vec<FieldError> {
             errs.push(Path::new("spec").child(name).invalid_num(v.into(), "must be greater than or equal to 0"));
         }
     }
+    if let Some(policy) = &spec.pod_failure_policy {
+        let restart = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("");
+        if restart != "Never" {
+            errs.push(
+                tp.child("restartPolicy")
+                    .invalid(restart, r#"only "Never" is supported when podFailurePolicy is specified"#),
+            );
+        }
+        let rules = Path::new("spec").child("podFailurePolicy").child("rules");
+        for (i, rule) in policy.rules.iter().enumerate() {
+            let at = rules.index(i);
+            if !matches!(rule.action.as_str(), "Count" | "FailJob" | "Ignore") {
+                errs.push(at.child("action").not_supported(&rule.action, &["Count", "FailJob", "Ignore"]));
+            }
+            match (&rule.on_exit_codes, &rule.on_pod_conditions) {
+                (Some(_), Some(_)) => {
+                    errs.push(at.invalid("", "specifying both OnExitCodes and OnPodConditions is not supported"))
+                }
+                (None, None) => {
+                    errs.push(at.invalid("", "specifying one of OnExitCodes and OnPodConditions is required"))
+                }
+                _ => {}
+            }
+            if let Some(codes) = &rule.on_exit_codes {
+                let cp = at.child("onExitCodes");
+                if !matches!(codes.operator.as_str(), "In" | "NotIn") {
+                    errs.push(cp.child("operator").not_supported(&codes.operator, &["In", "NotIn"]));
+                }
+                if codes.values.is_empty() {
+                    errs.push(cp.child("values").required("at least one value is required"));
+                }
+                for (j, v) in codes.values.iter().enumerate() {
+                    if *v == 0 && codes.operator == "In" {
+                        errs.push(cp.child("values").index(j).invalid_num(0, "must not be 0 for the In operator"));
+                    }
+                }
+            }
+        }
+    }
     errs
 }
 

@@ -219,6 +219,8 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
                 "Suspended"
             } else if has_condition(v, "FailureTarget") {
                 "FailureTarget"
+            } else if has_condition(v, "SuccessCriteriaMet") {
+                "SuccessCriteriaMet"
             } else {
                 "Running"
             };

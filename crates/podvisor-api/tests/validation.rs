@@ -147,6 +147,20 @@ fn a_job_needs_on_failure_or_never_and_all_errors_come_at_once() {
 }
 
 #[test]
+fn a_pod_failure_policy_needs_never_and_well_formed_rules() {
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  podFailurePolicy:\n    rules:\n    - {action: FailIndex, onExitCodes: {operator: In, values: [0, 2]}}\n    - {action: Ignore}\n  template:\n    spec:\n      restartPolicy: OnFailure\n      containers:\n      - {name: c, image: busybox}\n";
+    assert_eq!(
+        errors(job),
+        [
+            r#"spec.template.spec.restartPolicy: Invalid value: "OnFailure": only "Never" is supported when podFailurePolicy is specified"#,
+            r#"spec.podFailurePolicy.rules[0].action: Unsupported value: "FailIndex": supported values: "Count", "FailJob", "Ignore""#,
+            r#"spec.podFailurePolicy.rules[0].onExitCodes.values[0]: Invalid value: 0: must not be 0 for the In operator"#,
+            r#"spec.podFailurePolicy.rules[1]: Invalid value: "": specifying one of OnExitCodes and OnPodConditions is required"#,
+        ]
+    );
+}
+
+#[test]
 fn a_deployment_selector_must_match_its_template() {
     let d = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: busybox}]}\n";
     assert_eq!(

@@ -481,3 +481,52 @@ fn bench_measures_every_figure_in_its_reduced_form() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A `podFailurePolicy` judges each failed pod: exit code 3 is ignored (not counted, the pod
+/// is replaced at once), exit code 42 fails the Job without using its backoff limit. The
+/// sidecar, stopped with SIGTERM, exits 143: an exit code rule names its container so that
+/// the sidecar's end does not match.
+#[test]
+fn a_pod_failure_policy_ignores_one_exit_code_and_fails_the_job_on_another() {
+    let dir = data_dir_with_image("failure-policy");
+    let data = dir.join("data");
+    let counter = dir.join("counter");
+    std::fs::create_dir_all(&counter).unwrap();
+    let job = format!(
+        r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: judged}}
+spec:
+  backoffLimit: 6
+  podFailurePolicy:
+    rules:
+    - action: Ignore
+      onExitCodes: {{containerName: main, operator: In, values: [3]}}
+    - action: FailJob
+      onExitCodes: {{containerName: main, operator: In, values: [42]}}
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 2
+      volumes: [{{name: counter, hostPath: {{path: {}}}}}]
+      initContainers:
+      - name: proxy
+        image: busybox:1.36
+        restartPolicy: Always
+        command: [sh, -c, "trap 'exit 143' TERM; while :; do sleep 0.1; done"]
+      containers:
+      - name: main
+        image: busybox:1.36
+        command: [sh, -c, "n=$(cat /c/n 2>/dev/null || echo 0); echo $((n+1)) > /c/n; if [ $n = 0 ]; then exit 3; fi; exit 42"]
+        volumeMounts: [{{name: counter, mountPath: /c}}]
+"#,
+        counter.display()
+    );
+    let (code, out, err) = podvisor(&["run", "-", "--data-dir", data.to_str().unwrap()], Some(&job));
+    assert_eq!(code, 2, "the Job failed\n{out}\n{err}");
+    assert_eq!(std::fs::read_to_string(counter.join("n")).unwrap().trim(), "2", "two pods ran, the first ignored");
+    let failed = out.lines().find(|l| l.contains("job/judged: Failed")).unwrap_or_else(|| panic!("{out}"));
+    assert!(failed.contains("Failed: PodFailurePolicy: Container main for pod default/judged-"), "{failed}");
+    assert!(failed.ends_with("failed with exit code 42 matching FailJob rule at index 1"), "{failed}");
+}

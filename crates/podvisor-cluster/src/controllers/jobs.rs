@@ -1,8 +1,10 @@
 //! The Job controller: runs pods until `completions` succeed (`parallelism` at a time),
 //! recreates failed pods after the controller's back-off (10 s doubling, at most 6 minutes)
 //! until `backoffLimit` failures (container restarts count too when the pods restart
-//! `OnFailure`), fails at `activeDeadlineSeconds`, and keeps the Job's status and its
-//! `Complete`/`Failed` conditions; `ttlSecondsAfterFinished` removes a finished Job.
+//! `OnFailure`), judges failed pods by the `podFailurePolicy` (`FailJob`, `Ignore`, `Count`),
+//! fails at `activeDeadlineSeconds`, and keeps the Job's status and conditions: first the
+//! interim `SuccessCriteriaMet` or `FailureTarget`, then, once no pod of the Job is left
+//! running, `Complete` or `Failed`; `ttlSecondsAfterFinished` removes a finished Job.
 
 use std::time::Duration;
 
@@ -54,6 +56,79 @@ fn restarts(p: &Value) -> u32 {
         .sum()
 }
 
+/// What the `podFailurePolicy` makes of a failed pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Judgement {
+    /// Counted towards `backoffLimit` (no rule matched, or a `Count` rule).
+    Count,
+    /// Not counted, and the pod is replaced.
+    Ignore,
+    /// The Job fails, with this message.
+    FailJob(String),
+}
+
+/// Matches a failed pod against the policy's rules, first match wins, as the Job controller:
+/// an exit code rule looks at terminated containers (regular ones first, then init containers
+/// and sidecars) that exited non-zero; a condition rule at the pod's conditions.
+fn judge(policy: &Value, pod: &Value) -> Judgement {
+    let name = format!("{}/{}", s(pod, "/metadata/namespace"), s(pod, "/metadata/name"));
+    for (index, rule) in policy["rules"].as_array().into_iter().flatten().enumerate() {
+        let action = s(rule, "/action");
+        let matched = if let Some(codes) = rule.get("onExitCodes").filter(|c| !c.is_null()) {
+            exit_code_match(pod, codes).map(|(c, code)| {
+                format!(
+                    "Container {c} for pod {name} failed with exit code {code} matching {action} rule at index {index}"
+                )
+            })
+        } else if let Some(patterns) = rule["onPodConditions"].as_array() {
+            pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().find_map(|c| {
+                patterns.iter().any(|p| p["type"] == c["type"] && p["status"] == c["status"]).then(|| {
+                    format!("Pod {name} has condition {} matching {action} rule at index {index}", s(c, "/type"))
+                })
+            })
+        } else {
+            None
+        };
+        if let Some(message) = matched {
+            match action {
+                "Ignore" => return Judgement::Ignore,
+                "FailJob" => return Judgement::FailJob(message),
+                "Count" => return Judgement::Count,
+                _ => {}
+            }
+        }
+    }
+    Judgement::Count
+}
+
+fn exit_code_match(pod: &Value, codes: &Value) -> Option<(String, i64)> {
+    let only = codes["containerName"].as_str();
+    let values: Vec<i64> = codes["values"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+    let within = match s(codes, "/operator") {
+        "In" => |v: &[i64], c: i64| v.contains(&c),
+        "NotIn" => |v: &[i64], c: i64| !v.contains(&c),
+        _ => return None,
+    };
+    ["/status/containerStatuses", "/status/initContainerStatuses"]
+        .iter()
+        .filter_map(|l| pod.pointer(l).and_then(Value::as_array))
+        .flatten()
+        .filter(|c| only.is_none_or(|n| c["name"] == n))
+        .find_map(|c| {
+            let code = c.pointer("/state/terminated/exitCode")?.as_i64()?;
+            (code != 0 && within(&values, code)).then(|| (s(c, "/name").to_string(), code))
+        })
+}
+
+fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The condition of `ty` that is true, if any.
+fn true_condition<'a>(job: &'a Value, ty: &str) -> Option<&'a Value> {
+    job.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == ty && c["status"] == "True")
+}
+
 /// Reconciles one Job.
 pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
     let spec = &job["spec"];
@@ -79,8 +154,20 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
         return None;
     }
     let active: Vec<&Value> = pods.iter().map(|p| &**p).filter(|p| !is_terminal(p) && !is_deleting(p)).collect();
+    let terminating = pods.iter().filter(|p| !is_terminal(p) && is_deleting(p)).count();
     let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as u32;
-    let failed_pods: Vec<&Value> = pods.iter().map(|p| &**p).filter(|p| phase(p) == "Failed").collect();
+    let policy = spec.get("podFailurePolicy").filter(|p| !p.is_null());
+    let judged: Vec<(&Value, Judgement)> = pods
+        .iter()
+        .map(|p| &**p)
+        .filter(|p| phase(p) == "Failed")
+        .map(|p| (p, policy.map_or(Judgement::Count, |pol| judge(pol, p))))
+        .collect();
+    let failed_pods: Vec<&Value> = judged.iter().filter(|(_, j)| *j != Judgement::Ignore).map(|(p, _)| *p).collect();
+    let fail_job = judged.iter().find_map(|(_, j)| match j {
+        Judgement::FailJob(m) => Some(m.clone()),
+        _ => None,
+    });
     let on_failure = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str) == Some("OnFailure");
     let restarted: u32 = if on_failure { active.iter().map(|p| restarts(p)).sum() } else { 0 };
     let failed = failed_pods.len() as u32;
@@ -89,25 +176,38 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
     let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6).max(0) as u32;
     let start = time(job, "/status/startTime").unwrap_or(now);
     let mut conditions: Vec<Value> = Vec::new();
-    let mut outcome: Option<(&str, &str, &str)> = None;
     let mut requeue: Requeue = None;
-    if let Some(deadline) = spec["activeDeadlineSeconds"].as_i64() {
+    // The outcome, once reached, stays: its interim condition holds it while pods stop.
+    let interim = true_condition(job, "FailureTarget").or_else(|| true_condition(job, "SuccessCriteriaMet"));
+    let mut outcome: Option<(&str, String, String)> = interim.map(|c| {
+        let ty = if c["type"] == "FailureTarget" { "Failed" } else { "Complete" };
+        (ty, s(c, "/reason").to_string(), s(c, "/message").to_string())
+    });
+    if outcome.is_none()
+        && let Some(message) = fail_job
+    {
+        outcome = Some(("Failed", "PodFailurePolicy".into(), message));
+    }
+    if outcome.is_none() && failed + restarted > backoff_limit {
+        outcome = Some(("Failed", "BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into()));
+    }
+    if outcome.is_none()
+        && let Some(deadline) = spec["activeDeadlineSeconds"].as_i64()
+    {
         let left = (start + SignedDuration::from_secs(deadline)).duration_since(now);
         if left.is_positive() {
             requeue = Some(left.unsigned_abs());
         } else {
-            outcome = Some(("Failed", "DeadlineExceeded", "Job was active longer than specified deadline"));
+            outcome =
+                Some(("Failed", "DeadlineExceeded".into(), "Job was active longer than specified deadline".into()));
         }
-    }
-    if outcome.is_none() && failed + restarted > backoff_limit {
-        outcome = Some(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"));
     }
     let complete = match completions {
         Some(c) => succeeded >= c,
         None => succeeded > 0 && active.is_empty(),
     };
-    if outcome.is_none() && complete && active.is_empty() {
-        outcome = Some(("Complete", "CompletionsReached", "Reached expected number of succeeded pods"));
+    if outcome.is_none() && complete {
+        outcome = Some(("Complete", "CompletionsReached".into(), "Reached expected number of succeeded pods".into()));
     }
     let mut created = 0;
     if outcome.is_none() {
@@ -130,21 +230,30 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
             }
         }
     }
-    if let Some((ty, reason, message)) = outcome {
+    let condition = |ty: &str, reason: &str, message: &str| {
+        json!({"type": ty, "status": "True", "reason": reason, "message": message,
+               "lastProbeTime": stamp(now), "lastTransitionTime": stamp(now)})
+    };
+    let mut finished_now = false;
+    if let Some((ty, reason, message)) = &outcome {
+        if interim.is_none() {
+            // The interim condition first; the Job's pods are stopped.
+            let target = if *ty == "Failed" { "FailureTarget" } else { "SuccessCriteriaMet" };
+            conditions.push(condition(target, reason, message));
+        }
         for p in &active {
             delete_pod(ctx, Resource::Jobs, job, p, COMPONENT);
         }
-        conditions.push(json!({
-            "type": ty, "status": "True", "reason": reason, "message": message,
-            "lastProbeTime": stamp(now), "lastTransitionTime": stamp(now),
-        }));
-        if ty == "Complete" {
-            ctx.recorder.record(&about, "Normal", "Completed", "Job completed", COMPONENT);
-        } else {
-            ctx.recorder.record(&about, "Warning", reason, message, COMPONENT);
-        }
-        if let Some(ttl) = spec["ttlSecondsAfterFinished"].as_i64() {
-            requeue = Some(Duration::from_secs(ttl.max(0) as u64));
+        // The terminal condition once no pod of the Job is left running.
+        if active.is_empty() && terminating == 0 {
+            finished_now = true;
+            conditions.push(condition(ty, reason, message));
+            if *ty == "Complete" {
+                ctx.recorder.record(&about, "Normal", "Completed", "Job completed", COMPONENT);
+            } else {
+                ctx.recorder.record(&about, "Warning", reason, message, COMPONENT);
+            }
+            requeue = spec["ttlSecondsAfterFinished"].as_i64().map(|ttl| Duration::from_secs(ttl.max(0) as u64));
         } else {
             requeue = None;
         }
@@ -166,13 +275,15 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
         set(st, "active", still_active);
         set(st, "succeeded", succeeded as usize);
         set(st, "failed", failed as usize);
+        let stopping = if outcome.is_some() && !finished_now { terminating + active.len() } else { terminating };
+        st["terminating"] = json!(stopping);
         st["ready"] = json!(if outcome.is_some() { 0 } else { ready });
         st["uncountedTerminatedPods"] = json!({});
         if !conditions.is_empty() {
             let mut all = st.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
             all.extend(conditions.iter().cloned());
             st["conditions"] = Value::Array(all);
-            if outcome.is_some_and(|o| o.0 == "Complete") {
+            if finished_now && outcome.as_ref().is_some_and(|o| o.0 == "Complete") {
                 st["completionTime"] = json!(stamp(now));
             }
         }
@@ -184,6 +295,97 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::events::Recorder;
+    use crate::store::Store;
+
+    fn failed_pod(codes: &[(&str, i64)], sidecar: (&str, i64)) -> Value {
+        let st = |(n, c): (&str, i64)| json!({"name": n, "state": {"terminated": {"exitCode": c}}});
+        json!({"metadata": {"name": "p", "namespace": "ns"},
+               "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}],
+                          "containerStatuses": codes.iter().map(|c| st(*c)).collect::<Vec<_>>(),
+                          "initContainerStatuses": [st(sidecar)]}})
+    }
+
+    #[test]
+    fn the_first_matching_rule_judges_a_failed_pod() {
+        let policy = json!({"rules": [
+            {"action": "Ignore", "onExitCodes": {"containerName": "main", "operator": "In", "values": [3]}},
+            {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [0, 1]}},
+            {"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]});
+        assert_eq!(judge(&policy, &failed_pod(&[("main", 3)], ("proxy", 0))), Judgement::Ignore);
+        assert_eq!(
+            judge(&policy, &failed_pod(&[("main", 1)], ("proxy", 0))),
+            Judgement::Count,
+            "exit 1 is in NotIn's values; exit 0 never matches"
+        );
+        // Without a containerName, a sidecar stopped with SIGTERM (143) matches too: a pitfall
+        // of exit code rules in pods with sidecars.
+        assert_eq!(
+            judge(&policy, &failed_pod(&[("main", 1)], ("proxy", 143))),
+            Judgement::FailJob(
+                "Container proxy for pod ns/p failed with exit code 143 matching FailJob rule at index 1".into()
+            )
+        );
+        let on_condition = json!({"rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]});
+        assert_eq!(
+            judge(&on_condition, &failed_pod(&[("main", 1)], ("proxy", 0))),
+            Judgement::FailJob("Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0".into())
+        );
+    }
+
+    fn conditions(store: &Store, key: &Key) -> Vec<String> {
+        let job = store.get(key).unwrap();
+        job["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{}/{}", s(c, "/type"), s(c, "/reason")))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_job_says_failure_target_first_and_failed_once_its_pods_are_gone() {
+        let store = Store::in_memory();
+        let ctx = Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()) };
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "namespace": "default", "uid": "u-1"},
+            "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0,
+                     "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}});
+        let job = store.create(Resource::Jobs, job).unwrap();
+        let key = Key::of(Resource::Jobs, &job);
+        reconcile(&ctx, &key, &job);
+        let pods = owned(&store, Resource::Pods, "default", "u-1");
+        assert_eq!(pods.len(), 2);
+        for (p, phase) in pods.iter().zip(["Failed", "Running"]) {
+            store
+                .update::<StoreError>(&Key::of(Resource::Pods, p), |v| {
+                    v["spec"]["nodeName"] = json!("node");
+                    v["status"] = json!({"phase": phase});
+                    Ok(())
+                })
+                .unwrap();
+        }
+        reconcile(&ctx, &key, &store.get(&key).unwrap());
+        assert_eq!(
+            conditions(&store, &key),
+            ["FailureTarget/BackoffLimitExceeded"],
+            "the running pod is still stopping"
+        );
+        let running =
+            owned(&store, Resource::Pods, "default", "u-1").into_iter().find(|p| phase(p) == "Running").unwrap();
+        assert!(is_deleting(&running), "the Job's pods are stopped");
+        assert_eq!(store.get(&key).unwrap()["status"]["terminating"], 1);
+        store
+            .update::<StoreError>(&Key::of(Resource::Pods, &running), |v| {
+                v["status"]["phase"] = json!("Failed");
+                Ok(())
+            })
+            .unwrap();
+        reconcile(&ctx, &key, &store.get(&key).unwrap());
+        assert_eq!(conditions(&store, &key), ["FailureTarget/BackoffLimitExceeded", "Failed/BackoffLimitExceeded"]);
+    }
 
     #[test]
     fn job_backoff_doubles_from_ten_seconds_to_six_minutes() {
