@@ -76,9 +76,12 @@ fn apply(doc: &mut Value, op: &Value) -> Result<(), JsonPatchError> {
         "test" => {
             let path = field(op, "path", "test")?;
             let want = op.get("value").cloned().unwrap_or(Value::Null);
+            // A missing leaf tests as null; a missing parent does not apply.
+            let parent_exists = has_parent(doc, path);
             match get(doc, path) {
                 Some(got) if *got == want => Ok(()),
-                None if want.is_null() => Ok(()),
+                None if want.is_null() && parent_exists => Ok(()),
+                None if !parent_exists => Err(missing("test", path)),
                 _ => Err(JsonPatchError::Apply(format!("testing value {path} failed: test failed"))),
             }
         }
@@ -96,18 +99,31 @@ fn tokens(path: &str) -> Option<Vec<String>> {
 }
 
 fn index(token: &str, len: usize) -> Option<usize> {
-    if token.len() > 1 && token.starts_with('0') {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) || (token.len() > 1 && token.starts_with('0')) {
         return None;
     }
     token.parse::<usize>().ok().filter(|i| *i < len)
 }
 
-fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
-    tokens(path)?.iter().try_fold(doc, |cur, t| match cur {
+fn walk<'a>(doc: &'a Value, tokens: &[String]) -> Option<&'a Value> {
+    tokens.iter().try_fold(doc, |cur, t| match cur {
         Value::Object(m) => m.get(t),
         Value::Array(a) => a.get(index(t, a.len())?),
         _ => None,
     })
+}
+
+fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    walk(doc, &tokens(path)?)
+}
+
+/// Whether the value holding `path`'s last token exists (the whole document has none).
+fn has_parent(doc: &Value, path: &str) -> bool {
+    match tokens(path) {
+        Some(t) if !t.is_empty() => walk(doc, &t[..t.len() - 1]).is_some(),
+        Some(_) => true,
+        None => false,
+    }
 }
 
 fn get_mut<'a>(doc: &'a mut Value, path: &str) -> Option<&'a mut Value> {
@@ -188,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_failed_operation_changes_nothing_and_says_what_failed() {
-        let before = json!({"spec": {"replicas": 1}});
+        let before = json!({"spec": {"replicas": 1, "list": [0]}});
         let mut doc = before.clone();
         let cases = [
             (
@@ -208,6 +224,14 @@ mod tests {
                 "add operation does not apply: doc is missing path: \"/nope/x\": missing value",
             ),
             (json!([{"op": "frob", "path": "/spec"}]), "Unexpected kind: frob"),
+            (
+                json!([{"op": "test", "path": "/nope/x", "value": null}]),
+                "test operation does not apply: doc is missing path: \"/nope/x\": missing value",
+            ),
+            (
+                json!([{"op": "add", "path": "/spec/list/+1", "value": 1}]),
+                "add operation does not apply: doc is missing path: \"/spec/list/+1\": missing value",
+            ),
         ];
         for (patch, message) in cases {
             assert_eq!(json_patch(&mut doc, &patch), Err(JsonPatchError::Apply(message.into())));

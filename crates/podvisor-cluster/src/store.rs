@@ -457,6 +457,31 @@ mod tests {
     }
 
     #[test]
+    fn a_filtered_watch_sees_an_object_enter_and_leave_its_selection() {
+        let s = Store::in_memory();
+        let key = Key::new(Resource::Pods, "default", "a");
+        let (_, mut rx) = s.watch(Resource::Pods, Start::Current).unwrap();
+        s.create(Resource::Pods, pod("a")).unwrap();
+        let label = |team: &str| {
+            let team = team.to_string();
+            move |v: &mut Value| -> Result<(), StoreError> {
+                v["metadata"]["labels"] = json!({"team": team});
+                Ok(())
+            }
+        };
+        s.update(&key, label("a")).unwrap();
+        s.update(&key, label("a")).unwrap();
+        s.update(&key, label("b")).unwrap();
+        s.remove(&key).unwrap();
+        let team_a = |v: &Value| v.pointer("/metadata/labels/team").and_then(Value::as_str) == Some("a");
+        let mut seen = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            seen.push(c.seen_through(team_a).map(ChangeKind::as_str));
+        }
+        assert_eq!(seen, [None, Some("ADDED"), Some("DELETED"), None], "the no-op update made no change");
+    }
+
+    #[test]
     fn versions_history_and_watch_resume() {
         let s = Store::in_memory();
         let a = s.create(Resource::Pods, pod("a")).unwrap();

@@ -962,7 +962,6 @@ impl PodEngine {
         if self.finished {
             return;
         }
-        self.record(EventType::Warning, "Evicted", message.clone(), None);
         match &mut self.terminating {
             // A pod already stopping keeps its outcome; the eviction only shortens its grace.
             Some(term) => {
@@ -972,6 +971,7 @@ impl PodEngine {
                 }
             }
             None => {
+                self.record(EventType::Warning, "Evicted", message.clone(), None);
                 self.verdict = Some(("Evicted".into(), message));
                 self.begin_termination(now, false, EVICTION_GRACE_SECONDS);
             }
@@ -983,7 +983,7 @@ impl PodEngine {
             .spec
             .active_deadline_seconds
             .filter(|s| *s > 0)
-            .map(|s| self.start_time + jiff::SignedDuration::from_secs(s));
+            .and_then(|s| self.start_time.checked_add(jiff::SignedDuration::from_secs(s)).ok());
     }
 
     fn on_force_kill(&mut self, now: Timestamp) {

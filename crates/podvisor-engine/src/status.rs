@@ -21,9 +21,12 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
     let init: Vec<ContainerStatus> = e.model.init.iter().map(|c| container_status(e, c)).collect();
     let regular: Vec<ContainerStatus> = e.model.regular.iter().map(|c| container_status(e, c)).collect();
     let previous = e.status.phase.as_deref();
-    let phase = match (previous, &e.verdict) {
+    // The node ended the pod (eviction, active deadline): Failed, with its reason, once no
+    // container can still be running, as the kubelet's status manager holds a terminal phase
+    // back until then.
+    let verdict = e.verdict.as_ref().filter(|_| e.is_finished());
+    let phase = match (previous, verdict) {
         (Some(p @ ("Succeeded" | "Failed")), _) => p.to_string(),
-        // The node ended the pod (eviction, active deadline): Failed from the kill's start.
         (_, Some(_)) => "Failed".to_string(),
         _ => phase(e, &init, &regular).to_string(),
     };
@@ -70,8 +73,8 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
         container_statuses: Some(regular),
         start_time: Some(Time(e.start_time)),
         host_ip: Some("127.0.0.1".into()),
-        reason: e.verdict.as_ref().map(|v| v.0.clone()),
-        message: e.verdict.as_ref().map(|v| v.1.clone()),
+        reason: verdict.map(|v| v.0.clone()),
+        message: verdict.map(|v| v.1.clone()),
         qos_class: None,
         ..Default::default()
     }

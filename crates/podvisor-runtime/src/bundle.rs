@@ -369,7 +369,8 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
     let mut resources = LinuxResourcesBuilder::default();
     // CPU shares from the request, as the kubelet computes them (the runtime turns them into a
     // cgroup v2 weight): 1024 per CPU, at least 2.
-    let request = match requests.get("cpu") {
+    // Without a request, the API server's defaulting takes it from the limit.
+    let request = match requests.get("cpu").or_else(|| limits.get("cpu")) {
         Some(q) => podvisor_api::resources::parse_milli(&q.0).map_err(|_| BundleError::Quantity {
             container: c.name.clone(),
             resource: "cpu".into(),

@@ -49,11 +49,14 @@ pub struct TreeWatch {
     dirs: HashMap<i32, PathBuf>,
 }
 
+/// What wakes the watch. `DONT_FOLLOW` and `ONLYDIR`: the tree is the container's to shape, so a
+/// symbolic link in it is never followed out of it.
 const FLAGS: WatchFlags = WatchFlags::MODIFY
     .union(WatchFlags::CREATE)
     .union(WatchFlags::MOVED_TO)
     .union(WatchFlags::CLOSE_WRITE)
-    .union(WatchFlags::ONLYDIR);
+    .union(WatchFlags::ONLYDIR)
+    .union(WatchFlags::DONT_FOLLOW);
 
 impl TreeWatch {
     /// Watches `root` and every directory under it. Needs a Tokio runtime.
@@ -79,7 +82,9 @@ impl TreeWatch {
                 Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) if dir != root => continue,
                 Err(e) => return Err(e.into()),
             }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
+            // Only a real directory is read (a link put in its place is not followed).
+            let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+            if is_dir && let Ok(entries) = std::fs::read_dir(&dir) {
                 stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
             }
         }
@@ -101,6 +106,11 @@ impl TreeWatch {
                         Ok(event) => {
                             any = true;
                             let flags = event.events();
+                            if flags.contains(ReadFlags::IGNORED) {
+                                // The directory is gone (or moved away): its watch is over.
+                                self.dirs.remove(&event.wd());
+                                continue;
+                            }
                             if flags.contains(ReadFlags::ISDIR)
                                 && flags.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO)
                                 && let (Some(parent), Some(name)) = (self.dirs.get(&event.wd()), event.file_name())

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use podvisor_api::kinds::Resource;
 use podvisor_api::selector::{FieldSelector, LabelSelector};
 use podvisor_api::table::{self, Include};
-use podvisor_cluster::store::Start;
+use podvisor_cluster::store::{ChangeKind, Start};
 use podvisor_cluster::{DeleteOptions, Key, Obj, Propagation, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -145,11 +145,24 @@ impl Call<'_> {
                 line.push(b'\n');
                 Bytes::from(line)
             };
-            let kind_for = |c: &podvisor_cluster::store::Change| {
+            // The event this watch sends for a change, if any, and its object: an object that
+            // left the selection goes out as DELETED with its last matching content, at the
+            // change's resource version, as the API server's watch cache sends it.
+            let event_for = |c: &podvisor_cluster::store::Change| -> Option<(&'static str, Value)> {
                 let in_scope =
                     c.key.resource == resource && namespace.as_deref().is_none_or(|ns| c.key.namespace == ns);
                 let selected = |obj: &Value| labels.matches_object(obj) && fields.matches(resource, obj);
-                if in_scope { c.seen_through(selected) } else { None }
+                let kind = if in_scope { c.seen_through(selected)? } else { return None };
+                let left = c.kind == ChangeKind::Modified && kind == ChangeKind::Deleted;
+                let object = match (&c.previous, left) {
+                    (Some(prev), true) => {
+                        let mut o = (**prev).clone();
+                        o["metadata"]["resourceVersion"] = json!(c.rv.to_string());
+                        o
+                    }
+                    _ => (*c.object).clone(),
+                };
+                Some((kind.as_str(), object))
             };
             let (first, mut changes) = match watched {
                 Ok(w) => w,
@@ -159,8 +172,8 @@ impl Call<'_> {
                 }
             };
             for c in first {
-                if let Some(kind) = kind_for(&c)
-                    && tx.send(frame(kind.as_str(), &c.object)).await.is_err()
+                if let Some((kind, object)) = event_for(&c)
+                    && tx.send(frame(kind, &object)).await.is_err()
                 {
                     return;
                 }
@@ -172,8 +185,8 @@ impl Call<'_> {
                     r = changes.recv() => match r {
                         Ok(c) => {
                             last_rv = c.rv;
-                            if let Some(kind) = kind_for(&c)
-                                && tx.send(frame(kind.as_str(), &c.object)).await.is_err()
+                            if let Some((kind, object)) = event_for(&c)
+                                && tx.send(frame(kind, &object)).await.is_err()
                             {
                                 return;
                             }

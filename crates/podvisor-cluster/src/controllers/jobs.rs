@@ -82,7 +82,10 @@ fn judge(policy: &Value, pod: &Value) -> Judgement {
             })
         } else if let Some(patterns) = rule["onPodConditions"].as_array() {
             pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().find_map(|c| {
-                patterns.iter().any(|p| p["type"] == c["type"] && p["status"] == c["status"]).then(|| {
+                // A pattern's status defaults to "True".
+                let matches =
+                    |p: &Value| p["type"] == c["type"] && p["status"].as_str().unwrap_or("True") == s(c, "/status");
+                patterns.iter().any(matches).then(|| {
                     format!("Pod {name} has condition {} matching {action} rule at index {index}", s(c, "/type"))
                 })
             })
@@ -217,15 +220,21 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
             None => parallelism,
         } as usize;
         let not_before = failed_pods.iter().map(|p| failed_at(p)).max().map(|t| t + job_backoff(failed));
-        if active.len() < wanted {
+        // With a podFailurePolicy, podReplacementPolicy defaults to Failed: a pod that is
+        // still stopping is replaced only once it has failed.
+        let replace_when_failed = match spec["podReplacementPolicy"].as_str() {
+            Some(p) => p == "Failed",
+            None => policy.is_some(),
+        };
+        let holding = active.len() + if replace_when_failed { terminating } else { 0 };
+        if holding < wanted {
             match not_before.map(|t| t.duration_since(now)).filter(|d| d.is_positive()) {
                 Some(wait) => {
                     let wait = wait.unsigned_abs();
                     requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
                 }
                 None => {
-                    created =
-                        (active.len()..wanted).filter(|_| create_pod(ctx, Resource::Jobs, job, COMPONENT)).count();
+                    created = (holding..wanted).filter(|_| create_pod(ctx, Resource::Jobs, job, COMPONENT)).count();
                 }
             }
         }
