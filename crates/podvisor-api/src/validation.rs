@@ -263,6 +263,11 @@ fn validate_volumes(vols: &[Volume], path: &Path, errs: &mut Vec<FieldError>) ->
             ("image", v.image.is_some()),
             ("nfs", v.nfs.is_some()),
         ];
+        if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref())
+            && let Err(e) = crate::resources::parse_milli(&q.0)
+        {
+            errs.push(vp.child("emptyDir").child("sizeLimit").invalid(&q.0, &e.to_string()));
+        }
         let present: Vec<&str> = sources.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
         match present.as_slice() {
             [] => errs.push(vp.required("must specify a volume type")),

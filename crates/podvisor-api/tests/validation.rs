@@ -161,6 +161,15 @@ fn a_pod_failure_policy_needs_never_and_well_formed_rules() {
 }
 
 #[test]
+fn an_empty_dir_size_limit_must_be_a_quantity() {
+    let spec = "  volumes: [{name: cache, emptyDir: {sizeLimit: 1Gb}}]\n  containers:\n  - {name: c, image: busybox}\n";
+    assert_eq!(
+        errors(&pod(spec)),
+        [r#"spec.volumes[0].emptyDir.sizeLimit: Invalid value: "1Gb": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': "1Gb""#]
+    );
+}
+
+#[test]
 fn a_deployment_selector_must_match_its_template() {
     let d = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: b}}\n    spec: {containers: [{name: c, image: busybox}]}\n";
     assert_eq!(

@@ -104,8 +104,6 @@ pub struct PodEngine {
     finished: bool,
     out: VecDeque<Action>,
     pub(crate) status: PodStatus,
-    /// When `activeDeadlineSeconds` runs out, counted from the pod's start time.
-    active_deadline: Option<Timestamp>,
     /// Why the node ended the pod itself (`status.reason`, `status.message`): it is `Failed`.
     pub(crate) verdict: Option<(String, String)>,
 }
@@ -148,10 +146,8 @@ impl PodEngine {
             finished: false,
             out: VecDeque::new(),
             status: PodStatus::default(),
-            active_deadline: None,
             verdict: None,
         };
-        engine.set_active_deadline();
         engine.out.push_back(Action::CreateSandbox);
         engine.refresh_status(now);
         engine
@@ -170,7 +166,7 @@ impl PodEngine {
         let retry = self.retries.first().copied();
         let probe = self.probes.values().filter(|w| w.is_due_candidate()).filter_map(|w| w.next_at).min();
         let kill = self.kills.values().filter_map(|k| k.deadline).min();
-        let deadline = self.active_deadline.filter(|_| self.terminating.is_none());
+        let deadline = self.active_deadline().filter(|_| self.terminating.is_none());
         [retry, probe, kill, self.sandbox_retry, deadline].into_iter().flatten().min()
     }
 
@@ -200,7 +196,6 @@ impl PodEngine {
         // counts from it).
         if let Some(t) = &prior.start_time {
             self.start_time = t.0;
-            self.set_active_deadline();
         }
         let statuses = prior.init_container_statuses.iter().flatten().chain(prior.container_statuses.iter().flatten());
         let mut had = Vec::new();
@@ -261,7 +256,7 @@ impl PodEngine {
 
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if self.active_deadline.is_some_and(|t| t <= now) && self.terminating.is_none() && !self.finished {
+        if self.active_deadline().is_some_and(|t| t <= now) && self.terminating.is_none() && !self.finished {
             // The kubelet's active deadline handler: a Normal event, and the pod ends Failed
             // after a kill with its own grace.
             let message = "Pod was active on the node longer than the specified deadline".to_string();
@@ -978,12 +973,10 @@ impl PodEngine {
         }
     }
 
-    fn set_active_deadline(&mut self) {
-        self.active_deadline = self
-            .spec
-            .active_deadline_seconds
-            .filter(|s| *s > 0)
-            .and_then(|s| self.start_time.checked_add(jiff::SignedDuration::from_secs(s)).ok());
+    /// When `activeDeadlineSeconds` runs out, counted from the pod's start time.
+    fn active_deadline(&self) -> Option<Timestamp> {
+        let seconds = self.spec.active_deadline_seconds.filter(|s| *s > 0)?;
+        self.start_time.checked_add(jiff::SignedDuration::from_secs(seconds)).ok()
     }
 
     fn on_force_kill(&mut self, now: Timestamp) {

@@ -162,44 +162,19 @@ pub fn load_file(path: &Path) -> Result<Vec<Manifest>, LoadError> {
 /// Decodes manifest text. `source_name` names it in errors. Either every document decodes, or
 /// the error lists every problem found.
 pub fn load_str(source_name: &str, text: &str) -> Result<Vec<Manifest>, LoadError> {
-    let invalid = |problems| LoadError::Invalid { source_name: source_name.to_string(), problems };
-    let docs = yaml::parse_documents(text).map_err(|e| {
-        invalid(vec![Problem {
-            pos: e.pos,
-            message: format!("error converting YAML to JSON: {}", e.message),
-            unknown_field: None,
-        }])
-    })?;
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for doc in docs {
-        if matches!(doc.kind, yaml::NodeKind::Scalar(Value::Null)) {
-            continue;
-        }
-        decode_document(source_name, doc, &mut out, &mut problems);
+    let (out, problems) = decode_all(source_name, text);
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(LoadError::Invalid { source_name: source_name.to_string(), problems })
     }
-    if problems.is_empty() { Ok(out) } else { Err(invalid(problems)) }
 }
 
 /// Decodes manifest text as the API server does with `fieldValidation=Warn` or `Ignore`:
 /// fields the types do not have are dropped and returned as warnings (`unknown field
 /// "spec.foo"`); any other problem fails as in [`load_str`].
 pub fn load_str_lenient(source_name: &str, text: &str) -> Result<(Vec<Manifest>, Vec<String>), LoadError> {
-    let docs = yaml::parse_documents(text).map_err(|e| LoadError::Invalid {
-        source_name: source_name.to_string(),
-        problems: vec![Problem {
-            pos: e.pos,
-            message: format!("error converting YAML to JSON: {}", e.message),
-            unknown_field: None,
-        }],
-    })?;
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for doc in docs {
-        if !matches!(doc.kind, yaml::NodeKind::Scalar(Value::Null)) {
-            decode_document(source_name, doc, &mut out, &mut problems);
-        }
-    }
+    let (out, problems) = decode_all(source_name, text);
     let (unknown, other): (Vec<Problem>, Vec<Problem>) = problems.into_iter().partition(|p| p.unknown_field.is_some());
     if !other.is_empty() {
         return Err(LoadError::Invalid { source_name: source_name.to_string(), problems: other });
@@ -207,6 +182,25 @@ pub fn load_str_lenient(source_name: &str, text: &str) -> Result<(Vec<Manifest>,
     let warnings =
         unknown.into_iter().filter_map(|p| p.unknown_field).map(|f| format!("unknown field {f:?}")).collect();
     Ok((out, warnings))
+}
+
+/// Every document of `text`, and every problem found in them.
+fn decode_all(source_name: &str, text: &str) -> (Vec<Manifest>, Vec<Problem>) {
+    let docs = match yaml::parse_documents(text) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let message = format!("error converting YAML to JSON: {}", e.message);
+            return (Vec::new(), vec![Problem { pos: e.pos, message, unknown_field: None }]);
+        }
+    };
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for doc in docs {
+        if !matches!(doc.kind, yaml::NodeKind::Scalar(Value::Null)) {
+            decode_document(source_name, doc, &mut out, &mut problems);
+        }
+    }
+    (out, problems)
 }
 
 fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &mut Vec<Problem>) {

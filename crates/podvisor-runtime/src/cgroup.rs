@@ -5,10 +5,6 @@ use std::path::{Path, PathBuf};
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-fn v1() -> bool {
-    !is_v2()
-}
-
 /// Whether the host has one unified cgroup v2 hierarchy at `/sys/fs/cgroup`.
 pub fn is_v2() -> bool {
     Path::new(ROOT).join("cgroup.controllers").is_file()
@@ -26,7 +22,7 @@ pub fn hybrid_unified_controllers() -> Vec<String> {
 /// `cgroupsPath`). Read before the runtime deletes the container.
 pub fn oom_killed(path: &str) -> bool {
     let rel = path.trim_start_matches('/');
-    let (file, key) = if v1() {
+    let (file, key) = if !is_v2() {
         (Path::new(ROOT).join("memory").join(rel).join("memory.oom_control"), "oom_kill")
     } else {
         (Path::new(ROOT).join(rel).join("memory.events"), "oom_kill")
