@@ -165,7 +165,9 @@ fn an_empty_dir_size_limit_must_be_a_quantity() {
     let spec = "  volumes: [{name: cache, emptyDir: {sizeLimit: 1Gb}}]\n  containers:\n  - {name: c, image: busybox}\n";
     assert_eq!(
         errors(&pod(spec)),
-        [r#"spec.volumes[0].emptyDir.sizeLimit: Invalid value: "1Gb": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': "1Gb""#]
+        [
+            r#"spec.volumes[0].emptyDir.sizeLimit: Invalid value: "1Gb": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': "1Gb""#
+        ]
     );
 }
 
