@@ -109,6 +109,31 @@ impl ExitCause {
     }
 }
 
+/// A container instance the runtime still holds when the node process starts again while the
+/// pod's sandbox is intact (R75): what [`crate::PodEngine::adopt`] takes over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// The instance.
+    pub container: ContainerRef,
+    /// The runtime's ID for it.
+    pub id: String,
+    /// How it ended, if it ended while no node process watched it; `None` while it runs.
+    pub ended: Option<FoundExit>,
+}
+
+/// How a [`Found`] instance ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundExit {
+    /// The exit code (128 + signal number when killed by a signal).
+    pub exit_code: i32,
+    /// Why it ended.
+    pub cause: ExitCause,
+    /// When it ended.
+    pub finished_at: jiff::Timestamp,
+    /// The termination message, if the container wrote one.
+    pub message: Option<String>,
+}
+
 /// Something the runtime, a prober, the API or the user reports to the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {

@@ -26,6 +26,9 @@ pub mod record;
 mod status;
 
 pub use duration::go_duration;
-pub use io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
+pub use io::{
+    Action, ContainerRef, EventType, ExitCause, Found, FoundExit, Hook, Input, PodEvent, ProbeKind, ProbeOutcome,
+    Signal,
+};
 pub use model::{PodModel, RestartPolicy, Role};
 pub use pod::{PodEngine, PodIdentity};

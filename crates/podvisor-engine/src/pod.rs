@@ -20,6 +20,8 @@ use crate::model::{ContainerModel, PodModel, RestartPolicy, Role};
 use crate::probe::{Cached, Worker};
 use crate::record::{Exit, Instance, Records, State};
 
+mod adopt;
+
 /// The pod's identity, used in event messages and back-off keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodIdentity {
@@ -175,6 +177,11 @@ impl PodEngine {
         &self.status
     }
 
+    /// The pod's identity.
+    pub fn identity(&self) -> &PodIdentity {
+        &self.id
+    }
+
     /// The spec the engine runs.
     pub fn spec(&self) -> &PodSpec {
         &self.spec
@@ -216,18 +223,7 @@ impl PodEngine {
         for (s, attempt) in had {
             let ended = s.state.as_ref().and_then(|st| st.terminated.as_ref());
             let exit = match ended {
-                Some(t) => Exit {
-                    started_at: t.started_at.as_ref().map(|x| x.0),
-                    finished_at: t.finished_at.as_ref().map_or(now, |x| x.0),
-                    exit_code: t.exit_code,
-                    cause: match t.reason.as_deref() {
-                        Some("OOMKilled") => ExitCause::OomKilled,
-                        Some("StartError") => ExitCause::StartError,
-                        Some("ContainerStatusUnknown") => ExitCause::Lost,
-                        _ => ExitCause::Exited,
-                    },
-                    message: t.message.clone(),
-                },
+                Some(t) => adopt::exit_from_status(t, now),
                 None => Exit {
                     started_at: s.state.as_ref().and_then(|st| st.running.as_ref()?.started_at.as_ref()).map(|x| x.0),
                     finished_at: now,

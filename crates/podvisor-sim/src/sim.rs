@@ -6,7 +6,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec};
 use podvisor_engine::{
-    Action, ContainerRef, ExitCause, Hook, Input, PodEngine, PodEvent, PodIdentity, ProbeKind, ProbeOutcome, Signal,
+    Action, ContainerRef, ExitCause, Found, FoundExit, Hook, Input, PodEngine, PodEvent, PodIdentity, ProbeKind,
+    ProbeOutcome, Signal,
 };
 
 use crate::behaviour::{Behaviour, HookScript, ProbeScript};
@@ -36,6 +37,8 @@ pub enum Mark {
     Phase(String),
     /// The sandbox was removed: the pod is done.
     SandboxRemoved,
+    /// The node process stopped and started again, the sandbox intact (R75).
+    NodeRestarted,
 }
 
 /// One timeline entry.
@@ -194,6 +197,59 @@ impl Sim {
             }
         }
         self.feed(Input::UpdateSpec(Box::new(spec)));
+    }
+
+    /// The node process stops for `down` of virtual time and starts again while the pod's
+    /// sandbox and containers are intact (R75): a new engine takes over from the last reported
+    /// status and what the runtime still holds ([`PodEngine::adopt`]). What the old process
+    /// had in flight (probes, hooks, starts not yet reported) is lost with it; containers keep
+    /// running, and those that exit meanwhile are found ended. The running instances of `lost`
+    /// vanish from the runtime while the node is down.
+    pub fn restart_node(&mut self, down: Duration, lost: &[&str]) {
+        let prior = self.engine.status().clone();
+        self.queue.retain(|_, due| matches!(due, Due::Exit(..) | Due::StartedLine(_)));
+        let back = self.now + down;
+        let mut ended: HashMap<ContainerRef, FoundExit> = HashMap::new();
+        while let Some(((at, _), _)) = self.queue.first_key_value() {
+            if *at > back {
+                break;
+            }
+            let Some(((at, _), due)) = self.queue.pop_first() else { break };
+            self.now = at;
+            match due {
+                Due::Exit(r, code, cause) => {
+                    if let Some(p) = self.procs.get_mut(&r).filter(|p| p.alive) {
+                        p.alive = false;
+                        let mark = if code == 137 { Mark::Killed } else { Mark::Exiting(code) };
+                        self.mark(&r.name, mark);
+                        let exit = FoundExit { exit_code: code, cause, finished_at: at, message: None };
+                        ended.insert(r, exit);
+                    }
+                }
+                other => self.fire(other),
+            }
+        }
+        self.now = back;
+        let mut found = Vec::new();
+        for (r, p) in &mut self.procs {
+            p.hooks.clear();
+            if lost.contains(&r.name.as_str()) {
+                p.alive = false;
+                continue;
+            }
+            let id = format!("sim://{}-{}", r.name, r.attempt);
+            if p.alive {
+                found.push(Found { container: r.clone(), id, ended: None });
+            } else if let Some(e) = ended.remove(r) {
+                found.push(Found { container: r.clone(), id, ended: Some(e) });
+            }
+        }
+        found.sort_by(|a, b| a.container.cmp(&b.container));
+        let mut engine = PodEngine::new(self.engine.identity().clone(), self.engine.spec().clone(), self.now);
+        self.mark("", Mark::NodeRestarted);
+        engine.adopt(self.now, &prior, found);
+        self.engine = engine;
+        self.after_engine();
     }
 
     /// Runs for `d` of virtual time.

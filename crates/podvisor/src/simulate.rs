@@ -42,6 +42,7 @@ fn describe(mark: &Mark) -> Option<String> {
         }
         Mark::Phase(p) => format!("phase {p}"),
         Mark::SandboxRemoved => "pod finished".into(),
+        Mark::NodeRestarted => "node restarted, sandbox intact".into(),
         _ => return None,
     })
 }

@@ -1,0 +1,122 @@
+//! The node process stops and starts again while the pod's sandbox and containers are intact (a
+//! kubelet restart, not a reboot): R75 (no regular init container runs again, sidecars keep
+//! running, a sidecar whose instance vanished is recreated) and R76 (`started`, `ready` and the
+//! phase stay as they were). A4-KUBELET-RESTART-* in short.
+
+mod common;
+
+use common::*;
+use podvisor_engine::ProbeKind;
+use podvisor_sim::order::*;
+use podvisor_sim::*;
+
+/// Entries after the node restart.
+fn after_restart(t: &[Entry]) -> &[Entry] {
+    let at = t.iter().position(|e| e.mark == Mark::NodeRestarted).expect("the node restarted");
+    &t[at..]
+}
+
+#[test]
+fn a4_kubelet_restart_no_rerun_completed_init_containers_stay_done_r75() {
+    let mut sim = PodBuilder::new("Always")
+        .init(Ctr::new("init-1").run(1))
+        .init(Ctr::new("init-2").run(1))
+        .init(Ctr::new("init-3").run(1))
+        .container(Ctr::new("regular-1").run(300))
+        .sim();
+    sim.run_for(secs(10));
+    assert_eq!(state(&sim, "regular-1"), "running");
+    sim.restart_node(secs(2), &[]);
+    sim.run_for(secs(60));
+    let t = sim.timeline();
+    assert_eq!(starts(after_restart(t), "init-1") + starts(after_restart(t), "regular-1"), 0, "nothing starts again");
+    assert!(starts_before(t, "init-1", "init-2") && starts_before(t, "init-2", "init-3"), "init order kept");
+    for name in ["init-1", "init-2", "init-3"] {
+        assert_eq!((state(&sim, name), rc(&sim, name)), ("terminated:0:Completed".into(), 0), "{name}");
+    }
+    assert_eq!((state(&sim, "regular-1"), rc(&sim, "regular-1"), sim.phase()), ("running".into(), 0, "Running"));
+}
+
+#[test]
+fn a4_kubelet_restart_long_init_a_running_init_container_is_taken_over_r75() {
+    let mut sim = PodBuilder::new("Always")
+        .init(Ctr::new("init-1").run(1))
+        .init(Ctr::new("init-2").run(1))
+        .init(Ctr::new("long-init-3").run(20))
+        .container(Ctr::new("regular-1").run(300))
+        .sim();
+    sim.run_for(secs(5));
+    assert_eq!(state(&sim, "long-init-3"), "running");
+    sim.restart_node(secs(1), &[]);
+    assert_eq!(sim.phase(), "Pending", "R76: the phase stays");
+    sim.run_for(secs(60));
+    let t = after_restart(sim.timeline());
+    assert_eq!(starts(t, "init-1") + starts(t, "init-2") + starts(t, "long-init-3"), 0, "no init runs again");
+    assert_eq!(starts(t, "regular-1"), 1, "the app starts once the running init container completes");
+    assert!(exits_before_start(sim.timeline(), "long-init-3", "regular-1"));
+    assert_eq!((rc(&sim, "long-init-3"), rc(&sim, "regular-1")), (0, 0));
+}
+
+#[test]
+fn a_sidecar_keeps_running_started_and_ready_across_the_restart_r75_r76() {
+    let t = Timing { period: Some(5), ..Timing::default() };
+    let mut sim = PodBuilder::new("Always")
+        .sidecar(Ctr::new("proxy").probe(ProbeKind::Startup, t, ProbeScript::Pass).probe(
+            ProbeKind::Readiness,
+            t,
+            ProbeScript::Pass,
+        ))
+        .container(Ctr::new("app"))
+        .sim();
+    sim.run_for(secs(20));
+    assert_eq!(condition(&sim, "Ready"), "True");
+    sim.restart_node(secs(1), &[]);
+    assert!(is_started(&sim, "proxy"), "R76: started is kept, the startup probe does not run again");
+    assert_eq!(sim.container("proxy").map(|c| c.ready), Some(true), "R76: ready until a new result");
+    assert_eq!((condition(&sim, "Ready"), sim.phase()), ("True".into(), "Running"));
+    sim.run_for(secs(30));
+    let after = after_restart(sim.timeline());
+    assert_eq!(starts(after, "proxy") + starts(after, "app"), 0);
+    assert!(!after.iter().any(|e| e.container == "proxy" && e.mark == Mark::Probe(ProbeKind::Startup, true)));
+    assert!(after.iter().any(|e| e.container == "proxy" && e.mark == Mark::Probe(ProbeKind::Readiness, true)));
+}
+
+#[test]
+fn a_sidecar_whose_instance_vanished_is_recreated_and_the_app_goes_on_r75() {
+    let mut sim = PodBuilder::new("Always").sidecar(Ctr::new("proxy")).container(Ctr::new("app")).sim();
+    sim.run_for(secs(10));
+    sim.restart_node(secs(1), &["proxy"]);
+    sim.run_for(secs(10));
+    let after = after_restart(sim.timeline());
+    assert_eq!((starts(after, "proxy"), starts(after, "app")), (1, 0), "only the vanished sidecar starts");
+    assert_eq!((state(&sim, "proxy"), rc(&sim, "proxy")), ("running".into(), 1));
+    assert_eq!((state(&sim, "app"), rc(&sim, "app")), ("running".into(), 0));
+}
+
+#[test]
+fn an_exit_while_the_node_was_down_is_found_and_acted_on_r75() {
+    let mut sim = PodBuilder::new("OnFailure")
+        .sidecar(Ctr::new("proxy"))
+        .container(Ctr::new("app").run(12).exit(3).then().run(1).exit(0))
+        .sim();
+    sim.run_for(secs(10));
+    sim.restart_node(secs(5), &[]);
+    let app = sim.container("app").cloned().expect("app");
+    let ended = app.state.and_then(|s| s.terminated).expect("found ended");
+    assert_eq!(ended.exit_code, 3);
+    assert_eq!(ended.finished_at.map(|t| t.0), Some(epoch() + secs(12)), "it ended while the node was down");
+    assert!(sim.run_to_end(secs(60)));
+    assert_eq!((rc(&sim, "app"), state(&sim, "app"), sim.phase()), (1, "terminated:0:Completed".into(), "Succeeded"));
+    assert_eq!(rc(&sim, "proxy"), 0, "the sidecar ran on through the restart");
+}
+
+#[test]
+fn a_pod_deleted_after_the_restart_stops_in_order_r75() {
+    let mut sim =
+        PodBuilder::new("Always").grace(5).sidecar(Ctr::new("proxy")).container(Ctr::new("app").term(2)).sim();
+    sim.run_for(secs(5));
+    sim.restart_node(secs(1), &[]);
+    sim.delete(None);
+    assert!(sim.run_to_end(secs(30)));
+    assert!(exits_before(sim.timeline(), "app", "proxy"), "the taken-over sidecar still stops last");
+}
