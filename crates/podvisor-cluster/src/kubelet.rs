@@ -45,6 +45,9 @@ impl Kubelet {
         for c in first {
             self.on_change(&c);
         }
+        // The stored pods run, taking over what an earlier node process left of them (R75);
+        // what is left of other pods goes.
+        self.node.remove_strays().await;
         loop {
             let next = tokio::select! {
                 r = rx.recv() => r,
@@ -116,6 +119,15 @@ impl Kubelet {
             return;
         }
         if deleting {
+            if self.node.holds(&uid) {
+                // Deleted while no node process ran it, its containers still up: they are taken
+                // over and stopped in order.
+                self.start(c.key.clone(), obj);
+                if let Some(h) = self.handles.get(&uid) {
+                    h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
+                }
+                return;
+            }
             // Never ran here (or ran before a restart and is gone): nothing to stop.
             let _ = self.store.remove(&c.key);
             return;

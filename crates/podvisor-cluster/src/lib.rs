@@ -58,11 +58,12 @@ impl Cluster {
         data_dir: std::path::PathBuf,
         runtime: std::path::PathBuf,
         pull: podvisor_runtime::pull::PullSettings,
+        monitor: podvisor_runtime::monitor::MonitorCommand,
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let objects = Arc::new(StoreObjects(store.clone()));
-        let node = Node::open(podvisor_node::NodeConfig { data_dir, runtime, pull, objects }, tx).await?;
+        let node = Node::open(podvisor_node::NodeConfig { data_dir, runtime, pull, objects, monitor }, tx).await?;
         Ok(Cluster::start(store, node, rx, observer))
     }
 

@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::events::What;
 use crate::handlers::{self, Outcome, Purpose};
-use crate::host::{Host, Publish, Report, StartJob, Steps, container_id, pod_cgroup, remove_pod_leftovers};
+use crate::host::{
+    Held, Host, Publish, Report, StartJob, Steps, Watch, container_id, pod_cgroup, remove_pod_leftovers,
+};
 
 /// A pod's status as its driver last published it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,6 +32,9 @@ pub struct PodSnapshot {
     /// Whether the pod is done (every container stopped for good, sandbox removed).
     pub finished: bool,
 }
+
+/// The file of a pod's run directory that names its volumes' host paths.
+const VOLUMES: &str = "volumes.json";
 
 /// A hook with no bound of its own may run this long.
 const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
@@ -49,6 +54,8 @@ pub(crate) struct Driver {
     starts: HashMap<ContainerRef, Arc<AtomicBool>>,
     /// The watches of `emptyDir` size limits, while the sandbox is up.
     size_watches: Vec<tokio::task::JoinHandle<()>>,
+    /// What an earlier node process left running, to take over when the driver runs (R75).
+    held: Option<Vec<Held>>,
 }
 
 impl Drop for Driver {
@@ -77,11 +84,18 @@ impl Driver {
         };
         let now = Timestamp::now();
         let mut engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), now);
-        // A pod that already reported containers ran on this node before it stopped: its
-        // sandbox and containers are gone with the node, so it resumes as after a reboot
+        // A pod with a status ran on this node before the node process stopped. If its sandbox
+        // is intact, what it left is taken over (R75); if not, it resumes as after a reboot
         // (R73, R74).
+        let mut held = None;
         if let Some(prior) = &pod.status {
-            engine.resume(now, prior);
+            match host.held(&pod) {
+                Some(found) => {
+                    engine.adopt(now, prior, found.iter().filter_map(Held::found).collect());
+                    held = Some(found);
+                }
+                None => engine.resume(now, prior),
+            }
         }
         // A handle shows the engine's status from the start, never an empty one.
         snapshot.send_replace(PodSnapshot { status: engine.status().clone(), finished: false });
@@ -98,11 +112,15 @@ impl Driver {
             phase: String::new(),
             starts: HashMap::new(),
             size_watches: Vec::new(),
+            held,
         }
     }
 
     /// Runs the pod until it is finished.
     pub(crate) async fn run(mut self) {
+        if let Some(held) = self.held.take() {
+            self.take_over(held).await;
+        }
         loop {
             while let Some(action) = self.engine.poll_action() {
                 self.execute(action).await;
@@ -219,22 +237,66 @@ impl Driver {
                 }
             };
         steps.done("volumes");
+        // A node process started again finds the volumes here (R75).
+        let _ = serde_json::to_vec(&volumes).map(|v| std::fs::write(dir.join(VOLUMES), v));
+        (self.publish)(What::Timing { container: None, steps: steps.list });
+        self.enter_sandbox(&sandbox, volumes);
+        Input::SandboxReady
+    }
+
+    /// Sets up what containers of the ready sandbox share, and watches its volumes' limits.
+    fn enter_sandbox(&mut self, sandbox: &Sandbox, volumes: HashMap<String, PathBuf>) {
         for limit in crate::eviction::limits(&self.pod, &volumes) {
             self.size_watches.push(crate::eviction::watch(limit, self.report.clone()));
         }
-        (self.publish)(What::Timing { container: None, steps: steps.list });
         self.ctx = Some(Arc::new(PodContext {
             netns: Some(sandbox.namespace("net")),
             uts: Some(sandbox.namespace("uts")),
             ipc: Some(sandbox.namespace("ipc")),
-            cgroup_parent: pod_cgroup(&uid),
+            cgroup_parent: pod_cgroup(&uid(&self.pod)),
             cgroup_v2: podvisor_runtime::cgroup::is_v2(),
             etc_files: sandbox.etc_files(),
             volumes,
-            hostname: Some(hostname),
+            hostname: self.pod.metadata.name.clone(),
             security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
         }));
-        Input::SandboxReady
+    }
+
+    /// R75: takes over the sandbox and containers an earlier node process left. Running
+    /// containers are watched again (their log lines published from where the log is now);
+    /// ended and never-started ones are removed, the engine having been told how they ended.
+    async fn take_over(&mut self, held: Vec<Held>) {
+        let dir = self.host.run_dir(&uid(&self.pod));
+        let volumes: HashMap<String, PathBuf> =
+            std::fs::read(dir.join(VOLUMES)).ok().and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default();
+        self.enter_sandbox(&Sandbox::at(&dir.join("sandbox")), volumes);
+        let log_dir = self.host.log_dir(&self.pod);
+        for h in held {
+            match h {
+                Held::Running { r, id, dir, monitor } => {
+                    let Some(spec) = self.container(&r.name) else { continue };
+                    let log = podvisor_runtime::logs::path(&log_dir, &r.name, r.attempt);
+                    let watch = Watch {
+                        host: self.host.clone(),
+                        pod: self.pod.clone(),
+                        cgroup_parent: pod_cgroup(&uid(&self.pod)),
+                        spec,
+                        log_from: std::fs::metadata(&log).map_or(0, |m| m.len()),
+                        r,
+                        id,
+                        dir,
+                        monitor,
+                        start_error: None,
+                        report: self.report.clone(),
+                        publish: self.publish.clone(),
+                    };
+                    tokio::spawn(watch.run());
+                }
+                Held::Ended { id, dir, .. } | Held::Unstarted { id, dir } => {
+                    self.host.remove_container(&id, &dir).await;
+                }
+            }
+        }
     }
 
     async fn execute(&mut self, action: Action) {

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use podvisor_engine::{ContainerRef, ExitCause, Input};
+use podvisor_engine::{ContainerRef, ExitCause, Found, FoundExit, Input};
 use podvisor_runtime::bundle::{self, Instance, PodContext};
 use podvisor_runtime::image::{Image, ImageStore, normalize};
-use podvisor_runtime::logs::{self, Stream};
+use podvisor_runtime::logs;
+use podvisor_runtime::monitor::{self, Monitor, MonitorCommand};
 use podvisor_runtime::pull::Puller;
 use podvisor_runtime::rootfs::Overlay;
 use podvisor_runtime::runc::Runc;
@@ -24,6 +24,8 @@ pub(crate) struct Host {
     pub runc: Runc,
     pub objects: Arc<dyn podvisor_runtime::objects::Objects>,
     pub puller: Puller,
+    /// How container monitors are started.
+    pub monitor: MonitorCommand,
 }
 
 /// The most the kubelet reads of a termination message.
@@ -197,9 +199,8 @@ impl StartJob {
             return self.fail("CreateContainerError", message);
         }
         steps.done("rootfs and bundle");
-        let log_dir = self.host.log_dir(&self.pod);
-        let writer = match logs::Writer::create(&log_dir, &r.name, r.attempt) {
-            Ok(w) => w,
+        let log = match logs::prepare(&self.host.log_dir(&self.pod), &r.name, r.attempt) {
+            Ok(log) => log,
             Err(e) => {
                 cleanup(&overlay, &dir);
                 return self.fail("CreateContainerError", format!("creating the log file: {e}"));
@@ -209,8 +210,8 @@ impl StartJob {
             cleanup(&overlay, &dir);
             return self.abandoned();
         }
-        let created = match self.host.runc.create(&id, &dir).await {
-            Ok(c) => c,
+        let monitor = match Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log).await {
+            Ok(m) => m,
             Err(e) => {
                 let _ = self.host.runc.delete(&id).await;
                 cleanup(&overlay, &dir);
@@ -219,62 +220,190 @@ impl StartJob {
         };
         if self.is_cancelled() {
             let _ = self.host.runc.delete(&id).await;
+            monitor.exited().await;
             cleanup(&overlay, &dir);
             return self.abandoned();
         }
         steps.done("runc create");
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
-        let mut pumps = Vec::new();
-        for (pipe, stream) in [
-            (created.stdout.map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stdout),
-            (created.stderr.map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), Stream::Stderr),
-        ] {
-            let Some(pipe) = pipe else { continue };
-            let (w, publish, name) = (writer.clone(), self.publish.clone(), r.name.clone());
-            pumps.push(tokio::spawn(async move {
-                w.pump(pipe, stream, |line| {
-                    publish(What::Log { container: name.clone(), stream: stream.as_str(), line: line.to_string() })
-                })
-                .await
-            }));
-        }
         let start = self.host.runc.start(&id).await;
         if start.is_err() {
             let _ = self.host.runc.kill(&id, "KILL").await;
-        }
-        let started = start.is_ok();
-        if started {
+        } else {
+            // What a node process started again looks for: the container ran.
+            let _ = std::fs::write(dir.join(STARTED), b"");
             steps.done("runc start");
             let _ = self.report.send(Input::Started { container: r.clone() });
             (self.publish)(What::Timing { container: Some(r.name.clone()), steps: steps.list });
         }
-        let code = created.exit.wait().await.unwrap_or(255);
-        // Output written just before the exit belongs before the exit in the logs.
-        for p in pumps {
-            let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
-        }
-        let oom = cgroup::oom_killed(&format!("{}/{id}", self.ctx.cgroup_parent));
-        let message = if started {
-            termination_message(
-                &self.spec,
-                &dir.join("termination-log"),
-                &logs::path(&log_dir, &r.name, r.attempt),
-                code,
-            )
-        } else {
-            start.err().map(|e| e.to_string())
+        let watch = Watch {
+            host: self.host.clone(),
+            pod: self.pod.clone(),
+            cgroup_parent: self.ctx.cgroup_parent.clone(),
+            spec: self.spec.clone(),
+            r,
+            id,
+            dir,
+            monitor,
+            log_from: 0,
+            start_error: start.err().map(|e| e.to_string()),
+            report: self.report.clone(),
+            publish: self.publish.clone(),
         };
-        let _ = self.host.runc.delete(&id).await;
-        cleanup(&overlay, &dir);
-        let (exit_code, cause) = if !started {
-            (128, ExitCause::StartError)
-        } else if oom {
-            (code, ExitCause::OomKilled)
-        } else {
-            (code, ExitCause::Exited)
-        };
-        let _ = self.report.send(Input::Exited { container: r, exit_code, cause, message });
+        watch.run().await;
     }
+}
+
+/// The marker a started container leaves in its bundle.
+const STARTED: &str = "started";
+
+/// A container instance from its start (or its take-over by a node process started again) to its
+/// end: its log lines are published as the monitor writes them, and its end is reported.
+pub(crate) struct Watch {
+    pub host: Arc<Host>,
+    pub pod: Arc<Pod>,
+    pub cgroup_parent: String,
+    pub spec: Container,
+    pub r: ContainerRef,
+    pub id: String,
+    pub dir: PathBuf,
+    pub monitor: Monitor,
+    /// Where in the log the lines not yet published begin.
+    pub log_from: u64,
+    /// Why the start failed, if it did (the process never ran).
+    pub start_error: Option<String>,
+    pub report: Report,
+    pub publish: Publish,
+}
+
+impl Watch {
+    /// Publishes the log lines until the container ends, then reports its end and removes it.
+    pub async fn run(self) {
+        let log = logs::path(&self.host.log_dir(&self.pod), &self.r.name, self.r.attempt);
+        let (publish, name) = (self.publish.clone(), self.r.name.clone());
+        let followed = logs::follow(&log, self.log_from, self.monitor.exited(), |stream, line| {
+            publish(What::Log { container: name.clone(), stream: stream.as_str(), line: line.to_string() })
+        })
+        .await;
+        if followed.is_err() {
+            self.monitor.exited().await;
+        }
+        let input = match self.start_error {
+            Some(message) => Input::Exited {
+                container: self.r.clone(),
+                exit_code: 128,
+                cause: ExitCause::StartError,
+                message: Some(message),
+            },
+            None => {
+                let end = self.host.end_of(&self.spec, &self.cgroup_parent, &self.id, &self.dir, &log);
+                Input::Exited {
+                    container: self.r.clone(),
+                    exit_code: end.exit_code,
+                    cause: end.cause,
+                    message: end.message,
+                }
+            }
+        };
+        self.host.remove_container(&self.id, &self.dir).await;
+        let _ = self.report.send(input);
+    }
+}
+
+/// A container instance a node process started again finds on the machine.
+pub(crate) enum Held {
+    /// It runs; its monitor watches it.
+    Running { r: ContainerRef, id: String, dir: PathBuf, monitor: Monitor },
+    /// It ended while no node process watched it.
+    Ended { r: ContainerRef, id: String, dir: PathBuf, end: FoundExit },
+    /// It was created but never started: it is removed, and counts as never made.
+    Unstarted { id: String, dir: PathBuf },
+}
+
+impl Held {
+    /// What the engine is told of it.
+    pub fn found(&self) -> Option<Found> {
+        match self {
+            Held::Running { r, id, .. } => {
+                Some(Found { container: r.clone(), id: format!("runc://{id}"), ended: None })
+            }
+            Held::Ended { r, id, end, .. } => {
+                Some(Found { container: r.clone(), id: format!("runc://{id}"), ended: Some(end.clone()) })
+            }
+            Held::Unstarted { .. } => None,
+        }
+    }
+}
+
+impl Host {
+    /// How the instance `id` ended, as its monitor recorded it: the code (or, when the
+    /// monitor was killed, an unknown end), an OOM kill seen in its cgroup, and the termination
+    /// message. Read before the container is removed.
+    pub fn end_of(&self, spec: &Container, cgroup_parent: &str, id: &str, dir: &Path, log: &Path) -> FoundExit {
+        let Some(ended) = monitor::ended(dir) else {
+            return FoundExit {
+                exit_code: 137,
+                cause: ExitCause::Lost,
+                finished_at: jiff::Timestamp::now(),
+                message: Some("The container's monitor ended without recording its exit".into()),
+            };
+        };
+        let oom = cgroup::oom_killed(&format!("{cgroup_parent}/{id}"));
+        FoundExit {
+            exit_code: ended.code,
+            cause: if oom { ExitCause::OomKilled } else { ExitCause::Exited },
+            finished_at: ended.at,
+            message: termination_message(spec, &dir.join("termination-log"), log, ended.code),
+        }
+    }
+
+    /// Removes a container instance: the runtime's record (killing what is left), its layers
+    /// and its bundle.
+    pub async fn remove_container(&self, id: &str, dir: &Path) {
+        let _ = self.runc.delete(id).await;
+        let _ = Overlay::at(&dir.join("fs")).remove();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// What is left on the machine of `pod`, when its sandbox outlived the node process that
+    /// made it (`None` when it did not: the pod resumes as after a reboot, R73).
+    pub fn held(&self, pod: &Pod) -> Option<Vec<Held>> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let run = self.run_dir(&uid);
+        if !podvisor_runtime::sandbox::Sandbox::at(&run.join("sandbox")).is_alive() {
+            return None;
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let log_dir = self.log_dir(pod);
+        let mut held = Vec::new();
+        for e in std::fs::read_dir(run.join("containers")).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let dir = e.path();
+            let r = parse_container_id(&uid, &id);
+            let started = dir.join(STARTED).exists();
+            let monitor = Monitor::find(&dir, &id);
+            let container = r
+                .as_ref()
+                .and_then(|r| spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == r.name));
+            held.push(match (r, container, started, monitor) {
+                (Some(r), Some(_), true, Some(monitor)) => Held::Running { r, id, dir, monitor },
+                (Some(r), Some(c), true, None) => {
+                    let log = logs::path(&log_dir, &r.name, r.attempt);
+                    let end = self.end_of(c, &pod_cgroup(&uid), &id, &dir, &log);
+                    Held::Ended { r, id, dir, end }
+                }
+                _ => Held::Unstarted { id, dir },
+            });
+        }
+        Some(held)
+    }
+}
+
+/// The instance a runtime ID made by [`container_id`] names.
+fn parse_container_id(uid: &str, id: &str) -> Option<ContainerRef> {
+    let rest = id.strip_prefix(&format!("podvisor-{}-", &uid[..uid.len().min(8)]))?;
+    let (name, attempt) = rest.rsplit_once('-')?;
+    Some(ContainerRef::new(name, attempt.parse().ok()?))
 }
 
 /// The container's termination message: what it wrote to its `terminationMessagePath`, or with

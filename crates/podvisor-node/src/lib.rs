@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub pull: podvisor_runtime::pull::PullSettings,
     /// Where pods read ConfigMaps and Secrets from.
     pub objects: Arc<dyn Objects>,
+    /// How to start the monitor process that holds each container (`podvisor monitor`).
+    pub monitor: podvisor_runtime::monitor::MonitorCommand,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -93,6 +95,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("data_dir", &self.data_dir)
             .field("runtime", &self.runtime)
             .field("pull", &self.pull)
+            .field("monitor", &self.monitor)
             .finish_non_exhaustive()
     }
 }
@@ -197,9 +200,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the node on `config.data_dir`: checks privileges and the runtime, takes the data
-    /// directory's lock, and removes containers, mounts and cgroups left by an earlier run that
-    /// did not finish. Events of every pod go to `events`.
+    /// Opens the node on `config.data_dir`: checks privileges and the runtime and takes the data
+    /// directory's lock. What an earlier node process left on the machine stays: a pod run
+    /// again takes its containers over ([`Node::run_pod`]), and [`Node::remove_strays`] removes
+    /// the rest. Events of every pod go to `events`.
     pub async fn open(config: NodeConfig, events: mpsc::UnboundedSender<NodeEvent>) -> Result<Node, NodeError> {
         if !rustix::process::geteuid().is_root() {
             return Err(NodeError::NotRoot);
@@ -221,30 +225,43 @@ impl Node {
             .map_err(io(&lock_path))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| NodeError::Busy(config.data_dir.clone()))?;
-        podvisor_runtime::runc::become_subreaper().map_err(io(Path::new("prctl(PR_SET_CHILD_SUBREAPER)")))?;
         let host = host::Host {
             images: ImageStore::open(&config.data_dir)?,
             runc: Runc::new(runtime, config.data_dir.join("runc")),
             objects: config.objects.clone(),
             puller: podvisor_runtime::pull::Puller::new(config.pull.clone()),
             data: config.data_dir.clone(),
+            monitor: config.monitor.clone(),
         };
-        let node = Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) };
-        node.clean_up_earlier_run().await;
-        Ok(node)
+        Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }
 
-    async fn clean_up_earlier_run(&self) {
+    /// Removes what earlier node processes left on the machine of pods this node does not run
+    /// now: their containers (stopped at once), layers, volumes, namespaces and cgroups. Call
+    /// it once the pods to take over are running.
+    pub async fn remove_strays(&self) {
+        let running: Vec<String> = self.pods().iter().map(|p| p.uid().to_string()).collect();
+        let kept = |uid: &str| running.iter().any(|r| r == uid);
+        let short = |uid: &str| format!("podvisor-{}-", &uid[..uid.len().min(8)]);
         for id in self.host.runc.list().await.unwrap_or_default() {
-            if id.starts_with("podvisor-") {
+            if id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&short(uid))) {
                 let _ = self.host.runc.delete(&id).await;
             }
         }
         if let Ok(entries) = std::fs::read_dir(self.host.data.join("run")) {
             for e in entries.flatten() {
-                host::remove_pod_leftovers(&self.host, &e.file_name().to_string_lossy()).await;
+                let uid = e.file_name().to_string_lossy().into_owned();
+                if !kept(&uid) {
+                    host::remove_pod_leftovers(&self.host, &uid).await;
+                }
             }
         }
+    }
+
+    /// Whether an earlier node process left containers or a sandbox of the pod with `uid` on
+    /// the machine.
+    pub fn holds(&self, uid: &str) -> bool {
+        !uid.is_empty() && self.host.run_dir(uid).exists()
     }
 
     /// The file of the network namespace of the pod with `uid` (present while its sandbox is):
@@ -259,7 +276,9 @@ impl Node {
     }
 
     /// Starts running `pod` (defaulted and validated, with the UID the store gave it: the UID
-    /// names the pod's directories and cgroup). A pod without a UID, or with one that is not a
+    /// names the pod's directories and cgroup). A pod with a status ran before: if its sandbox
+    /// outlived the node process that ran it, its containers are taken over as they are (R75);
+    /// otherwise it resumes as after a reboot (R73, R74). A pod without a UID, or with one that is not a
     /// UUID (a manifest's own is never used as a path), gets a fresh one, and the `default`
     /// namespace when it has none.
     pub fn run_pod(&self, mut pod: Pod) -> PodHandle {

@@ -176,7 +176,7 @@ spec:
 /// The first node runs on its own runtime, which is then dropped: its tasks vanish without
 /// stopping anything, as in a crash.
 #[test]
-fn containers_left_by_a_crashed_run_are_removed_when_the_node_opens() {
+fn containers_left_by_a_crashed_run_are_removed_unless_taken_over() {
     let crashed = tokio::runtime::Runtime::new().unwrap();
     let (mut f, uid) = crashed.block_on(async {
         let f = fixture("leftovers").await;
@@ -212,12 +212,112 @@ spec:
             runtime: runtime().into(),
             pull: Default::default(),
             objects: std::sync::Arc::new(podvisor_node::ObjectStore::default()),
+            monitor: common::monitor(),
         };
-        let _node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        node.remove_strays().await;
         let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
         assert!(!listed.contains("podvisor-"), "a leftover container survived: {listed}");
         assert!(!data.join("run").join(&uid).exists(), "the pod's mounts and files are gone");
         assert!(!std::path::Path::new("/sys/fs/cgroup/memory/podvisor").join(&uid).exists());
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// R75 on real containers: the node process that ran a pod vanishes (its runtime is dropped, as
+/// in a crash) and a new one runs the pod again from its last status. The sandbox and the
+/// containers outlived it, so they are taken over: same container IDs, no restart, the
+/// completed init container not run again, the log followed on, and a deletion stopping the
+/// taken-over containers in order.
+#[test]
+fn a_pod_run_again_after_a_crash_takes_over_its_running_containers_r75() {
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: kept}
+spec:
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: setup
+    image: busybox:1.36
+    command: [sh, -c, "echo setup done"]
+  - name: side
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'echo side bye; exit 0' TERM; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "trap 'echo app bye; exit 0' TERM; while :; do sleep 0.1; done"]
+"#;
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let (mut f, before) = crashed.block_on(async {
+        let f = fixture("takeover").await;
+        let p = f.node.run_pod(pod(manifest));
+        let mut rx = p.watch();
+        let running = |s: &podvisor_node::PodSnapshot| {
+            s.status.container_statuses.iter().flatten().all(|c| c.started == Some(true))
+                && s.status.phase.as_deref() == Some("Running")
+        };
+        let _ = tokio::time::timeout(LIMIT, rx.wait_for(running)).await;
+        let mut before = p.pod().clone();
+        before.status = Some(p.status());
+        (f, before)
+    });
+    let ids = |s: &k8s_openapi::api::core::v1::PodStatus| {
+        let all = s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten());
+        all.map(|c| format!("{}={}/{}", c.name, c.container_id.clone().unwrap_or_default(), c.restart_count))
+            .collect::<Vec<_>>()
+    };
+    let prior = before.status.clone().expect("a status");
+    assert_eq!(prior.phase.as_deref(), Some("Running"), "{prior:?}");
+    f.keep = true;
+    let dir = f.dir.clone();
+    let data = f.node.data_dir().to_path_buf();
+    drop(f);
+    drop(crashed);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let config = podvisor_node::NodeConfig {
+            data_dir: data.clone(),
+            runtime: runtime().into(),
+            pull: Default::default(),
+            objects: std::sync::Arc::new(podvisor_node::ObjectStore::default()),
+            monitor: common::monitor(),
+        };
+        let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let p = node.run_pod(before.clone());
+        node.remove_strays().await;
+        let now = p.status();
+        assert_eq!(ids(&now), ids(&prior), "the same instances, none restarted");
+        assert_eq!(now.phase.as_deref(), Some("Running"));
+        assert!(now.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True"), "R76");
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while common::lines_in(&seen, "side").len() < 3 {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(e)) => seen.push(e),
+                _ => panic!("the taken-over sidecar's log is not followed: {seen:?}"),
+            }
+        }
+        let ticks = common::lines_in(&seen, "side");
+        assert!(ticks.iter().all(|l| l.starts_with("tick ")) && ticks[0] != "tick 1", "followed on: {ticks:?}");
+        p.delete(None);
+        let last = tokio::time::timeout(LIMIT, p.finished()).await.expect("the pod stops");
+        let term = |name: &str| terminated(&last, name);
+        assert_eq!((term("app").exit_code, term("side").exit_code), (0, 0), "both got SIGTERM and trapped it");
+        assert!(term("app").finished_at <= term("side").finished_at, "the sidecar stops last (R43)");
+        let setup = terminated(&last, "setup");
+        assert_eq!((setup.exit_code, last.init_container_statuses.as_ref().map(|s| s[0].restart_count)), (0, Some(0)));
+        let log =
+            std::fs::read_to_string(podvisor_runtime::logs::path(&podvisor_node::log_dir(&data, &before), "app", 0))
+                .expect("the app's log");
+        assert!(log.contains("app bye"), "the monitor kept writing the log: {log}");
+        let listed =
+            std::process::Command::new(runtime()).arg("--root").arg(data.join("runc")).args(["list", "-q"]).output();
+        let listed = String::from_utf8_lossy(&listed.expect("runc list").stdout).to_string();
+        assert!(!listed.contains("podvisor-"), "nothing is left: {listed}");
     });
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -12,6 +12,7 @@ pub mod env;
 pub mod image;
 mod layer;
 pub mod logs;
+pub mod monitor;
 pub mod objects;
 pub mod pull;
 pub mod rootfs;

@@ -3,12 +3,11 @@
 //! for a full line and `P` for a part of a longer one.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The longest content of one log record; longer lines are split into `P` records.
 pub const MAX_RECORD: usize = 16 * 1024;
@@ -69,6 +68,23 @@ pub fn path(dir: &Path, container: &str, attempt: u32) -> PathBuf {
     dir.join(container).join(format!("{attempt}.log"))
 }
 
+/// Makes the log file of instance `attempt` of `container` (empty), and deletes the container's
+/// logs older than the previous instance (the kubelet keeps the current and the previous one).
+pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<PathBuf> {
+    let file = path(dir, container, attempt);
+    if let Some(parent) = file.parent() {
+        fs::create_dir_all(parent)?;
+        for e in fs::read_dir(parent)?.flatten() {
+            let n = e.file_name().to_string_lossy().trim_end_matches(".log").parse::<u32>().ok();
+            if n.is_some_and(|n| n + 1 < attempt) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    OpenOptions::new().create(true).append(true).open(&file)?;
+    Ok(file)
+}
+
 /// A log file being written by a container's output pumps.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -76,20 +92,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Creates the log file of instance `attempt`, and deletes the container's logs older than
-    /// the previous instance (the kubelet keeps the current and the previous one).
-    pub fn create(dir: &Path, container: &str, attempt: u32) -> std::io::Result<Writer> {
-        let file = path(dir, container, attempt);
-        if let Some(parent) = file.parent() {
-            fs::create_dir_all(parent)?;
-            for e in fs::read_dir(parent)?.flatten() {
-                let n = e.file_name().to_string_lossy().trim_end_matches(".log").parse::<u32>().ok();
-                if n.is_some_and(|n| n + 1 < attempt) {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-        let f = OpenOptions::new().create(true).append(true).open(&file)?;
+    /// Opens a log file for appending.
+    pub fn open(file: &Path) -> std::io::Result<Writer> {
+        let f = OpenOptions::new().create(true).append(true).open(file)?;
         Ok(Writer { file: Arc::new(Mutex::new(f)) })
     }
 
@@ -101,21 +106,20 @@ impl Writer {
         }
     }
 
-    /// Copies `reader` (a container's stdout or stderr) into the log until it closes, calling
-    /// `each` with every complete line too.
-    pub async fn pump(&self, mut reader: impl AsyncRead + Unpin, stream: Stream, mut each: impl FnMut(&str)) {
+    /// Copies `reader` (a container's stdout or stderr) into the log until it closes. Lines
+    /// longer than [`MAX_RECORD`] become several records.
+    pub fn pump(&self, mut reader: impl Read, stream: Stream) {
         let mut buf = Vec::with_capacity(4096);
         let mut chunk = [0u8; 8192];
         loop {
-            let n = match reader.read(&mut chunk).await {
+            let n = match reader.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => 0,
                 Ok(n) => n,
             };
             if n == 0 {
                 if !buf.is_empty() {
-                    let text = String::from_utf8_lossy(&buf).into_owned();
-                    self.write(stream, false, &text, Timestamp::now());
-                    each(&text);
+                    self.write(stream, false, &String::from_utf8_lossy(&buf), Timestamp::now());
                 }
                 return;
             }
@@ -123,19 +127,67 @@ impl Writer {
             let now = Timestamp::now();
             let mut start = 0;
             while let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
-                let line = &buf[start..start + i];
-                let text = String::from_utf8_lossy(line);
+                let text = String::from_utf8_lossy(&buf[start..start + i]);
                 let pieces = split(&text);
                 for (k, piece) in pieces.iter().enumerate() {
                     self.write(stream, k + 1 < pieces.len(), piece, now);
                 }
-                each(&text);
                 start += i + 1;
             }
             buf.drain(..start);
             while buf.len() >= MAX_RECORD {
                 let piece: Vec<u8> = buf.drain(..MAX_RECORD).collect();
                 self.write(stream, true, &String::from_utf8_lossy(&piece), now);
+            }
+        }
+    }
+}
+
+/// Follows a log file that a container's monitor writes: calls `each` with every line
+/// (partial records joined) written after byte `from`, as it is written (inotify, no polling),
+/// until `done` resolves; then reads what is left and returns `done`'s output.
+pub async fn follow<T>(
+    file: &Path,
+    from: u64,
+    done: impl std::future::Future<Output = T>,
+    mut each: impl FnMut(Stream, &str),
+) -> std::io::Result<T> {
+    use rustix::fs::inotify;
+    use std::io::{Seek, SeekFrom};
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+    inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY)?;
+    // SAFETY: the inotify fd is an `OwnedFd` moved into the `AsyncFd`, open for its lifetime.
+    let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
+    let mut f = File::open(file)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut pending = Vec::new();
+    let mut joiner = Joiner::default();
+    let mut read_new = |f: &mut File| {
+        let _ = f.read_to_end(&mut pending);
+        let mut start = 0;
+        while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&pending[start..start + i]).into_owned();
+            start += i + 1;
+            if let Some((_, stream, text)) = Record::parse(&line).and_then(|r| joiner.push(r)) {
+                each(stream, &text);
+            }
+        }
+        pending.drain(..start);
+    };
+    tokio::pin!(done);
+    loop {
+        read_new(&mut f);
+        tokio::select! {
+            out = &mut done => {
+                read_new(&mut f);
+                return Ok(out);
+            }
+            guard = fd.readable() => {
+                let mut guard = guard?;
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+                let mut reader = inotify::Reader::new(fd.get_ref(), &mut buf);
+                while reader.next().is_ok() {}
+                guard.clear_ready();
             }
         }
     }
@@ -199,15 +251,27 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn lines_are_written_in_cri_format_and_read_back() {
+    async fn lines_are_written_in_cri_format_read_back_and_followed() {
         let dir = std::env::temp_dir().join(format!("podvisor-logs-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let w = Writer::create(&dir, "c", 0).unwrap();
+        let file = prepare(&dir, "c", 0).unwrap();
+        let w = Writer::open(&file).unwrap();
         let long = "x".repeat(MAX_RECORD + 10);
         let input = format!("one\n{long}\ntwo without newline");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let writer = {
+            let (w, input) = (w.clone(), input.clone());
+            std::thread::spawn(move || {
+                w.pump(input.as_bytes(), Stream::Stderr);
+                let _ = tx.send(());
+            })
+        };
         let mut seen = Vec::new();
-        w.pump(input.as_bytes(), Stream::Stderr, |l| seen.push(l.to_string())).await;
-        assert_eq!(seen, ["one", long.as_str(), "two without newline"]);
+        follow(&file, 0, rx, |stream, l| seen.push((stream, l.to_string()))).await.unwrap().unwrap();
+        writer.join().unwrap();
+        let lines: Vec<&str> = seen.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lines, ["one", long.as_str(), "two without newline"]);
+        assert!(seen.iter().all(|(s, _)| *s == Stream::Stderr));
         let text = fs::read_to_string(path(&dir, "c", 0)).unwrap();
         let records: Vec<Record> = text.lines().map(|l| Record::parse(l).unwrap()).collect();
         assert_eq!(records.len(), 4, "the long line is split in two records");
@@ -223,7 +287,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("podvisor-logs-keep-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         for attempt in 0..4 {
-            Writer::create(&dir, "c", attempt).unwrap();
+            prepare(&dir, "c", attempt).unwrap();
         }
         let mut kept: Vec<String> =
             fs::read_dir(dir.join("c")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

@@ -1,8 +1,9 @@
 //! Driving an OCI runtime binary (runc by default): create, start, signal, delete, exec.
 //!
-//! The container's init is reparented to this process (a child subreaper), and its exit is
-//! awaited through a pidfd registered with the async reactor: no polling, no thread per
-//! container. The container's stdout and stderr are pipes this process reads.
+//! The node creates containers through a [`crate::monitor`], which outlives it. [`Runc::create`]
+//! attaches a container to this process instead: its init is reparented here (a child
+//! subreaper), its exit awaited through a pidfd registered with the async reactor, and its
+//! stdout and stderr are pipes this process reads.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -107,6 +108,16 @@ impl Runc {
     /// The runtime `binary`, keeping its state under `root`.
     pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
         Runc { binary: binary.into(), root: root.into() }
+    }
+
+    /// The runtime binary.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// The directory the runtime keeps its state in (`--root`).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn command(&self) -> Command {

@@ -55,6 +55,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// Whether the sandbox's namespaces are still held: it outlived the node process that made
+    /// it (a node restart, not a reboot).
+    pub fn is_alive(&self) -> bool {
+        /// `NSFS_MAGIC`: the file system of a bound namespace.
+        const NSFS: i64 = 0x6e73_6673;
+        // `f_type`'s integer type differs between architectures.
+        #[allow(clippy::unnecessary_cast)]
+        NAMESPACES.iter().all(|kind| rustix::fs::statfs(self.namespace(kind)).is_ok_and(|s| s.f_type as i64 == NSFS))
+    }
+
     /// Creates the namespaces and files for a pod whose hostname is `hostname`.
     pub async fn create(&self, hostname: &str) -> Result<(), SandboxError> {
         let io = |path: &Path| {

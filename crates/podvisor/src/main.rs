@@ -138,7 +138,22 @@ enum Command {
     Image(image::ImageCommand),
 }
 
+/// How the node starts a container's monitor: this program, as `podvisor monitor …`.
+pub(crate) fn monitor_command() -> podvisor_runtime::monitor::MonitorCommand {
+    podvisor_runtime::monitor::MonitorCommand {
+        program: std::env::current_exe().unwrap_or_else(|_| "podvisor".into()),
+        args: vec!["monitor".into()],
+    }
+}
+
 fn main() -> ExitCode {
+    // `podvisor monitor …` is the process the node starts to hold one container; it is not a
+    // command for people, so it is neither parsed nor listed with the others.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "monitor") {
+        let code = podvisor_runtime::monitor::main(args.collect());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,

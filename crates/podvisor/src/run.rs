@@ -234,8 +234,15 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     }
     let store = Store::in_memory();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let cluster =
-        Cluster::open(store.clone(), opts.data_dir.clone(), opts.runtime.clone(), opts.pull.clone(), Some(tx)).await?;
+    let cluster = Cluster::open(
+        store.clone(),
+        opts.data_dir.clone(),
+        opts.runtime.clone(),
+        opts.pull.clone(),
+        crate::monitor_command(),
+        Some(tx),
+    )
+    .await?;
     let node = cluster.node().clone();
     let mut changes = store.subscribe();
     let tty = std::io::stdout().is_terminal();

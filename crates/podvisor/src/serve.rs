@@ -51,8 +51,15 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, creds.kubeconfig(&server))?;
         std::fs::write(dir.join("address"), &server)?;
-        let cluster =
-            Cluster::open(store, opts.data_dir.clone(), opts.runtime.clone(), opts.pull.clone(), None).await?;
+        let cluster = Cluster::open(
+            store,
+            opts.data_dir.clone(),
+            opts.runtime.clone(),
+            opts.pull.clone(),
+            crate::monitor_command(),
+            None,
+        )
+        .await?;
         let node = cluster.node().clone();
         println!("podvisor: serving the Kubernetes API at {server}");
         println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());

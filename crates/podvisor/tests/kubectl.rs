@@ -57,6 +57,16 @@ impl Server {
         serve(&dir)
     }
 
+    /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data
+    /// directory. Its containers live on.
+    fn crash(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.clone();
+        std::mem::forget(self);
+        serve(&dir)
+    }
+
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         let mut cmd = Command::new("kubectl");
         cmd.env("KUBECONFIG", self.dir.join("data/serve/kubeconfig"))
@@ -297,6 +307,46 @@ fn pods_stopped_with_the_server_resume_as_after_a_reboot_r73_r74() {
     let once = server.ok(&["get", "pod", "once", "-o", &format!("jsonpath={app}")], None);
     assert_eq!(once, "137/ContainerStatusUnknown/0", "R73: a Never pod is not run again");
     server.ok(&["delete", "pod", "web", "once"], None);
+}
+
+/// R75: a server killed with SIGKILL loses no object and no event, and its pods' containers,
+/// which outlived it, are taken over when it starts again: the same container IDs, no restart,
+/// the log going on without a gap, and a deletion that stops them in order.
+#[test]
+fn a_server_killed_with_sigkill_takes_its_running_containers_over_r75() {
+    let dir = data_dir("crash");
+    let server = serve(&dir);
+    let ticker = SIDECAR_POD.replace("name: web", "name: ticker").replace(
+        "command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n  containers:",
+        "command: [sh, -c, 'trap \"exit 0\" TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']\n  containers:",
+    );
+    assert!(ticker.contains("echo tick"), "{ticker}");
+    server.ok(&["apply", "-f", "-"], Some(&ticker));
+    server.ok(&["wait", "--for=condition=Ready", "pod/ticker", "--timeout=30s"], None);
+    let ids = "{range .status.initContainerStatuses[*]}{.name}={.containerID}/{.restartCount} {end}{range .status.containerStatuses[*]}{.name}={.containerID}/{.restartCount}{end}";
+    let ids = format!("jsonpath={ids}");
+    let before = server.ok(&["get", "pod", "ticker", "-o", &ids], None);
+    let events = |s: &Server| {
+        let out = s.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}"], None);
+        out.lines().map(str::to_string).collect::<std::collections::BTreeSet<_>>()
+    };
+    let events_before = events(&server);
+    assert!(!events_before.is_empty());
+
+    let server = server.crash();
+    server.ok(&["wait", "--for=condition=Ready", "pod/ticker", "--timeout=30s"], None);
+    assert_eq!(server.ok(&["get", "pod", "ticker", "-o", &ids], None), before, "taken over, not restarted");
+    let pods = server.ok(&["get", "pods"], None);
+    assert_eq!(&row(&pods, "ticker")[1..4], ["2/2", "Running", "0"], "{pods}");
+    assert!(events(&server).is_superset(&events_before), "no event is lost");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let log = server.ok(&["logs", "ticker", "-c", "side"], None);
+    let ticks: Vec<u32> = log.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
+    assert!(ticks.len() > 3 && ticks.iter().enumerate().all(|(i, n)| *n == i as u32 + 1), "one run, no gap: {log}");
+    server.ok(&["delete", "pod", "ticker"], None);
+    let listed = Command::new("runc").arg("--root").arg(dir.join("data/runc")).args(["list", "-q"]).output();
+    let listed = String::from_utf8_lossy(&listed.expect("runc lists").stdout).to_string();
+    assert!(!listed.contains("podvisor-"), "the taken-over containers are gone: {listed}");
 }
 
 /// The request forms kubectl has beyond apply: a JSON patch (`--type=json`), each

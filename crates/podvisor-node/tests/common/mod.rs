@@ -47,10 +47,20 @@ pub async fn fixture(name: &str) -> Fixture {
     ImageStore::open(&data).unwrap().load_archive(archive(), &["busybox:1.36".into()]).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let objects = std::sync::Arc::new(podvisor_node::ObjectStore::default());
-    let config =
-        NodeConfig { data_dir: data, runtime: runtime().into(), pull: Default::default(), objects: objects.clone() };
+    let config = NodeConfig {
+        data_dir: data,
+        runtime: runtime().into(),
+        pull: Default::default(),
+        objects: objects.clone(),
+        monitor: monitor(),
+    };
     let node = Node::open(config, tx).await.expect("the node opens");
     Fixture { node, objects, events: rx, seen: Vec::new(), dir, keep: false }
+}
+
+/// The container monitor this package builds.
+pub fn monitor() -> podvisor_runtime::monitor::MonitorCommand {
+    podvisor_runtime::monitor::MonitorCommand { program: env!("CARGO_BIN_EXE_podvisor-monitor").into(), args: vec![] }
 }
 
 /// The OCI runtime the tests drive: runc, or the one named by `PODVISOR_TEST_RUNTIME`.

@@ -1,0 +1,285 @@
+//! The container monitor: one small process per container that holds what must outlive the node
+//! process, so that a node process started again can take its containers over (R75), as the
+//! kubelet finds its containers again in the container runtime.
+//!
+//! The monitor creates the container (`runc create`), becomes the parent of its init, writes the
+//! container's stdout and stderr to its CRI log and, when the init exits, its exit status to the
+//! file `exit` of the bundle. It runs in its own session, so a terminal's Ctrl-C reaches the
+//! node, which stops its containers in order, and never the containers directly.
+//!
+//! - process side: [`main`], run as `podvisor monitor …` (or the `podvisor-monitor` binary);
+//! - node side: [`Monitor::spawn`] starts one and waits until the container is created,
+//!   [`Monitor::find`] finds one again after a restart, [`Monitor::exited`] resolves when it
+//!   is gone, and [`ended`] reads how the container ended.
+
+use std::ffi::OsString;
+use std::io::{BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+use tokio::io::unix::AsyncFd;
+
+use crate::logs::{Stream, Writer};
+use crate::runc::{Runc, RuncError};
+
+/// How to start a monitor process: a program and the arguments before the monitor's own.
+#[derive(Debug, Clone)]
+pub struct MonitorCommand {
+    /// The program (`podvisor`, or the `podvisor-monitor` binary).
+    pub program: PathBuf,
+    /// Leading arguments (`["monitor"]` for `podvisor monitor`).
+    pub args: Vec<OsString>,
+}
+
+/// The file in the bundle holding the monitor's process ID.
+const PID_FILE: &str = "monitor.pid";
+/// The file in the bundle holding the container's end: `CODE FINISHED_AT`.
+const EXIT_FILE: &str = "exit";
+/// How long the output of an exited init may keep coming (from processes it left behind).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// How a container ended, as its monitor recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// The exit code: the status, or 128 + the signal that killed it.
+    pub code: i32,
+    /// When the monitor saw it end.
+    pub at: Timestamp,
+}
+
+/// Reads the end the monitor recorded in `bundle`, if the container has ended.
+pub fn ended(bundle: &Path) -> Option<Ended> {
+    let text = std::fs::read_to_string(bundle.join(EXIT_FILE)).ok()?;
+    let (code, at) = text.trim().split_once(' ')?;
+    Some(Ended { code: code.parse().ok()?, at: at.parse().ok()? })
+}
+
+/// A monitor process, watched through a pidfd (it need not be this process's child).
+pub struct Monitor {
+    pid: i32,
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").field("pid", &self.pid).finish()
+    }
+}
+
+impl Monitor {
+    fn watch(pid: i32) -> std::io::Result<Monitor> {
+        let raw = Pid::from_raw(pid).ok_or_else(|| std::io::Error::other(format!("bad pid {pid}")))?;
+        let fd = rustix::process::pidfd_open(raw, PidfdFlags::empty())?;
+        // SAFETY: the pidfd is an `OwnedFd` moved into the `AsyncFd`, so it stays open and
+        // refers to the same process for as long as the `AsyncFd` lives.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
+        Ok(Monitor { pid, fd })
+    }
+
+    /// Starts a monitor that creates container `id` from `bundle` with `runc`, its output going
+    /// to the CRI log `log`; returns once the container is created (not yet started).
+    pub async fn spawn(
+        command: &MonitorCommand,
+        runc: &Runc,
+        id: &str,
+        bundle: &Path,
+        log: &Path,
+    ) -> Result<Monitor, RuncError> {
+        let failed = |message: String| RuncError::Failed {
+            binary: runc.binary().to_path_buf(),
+            verb: "create",
+            id: id.into(),
+            message,
+        };
+        let mut child = tokio::process::Command::new(&command.program)
+            .args(&command.args)
+            .arg(runc.binary())
+            .arg(runc.root())
+            .arg(bundle)
+            .arg(id)
+            .arg(log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|error| RuncError::Spawn { binary: command.program.clone(), error })?;
+        let pid = child.id().map(|p| p as i32);
+        let mut report = String::new();
+        if let Some(out) = child.stdout.take() {
+            use tokio::io::AsyncBufReadExt;
+            let _ = tokio::io::BufReader::new(out).read_line(&mut report).await;
+        }
+        let report = report.trim();
+        if let Some(message) = report.strip_prefix("failed ") {
+            let _ = child.wait().await;
+            return Err(failed(message.to_string()));
+        }
+        if !report.starts_with("created") {
+            let status = child.wait().await.ok();
+            return Err(failed(format!("the container monitor ended without creating it ({status:?})")));
+        }
+        // The monitor stays this process's child until it ends; tokio reaps it then.
+        drop(child);
+        let pid = pid.ok_or_else(|| failed("the container monitor has no pid".into()))?;
+        Monitor::watch(pid).map_err(|error| RuncError::Wait { id: id.into(), error })
+    }
+
+    /// The monitor of container `id` whose bundle is `bundle`, if it still runs.
+    pub fn find(bundle: &Path, id: &str) -> Option<Monitor> {
+        let pid: i32 = std::fs::read_to_string(bundle.join(PID_FILE)).ok()?.trim().parse().ok()?;
+        // A recycled pid is some other process: the monitor's command line names its container.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        if !cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes()) {
+            return None;
+        }
+        Monitor::watch(pid).ok()
+    }
+
+    /// The monitor's process ID.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Resolves when the monitor has exited (the container ended, and its end is recorded in
+    /// the bundle unless the monitor itself was killed).
+    pub async fn exited(&self) {
+        loop {
+            let Ok(mut guard) = self.fd.readable().await else { return };
+            match rustix::process::waitid(
+                WaitId::PidFd(self.fd.get_ref().as_fd()),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            ) {
+                Ok(Some(_)) => return,
+                Ok(None) => guard.clear_ready(),
+                // Not this process's child (found after a restart), or reaped already: a
+                // readable pidfd means it has exited.
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Why a monitor's arguments were refused.
+#[derive(Debug, thiserror::Error)]
+#[error("usage: monitor RUNTIME RUNTIME_ROOT BUNDLE ID LOG_FILE")]
+pub struct Usage;
+
+/// The monitor process: creates the container, reports `created PID` (or `failed MESSAGE`) on
+/// its standard output and closes it, writes the container's output to the log, and records the
+/// init's exit. Returns the process's exit code. `args` are the five after the program's own.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let [runtime, root, bundle, id, log] = match <[OsString; 5]>::try_from(args) {
+        Ok(a) => a,
+        Err(_) => {
+            eprintln!("{Usage}");
+            return 2;
+        }
+    };
+    let (bundle, log) = (PathBuf::from(bundle), PathBuf::from(log));
+    let mut report = std::io::stdout();
+    match run(&runtime, &root, &bundle, &id, &log, &mut report) {
+        Ok(()) => 0,
+        Err(message) => {
+            let _ = writeln!(report, "failed {}", message.replace('\n', " "));
+            1
+        }
+    }
+}
+
+fn run(
+    runtime: &OsString,
+    root: &OsString,
+    bundle: &Path,
+    id: &OsString,
+    log: &Path,
+    report: &mut std::io::Stdout,
+) -> Result<(), String> {
+    // Its own session: no terminal signal reaches it or, through it, the container.
+    let _ = rustix::process::setsid();
+    rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(std::process::id() as i32))
+        .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
+    let pid_file = bundle.join(PID_FILE);
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let init_pid_file = bundle.join("init.pid");
+    let status = std::process::Command::new(runtime)
+        .arg("--root")
+        .arg(root)
+        .arg("create")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--pid-file")
+        .arg(&init_pid_file)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(out_w)
+        .stderr(err_w)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", runtime.to_string_lossy()))?;
+    if !status.success() {
+        // No container holds the pipes: runc's own error output ends with it.
+        let mut message = String::new();
+        let _ = BufReader::new(err_r).take(64 * 1024).read_to_string(&mut message);
+        return Err(message.trim().to_string());
+    }
+    let init: i32 = std::fs::read_to_string(&init_pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("no pid in {}", init_pid_file.display()))?;
+    let writer = Writer::open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (pipe, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
+        let (w, done) = (writer.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            w.pump(pipe, stream);
+            let _ = done.send(());
+        });
+    }
+    drop(done_tx);
+    let _ = writeln!(report, "created {init}");
+    let _ = report.flush();
+    // The node reads up to the report; from here on the monitor answers to nobody.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdout(&null);
+    }
+    let code = wait_for(init);
+    let deadline = std::time::Instant::now() + DRAIN;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let tmp = bundle.join("exit.tmp");
+    std::fs::write(&tmp, format!("{code} {}\n", Timestamp::now())).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, bundle.join(EXIT_FILE)).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    Ok(())
+}
+
+/// Reaps children (the init, and any orphan reparented here) until the init has exited; its
+/// exit code, or 128 + the signal that killed it.
+fn wait_for(init: i32) -> i32 {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == init => {
+                if let Some(code) = status.exit_status() {
+                    return code;
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return 128 + sig;
+                }
+                return 255;
+            }
+            Ok(_) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
