@@ -34,7 +34,7 @@ pub struct PodSnapshot {
 }
 
 /// The file of a pod's run directory that names its volumes' host paths.
-const VOLUMES: &str = "volumes.json";
+pub(crate) const VOLUMES: &str = "volumes.json";
 
 /// A hook with no bound of its own may run this long.
 const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
@@ -56,6 +56,9 @@ pub(crate) struct Driver {
     size_watches: Vec<tokio::task::JoinHandle<()>>,
     /// What an earlier node process left running, to take over when the driver runs (R75).
     held: Option<Vec<Held>>,
+    /// Whether an earlier node process left a dead sandbox of the pod, removed before the pod
+    /// starts over (R73).
+    stale: bool,
 }
 
 impl Drop for Driver {
@@ -88,13 +91,17 @@ impl Driver {
         // is intact, what it left is taken over (R75); if not, it resumes as after a reboot
         // (R73, R74).
         let mut held = None;
+        let mut stale = false;
         if let Some(prior) = &pod.status {
             match host.held(&pod) {
                 Some(found) => {
                     engine.adopt(now, prior, found.iter().filter_map(Held::found).collect());
                     held = Some(found);
                 }
-                None => engine.resume(now, prior),
+                None => {
+                    stale = host.run_dir(&uid(&pod)).exists();
+                    engine.resume(now, prior)
+                }
             }
         }
         // A handle shows the engine's status from the start, never an empty one.
@@ -113,6 +120,7 @@ impl Driver {
             starts: HashMap::new(),
             size_watches: Vec::new(),
             held,
+            stale,
         }
     }
 
@@ -120,6 +128,9 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         if let Some(held) = self.held.take() {
             self.take_over(held).await;
+        }
+        if self.stale {
+            remove_pod_leftovers(&self.host, &uid(&self.pod)).await;
         }
         loop {
             while let Some(action) = self.engine.poll_action() {
@@ -238,7 +249,11 @@ impl Driver {
             };
         steps.done("volumes");
         // A node process started again finds the volumes here (R75).
-        let _ = serde_json::to_vec(&volumes).map(|v| std::fs::write(dir.join(VOLUMES), v));
+        // Written whole or not at all: without it, the sandbox counts as lost (R73).
+        if let Ok(v) = serde_json::to_vec(&volumes) {
+            let tmp = dir.join(format!("{VOLUMES}.tmp"));
+            let _ = std::fs::write(&tmp, v).and_then(|()| std::fs::rename(&tmp, dir.join(VOLUMES)));
+        }
         (self.publish)(What::Timing { container: None, steps: steps.list });
         self.enter_sandbox(&sandbox, volumes);
         Input::SandboxReady

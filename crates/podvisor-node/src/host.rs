@@ -210,7 +210,7 @@ impl StartJob {
             cleanup(&overlay, &dir);
             return self.abandoned();
         }
-        let monitor = match Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log).await {
+        let mut monitor = match Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log).await {
             Ok(m) => m,
             Err(e) => {
                 let _ = self.host.runc.delete(&id).await;
@@ -226,12 +226,13 @@ impl StartJob {
         }
         steps.done("runc create");
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
+        // What a node process started again looks for: the start was asked for (whether it
+        // happened, the runtime's state then says).
+        let _ = std::fs::write(dir.join(STARTED), b"");
         let start = self.host.runc.start(&id).await;
         if start.is_err() {
             let _ = self.host.runc.kill(&id, "KILL").await;
         } else {
-            // What a node process started again looks for: the container ran.
-            let _ = std::fs::write(dir.join(STARTED), b"");
             steps.done("runc start");
             let _ = self.report.send(Input::Started { container: r.clone() });
             (self.publish)(What::Timing { container: Some(r.name.clone()), steps: steps.list });
@@ -278,7 +279,7 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// Publishes the log lines until the container ends, then reports its end and removes it.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let log = logs::path(&self.host.log_dir(&self.pod), &self.r.name, self.r.attempt);
         let (publish, name) = (self.publish.clone(), self.r.name.clone());
         let followed = logs::follow(&log, self.log_from, self.monitor.exited(), |stream, line| {
@@ -305,8 +306,9 @@ impl Watch {
                 }
             }
         };
-        self.host.remove_container(&self.id, &self.dir).await;
+        // Told first, so that a node process killed now finds the end in the pod's status.
         let _ = self.report.send(input);
+        self.host.remove_container(&self.id, &self.dir).await;
     }
 }
 
@@ -370,7 +372,9 @@ impl Host {
     pub fn held(&self, pod: &Pod) -> Option<Vec<Held>> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let run = self.run_dir(&uid);
-        if !podvisor_runtime::sandbox::Sandbox::at(&run.join("sandbox")).is_alive() {
+        if !podvisor_runtime::sandbox::Sandbox::at(&run.join("sandbox")).is_alive()
+            || !run.join(crate::driver::VOLUMES).exists()
+        {
             return None;
         }
         let spec = pod.spec.clone().unwrap_or_default();
@@ -380,8 +384,10 @@ impl Host {
             let id = e.file_name().to_string_lossy().into_owned();
             let dir = e.path();
             let r = parse_container_id(&uid, &id);
-            let started = dir.join(STARTED).exists();
             let monitor = Monitor::find(&dir, &id);
+            // Created but never started (the node process stopped in between): not adopted.
+            let started =
+                dir.join(STARTED).exists() && (monitor.is_none() || self.runc.state(&id) != Some("created".into()));
             let container = r
                 .as_ref()
                 .and_then(|r| spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == r.name));

@@ -258,10 +258,10 @@ impl Node {
         }
     }
 
-    /// Whether an earlier node process left containers or a sandbox of the pod with `uid` on
-    /// the machine.
+    /// Whether an earlier node process left a live sandbox of the pod with `uid` (with its
+    /// containers) on the machine.
     pub fn holds(&self, uid: &str) -> bool {
-        !uid.is_empty() && self.host.run_dir(uid).exists()
+        !uid.is_empty() && podvisor_runtime::sandbox::Sandbox::at(&self.host.run_dir(uid).join("sandbox")).is_alive()
     }
 
     /// The file of the network namespace of the pod with `uid` (present while its sandbox is):

@@ -68,7 +68,7 @@ pub fn path(dir: &Path, container: &str, attempt: u32) -> PathBuf {
     dir.join(container).join(format!("{attempt}.log"))
 }
 
-/// Makes the log file of instance `attempt` of `container` (empty), and deletes the container's
+/// Makes the log file of instance `attempt` of `container` (empty, even if one was left), and deletes the container's
 /// logs older than the previous instance (the kubelet keeps the current and the previous one).
 pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<PathBuf> {
     let file = path(dir, container, attempt);
@@ -81,7 +81,7 @@ pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<Pat
             }
         }
     }
-    OpenOptions::new().create(true).append(true).open(&file)?;
+    OpenOptions::new().create(true).write(true).truncate(true).open(&file)?;
     Ok(file)
 }
 
@@ -143,6 +143,9 @@ impl Writer {
     }
 }
 
+/// How often [`follow`] reads a file it cannot watch.
+const FALLBACK: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Follows a log file that a container's monitor writes: calls `each` with every line
 /// (partial records joined) written after byte `from`, as it is written (inotify, no polling),
 /// until `done` resolves; then reads what is left and returns `done`'s output.
@@ -154,21 +157,28 @@ pub async fn follow<T>(
 ) -> std::io::Result<T> {
     use rustix::fs::inotify;
     use std::io::{Seek, SeekFrom};
-    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
-    inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY)?;
-    // SAFETY: the inotify fd is an `OwnedFd` moved into the `AsyncFd`, open for its lifetime.
-    let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
     let mut f = File::open(file)?;
     f.seek(SeekFrom::Start(from))?;
+    // Past the user's inotify instances (`fs.inotify.max_user_instances`), the file is read
+    // again every FALLBACK instead of on each write.
+    let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+        .and_then(|fd| inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY).map(|_| fd))
+        .ok()
+        // SAFETY: the inotify fd is an `OwnedFd` moved into the `AsyncFd`, open for its lifetime.
+        .and_then(|fd| {
+            unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
+        });
     let mut pending = Vec::new();
-    let mut joiner = Joiner::default();
+    let (mut out, mut err) = (Joiner::default(), Joiner::default());
     let mut read_new = |f: &mut File| {
         let _ = f.read_to_end(&mut pending);
         let mut start = 0;
         while let Some(i) = pending[start..].iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&pending[start..start + i]).into_owned();
             start += i + 1;
-            if let Some((_, stream, text)) = Record::parse(&line).and_then(|r| joiner.push(r)) {
+            let record = Record::parse(&line);
+            let joined = record.and_then(|r| if r.stream == Stream::Stdout { out.push(r) } else { err.push(r) });
+            if let Some((_, stream, text)) = joined {
                 each(stream, &text);
             }
         }
@@ -182,13 +192,19 @@ pub async fn follow<T>(
                 read_new(&mut f);
                 return Ok(out);
             }
-            guard = fd.readable() => {
-                let mut guard = guard?;
-                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
-                let mut reader = inotify::Reader::new(fd.get_ref(), &mut buf);
-                while reader.next().is_ok() {}
-                guard.clear_ready();
-            }
+            _ = async {
+                match &watch {
+                    Some(fd) => {
+                        if let Ok(mut guard) = fd.readable().await {
+                            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+                            let mut reader = inotify::Reader::new(fd.get_ref(), &mut buf);
+                            while reader.next().is_ok() {}
+                            guard.clear_ready();
+                        }
+                    }
+                    None => tokio::time::sleep(FALLBACK).await,
+                }
+            } => {}
         }
     }
 }

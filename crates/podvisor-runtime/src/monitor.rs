@@ -14,13 +14,13 @@
 
 use std::ffi::OsString;
 use std::io::{BufReader, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
+use rustix::process::{Pid, PidfdFlags};
 use tokio::io::unix::AsyncFd;
 
 use crate::logs::{Stream, Writer};
@@ -62,6 +62,8 @@ pub fn ended(bundle: &Path) -> Option<Ended> {
 pub struct Monitor {
     pid: i32,
     fd: AsyncFd<OwnedFd>,
+    /// Set when this process started it: the child to reap once it has exited.
+    child: Option<tokio::process::Child>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -77,7 +79,7 @@ impl Monitor {
         // SAFETY: the pidfd is an `OwnedFd` moved into the `AsyncFd`, so it stays open and
         // refers to the same process for as long as the `AsyncFd` lives.
         let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
-        Ok(Monitor { pid, fd })
+        Ok(Monitor { pid, fd, child: None })
     }
 
     /// Starts a monitor that creates container `id` from `bundle` with `runc`, its output going
@@ -123,10 +125,11 @@ impl Monitor {
             let status = child.wait().await.ok();
             return Err(failed(format!("the container monitor ended without creating it ({status:?})")));
         }
-        // The monitor stays this process's child until it ends; tokio reaps it then.
-        drop(child);
         let pid = pid.ok_or_else(|| failed("the container monitor has no pid".into()))?;
-        Monitor::watch(pid).map_err(|error| RuncError::Wait { id: id.into(), error })
+        // The pidfd is opened while the child is unreaped, so it names this very process.
+        let mut monitor = Monitor::watch(pid).map_err(|error| RuncError::Wait { id: id.into(), error })?;
+        monitor.child = Some(child);
+        Ok(monitor)
     }
 
     /// The monitor of container `id` whose bundle is `bundle`, if it still runs.
@@ -147,19 +150,12 @@ impl Monitor {
 
     /// Resolves when the monitor has exited (the container ended, and its end is recorded in
     /// the bundle unless the monitor itself was killed).
-    pub async fn exited(&self) {
-        loop {
-            let Ok(mut guard) = self.fd.readable().await else { return };
-            match rustix::process::waitid(
-                WaitId::PidFd(self.fd.get_ref().as_fd()),
-                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-            ) {
-                Ok(Some(_)) => return,
-                Ok(None) => guard.clear_ready(),
-                // Not this process's child (found after a restart), or reaped already: a
-                // readable pidfd means it has exited.
-                Err(_) => return,
-            }
+    pub async fn exited(&mut self) {
+        if let Ok(mut guard) = self.fd.readable().await {
+            guard.retain_ready();
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.wait().await;
         }
     }
 }
@@ -199,8 +195,12 @@ fn run(
     log: &Path,
     report: &mut std::io::Stdout,
 ) -> Result<(), String> {
-    // Its own session: no terminal signal reaches it or, through it, the container.
+    // Its own session: no terminal signal reaches it or, through it, the container. A stray
+    // SIGTERM, SIGINT or SIGHUP (a service manager stopping the node) must not end it either:
+    // the container would lose its output and its exit status. A handler, unlike ignoring the
+    // signal, is not inherited by the container.
     let _ = rustix::process::setsid();
+    ignore_stop_signals();
     rustix::process::set_child_subreaper(rustix::process::Pid::from_raw(std::process::id() as i32))
         .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
     let pid_file = bundle.join(PID_FILE);
@@ -250,6 +250,7 @@ fn run(
         let _ = rustix::stdio::dup2_stdout(&null);
     }
     let code = wait_for(init);
+    let at = Timestamp::now();
     let deadline = std::time::Instant::now() + DRAIN;
     for _ in 0..2 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -258,9 +259,27 @@ fn run(
         }
     }
     let tmp = bundle.join("exit.tmp");
-    std::fs::write(&tmp, format!("{code} {}\n", Timestamp::now())).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::write(&tmp, format!("{code} {at}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, bundle.join(EXIT_FILE)).map_err(|e| format!("{}: {e}", tmp.display()))?;
     Ok(())
+}
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+/// Catches SIGTERM, SIGINT and SIGHUP with a handler that does nothing (and restarts the call
+/// it interrupted); an `exec` resets it, so runc and the container get the default again.
+fn ignore_stop_signals() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed `sigaction` with a handler that touches nothing is valid, and
+        // installing it affects only this single-threaded process at its start.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Reaps children (the init, and any orphan reparented here) until the init has exited; its

@@ -215,6 +215,21 @@ impl Runc {
         }
     }
 
+    /// `state`: the container's status (`created`, `running`, `stopped`), if the runtime
+    /// knows it. Blocks for the runtime's answer.
+    pub fn state(&self, id: &str) -> Option<String> {
+        let out = std::process::Command::new(&self.binary)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["state", id])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.get("status")?.as_str().map(str::to_string)
+    }
+
     /// `list`: the IDs of the containers this runtime root holds.
     pub async fn list(&self) -> Result<Vec<String>, RuncError> {
         let out = self

@@ -120,3 +120,29 @@ fn a_pod_deleted_after_the_restart_stops_in_order_r75() {
     assert!(sim.run_to_end(secs(30)));
     assert!(exits_before(sim.timeline(), "app", "proxy"), "the taken-over sidecar still stops last");
 }
+
+#[test]
+fn a_container_in_back_off_goes_on_from_its_attempt_after_the_restart_r75() {
+    let mut sim = PodBuilder::new("Always").container(Ctr::new("app").run(1).exit(1)).sim();
+    sim.run_while_not(secs(60), |s| state(s, "app") == "waiting:CrashLoopBackOff" && rc(s, "app") == 1);
+    assert_eq!((state(&sim, "app"), rc(&sim, "app")), ("waiting:CrashLoopBackOff".into(), 1));
+    sim.restart_node(secs(0), &[]);
+    assert_eq!(rc(&sim, "app"), 1, "the count stays");
+    sim.run_for(secs(0));
+    let last = sim.container("app").and_then(|c| c.last_state.clone()).and_then(|l| l.terminated);
+    assert_eq!(last.map(|t| t.exit_code), Some(1), "the last state is kept");
+    sim.run_for(secs(30));
+    assert!(rc(&sim, "app") >= 2, "the next instance is the next attempt: {}", rc(&sim, "app"));
+}
+
+#[test]
+fn a_running_container_gone_from_the_runtime_ended_unseen_and_its_attempt_is_not_reused_r75() {
+    let mut sim = PodBuilder::new("Always").sidecar(Ctr::new("proxy")).container(Ctr::new("app")).sim();
+    sim.run_for(secs(5));
+    sim.restart_node(secs(0), &["app"]);
+    sim.run_for(secs(1));
+    let app = sim.container("app").cloned().expect("app");
+    let last = app.last_state.and_then(|l| l.terminated).expect("the lost instance");
+    assert_eq!((last.exit_code, last.reason.as_deref()), (137, Some("ContainerStatusUnknown")));
+    assert_eq!((state(&sim, "app"), app.restart_count), ("running".into(), 1));
+}

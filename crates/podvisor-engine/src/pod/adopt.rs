@@ -60,27 +60,42 @@ impl PodEngine {
                 let current = u32::try_from(s.restart_count).unwrap_or(0);
                 let image = s.image.clone();
                 let id = s.container_id.clone().unwrap_or_default();
-                if let Some(t) = s.last_state.as_ref().and_then(|l| l.terminated.as_ref())
-                    && current > 0
-                {
-                    let r = ContainerRef::new(name.clone(), current - 1);
-                    let state = State::Exited(exit_from_status(t, now));
-                    instances.push(Instance {
-                        r,
-                        image: image.clone(),
-                        id: t.container_id.clone().unwrap_or_default(),
-                        state,
-                    });
+                let waiting = s.state.as_ref().is_some_and(|st| st.waiting.is_some());
+                if let Some(t) = s.last_state.as_ref().and_then(|l| l.terminated.as_ref()) {
+                    // Waiting (a back-off) shows the instance `restartCount` as the last state;
+                    // running or ended, the last state is the one before it.
+                    let attempt = if waiting { Some(current) } else { current.checked_sub(1) };
+                    if let Some(attempt) = attempt {
+                        let r = ContainerRef::new(name.clone(), attempt);
+                        let state = State::Exited(exit_from_status(t, now));
+                        let id = t.container_id.clone().unwrap_or_default();
+                        instances.push(Instance { r, image: image.clone(), id, state });
+                    }
                 }
                 if let Some(t) = s.state.as_ref().and_then(|st| st.terminated.as_ref()) {
                     let r = ContainerRef::new(name.clone(), current);
-                    instances.push(Instance { r, image, id, state: State::Exited(exit_from_status(t, now)) });
+                    instances.push(Instance {
+                        r,
+                        image: image.clone(),
+                        id: id.clone(),
+                        state: State::Exited(exit_from_status(t, now)),
+                    });
                 }
-                if self.records.latest(&name).is_none() {
-                    // Instances the report knew of but the runtime no longer holds still count.
-                    let created =
-                        reported_start(s).is_some() || s.last_state.as_ref().is_some_and(|l| l.terminated.is_some());
-                    self.records.carry(&name, current + u32::from(created));
+                if let Some(started_at) = reported_start(s) {
+                    // Reported running: if the runtime no longer holds it, it ended unseen (its
+                    // next instance gets the next attempt, never this one's ID again).
+                    let r = ContainerRef::new(name.clone(), current);
+                    let state = State::Exited(Exit {
+                        started_at: Some(started_at),
+                        finished_at: now,
+                        exit_code: 137,
+                        cause: ExitCause::Lost,
+                        message: Some("The container could not be located when the node process started again".into()),
+                    });
+                    instances.push(Instance { r, image, id, state });
+                }
+                if instances.is_empty() {
+                    self.records.carry(&name, current);
                 }
             }
             for f in found.iter().filter(|f| f.container.name == name) {
