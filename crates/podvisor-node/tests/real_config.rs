@@ -207,13 +207,7 @@ spec:
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let config = podvisor_node::NodeConfig {
-            data_dir: data.clone(),
-            runtime: runtime().into(),
-            pull: Default::default(),
-            objects: std::sync::Arc::new(podvisor_node::ObjectStore::default()),
-            monitor: common::monitor(),
-        };
+        let config = common::config(data.clone(), Default::default());
         let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
         node.remove_strays().await;
         let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
@@ -279,13 +273,7 @@ spec:
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let config = podvisor_node::NodeConfig {
-            data_dir: data.clone(),
-            runtime: runtime().into(),
-            pull: Default::default(),
-            objects: std::sync::Arc::new(podvisor_node::ObjectStore::default()),
-            monitor: common::monitor(),
-        };
+        let config = common::config(data.clone(), Default::default());
         let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
         let p = node.run_pod(before.clone());
         node.remove_strays().await;

@@ -47,15 +47,13 @@ pub async fn fixture(name: &str) -> Fixture {
     ImageStore::open(&data).unwrap().load_archive(archive(), &["busybox:1.36".into()]).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let objects = std::sync::Arc::new(podvisor_node::ObjectStore::default());
-    let config = NodeConfig {
-        data_dir: data,
-        runtime: runtime().into(),
-        pull: Default::default(),
-        objects: objects.clone(),
-        monitor: monitor(),
-    };
-    let node = Node::open(config, tx).await.expect("the node opens");
+    let node = Node::open(config(data, objects.clone()), tx).await.expect("the node opens");
     Fixture { node, objects, events: rx, seen: Vec::new(), dir, keep: false }
+}
+
+/// The node configuration of the tests: the data directory `data`, pods reading `objects`.
+pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::ObjectStore>) -> NodeConfig {
+    NodeConfig { data_dir: data, runtime: runtime().into(), pull: Default::default(), objects, monitor: monitor() }
 }
 
 /// The container monitor this package builds.
