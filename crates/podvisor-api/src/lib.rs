@@ -1,7 +1,7 @@
 //! What the Kubernetes API server and kubectl do with the objects podvisor runs: defaults,
 //! validation (worded as the API server words it), kubectl's `get pods` columns, the served
 //! resource types, selectors, patches, server-side Tables, and the effective resources of a pod
-//! with sidecars.
+//! with sidecars; and protobuf request bodies read into JSON.
 
 #![warn(missing_docs)]
 
@@ -12,6 +12,7 @@ pub mod json_patch;
 pub mod kinds;
 pub mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod table;

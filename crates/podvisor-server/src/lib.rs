@@ -184,12 +184,21 @@ async fn dispatch(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let route = request::route(path).ok_or_else(ApiError::no_route)?;
-    // Typed clients send protobuf bodies; a 415 makes client-go send the request again as JSON.
-    if (method == Method::POST || method == Method::PUT)
-        && content_type.starts_with("application/vnd.kubernetes.protobuf")
-    {
+    // Typed clients (`kubectl create configmap`, `kubectl run`, …) send protobuf bodies; they are
+    // read into the JSON the Go types would print, and go on as a JSON body would.
+    let decoded;
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let writes = method == Method::POST || method == Method::PUT;
+    if writes && !matches!(media, "" | "application/json" | "*/*" | "application/vnd.kubernetes.protobuf") {
         return Err(ApiError::unsupported_body(content_type));
     }
+    let body = if writes && media == "application/vnd.kubernetes.protobuf" {
+        let object = podvisor_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        decoded = serde_json::to_vec(&object).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        &decoded[..]
+    } else {
+        body
+    };
     let get_only = |r: Reply| if method == Method::GET { Ok(r) } else { Err(ApiError::method_not_allowed()) };
     match route {
         Route::Version => get_only(Reply::json(200, &discovery::version())),

@@ -53,13 +53,13 @@ impl ApiError {
         )
     }
 
-    /// 415 for a create or update body in a format other than JSON (a typed client's protobuf).
+    /// 415 for a create or update body in a format other than JSON or protobuf.
     pub fn unsupported_body(got: &str) -> ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format ({got}) - accepted media types include: application/json, application/yaml"
+                "the body of the request was in an unknown format ({got}) - accepted media types include: application/json, application/vnd.kubernetes.protobuf"
             ),
         )
     }

@@ -1,6 +1,7 @@
 //! `podvisor serve` driven by the real kubectl, end to end on real containers: the seed Job
 //! flow (apply, wait, get, describe, logs, delete), a sidecar image change (R69), a Deployment,
-//! a refused manifest, a wrong token, and a daemon killed with SIGKILL and started again.
+//! a refused manifest, a wrong token, a daemon killed with SIGKILL and started again, and the
+//! typed commands that send protobuf (`kubectl create configmap|secret|deployment|job`, `run`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -402,4 +403,43 @@ fn json_patches_field_validation_and_watches_that_an_object_leaves() {
     assert!(server.kubectl(&["get", "configmap", "strict"], None).0 != 0, "nothing was created");
     let _ = watch.kill();
     let _ = watch.wait();
+}
+
+#[test]
+fn typed_create_commands_send_protobuf_and_are_understood() {
+    let dir = data_dir("typed");
+    let server = serve(&dir);
+    assert_eq!(
+        server.ok(&["create", "configmap", "settings", "--from-literal=mode=fast"], None).trim(),
+        "configmap/settings created"
+    );
+    assert_eq!(server.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.mode}"], None), "fast");
+    server.ok(&["create", "secret", "generic", "token", "--from-literal=key=hunter2", "--from-literal=empty="], None);
+    assert_eq!(
+        server.ok(&["get", "secret", "token", "-o", "jsonpath={.data}"], None),
+        r#"{"empty":"","key":"aHVudGVyMg=="}"#
+    );
+    server.ok(&["create", "namespace", "team"], None);
+    assert_eq!(server.ok(&["get", "namespace", "team", "-o", "jsonpath={.status.phase}"], None), "Active");
+
+    // replicas is a pointer: an explicit 0 is kept, not defaulted to 1.
+    server.ok(&["create", "deployment", "idle", "--image=busybox:1.36", "--replicas=0"], None);
+    assert_eq!(server.ok(&["get", "deployment", "idle", "-o", "jsonpath={.spec.replicas}"], None), "0");
+
+    let run = ["run", "once", "--image=busybox:1.36", "--restart=Never", "--env=GREETING=hello", "--labels=tier=batch"];
+    server.ok(&[&run[..], &["--", "sh", "-c", "echo $GREETING from run"]].concat(), None);
+    server.ok(&["create", "job", "task", "--image=busybox:1.36", "--", "sh", "-c", "echo job done"], None);
+    server.ok(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/once", "--timeout=30s"], None);
+    server.ok(&["wait", "--for=condition=complete", "job/task", "--timeout=30s"], None);
+    assert_eq!(server.ok(&["logs", "once"], None), "hello from run\n");
+    assert_eq!(server.ok(&["logs", "job/task"], None), "job done\n");
+    assert_eq!(server.ok(&["get", "pods", "-l", "tier=batch", "-o", "name"], None), "pod/once\n");
+    assert_eq!(server.ok(&["get", "pods", "-l", "app=idle", "-o", "name"], None), "", "no replica was started");
+
+    let (code, _, err) = server.kubectl(&["run", "Bad_Name", "--image=busybox:1.36"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("The Pod \"Bad_Name\" is invalid: \n* metadata.name: Invalid value: \"Bad_Name\""),
+        "{err}"
+    );
 }
