@@ -21,9 +21,12 @@ fn uid(v: &Value) -> &str {
     v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
 }
 
-fn images(spec: &Option<PodSpec>) -> Vec<(String, Option<String>)> {
+/// What of a running pod's spec may change: the images and the active deadline.
+fn mutable(spec: &Option<PodSpec>) -> (Vec<(String, Option<String>)>, Option<i64>) {
     let spec = spec.clone().unwrap_or_default();
-    spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.clone(), c.image.clone())).collect()
+    let images =
+        spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.clone(), c.image.clone()));
+    (images.collect(), spec.active_deadline_seconds)
 }
 
 pub(crate) struct Kubelet {
@@ -103,7 +106,7 @@ impl Kubelet {
             return;
         }
         let deleting = is_deleting(obj);
-        if let Some(h) = self.handles.get(&uid) {
+        if let Some(h) = self.handles.get_mut(&uid) {
             if deleting {
                 if h.is_finished() {
                     let _ = self.store.remove(&c.key);
@@ -111,7 +114,7 @@ impl Kubelet {
                     h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
                 }
             } else if let Ok(pod) = serde_json::from_value::<Pod>((**obj).clone())
-                && images(&pod.spec) != images(&h.pod().spec)
+                && mutable(&pod.spec) != mutable(&h.pod().spec)
                 && let Some(spec) = pod.spec
             {
                 h.update_spec(spec);

@@ -229,7 +229,8 @@ pub enum Input {
         /// limit "1Mi". `.
         message: String,
     },
-    /// The pod spec changed (only container images are mutable on a running pod).
+    /// The pod spec changed (only container images and `activeDeadlineSeconds` are mutable on a
+    /// running pod).
     UpdateSpec(Box<k8s_openapi::api::core::v1::PodSpec>),
 }
 

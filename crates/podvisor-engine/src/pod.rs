@@ -252,14 +252,7 @@ impl PodEngine {
 
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        if self.active_deadline().is_some_and(|t| t <= now) && self.terminating.is_none() && !self.finished {
-            // The kubelet's active deadline handler: a Normal event, and the pod ends Failed
-            // after a kill with its own grace.
-            let message = "Pod was active on the node longer than the specified deadline".to_string();
-            self.record(EventType::Normal, "DeadlineExceeded", message.clone(), None);
-            self.verdict = Some(("DeadlineExceeded".into(), message));
-            self.begin_termination(now, false, self.model.grace_seconds());
-        }
+        self.check_deadline(now);
         if self.sandbox_retry.is_some_and(|t| t <= now) {
             self.sandbox_retry = None;
             if self.sandbox == Sandbox::Creating && self.terminating.is_none() {
@@ -303,7 +296,11 @@ impl PodEngine {
             Input::Delete { grace_seconds } => self.on_delete(now, grace_seconds),
             Input::ForceKill => self.on_force_kill(now),
             Input::Evict { message } => self.on_evict(now, message),
-            Input::UpdateSpec(spec) => self.on_update_spec(*spec),
+            Input::UpdateSpec(spec) => {
+                self.on_update_spec(*spec);
+                // A deadline set or shortened below the pod's age ends it on the update.
+                self.check_deadline(now);
+            }
         }
         self.drive(now);
         self.refresh_status(now);
@@ -969,6 +966,17 @@ impl PodEngine {
         }
     }
 
+    /// The kubelet's active deadline handler: past the deadline, a Normal event, and the pod
+    /// ends Failed after a kill with its own grace.
+    fn check_deadline(&mut self, now: Timestamp) {
+        if self.active_deadline().is_some_and(|t| t <= now) && self.terminating.is_none() && !self.finished {
+            let message = "Pod was active on the node longer than the specified deadline".to_string();
+            self.record(EventType::Normal, "DeadlineExceeded", message.clone(), None);
+            self.verdict = Some(("DeadlineExceeded".into(), message));
+            self.begin_termination(now, false, self.model.grace_seconds());
+        }
+    }
+
     /// When `activeDeadlineSeconds` runs out, counted from the pod's start time.
     fn active_deadline(&self) -> Option<Timestamp> {
         let seconds = self.spec.active_deadline_seconds.filter(|s| *s > 0)?;
@@ -993,8 +1001,10 @@ impl PodEngine {
     }
 
     fn on_update_spec(&mut self, spec: PodSpec) {
-        // Only images are mutable on a running pod (R11); take them from the new spec.
+        // Only images and the active deadline are mutable on a running pod (R11); take them from
+        // the new spec. A deadline already past ends the pod at the next timeout, which is now.
         let mut merged = self.spec.clone();
+        merged.active_deadline_seconds = spec.active_deadline_seconds;
         let images = |list: &Option<Vec<k8s_openapi::api::core::v1::Container>>| {
             list.iter().flatten().map(|c| (c.name.clone(), c.image.clone())).collect::<HashMap<_, _>>()
         };
@@ -1011,6 +1021,12 @@ impl PodEngine {
         }
         if merged == self.spec {
             return;
+        }
+        if merged.active_deadline_seconds != self.spec.active_deadline_seconds {
+            self.spec.active_deadline_seconds = merged.active_deadline_seconds;
+            if merged == self.spec {
+                return;
+            }
         }
         self.spec = merged;
         self.model = PodModel::new(&self.spec);

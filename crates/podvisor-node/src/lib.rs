@@ -133,7 +133,7 @@ pub struct PodHandle {
 }
 
 impl PodHandle {
-    /// The pod as it was created (metadata and spec).
+    /// The pod as it was created, with the spec last given to [`PodHandle::update_spec`].
     pub fn pod(&self) -> &Pod {
         &self.pod
     }
@@ -148,8 +148,10 @@ impl PodHandle {
         self.pod.metadata.uid.as_deref().unwrap_or("")
     }
 
-    /// Applies a changed spec to the running pod (only images are mutable: R69, R70).
-    pub fn update_spec(&self, spec: k8s_openapi::api::core::v1::PodSpec) {
+    /// Applies a changed spec to the running pod (only images, R69 and R70, and
+    /// `activeDeadlineSeconds` are mutable).
+    pub fn update_spec(&mut self, spec: k8s_openapi::api::core::v1::PodSpec) {
+        Arc::make_mut(&mut self.pod).spec = Some(spec.clone());
         let _ = self.input.send(Input::UpdateSpec(Box::new(spec)));
     }
 

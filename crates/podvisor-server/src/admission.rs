@@ -161,6 +161,20 @@ pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), 
     let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     match resource {
         Resource::Pods => {
+            // The deadline may be set, or shortened, never lengthened or taken away.
+            let deadline = |v: &Value| v.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64);
+            let problem = match (deadline(old), deadline(new)) {
+                (Some(was), Some(now)) if now > was => {
+                    Some(format!("Invalid value: {now}: must be less than or equal to previous value"))
+                }
+                (Some(_), None) => {
+                    Some("Invalid value: null: must not update from a positive integer to nil value".into())
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(ApiError::immutable("Pod", name, "spec.activeDeadlineSeconds", &problem));
+            }
             let mutable = ["activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations", "nodeName"];
             if without(&old["spec"], &mutable) != without(&new["spec"], &mutable) {
                 return Err(ApiError::immutable(

@@ -199,6 +199,13 @@ impl Sim {
         self.feed(Input::UpdateSpec(Box::new(spec)));
     }
 
+    /// Sets or shortens the pod's `activeDeadlineSeconds` now (a spec update).
+    pub fn set_active_deadline(&mut self, seconds: Option<i64>) {
+        let mut spec = self.engine.spec().clone();
+        spec.active_deadline_seconds = seconds;
+        self.feed(Input::UpdateSpec(Box::new(spec)));
+    }
+
     /// The node process stops for `down` of virtual time and starts again while the pod's
     /// sandbox and containers are intact (R75): a new engine takes over from the last reported
     /// status and what the runtime still holds ([`PodEngine::adopt`]). What the old process

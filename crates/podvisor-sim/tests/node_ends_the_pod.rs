@@ -112,3 +112,32 @@ fn the_active_deadline_counts_from_the_start_time_kept_across_a_node_restart() {
         "20 s after the first start, not after the restart"
     );
 }
+
+#[test]
+fn an_active_deadline_set_on_a_running_pod_counts_from_its_start_time() {
+    let mut sim = pod("Always").sim();
+    sim.run_for(secs(10));
+    sim.set_active_deadline(Some(30));
+    sim.run_for(secs(19));
+    assert!(sim.events().iter().all(|e| e.reason != "DeadlineExceeded"), "29 s since the start");
+    sim.run_for(secs(1));
+    let e = sim.events().iter().find(|e| e.reason == "DeadlineExceeded").expect("the event at 30 s");
+    assert_eq!(e.message, DEADLINE);
+    assert!(sim.run_to_end(secs(60)));
+    assert_eq!(reason_and_message(&sim), ("DeadlineExceeded".into(), DEADLINE.into()));
+}
+
+#[test]
+fn a_deadline_shortened_below_the_pod_age_ends_it_at_once() {
+    let mut sim = pod("Always").active_deadline(600).sim();
+    sim.run_for(secs(10));
+    sim.set_active_deadline(Some(5));
+    let e = sim.events().iter().find(|e| e.reason == "DeadlineExceeded").expect("the event on the update");
+    assert_eq!(e.message, DEADLINE);
+    assert!(sim.run_to_end(secs(60)));
+    assert_eq!(sim.phase(), "Failed");
+    // Nothing else of a spec update changes a running pod: no container restarted.
+    for name in ["proxy", "app"] {
+        assert_eq!(starts(sim.timeline(), name), 1, "{name} started once");
+    }
+}

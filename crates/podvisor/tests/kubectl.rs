@@ -443,3 +443,42 @@ fn typed_create_commands_send_protobuf_and_are_understood() {
         "{err}"
     );
 }
+
+#[test]
+fn an_active_deadline_shortened_on_a_running_pod_ends_it_and_may_not_grow() {
+    let dir = data_dir("deadline");
+    let server = serve(&dir);
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: long}
+spec:
+  activeDeadlineSeconds: 600
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+"#;
+    server.ok(&["apply", "-f", "-"], Some(pod));
+    server.ok(&["wait", "--for=condition=Ready", "pod/long", "--timeout=30s"], None);
+    let patch = |p: &str| server.kubectl(&["patch", "pod", "long", "--type=merge", "-p", p], None);
+    let (code, _, err) = patch(r#"{"spec":{"activeDeadlineSeconds":900}}"#);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("spec.activeDeadlineSeconds: Invalid value: 900: must be less than or equal to previous value"),
+        "{err}"
+    );
+    let (code, _, err) = patch(r#"{"spec":{"activeDeadlineSeconds":null}}"#);
+    assert_eq!(code, 1);
+    assert!(err.contains("must not update from a positive integer to nil value"), "{err}");
+    let (code, out, err) = patch(r#"{"spec":{"activeDeadlineSeconds":1}}"#);
+    assert_eq!(code, 0, "{out}{err}");
+    server.ok(&["wait", "--for=jsonpath={.status.phase}=Failed", "pod/long", "--timeout=30s"], None);
+    assert_eq!(server.ok(&["get", "pod", "long", "-o", "jsonpath={.status.reason}"], None), "DeadlineExceeded");
+    let events = server.ok(
+        &["get", "events", "--field-selector", "involvedObject.name=long", "-o", "jsonpath={.items[*].reason}"],
+        None,
+    );
+    assert!(events.contains("DeadlineExceeded"), "{events}");
+}
