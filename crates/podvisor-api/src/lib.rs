@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod field;
 pub mod json_patch;
 pub mod kinds;
+pub mod managed;
 pub mod objects;
 pub mod patch;
 pub mod protobuf;

@@ -25,7 +25,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// The merge key of a list field, by the field's name, for the types podvisor serves. Lists
 /// without one are replaced whole (atomic).
-fn merge_key(field: &str) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jiff::Timestamp;
 use podvisor_api::kinds::Resource;
+use podvisor_api::managed;
 use podvisor_api::selector::{FieldSelector, LabelSelector};
 use podvisor_api::table::{self, Include};
 use podvisor_cluster::store::{ChangeKind, Start};
@@ -35,6 +36,8 @@ pub struct Call<'a> {
     pub query: HashMap<String, String>,
     /// Whether a Table was asked for.
     pub table: bool,
+    /// The client's `User-Agent`, which names the field manager when the query does not.
+    pub user_agent: String,
 }
 
 impl Call<'_> {
@@ -44,6 +47,28 @@ impl Call<'_> {
 
     fn q(&self, k: &str) -> Option<&str> {
         self.query.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The field manager of a write: `?fieldManager=`, else the client's name as its user agent
+    /// gives it, as the API server does.
+    fn manager(&self) -> String {
+        let agent = self.user_agent.split('/').next().unwrap_or("").trim();
+        self.q("fieldManager")
+            .map(str::to_string)
+            .unwrap_or_else(|| if agent.is_empty() { "unknown" } else { agent }.to_string())
+    }
+
+    fn now() -> String {
+        podvisor_cluster::values::stamp(Timestamp::now())
+    }
+
+    /// Server-side apply of `config` onto `live` (`{}` for a create).
+    fn apply(&self, live: &Value, config: &Value) -> Result<Value, ApiError> {
+        let force = self.q("force") == Some("true");
+        managed::apply(live, config, &self.manager(), force, &Self::now()).map_err(|e| match e {
+            managed::ApplyError::Conflicts(ref c) => ApiError::apply_conflicts(&e.to_string(), c),
+            managed::ApplyError::Bad(b) => ApiError::bad_request(b.0),
+        })
     }
 
     fn selectors(&self) -> Result<(LabelSelector, FieldSelector), ApiError> {
@@ -218,11 +243,15 @@ impl Call<'_> {
     pub async fn create(&self, body: &[u8]) -> Result<Reply, ApiError> {
         let obj: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let (obj, warnings) = self.admit(obj)?;
-        Ok(self.create_admitted(obj).await?.with_warnings(&warnings))
+        Ok(self.create_admitted(obj, false).await?.with_warnings(&warnings))
     }
 
-    async fn create_admitted(&self, mut obj: Value) -> Result<Reply, ApiError> {
+    /// Stores a new object; `applied` when server-side apply already recorded its fields.
+    async fn create_admitted(&self, mut obj: Value, applied: bool) -> Result<Reply, ApiError> {
         podvisor_cluster::admit(self.resource, &mut obj);
+        if !applied {
+            managed::record_update(None, &mut obj, &self.manager(), &Self::now());
+        }
         if self.dry_run() {
             return Ok(Reply::json(201, &obj));
         }
@@ -236,16 +265,19 @@ impl Call<'_> {
         let obj: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let status_only = self.sub.as_deref() == Some("status");
         let (new, warnings) = if status_only { (obj, Vec::new()) } else { self.admit(obj)? };
-        Ok(self.replace(new, status_only).await?.with_warnings(&warnings))
+        Ok(self.replace(new, status_only, false).await?.with_warnings(&warnings))
     }
 
-    async fn replace(&self, new: Value, status_only: bool) -> Result<Reply, ApiError> {
+    /// Writes `new` over the stored object; `applied` when server-side apply already recorded
+    /// its fields.
+    async fn replace(&self, new: Value, status_only: bool, applied: bool) -> Result<Reply, ApiError> {
         let key = self.key();
         if new.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| n != key.name) {
             return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
         let resource = self.resource;
         let dry = self.dry_run();
+        let (manager, now) = (self.manager(), Self::now());
         let apply = |cur: &mut Value| -> Result<(), ApiError> {
             if let Some(rv) = new.pointer("/metadata/resourceVersion").and_then(Value::as_str)
                 && Some(rv) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str)
@@ -281,6 +313,9 @@ impl Call<'_> {
             {
                 next["spec"]["nodeName"] = n.clone();
             }
+            if !applied {
+                managed::record_update(Some(cur), &mut next, &manager, &now);
+            }
             *cur = next;
             Ok(())
         };
@@ -314,6 +349,7 @@ impl Call<'_> {
                     podvisor_api::json_patch::JsonPatchError::Apply(m) => ApiError::patch_not_applicable(m),
                 })?
             }
+            "application/apply-patch+yaml" if !status_only => next = self.apply(&next, &patch)?,
             "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
                 podvisor_api::patch::strategic_merge(&mut next, &patch).map_err(|e| ApiError::bad_request(e.0))?
             }
@@ -323,22 +359,24 @@ impl Call<'_> {
             m.remove("resourceVersion");
         }
         if status_only {
-            return self.replace(next, true).await;
+            return self.replace(next, true, false).await;
         }
         let status = next.get("status").cloned();
         let (mut new, warnings) = self.admit(next)?;
         if let Some(s) = status {
             new["status"] = s;
         }
-        Ok(self.replace(new, false).await?.with_warnings(&warnings))
+        let applied = media == "application/apply-patch+yaml";
+        Ok(self.replace(new, false, applied).await?.with_warnings(&warnings))
     }
 
-    async fn create_applied(&self, obj: Value) -> Result<Reply, ApiError> {
+    async fn create_applied(&self, config: Value) -> Result<Reply, ApiError> {
+        let obj = self.apply(&Value::Object(Default::default()), &config)?;
         let (obj, warnings) = self.admit(obj)?;
         if obj.pointer("/metadata/name").and_then(Value::as_str) != self.name.as_deref() {
             return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
         }
-        Ok(self.create_admitted(obj).await?.with_warnings(&warnings))
+        Ok(self.create_admitted(obj, true).await?.with_warnings(&warnings))
     }
 
     fn delete_options(&self, body: &[u8]) -> Result<DeleteOptions, ApiError> {

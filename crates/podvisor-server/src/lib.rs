@@ -161,6 +161,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     }
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = request::query(req.uri().query());
@@ -168,21 +169,30 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
         Ok(b) => b.to_bytes(),
         Err(e) => return Reply::error(&ApiError::bad_request(e.to_string())),
     };
-    match dispatch(state, &method, &path, query, &accept, &content_type, &body).await {
+    let head =
+        Head { method: &method, path: &path, accept: &accept, content_type: &content_type, user_agent: &user_agent };
+    match dispatch(state, &head, query, &body).await {
         Ok(r) => r,
         Err(e) => Reply::error(&e),
     }
 }
 
+/// What a request says beside its query and body.
+struct Head<'a> {
+    method: &'a Method,
+    path: &'a str,
+    accept: &'a str,
+    content_type: &'a str,
+    user_agent: &'a str,
+}
+
 async fn dispatch(
     state: &State,
-    method: &Method,
-    path: &str,
+    head: &Head<'_>,
     query: std::collections::HashMap<String, String>,
-    accept: &str,
-    content_type: &str,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
+    let Head { method, path, accept, content_type, user_agent } = *head;
     let route = request::route(path).ok_or_else(ApiError::no_route)?;
     // Typed clients (`kubectl create configmap`, `kubectl run`, …) send protobuf bodies; they are
     // read into the JSON the Go types would print, and go on as a JSON body would.
@@ -228,7 +238,8 @@ async fn dispatch(
                 return Err(ApiError::no_route());
             }
             let table = request::wants_table(accept);
-            let call = api::Call { state, resource, namespace, name: name.clone(), sub, query, table };
+            let user_agent = user_agent.to_string();
+            let call = api::Call { state, resource, namespace, name: name.clone(), sub, query, table, user_agent };
             match (method.clone(), name.is_some()) {
                 (Method::GET, _) => call.get().await,
                 (Method::POST, false) => call.create(body).await,

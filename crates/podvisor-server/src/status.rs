@@ -113,6 +113,18 @@ impl ApiError {
         }
     }
 
+    /// 409 for a server-side apply that would change fields other managers own.
+    pub fn apply_conflicts(message: &str, conflicts: &[podvisor_api::managed::Conflict]) -> ApiError {
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|c| {
+                json!({"reason": "FieldManagerConflict", "field": c.field,
+                    "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version)})
+            })
+            .collect();
+        ApiError { details: Some(json!({"causes": causes})), ..ApiError::new(409, "Conflict", message) }
+    }
+
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
         let mut s = json!({

@@ -482,3 +482,41 @@ spec:
     );
     assert!(events.contains("DeadlineExceeded"), "{events}");
 }
+
+#[test]
+fn server_side_apply_owns_its_fields_removes_what_it_no_longer_applies_and_reports_conflicts() {
+    let dir = data_dir("ssa");
+    let server = serve(&dir);
+    let cm = |name: &str, labels: &str, data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, labels: {{{labels}}}}}\ndata: {{{data}}}\n")
+    };
+    let ssa = ["apply", "--server-side", "-f", "-"];
+    let get = |name: &str, path: &str| server.ok(&["get", "configmap", name, "-o", &format!("jsonpath={path}")], None);
+    server.ok(&ssa, Some(&cm("s", "a: '1', b: '2'", "one: '1', two: '2'")));
+    server.ok(&ssa, Some(&cm("s", "a: '1'", "one: '3'")));
+    assert_eq!(get("s", "{.data}"), r#"{"one":"3"}"#, "two is no longer applied");
+    assert_eq!(get("s", "{.metadata.labels}"), r#"{"a":"1"}"#);
+    assert_eq!(
+        get("s", "{.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}"),
+        "kubectl/Apply"
+    );
+
+    server.ok(&["patch", "configmap", "s", "-p", r#"{"data":{"one":"9"}}"#], None);
+    let (code, _, err) = server.kubectl(&ssa, Some(&cm("s", "a: '1'", "one: '3'")));
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(r#"error: Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.one"#),
+        "{err}"
+    );
+    assert_eq!(get("s", "{.data.one}"), "9", "nothing changed");
+    server.ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&cm("s", "a: '1'", "one: '3'")));
+    assert_eq!(get("s", "{.data.one}"), "3");
+    assert_eq!(get("s", "{.metadata.managedFields[*].manager}"), "kubectl", "the patcher owned only .data.one");
+
+    // From client-side to server-side apply: kubectl takes its fields over without a conflict,
+    // and what the new configuration leaves out goes.
+    server.ok(&["apply", "-f", "-"], Some(&cm("c", "a: '1', b: '2'", "one: '1', two: '2'")));
+    server.ok(&ssa, Some(&cm("c", "a: '1'", "one: '3'")));
+    assert_eq!(get("c", "{.data}"), r#"{"one":"3"}"#);
+    assert_eq!(get("c", "{.metadata.labels}"), r#"{"a":"1"}"#);
+}

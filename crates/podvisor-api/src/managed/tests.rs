@@ -1,0 +1,154 @@
+use serde_json::json;
+
+use super::*;
+
+const NOW: &str = "2026-11-23T10:00:00Z";
+const LATER: &str = "2026-11-23T10:05:00Z";
+
+fn deployment(replicas: i64, env: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+            {"name": "app", "image": "busybox:1.36", "env": env}]}}}})
+}
+
+fn managers(object: &Value) -> Vec<(String, String)> {
+    entries(object).into_iter().map(|e| (e.manager, e.operation)).collect()
+}
+
+#[test]
+fn a_field_set_is_written_in_the_fieldsv1_form() {
+    let set = FieldSet::of(&deployment(2, json!([{"name": "A", "value": "1"}])));
+    assert_eq!(
+        set.to_json(),
+        json!({
+            "f:metadata": {"f:labels": {"f:app": {}}},
+            "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
+                ".": {}, "f:name": {}, "f:image": {}, "f:env": {"k:{\"name\":\"A\"}": {".": {}, "f:name": {}, "f:value": {}}}
+            }}}}}
+        })
+    );
+    assert_eq!(FieldSet::from_json(&set.to_json()), set, "it reads back");
+}
+
+#[test]
+fn applying_again_without_a_field_removes_it_and_keeps_the_others() {
+    let first = deployment(2, json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+    let live = apply(&json!({}), &first, "kubectl", false, NOW).unwrap();
+    assert_eq!(managers(&live), [("kubectl".to_string(), "Apply".to_string())]);
+    let second = deployment(2, json!([{"name": "A", "value": "1"}]));
+    let live = apply(&live, &second, "kubectl", false, LATER).unwrap();
+    assert_eq!(live.pointer("/spec/template/spec/containers/0/env").unwrap(), &json!([{"name": "A", "value": "1"}]));
+    let mut third = second.clone();
+    third["metadata"].as_object_mut().unwrap().remove("labels");
+    let live = apply(&live, &third, "kubectl", false, LATER).unwrap();
+    assert_eq!(live.pointer("/metadata/labels"), Some(&json!({})), "the label went");
+    assert_eq!(entries(&live)[0].time, LATER);
+}
+
+#[test]
+fn a_field_another_manager_set_is_a_conflict_unless_forced() {
+    let mut live = apply(&json!({}), &deployment(2, json!([])), "kubectl", false, NOW).unwrap();
+    let before = live.clone();
+    live["spec"]["replicas"] = json!(5);
+    record_update(Some(&before), &mut live, "kubectl-edit", NOW);
+    assert_eq!(managers(&live)[1], ("kubectl-edit".to_string(), "Update".to_string()));
+    let err = apply(&live, &deployment(3, json!([])), "kubectl", false, LATER).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: .spec.replicas"
+    );
+    // The same value is no conflict.
+    assert!(apply(&live, &deployment(5, json!([])), "kubectl", false, LATER).is_ok());
+    let forced = apply(&live, &deployment(3, json!([])), "kubectl", true, LATER).unwrap();
+    assert_eq!(forced["spec"]["replicas"], json!(3));
+    assert_eq!(managers(&forced), [("kubectl".to_string(), "Apply".to_string())], "the editor owned only replicas");
+}
+
+#[test]
+fn a_field_also_owned_by_another_manager_stays_when_no_longer_applied() {
+    let config = deployment(2, json!([{"name": "A", "value": "1"}]));
+    let mut live = apply(&json!({}), &config, "kubectl", false, NOW).unwrap();
+    let other = apply(&live, &config, "ci", false, NOW).unwrap();
+    live = other;
+    let fewer = deployment(2, json!([]));
+    let live = apply(&live, &fewer, "kubectl", false, LATER).unwrap();
+    assert_eq!(
+        live.pointer("/spec/template/spec/containers/0/env").unwrap(),
+        &json!([{"name": "A", "value": "1"}]),
+        "ci still applies it"
+    );
+}
+
+#[test]
+fn updates_take_changed_fields_from_other_managers_and_list_them_by_item() {
+    let mut live = deployment(2, json!([{"name": "A", "value": "1"}]));
+    record_update(None, &mut live, "kubectl-create", NOW);
+    let before = live.clone();
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    record_update(Some(&before), &mut live, "kubectl-set", LATER);
+    let list = entries(&live);
+    let set = &list[1].fields;
+    let image: Vec<String> = ["f:spec", "f:template", "f:spec", "f:containers", "k:{\"name\":\"app\"}", "f:image"]
+        .map(String::from)
+        .to_vec();
+    assert!(set.contains(&image) && !list[0].fields.contains(&image), "{list:?}");
+    assert_eq!(display(&image), ".spec.template.spec.containers[name=\"app\"].image");
+    // An unchanged write records nothing new.
+    let again = live.clone();
+    record_update(Some(&again), &mut live, "kubectl-set", "2026-11-23T11:00:00Z");
+    assert_eq!(entries(&live)[1].time, LATER);
+}
+
+#[test]
+fn managed_fields_a_client_sends_are_kept_as_sent() {
+    let mut live = deployment(2, json!([]));
+    record_update(None, &mut live, "kubectl-client-side-apply", NOW);
+    let before = live.clone();
+    let mut moved = live.clone();
+    moved["metadata"]["managedFields"][0]["manager"] = json!("kubectl");
+    moved["metadata"]["managedFields"][0]["operation"] = json!("Apply");
+    record_update(Some(&before), &mut moved, "kubectl", LATER);
+    assert_eq!(managers(&moved), [("kubectl".to_string(), "Apply".to_string())]);
+}
+
+#[test]
+fn conflicts_with_several_fields_are_listed_by_manager() {
+    let e = ApplyError::Conflicts(vec![
+        Conflict { manager: "a".into(), api_version: "v1".into(), field: ".spec.x".into() },
+        Conflict { manager: "a".into(), api_version: "v1".into(), field: ".spec.y".into() },
+    ]);
+    assert_eq!(e.to_string(), "Apply failed with 2 conflicts: conflicts with \"a\" using v1:\n- .spec.x\n- .spec.y");
+}
+
+#[test]
+fn kubectl_takes_over_from_client_side_apply_the_fields_its_annotation_still_describes() {
+    let csa = |replicas: i64| {
+        let mut d = deployment(replicas, json!([]));
+        let last = d.to_string();
+        d["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": last});
+        d
+    };
+    let mut live = csa(2);
+    record_update(None, &mut live, "kubectl-client-side-apply", NOW);
+    let moved = apply(&live, &deployment(3, json!([])), "kubectl", false, LATER).unwrap();
+    assert_eq!(moved["spec"]["replicas"], json!(3));
+    // Another manager gets no such pass.
+    let err = apply(&live, &deployment(3, json!([])), "ci", false, LATER).unwrap_err();
+    assert!(err.to_string().contains("conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"));
+    // A field changed since the annotation was written is still a conflict.
+    let before = live.clone();
+    live["spec"]["replicas"] = json!(7);
+    record_update(Some(&before), &mut live, "kubectl-client-side-apply", LATER);
+    assert!(apply(&live, &deployment(3, json!([])), "kubectl", false, LATER).is_err());
+}
+
+#[test]
+fn metadata_with_only_its_name_is_no_field_and_is_never_removed() {
+    let bare = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+    assert_eq!(FieldSet::of(&bare).to_json(), json!({"f:data": {"f:a": {}}}));
+    let live = apply(&json!({}), &bare, "kubectl", false, NOW).unwrap();
+    let empty_meta = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": {"a": "1"}});
+    let live = apply(&live, &empty_meta, "kubectl", false, LATER).unwrap();
+    let again = apply(&live, &bare, "kubectl", false, LATER).unwrap();
+    assert_eq!(again["metadata"]["name"], json!("c"));
+}
