@@ -128,7 +128,7 @@ impl FieldSet {
         if self.member && !self.children.is_empty() {
             m.insert(".".into(), json!({}));
         }
-        for (k, c) in &self.children {
+        for (k, c) in self.children.iter().filter(|(_, c)| !c.is_empty()) {
             m.insert(k.clone(), c.to_json());
         }
         Value::Object(m)
@@ -153,21 +153,17 @@ impl FieldSet {
         self.node(path).is_some_and(|n| !n.is_empty())
     }
 
-    /// Takes `path` out of the set.
+    /// Takes `path` out of the set, and the nodes above it that are left empty (an empty node
+    /// would read back from `fieldsV1` as owning its whole field).
     fn remove(&mut self, path: &[String]) {
-        let Some((last, parents)) = path.split_last() else {
+        let Some((first, rest)) = path.split_first() else {
             self.member = false;
             return;
         };
-        let mut node = self;
-        for e in parents {
-            let Some(n) = node.children.get_mut(e) else { return };
-            node = n;
-        }
-        if let Some(n) = node.children.get_mut(last) {
-            n.member = false;
-            if n.is_empty() {
-                node.children.remove(last);
+        if let Some(child) = self.children.get_mut(first) {
+            child.remove(rest);
+            if child.is_empty() {
+                self.children.remove(first);
             }
         }
     }
@@ -336,18 +332,22 @@ fn api_version(object: &Value) -> String {
 /// `managedFields`. `managedFields` the client sent, changed from `old`'s, are kept as sent (this
 /// is how kubectl hands client-side apply's fields to server-side apply).
 pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
-    let sent = new.pointer("/metadata/managedFields").cloned();
-    let before = old.and_then(|o| o.pointer("/metadata/managedFields")).cloned();
-    if sent.is_some() && sent != before {
-        let kept = entries(new);
-        set_entries(new, &kept);
-        return;
-    }
-    let mut list = old.map(entries).unwrap_or_default();
+    let sent = new.pointer("/metadata/managedFields").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()));
+    let before = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    // Entries sent that differ from the stored ones are the base; none sent (or `[]`) keeps them.
+    let mut list = match (sent, old) {
+        (Some(s), _) if Some(s) != before => entries(new),
+        (_, Some(o)) => entries(o),
+        (_, None) => Vec::new(),
+    };
     let all = FieldSet::of(new);
     let mut changed = FieldSet::default();
     for path in all.members() {
-        if old.and_then(|o| get(o, &path)) != get(new, &path) {
+        let was = old.and_then(|o| get(o, &path));
+        // A list item is taken by the write that adds it; a change inside it takes only the
+        // fields changed.
+        let item = all.node(&path).is_some_and(|n| !n.children.is_empty());
+        if if item { was.is_none() } else { was != get(new, &path) } {
             changed.insert(&path);
         }
     }
@@ -435,6 +435,25 @@ fn conflict_message(conflicts: &[Conflict]) -> String {
     format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
 }
 
+/// Whether `path` names a key field of a list item (`k:{"name":"app"}`, `f:name`): an item
+/// that stays keeps its key.
+fn is_item_key(path: &[String]) -> bool {
+    let [.., item, field] = path else { return false };
+    let (Some(key), Some(field)) = (item.strip_prefix("k:"), field.strip_prefix("f:")) else { return false };
+    serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(field))
+}
+
+/// `v` without the `$`-prefixed keys of the strategic merge patch.
+fn without_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, c)| (k.clone(), without_directives(c))).collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_directives).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The fields of `live`'s `kubectl.kubernetes.io/last-applied-configuration` whose values the
 /// object still has.
 fn last_applied_unchanged(live: &Value) -> FieldSet {
@@ -454,6 +473,9 @@ fn last_applied_unchanged(live: &Value) -> FieldSet {
 /// Server-side apply of `config` by `manager` onto `live`: the merged object, with its
 /// `managedFields`. Conflicts refuse it unless `force`, which takes the fields over.
 pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, now: &str) -> Result<Value, ApplyError> {
+    // Patch directives mean nothing to an apply; as fields they would be owned, and `$patch`
+    // would replace or delete what other managers own.
+    let config = &without_directives(config);
     let mut list = entries(live);
     let applied = FieldSet::of(config);
     // kubectl moving from client-side to server-side apply may take over the fields its
@@ -492,7 +514,7 @@ pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, now: &str
     let others: Vec<&FieldSet> =
         list.iter().filter(|e| !(e.manager == manager && e.operation == "Apply")).map(|e| &e.fields).collect();
     for path in before.members() {
-        if !applied.touches(&path) && !others.iter().any(|o| o.touches(&path)) {
+        if !applied.touches(&path) && !others.iter().any(|o| o.touches(&path)) && !is_item_key(&path) {
             remove_at(&mut merged, &path);
         }
     }

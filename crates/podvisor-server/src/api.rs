@@ -355,6 +355,9 @@ impl Call<'_> {
             }
             other => return Err(ApiError::unsupported_media(other)),
         }
+        if !next.is_object() {
+            return Err(ApiError::bad_request("the patch must leave an object"));
+        }
         if let Some(m) = next["metadata"].as_object_mut() {
             m.remove("resourceVersion");
         }

@@ -152,3 +152,58 @@ fn metadata_with_only_its_name_is_no_field_and_is_never_removed() {
     let again = apply(&live, &bare, "kubectl", false, LATER).unwrap();
     assert_eq!(again["metadata"]["name"], json!("c"));
 }
+
+#[test]
+fn patch_directives_in_an_apply_neither_replace_nor_delete_nor_are_owned() {
+    let base = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"team": "x"}},
+        "data": {"a": "1"}});
+    let mut live = base.clone();
+    record_update(None, &mut live, "kubectl-create", NOW);
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "$patch": "replace",
+        "metadata": {"name": "c", "$patch": "delete"}, "data": {"b": "2"}});
+    let out = apply(&live, &config, "kubectl", false, LATER).unwrap();
+    assert_eq!(out["metadata"]["labels"], json!({"team": "x"}));
+    assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
+    assert!(!out["metadata"]["managedFields"].to_string().contains('$'));
+}
+
+#[test]
+fn a_manager_left_with_nothing_under_a_map_does_not_come_to_own_the_map() {
+    let cm =
+        |labels: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": labels}});
+    let live = apply(&json!({}), &cm(json!({"a": "1"})), "b", false, NOW).unwrap();
+    let mut live = apply(&live, &cm(json!({"a": "2"})), "a", true, NOW).unwrap();
+    let before = live.clone();
+    live["metadata"]["labels"]["team"] = json!("x");
+    record_update(Some(&before), &mut live, "kubectl-label", NOW);
+    let bare = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+    let live = apply(&live, &bare, "a", false, LATER).unwrap();
+    let live = apply(&live, &bare, "b", false, LATER).unwrap();
+    assert_eq!(live["metadata"]["labels"], json!({"team": "x"}), "the labeller's label stays");
+}
+
+#[test]
+fn an_update_inside_a_list_item_takes_only_the_changed_field() {
+    let mut live = apply(&json!({}), &deployment(2, json!([])), "kubectl", false, NOW).unwrap();
+    let before = live.clone();
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+    record_update(Some(&before), &mut live, "kubectl-set", LATER);
+    let mut gone = deployment(2, json!([]));
+    gone["spec"]["template"]["spec"]["containers"] = json!([]);
+    let out = apply(&live, &gone, "kubectl", true, LATER).unwrap();
+    let containers = out.pointer("/spec/template/spec/containers").unwrap();
+    assert!(containers.as_array().unwrap().iter().all(|c| c.get("name").is_some()), "{containers}");
+}
+
+#[test]
+fn an_update_sending_no_managed_fields_keeps_them_and_is_recorded() {
+    let mut live = apply(&json!({}), &deployment(2, json!([])), "kubectl", false, NOW).unwrap();
+    let before = live.clone();
+    live["metadata"]["managedFields"] = json!([]);
+    live["spec"]["replicas"] = json!(4);
+    record_update(Some(&before), &mut live, "kubectl-edit", LATER);
+    assert_eq!(
+        managers(&live),
+        [("kubectl".to_string(), "Apply".to_string()), ("kubectl-edit".to_string(), "Update".to_string())]
+    );
+}
