@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::patch::{BadPatch, merge_key, strategic_merge};
+use crate::patch::{BadPatch, merge_key, strategic_merge, strip};
 
 /// A set of field paths, as a tree of `FieldsV1` path elements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -153,6 +153,12 @@ impl FieldSet {
         self.node(path).is_some_and(|n| !n.is_empty())
     }
 
+    /// Puts `path` in the set.
+    fn insert(&mut self, path: &[String]) {
+        let node = path.iter().fold(self, |n, e| n.children.entry(e.clone()).or_default());
+        node.member = true;
+    }
+
     /// Takes `path` out of the set, and the nodes above it that are left empty (an empty node
     /// would read back from `fieldsV1` as owning its whole field).
     fn remove(&mut self, path: &[String]) {
@@ -199,53 +205,46 @@ impl FieldSet {
     }
 }
 
-/// The value at a field path.
-fn get<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let Some((e, rest)) = path.split_first() else { return Some(v) };
-    let next = if let Some(name) = e.strip_prefix("f:") {
-        v.get(name)?
-    } else if let Some(key) = e.strip_prefix("k:") {
-        let key: Map<String, Value> = serde_json::from_str(key).ok()?;
-        v.as_array()?.iter().find(|i| key.iter().all(|(k, kv)| i.get(k) == Some(kv)))?
-    } else if let Some(item) = e.strip_prefix("v:") {
-        let item: Value = serde_json::from_str(item).ok()?;
-        v.as_array()?.iter().find(|i| **i == item)?
+/// Whether `item` is the list item the path element `e` names (`k:{…}` by its key fields,
+/// `v:…` by its value).
+fn names_item(e: &str, item: &Value) -> bool {
+    if let Some(key) = e.strip_prefix("k:") {
+        serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
+    } else if let Some(value) = e.strip_prefix("v:") {
+        serde_json::from_str::<Value>(value).is_ok_and(|v| *item == v)
     } else {
-        return None;
-    };
-    get(next, rest)
+        false
+    }
 }
 
-/// Removes the field at a path.
+/// The value the path element `e` names inside `v`.
+fn child<'a>(v: &'a Value, e: &str) -> Option<&'a Value> {
+    match e.strip_prefix("f:") {
+        Some(name) => v.get(name),
+        None => v.as_array()?.iter().find(|i| names_item(e, i)),
+    }
+}
+
+fn child_mut<'a>(v: &'a mut Value, e: &str) -> Option<&'a mut Value> {
+    match e.strip_prefix("f:") {
+        Some(name) => v.get_mut(name),
+        None => v.as_array_mut()?.iter_mut().find(|i| names_item(e, i)),
+    }
+}
+
+/// The value at a field path.
+fn get<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, e| child(v, e))
+}
+
+/// Removes the field or list item at a path.
 fn remove_at(v: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else { return };
-    let mut node = v;
-    for e in parents {
-        let next = if let Some(name) = e.strip_prefix("f:") {
-            node.get_mut(name)
-        } else if let Some(key) = e.strip_prefix("k:") {
-            let key: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
-            node.as_array_mut().and_then(|a| a.iter_mut().find(|i| key.iter().all(|(k, kv)| i.get(k) == Some(kv))))
-        } else {
-            None
-        };
-        let Some(next) = next else { return };
-        node = next;
-    }
-    if let Some(name) = last.strip_prefix("f:") {
-        if let Some(m) = node.as_object_mut() {
-            m.remove(name);
-        }
-    } else if let Some(key) = last.strip_prefix("k:") {
-        let key: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
-        if let Some(a) = node.as_array_mut() {
-            a.retain(|i| !key.iter().all(|(k, kv)| i.get(k) == Some(kv)));
-        }
-    } else if let Some(item) = last.strip_prefix("v:") {
-        let item: Value = serde_json::from_str(item).unwrap_or(Value::Null);
-        if let Some(a) = node.as_array_mut() {
-            a.retain(|i| *i != item);
-        }
+    let Some(parent) = parents.iter().try_fold(v, |v, e| child_mut(v, e)) else { return };
+    match (last.strip_prefix("f:"), parent) {
+        (Some(name), Value::Object(m)) => drop(m.remove(name)),
+        (None, Value::Array(items)) => items.retain(|i| !names_item(last, i)),
+        _ => {}
     }
 }
 
@@ -341,53 +340,42 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
         (_, None) => Vec::new(),
     };
     let all = FieldSet::of(new);
-    let mut changed = FieldSet::default();
-    for path in all.members() {
-        let was = old.and_then(|o| get(o, &path));
-        // A list item is taken by the write that adds it; a change inside it takes only the
-        // fields changed.
-        let item = all.node(&path).is_some_and(|n| !n.children.is_empty());
-        if if item { was.is_none() } else { was != get(new, &path) } {
-            changed.insert(&path);
-        }
-    }
+    // A list item is taken by the write that adds it; a change inside it takes only the fields
+    // changed.
+    let changed: Vec<Vec<String>> = all
+        .members()
+        .into_iter()
+        .filter(|path| {
+            let was = old.and_then(|o| get(o, path));
+            let item = all.node(path).is_some_and(|n| !n.children.is_empty());
+            if item { was.is_none() } else { was != get(new, path) }
+        })
+        .collect();
     for e in &mut list {
         e.fields.retain_in(&all);
-        for path in changed.members() {
-            e.fields.remove(&path);
+        for path in &changed {
+            e.fields.remove(path);
         }
     }
-    let version = api_version(new);
-    let mine = list.iter().position(|e| e.manager == manager && e.operation == "Update" && e.subresource.is_none());
-    match mine {
-        Some(i) => {
-            let e = &mut list[i];
-            for path in changed.members() {
-                e.fields.insert(&path);
-            }
-            if !changed.is_empty() {
-                e.time = now.to_string();
-            }
-            e.api_version = version;
+    if !changed.is_empty() {
+        let mine = list.iter().position(|e| e.manager == manager && e.operation == "Update" && e.subresource.is_none());
+        let i = mine.unwrap_or_else(|| {
+            list.push(Entry {
+                manager: manager.to_string(),
+                operation: "Update".into(),
+                api_version: String::new(),
+                time: String::new(),
+                fields: FieldSet::default(),
+                subresource: None,
+            });
+            list.len() - 1
+        });
+        for path in &changed {
+            list[i].fields.insert(path);
         }
-        None if !changed.is_empty() => list.push(Entry {
-            manager: manager.to_string(),
-            operation: "Update".into(),
-            api_version: version,
-            time: now.to_string(),
-            fields: changed,
-            subresource: None,
-        }),
-        None => {}
+        (list[i].time, list[i].api_version) = (now.to_string(), api_version(new));
     }
     set_entries(new, &list);
-}
-
-impl FieldSet {
-    fn insert(&mut self, path: &[String]) {
-        let node = path.iter().fold(self, |n, e| n.children.entry(e.clone()).or_default());
-        node.member = true;
-    }
 }
 
 /// Fields another manager owns with a different value.
@@ -443,17 +431,6 @@ fn is_item_key(path: &[String]) -> bool {
     serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.contains_key(field))
 }
 
-/// `v` without the `$`-prefixed keys of the strategic merge patch.
-fn without_directives(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, c)| (k.clone(), without_directives(c))).collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(without_directives).collect()),
-        other => other.clone(),
-    }
-}
-
 /// The fields of `live`'s `kubectl.kubernetes.io/last-applied-configuration` whose values the
 /// object still has.
 fn last_applied_unchanged(live: &Value) -> FieldSet {
@@ -475,7 +452,7 @@ fn last_applied_unchanged(live: &Value) -> FieldSet {
 pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, now: &str) -> Result<Value, ApplyError> {
     // Patch directives mean nothing to an apply; as fields they would be owned, and `$patch`
     // would replace or delete what other managers own.
-    let config = &without_directives(config);
+    let config = &strip(config);
     let mut list = entries(live);
     let applied = FieldSet::of(config);
     // kubectl moving from client-side to server-side apply may take over the fields its

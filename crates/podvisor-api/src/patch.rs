@@ -56,8 +56,8 @@ fn is_set_list(field: &str) -> bool {
 #[error("{0}")]
 pub struct BadPatch(pub String);
 
-/// Removes the patch directives from a value that is inserted as is.
-fn strip(v: &Value) -> Value {
+/// Removes the patch directives (`$`-prefixed keys) from a value that is inserted as is.
+pub(crate) fn strip(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
             Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip(v))).collect())

@@ -147,7 +147,16 @@ fn message(name: &str, bytes: &[u8], out: &mut Map<String, Value>) -> Result<(),
             r.skip(wire).map_err(malformed)?;
             continue;
         };
-        let at = |what: String| malformed(format!("field {} ({}): {what}", field.json, field.tag));
+        // An inline field has no JSON name of its own; its message names it.
+        let label = match (field.json, &field.kind) {
+            ("", Kind::Message(inner)) => inner,
+            (json, _) => json,
+        };
+        let at = |what: String| malformed(format!("field {label} ({}): {what}", field.tag));
+        let nested = field.flags & INLINE != 0 || matches!(field.kind, Kind::Map(_) | Kind::Message(_));
+        if nested && wire != LEN {
+            return Err(at(format!("wire type {wire}, expected {LEN}")));
+        }
         if field.flags & INLINE != 0 {
             let Kind::Message(inner) = field.kind else { return Err(at("an inline field must be a message".into())) };
             message(inner, r.bytes().map_err(at)?, out)?;
@@ -174,9 +183,6 @@ fn message(name: &str, bytes: &[u8], out: &mut Map<String, Value>) -> Result<(),
             }
         } else if let Kind::Message(inner) = field.kind {
             // A message seen twice merges into one, as protobuf says.
-            if wire != LEN {
-                return Err(at(format!("wire type {wire}, expected {LEN}")));
-            }
             let bytes = r.bytes().map_err(at)?;
             let slot = out.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
@@ -204,9 +210,10 @@ fn entry(kind: &Kind, bytes: &[u8]) -> Result<(String, Option<Value>), String> {
     let (mut key, mut v) = (String::new(), None);
     let mut r = Reader::new(bytes);
     while let Some((tag, wire)) = r.key()? {
-        match tag {
-            1 => key = r.string()?,
-            2 => v = value(kind, wire, &mut r)?,
+        match (tag, wire) {
+            (1, LEN) => key = r.string()?,
+            (1, _) => return Err(format!("map key of wire type {wire}, expected {LEN}")),
+            (2, _) => v = value(kind, wire, &mut r)?,
             _ => r.skip(wire)?,
         }
     }
@@ -316,6 +323,9 @@ fn value(kind: &Kind, wire: u8, r: &mut Reader) -> Result<Option<Value>, String>
 
 /// RFC 3339 in UTC, as `metav1.Time` (seconds) or `metav1.MicroTime` (microseconds) prints it.
 fn time(seconds: i64, nanos: i32, micro: bool) -> Result<String, String> {
+    if !(0..1_000_000_000).contains(&nanos) {
+        return Err(format!("nanos {nanos} out of range 0 to 999999999"));
+    }
     let ts = jiff::Timestamp::new(seconds, if micro { nanos } else { 0 }).map_err(|e| e.to_string())?;
     let base = ts.strftime("%Y-%m-%dT%H:%M:%S").to_string();
     Ok(if micro { format!("{base}.{:06}Z", nanos / 1000) } else { format!("{base}Z") })

@@ -1001,10 +1001,10 @@ impl PodEngine {
     }
 
     fn on_update_spec(&mut self, spec: PodSpec) {
-        // Only images and the active deadline are mutable on a running pod (R11); take them from
-        // the new spec. A deadline already past ends the pod at the next timeout, which is now.
+        // Only images and the active deadline are mutable on a running pod (R11). The deadline is
+        // read from the spec when it is due, so it needs no new model.
+        self.spec.active_deadline_seconds = spec.active_deadline_seconds;
         let mut merged = self.spec.clone();
-        merged.active_deadline_seconds = spec.active_deadline_seconds;
         let images = |list: &Option<Vec<k8s_openapi::api::core::v1::Container>>| {
             list.iter().flatten().map(|c| (c.name.clone(), c.image.clone())).collect::<HashMap<_, _>>()
         };
@@ -1021,12 +1021,6 @@ impl PodEngine {
         }
         if merged == self.spec {
             return;
-        }
-        if merged.active_deadline_seconds != self.spec.active_deadline_seconds {
-            self.spec.active_deadline_seconds = merged.active_deadline_seconds;
-            if merged == self.spec {
-                return;
-            }
         }
         self.spec = merged;
         self.model = PodModel::new(&self.spec);

@@ -240,8 +240,7 @@ impl Call<'_> {
     }
 
     /// POST to a collection.
-    pub async fn create(&self, body: &[u8]) -> Result<Reply, ApiError> {
-        let obj: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    pub async fn create(&self, obj: Value) -> Result<Reply, ApiError> {
         let (obj, warnings) = self.admit(obj)?;
         Ok(self.create_admitted(obj, false).await?.with_warnings(&warnings))
     }
@@ -261,8 +260,7 @@ impl Call<'_> {
     }
 
     /// PUT of an object (or its `status`).
-    pub async fn update(&self, body: &[u8]) -> Result<Reply, ApiError> {
-        let obj: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    pub async fn update(&self, obj: Value) -> Result<Reply, ApiError> {
         let status_only = self.sub.as_deref() == Some("status");
         let (new, warnings) = if status_only { (obj, Vec::new()) } else { self.admit(obj)? };
         Ok(self.replace(new, status_only, false).await?.with_warnings(&warnings))

@@ -194,21 +194,6 @@ async fn dispatch(
 ) -> Result<Reply, ApiError> {
     let Head { method, path, accept, content_type, user_agent } = *head;
     let route = request::route(path).ok_or_else(ApiError::no_route)?;
-    // Typed clients (`kubectl create configmap`, `kubectl run`, …) send protobuf bodies; they are
-    // read into the JSON the Go types would print, and go on as a JSON body would.
-    let decoded;
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    let writes = method == Method::POST || method == Method::PUT;
-    if writes && !matches!(media, "" | "application/json" | "*/*" | "application/vnd.kubernetes.protobuf") {
-        return Err(ApiError::unsupported_body(content_type));
-    }
-    let body = if writes && media == "application/vnd.kubernetes.protobuf" {
-        let object = podvisor_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        decoded = serde_json::to_vec(&object).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        &decoded[..]
-    } else {
-        body
-    };
     let get_only = |r: Reply| if method == Method::GET { Ok(r) } else { Err(ApiError::method_not_allowed()) };
     match route {
         Route::Version => get_only(Reply::json(200, &discovery::version())),
@@ -242,12 +227,26 @@ async fn dispatch(
             let call = api::Call { state, resource, namespace, name: name.clone(), sub, query, table, user_agent };
             match (method.clone(), name.is_some()) {
                 (Method::GET, _) => call.get().await,
-                (Method::POST, false) => call.create(body).await,
-                (Method::PUT, true) => call.update(body).await,
+                (Method::POST, false) => call.create(written(content_type, body)?).await,
+                (Method::PUT, true) => call.update(written(content_type, body)?).await,
                 (Method::PATCH, true) => call.patch(content_type, body).await,
                 (Method::DELETE, _) => call.delete(body).await,
                 _ => Err(ApiError::method_not_allowed()),
             }
         }
+    }
+}
+
+/// The object a create or update sends: JSON, or protobuf from typed clients (`kubectl create
+/// configmap`, `kubectl run`, …), read into the JSON the Go types would print.
+fn written(content_type: &str, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        "application/vnd.kubernetes.protobuf" => {
+            podvisor_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        _ => Err(ApiError::unsupported_body(content_type)),
     }
 }

@@ -195,6 +195,21 @@ fn bad_bodies_get_precise_errors() {
     truncated.truncate(truncated.len() - 3);
     let err = decode(&truncated).unwrap_err();
     assert!(matches!(err, ProtobufError::Malformed { .. }), "{err}");
+    let map_as_number = envelope("v1", "ConfigMap", Msg::default().int(2, 5));
+    assert_eq!(
+        decode(&map_as_number).unwrap_err().to_string(),
+        "malformed protobuf in core.v1.ConfigMap: field data (2): wire type 0, expected 2"
+    );
+    let inline_as_number =
+        envelope("v1", "Pod", Msg::default().msg(2, Msg::default().msg(1, Msg::default().int(2, 1))));
+    assert!(
+        decode(&inline_as_number)
+            .unwrap_err()
+            .to_string()
+            .contains("field core.v1.VolumeSource (2): wire type 0, expected 2")
+    );
+    let negative_nanos = envelope("v1", "Event", Msg::default().msg(10, Msg::default().int(1, 1).int(2, -1)));
+    assert!(decode(&negative_nanos).unwrap_err().to_string().contains("nanos -1 out of range"));
     let wrong_wire = envelope("v1", "ConfigMap", Msg::default().int(1, 5));
     assert_eq!(
         decode(&wrong_wire).unwrap_err().to_string(),
