@@ -32,6 +32,22 @@ pub use values::is_terminal;
 
 use crate::events::{Involved, Recorder};
 
+/// How to open the node a cluster runs its pods on: a [`podvisor_node::NodeConfig`] but for
+/// where pods read ConfigMaps and Secrets, which is the cluster's store.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Images, pod state and logs.
+    pub data_dir: std::path::PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: std::path::PathBuf,
+    /// How to reach registries.
+    pub pull: podvisor_runtime::pull::PullSettings,
+    /// How to start container monitors.
+    pub monitor: podvisor_runtime::monitor::MonitorCommand,
+    /// The pod network, if pods get addresses.
+    pub network: Option<podvisor_runtime::network::PodNetwork>,
+}
+
 /// The store, the node and the controllers, running.
 #[derive(Clone)]
 pub struct Cluster {
@@ -51,19 +67,18 @@ pub fn host_name() -> String {
 }
 
 impl Cluster {
-    /// Opens the node on `data_dir` (see [`Node::open`]), its pods reading ConfigMaps and
+    /// Opens the node `options` describe (see [`Node::open`]), its pods reading ConfigMaps and
     /// Secrets from `store`, and starts the cluster on them. Node events go to `observer`.
     pub async fn open(
         store: Arc<Store>,
-        data_dir: std::path::PathBuf,
-        runtime: std::path::PathBuf,
-        pull: podvisor_runtime::pull::PullSettings,
-        monitor: podvisor_runtime::monitor::MonitorCommand,
+        options: NodeOptions,
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let objects = Arc::new(StoreObjects(store.clone()));
-        let node = Node::open(podvisor_node::NodeConfig { data_dir, runtime, pull, objects, monitor }, tx).await?;
+        let NodeOptions { data_dir, runtime, pull, monitor, network } = options;
+        let config = podvisor_node::NodeConfig { data_dir, runtime, pull, objects, monitor, network };
+        let node = Node::open(config, tx).await?;
         Ok(Cluster::start(store, node, rx, observer))
     }
 

@@ -138,7 +138,11 @@ pub struct FoundExit {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// The pod sandbox (network namespace and shared mounts) is ready.
-    SandboxReady,
+    SandboxReady {
+        /// The pod's address (`status.podIP`), if it has one: on the pod network, or the
+        /// host's on the host's network.
+        pod_ip: Option<String>,
+    },
     /// Creating the sandbox failed (namespaces, or a volume that cannot be set up). The pod
     /// stays Pending and the engine asks again after a back-off, as the kubelet's pod worker
     /// retries a failed sync.

@@ -32,3 +32,4 @@ pub use io::{
 };
 pub use model::{PodModel, RestartPolicy, Role};
 pub use pod::{PodEngine, PodIdentity};
+pub use status::HOST_IP;

@@ -83,6 +83,8 @@ pub struct PodEngine {
     pub(crate) spec: PodSpec,
     pub(crate) start_time: Timestamp,
     sandbox: Sandbox,
+    /// The address the sandbox gave the pod; kept once known, as the kubelet keeps it.
+    pub(crate) pod_ip: Option<String>,
     pub(crate) records: Records,
     pub(crate) waiting: HashMap<String, Waiting>,
     pub(crate) probes: BTreeMap<(ContainerRef, ProbeKind), Worker>,
@@ -129,6 +131,7 @@ impl PodEngine {
             spec,
             start_time: now,
             sandbox: Sandbox::Creating,
+            pod_ip: None,
             records: Records::default(),
             waiting: HashMap::new(),
             probes: BTreeMap::new(),
@@ -276,9 +279,10 @@ impl PodEngine {
     /// Acts on one input at `now`.
     pub fn handle(&mut self, now: Timestamp, input: Input) {
         match input {
-            Input::SandboxReady => {
+            Input::SandboxReady { pod_ip } => {
                 if self.sandbox == Sandbox::Creating {
                     self.sandbox = Sandbox::Ready;
+                    self.pod_ip = pod_ip.or(self.pod_ip.take());
                     self.dirty = true;
                 }
             }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    PodCondition, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
+    PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -15,6 +15,9 @@ use crate::model::{ContainerModel, RestartPolicy, Role};
 use crate::pod::PodEngine;
 use crate::probe::Cached;
 use crate::record::{Exit, Instance, State};
+
+/// The node's address (`status.hostIP`): this machine, on loopback.
+pub const HOST_IP: &str = "127.0.0.1";
 
 /// Builds the pod status; condition transition times are kept from the previous status.
 pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
@@ -72,7 +75,10 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
         start_time: Some(Time(e.start_time)),
-        host_ip: Some("127.0.0.1".into()),
+        host_ip: Some(HOST_IP.into()),
+        host_ips: Some(vec![HostIP { ip: HOST_IP.into() }]),
+        pod_ip: e.pod_ip.clone(),
+        pod_ips: e.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]),
         reason: verdict.map(|v| v.0.clone()),
         message: verdict.map(|v| v.1.clone()),
         qos_class: None,

@@ -11,7 +11,7 @@ fn t(s: i64) -> Timestamp {
 fn engine(spec: PodSpec) -> PodEngine {
     let id = PodIdentity { name: "p".into(), namespace: "default".into(), uid: "u".into() };
     let mut e = PodEngine::new(id, spec, t(0));
-    e.handle(t(0), Input::SandboxReady);
+    e.handle(t(0), Input::SandboxReady { pod_ip: None });
     e
 }
 

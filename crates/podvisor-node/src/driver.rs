@@ -15,11 +15,11 @@ use podvisor_engine::{
     Action, ContainerRef, EventType, Hook, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome, Signal,
 };
 use podvisor_runtime::bundle::PodContext;
-use podvisor_runtime::sandbox::Sandbox;
+use podvisor_runtime::sandbox::{Networking, Sandbox};
 use tokio::sync::{mpsc, watch};
 
 use crate::events::What;
-use crate::handlers::{self, Outcome, Purpose};
+use crate::handlers::{self, Outcome, Purpose, Target};
 use crate::host::{
     Held, Host, Publish, Report, StartJob, Steps, Watch, container_id, pod_cgroup, remove_pod_leftovers,
 };
@@ -69,6 +69,10 @@ impl Drop for Driver {
 
 fn uid(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
 }
 
 impl Driver {
@@ -220,23 +224,51 @@ impl Driver {
         spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == name).cloned()
     }
 
-    fn netns(&self) -> PathBuf {
-        Sandbox::at(&self.host.run_dir(&uid(&self.pod)).join("sandbox")).namespace("net")
+    /// Where network probes and hooks connect from (the pod's network namespace) and to (the
+    /// pod's address, as the kubelet's probes connect to the pod IP).
+    fn target(&self) -> Target {
+        if host_network(&self.pod) {
+            return Target { netns: None, ip: podvisor_engine::HOST_IP.into() };
+        }
+        let sandbox = Sandbox::at(&self.host.run_dir(&uid(&self.pod)).join("sandbox"));
+        let ip = self.pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
+        Target { netns: Some(sandbox.namespace("net")), ip }
     }
 
-    /// Creates the namespaces and volumes; on failure, what was made is removed again and the
-    /// engine is told, with the kubelet's event reason.
+    /// The pod's hostname: its name, or the machine's on the host's network.
+    fn hostname(&self) -> String {
+        if host_network(&self.pod) {
+            return std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+        }
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// Remembers the pod's address: the downward API and the probes read it from the pod.
+    fn set_pod_ip(&mut self, ip: Option<String>) {
+        Arc::make_mut(&mut self.pod).status.get_or_insert_default().pod_ip = ip;
+    }
+
+    /// Creates the namespaces, the pod's address and volumes; on failure, what was made is
+    /// removed again and the engine is told, with the kubelet's event reason.
     async fn create_sandbox(&mut self) -> Input {
         let uid = uid(&self.pod);
         let dir = self.host.run_dir(&uid);
         let sandbox = Sandbox::at(&dir.join("sandbox"));
-        let hostname = self.pod.metadata.name.clone().unwrap_or_default();
+        let hostname = self.hostname();
         let failed = |reason: &str, message: String| Input::SandboxFailed { reason: reason.into(), message };
         let mut steps = Steps::new();
-        if let Err(e) = sandbox.create(&hostname).await {
-            let _ = sandbox.remove();
-            return failed("FailedCreatePodSandBox", e.to_string());
-        }
+        let net = match (host_network(&self.pod), &self.host.network) {
+            (true, _) => Networking::Host,
+            (false, Some(n)) => Networking::Pod(n),
+            (false, None) => Networking::Loopback,
+        };
+        let pod_ip = match sandbox.create(&hostname, net).await {
+            Ok(ip) => ip.map(|ip| ip.to_string()),
+            Err(e) => return failed("FailedCreatePodSandBox", e.to_string()),
+        };
+        let pod_ip = if matches!(net, Networking::Host) { Some(podvisor_engine::HOST_IP.to_string()) } else { pod_ip };
         steps.done("namespaces");
         let volumes =
             match podvisor_runtime::volumes::prepare(&self.pod, &dir.join("volumes"), self.host.objects.as_ref()) {
@@ -256,7 +288,8 @@ impl Driver {
         }
         (self.publish)(What::Timing { container: None, steps: steps.list });
         self.enter_sandbox(&sandbox, volumes);
-        Input::SandboxReady
+        self.set_pod_ip(pod_ip.clone());
+        Input::SandboxReady { pod_ip }
     }
 
     /// Sets up what containers of the ready sandbox share, and watches its volumes' limits.
@@ -264,15 +297,17 @@ impl Driver {
         for limit in crate::eviction::limits(&self.pod, &volumes) {
             self.size_watches.push(crate::eviction::watch(limit, self.report.clone()));
         }
+        let host_network = host_network(&self.pod);
         self.ctx = Some(Arc::new(PodContext {
-            netns: Some(sandbox.namespace("net")),
-            uts: Some(sandbox.namespace("uts")),
+            netns: (!host_network).then(|| sandbox.namespace("net")),
+            uts: (!host_network).then(|| sandbox.namespace("uts")),
+            host_network,
             ipc: Some(sandbox.namespace("ipc")),
             cgroup_parent: pod_cgroup(&uid(&self.pod)),
             cgroup_v2: podvisor_runtime::cgroup::is_v2(),
             etc_files: sandbox.etc_files(),
             volumes,
-            hostname: self.pod.metadata.name.clone(),
+            hostname: Some(self.hostname()),
             security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
         }));
     }
@@ -413,7 +448,7 @@ impl Driver {
                 Hook::PostStart => l.post_start.clone(),
                 Hook::PreStop => l.pre_stop.clone(),
             });
-        let (runc, report, netns) = (self.host.runc.clone(), self.report.clone(), self.netns());
+        let (runc, report, target) = (self.host.runc.clone(), self.report.clone(), self.target());
         let id = container_id(&uid(&self.pod), &r);
         let timeout = timeout.unwrap_or(UNBOUNDED);
         tokio::spawn(async move {
@@ -425,9 +460,9 @@ impl Driver {
                         tokio::time::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout)).await;
                         Outcome::Ok
                     } else if let Some(a) = &h.http_get {
-                        handlers::http(&netns, &c, a, timeout, Purpose::Hook).await
+                        handlers::http(&target, &c, a, timeout, Purpose::Hook).await
                     } else if let Some(a) = &h.tcp_socket {
-                        handlers::tcp(&netns, &c, a, timeout).await
+                        handlers::tcp(&target, &c, a, timeout).await
                     } else {
                         Outcome::Failed("the hook has no handler".into())
                     }
@@ -449,7 +484,7 @@ impl Driver {
             ProbeKind::Liveness => c.liveness_probe.clone(),
             ProbeKind::Readiness => c.readiness_probe.clone(),
         });
-        let (runc, report, netns) = (self.host.runc.clone(), self.report.clone(), self.netns());
+        let (runc, report, target) = (self.host.runc.clone(), self.report.clone(), self.target());
         let id = container_id(&uid(&self.pod), &r);
         tokio::spawn(async move {
             let outcome = match (probe, c) {
@@ -457,11 +492,11 @@ impl Driver {
                     if let Some(e) = &p.exec {
                         handlers::exec(&runc, &id, e.command.as_deref().unwrap_or_default(), timeout).await.into()
                     } else if let Some(a) = &p.tcp_socket {
-                        handlers::tcp(&netns, &c, a, timeout).await.into()
+                        handlers::tcp(&target, &c, a, timeout).await.into()
                     } else if let Some(a) = &p.http_get {
-                        handlers::http(&netns, &c, a, timeout, Purpose::Probe).await.into()
+                        handlers::http(&target, &c, a, timeout, Purpose::Probe).await.into()
                     } else if let Some(a) = &p.grpc {
-                        handlers::grpc(&netns, a, timeout).await.into()
+                        handlers::grpc(&target, a, timeout).await.into()
                     } else {
                         ProbeOutcome::Failure("the probe has no handler".into())
                     }

@@ -26,6 +26,8 @@ pub(crate) struct Host {
     pub puller: Puller,
     /// How container monitors are started.
     pub monitor: MonitorCommand,
+    /// The pod network, if pods get addresses.
+    pub network: Option<podvisor_runtime::network::PodNetwork>,
 }
 
 /// The most the kubelet reads of a termination message.

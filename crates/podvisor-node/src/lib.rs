@@ -87,6 +87,9 @@ pub struct NodeConfig {
     pub objects: Arc<dyn Objects>,
     /// How to start the monitor process that holds each container (`podvisor monitor`).
     pub monitor: podvisor_runtime::monitor::MonitorCommand,
+    /// The pod network pods get their addresses from; without one, a pod that does not use
+    /// the host's network has loopback only.
+    pub network: Option<podvisor_runtime::network::PodNetwork>,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -96,6 +99,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("runtime", &self.runtime)
             .field("pull", &self.pull)
             .field("monitor", &self.monitor)
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +238,7 @@ impl Node {
             puller: podvisor_runtime::pull::Puller::new(config.pull.clone()),
             data: config.data_dir.clone(),
             monitor: config.monitor.clone(),
+            network: config.network.clone(),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }
@@ -266,8 +271,9 @@ impl Node {
         !uid.is_empty() && podvisor_runtime::sandbox::Sandbox::at(&self.host.run_dir(uid).join("sandbox")).is_alive()
     }
 
-    /// The file of the network namespace of the pod with `uid` (present while its sandbox is):
-    /// what `nsenter --net=` takes to reach the pod's loopback.
+    /// The file of the network namespace of the pod with `uid` (present while its sandbox is,
+    /// unless the pod uses the host's network): what `nsenter --net=` takes to reach the pod's
+    /// loopback.
     pub fn network_namespace(&self, uid: &str) -> PathBuf {
         podvisor_runtime::sandbox::Sandbox::at(&self.host.run_dir(uid).join("sandbox")).namespace("net")
     }

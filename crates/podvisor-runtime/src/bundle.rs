@@ -49,6 +49,8 @@ pub struct PodContext {
     pub netns: Option<PathBuf>,
     /// The UTS namespace to join (its hostname is the pod name).
     pub uts: Option<PathBuf>,
+    /// `hostNetwork: true`: containers stay in the host's network and UTS namespaces.
+    pub host_network: bool,
     /// The IPC namespace to join.
     pub ipc: Option<PathBuf>,
     /// The pod's cgroup path; each container gets a child.
@@ -343,6 +345,7 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         (LinuxNamespaceType::Ipc, ctx.ipc.clone()),
     ]
     .into_iter()
+    .filter(|(typ, _)| !(ctx.host_network && matches!(typ, LinuxNamespaceType::Network | LinuxNamespaceType::Uts)))
     .map(|(typ, path)| {
         let b = LinuxNamespaceBuilder::default().typ(typ);
         match path {
@@ -487,6 +490,22 @@ mod tests {
         let ns = json["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.iter().any(|n| n["type"] == "network" && n["path"] == "/run/netns/p"));
         assert!(json.get("hostname").is_none(), "the hostname belongs to the shared UTS namespace");
+    }
+
+    #[test]
+    fn on_the_host_network_a_container_keeps_the_hosts_network_and_hostname() {
+        let container = c(Some(&["sh"]), None);
+        let ctx = PodContext {
+            host_network: true,
+            ipc: Some("/p/ns/ipc".into()),
+            cgroup_parent: "/podvisor/p".into(),
+            ..Default::default()
+        };
+        let inst = Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None };
+        let json = serde_json::to_value(spec(&container, &image(), &ctx, &inst).unwrap()).unwrap();
+        let types: Vec<&str> =
+            json["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["pid", "mount", "ipc"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod image;
 mod layer;
 pub mod logs;
 pub mod monitor;
+pub mod network;
 pub mod objects;
 pub mod pull;
 pub mod rootfs;

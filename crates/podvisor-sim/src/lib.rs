@@ -15,4 +15,4 @@ pub mod sim;
 
 pub use behaviour::{Behaviour, HookScript, ProbeScript};
 pub use builder::{Ctr, PodBuilder, Timing, secs};
-pub use sim::{Entry, Mark, Sim, epoch};
+pub use sim::{Entry, Mark, SIM_POD_IP, Sim, epoch};

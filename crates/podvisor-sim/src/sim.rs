@@ -12,6 +12,9 @@ use podvisor_engine::{
 
 use crate::behaviour::{Behaviour, HookScript, ProbeScript};
 
+/// The address the simulated sandbox gives its pod.
+pub const SIM_POD_IP: &str = "10.244.0.2";
+
 /// What happened, as the merged log of all containers would show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mark {
@@ -407,7 +410,9 @@ impl Sim {
 
     fn apply(&mut self, action: Action) {
         match action {
-            Action::CreateSandbox => self.schedule(Duration::ZERO, Due::Input(Input::SandboxReady)),
+            Action::CreateSandbox => {
+                self.schedule(Duration::ZERO, Due::Input(Input::SandboxReady { pod_ip: Some(SIM_POD_IP.into()) }))
+            }
             Action::StartContainer { container, spec, .. } => {
                 let image = spec.image.unwrap_or_default();
                 if self.unpullable.contains(&image) {

@@ -82,3 +82,22 @@ fn sandbox_condition_after_completion_r62() {
     let c = conditions(&sim);
     assert_eq!((c[3].1.as_str(), c[3].2.as_deref()), ("False", Some("PodCompleted")), "R60 after success");
 }
+
+/// The pod's address comes with its sandbox, stays through a node restart that keeps the
+/// sandbox, and is still shown once the pod has ended, as the kubelet keeps it.
+#[test]
+fn the_pod_ip_comes_with_the_sandbox_and_is_kept_to_the_end() {
+    let mut sim = PodBuilder::new("Never").container(Ctr::new("app").run(5)).sim();
+    let ips = |sim: &Sim| {
+        let st = sim.engine().status();
+        let list: Vec<String> = st.pod_ips.iter().flatten().map(|p| p.ip.clone()).collect();
+        (st.pod_ip.clone(), list, st.host_ip.clone())
+    };
+    sim.run_for(secs(1));
+    let ip = Some(SIM_POD_IP.to_string());
+    assert_eq!(ips(&sim), (ip.clone(), vec![SIM_POD_IP.to_string()], Some(podvisor_engine::HOST_IP.into())));
+    sim.restart_node(secs(1), &[]);
+    assert_eq!(ips(&sim).0, ip, "taken over with the sandbox (R75)");
+    assert!(sim.run_to_end(secs(30)));
+    assert_eq!((sim.phase(), ips(&sim).0), ("Succeeded", ip));
+}

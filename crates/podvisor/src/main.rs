@@ -4,6 +4,7 @@ mod bench;
 mod image;
 mod load;
 mod logs;
+mod node_args;
 mod run;
 mod serve;
 mod simulate;
@@ -69,14 +70,11 @@ enum Command {
         /// Manifest files (`-` for standard input).
         #[arg(required = true)]
         files: Vec<String>,
-        /// The OCI runtime binary (runc, crun, youki, or a path).
-        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
-        runtime: std::path::PathBuf,
         /// Write every event, with timestamps, to this JSON file.
         #[arg(long, value_name = "FILE.json")]
         timeline: Option<std::path::PathBuf>,
         #[command(flatten)]
-        registry: image::RegistryArgs,
+        node: node_args::NodeArgs,
     },
     /// Print a container's logs (kept after the pod ends; current and previous instance).
     Logs {
@@ -108,11 +106,8 @@ enum Command {
         /// containers as root here).
         #[arg(long)]
         allow_remote: bool,
-        /// The OCI runtime binary (runc, crun, youki, or a path).
-        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
-        runtime: std::path::PathBuf,
         #[command(flatten)]
-        registry: image::RegistryArgs,
+        node: node_args::NodeArgs,
     },
     /// Print a kubeconfig for the server of this data directory.
     Kubeconfig,
@@ -158,9 +153,8 @@ fn main() -> ExitCode {
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
-        Command::Serve { listen, allow_remote, runtime, registry } => {
-            let pull = registry.settings();
-            return finish(serve::run(serve::Options { data_dir: cli.data_dir, runtime, listen, allow_remote, pull }));
+        Command::Serve { listen, allow_remote, node } => {
+            return finish(serve::run(serve::Options { node: node.options(&cli.data_dir), listen, allow_remote }));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Bench { iterations, pods, out, runtime } => {
@@ -192,8 +186,8 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until))
         }
-        Command::Run { runtime, timeline, registry, .. } => {
-            let opts = run::Options { data_dir: cli.data_dir.clone(), runtime, timeline, pull: registry.settings() };
+        Command::Run { timeline, node, .. } => {
+            let opts = run::Options { node: node.options(&cli.data_dir), timeline };
             match run::run(&mut out, manifests, opts) {
                 Ok(run::Outcome::Done(ok)) => Ok(ok),
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),

@@ -27,14 +27,10 @@ pub enum Outcome {
 
 /// Options of `podvisor run`.
 pub struct Options {
-    /// The data directory.
-    pub data_dir: PathBuf,
-    /// The OCI runtime binary.
-    pub runtime: PathBuf,
+    /// The node to run the pods on.
+    pub node: podvisor_cluster::NodeOptions,
     /// Where to write the timeline JSON.
     pub timeline: Option<PathBuf>,
-    /// How to reach registries.
-    pub pull: podvisor_runtime::pull::PullSettings,
 }
 
 const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
@@ -234,15 +230,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     }
     let store = Store::in_memory();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let cluster = Cluster::open(
-        store.clone(),
-        opts.data_dir.clone(),
-        opts.runtime.clone(),
-        opts.pull.clone(),
-        crate::monitor_command(),
-        Some(tx),
-    )
-    .await?;
+    let cluster = Cluster::open(store.clone(), opts.node.clone(), Some(tx)).await?;
     let node = cluster.node().clone();
     let mut changes = store.subscribe();
     let tty = std::io::stdout().is_terminal();

@@ -10,16 +10,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Options of `podvisor serve`.
 pub struct Options {
-    /// The data directory.
-    pub data_dir: PathBuf,
-    /// The OCI runtime binary.
-    pub runtime: PathBuf,
+    /// The node to run the pods on.
+    pub node: podvisor_cluster::NodeOptions,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Listen beyond loopback.
     pub allow_remote: bool,
-    /// How to reach registries.
-    pub pull: podvisor_runtime::pull::PullSettings,
 }
 
 fn serve_dir(data: &Path) -> PathBuf {
@@ -37,9 +33,10 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let dir = serve_dir(&opts.data_dir);
-        std::fs::create_dir_all(&opts.data_dir).map_err(|e| anyhow::anyhow!("{}: {e}", opts.data_dir.display()))?;
-        let store_path = opts.data_dir.join("store.redb");
+        let dir = serve_dir(&opts.node.data_dir);
+        std::fs::create_dir_all(&opts.node.data_dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", opts.node.data_dir.display()))?;
+        let store_path = opts.node.data_dir.join("store.redb");
         let store = Store::open(&store_path)?;
         let creds = Credentials::load_or_create(&dir)?;
         let tls = creds.server_config(&dir)?;
@@ -51,15 +48,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(&kubeconfig, creds.kubeconfig(&server))?;
         std::fs::write(dir.join("address"), &server)?;
-        let cluster = Cluster::open(
-            store,
-            opts.data_dir.clone(),
-            opts.runtime.clone(),
-            opts.pull.clone(),
-            crate::monitor_command(),
-            None,
-        )
-        .await?;
+        let cluster = Cluster::open(store, opts.node.clone(), None).await?;
         let node = cluster.node().clone();
         println!("podvisor: serving the Kubernetes API at {server}");
         println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());

@@ -327,6 +327,8 @@ fn a_server_killed_with_sigkill_takes_its_running_containers_over_r75() {
     let ids = "{range .status.initContainerStatuses[*]}{.name}={.containerID}/{.restartCount} {end}{range .status.containerStatuses[*]}{.name}={.containerID}/{.restartCount}{end}";
     let ids = format!("jsonpath={ids}");
     let before = server.ok(&["get", "pod", "ticker", "-o", &ids], None);
+    let ip = server.ok(&["get", "pod", "ticker", "-o", "jsonpath={.status.podIP}"], None);
+    assert!(ip.starts_with("10.244."), "an address on the pod network: {ip}");
     let events = |s: &Server| {
         let out = s.ok(&["get", "events", "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}"], None);
         out.lines().map(str::to_string).collect::<std::collections::BTreeSet<_>>()
@@ -339,6 +341,8 @@ fn a_server_killed_with_sigkill_takes_its_running_containers_over_r75() {
     assert_eq!(server.ok(&["get", "pod", "ticker", "-o", &ids], None), before, "taken over, not restarted");
     let pods = server.ok(&["get", "pods"], None);
     assert_eq!(&row(&pods, "ticker")[1..4], ["2/2", "Running", "0"], "{pods}");
+    let wide = server.ok(&["get", "pods", "-o", "wide"], None);
+    assert_eq!(row(&wide, "ticker")[5], ip, "the address stays with the sandbox: {wide}");
     assert!(events(&server).is_superset(&events_before), "no event is lost");
     std::thread::sleep(std::time::Duration::from_millis(600));
     let log = server.ok(&["logs", "ticker", "-c", "side"], None);

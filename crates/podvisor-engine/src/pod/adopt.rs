@@ -49,6 +49,7 @@ impl PodEngine {
         }
         self.out.retain(|a| !matches!(a, Action::CreateSandbox));
         self.sandbox = Sandbox::Ready;
+        self.pod_ip = prior.pod_ip.clone();
         let pod_ready = prior.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
         let statuses: Vec<&ContainerStatus> =
             prior.init_container_statuses.iter().flatten().chain(prior.container_statuses.iter().flatten()).collect();

@@ -2,7 +2,6 @@
 //! loopback, worded as the kubelet words its results.
 
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -10,20 +9,21 @@ use k8s_openapi::api::core::v1::GRPCAction;
 
 use podvisor_engine::go_duration;
 
-use super::{Outcome, in_netns, net_error};
+use super::{Outcome, Target, in_netns, net_error};
 
 /// The health service's status names, by their protobuf number.
 const STATUSES: [&str; 4] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
 /// Runs the health check `a` describes, within `timeout`.
-pub(crate) async fn grpc(netns: &Path, a: &GRPCAction, timeout: Duration) -> Outcome {
+pub(crate) async fn grpc(to: &Target, a: &GRPCAction, timeout: Duration) -> Outcome {
     let Ok(port) = u16::try_from(a.port) else { return Outcome::Failed(format!("invalid port {}", a.port)) };
-    let target = format!("127.0.0.1:{port}");
+    let target = format!("{}:{port}", to.ip);
     let service = a.service.clone().unwrap_or_default();
     let connect = {
         let target = target.clone();
-        in_netns(netns.to_path_buf(), move || {
-            let addr = super::addr(None, port)?;
+        let ip = to.ip.clone();
+        in_netns(to.netns.clone(), move || {
+            let addr = super::addr(None, &ip, port)?;
             let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
                 format!("error: failed to connect service at {target:?}: dial tcp {addr}: connect: {}", net_error(&e))
             })?;

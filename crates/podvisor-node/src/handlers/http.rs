@@ -7,7 +7,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
-use super::{Outcome, addr, in_netns, net_error, port};
+use super::{Outcome, Target, addr, in_netns, net_error, port};
 
 /// Who sends the request: the rules for redirects and status codes differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +98,7 @@ struct Response {
 
 /// `httpGet`, for a probe or a hook.
 pub(crate) async fn http(
-    netns: &Path,
+    to: &Target,
     c: &Container,
     a: &HTTPGetAction,
     timeout: Duration,
@@ -111,7 +110,7 @@ pub(crate) async fn http(
     };
     let url = Url {
         https: a.scheme.as_deref() == Some("HTTPS"),
-        host: a.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into()),
+        host: a.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| to.ip.clone()),
         port,
         path: match a.path.as_deref() {
             None | Some("") => "/".into(),
@@ -121,7 +120,7 @@ pub(crate) async fn http(
     };
     let headers: Vec<(String, String)> =
         a.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-    let result = in_netns(netns.to_path_buf(), move || follow(url, &headers, Instant::now() + timeout, purpose)).await;
+    let result = in_netns(to.netns.clone(), move || follow(url, &headers, Instant::now() + timeout, purpose)).await;
     match (result, purpose) {
         (Err(e), _) => Outcome::Failed(e),
         (Ok(_), Purpose::Hook) => Outcome::Ok,
@@ -203,7 +202,7 @@ fn get(
     deadline: Instant,
 ) -> Result<Response, String> {
     let remaining = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let target = addr(Some(&url.host), url.port)?;
+    let target = addr(Some(&url.host), &url.host, url.port)?;
     let tcp = TcpStream::connect_timeout(&target, remaining())
         .map_err(|e| format!("Get \"{url}\": dial tcp {target}: connect: {}", net_error(&e)))?;
     let mut conn = if url.https {

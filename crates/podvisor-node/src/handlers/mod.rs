@@ -1,5 +1,6 @@
 //! Probe and hook handlers on real containers: `exec` through the OCI runtime; `tcpSocket`,
-//! `httpGet` and `grpc` from inside the pod's network namespace; `sleep`.
+//! `httpGet` and `grpc` from inside the pod's network namespace, to the pod's address as the
+//! kubelet's probes go (so a server listening on loopback only fails them there too); `sleep`.
 //!
 //! A network check opens its socket on a short-lived thread that joins the pod's network
 //! namespace, so the node's own threads never change namespace; the socket stays in the pod's
@@ -12,13 +13,22 @@ pub(crate) use grpc::grpc;
 pub(crate) use http::{Purpose, http};
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_engine::ProbeOutcome;
 use podvisor_runtime::runc::Runc;
+
+/// Where a pod's network checks go.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The pod's network namespace (none on the host's network).
+    pub netns: Option<PathBuf>,
+    /// The address a check without a `host` connects to: the pod's.
+    pub ip: String,
+}
 
 /// What a handler found.
 pub(crate) enum Outcome {
@@ -52,9 +62,9 @@ pub(super) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
     }
 }
 
-/// Runs `f` on a fresh thread inside the network namespace at `netns`.
+/// Runs `f` on a fresh thread inside the network namespace at `netns` (or the node's own).
 pub(super) async fn in_netns<T: Send + 'static>(
-    netns: PathBuf,
+    netns: Option<PathBuf>,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -62,10 +72,13 @@ pub(super) async fn in_netns<T: Send + 'static>(
         .name("podvisor-netns".into())
         .spawn(move || {
             let result = (|| {
-                let ns = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
-                use std::os::fd::AsFd;
-                rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-                    .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
+                if let Some(netns) = netns {
+                    let ns = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+                    use std::os::fd::AsFd;
+                    let kind = Some(rustix::thread::LinkNameSpaceType::Network);
+                    rustix::thread::move_into_link_name_space(ns.as_fd(), kind)
+                        .map_err(|e| format!("joining the pod's network namespace: {e}"))?;
+                }
                 f()
             })();
             let _ = tx.send(result);
@@ -74,8 +87,9 @@ pub(super) async fn in_netns<T: Send + 'static>(
     rx.await.map_err(|_| "the network check thread died".to_string())?
 }
 
-pub(super) fn addr(host: Option<&str>, port: u16) -> Result<SocketAddr, String> {
-    let host = host.filter(|h| !h.is_empty()).unwrap_or("127.0.0.1");
+/// The address of `host` (by default the pod's, `pod_ip`) at `port`.
+pub(super) fn addr(host: Option<&str>, pod_ip: &str, port: u16) -> Result<SocketAddr, String> {
+    let host = host.filter(|h| !h.is_empty()).unwrap_or(pod_ip);
     (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("{host}: {e}"))?
@@ -84,16 +98,16 @@ pub(super) fn addr(host: Option<&str>, port: u16) -> Result<SocketAddr, String> 
 }
 
 /// `tcpSocket`: a connection opens.
-pub(crate) async fn tcp(netns: &Path, c: &Container, a: &TCPSocketAction, timeout: Duration) -> Outcome {
+pub(crate) async fn tcp(to: &Target, c: &Container, a: &TCPSocketAction, timeout: Duration) -> Outcome {
     let port = match port(c, &a.port) {
         Ok(p) => p,
         Err(e) => return Outcome::Failed(e),
     };
-    let host = a.host.clone();
+    let (host, ip) = (a.host.clone(), to.ip.clone());
     // The name is resolved on the thread too: no blocking lookup on the event loop.
     outcome(
-        in_netns(netns.to_path_buf(), move || {
-            let target = addr(host.as_deref(), port)?;
+        in_netns(to.netns.clone(), move || {
+            let target = addr(host.as_deref(), &ip, port)?;
             TcpStream::connect_timeout(&target, timeout)
                 .map(|_| ())
                 .map_err(|e| format!("dial tcp {target}: connect: {}", net_error(&e)))

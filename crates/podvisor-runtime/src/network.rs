@@ -1,0 +1,317 @@
+//! The pod network: every pod that does not use the host's network gets its own address on a
+//! Linux bridge of the host, through a veth pair whose pod end is `eth0`.
+//!
+//! Pods reach each other and the host (at the bridge's address, the pods' default gateway).
+//! Traffic beyond the host is not translated: a host that should route it needs IP forwarding
+//! and a masquerading rule of its own.
+//!
+//! Addresses are claimed with one file per address under `/run/podvisor/networks/<bridge>`, so
+//! every podvisor process on the machine shares one allocation, and the claims go with a reboot
+//! as the namespaces do. A claim names the network namespace that holds the address; a claim
+//! whose namespace is gone is free again.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+
+/// The bridge pods are attached to.
+pub const BRIDGE: &str = "podvisor0";
+
+/// The subnet pods get addresses from when none is named.
+pub const DEFAULT_SUBNET: &str = "10.244.0.0/16";
+
+/// Errors setting up or reading the pod network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// A subnet as given on the command line is malformed.
+    #[error("invalid pod network {given:?}: {why} (expected an IPv4 subnet such as 10.244.0.0/16, or none)")]
+    Subnet {
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Every address of the subnet is claimed.
+    #[error("no free address left in the pod network {0}")]
+    Exhausted(Subnet),
+    /// A claim file could not be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// An `ip` command failed.
+    #[error("{step}: {message} (podvisor needs root and iproute2's ip)")]
+    Command {
+        /// What it was doing.
+        step: String,
+        /// What the command said.
+        message: String,
+    },
+}
+
+/// An IPv4 subnet: its network address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    network: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Subnet {
+    /// The mask of the prefix.
+    fn mask(prefix: u8) -> u32 {
+        if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) }
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The first usable address: the bridge's, the pods' gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// The addresses pods may get, in order: all but the network address, the gateway and the
+    /// broadcast address.
+    fn pod_addresses(&self) -> impl Iterator<Item = Ipv4Addr> + Clone {
+        let first = u32::from(self.network) + 2;
+        let broadcast = u32::from(self.network) | !Self::mask(self.prefix);
+        (first..broadcast).map(Ipv4Addr::from)
+    }
+}
+
+impl fmt::Display for Subnet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl FromStr for Subnet {
+    type Err = NetworkError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| NetworkError::Subnet { given: s.to_string(), why: why.to_string() };
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| bad("no prefix length"))?;
+        let network: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad("the prefix length is not a number"))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad("the prefix length must be between 8 and 30"));
+        }
+        if u32::from(network) & !Self::mask(prefix) != 0 {
+            let base = Ipv4Addr::from(u32::from(network) & Self::mask(prefix));
+            return Err(bad(&format!("host bits are set (the subnet is {base}/{prefix})")));
+        }
+        Ok(Subnet { network, prefix })
+    }
+}
+
+/// What a pod's sandbox holds of the network, kept with the sandbox so it can be released by a
+/// later process too.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// The pod's address.
+    pub ip: Ipv4Addr,
+    /// The host end of the veth pair.
+    pub veth: String,
+    /// The claim file of the address.
+    pub claim: PathBuf,
+}
+
+/// The pod network of this machine: a bridge and the subnet its pods take addresses from.
+#[derive(Debug, Clone)]
+pub struct PodNetwork {
+    subnet: Subnet,
+    claims: PathBuf,
+    /// Whether this process has set up the bridge already.
+    ready: Arc<tokio::sync::Mutex<bool>>,
+}
+
+impl PodNetwork {
+    /// The network on [`BRIDGE`] with addresses from `subnet`.
+    pub fn new(subnet: Subnet) -> Self {
+        let claims = Path::new("/run/podvisor/networks").join(BRIDGE);
+        PodNetwork { subnet, claims, ready: Arc::default() }
+    }
+
+    /// The subnet.
+    pub fn subnet(&self) -> Subnet {
+        self.subnet
+    }
+
+    /// Gives the network namespace at `netns` an address: claims one, connects the namespace
+    /// to the bridge with a veth pair, and sets `eth0` up with a default route through the
+    /// bridge. On failure nothing stays claimed or connected.
+    pub async fn attach(&self, netns: &Path) -> Result<Attachment, NetworkError> {
+        self.ensure_bridge().await?;
+        let (ip, claim) = claim(&self.claims, &self.subnet, netns, &|p| crate::sandbox::is_namespace(p))?;
+        let veth = format!("pv{:08x}", u32::from(ip));
+        let attachment = Attachment { ip, veth: veth.clone(), claim };
+        if Path::new("/sys/class/net").join(&veth).exists() {
+            // Left by a namespace that is gone: its address is free, so its link is stale.
+            let _ = ip_batch(None, &format!("link del {veth}\n"), "removing a stale veth").await;
+        }
+        let host = format!(
+            "link add {veth} type veth peer name eth0 netns {}\nlink set {veth} master {BRIDGE} up\n",
+            netns.display()
+        );
+        let pod = format!(
+            "addr add {ip}/{prefix} dev eth0\nlink set eth0 up\nroute add default via {gw}\n",
+            prefix = self.subnet.prefix,
+            gw = self.subnet.gateway()
+        );
+        let wired = match ip_batch(None, &host, "connecting the pod to the bridge").await {
+            Ok(()) => ip_batch(Some(netns), &pod, "setting up the pod's eth0").await,
+            Err(e) => Err(e),
+        };
+        match wired {
+            Ok(()) => Ok(attachment),
+            Err(e) => {
+                detach(&attachment, netns);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates the bridge with the gateway address, once per process (and again if it was
+    /// removed meanwhile).
+    async fn ensure_bridge(&self) -> Result<(), NetworkError> {
+        let mut ready = self.ready.lock().await;
+        let exists = Path::new("/sys/class/net").join(BRIDGE).exists();
+        if *ready && exists {
+            return Ok(());
+        }
+        if !exists {
+            let made = ip_batch(None, &format!("link add name {BRIDGE} type bridge\n"), "creating the bridge").await;
+            // Another process may have made it at the same moment.
+            if let Err(e) = made
+                && !Path::new("/sys/class/net").join(BRIDGE).exists()
+            {
+                return Err(e);
+            }
+        }
+        let gw = format!(
+            "addr replace {}/{} dev {BRIDGE}\nlink set {BRIDGE} up\n",
+            self.subnet.gateway(),
+            self.subnet.prefix
+        );
+        ip_batch(None, &gw, "setting up the bridge").await?;
+        *ready = true;
+        Ok(())
+    }
+}
+
+/// Releases what [`PodNetwork::attach`] made for the namespace at `netns`: the veth pair and
+/// the address's claim (unless the address was claimed again by another namespace since).
+pub fn detach(a: &Attachment, netns: &Path) {
+    if Path::new("/sys/class/net").join(&a.veth).exists() {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &a.veth])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = release(&a.claim, netns);
+}
+
+/// Runs `ip -batch -` with `commands`, in the network namespace at `netns` if given.
+async fn ip_batch(netns: Option<&Path>, commands: &str, step: &str) -> Result<(), NetworkError> {
+    let failed = |message: String| NetworkError::Command { step: step.to_string(), message };
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg("ip");
+            c
+        }
+        None => tokio::process::Command::new("ip"),
+    };
+    let mut child = cmd
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(commands.as_bytes()).await.map_err(|e| failed(e.to_string()))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| failed(e.to_string()))?;
+    if out.status.success() { Ok(()) } else { Err(failed(String::from_utf8_lossy(&out.stderr).trim().to_string())) }
+}
+
+/// Holds the lock of a claims directory while it lives (the lock goes with the file).
+struct Locked {
+    _file: std::fs::File,
+}
+
+impl Locked {
+    fn take(dir: &Path) -> Result<Locked, NetworkError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| NetworkError::Io { path, error }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join("lock");
+        let file =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| NetworkError::Io { path, error: e.into() })?;
+        Ok(Locked { _file: file })
+    }
+}
+
+/// Claims the next free address of `subnet` for the namespace `owner`, after the one claimed
+/// last (so a released address is not handed out again at once). A claim whose owner is not
+/// `alive` is free. Returns the address and its claim file.
+fn claim(
+    dir: &Path,
+    subnet: &Subnet,
+    owner: &Path,
+    alive: &dyn Fn(&Path) -> bool,
+) -> Result<(Ipv4Addr, PathBuf), NetworkError> {
+    let _lock = Locked::take(dir)?;
+    let last_file = dir.join("last");
+    let last: Option<Ipv4Addr> = std::fs::read_to_string(&last_file).ok().and_then(|s| s.trim().parse().ok());
+    let all = subnet.pod_addresses();
+    let start = last.and_then(|l| all.clone().position(|a| a == l)).map_or(0, |i| i + 1);
+    let count = all.clone().count();
+    for ip in all.clone().skip(start).chain(all.take(start)).take(count) {
+        let path = dir.join(ip.to_string());
+        let free = match std::fs::read_to_string(&path) {
+            Ok(holder) => !alive(Path::new(&holder)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(error) => return Err(NetworkError::Io { path, error }),
+        };
+        if free {
+            let write = |p: &Path, text: String| {
+                std::fs::write(p, text).map_err(|error| NetworkError::Io { path: p.to_path_buf(), error })
+            };
+            write(&path, owner.display().to_string())?;
+            write(&last_file, ip.to_string())?;
+            return Ok((ip, path));
+        }
+    }
+    Err(NetworkError::Exhausted(*subnet))
+}
+
+/// Removes the claim file `claim` if `owner` still holds it.
+fn release(claim: &Path, owner: &Path) -> Result<(), NetworkError> {
+    let Some(dir) = claim.parent() else { return Ok(()) };
+    let _lock = Locked::take(dir)?;
+    if std::fs::read_to_string(claim).is_ok_and(|holder| Path::new(&holder) == owner) {
+        let _ = std::fs::remove_file(claim);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+//! The options of the commands that run pods on this machine (`run`, `serve`).
+
+use std::path::Path;
+
+use podvisor_cluster::NodeOptions;
+use podvisor_runtime::network::{DEFAULT_SUBNET, PodNetwork, Subnet};
+
+use crate::image::RegistryArgs;
+
+/// How pods are run here.
+#[derive(clap::Args, Clone)]
+pub struct NodeArgs {
+    /// The OCI runtime binary (runc, crun, youki, or a path).
+    #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
+    pub runtime: std::path::PathBuf,
+    /// The subnet pods get their addresses from, on the host bridge podvisor0: pods reach each
+    /// other, and the host at the subnet's first address. `none`: pods have loopback only.
+    #[arg(long, value_name = "CIDR|none", env = "PODVISOR_POD_NETWORK", default_value = DEFAULT_SUBNET, value_parser = pod_network)]
+    pub pod_network: PodNetworkArg,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `--pod-network` as given: a subnet, or none.
+#[derive(Clone, Debug)]
+pub struct PodNetworkArg(Option<Subnet>);
+
+fn pod_network(s: &str) -> Result<PodNetworkArg, String> {
+    if s == "none" {
+        return Ok(PodNetworkArg(None));
+    }
+    s.parse()
+        .map(|subnet| PodNetworkArg(Some(subnet)))
+        .map_err(|e: podvisor_runtime::network::NetworkError| e.to_string())
+}
+
+impl NodeArgs {
+    /// The node to open on `data_dir`.
+    pub fn options(&self, data_dir: &Path) -> NodeOptions {
+        NodeOptions {
+            data_dir: data_dir.to_path_buf(),
+            runtime: self.runtime.clone(),
+            pull: self.registry.settings(),
+            monitor: crate::monitor_command(),
+            network: self.pod_network.0.map(PodNetwork::new),
+        }
+    }
+}
