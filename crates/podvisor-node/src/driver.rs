@@ -342,9 +342,12 @@ impl Driver {
                     };
                     tokio::spawn(watch.run());
                 }
-                Held::Ended { id, dir, .. } | Held::Unstarted { id, dir } => {
+                Held::Ended { r, id, dir, end } => {
+                    crate::host::record_end(&log_dir, &r, &end);
                     self.host.remove_container(&id, &dir).await;
                 }
+                Held::Unstarted { id, dir } => self.host.remove_container(&id, &dir).await,
+                Held::Recorded { .. } => {}
             }
         }
     }

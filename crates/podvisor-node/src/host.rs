@@ -291,25 +291,20 @@ impl Watch {
         if followed.is_err() {
             self.monitor.exited().await;
         }
-        let input = match self.start_error {
-            Some(message) => Input::Exited {
-                container: self.r.clone(),
+        let end = match self.start_error {
+            Some(message) => FoundExit {
                 exit_code: 128,
                 cause: ExitCause::StartError,
+                finished_at: jiff::Timestamp::now(),
                 message: Some(message),
             },
-            None => {
-                let end = self.host.end_of(&self.spec, &self.cgroup_parent, &self.id, &self.dir, &log);
-                Input::Exited {
-                    container: self.r.clone(),
-                    exit_code: end.exit_code,
-                    cause: end.cause,
-                    message: end.message,
-                }
-            }
+            None => self.host.end_of(&self.spec, &self.cgroup_parent, &self.id, &self.dir, &log),
         };
-        // Told first, so that a node process killed now finds the end in the pod's status.
-        let _ = self.report.send(input);
+        // Recorded and told first, so that a node process stopped now finds the end, in the
+        // record or in the pod's status, though the container is gone.
+        record_end(&self.host.log_dir(&self.pod), &self.r, &end);
+        let FoundExit { exit_code, cause, message, .. } = end;
+        let _ = self.report.send(Input::Exited { container: self.r.clone(), exit_code, cause, message });
         self.host.remove_container(&self.id, &self.dir).await;
     }
 }
@@ -322,6 +317,9 @@ pub(crate) enum Held {
     Ended { r: ContainerRef, id: String, dir: PathBuf, end: FoundExit },
     /// It was created but never started: it is removed, and counts as never made.
     Unstarted { id: String, dir: PathBuf },
+    /// The pod's status last showed it running, and it is gone from the runtime, but its end was
+    /// recorded beside its log: it ended and was removed before the status said so.
+    Recorded { r: ContainerRef, id: String, end: FoundExit },
 }
 
 impl Held {
@@ -331,7 +329,7 @@ impl Held {
             Held::Running { r, id, .. } => {
                 Some(Found { container: r.clone(), id: format!("runc://{id}"), ended: None })
             }
-            Held::Ended { r, id, end, .. } => {
+            Held::Ended { r, id, end, .. } | Held::Recorded { r, id, end } => {
                 Some(Found { container: r.clone(), id: format!("runc://{id}"), ended: Some(end.clone()) })
             }
             Held::Unstarted { .. } => None,
@@ -403,8 +401,64 @@ impl Host {
                 _ => Held::Unstarted { id, dir },
             });
         }
+        // Instances the status shows running that the runtime no longer holds: ended, if
+        // their end was recorded.
+        let statuses = pod.status.iter().flat_map(|s| s.init_container_statuses.iter().chain(&s.container_statuses));
+        for s in statuses.flatten() {
+            let running = s.state.as_ref().is_some_and(|st| st.running.is_some());
+            let Ok(attempt) = u32::try_from(s.restart_count) else { continue };
+            let r = ContainerRef::new(s.name.clone(), attempt);
+            let known = held.iter().any(|h| match h {
+                Held::Running { r: x, .. } | Held::Ended { r: x, .. } | Held::Recorded { r: x, .. } => *x == r,
+                Held::Unstarted { .. } => false,
+            });
+            if running
+                && !known
+                && let Some(end) = recorded_end(&log_dir, &r)
+            {
+                held.push(Held::Recorded { id: container_id(&uid, &r), r, end });
+            }
+        }
         Some(held)
     }
+}
+
+/// Records beside its log how instance `r` ended.
+pub(crate) fn record_end(log_dir: &Path, r: &ContainerRef, end: &FoundExit) {
+    let cause = match end.cause {
+        ExitCause::Exited => "Exited",
+        ExitCause::OomKilled => "OOMKilled",
+        ExitCause::StartError => "StartError",
+        ExitCause::Lost => "Lost",
+    };
+    let record = serde_json::json!({
+        "exitCode": end.exit_code,
+        "cause": cause,
+        "finishedAt": end.finished_at.to_string(),
+        "message": end.message,
+    });
+    let path = logs::end_path(log_dir, &r.name, r.attempt);
+    let tmp = path.with_extension("tmp");
+    if let Ok(bytes) = serde_json::to_vec(&record) {
+        let _ = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
+    }
+}
+
+/// How instance `r` ended, if [`record_end`] recorded it.
+fn recorded_end(log_dir: &Path, r: &ContainerRef) -> Option<FoundExit> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(logs::end_path(log_dir, &r.name, r.attempt)).ok()?).ok()?;
+    Some(FoundExit {
+        exit_code: i32::try_from(v["exitCode"].as_i64()?).ok()?,
+        cause: match v["cause"].as_str()? {
+            "OOMKilled" => ExitCause::OomKilled,
+            "StartError" => ExitCause::StartError,
+            "Lost" => ExitCause::Lost,
+            _ => ExitCause::Exited,
+        },
+        finished_at: v["finishedAt"].as_str()?.parse().ok()?,
+        message: v["message"].as_str().map(str::to_string),
+    })
 }
 
 /// The instance a runtime ID made by [`container_id`] names.

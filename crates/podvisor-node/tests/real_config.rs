@@ -309,3 +309,63 @@ spec:
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An exit the node acted on (the container removed) just before it vanished, while the status
+/// it had written still showed the container running: the end recorded beside the log is found
+/// when the pod is taken over, so the exit code is kept instead of becoming an unknown end.
+#[test]
+fn an_exit_acted_on_just_before_a_crash_keeps_its_code_r75() {
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ended}
+spec:
+  restartPolicy: Always
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "sleep 0.5; exit 3"]
+"#;
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let (mut f, before) = crashed.block_on(async {
+        let f = fixture("recorded-end").await;
+        let p = f.node.run_pod(pod(manifest));
+        let mut rx = p.watch();
+        let running = |s: &podvisor_node::PodSnapshot| s.status.phase.as_deref() == Some("Running");
+        let _ = tokio::time::timeout(LIMIT, rx.wait_for(running)).await;
+        // The status a store would still hold: written before the exit.
+        let mut before = p.pod().clone();
+        before.status = Some(p.status());
+        let ended = |s: &podvisor_node::PodSnapshot| {
+            s.status
+                .container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()))
+        };
+        let _ = tokio::time::timeout(LIMIT, rx.wait_for(ended)).await;
+        (f, before)
+    });
+    let app = |s: &k8s_openapi::api::core::v1::PodStatus| s.container_statuses.clone().unwrap_or_default().remove(0);
+    let prior = before.status.clone().expect("a status");
+    assert!(app(&prior).state.and_then(|s| s.running).is_some(), "{prior:?}");
+    f.keep = true;
+    let dir = f.dir.clone();
+    let data = f.node.data_dir().to_path_buf();
+    drop(f);
+    drop(crashed);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+        let config = common::config(data.clone(), Default::default());
+        let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let p = node.run_pod(before.clone());
+        node.remove_strays().await;
+        let now = app(&p.status());
+        let last = now.last_state.clone().and_then(|l| l.terminated).expect("the ended instance");
+        assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")), "{now:?}");
+        p.delete(Some(0));
+        let _ = tokio::time::timeout(LIMIT, p.finished()).await;
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}

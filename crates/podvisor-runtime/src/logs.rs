@@ -68,14 +68,20 @@ pub fn path(dir: &Path, container: &str, attempt: u32) -> PathBuf {
     dir.join(container).join(format!("{attempt}.log"))
 }
 
+/// The file beside the log of instance `attempt` of `container` that records how it ended, so
+/// the end outlives the container as the log does.
+pub fn end_path(dir: &Path, container: &str, attempt: u32) -> PathBuf {
+    dir.join(container).join(format!("{attempt}.end.json"))
+}
+
 /// Makes the log file of instance `attempt` of `container` (empty, even if one was left), and deletes the container's
-/// logs older than the previous instance (the kubelet keeps the current and the previous one).
+/// logs and ends older than the previous instance (the kubelet keeps the current and the previous one).
 pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<PathBuf> {
     let file = path(dir, container, attempt);
     if let Some(parent) = file.parent() {
         fs::create_dir_all(parent)?;
         for e in fs::read_dir(parent)?.flatten() {
-            let n = e.file_name().to_string_lossy().trim_end_matches(".log").parse::<u32>().ok();
+            let n = e.file_name().to_string_lossy().split('.').next().and_then(|n| n.parse::<u32>().ok());
             if n.is_some_and(|n| n + 1 < attempt) {
                 let _ = fs::remove_file(e.path());
             }
@@ -304,11 +310,12 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         for attempt in 0..4 {
             prepare(&dir, "c", attempt).unwrap();
+            fs::write(end_path(&dir, "c", attempt), "{}").unwrap();
         }
         let mut kept: Vec<String> =
             fs::read_dir(dir.join("c")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         kept.sort();
-        assert_eq!(kept, ["2.log", "3.log"]);
+        assert_eq!(kept, ["2.end.json", "2.log", "3.end.json", "3.log"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -106,6 +106,11 @@ enum Command {
         /// containers as root here).
         #[arg(long)]
         allow_remote: bool,
+        /// On SIGINT or SIGTERM, exit and leave the pods' containers running; the next serve on
+        /// this data directory takes them over, as a restarted kubelet does (for upgrades and
+        /// service managers). Without it, the pods are stopped in order first.
+        #[arg(long)]
+        leave_pods_running: bool,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -153,8 +158,9 @@ fn main() -> ExitCode {
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
-        Command::Serve { listen, allow_remote, node } => {
-            return finish(serve::run(serve::Options { node: node.options(&cli.data_dir), listen, allow_remote }));
+        Command::Serve { listen, allow_remote, leave_pods_running, node } => {
+            let node = node.options(&cli.data_dir);
+            return finish(serve::run(serve::Options { node, listen, allow_remote, leave_pods_running }));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Bench { iterations, pods, out, runtime } => {

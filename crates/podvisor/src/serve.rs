@@ -16,6 +16,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Listen beyond loopback.
     pub allow_remote: bool,
+    /// On SIGINT or SIGTERM, leave the containers running for the next server to take over.
+    pub leave_pods_running: bool,
 }
 
 fn serve_dir(data: &Path) -> PathBuf {
@@ -23,7 +25,8 @@ fn serve_dir(data: &Path) -> PathBuf {
 }
 
 /// Runs the server until SIGINT or SIGTERM. Pods keep their state in the store; containers
-/// are stopped with the node (a restart starts them again).
+/// are stopped with the node (a restart starts them again), unless the options say to leave
+/// them running (the next server takes them over, R75).
 pub fn run(opts: Options) -> anyhow::Result<bool> {
     if !podvisor_server::is_loopback(&opts.listen) && !opts.allow_remote {
         anyhow::bail!(
@@ -57,6 +60,14 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let mut sigterm = signal(SignalKind::terminate())?;
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }
         serving.abort();
+        if opts.leave_pods_running {
+            // Each container's monitor holds it and records its end; what this process has not
+            // written yet, the next one finds on the machine.
+            println!(
+                "podvisor: leaving: containers keep running; the next serve on this data directory takes them over"
+            );
+            return Ok(true);
+        }
         println!("podvisor: stopping: containers are stopped; pods start again with the next serve");
         cluster.stop_node();
         tokio::select! {

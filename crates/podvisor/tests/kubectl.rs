@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 struct Server {
     child: Child,
     dir: PathBuf,
+    /// The options of `serve` beyond the data directory and address.
+    options: Vec<String>,
 }
 
 impl Drop for Server {
@@ -34,8 +36,14 @@ fn data_dir(name: &str) -> PathBuf {
 
 /// Starts `podvisor serve` on a free port; returns once it is listening.
 fn serve(dir: &Path) -> Server {
+    serve_with(dir, &[])
+}
+
+/// The same, with more options.
+fn serve_with(dir: &Path, options: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
         .args(["--data-dir", dir.join("data").to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args(options)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -44,18 +52,27 @@ fn serve(dir: &Path) -> Server {
     let first = lines.next().expect("a line").expect("reads");
     assert!(first.starts_with("podvisor: serving the Kubernetes API at https://127.0.0.1:"), "{first}");
     std::thread::spawn(move || for _ in lines {});
-    Server { child, dir: dir.to_path_buf() }
+    Server { child, dir: dir.to_path_buf(), options: options.iter().map(|o| o.to_string()).collect() }
 }
 
 impl Server {
     /// Stops the server with SIGINT (it stops its containers) and starts it again on the same
     /// data directory.
-    fn restart(mut self) -> Server {
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
-        let dir = self.dir.clone();
-        std::mem::forget(self);
-        serve(&dir)
+    fn restart(self) -> Server {
+        self.signal_and_start("-INT")
+    }
+
+    /// Stops a server started with `--leave-pods-running` with SIGTERM, as a service manager
+    /// stops it, and starts it again. Its containers live on.
+    fn leave(self) -> Server {
+        self.signal_and_start("-TERM")
+    }
+
+    fn signal_and_start(mut self, signal: &str) -> Server {
+        let _ = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
+        let status = self.child.wait().expect("the server ends");
+        assert!(status.success(), "the server stops cleanly: {status}");
+        self.start_again()
     }
 
     /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data
@@ -63,9 +80,13 @@ impl Server {
     fn crash(mut self) -> Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let dir = self.dir.clone();
+        self.start_again()
+    }
+
+    fn start_again(self) -> Server {
+        let (dir, options) = (self.dir.clone(), self.options.clone());
         std::mem::forget(self);
-        serve(&dir)
+        serve_with(&dir, &options.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
@@ -312,11 +333,12 @@ fn pods_stopped_with_the_server_resume_as_after_a_reboot_r73_r74() {
 
 /// R75: a server killed with SIGKILL loses no object and no event, and its pods' containers,
 /// which outlived it, are taken over when it starts again: the same container IDs, no restart,
-/// the log going on without a gap, and a deletion that stops them in order.
+/// the log going on without a gap, and a deletion that stops them in order. A server asked to
+/// leave its pods running does the same when stopped with SIGTERM, as a kubelet restarts.
 #[test]
 fn a_server_killed_with_sigkill_takes_its_running_containers_over_r75() {
     let dir = data_dir("crash");
-    let server = serve(&dir);
+    let server = serve_with(&dir, &["--leave-pods-running"]);
     let ticker = SIDECAR_POD.replace("name: web", "name: ticker").replace(
         "command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']\n  containers:",
         "command: [sh, -c, 'trap \"exit 0\" TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']\n  containers:",
@@ -348,6 +370,10 @@ fn a_server_killed_with_sigkill_takes_its_running_containers_over_r75() {
     let log = server.ok(&["logs", "ticker", "-c", "side"], None);
     let ticks: Vec<u32> = log.lines().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
     assert!(ticks.len() > 3 && ticks.iter().enumerate().all(|(i, n)| *n == i as u32 + 1), "one run, no gap: {log}");
+
+    let server = server.leave();
+    server.ok(&["wait", "--for=condition=Ready", "pod/ticker", "--timeout=30s"], None);
+    assert_eq!(server.ok(&["get", "pod", "ticker", "-o", &ids], None), before, "taken over again, not restarted");
     server.ok(&["delete", "pod", "ticker"], None);
     let listed = Command::new("runc").arg("--root").arg(dir.join("data/runc")).args(["list", "-q"]).output();
     let listed = String::from_utf8_lossy(&listed.expect("runc lists").stdout).to_string();
