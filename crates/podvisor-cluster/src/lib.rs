@@ -141,7 +141,7 @@ impl Cluster {
             "status": {
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                 "message": "podvisor is posting ready status"}],
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node_name}],
+                "addresses": [{"type": "InternalIP", "address": self.node.host_ip()}, {"type": "Hostname", "address": self.node_name}],
                 "nodeInfo": {"kubeletVersion": "v1.35.0-podvisor", "osImage": uname.0, "kernelVersion": uname.1,
                              "containerRuntimeVersion": "podvisor", "operatingSystem": "linux",
                              "architecture": std::env::consts::ARCH.replace("x86_64", "amd64")}

@@ -85,6 +85,8 @@ pub struct PodEngine {
     sandbox: Sandbox,
     /// The address the sandbox gave the pod; kept once known, as the kubelet keeps it.
     pub(crate) pod_ip: Option<String>,
+    /// The node's address (`status.hostIP`).
+    pub(crate) host_ip: String,
     pub(crate) records: Records,
     pub(crate) waiting: HashMap<String, Waiting>,
     pub(crate) probes: BTreeMap<(ContainerRef, ProbeKind), Worker>,
@@ -132,6 +134,7 @@ impl PodEngine {
             start_time: now,
             sandbox: Sandbox::Creating,
             pod_ip: None,
+            host_ip: crate::status::HOST_IP.to_string(),
             records: Records::default(),
             waiting: HashMap::new(),
             probes: BTreeMap::new(),
@@ -276,13 +279,20 @@ impl PodEngine {
         self.refresh_status(now);
     }
 
+    /// Sets the node's address shown as `status.hostIP` ([`crate::HOST_IP`] by default).
+    pub fn set_host_ip(&mut self, ip: String) {
+        self.status.host_ip = Some(ip.clone());
+        self.status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: ip.clone() }]);
+        self.host_ip = ip;
+    }
+
     /// Acts on one input at `now`.
     pub fn handle(&mut self, now: Timestamp, input: Input) {
         match input {
             Input::SandboxReady { pod_ip } => {
                 if self.sandbox == Sandbox::Creating {
                     self.sandbox = Sandbox::Ready;
-                    self.pod_ip = pod_ip.or(self.pod_ip.take());
+                    self.pod_ip = pod_ip;
                     self.dirty = true;
                 }
             }

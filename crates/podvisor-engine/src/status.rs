@@ -16,7 +16,8 @@ use crate::pod::PodEngine;
 use crate::probe::Cached;
 use crate::record::{Exit, Instance, State};
 
-/// The node's address (`status.hostIP`): this machine, on loopback.
+/// The node's address (`status.hostIP`) unless the node says otherwise: this machine, on
+/// loopback.
 pub const HOST_IP: &str = "127.0.0.1";
 
 /// Builds the pod status; condition transition times are kept from the previous status.
@@ -75,8 +76,8 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
         start_time: Some(Time(e.start_time)),
-        host_ip: Some(HOST_IP.into()),
-        host_ips: Some(vec![HostIP { ip: HOST_IP.into() }]),
+        host_ip: Some(e.host_ip.clone()),
+        host_ips: Some(vec![HostIP { ip: e.host_ip.clone() }]),
         pod_ip: e.pod_ip.clone(),
         pod_ips: e.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]),
         reason: verdict.map(|v| v.0.clone()),

@@ -91,16 +91,25 @@ impl Driver {
         };
         let now = Timestamp::now();
         let mut engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), now);
+        engine.set_host_ip(host.host_ip());
         // A pod with a status ran on this node before the node process stopped. If its sandbox
         // is intact, what it left is taken over (R75); if not, it resumes as after a reboot
         // (R73, R74).
         let mut held = None;
         let mut stale = false;
+        let mut pod_ip = None;
         if let Some(prior) = &pod.status {
             match host.held(&pod) {
                 Some(found) => {
-                    engine.adopt(now, prior, found.iter().filter_map(Held::found).collect());
+                    // The sandbox, not the status last written, knows the pod's address.
+                    let sandbox = Sandbox::at(&host.run_dir(&uid(&pod)).join("sandbox"));
+                    let ip =
+                        if host_network(&pod) { Some(host.host_ip()) } else { sandbox.ip().map(|ip| ip.to_string()) };
+                    let mut prior = prior.clone();
+                    prior.pod_ip = ip.clone();
+                    engine.adopt(now, &prior, found.iter().filter_map(Held::found).collect());
                     held = Some(found);
+                    pod_ip = ip;
                 }
                 None => {
                     stale = host.run_dir(&uid(&pod)).exists();
@@ -108,6 +117,10 @@ impl Driver {
                 }
             }
         }
+        // The downward API and the probes read the addresses from the pod.
+        let mut pod = pod;
+        let status = Arc::make_mut(&mut pod).status.get_or_insert_default();
+        (status.host_ip, status.pod_ip) = (Some(host.host_ip()), pod_ip);
         // A handle shows the engine's status from the start, never an empty one.
         snapshot.send_replace(PodSnapshot { status: engine.status().clone(), finished: false });
         Driver {
@@ -224,15 +237,17 @@ impl Driver {
         spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == name).cloned()
     }
 
-    /// Where network probes and hooks connect from (the pod's network namespace) and to (the
-    /// pod's address, as the kubelet's probes connect to the pod IP).
+    /// Where network probes and hooks connect: to the pod's address from the node, as the
+    /// kubelet's do; a pod without one (no pod network) from inside its network namespace to
+    /// its loopback.
     fn target(&self) -> Target {
-        if host_network(&self.pod) {
-            return Target { netns: None, ip: podvisor_engine::HOST_IP.into() };
+        match self.pod.status.as_ref().and_then(|s| s.pod_ip.clone()) {
+            Some(ip) => Target { netns: None, ip },
+            None => {
+                let sandbox = Sandbox::at(&self.host.run_dir(&uid(&self.pod)).join("sandbox"));
+                Target { netns: Some(sandbox.namespace("net")), ip: "127.0.0.1".into() }
+            }
         }
-        let sandbox = Sandbox::at(&self.host.run_dir(&uid(&self.pod)).join("sandbox"));
-        let ip = self.pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
-        Target { netns: Some(sandbox.namespace("net")), ip }
     }
 
     /// The pod's hostname: its name, or the machine's on the host's network.
@@ -268,14 +283,15 @@ impl Driver {
             Ok(ip) => ip.map(|ip| ip.to_string()),
             Err(e) => return failed("FailedCreatePodSandBox", e.to_string()),
         };
-        let pod_ip = if matches!(net, Networking::Host) { Some(podvisor_engine::HOST_IP.to_string()) } else { pod_ip };
+        let pod_ip = if matches!(net, Networking::Host) { Some(self.host.host_ip()) } else { pod_ip };
+        self.set_pod_ip(pod_ip.clone());
         steps.done("namespaces");
         let volumes =
             match podvisor_runtime::volumes::prepare(&self.pod, &dir.join("volumes"), self.host.objects.as_ref()) {
                 Ok(v) => v,
                 Err(e) => {
                     podvisor_runtime::volumes::release(&dir.join("volumes"));
-                    let _ = sandbox.remove();
+                    let _ = tokio::task::spawn_blocking(move || sandbox.remove()).await;
                     return failed("FailedMount", e.to_string());
                 }
             };
@@ -288,7 +304,6 @@ impl Driver {
         }
         (self.publish)(What::Timing { container: None, steps: steps.list });
         self.enter_sandbox(&sandbox, volumes);
-        self.set_pod_ip(pod_ip.clone());
         Input::SandboxReady { pod_ip }
     }
 

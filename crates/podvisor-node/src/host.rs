@@ -41,9 +41,15 @@ pub(crate) fn pod_cgroup(uid: &str) -> String {
     format!("/podvisor/{uid}")
 }
 
-/// The runtime's ID of a container instance.
+/// The runtime's ID of a container instance: the pod's whole UID, so that no two pods share
+/// one.
 pub(crate) fn container_id(uid: &str, r: &ContainerRef) -> String {
-    format!("podvisor-{}-{}-{}", &uid[..uid.len().min(8)], r.name, r.attempt)
+    format!("{}{}-{}", id_prefix(uid), r.name, r.attempt)
+}
+
+/// The start of the runtime IDs of the pod with `uid`.
+pub(crate) fn id_prefix(uid: &str) -> String {
+    format!("podvisor-{uid}-")
 }
 
 impl Host {
@@ -55,6 +61,11 @@ impl Host {
     /// Where the pod's logs are kept (they outlive the pod).
     pub fn log_dir(&self, pod: &Pod) -> PathBuf {
         log_dir(&self.data, pod)
+    }
+
+    /// The node's address: the pod network's gateway, or loopback without one.
+    pub fn host_ip(&self) -> String {
+        self.network.as_ref().map_or_else(|| podvisor_engine::HOST_IP.to_string(), |n| n.subnet().gateway().to_string())
     }
 
     fn container_dir(&self, uid: &str, id: &str) -> PathBuf {
@@ -463,7 +474,7 @@ fn recorded_end(log_dir: &Path, r: &ContainerRef) -> Option<FoundExit> {
 
 /// The instance a runtime ID made by [`container_id`] names.
 fn parse_container_id(uid: &str, id: &str) -> Option<ContainerRef> {
-    let rest = id.strip_prefix(&format!("podvisor-{}-", &uid[..uid.len().min(8)]))?;
+    let rest = id.strip_prefix(&id_prefix(uid))?;
     let (name, attempt) = rest.rsplit_once('-')?;
     Some(ContainerRef::new(name, attempt.parse().ok()?))
 }
@@ -508,7 +519,8 @@ pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
         }
     }
     podvisor_runtime::volumes::release(&dir.join("volumes"));
-    let _ = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox")).remove();
+    let sandbox = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox"));
+    let _ = tokio::task::spawn_blocking(move || sandbox.remove()).await;
     cgroup::remove(&pod_cgroup(uid));
     let _ = std::fs::remove_dir_all(&dir);
 }

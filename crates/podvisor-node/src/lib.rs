@@ -72,6 +72,9 @@ pub enum NodeError {
     /// The image store.
     #[error(transparent)]
     Image(#[from] podvisor_runtime::image::ImageError),
+    /// The pod network cannot be set up.
+    #[error(transparent)]
+    Network(#[from] podvisor_runtime::network::NetworkError),
 }
 
 /// How to open a node.
@@ -231,6 +234,10 @@ impl Node {
             .map_err(io(&lock_path))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| NodeError::Busy(config.data_dir.clone()))?;
+        // The bridge comes first: its address is the node's, which hostNetwork pods and probes use.
+        if let Some(network) = &config.network {
+            network.ensure_bridge().await?;
+        }
         let host = host::Host {
             images: ImageStore::open(&config.data_dir)?,
             runc: Runc::new(runtime, config.data_dir.join("runc")),
@@ -249,9 +256,8 @@ impl Node {
     pub async fn remove_strays(&self) {
         let running: Vec<String> = self.pods().iter().map(|p| p.uid().to_string()).collect();
         let kept = |uid: &str| running.iter().any(|r| r == uid);
-        let short = |uid: &str| format!("podvisor-{}-", &uid[..uid.len().min(8)]);
         for id in self.host.runc.list().await.unwrap_or_default() {
-            if id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&short(uid))) {
+            if id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&host::id_prefix(uid))) {
                 let _ = self.host.runc.delete(&id).await;
             }
         }
@@ -276,6 +282,12 @@ impl Node {
     /// loopback.
     pub fn network_namespace(&self, uid: &str) -> PathBuf {
         podvisor_runtime::sandbox::Sandbox::at(&self.host.run_dir(uid).join("sandbox")).namespace("net")
+    }
+
+    /// The node's address (`status.hostIP`): the pod network's gateway, where pods reach the
+    /// host, or loopback without a pod network.
+    pub fn host_ip(&self) -> String {
+        self.host.host_ip()
     }
 
     /// The data directory.

@@ -344,6 +344,16 @@ spec:
                 .any(|c| c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()))
         };
         let _ = tokio::time::timeout(LIMIT, rx.wait_for(ended)).await;
+        // The ended instance is removed (its bundle last): only its recorded end is left.
+        let bundle =
+            f.node.data_dir().join("run").join(p.uid()).join("containers").join(format!("podvisor-{}-app-0", p.uid()));
+        for _ in 0..100 {
+            if !bundle.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!bundle.exists(), "the ended instance is removed");
         (f, before)
     });
     let app = |s: &k8s_openapi::api::core::v1::PodStatus| s.container_statuses.clone().unwrap_or_default().remove(0);

@@ -137,16 +137,29 @@ spec:
   containers:
   - name: wget
     image: busybox:1.36
-    command: [sh, -c, "wget -q -O - http://{ip}:8080/ && tail -n 1 /etc/hosts && echo $MY_IP"]
-    env: [{{name: MY_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}]
+    command: [sh, -c, "wget -q -O - http://{ip}:8080/ && tail -n 1 /etc/hosts && echo $MY_IP && wget -q -O - http://$NODE:8080/"]
+    env:
+    - {{name: MY_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: status.hostIP}}}}}}
 "#
     )));
+    // The node's address reaches the host: a server there answers the pod.
+    let node = std::net::TcpListener::bind(format!("{}:8080", f.node.host_ip())).expect("a server on the node");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = node.accept() {
+            let _ = s.read(&mut [0; 1024]);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nhello-node-1\n");
+        }
+    });
     let status = f.finish(&client, LIMIT).await;
     assert_eq!(terminated(&status, "wget").exit_code, 0, "{}", f.dump());
     let own = status.pod_ip.clone().expect("the client has an address");
     assert_ne!(own, ip);
     assert_eq!(status.pod_ips.as_ref().map(|v| v[0].ip.clone()), Some(own.clone()));
-    assert_eq!(f.lines("wget"), ["hello-over-the-pod-network".to_string(), format!("{own}\tclient"), own.clone()]);
+    let lines =
+        ["hello-over-the-pod-network".to_string(), format!("{own}\tclient"), own.clone(), "hello-node-1".into()];
+    assert_eq!(f.lines("wget"), lines);
     server.delete(Some(0));
     let status = f.finish(&server, LIMIT).await;
     assert_eq!(status.pod_ip.as_deref(), Some(ip.as_str()), "an ended pod keeps showing its address");
@@ -175,8 +188,10 @@ spec:
     assert_eq!(terminated(&status, "look").exit_code, 0, "{}", f.dump());
     let own = |ns: &str| std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap().display().to_string();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
-    assert_eq!(f.lines("look"), [own("net"), own("uts"), host, "127.0.0.1".into()]);
-    assert_eq!(status.pod_ip.as_deref(), Some("127.0.0.1"), "podIP is the host's address");
+    assert_eq!(f.node.host_ip(), "10.244.0.1", "the node's address is the pod network's gateway");
+    assert_eq!(f.lines("look"), [own("net"), own("uts"), host, f.node.host_ip()]);
+    assert_eq!(status.pod_ip, Some(f.node.host_ip()), "podIP is the node's address");
+    assert_eq!(status.host_ip, Some(f.node.host_ip()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,14 @@ pub enum NetworkError {
     /// Every address of the subnet is claimed.
     #[error("no free address left in the pod network {0}")]
     Exhausted(Subnet),
+    /// The subnet is already routed elsewhere on this machine, or the bridge serves another.
+    #[error("the pod network {subnet} overlaps {what}: choose another subnet with --pod-network")]
+    Overlap {
+        /// The pod network.
+        subnet: Subnet,
+        /// What it overlaps.
+        what: String,
+    },
     /// A claim file could not be read or written.
     #[error("{path}: {error}")]
     Io {
@@ -80,12 +88,18 @@ impl Subnet {
         Ipv4Addr::from(u32::from(self.network) + 1)
     }
 
-    /// The addresses pods may get, in order: all but the network address, the gateway and the
-    /// broadcast address.
-    fn pod_addresses(&self) -> impl Iterator<Item = Ipv4Addr> + Clone {
+    /// The addresses pods may get, as the first and how many: all but the network address,
+    /// the gateway and the broadcast address.
+    fn pod_range(&self) -> (u32, u32) {
         let first = u32::from(self.network) + 2;
         let broadcast = u32::from(self.network) | !Self::mask(self.prefix);
-        (first..broadcast).map(Ipv4Addr::from)
+        (first, broadcast - first)
+    }
+
+    /// Whether the two subnets share an address.
+    fn overlaps(&self, other: &Subnet) -> bool {
+        let mask = Self::mask(self.prefix.min(other.prefix));
+        u32::from(self.network) & mask == u32::from(other.network) & mask
     }
 }
 
@@ -105,6 +119,9 @@ impl FromStr for Subnet {
         let prefix: u8 = prefix.parse().map_err(|_| bad("the prefix length is not a number"))?;
         if !(8..=30).contains(&prefix) {
             return Err(bad("the prefix length must be between 8 and 30"));
+        }
+        if network.is_loopback() || network.is_multicast() || network.is_unspecified() || network.octets()[0] >= 240 {
+            return Err(bad("not a unicast subnet"));
         }
         if u32::from(network) & !Self::mask(prefix) != 0 {
             let base = Ipv4Addr::from(u32::from(network) & Self::mask(prefix));
@@ -152,7 +169,12 @@ impl PodNetwork {
     /// bridge. On failure nothing stays claimed or connected.
     pub async fn attach(&self, netns: &Path) -> Result<Attachment, NetworkError> {
         self.ensure_bridge().await?;
-        let (ip, claim) = claim(&self.claims, &self.subnet, netns, &|p| crate::sandbox::is_namespace(p))?;
+        let (dir, subnet, owner) = (self.claims.clone(), self.subnet, netns.to_path_buf());
+        let claimed =
+            tokio::task::spawn_blocking(move || claim(&dir, &subnet, &owner, &|p| crate::sandbox::is_namespace(p)))
+                .await
+                .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
+        let (ip, claim) = claimed?;
         let veth = format!("pv{:08x}", u32::from(ip));
         let attachment = Attachment { ip, veth: veth.clone(), claim };
         if Path::new("/sys/class/net").join(&veth).exists() {
@@ -160,7 +182,7 @@ impl PodNetwork {
             let _ = ip_batch(None, &format!("link del {veth}\n"), "removing a stale veth").await;
         }
         let host = format!(
-            "link add {veth} type veth peer name eth0 netns {}\nlink set {veth} master {BRIDGE} up\n",
+            "link add {veth} type veth peer name eth0 netns \"{}\"\nlink set {veth} master {BRIDGE} up\n",
             netns.display()
         );
         let pod = format!(
@@ -175,20 +197,22 @@ impl PodNetwork {
         match wired {
             Ok(()) => Ok(attachment),
             Err(e) => {
-                detach(&attachment, netns);
+                let (a, ns) = (attachment.clone(), netns.to_path_buf());
+                let _ = tokio::task::spawn_blocking(move || detach(&a, &ns)).await;
                 Err(e)
             }
         }
     }
 
     /// Creates the bridge with the gateway address, once per process (and again if it was
-    /// removed meanwhile).
-    async fn ensure_bridge(&self) -> Result<(), NetworkError> {
+    /// removed meanwhile), after checking that the subnet is free on this machine.
+    pub async fn ensure_bridge(&self) -> Result<(), NetworkError> {
         let mut ready = self.ready.lock().await;
         let exists = Path::new("/sys/class/net").join(BRIDGE).exists();
         if *ready && exists {
             return Ok(());
         }
+        self.check_overlaps().await?;
         if !exists {
             let made = ip_batch(None, &format!("link add name {BRIDGE} type bridge\n"), "creating the bridge").await;
             // Another process may have made it at the same moment.
@@ -209,12 +233,48 @@ impl PodNetwork {
     }
 }
 
-/// Releases what [`PodNetwork::attach`] made for the namespace at `netns`: the veth pair and
-/// the address's claim (unless the address was claimed again by another namespace since).
+impl PodNetwork {
+    /// Refuses a subnet that a route of this machine (but the bridge's own) already covers,
+    /// and a bridge that already serves another subnet.
+    async fn check_overlaps(&self) -> Result<(), NetworkError> {
+        let overlap = |what: String| NetworkError::Overlap { subnet: self.subnet, what };
+        let json = |args: &'static [&'static str]| async move {
+            let out = tokio::process::Command::new("ip").args(args).stdin(Stdio::null()).output().await.ok()?;
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+        };
+        let routes = json(&["-4", "-j", "route", "show"]).await;
+        for r in routes.as_ref().and_then(|v| v.as_array()).into_iter().flatten() {
+            let (dst, dev) = (r["dst"].as_str().unwrap_or(""), r["dev"].as_str().unwrap_or(""));
+            let dst = if dst.contains('/') { dst.to_string() } else { format!("{dst}/32") };
+            let Ok(theirs) = dst.parse::<Subnet>() else { continue };
+            if dev != BRIDGE && self.subnet.overlaps(&theirs) {
+                return Err(overlap(format!("the route to {dst} on {dev}")));
+            }
+        }
+        let addrs = json(&["-4", "-j", "addr", "show", "dev", BRIDGE]).await;
+        let infos = addrs.as_ref().and_then(|v| v.get(0)).and_then(|i| i["addr_info"].as_array());
+        for a in infos.into_iter().flatten() {
+            let (local, prefix) = (a["local"].as_str().unwrap_or(""), a["prefixlen"].as_u64().unwrap_or(0));
+            if local != self.subnet.gateway().to_string() || prefix != u64::from(self.subnet.prefix) {
+                return Err(overlap(format!(
+                    "the bridge {BRIDGE}, which serves {local}/{prefix} (another podvisor with another --pod-network?)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Releases what [`PodNetwork::attach`] made for the namespace at `netns`: its veth pair and
+/// the address's claim, unless the address was claimed again by another namespace since. The
+/// pair is removed from inside the namespace, while it lives (once it is gone, so is the pair),
+/// so a link another pod now has is never touched. It runs commands: call it off the async
+/// threads.
 pub fn detach(a: &Attachment, netns: &Path) {
-    if Path::new("/sys/class/net").join(&a.veth).exists() {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &a.veth])
+    if crate::sandbox::is_namespace(netns) {
+        let _ = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["ip", "link", "del", "eth0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -281,13 +341,13 @@ fn claim(
     let _lock = Locked::take(dir)?;
     let last_file = dir.join("last");
     let last: Option<Ipv4Addr> = std::fs::read_to_string(&last_file).ok().and_then(|s| s.trim().parse().ok());
-    let all = subnet.pod_addresses();
-    let start = last.and_then(|l| all.clone().position(|a| a == l)).map_or(0, |i| i + 1);
-    let count = all.clone().count();
-    for ip in all.clone().skip(start).chain(all.take(start)).take(count) {
+    let (first, count) = subnet.pod_range();
+    let start = last.map(u32::from).filter(|l| l.wrapping_sub(first) < count).map_or(0, |l| l - first + 1);
+    for i in 0..count {
+        let ip = Ipv4Addr::from(first + (start + i) % count);
         let path = dir.join(ip.to_string());
         let free = match std::fs::read_to_string(&path) {
-            Ok(holder) => !alive(Path::new(&holder)),
+            Ok(holder) => !alive(Path::new(holder.trim())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
             Err(error) => return Err(NetworkError::Io { path, error }),
         };
@@ -307,7 +367,7 @@ fn claim(
 fn release(claim: &Path, owner: &Path) -> Result<(), NetworkError> {
     let Some(dir) = claim.parent() else { return Ok(()) };
     let _lock = Locked::take(dir)?;
-    if std::fs::read_to_string(claim).is_ok_and(|holder| Path::new(&holder) == owner) {
+    if std::fs::read_to_string(claim).is_ok_and(|holder| Path::new(holder.trim()) == owner) {
         let _ = std::fs::remove_file(claim);
     }
     Ok(())

@@ -88,7 +88,9 @@ pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
         "spec.serviceAccountName" => {
             pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into())
         }
-        "status.hostIP" | "status.hostIPs" => "127.0.0.1".into(),
+        "status.hostIP" | "status.hostIPs" => {
+            pod.status.as_ref().and_then(|s| s.host_ip.clone()).unwrap_or_else(|| "127.0.0.1".into())
+        }
         "status.podIP" | "status.podIPs" => {
             pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "127.0.0.1".into())
         }

@@ -115,7 +115,8 @@ impl Sandbox {
     ) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
         let made = self.make(hostname, net).await;
         if made.is_err() {
-            let _ = self.remove();
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.remove()).await;
         }
         made
     }
@@ -152,7 +153,8 @@ impl Sandbox {
                 let f = self.dir.join(ATTACHMENT);
                 let written = serde_json::to_vec(&a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
                 if let Err(e) = written {
-                    network::detach(&a, &self.namespace("net"));
+                    let ns = self.namespace("net");
+                    let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
                     return Err(io(&f)(e));
                 }
                 Some(a.ip)
@@ -172,7 +174,8 @@ impl Sandbox {
     }
 
     /// Releases the namespaces and the pod's address, and deletes the sandbox's files. Safe to
-    /// call twice, and on a sandbox left behind by an earlier run.
+    /// call twice, and on a sandbox left behind by an earlier run. It runs commands: call it
+    /// off the async threads.
     pub fn remove(&self) -> Result<(), SandboxError> {
         if let Some(a) = self.attachment() {
             network::detach(&a, &self.namespace("net"));

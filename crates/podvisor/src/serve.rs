@@ -35,7 +35,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(async move {
+    let outcome = rt.block_on(async move {
         let dir = serve_dir(&opts.node.data_dir);
         std::fs::create_dir_all(&opts.node.data_dir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", opts.node.data_dir.display()))?;
@@ -76,7 +76,11 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         }
         node.all_finished().await;
         Ok(true)
-    })
+    });
+    // What is still blocked (a `kubectl logs -f` follower waiting for a line) must not hold
+    // the exit.
+    rt.shutdown_background();
+    outcome
 }
 
 /// Prints the kubeconfig of the server last started with this data directory.

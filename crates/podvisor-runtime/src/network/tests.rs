@@ -13,11 +13,12 @@ fn a_subnet_gives_the_gateway_its_first_address_and_pods_the_rest() {
     let s = subnet("10.244.0.0/16");
     assert_eq!(s.to_string(), "10.244.0.0/16");
     assert_eq!(s.gateway(), Ipv4Addr::new(10, 244, 0, 1));
-    let small = subnet("192.168.7.0/29");
-    let pods: Vec<Ipv4Addr> = small.pod_addresses().collect();
-    assert_eq!(pods.first(), Some(&Ipv4Addr::new(192, 168, 7, 2)));
-    assert_eq!(pods.last(), Some(&Ipv4Addr::new(192, 168, 7, 6)), "the broadcast address .7 is not handed out");
-    assert_eq!(pods.len(), 5);
+    let (first, count) = subnet("192.168.7.0/29").pod_range();
+    assert_eq!(Ipv4Addr::from(first), Ipv4Addr::new(192, 168, 7, 2));
+    assert_eq!(count, 5, "up to .6: the broadcast address .7 is not handed out");
+    assert_eq!(subnet("10.0.0.0/8").pod_range().1, (1 << 24) - 3);
+    assert!(s.overlaps(&subnet("10.244.3.0/24")) && subnet("10.244.3.0/24").overlaps(&s));
+    assert!(!s.overlaps(&subnet("10.245.0.0/16")));
 }
 
 #[test]
@@ -31,6 +32,8 @@ fn a_malformed_subnet_says_what_is_wrong() {
     assert_eq!(why("10.244.0.0/x"), "the prefix length is not a number");
     assert_eq!(why("10.0.0.0/31"), "the prefix length must be between 8 and 30");
     assert_eq!(why("10.244.3.0/16"), "host bits are set (the subnet is 10.244.0.0/16)");
+    assert_eq!(why("127.0.0.0/8"), "not a unicast subnet");
+    assert_eq!(why("224.0.0.0/8"), "not a unicast subnet");
     let e = "10.244.0.0".parse::<Subnet>().unwrap_err().to_string();
     assert!(e.contains("expected an IPv4 subnet such as 10.244.0.0/16, or none"), "{e}");
 }
@@ -98,4 +101,32 @@ fn after_a_release_the_next_claim_takes_a_fresh_address_not_the_released_one() {
     release(&a.1, &owner(1)).unwrap();
     let b = claim(dir.path(), &s, &owner(2), &alive).unwrap();
     assert_ne!(a.0, b.0, "a pod that went away keeps its address out of reach for a while");
+}
+
+#[test]
+fn claims_made_at_the_same_time_get_different_addresses() {
+    let dir = Dir::new("concurrent");
+    let s = subnet("10.9.0.0/24");
+    let got: Vec<Ipv4Addr> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|n| {
+                let (dir, s) = (dir.path(), &s);
+                scope.spawn(move || claim(dir, s, &owner(n), &|_: &Path| true).unwrap().0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got.iter().collect::<HashSet<_>>().len(), 16, "{got:?}");
+}
+
+#[test]
+fn a_claim_written_with_a_newline_still_names_its_holder() {
+    let dir = Dir::new("newline");
+    let s = subnet("10.9.0.0/30"); // one pod address: .2
+    std::fs::create_dir_all(dir.path()).unwrap();
+    std::fs::write(dir.path().join("10.9.0.2"), format!("{}\n", owner(1).display())).unwrap();
+    let alive = |p: &Path| p == owner(1);
+    assert!(matches!(claim(dir.path(), &s, &owner(2), &alive), Err(NetworkError::Exhausted(_))));
+    release(&dir.path().join("10.9.0.2"), &owner(1)).unwrap();
+    assert!(!dir.path().join("10.9.0.2").exists());
 }
