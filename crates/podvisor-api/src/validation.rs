@@ -316,6 +316,24 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
     if spec.containers.is_empty() {
         errs.push(path.child("containers").required(""));
     }
+    for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            label(&path.child(field), v, &mut errs);
+        }
+    }
+    for (i, a) in spec.host_aliases.iter().flatten().enumerate() {
+        let ap = path.child("hostAliases").index(i);
+        if a.ip.is_empty() {
+            errs.push(ap.child("ip").required(""));
+        } else if a.ip.parse::<std::net::IpAddr>().is_err() {
+            errs.push(ap.child("ip").invalid(&a.ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"));
+        }
+        for (j, h) in a.hostnames.iter().flatten().enumerate() {
+            if !is_dns1123_subdomain(h) {
+                errs.push(ap.child("hostnames").index(j).invalid(h, DNS1123_SUBDOMAIN_FMT));
+            }
+        }
+    }
     let mut names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         let cp = path.child("initContainers").index(i);

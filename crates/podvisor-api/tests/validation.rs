@@ -241,3 +241,24 @@ fn exec_handlers_need_a_command() {
     let e = errors(&pod("  containers:\n  - name: c\n    image: busybox\n    livenessProbe: {exec: {command: []}}\n"));
     assert_eq!(e, ["spec.containers[0].livenessProbe.exec.command: Required value"]);
 }
+
+#[test]
+fn hostname_subdomain_and_host_aliases_are_checked_as_the_api_server_checks_them() {
+    let e = errors(&pod(
+        "  hostname: Web_1\n  subdomain: back-end\n  hostAliases:\n  - {ip: 10.1.2.300, hostnames: [ok.local, Bad_Name]}\n  containers:\n  - {name: c, image: busybox}\n",
+    ));
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e[0].starts_with(r#"spec.hostname: Invalid value: "Web_1": a lowercase RFC 1123 label must consist of"#),
+        "{e:?}"
+    );
+    assert_eq!(
+        e[1],
+        r#"spec.hostAliases[0].ip: Invalid value: "10.1.2.300": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#
+    );
+    assert!(
+        e[2].starts_with(
+            r#"spec.hostAliases[0].hostnames[1]: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#
+        )
+    );
+}

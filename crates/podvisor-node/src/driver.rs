@@ -15,7 +15,7 @@ use podvisor_engine::{
     Action, ContainerRef, EventType, Hook, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome, Signal,
 };
 use podvisor_runtime::bundle::PodContext;
-use podvisor_runtime::sandbox::{Networking, Sandbox};
+use podvisor_runtime::sandbox::{Names, Networking, Sandbox};
 use tokio::sync::{mpsc, watch};
 
 use crate::events::What;
@@ -250,14 +250,12 @@ impl Driver {
         }
     }
 
-    /// The pod's hostname: its name, or the machine's on the host's network.
-    fn hostname(&self) -> String {
-        if host_network(&self.pod) {
-            return std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into());
-        }
-        self.pod.metadata.name.clone().unwrap_or_default()
+    /// The pod's hostname and what its `/etc/hosts` says of it.
+    fn names(&self) -> Names {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        Names::of(&self.pod, &host)
     }
 
     /// Remembers the pod's address: the downward API and the probes read it from the pod.
@@ -271,7 +269,7 @@ impl Driver {
         let uid = uid(&self.pod);
         let dir = self.host.run_dir(&uid);
         let sandbox = Sandbox::at(&dir.join("sandbox"));
-        let hostname = self.hostname();
+        let names = self.names();
         let failed = |reason: &str, message: String| Input::SandboxFailed { reason: reason.into(), message };
         let mut steps = Steps::new();
         let net = match (host_network(&self.pod), &self.host.network) {
@@ -279,7 +277,7 @@ impl Driver {
             (false, Some(n)) => Networking::Pod(n),
             (false, None) => Networking::Loopback,
         };
-        let pod_ip = match sandbox.create(&hostname, net).await {
+        let pod_ip = match sandbox.create(&names, net).await {
             Ok(ip) => ip.map(|ip| ip.to_string()),
             Err(e) => return failed("FailedCreatePodSandBox", e.to_string()),
         };
@@ -322,7 +320,7 @@ impl Driver {
             cgroup_v2: podvisor_runtime::cgroup::is_v2(),
             etc_files: sandbox.etc_files(),
             volumes,
-            hostname: Some(self.hostname()),
+            hostname: Some(self.names().uts_hostname()),
             security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
         }));
     }

@@ -134,6 +134,8 @@ kind: Pod
 metadata: {{name: client}}
 spec:
   restartPolicy: Never
+  hostname: cli
+  subdomain: sub
   containers:
   - name: wget
     image: busybox:1.36
@@ -157,8 +159,8 @@ spec:
     let own = status.pod_ip.clone().expect("the client has an address");
     assert_ne!(own, ip);
     assert_eq!(status.pod_ips.as_ref().map(|v| v[0].ip.clone()), Some(own.clone()));
-    let lines =
-        ["hello-over-the-pod-network".to_string(), format!("{own}\tclient"), own.clone(), "hello-node-1".into()];
+    let hosts = format!("{own}\tcli.sub.default.svc.cluster.local\tcli");
+    let lines = ["hello-over-the-pod-network".to_string(), hosts, own.clone(), "hello-node-1".into()];
     assert_eq!(f.lines("wget"), lines);
     server.delete(Some(0));
     let status = f.finish(&server, LIMIT).await;

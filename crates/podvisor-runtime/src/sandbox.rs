@@ -105,15 +105,11 @@ impl Sandbox {
         fs::read(self.dir.join(ATTACHMENT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
     }
 
-    /// Creates the namespaces and files for a pod whose hostname is `hostname`, networked as
+    /// Creates the namespaces and files for a pod named as `names` says, networked as
     /// `net` says. Returns the pod's address on the pod network, if it got one. On failure,
     /// what was made is removed again.
-    pub async fn create(
-        &self,
-        hostname: &str,
-        net: Networking<'_>,
-    ) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
-        let made = self.make(hostname, net).await;
+    pub async fn create(&self, names: &Names, net: Networking<'_>) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
+        let made = self.make(names, net).await;
         if made.is_err() {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.remove()).await;
@@ -121,7 +117,8 @@ impl Sandbox {
         made
     }
 
-    async fn make(&self, hostname: &str, net: Networking<'_>) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
+    async fn make(&self, names: &Names, net: Networking<'_>) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
+        let hostname = names.uts_hostname();
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |error| SandboxError::Io { path, error }
@@ -139,7 +136,7 @@ impl Sandbox {
         }
         let script = if matches!(net, Networking::Host) { "true" } else { "hostname \"$1\" && ip link set lo up" };
         let out = cmd
-            .args(["sh", "-c", script, "sh", hostname])
+            .args(["sh", "-c", script, "sh", &hostname])
             .stdin(Stdio::null())
             .output()
             .await
@@ -165,7 +162,7 @@ impl Sandbox {
         fs::create_dir_all(&etc).map_err(io(&etc))?;
         let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         for (name, text) in
-            [("hosts", hosts(hostname, net, ip)), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)]
+            [("hosts", hosts(names, net, ip)), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)]
         {
             let f = etc.join(name);
             fs::write(&f, text).map_err(io(&f))?;
@@ -192,17 +189,118 @@ impl Sandbox {
     }
 }
 
-/// The pod's `/etc/hosts`, as the kubelet writes it: the host's own on the host network, else
-/// loopback and the pod's address (or, without one, a loopback address) for its hostname.
-fn hosts(hostname: &str, net: Networking<'_>, ip: Option<std::net::Ipv4Addr>) -> String {
-    if matches!(net, Networking::Host) {
-        let host = fs::read_to_string("/etc/hosts").unwrap_or_default();
-        return format!("# Kubernetes-managed hosts file (host network).\n{host}");
+/// What a pod's hostname and `/etc/hosts` say of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    /// The hostname: `spec.hostname`, else the pod's name (at most 63 characters).
+    pub hostname: String,
+    /// With `spec.subdomain`: `<subdomain>.<namespace>.svc.cluster.local`.
+    pub domain: Option<String>,
+    /// `spec.setHostnameAsFQDN`: the kernel hostname is the full name.
+    pub fqdn_hostname: bool,
+    /// `spec.hostAliases`: an address and its names, each.
+    pub aliases: Vec<(String, Vec<String>)>,
+}
+
+impl Names {
+    /// The names of `pod` as the kubelet gives them; `host` is the machine's hostname, which a
+    /// pod on the host's network keeps.
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod, host: &str) -> Names {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let aliases =
+            spec.host_aliases.iter().flatten().map(|a| (a.ip.clone(), a.hostnames.clone().unwrap_or_default()));
+        let aliases = aliases.collect();
+        if spec.host_network == Some(true) {
+            return Names { hostname: host.to_string(), aliases, ..Default::default() };
+        }
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let hostname = match spec.hostname.as_deref().filter(|h| !h.is_empty()) {
+            Some(h) => h.to_string(),
+            None => {
+                let cut = &name[..name.len().min(63)];
+                cut.trim_end_matches(['-', '.']).to_string()
+            }
+        };
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let domain =
+            spec.subdomain.as_deref().filter(|s| !s.is_empty()).map(|s| format!("{s}.{namespace}.svc.cluster.local"));
+        Names { hostname, domain, fqdn_hostname: spec.set_hostname_as_fqdn == Some(true), aliases }
     }
-    let own = ip.map_or_else(|| "127.0.1.1".to_string(), |ip| ip.to_string());
-    format!(
-        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
-         {own}\t{hostname}\n"
-    )
+
+    /// The kernel hostname of the pod's UTS namespace.
+    pub fn uts_hostname(&self) -> String {
+        match &self.domain {
+            Some(d) if self.fqdn_hostname => format!("{}.{d}", self.hostname),
+            _ => self.hostname.clone(),
+        }
+    }
+}
+
+/// The pod's `/etc/hosts`, as the kubelet writes it: the host's own on the host network, else
+/// loopback and the pod's address (or, without one, a loopback address) for its hostname; then
+/// the `hostAliases`.
+fn hosts(names: &Names, net: Networking<'_>, ip: Option<std::net::Ipv4Addr>) -> String {
+    let mut text = if matches!(net, Networking::Host) {
+        let host = fs::read_to_string("/etc/hosts").unwrap_or_default();
+        format!("# Kubernetes-managed hosts file (host network).\n{host}")
+    } else {
+        let own = ip.map_or_else(|| "127.0.1.1".to_string(), |ip| ip.to_string());
+        let name = match &names.domain {
+            Some(d) => format!("{0}.{d}\t{0}", names.hostname),
+            None => names.hostname.clone(),
+        };
+        format!(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
+             {own}\t{name}\n"
+        )
+    };
+    if !names.aliases.is_empty() {
+        text.push_str("\n# Entries added by HostAliases.\n");
+        for (ip, hostnames) in &names.aliases {
+            text.push_str(&format!("{ip}\t{}\n", hostnames.join("\t")));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_hosts_file_names_the_pod_its_domain_and_its_aliases_as_the_kubelet_writes_them() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "web-0", "namespace": "shop"},
+            "spec": {"containers": [], "hostname": "db", "subdomain": "backend",
+                     "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.remote", "bar.remote"]}]}
+        }));
+        let names = Names::of(&p, "machine");
+        assert_eq!(names.uts_hostname(), "db");
+        let text = hosts(&names, Networking::Loopback, Some([10, 244, 0, 7].into()));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# Kubernetes-managed hosts file.");
+        assert_eq!(lines[7], "10.244.0.7\tdb.backend.shop.svc.cluster.local\tdb");
+        assert_eq!(lines[8..], ["", "# Entries added by HostAliases.", "10.1.2.3\tfoo.remote\tbar.remote"]);
+    }
+
+    #[test]
+    fn a_long_name_is_cut_to_a_hostname_and_fqdn_applies_only_with_a_domain() {
+        let long = format!("{}-x", "a".repeat(62));
+        let p =
+            pod(serde_json::json!({"metadata": {"name": long}, "spec": {"containers": [], "setHostnameAsFQDN": true}}));
+        let names = Names::of(&p, "machine");
+        assert_eq!(names.hostname, "a".repeat(62), "63 characters, the trailing dash dropped");
+        assert_eq!(names.uts_hostname(), "a".repeat(62));
+        let p = pod(
+            serde_json::json!({"metadata": {"name": "n"}, "spec": {"containers": [], "subdomain": "s", "setHostnameAsFQDN": true}}),
+        );
+        assert_eq!(Names::of(&p, "machine").uts_hostname(), "n.s.default.svc.cluster.local");
+        let p = pod(serde_json::json!({"metadata": {"name": "n"}, "spec": {"containers": [], "hostNetwork": true}}));
+        assert_eq!(Names::of(&p, "machine").uts_hostname(), "machine");
+    }
 }
