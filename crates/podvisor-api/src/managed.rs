@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::patch::{BadPatch, merge_key, strategic_merge, strip};
+use crate::patch::{BadPatch, is_set_list, merge_key, strip};
 
 /// A set of field paths, as a tree of `FieldsV1` path elements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,11 +45,20 @@ fn ignored(path: &[String]) -> bool {
     }
 }
 
-/// The key fields of a list item, in the order of the key.
+/// A key field of list items that the API server defaults when it is left out, and its default.
+const DEFAULTED_KEY: (&str, &str) = ("protocol", "TCP");
+
+/// The key of a list item, `k:{…}`: its merge key, or for container ports, the port and its
+/// protocol (defaulted), as the API server keys them for field ownership.
 fn item_key(field: &str, item: &Value) -> Option<String> {
     let key = merge_key(field)?;
-    let v = item.get(key)?;
-    Some(format!("k:{}", json!({ key: v })))
+    let mut fields = Map::new();
+    fields.insert(key.to_string(), item.get(key)?.clone());
+    if field == "ports" && key == "containerPort" {
+        let (name, default) = DEFAULTED_KEY;
+        fields.insert(name.to_string(), item.get(name).cloned().unwrap_or_else(|| json!(default)));
+    }
+    Some(format!("k:{}", Value::Object(fields)))
 }
 
 impl FieldSet {
@@ -209,7 +218,13 @@ impl FieldSet {
 /// `v:…` by its value).
 fn names_item(e: &str, item: &Value) -> bool {
     if let Some(key) = e.strip_prefix("k:") {
-        serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| k.iter().all(|(f, v)| item.get(f) == Some(v)))
+        let (defaulted, default) = DEFAULTED_KEY;
+        serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|k| {
+            k.iter().all(|(f, v)| match item.get(f) {
+                Some(x) => x == v,
+                None => f == defaulted && v == default,
+            })
+        })
     } else if let Some(value) = e.strip_prefix("v:") {
         serde_json::from_str::<Value>(value).is_ok_and(|v| *item == v)
     } else {
@@ -383,10 +398,29 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
 pub struct Conflict {
     /// The other manager.
     pub manager: String,
+    /// Its operation: `Apply` or `Update`.
+    pub operation: String,
     /// The API version it wrote in.
     pub api_version: String,
+    /// The subresource it wrote through, if any.
+    pub subresource: Option<String>,
     /// The field, as printed (`.spec.replicas`).
     pub field: String,
+}
+
+impl Conflict {
+    /// The other manager as the API server names it: `"m"`, with ` with subresource "s"` and,
+    /// for an update, ` using v1` (an applier writes in every version).
+    pub fn who(&self) -> String {
+        let mut who = format!("{:?}", self.manager);
+        if let Some(s) = &self.subresource {
+            who.push_str(&format!(" with subresource {s:?}"));
+        }
+        if self.operation == "Update" {
+            who.push_str(&format!(" using {}", self.api_version));
+        }
+        who
+    }
 }
 
 /// Why an apply was refused.
@@ -404,23 +438,65 @@ pub enum ApplyError {
 fn conflict_message(conflicts: &[Conflict]) -> String {
     let n = conflicts.len();
     if let [c] = conflicts {
-        return format!(
-            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
-            c.manager, c.api_version, c.field
-        );
+        return format!("Apply failed with 1 conflict: conflict with {}: {}", c.who(), c.field);
     }
-    let mut by: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    // Grouped and ordered by manager, then operation, as the API server's identifiers sort.
+    let mut by: BTreeMap<(&str, &str, String), Vec<&str>> = BTreeMap::new();
     for c in conflicts {
-        by.entry((&c.manager, &c.api_version)).or_default().push(&c.field);
+        by.entry((&c.manager, &c.operation, c.who())).or_default().push(&c.field);
     }
     let parts: Vec<String> = by
         .iter()
-        .map(|((m, v), fields)| {
+        .map(|((_, _, who), fields)| {
             let list: String = fields.iter().map(|f| format!("\n- {f}")).collect();
-            format!("conflicts with \"{m}\" using {v}:{list}")
+            format!("conflicts with {who}:{list}")
         })
         .collect();
     format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
+}
+
+/// Merges an apply configuration into the live object as the API server does: objects field by
+/// field, keyed lists item by item by their ownership key (so two container ports that differ
+/// only in protocol stay two), sets as sets, anything else replaced.
+fn merge_applied(live: &mut Value, config: &Value, field: &str) -> Result<(), BadPatch> {
+    match (live, config) {
+        (Value::Object(l), Value::Object(c)) => {
+            for (k, v) in c {
+                match l.get_mut(k) {
+                    _ if v.is_null() => {
+                        l.remove(k);
+                    }
+                    Some(cur) => merge_applied(cur, v, k)?,
+                    None => {
+                        l.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(l), Value::Array(c)) if merge_key(field).is_some() => {
+            for item in c {
+                let key = item_key(field, item).ok_or_else(|| {
+                    BadPatch(format!(
+                        ".{field}: associative list with keys has an element that omits key field {:?}",
+                        merge_key(field).unwrap_or_default()
+                    ))
+                })?;
+                match l.iter_mut().find(|x| item_key(field, x).as_ref() == Some(&key)) {
+                    Some(x) => merge_applied(x, item, field)?,
+                    None => l.push(item.clone()),
+                }
+            }
+        }
+        (Value::Array(l), Value::Array(c)) if is_set_list(field) => {
+            for item in c {
+                if !l.contains(item) {
+                    l.push(item.clone());
+                }
+            }
+        }
+        (l, c) => *l = c.clone(),
+    }
+    Ok(())
 }
 
 /// Whether `path` names a key field of a list item (`k:{"name":"app"}`, `f:name`): an item
@@ -474,7 +550,9 @@ pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, now: &str
             } else {
                 conflicts.push(Conflict {
                     manager: e.manager.clone(),
+                    operation: e.operation.clone(),
                     api_version: e.api_version.clone(),
+                    subresource: e.subresource.clone(),
                     field: display(&path),
                 });
             }
@@ -484,7 +562,7 @@ pub fn apply(live: &Value, config: &Value, manager: &str, force: bool, now: &str
         return Err(ApplyError::Conflicts(conflicts));
     }
     let mut merged = live.clone();
-    strategic_merge(&mut merged, config)?;
+    merge_applied(&mut merged, config, "")?;
     let mine = list.iter().position(|e| e.manager == manager && e.operation == "Apply");
     let before = mine.map(|i| list[i].fields.clone()).unwrap_or_default();
     // Fields applied before and not now go, unless another manager owns them.

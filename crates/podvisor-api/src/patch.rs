@@ -47,7 +47,7 @@ pub(crate) fn merge_key(field: &str) -> Option<&'static str> {
 }
 
 /// Lists of scalars merged as sets (`patchStrategy: merge`).
-fn is_set_list(field: &str) -> bool {
+pub(crate) fn is_set_list(field: &str) -> bool {
     field == "finalizers"
 }
 

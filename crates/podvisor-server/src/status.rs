@@ -119,7 +119,7 @@ impl ApiError {
             .iter()
             .map(|c| {
                 json!({"reason": "FieldManagerConflict", "field": c.field,
-                    "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version)})
+                    "message": format!("conflict with {}", c.who())})
             })
             .collect();
         ApiError { details: Some(json!({"causes": causes})), ..ApiError::new(409, "Conflict", message) }

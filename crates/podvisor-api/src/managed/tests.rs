@@ -113,11 +113,21 @@ fn managed_fields_a_client_sends_are_kept_as_sent() {
 
 #[test]
 fn conflicts_with_several_fields_are_listed_by_manager() {
-    let e = ApplyError::Conflicts(vec![
-        Conflict { manager: "a".into(), api_version: "v1".into(), field: ".spec.x".into() },
-        Conflict { manager: "a".into(), api_version: "v1".into(), field: ".spec.y".into() },
-    ]);
+    let c = |manager: &str, operation: &str, field: &str| Conflict {
+        manager: manager.into(),
+        operation: operation.into(),
+        api_version: "v1".into(),
+        subresource: None,
+        field: field.into(),
+    };
+    let e = ApplyError::Conflicts(vec![c("a", "Update", ".spec.x"), c("a", "Update", ".spec.y")]);
     assert_eq!(e.to_string(), "Apply failed with 2 conflicts: conflicts with \"a\" using v1:\n- .spec.x\n- .spec.y");
+    let e = ApplyError::Conflicts(vec![c("b", "Apply", ".spec.x"), c("a", "Update", ".spec.y")]);
+    let text =
+        "Apply failed with 2 conflicts: conflicts with \"a\" using v1:\n- .spec.y\nconflicts with \"b\":\n- .spec.x";
+    assert_eq!(e.to_string(), text, "an applier is named without a version");
+    let status = Conflict { subresource: Some("status".into()), ..c("k", "Update", ".status.x") };
+    assert_eq!(status.who(), "\"k\" with subresource \"status\" using v1");
 }
 
 #[test]
@@ -206,4 +216,34 @@ fn an_update_sending_no_managed_fields_keeps_them_and_is_recorded() {
         managers(&live),
         [("kubectl".to_string(), "Apply".to_string()), ("kubectl-edit".to_string(), "Update".to_string())]
     );
+}
+
+#[test]
+fn container_ports_are_owned_by_port_and_protocol_the_protocol_defaulted() {
+    let with_ports = |ports: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "busybox:1.36", "ports": ports}]}})
+    };
+    let set = FieldSet::of(&with_ports(json!([{"containerPort": 53}, {"containerPort": 53, "protocol": "UDP"}])));
+    let ports = &set.to_json()["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]["f:ports"];
+    let keys: Vec<&String> = ports.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["k:{\"containerPort\":53,\"protocol\":\"TCP\"}", "k:{\"containerPort\":53,\"protocol\":\"UDP\"}"]
+    );
+    // The live object has the protocol defaulted; the configuration that left it out still
+    // names the same item, so applying it again without the UDP port removes only that one.
+    let live = with_ports(json!([{"containerPort": 53, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}]));
+    let mut live = apply(
+        &live,
+        &with_ports(json!([{"containerPort": 53}, {"containerPort": 53, "protocol": "UDP"}])),
+        "m",
+        false,
+        NOW,
+    )
+    .unwrap();
+    let both = json!([{"containerPort": 53, "protocol": "TCP"}, {"containerPort": 53, "protocol": "UDP"}]);
+    assert_eq!(live.pointer("/spec/containers/0/ports").unwrap(), &both, "two ports, not one merged into the other");
+    live = apply(&live, &with_ports(json!([{"containerPort": 53}])), "m", false, LATER).unwrap();
+    assert_eq!(live.pointer("/spec/containers/0/ports").unwrap(), &json!([{"containerPort": 53, "protocol": "TCP"}]));
 }
