@@ -178,7 +178,7 @@ spec:
 #[test]
 fn containers_left_by_a_crashed_run_are_removed_unless_taken_over() {
     let crashed = tokio::runtime::Runtime::new().unwrap();
-    let (mut f, uid) = crashed.block_on(async {
+    let (f, uid) = crashed.block_on(async {
         let f = fixture("leftovers").await;
         let p = f.node.run_pod(pod(r#"
 apiVersion: v1
@@ -200,15 +200,10 @@ spec:
     };
     let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
     assert!(listed.contains("podvisor-"), "the container runs: {listed}");
-    f.keep = true;
-    let dir = f.dir.clone();
-    drop(f);
-    drop(crashed);
+    let (dir, _) = common::crash(f, crashed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let config = common::config(data.clone(), Default::default());
-        let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let (node, _rx) = common::reopen(&data).await;
         node.remove_strays().await;
         let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
         assert!(!listed.contains("podvisor-"), "a leftover container survived: {listed}");
@@ -245,7 +240,7 @@ spec:
     command: [sh, -c, "trap 'echo app bye; exit 0' TERM; while :; do sleep 0.1; done"]
 "#;
     let crashed = tokio::runtime::Runtime::new().unwrap();
-    let (mut f, before) = crashed.block_on(async {
+    let (f, before) = crashed.block_on(async {
         let f = fixture("takeover").await;
         let p = f.node.run_pod(pod(manifest));
         let mut rx = p.watch();
@@ -265,16 +260,10 @@ spec:
     };
     let prior = before.status.clone().expect("a status");
     assert_eq!(prior.phase.as_deref(), Some("Running"), "{prior:?}");
-    f.keep = true;
-    let dir = f.dir.clone();
-    let data = f.node.data_dir().to_path_buf();
-    drop(f);
-    drop(crashed);
+    let (dir, data) = common::crash(f, crashed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let config = common::config(data.clone(), Default::default());
-        let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let (node, mut events) = common::reopen(&data).await;
         let p = node.run_pod(before.clone());
         node.remove_strays().await;
         let now = p.status();
@@ -327,7 +316,7 @@ spec:
     command: [sh, -c, "sleep 0.5; exit 3"]
 "#;
     let crashed = tokio::runtime::Runtime::new().unwrap();
-    let (mut f, before) = crashed.block_on(async {
+    let (f, before) = crashed.block_on(async {
         let f = fixture("recorded-end").await;
         let p = f.node.run_pod(pod(manifest));
         let mut rx = p.watch();
@@ -359,16 +348,10 @@ spec:
     let app = |s: &k8s_openapi::api::core::v1::PodStatus| s.container_statuses.clone().unwrap_or_default().remove(0);
     let prior = before.status.clone().expect("a status");
     assert!(app(&prior).state.and_then(|s| s.running).is_some(), "{prior:?}");
-    f.keep = true;
-    let dir = f.dir.clone();
-    let data = f.node.data_dir().to_path_buf();
-    drop(f);
-    drop(crashed);
+    let (dir, data) = common::crash(f, crashed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
-        let config = common::config(data.clone(), Default::default());
-        let node = podvisor_node::Node::open(config, tx).await.expect("the lock of a dead node is free");
+        let (node, _events) = common::reopen(&data).await;
         let p = node.run_pod(before.clone());
         node.remove_strays().await;
         let now = app(&p.status());

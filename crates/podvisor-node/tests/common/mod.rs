@@ -61,6 +61,24 @@ async fn fixture_on(name: &str, network: Option<podvisor_runtime::network::PodNe
     Fixture { node, objects, events: rx, seen: Vec::new(), dir, keep: false }
 }
 
+/// Drops the fixture and the runtime its node ran on without stopping anything, as a crash
+/// does. Returns the test's directory and the node's data directory, both kept.
+pub fn crash(mut f: Fixture, runtime: tokio::runtime::Runtime) -> (PathBuf, PathBuf) {
+    f.keep = true;
+    let (dir, data) = (f.dir.clone(), f.node.data_dir().to_path_buf());
+    drop(f);
+    drop(runtime);
+    (dir, data)
+}
+
+/// A node opened again on `data` after [`crash`] (the dead node's lock is free), with its events.
+pub async fn reopen(data: &std::path::Path) -> (Node, mpsc::UnboundedReceiver<NodeEvent>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let node =
+        Node::open(config(data.to_path_buf(), Default::default()), tx).await.expect("the lock of a dead node is free");
+    (node, rx)
+}
+
 /// The node configuration of the tests: the data directory `data`, pods reading `objects`.
 pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::ObjectStore>) -> NodeConfig {
     NodeConfig {
