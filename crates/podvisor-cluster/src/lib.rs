@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 pub use delete::{DeleteOptions, Propagation};
+pub use podvisor_node::host_name;
 pub use store::{Key, Obj, Store, StoreError};
 pub use values::is_terminal;
 
@@ -57,13 +58,6 @@ pub struct Cluster {
     recorder: Recorder,
     stopping: Arc<watch::Sender<bool>>,
     detached: Arc<watch::Sender<bool>>,
-}
-
-/// This machine's host name, the node's name.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "podvisor".into())
 }
 
 impl Cluster {

@@ -256,10 +256,7 @@ impl Driver {
 
     /// The pod's hostname and what its `/etc/hosts` says of it.
     fn names(&self) -> Names {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        Names::of(&self.pod, &host)
+        Names::of(&self.pod, &crate::host_name())
     }
 
     /// Remembers the pod's address: the downward API and the probes read it from the pod.

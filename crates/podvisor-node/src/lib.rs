@@ -115,6 +115,13 @@ fn which(name: &Path) -> Option<PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
+/// This machine's host name: the node's name, and the hostname of pods on the host's network.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "podvisor".into())
+}
+
 /// A fresh random UID, as the API server makes them.
 pub fn new_uid() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid").map(|s| s.trim().to_string()).unwrap_or_else(|_| {

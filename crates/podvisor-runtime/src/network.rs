@@ -137,8 +137,6 @@ impl FromStr for Subnet {
 pub struct Attachment {
     /// The pod's address.
     pub ip: Ipv4Addr,
-    /// The host end of the veth pair.
-    pub veth: String,
     /// The claim file of the address.
     pub claim: PathBuf,
 }
@@ -176,7 +174,7 @@ impl PodNetwork {
                 .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
         let (ip, claim) = claimed?;
         let veth = format!("pv{:08x}", u32::from(ip));
-        let attachment = Attachment { ip, veth: veth.clone(), claim };
+        let attachment = Attachment { ip, claim };
         if Path::new("/sys/class/net").join(&veth).exists() {
             // Left by a namespace that is gone: its address is free, so its link is stale.
             let _ = ip_batch(None, &format!("link del {veth}\n"), "removing a stale veth").await;
