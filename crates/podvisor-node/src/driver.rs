@@ -321,6 +321,7 @@ impl Driver {
             cgroup_v2: podvisor_runtime::cgroup::is_v2(),
             etc_files: sandbox.etc_files(),
             volumes,
+            readonly_volumes: podvisor_runtime::volumes::read_only(&self.pod),
             hostname: Some(self.names().uts_hostname()),
             security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
         }));

@@ -191,7 +191,7 @@ impl StartJob {
         let overlay = Overlay::at(&dir.join("fs"));
         let cleanup = |overlay: &Overlay, dir: &Path| {
             let _ = overlay.remove();
-            let _ = std::fs::remove_dir_all(dir);
+            remove_bundle(dir);
         };
         let prepared = (|| -> Result<(), String> {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -203,7 +203,10 @@ impl StartJob {
             std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o666))
                 .map_err(|e| format!("{}: {e}", term.display()))?;
             let rootfs = overlay.rootfs();
-            let inst = Instance { id: &id, rootfs: &rootfs, env: &env, termination_log: Some(&term) };
+            let sub_paths =
+                podvisor_runtime::subpath::mount_all(&self.spec, &self.ctx.volumes, &env, &dir.join(SUBPATHS))?;
+            let inst =
+                Instance { id: &id, rootfs: &rootfs, env: &env, termination_log: Some(&term), sub_paths: &sub_paths };
             let spec = bundle::spec(&self.spec, &image.config, &self.ctx, &inst).map_err(|e| e.to_string())?;
             spec.save(dir.join("config.json")).map_err(|e| e.to_string())
         })();
@@ -265,6 +268,25 @@ impl StartJob {
             publish: self.publish.clone(),
         };
         watch.run().await;
+    }
+}
+
+/// Where a container's `subPath` sources are pinned, in its bundle.
+const SUBPATHS: &str = "subpaths";
+
+/// Removes a container's bundle directory once its `subPath` binds are gone; while one cannot
+/// be unmounted the directory is left (removing it would reach into the volume) and said so.
+/// Whether it was removed.
+pub(crate) fn remove_bundle(dir: &Path) -> bool {
+    match podvisor_runtime::subpath::release(&dir.join(SUBPATHS)) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(dir);
+            true
+        }
+        Err(e) => {
+            eprintln!("podvisor: leaving {} in place: {e}", dir.display());
+            false
+        }
     }
 }
 
@@ -375,7 +397,7 @@ impl Host {
     pub async fn remove_container(&self, id: &str, dir: &Path) {
         let _ = self.runc.delete(id).await;
         let _ = Overlay::at(&dir.join("fs")).remove();
-        let _ = std::fs::remove_dir_all(dir);
+        remove_bundle(dir);
     }
 
     /// What is left on the machine of `pod`, when its sandbox outlived the node process that
@@ -511,18 +533,23 @@ fn termination_message(c: &Container, file: &Path, log: &Path, code: i32) -> Opt
 pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
     let dir = host.run_dir(uid);
     let containers = dir.join("containers");
+    let mut released = true;
     if let Ok(entries) = std::fs::read_dir(&containers) {
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             let _ = host.runc.delete(&id).await;
             let _ = Overlay::at(&e.path().join("fs")).remove();
+            released &= remove_bundle(&e.path());
         }
     }
     podvisor_runtime::volumes::release(&dir.join("volumes"));
     let sandbox = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox"));
     let _ = tokio::task::spawn_blocking(move || sandbox.remove()).await;
     cgroup::remove(&pod_cgroup(uid));
-    let _ = std::fs::remove_dir_all(&dir);
+    // A subPath bind left mounted would let the removal reach into a volume (or a host path).
+    if released {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// Durations of consecutive steps, measured as they end.

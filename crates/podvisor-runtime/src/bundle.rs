@@ -62,6 +62,9 @@ pub struct PodContext {
     pub etc_files: Vec<(String, PathBuf)>,
     /// Host directories of the pod's volumes, by volume name.
     pub volumes: HashMap<String, PathBuf>,
+    /// The volumes containers only read (configMap, secret, downwardAPI, projected), mounted
+    /// read-only whatever `readOnly` says, as the kubelet mounts them.
+    pub readonly_volumes: std::collections::HashSet<String>,
     /// The pod's hostname (its name), given to containers as `HOSTNAME`.
     pub hostname: Option<String>,
     /// The pod-level security context (`runAsUser`, `runAsGroup`, `supplementalGroups`, …).
@@ -105,6 +108,9 @@ pub struct Instance<'a> {
     pub env: &'a [(String, String)],
     /// The host file bound at `terminationMessagePath`.
     pub termination_log: Option<&'a Path>,
+    /// The pinned source of each `subPath` mount, by its index in `volumeMounts` (see
+    /// [`crate::subpath::mount_all`]). A `subPath` mount missing here is refused.
+    pub sub_paths: &'a std::collections::BTreeMap<usize, PathBuf>,
 }
 
 /// The capabilities a container gets by default (those of containerd and CRI-O).
@@ -319,23 +325,20 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         let dest = c.termination_message_path.as_deref().unwrap_or("/dev/termination-log");
         mounts.push(bind(dest, log, false).map_err(oci)?);
     }
-    for m in c.volume_mounts.iter().flatten() {
+    for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let base = ctx.volumes.get(&m.name).ok_or_else(|| BundleError::Unsupported {
             container: c.name.clone(),
             field: format!("volumeMounts: volume {:?} is not set up", m.name),
         })?;
-        let sub = match (&m.sub_path, &m.sub_path_expr) {
-            (Some(s), _) if !s.is_empty() => Some(s.clone()),
-            (_, Some(e)) if !e.is_empty() => Some(expand(e, inst.env)),
-            _ => None,
+        let has_sub = m.sub_path.as_deref().is_some_and(|s| !s.is_empty())
+            || m.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty());
+        let source = match (has_sub, inst.sub_paths.get(&i)) {
+            (false, _) => base,
+            (true, Some(pinned)) => pinned,
+            (true, None) => return Err(oci(format!("volumeMounts {:?}: the subPath was not resolved", m.name))),
         };
-        let source = match sub {
-            Some(s) => {
-                crate::volumes::sub_path(base, &s).map_err(|e| oci(format!("volumeMounts {:?}: {e}", m.name)))?
-            }
-            None => base.clone(),
-        };
-        mounts.push(bind(&m.mount_path, &source, m.read_only == Some(true)).map_err(oci)?);
+        let readonly = m.read_only == Some(true) || ctx.readonly_volumes.contains(&m.name);
+        mounts.push(bind(&m.mount_path, source, readonly).map_err(oci)?);
     }
     let namespaces: Vec<LinuxNamespace> = [
         (LinuxNamespaceType::Pid, None),
@@ -479,7 +482,13 @@ mod tests {
             cgroup_parent: "/podvisor/p".into(),
             ..Default::default()
         };
-        let inst = Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None };
+        let inst = Instance {
+            id: "p-c-0",
+            rootfs: Path::new("/r"),
+            env: &[],
+            termination_log: None,
+            sub_paths: &Default::default(),
+        };
         let spec = spec(&container, &image(), &ctx, &inst).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["process"]["env"], serde_json::json!(["PATH=/bin", "A=image"]));
@@ -501,7 +510,13 @@ mod tests {
             cgroup_parent: "/podvisor/p".into(),
             ..Default::default()
         };
-        let inst = Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None };
+        let inst = Instance {
+            id: "p-c-0",
+            rootfs: Path::new("/r"),
+            env: &[],
+            termination_log: None,
+            sub_paths: &Default::default(),
+        };
         let json = serde_json::to_value(spec(&container, &image(), &ctx, &inst).unwrap()).unwrap();
         let types: Vec<&str> =
             json["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
@@ -518,7 +533,13 @@ mod tests {
             ..Default::default()
         });
         let ctx = PodContext { cgroup_parent: "/podvisor/p".into(), cgroup_v2: true, ..Default::default() };
-        let inst = Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None };
+        let inst = Instance {
+            id: "p-c-0",
+            rootfs: Path::new("/r"),
+            env: &[],
+            termination_log: None,
+            sub_paths: &Default::default(),
+        };
         let json = serde_json::to_value(spec(&container, &image(), &ctx, &inst).unwrap()).unwrap();
         let r = &json["linux"]["resources"];
         assert_eq!(r["cpu"], serde_json::json!({"shares": 256, "quota": 50000, "period": 100000}));

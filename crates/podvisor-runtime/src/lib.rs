@@ -19,5 +19,6 @@ pub mod pull;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
+pub mod subpath;
 pub mod usage;
 pub mod volumes;

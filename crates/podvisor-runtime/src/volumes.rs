@@ -34,6 +34,17 @@ pub fn prepare(pod: &Pod, dir: &Path, objects: &dyn Objects) -> Result<HashMap<S
     Ok(out)
 }
 
+/// The volumes of `pod` that containers only read (configMap, secret, downwardAPI and
+/// projected): the kubelet mounts them read-only whatever the mount says.
+pub fn read_only(pod: &Pod) -> std::collections::HashSet<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some())
+        .map(|v| v.name.clone())
+        .collect()
+}
+
 /// Unmounts and deletes the pod's volume directory (host paths are left alone).
 pub fn release(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
@@ -202,20 +213,4 @@ fn downward<'a>(
             Ok((i.path.clone(), value.into_bytes(), i.mode.unwrap_or(default_mode)))
         })
         .collect()
-}
-
-/// The host source of a mount with `subPath` `sub` in volume directory `base`: created as a
-/// directory when missing, refused when it leaves the volume.
-pub fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
-    let rel = safe(sub).ok_or_else(|| format!("subPath {sub:?} must be a relative path without '..'"))?;
-    let p = base.join(rel);
-    if !p.exists() {
-        fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-    }
-    let real = p.canonicalize().map_err(|e| e.to_string())?;
-    let real_base = base.canonicalize().map_err(|e| e.to_string())?;
-    if !real.starts_with(&real_base) {
-        return Err(format!("subPath {sub:?} resolves outside the volume"));
-    }
-    Ok(real)
 }

@@ -52,7 +52,13 @@ fn a_busybox_container_runs_under_runc() {
         &container,
         &image.config,
         &ctx,
-        &Instance { id: "smoke", rootfs: &image.rootfs, env: &[], termination_log: None },
+        &Instance {
+            id: "smoke",
+            rootfs: &image.rootfs,
+            env: &[],
+            termination_log: None,
+            sub_paths: &Default::default(),
+        },
     )
     .unwrap();
     s.set_hostname(Some("smoke".into()));
@@ -90,7 +96,13 @@ fn create_start_exec_and_stop_through_the_driver() {
         &container,
         &image.config,
         &ctx,
-        &Instance { id: "driver", rootfs: &image.rootfs, env: &[], termination_log: None },
+        &Instance {
+            id: "driver",
+            rootfs: &image.rootfs,
+            env: &[],
+            termination_log: None,
+            sub_paths: &Default::default(),
+        },
     )
     .unwrap()
     .save(bundle.join("config.json"))
