@@ -198,16 +198,19 @@ impl StartJob {
             overlay.mount(&image.rootfs).map_err(|e| e.to_string())?;
             let term = dir.join("termination-log");
             std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
-            // Any user the container runs as may write its termination message.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o666))
-                .map_err(|e| format!("{}: {e}", term.display()))?;
             let rootfs = overlay.rootfs();
             let sub_paths =
                 podvisor_runtime::subpath::mount_all(&self.spec, &self.ctx.volumes, &env, &dir.join(SUBPATHS))?;
             let inst =
                 Instance { id: &id, rootfs: &rootfs, env: &env, termination_log: Some(&term), sub_paths: &sub_paths };
             let spec = bundle::spec(&self.spec, &image.config, &self.ctx, &inst).map_err(|e| e.to_string())?;
+            // The container's user writes its termination message; no one else on the machine.
+            if let Some(user) = spec.process().as_ref().map(|p| p.user()) {
+                use std::os::unix::fs::PermissionsExt;
+                std::os::unix::fs::chown(&term, Some(user.uid()), Some(user.gid()))
+                    .and_then(|()| std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o660)))
+                    .map_err(|e| format!("{}: {e}", term.display()))?;
+            }
             spec.save(dir.join("config.json")).map_err(|e| e.to_string())
         })();
         if let Err(message) = prepared {

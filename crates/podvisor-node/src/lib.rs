@@ -72,6 +72,9 @@ pub enum NodeError {
     /// The image store.
     #[error(transparent)]
     Image(#[from] podvisor_runtime::image::ImageError),
+    /// The data directory is not private to this user.
+    #[error(transparent)]
+    DataDir(#[from] podvisor_runtime::files::DataDirError),
     /// The pod network cannot be set up.
     #[error(transparent)]
     Network(#[from] podvisor_runtime::network::NetworkError),
@@ -231,7 +234,7 @@ impl Node {
             let path = path.to_path_buf();
             move |error| NodeError::Io { path, error }
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(io(&config.data_dir))?;
+        podvisor_runtime::files::secure_data_dir(&config.data_dir)?;
         let lock_path = config.data_dir.join("node.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)

@@ -106,6 +106,10 @@ type Refs = BTreeMap<String, String>;
 impl ImageStore {
     /// Opens (creating) the store under a data directory.
     pub fn open(data_dir: &Path) -> Result<Self, ImageError> {
+        crate::files::secure_data_dir(data_dir).map_err(|e| ImageError::Io {
+            path: data_dir.to_path_buf(),
+            error: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()),
+        })?;
         let dir = data_dir.join("images");
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         Ok(ImageStore { dir })

@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod cgroup;
 pub mod env;
+pub mod files;
 pub mod image;
 mod layer;
 pub mod logs;

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -74,6 +75,9 @@ pub fn end_path(dir: &Path, container: &str, attempt: u32) -> PathBuf {
     dir.join(container).join(format!("{attempt}.end.json"))
 }
 
+/// The mode of log files.
+const LOG_MODE: u32 = 0o640;
+
 /// Makes the log file of instance `attempt` of `container` (empty, even if one was left), and deletes the container's
 /// logs and ends older than the previous instance (the kubelet keeps the current and the previous one).
 pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<PathBuf> {
@@ -87,7 +91,9 @@ pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<Pat
             }
         }
     }
-    OpenOptions::new().create(true).write(true).truncate(true).open(&file)?;
+    // Root and its group read logs, as the kubelet keeps them: a container may print secrets.
+    let f = OpenOptions::new().create(true).write(true).truncate(true).mode(LOG_MODE).open(&file)?;
+    f.set_permissions(std::fs::Permissions::from_mode(LOG_MODE))?;
     Ok(file)
 }
 
@@ -100,7 +106,7 @@ pub struct Writer {
 impl Writer {
     /// Opens a log file for appending.
     pub fn open(file: &Path) -> std::io::Result<Writer> {
-        let f = OpenOptions::new().create(true).append(true).open(file)?;
+        let f = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(file)?;
         Ok(Writer { file: Arc::new(Mutex::new(f)) })
     }
 

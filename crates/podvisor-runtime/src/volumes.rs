@@ -55,9 +55,11 @@ pub fn release(dir: &Path) {
     let _ = fs::remove_dir_all(dir);
 }
 
-fn tmpfs(dir: &Path, size: Option<i128>) -> Result<(), String> {
+/// Mounts a tmpfs at `dir`: `mode` 0777 for a memory emptyDir, which containers write; 0755
+/// for Secrets, which they only read (through a read-only mount).
+fn tmpfs(dir: &Path, size: Option<i128>, mode: u32) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let mut data = "mode=0777".to_string();
+    let mut data = format!("mode={mode:04o}");
     if let Some(bytes) = size {
         data.push_str(&format!(",size={bytes}"));
     }
@@ -76,7 +78,7 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
                 ),
                 None => None,
             };
-            tmpfs(dir, size)?;
+            tmpfs(dir, size, 0o777)?;
         } else {
             fs::create_dir_all(dir).map_err(|e| e.to_string())?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(|e| e.to_string())?;
@@ -155,7 +157,7 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
         );
     }
     if secret {
-        tmpfs(dir, None)?;
+        tmpfs(dir, None, 0o755)?;
     } else {
         fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }

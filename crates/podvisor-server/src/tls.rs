@@ -42,12 +42,8 @@ pub struct Credentials {
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |error| TlsError::Io { path: path.to_path_buf(), error };
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)
+    podvisor_runtime::files::write_private(path, text.as_bytes())
+        .map_err(|error| TlsError::Io { path: path.to_path_buf(), error })
 }
 
 impl Credentials {
@@ -57,9 +53,16 @@ impl Credentials {
             let path = path.to_path_buf();
             move |error| TlsError::Io { path, error }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+        }
         let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
         if files.iter().all(|f| f.exists()) {
+            // Made by an earlier version with the umask's mode: the key and token are secrets.
+            for f in &files {
+                podvisor_runtime::files::make_private(f).map_err(io(f))?;
+            }
             let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(io(p));
             return Ok(Credentials {
                 ca_pem: read(&files[0])?,

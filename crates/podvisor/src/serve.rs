@@ -37,10 +37,12 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let outcome = rt.block_on(async move {
         let dir = serve_dir(&opts.node.data_dir);
-        std::fs::create_dir_all(&opts.node.data_dir)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", opts.node.data_dir.display()))?;
+        podvisor_runtime::files::secure_data_dir(&opts.node.data_dir)?;
         let store_path = opts.node.data_dir.join("store.redb");
         let store = Store::open(&store_path)?;
+        // The store holds Secrets.
+        podvisor_runtime::files::make_private(&store_path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", store_path.display()))?;
         let creds = Credentials::load_or_create(&dir)?;
         let tls = creds.server_config(&dir)?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -49,7 +51,9 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let addr = listener.local_addr()?;
         let server = format!("https://{addr}");
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, creds.kubeconfig(&server))?;
+        // The kubeconfig holds the token: whoever reads it is root through the API.
+        podvisor_runtime::files::write_private(&kubeconfig, creds.kubeconfig(&server).as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", kubeconfig.display()))?;
         std::fs::write(dir.join("address"), &server)?;
         let cluster = Cluster::open(store, opts.node.clone(), None).await?;
         let node = cluster.node().clone();

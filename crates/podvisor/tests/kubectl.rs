@@ -550,3 +550,78 @@ fn server_side_apply_owns_its_fields_removes_what_it_no_longer_applies_and_repor
     assert_eq!(get("c", "{.data}"), r#"{"one":"3"}"#);
     assert_eq!(get("c", "{.metadata.labels}"), r#"{"a":"1"}"#);
 }
+
+/// Issue: any local user became root through the kubeconfig, and read Secrets in the store,
+/// in Secret volumes and in logs. The data directory is now root's alone, and the files that
+/// hold secrets are private even inside it.
+#[test]
+fn no_other_user_reads_or_writes_the_data_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = data_dir("private");
+    let server = serve(&dir);
+    let pod = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {token: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: holder}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: sec, secret: {secretName: creds}}, {name: scratch, emptyDir: {}}]
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, 'cat /sec/token; echo; (echo x > /sec/token) 2>/dev/null && echo wrote || echo read-only; trap "exit 0" TERM; while true; do sleep 1; done']
+    volumeMounts: [{name: sec, mountPath: /sec}, {name: scratch, mountPath: /scratch}]
+"#;
+    server.ok(&["apply", "-f", "-"], Some(pod));
+    server.ok(&["wait", "--for=condition=Ready", "pod/holder", "--timeout=60s"], None);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = server.ok(&["logs", "holder"], None);
+        if logs.lines().count() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs, "s3cret\nread-only\n", "a Secret volume is mounted read-only");
+    let data = dir.join("data");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).mode() & 0o7777;
+    assert_eq!(mode(&data), 0o700);
+    for secret in ["serve/kubeconfig", "serve/token", "serve/server.key", "store.redb"] {
+        assert_eq!(mode(&data.join(secret)), 0o600, "{secret}");
+    }
+    let logs_dir = data.join("logs");
+    let mut log_files = 0;
+    let mut stack = vec![logs_dir];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.path().extension().is_some_and(|x| x == "log") {
+                log_files += 1;
+                assert_eq!(mode(&e.path()) & 0o037, 0, "{} is 0640 or tighter", e.path().display());
+            }
+        }
+    }
+    assert!(log_files > 0);
+    // As nobody: nothing under the data directory can be read, listed or written.
+    let as_nobody = |script: &str| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script])
+            .arg("sh")
+            .arg(&data)
+            .output()
+            .expect("setpriv runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let reachable = as_nobody(
+        r#"cat "$1/serve/kubeconfig" "$1/serve/token" "$1/store.redb" 2>/dev/null | head -c 100; ls "$1" 2>/dev/null; touch "$1/planted" 2>/dev/null && echo planted; echo done"#,
+    );
+    assert_eq!(reachable, "done\n");
+    assert!(!data.join("planted").exists());
+    server.ok(&["delete", "pod", "holder", "--wait=true"], None);
+}
