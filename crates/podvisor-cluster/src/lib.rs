@@ -47,6 +47,9 @@ pub struct NodeOptions {
     pub monitor: podvisor_runtime::monitor::MonitorCommand,
     /// The pod network, if pods get addresses.
     pub network: Option<podvisor_runtime::network::PodNetwork>,
+    /// `RuntimeDefault` seccomp for containers that name no profile (the kubelet's
+    /// `seccompDefault`).
+    pub default_seccomp: bool,
 }
 
 /// The store, the node and the controllers, running.
@@ -70,8 +73,8 @@ impl Cluster {
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let objects = Arc::new(StoreObjects(store.clone()));
-        let NodeOptions { data_dir, runtime, pull, monitor, network } = options;
-        let config = podvisor_node::NodeConfig { data_dir, runtime, pull, objects, monitor, network };
+        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp } = options;
+        let config = podvisor_node::NodeConfig { data_dir, runtime, pull, objects, monitor, network, default_seccomp };
         let node = Node::open(config, tx).await?;
         Ok(Cluster::start(store, node, rx, observer))
     }

@@ -233,6 +233,16 @@ pub enum Input {
         /// limit "1Mi". `.
         message: String,
     },
+    /// The node refuses the pod at admission, before its sandbox (the kubelet's
+    /// `SysctlForbidden`, `OutOfpods`, …): nothing of it starts, a Warning event with `reason`
+    /// is recorded, and it ends `Failed` with `reason` and `Pod was rejected: <message>`. Once
+    /// the sandbox exists, it is too late to reject: the input is ignored.
+    Reject {
+        /// The status reason, e.g. `SysctlForbidden`.
+        reason: String,
+        /// Why, e.g. `forbidden sysctl: "kernel.msgmax" not allowlisted`.
+        message: String,
+    },
     /// The pod spec changed (only container images and `activeDeadlineSeconds` are mutable on a
     /// running pod).
     UpdateSpec(Box<k8s_openapi::api::core::v1::PodSpec>),

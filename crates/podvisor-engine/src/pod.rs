@@ -310,6 +310,7 @@ impl PodEngine {
             Input::Delete { grace_seconds } => self.on_delete(now, grace_seconds),
             Input::ForceKill => self.on_force_kill(now),
             Input::Evict { message } => self.on_evict(now, message),
+            Input::Reject { reason, message } => self.on_reject(now, reason, message),
             Input::UpdateSpec(spec) => {
                 self.on_update_spec(*spec);
                 // A deadline set or shortened below the pod's age ends it on the update.
@@ -978,6 +979,17 @@ impl PodEngine {
                 self.begin_termination(now, false, EVICTION_GRACE_SECONDS);
             }
         }
+    }
+
+    fn on_reject(&mut self, now: Timestamp, reason: String, message: String) {
+        let before_sandbox = self.sandbox == Sandbox::Creating && self.records.running().next().is_none();
+        if self.finished || self.terminating.is_some() || !before_sandbox {
+            return;
+        }
+        self.record(EventType::Warning, &reason, message.clone(), None);
+        self.verdict = Some((reason, format!("Pod was rejected: {message}")));
+        self.out.retain(|a| *a != Action::CreateSandbox);
+        self.begin_termination(now, false, 0);
     }
 
     /// The kubelet's active deadline handler: past the deadline, a Normal event, and the pod

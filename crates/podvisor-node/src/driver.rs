@@ -117,6 +117,13 @@ impl Driver {
                 }
             }
         }
+        // The node's admission, for a pod that never started here (no start time yet): sysctls
+        // beyond the safe set are refused.
+        if pod.status.as_ref().is_none_or(|s| s.start_time.is_none())
+            && let Some(message) = pod.spec.as_ref().and_then(podvisor_runtime::bundle::forbidden_sysctl)
+        {
+            engine.handle(now, Input::Reject { reason: "SysctlForbidden".into(), message });
+        }
         // The downward API and the probes read the addresses from the pod.
         let mut pod = pod;
         let status = Arc::make_mut(&mut pod).status.get_or_insert_default();
@@ -324,6 +331,8 @@ impl Driver {
             readonly_volumes: podvisor_runtime::volumes::read_only(&self.pod),
             hostname: Some(self.names().uts_hostname()),
             security: self.pod.spec.as_ref().and_then(|s| s.security_context.clone()),
+            seccomp_default: self.host.default_seccomp,
+            seccomp_dir: self.host.seccomp_dir(),
         }));
     }
 

@@ -28,6 +28,8 @@ pub(crate) struct Host {
     pub monitor: MonitorCommand,
     /// The pod network, if pods get addresses.
     pub network: Option<podvisor_runtime::network::PodNetwork>,
+    /// `RuntimeDefault` seccomp for containers that name no profile.
+    pub default_seccomp: bool,
 }
 
 /// The most the kubelet reads of a termination message.
@@ -66,6 +68,11 @@ impl Host {
     /// The node's address: the pod network's gateway, or loopback without one.
     pub fn host_ip(&self) -> String {
         self.network.as_ref().map_or_else(|| podvisor_engine::HOST_IP.to_string(), |n| n.subnet().gateway().to_string())
+    }
+
+    /// The node's `Localhost` seccomp profiles (the kubelet's `<root>/seccomp`).
+    pub fn seccomp_dir(&self) -> PathBuf {
+        self.data.join("seccomp")
     }
 
     fn container_dir(&self, uid: &str, id: &str) -> PathBuf {

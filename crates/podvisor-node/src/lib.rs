@@ -96,6 +96,9 @@ pub struct NodeConfig {
     /// The pod network pods get their addresses from; without one, a pod that does not use
     /// the host's network has loopback only.
     pub network: Option<podvisor_runtime::network::PodNetwork>,
+    /// `RuntimeDefault` seccomp for containers that name no profile, as the kubelet's
+    /// `seccompDefault`; without it they run `Unconfined`, as with the kubelet's default.
+    pub default_seccomp: bool,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -106,6 +109,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("pull", &self.pull)
             .field("monitor", &self.monitor)
             .field("network", &self.network)
+            .field("default_seccomp", &self.default_seccomp)
             .finish_non_exhaustive()
     }
 }
@@ -256,6 +260,7 @@ impl Node {
             data: config.data_dir.clone(),
             monitor: config.monitor.clone(),
             network: config.network.clone(),
+            default_seccomp: config.default_seccomp,
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }

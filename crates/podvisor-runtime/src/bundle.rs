@@ -69,6 +69,11 @@ pub struct PodContext {
     pub hostname: Option<String>,
     /// The pod-level security context (`runAsUser`, `runAsGroup`, `supplementalGroups`, …).
     pub security: Option<k8s_openapi::api::core::v1::PodSecurityContext>,
+    /// The node's seccomp default for containers that name no profile (the kubelet's
+    /// `seccompDefault`): `RuntimeDefault` when set, `Unconfined` otherwise.
+    pub seccomp_default: bool,
+    /// The node's directory of `Localhost` seccomp profiles.
+    pub seccomp_dir: PathBuf,
 }
 
 /// The argv Kubernetes runs: `command` replaces ENTRYPOINT and `args` replaces CMD; with a
@@ -131,7 +136,8 @@ const DEFAULT_CAPS: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
-/// Every capability, for `privileged: true`.
+/// Every capability, by its number, for `privileged: true` and `add: [ALL]` (of which a container
+/// gets those this process holds, as containerd gives "all current capabilities").
 const ALL_CAPS: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
@@ -176,13 +182,29 @@ const ALL_CAPS: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
+/// The bounding set of this process (bit `n` for capability number `n`); all when unknown.
+fn own_bounding_set() -> u64 {
+    static SET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX)
+    })
+}
+
+/// The capabilities this process holds, by name: what "all" gives a container.
+fn all_current_caps() -> impl Iterator<Item = String> {
+    let held = own_bounding_set();
+    ALL_CAPS.iter().enumerate().filter(move |(bit, _)| held & (1 << bit) != 0).map(|(_, n)| n.to_string())
+}
+
 fn capabilities(c: &Container, privileged: bool) -> Result<oci_spec::runtime::LinuxCapabilities, String> {
     let norm = |s: &str| s.trim_start_matches("CAP_").to_ascii_uppercase();
-    let mut set: Vec<String> = if privileged {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
-    } else {
-        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
-    };
+    let mut set: Vec<String> =
+        if privileged { all_current_caps().collect() } else { DEFAULT_CAPS.iter().map(|s| s.to_string()).collect() };
     if !privileged && let Some(caps) = c.security_context.as_ref().and_then(|s| s.capabilities.as_ref()) {
         for d in caps.drop.iter().flatten() {
             if norm(d) == "ALL" {
@@ -192,8 +214,7 @@ fn capabilities(c: &Container, privileged: bool) -> Result<oci_spec::runtime::Li
             }
         }
         for a in caps.add.iter().flatten() {
-            let names: Vec<String> =
-                if norm(a) == "ALL" { ALL_CAPS.iter().map(|s| s.to_string()).collect() } else { vec![norm(a)] };
+            let names: Vec<String> = if norm(a) == "ALL" { all_current_caps().collect() } else { vec![norm(a)] };
             for n in names {
                 if !set.contains(&n) {
                     set.push(n);
@@ -208,12 +229,63 @@ fn capabilities(c: &Container, privileged: bool) -> Result<oci_spec::runtime::Li
                 .map_err(|_| format!("securityContext.capabilities: unknown capability {n:?}"))
         })
         .collect::<Result<_, _>>()?;
+    // containerd's sets: the inheritable and ambient sets stay empty, so a process that is not
+    // root keeps no capability past its execve (none is added to ambient), and a `drop: [ALL]`
+    // leaves nothing that the runtime would fail to raise.
     oci_spec::runtime::LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(oci_spec::runtime::Capabilities::new())
+        .ambient(oci_spec::runtime::Capabilities::new())
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The sysctls the kubelet allows a pod to set without `--allowed-unsafe-sysctls`: namespaced
+/// ones that cannot reach beyond the pod.
+pub const SAFE_SYSCTLS: [&str; 12] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// Why the node refuses a pod's sysctls (the kubelet's `SysctlForbidden`), if it does: an
+/// unsafe one, or a network one on the host's network.
+pub fn forbidden_sysctl(pod: &k8s_openapi::api::core::v1::PodSpec) -> Option<String> {
+    let host_network = pod.host_network == Some(true);
+    for s in pod.security_context.iter().flat_map(|s| s.sysctls.iter().flatten()) {
+        // Either separator, as the kubelet normalises them.
+        let name = s.name.replace('/', ".");
+        if !SAFE_SYSCTLS.contains(&name.as_str()) {
+            return Some(format!("forbidden sysctl: \"{}\" not allowlisted", s.name));
+        }
+        if host_network && name.starts_with("net.") {
+            return Some(format!("forbidden sysctl: \"{}\" not allowed with host net enabled", s.name));
+        }
+    }
+    None
+}
+
+fn safe_sysctls(ctx: &PodContext) -> Result<HashMap<String, String>, String> {
+    let mut out = HashMap::new();
+    for s in ctx.security.iter().flat_map(|s| s.sysctls.iter().flatten()) {
+        let name = s.name.replace('/', ".");
+        if !SAFE_SYSCTLS.contains(&name.as_str()) || (ctx.host_network && name.starts_with("net.")) {
+            return Err(format!("forbidden sysctl: {:?} not allowlisted", s.name));
+        }
+        out.insert(name, s.value.clone());
+    }
+    Ok(out)
 }
 
 /// The `(id, primary group)` of the first entry of the image's `/etc/passwd` or `/etc/group`
@@ -302,6 +374,7 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
     let sc = c.security_context.as_ref();
     let privileged = sc.and_then(|s| s.privileged) == Some(true);
     let (uid, gid, extra) = user(c, ctx, image, inst.rootfs).map_err(oci)?;
+    let capabilities = capabilities(c, privileged).map_err(oci)?;
     let user = oci_spec::runtime::UserBuilder::default()
         .uid(uid)
         .gid(gid)
@@ -313,11 +386,15 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
         .cwd(cwd)
         .user(user)
-        .capabilities(capabilities(c, privileged).map_err(oci)?)
+        .capabilities(capabilities.clone())
         .no_new_privileges(sc.and_then(|s| s.allow_privilege_escalation) == Some(false))
         .build()
         .map_err(|e| oci(e.to_string()))?;
     let mut mounts = oci_spec::runtime::get_default_mounts();
+    // /proc as containerd mounts it: nothing set-user-ID, no devices, nothing executed from it.
+    for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/proc")) {
+        m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+    }
     for (dest, file) in &ctx.etc_files {
         mounts.push(bind(dest, file, false).map_err(oci)?);
     }
@@ -415,10 +492,34 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(format!("{}/{}", ctx.cgroup_parent, inst.id)))
         .resources(resources);
-    if !privileged {
+    // `procMount: Unmasked` leaves /proc as the kernel shows it, as privileged does.
+    let unmasked = sc.and_then(|s| s.proc_mount.as_deref()) == Some("Unmasked");
+    if !privileged && !unmasked {
         linux = linux
             .masked_paths(oci_spec::runtime::get_default_maskedpaths())
             .readonly_paths(oci_spec::runtime::get_default_readonly_paths());
+    }
+    // Privileged containers run without a filter, as in containerd.
+    if !privileged {
+        let profile = sc
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .or_else(|| ctx.security.as_ref().and_then(|s| s.seccomp_profile.as_ref()))
+            .map(crate::seccomp::Profile::of)
+            .transpose()
+            .map_err(|e| oci(e.to_string()))?
+            .unwrap_or(if ctx.seccomp_default {
+                crate::seccomp::Profile::RuntimeDefault
+            } else {
+                crate::seccomp::Profile::Unconfined
+            });
+        let bounding: Vec<String> = capabilities.bounding().iter().flatten().map(|c| c.to_string()).collect();
+        if let Some(filter) = profile.load(&bounding, &ctx.seccomp_dir).map_err(|e| oci(e.to_string()))? {
+            linux = linux.seccomp(filter);
+        }
+    }
+    let sysctls = safe_sysctls(ctx).map_err(oci)?;
+    if !sysctls.is_empty() {
+        linux = linux.sysctl(sysctls);
     }
     let linux = linux.build().map_err(|e| oci(e.to_string()))?;
     let readonly = sc.and_then(|s| s.read_only_root_filesystem) == Some(true);

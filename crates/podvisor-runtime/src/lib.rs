@@ -20,6 +20,7 @@ pub mod pull;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
+pub mod seccomp;
 pub mod subpath;
 pub mod usage;
 pub mod volumes;

@@ -191,6 +191,11 @@ impl Sim {
         self.feed(Input::Evict { message: message.into() });
     }
 
+    /// Rejects the pod now, as the node's admission does (`SysctlForbidden`, `OutOfpods`).
+    pub fn reject(&mut self, reason: &str, message: &str) {
+        self.feed(Input::Reject { reason: reason.into(), message: message.into() });
+    }
+
     /// Changes a container's image now (a spec update).
     pub fn set_image(&mut self, container: &str, image: &str) {
         let mut spec = self.engine.spec().clone();

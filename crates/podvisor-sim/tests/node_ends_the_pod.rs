@@ -3,7 +3,8 @@
 //! `activeDeadlineSeconds` (the kubelet's active deadline handler: a Normal `DeadlineExceeded`
 //! event and the pod's own grace). Either way nothing restarts, the kill keeps the sidecar order
 //! (R43), and the pod is `Failed` with that reason and message once no container can still be
-//! running: the kubelet's status manager holds a terminal phase back until then.
+//! running: the kubelet's status manager holds a terminal phase back until then. A pod the
+//! node's admission rejects (`SysctlForbidden`, `OutOfpods`) never starts at all.
 
 mod common;
 
@@ -140,4 +141,28 @@ fn a_deadline_shortened_below_the_pod_age_ends_it_at_once() {
     for name in ["proxy", "app"] {
         assert_eq!(starts(sim.timeline(), name), 1, "{name} started once");
     }
+}
+
+#[test]
+fn a_rejected_pod_never_starts_and_fails_with_the_admission_reason() {
+    let mut sim = pod("Always").sim();
+    sim.reject("SysctlForbidden", "forbidden sysctl: \"kernel.msgmax\" not allowlisted");
+    assert!(sim.run_to_end(secs(5)));
+    assert_eq!(sim.phase(), "Failed");
+    assert_eq!(
+        reason_and_message(&sim),
+        ("SysctlForbidden".into(), "Pod was rejected: forbidden sysctl: \"kernel.msgmax\" not allowlisted".into())
+    );
+    assert!(has_event(&sim, "SysctlForbidden", "kernel.msgmax"));
+    let t = sim.timeline();
+    assert_eq!((starts(t, "app"), starts(t, "proxy")), (0, 0), "nothing of a rejected pod runs");
+}
+
+#[test]
+fn a_running_pod_is_not_rejected() {
+    let mut sim = pod("Always").sim();
+    sim.run_for(secs(5));
+    sim.reject("OutOfpods", "Node didn't have enough resource: pods");
+    sim.run_for(secs(5));
+    assert_eq!(sim.phase(), "Running", "admission is over once the sandbox exists");
 }

@@ -17,6 +17,10 @@ pub struct NodeArgs {
     /// other, and the host at the subnet's first address. `none`: pods have loopback only.
     #[arg(long, value_name = "CIDR|none", env = "PODVISOR_POD_NETWORK", default_value = DEFAULT_SUBNET, value_parser = pod_network)]
     pub pod_network: PodNetworkArg,
+    /// Run containers that name no seccomp profile under the runtime's default profile
+    /// (`RuntimeDefault`) instead of `Unconfined`, as the kubelet's `seccompDefault` does.
+    #[arg(long, env = "PODVISOR_DEFAULT_SECCOMP")]
+    pub default_seccomp: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -43,6 +47,7 @@ impl NodeArgs {
             pull: self.registry.settings(),
             monitor: crate::monitor_command(),
             network: self.pod_network.0.map(PodNetwork::new),
+            default_seccomp: self.default_seccomp,
         }
     }
 }

@@ -41,23 +41,26 @@ pub struct Fixture {
 }
 
 pub async fn fixture(name: &str) -> Fixture {
-    fixture_on(name, None).await
+    fixture_configured(name, |_| {}).await
 }
 
 /// A node whose pods get addresses on the pod network (the default subnet).
 pub async fn fixture_with_network(name: &str) -> Fixture {
     let subnet = podvisor_runtime::network::DEFAULT_SUBNET.parse().expect("the default subnet parses");
-    fixture_on(name, Some(podvisor_runtime::network::PodNetwork::new(subnet))).await
+    fixture_configured(name, |c| c.network = Some(podvisor_runtime::network::PodNetwork::new(subnet))).await
 }
 
-async fn fixture_on(name: &str, network: Option<podvisor_runtime::network::PodNetwork>) -> Fixture {
+/// A node whose configuration `configure` changes from the tests' one.
+pub async fn fixture_configured(name: &str, configure: impl FnOnce(&mut NodeConfig)) -> Fixture {
     let dir = std::env::temp_dir().join(format!("podvisor-node-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("data");
     ImageStore::open(&data).unwrap().load_archive(archive(), &["busybox:1.36".into()]).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let objects = std::sync::Arc::new(podvisor_node::ObjectStore::default());
-    let node = Node::open(NodeConfig { network, ..config(data, objects.clone()) }, tx).await.expect("the node opens");
+    let mut config = config(data, objects.clone());
+    configure(&mut config);
+    let node = Node::open(config, tx).await.expect("the node opens");
     Fixture { node, objects, events: rx, seen: Vec::new(), dir, keep: false }
 }
 
@@ -88,6 +91,7 @@ pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::O
         objects,
         monitor: monitor(),
         network: None,
+        default_seccomp: false,
     }
 }
 
