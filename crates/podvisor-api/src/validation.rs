@@ -28,7 +28,8 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
-fn is_dns1123_subdomain(s: &str) -> bool {
+/// Whether `s` is a DNS-1123 subdomain (at most 253 characters).
+pub fn is_dns1123_subdomain(s: &str) -> bool {
     s.len() <= 253
         && s.split('.').all(|part| {
             let b = part.as_bytes();
@@ -39,7 +40,8 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         })
 }
 
-fn label(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
+/// Checks that `value` is a DNS-1123 label, with the API server's two messages.
+pub fn label(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
     if value.len() > 63 {
         errs.push(path.invalid(value, "must be no more than 63 characters"));
     }
@@ -48,9 +50,14 @@ fn label(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Validates `metadata.name` of a namespaced object named as a DNS-1123 subdomain.
+/// Validates `metadata.name` of an object named as a DNS-1123 subdomain, and its
+/// `metadata.namespace`, which must be a DNS-1123 label (it names files and cgroups here, as
+/// in the kubelet, so a `..` never reaches a path).
 pub fn validate_metadata(meta: &ObjectMeta, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
+    if let Some(ns) = meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        label(&path.child("namespace"), ns, &mut errs);
+    }
     match meta.name.as_deref() {
         None | Some("") if meta.generate_name.is_none() => {
             errs.push(path.child("name").required("name or generateName is required"))
@@ -235,6 +242,64 @@ fn validate_container_common(c: &Container, path: &Path, volumes: &HashSet<&str>
         } else if !mount_paths.insert(m.mount_path.clone()) {
             errs.push(mp.child("mountPath").invalid(&m.mount_path, "must be unique"));
         }
+        let (sub, expr) = (m.sub_path.as_deref().unwrap_or(""), m.sub_path_expr.as_deref().unwrap_or(""));
+        if !sub.is_empty() && !expr.is_empty() {
+            errs.push(mp.child("subPathExpr").invalid(expr, "subPathExpr and subPath are mutually exclusive"));
+        }
+        local_descending_path(&mp.child("subPath"), sub, errs);
+        local_descending_path(&mp.child("subPathExpr"), expr, errs);
+    }
+    if let Some(sc) = &c.security_context {
+        let sp = path.child("securityContext");
+        if let Some(p) = &sc.seccomp_profile {
+            seccomp_profile(&sp.child("seccompProfile"), p, errs);
+        }
+        if let Some(m) = sc.proc_mount.as_deref().filter(|m| !matches!(*m, "Default" | "Unmasked")) {
+            errs.push(sp.child("procMount").not_supported(m, &["Default", "Unmasked"]));
+        }
+    }
+}
+
+/// A path below a volume or directory, as the API server's `validateLocalDescendingPath`:
+/// relative, and no `..` component.
+fn local_descending_path(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
+    if value.starts_with('/') {
+        errs.push(path.invalid(value, "must be a relative path"));
+    }
+    if value.split('/').any(|c| c == "..") {
+        errs.push(path.invalid(value, "must not contain '..'"));
+    }
+}
+
+/// A file a volume writes, as the API server's `validateLocalNonReservedPath`.
+fn local_non_reserved_path(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
+    local_descending_path(path, value, errs);
+    if value.starts_with("..") {
+        errs.push(path.invalid(value, "must not start with '..'"));
+    }
+}
+
+/// `seccompProfile`: a known type; `localhostProfile` with `Localhost` only, and below the
+/// node's profile directory.
+fn seccomp_profile(path: &Path, p: &k8s_openapi::api::core::v1::SeccompProfile, errs: &mut Vec<FieldError>) {
+    let local = p.localhost_profile.as_deref();
+    match p.type_.as_str() {
+        "Localhost" => match local {
+            None | Some("") => {
+                errs.push(path.child("localhostProfile").required("must be set when seccomp type is Localhost"))
+            }
+            Some(l) => local_descending_path(&path.child("localhostProfile"), l, errs),
+        },
+        "RuntimeDefault" | "Unconfined" => {
+            if local.is_some() {
+                errs.push(
+                    path.child("localhostProfile")
+                        .invalid(local.unwrap_or_default(), "can only be set when seccomp type is Localhost"),
+                );
+            }
+        }
+        "" => errs.push(path.child("type").required("")),
+        other => errs.push(path.child("type").not_supported(other, &["Localhost", "RuntimeDefault", "Unconfined"])),
     }
 }
 
@@ -263,6 +328,34 @@ fn validate_volumes(vols: &[Volume], path: &Path, errs: &mut Vec<FieldError>) ->
             ("image", v.image.is_some()),
             ("nfs", v.nfs.is_some()),
         ];
+        if let Some(h) = &v.host_path {
+            let hp = vp.child("hostPath");
+            if h.path.is_empty() {
+                errs.push(hp.child("path").required(""));
+            } else if h.path.split('/').any(|c| c == "..") {
+                errs.push(hp.child("path").invalid(&h.path, "must not contain '..'"));
+            }
+            const TYPES: [&str; 8] =
+                ["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"];
+            if let Some(t) = h.type_.as_deref().filter(|t| !TYPES.contains(t)) {
+                errs.push(hp.child("type").not_supported(t, &TYPES));
+            }
+        }
+        let items = v
+            .config_map
+            .iter()
+            .flat_map(|c| c.items.iter().flatten().map(|i| ("configMap", i)))
+            .chain(v.secret.iter().flat_map(|s| s.items.iter().flatten().map(|i| ("secret", i))));
+        for (j, (kind, item)) in items.enumerate() {
+            let ip = vp.child(kind).child("items").index(j);
+            if item.key.is_empty() {
+                errs.push(ip.child("key").required(""));
+            }
+            if item.path.is_empty() {
+                errs.push(ip.child("path").required(""));
+            }
+            local_non_reserved_path(&ip.child("path"), &item.path, errs);
+        }
         if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref())
             && let Err(e) = crate::resources::parse_milli(&q.0)
         {
@@ -315,6 +408,9 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
     }
     if spec.containers.is_empty() {
         errs.push(path.child("containers").required(""));
+    }
+    if let Some(p) = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()) {
+        seccomp_profile(&path.child("securityContext").child("seccompProfile"), p, &mut errs);
     }
     for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {

@@ -262,3 +262,44 @@ fn hostname_subdomain_and_host_aliases_are_checked_as_the_api_server_checks_them
         )
     );
 }
+
+#[test]
+fn paths_from_a_user_stay_below_their_root_as_the_api_server_requires() {
+    let e = errors(&pod(
+        "  volumes:\n  - {name: h, hostPath: {path: /var/../etc}}\n  - {name: c, configMap: {name: x, items: [{key: k, path: ../k}]}}\n  containers:\n  - name: c\n    image: busybox\n    volumeMounts:\n    - {name: h, mountPath: /a, subPath: ../x}\n    - {name: h, mountPath: /b, subPath: /etc}\n    - {name: c, mountPath: /c, subPath: a, subPathExpr: b}\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            r#"spec.volumes[0].hostPath.path: Invalid value: "/var/../etc": must not contain '..'"#,
+            r#"spec.volumes[1].configMap.items[0].path: Invalid value: "../k": must not contain '..'"#,
+            r#"spec.volumes[1].configMap.items[0].path: Invalid value: "../k": must not start with '..'"#,
+            r#"spec.containers[0].volumeMounts[0].subPath: Invalid value: "../x": must not contain '..'"#,
+            r#"spec.containers[0].volumeMounts[1].subPath: Invalid value: "/etc": must be a relative path"#,
+            r#"spec.containers[0].volumeMounts[2].subPathExpr: Invalid value: "b": subPathExpr and subPath are mutually exclusive"#,
+        ]
+    );
+}
+
+#[test]
+fn seccomp_profiles_and_proc_mounts_take_the_api_servers_values() {
+    let e = errors(&pod(
+        "  securityContext: {seccompProfile: {type: Localhost}}\n  containers:\n  - name: c\n    image: busybox\n    securityContext:\n      seccompProfile: {type: Localhost, localhostProfile: ../escape.json}\n      procMount: Host\n  - name: d\n    image: busybox\n    securityContext: {seccompProfile: {type: RuntimeDefault, localhostProfile: x.json}}\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            "spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost",
+            r#"spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: "../escape.json": must not contain '..'"#,
+            r#"spec.containers[0].securityContext.procMount: Unsupported value: "Host": supported values: "Default", "Unmasked""#,
+            r#"spec.containers[1].securityContext.seccompProfile.localhostProfile: Invalid value: "x.json": can only be set when seccomp type is Localhost"#,
+        ]
+    );
+}
+
+#[test]
+fn a_namespace_must_be_a_dns_label() {
+    let e = errors("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ../../x}\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with(r#"metadata.namespace: Invalid value: "../../x": a lowercase RFC 1123 label"#), "{e:?}");
+}

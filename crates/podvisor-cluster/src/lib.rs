@@ -52,6 +52,9 @@ pub struct NodeOptions {
     pub default_seccomp: bool,
 }
 
+/// The namespaces the API server never deletes.
+pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// The store, the node and the controllers, running.
 #[derive(Clone)]
 pub struct Cluster {
@@ -196,9 +199,18 @@ impl Cluster {
         &self.recorder
     }
 
-    /// Deletes an object (see [`delete::delete`]).
+    /// Deletes an object (see [`delete::delete`]). The namespaces the API server keeps
+    /// (`default`, `kube-system`, `kube-public`) are refused as it refuses them; this node,
+    /// deleted, registers again at once, as a kubelet registers its node.
     pub fn delete(&self, key: &Key, opts: &DeleteOptions) -> Result<Obj, StoreError> {
-        delete::delete(&self.store, key, opts)
+        if key.resource == Resource::Namespaces && IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
+            return Err(StoreError::Forbidden { key: key.clone(), why: "this namespace may not be deleted".into() });
+        }
+        let gone = delete::delete(&self.store, key, opts)?;
+        if key.resource == Resource::Nodes && key.name == self.node_name {
+            self.ensure_basics();
+        }
+        Ok(gone)
     }
 
     /// Stops the controllers (no new pods) and deletes every pod with its grace period.

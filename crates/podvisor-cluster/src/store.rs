@@ -135,6 +135,15 @@ pub enum StoreError {
         .0.resource.qualified(), .0.name
     )]
     Conflict(Key),
+    /// The API server refuses the operation on this object (`this namespace may not be
+    /// deleted`).
+    #[error("{} {:?} is forbidden: {why}", .key.resource.qualified(), .key.name)]
+    Forbidden {
+        /// The object.
+        key: Key,
+        /// Why.
+        why: String,
+    },
     /// A watch asked for changes the history no longer has.
     #[error("too old resource version: {requested} ({current})")]
     Expired {

@@ -100,6 +100,7 @@ pub fn admit_with(
         resource,
         Resource::Pods | Resource::Jobs | Resource::Deployments | Resource::ConfigMaps | Resource::Secrets
     ) {
+        names(resource, &obj)?;
         podvisor_cluster::normalize(resource, &mut obj);
         return Ok((obj, Vec::new()));
     }
@@ -134,6 +135,34 @@ pub fn admit_with(
         warnings.clear();
     }
     Ok((out, warnings))
+}
+
+/// The API server's rules for the name and namespace of the kinds admitted without a typed
+/// decode: a Namespace is named as a DNS-1123 label, the others as a subdomain, and a
+/// namespace is a label.
+fn names(resource: Resource, obj: &Value) -> Result<(), ApiError> {
+    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let (name, namespace) = (text("/metadata/name"), text("/metadata/namespace"));
+    let meta = podvisor_api::field::Path::new("metadata");
+    let mut errors = Vec::new();
+    if resource == Resource::Namespaces {
+        podvisor_api::validation::label(&meta.child("name"), name, &mut errors);
+    } else {
+        let m = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            ..Default::default()
+        };
+        errors = podvisor_api::validation::validate_metadata(&m, &meta);
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::invalid(&podvisor_api::Invalid {
+        kind: resource.info().kind.to_string(),
+        name: name.to_string(),
+        errors,
+    }))
 }
 
 fn without(spec: &Value, mutable: &[&str]) -> Value {

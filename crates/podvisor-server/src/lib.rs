@@ -121,27 +121,117 @@ impl State {
     }
 }
 
+/// The largest request body the API server reads (its `MaxRequestBodyBytes`, 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// How long a client has for its TLS handshake and for each request's headers, the API
+/// server's `ReadHeaderTimeout` (32 s): a client that sends nothing, or too slowly, is dropped.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(32);
+
+/// The most connections served at once; beyond, new ones wait in the listen backlog until one
+/// closes (the file descriptors of the process are a bound too).
+pub const MAX_CONNECTIONS: usize = 512;
+
 /// Serves the API on `listener` with TLS until the task is dropped.
 pub async fn serve(cluster: Cluster, listener: TcpListener, tls: Arc<rustls::ServerConfig>, token: String) {
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let state = Arc::new(State { cluster, token, address });
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = std::time::Duration::ZERO;
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => {
+                backoff = std::time::Duration::ZERO;
+                tcp
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE, ENFILE) or memory: wait for connections to close
+                // instead of spinning, as Go's server backs off (5 ms, doubling to 1 s).
+                backoff = (backoff * 2).clamp(std::time::Duration::from_millis(5), std::time::Duration::from_secs(1));
+                eprintln!("podvisor: accepting a connection: {e}; trying again in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let _slot = slot;
+            let Ok(Ok(stream)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await else { return };
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req).await.0) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// How much of a body past [`MAX_BODY`] is read and dropped before the 413 is sent, and for how
+/// long: a client still writing when the connection closes would get a reset instead of the
+/// answer (Go's server lingers for the same reason). Past either bound the connection is just
+/// closed.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a request body of at most [`MAX_BODY`] bytes; a larger one is a 413, in the API
+/// server's words, and is never held in memory.
+async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
+    let mut out = Vec::new();
+    let mut over = false;
+    let mut drained = 0u64;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    loop {
+        let frame = if over {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if over {
+            drained += data.len() as u64;
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        } else if out.len() + data.len() > MAX_BODY {
+            over = true;
+            out = Vec::new();
+        } else {
+            out.extend_from_slice(&data);
+        }
+    }
+    if over { Err(ApiError::too_large(MAX_BODY)) } else { Ok(Bytes::from(out)) }
+}
+
+/// Whether the `Authorization` header carries `token`, read as the API server reads it
+/// (`Bearer`, any case, then the token; surrounding space is not part of a header's value), the
+/// token compared in constant time so its bytes cannot be guessed from the time an answer takes.
+pub fn authorized(header: Option<&[u8]>, token: &str) -> bool {
+    let Some(value) = header.and_then(|v| std::str::from_utf8(v).ok()) else { return false };
+    let mut parts = value.trim_matches([' ', '\t']).split(' ');
+    let (Some(scheme), Some(given), None) = (parts.next(), parts.next(), parts.next()) else { return false };
+    if !scheme.eq_ignore_ascii_case("bearer") || given.is_empty() || token.is_empty() {
+        return false;
+    }
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    // Every byte of the longer one is looked at, whatever matches.
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
 }
 
 /// Whether `addr` may be served without an explicit opt-in.
@@ -150,13 +240,7 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Reply {
-    let authorized = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == state.token);
-    if !authorized {
+    if !authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token) {
         return Reply::error(&ApiError::unauthorized());
     }
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -165,9 +249,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = request::query(req.uri().query());
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => return Reply::error(&ApiError::bad_request(e.to_string())),
+    let body = match read_body(req.into_body()).await {
+        Ok(b) => b,
+        Err(e) => return Reply::error(&e),
     };
     let head =
         Head { method: &method, path: &path, accept: &accept, content_type: &content_type, user_agent: &user_agent };
@@ -248,5 +332,35 @@ fn written(content_type: &str, body: &[u8]) -> Result<serde_json::Value, ApiErro
             podvisor_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
         }
         _ => Err(ApiError::unsupported_body(content_type)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorized;
+
+    #[test]
+    fn the_token_must_be_the_one_given_exactly() {
+        let ok = |h: &str| authorized(Some(h.as_bytes()), "abc123");
+        assert!(ok("Bearer abc123"));
+        assert!(ok("bearer abc123"), "the scheme is case-insensitive, as in the API server");
+        assert!(ok(" Bearer abc123\t"), "surrounding space is not part of a header's value");
+        for wrong in [
+            "Bearer abc12",
+            "Bearer abc1234",
+            "Bearer ABC123",
+            "Bearer  abc123",
+            "Bearer abc123 abc123",
+            "Bearer",
+            "Bearer ",
+            "Basic abc123",
+            "abc123",
+            "",
+        ] {
+            assert!(!ok(wrong), "{wrong:?}");
+        }
+        assert!(!authorized(None, "abc123"));
+        assert!(!authorized(Some(b"Bearer "), ""), "an empty token never matches");
+        assert!(!authorized(Some(&[0x42, 0xff, 0xfe]), "abc123"));
     }
 }

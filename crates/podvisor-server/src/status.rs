@@ -37,6 +37,11 @@ impl ApiError {
         ApiError::new(404, "NotFound", "the server could not find the requested resource")
     }
 
+    /// 413 for a body past `limit` bytes, in the API server's words.
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -157,6 +162,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(k) => {
                 ApiError { details: details(k), ..ApiError::new(409, "Conflict", e.to_string()) }
+            }
+            StoreError::Forbidden { key, .. } => {
+                ApiError { details: details(key), ..ApiError::new(403, "Forbidden", e.to_string()) }
             }
             StoreError::Expired { .. } => ApiError::new(410, "Expired", e.to_string()),
             StoreError::Disk(_) => ApiError::new(500, "InternalError", e.to_string()),

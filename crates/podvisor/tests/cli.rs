@@ -399,6 +399,23 @@ fn run_refuses_two_objects_of_one_name_before_starting_anything() {
     assert!(!dir.exists(), "nothing was created");
 }
 
+/// Issue: a namespace such as `../../../tmp/x` reached the paths of the logs. It is refused as
+/// the API server refuses it, with its position, before anything starts.
+#[test]
+fn run_refuses_a_namespace_that_is_not_a_dns_label_before_starting_anything() {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-ns-{}", std::process::id()));
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: ../../../tmp/x\nspec:\n  containers: [{name: c, image: busybox:1.36}]\n";
+    let (code, _, err) = podvisor(&["run", "-", "--data-dir", dir.to_str().unwrap()], Some(pod));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            r#"Pod "p" is invalid: metadata.namespace: Invalid value: "../../../tmp/x": a lowercase RFC 1123 label"#
+        ),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing was created");
+}
+
 /// seed004-3 (data-migration) on busybox: the proxy stand-in listens only after a second and its
 /// tcpSocket readinessProbe fails until then. The migration starts anyway (R17; the seed's comment
 /// says otherwise), retries until the proxy answers, and the Job completes with its sidecar

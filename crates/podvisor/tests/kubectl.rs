@@ -625,3 +625,58 @@ spec:
     assert!(!data.join("planted").exists());
     server.ok(&["delete", "pod", "holder", "--wait=true"], None);
 }
+
+/// Issue: a 1.5 GB body was read whole, idle and slow clients were held forever, the `default`
+/// namespace and the node could be deleted, and a namespace named `../../x` was created. Now
+/// the API server's limits and refusals apply, in its words.
+#[test]
+fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
+    let dir = data_dir("limits");
+    let server = serve(&dir);
+    // 3 MiB is the most a request may carry.
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'x'; 4 * 1024 * 1024]).unwrap();
+    let (code, _, err) =
+        server.kubectl(&["create", "configmap", "big", &format!("--from-file={}", big.display())], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("Request entity too large: limit is 3145728"), "{err}");
+    let (code, _, err) = server.kubectl(&["delete", "namespace", "default"], None);
+    assert_eq!(
+        (code, err.trim()),
+        (1, "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted")
+    );
+    let (code, _, err) = server.kubectl(&["create", "namespace", "Bad_Name"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "Namespace \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label"
+        ),
+        "{err}"
+    );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: ../../x}\nspec: {containers: [{name: c, image: busybox:1.36}]}\n";
+    let (code, _, err) = server.kubectl(&["create", "-f", "-"], Some(pod));
+    assert_eq!(code, 1, "{err}");
+    // The node, deleted, registers again, as a kubelet does.
+    let node = server.ok(&["get", "nodes", "-o", "name"], None);
+    server.ok(&["delete", &node.trim().to_string()], None);
+    assert_eq!(server.ok(&["get", "nodes", "-o", "name"], None), node);
+    // Clients that connect and send nothing are dropped after the API server's 32 s, however
+    // many there are, and the server answers others meanwhile and after.
+    let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
+    let addr = address.trim().trim_start_matches("https://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..300).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
+    assert_eq!(idle.len(), 300);
+    let started = std::time::Instant::now();
+    let closed = idle
+        .iter()
+        .filter(|c| {
+            use std::io::Read;
+            c.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+            // 0 bytes or a reset: the server closed it; a time-out: it held it.
+            !matches!((&mut &**c).read(&mut [0u8; 16]), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        })
+        .count();
+    assert_eq!(closed, 300, "every idle client was dropped");
+    assert!(started.elapsed() < std::time::Duration::from_secs(45), "{:?}", started.elapsed());
+    assert_eq!(server.ok(&["get", "nodes", "-o", "name"], None), node, "the server still answers");
+}
