@@ -658,7 +658,7 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
     assert_eq!(code, 1, "{err}");
     // The node, deleted, registers again, as a kubelet does.
     let node = server.ok(&["get", "nodes", "-o", "name"], None);
-    server.ok(&["delete", &node.trim().to_string()], None);
+    server.ok(&["delete", node.trim()], None);
     assert_eq!(server.ok(&["get", "nodes", "-o", "name"], None), node);
     // Clients that connect and send nothing are dropped after the API server's 32 s, however
     // many there are, and the server answers others meanwhile and after.
