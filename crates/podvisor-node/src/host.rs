@@ -57,7 +57,9 @@ pub(crate) fn id_prefix(uid: &str) -> String {
 impl Host {
     /// Where the pod's sandbox, volumes and container layers live while it runs.
     pub fn run_dir(&self, uid: &str) -> PathBuf {
-        self.data.join("run").join(uid)
+        // UIDs are made by podvisor; one that is not a plain component is never joined as is.
+        let safe = !uid.is_empty() && uid != "." && uid != ".." && !uid.contains('/');
+        self.data.join("run").join(if safe { uid.to_string() } else { uid.replace('/', "%2F").replace('.', "%2E") })
     }
 
     /// Where the pod's logs are kept (they outlive the pod).
@@ -81,14 +83,18 @@ impl Host {
 }
 
 /// Where the logs of `pod` are kept under a data directory: `logs/<namespace>_<name>_<uid>`.
+/// Names are validated before a pod reaches the node; should one still hold a `/` (an object
+/// stored by an older version), it is escaped, so the directory is always one component.
 pub fn log_dir(data: &Path, pod: &Pod) -> PathBuf {
     let m = &pod.metadata;
-    data.join("logs").join(format!(
+    let part = |s: &str| s.replace('%', "%25").replace('/', "%2F");
+    let name = format!(
         "{}_{}_{}",
-        m.namespace.as_deref().unwrap_or("default"),
-        m.name.as_deref().unwrap_or(""),
-        m.uid.as_deref().unwrap_or("")
-    ))
+        part(m.namespace.as_deref().unwrap_or("default")),
+        part(m.name.as_deref().unwrap_or("")),
+        part(m.uid.as_deref().unwrap_or(""))
+    );
+    data.join("logs").join(if name.starts_with('.') { format!("%2E{}", &name[1..]) } else { name })
 }
 
 /// Reports back to the pod's driver.

@@ -251,3 +251,52 @@ spec:
         (vec!["Seccomp: 2".to_string()], vec!["Seccomp: 0".to_string()])
     );
 }
+
+/// ConfigMap, Secret, downwardAPI and projected volumes are mounted read-only whatever the
+/// mount says, as the kubelet mounts them: even root in the container cannot change them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_of_api_data_are_read_only_even_for_root() {
+    let mut f = fixture("readonly-volumes").await;
+    for m in podvisor_manifest::load_str(
+        "objects.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {token: s3cret}\n",
+    )
+    .unwrap()
+    {
+        match m.object {
+            podvisor_manifest::Object::ConfigMap(c) => f.objects.put_config_map(*c),
+            podvisor_manifest::Object::Secret(s) => f.objects.put_secret(*s),
+            _ => unreachable!(),
+        }
+    }
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: writer}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: cfg, configMap: {name: settings}}
+  - {name: sec, secret: {secretName: creds}}
+  - {name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}}
+  - {name: all, projected: {sources: [{configMap: {name: settings}}]}}
+  - {name: scratch, emptyDir: {}}
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sh, -c, "for d in cfg sec info all scratch; do touch /$d/new 2>/dev/null && echo $d writable || echo $d read-only; done"]
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: sec, mountPath: /sec, readOnly: false}
+    - {name: info, mountPath: /info}
+    - {name: all, mountPath: /all}
+    - {name: scratch, mountPath: /scratch}
+"#));
+    f.finish(&p, LIMIT).await;
+    assert_eq!(
+        f.lines("c"),
+        ["cfg read-only", "sec read-only", "info read-only", "all read-only", "scratch writable"],
+        "{}",
+        f.dump()
+    );
+}
