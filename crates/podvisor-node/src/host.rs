@@ -94,7 +94,10 @@ pub fn log_dir(data: &Path, pod: &Pod) -> PathBuf {
         part(m.name.as_deref().unwrap_or("")),
         part(m.uid.as_deref().unwrap_or(""))
     );
-    data.join("logs").join(if name.starts_with('.') { format!("%2E{}", &name[1..]) } else { name })
+    data.join("logs").join(match name.strip_prefix('.') {
+        Some(rest) => format!("%2E{rest}"),
+        None => name,
+    })
 }
 
 /// Reports back to the pod's driver.
