@@ -41,7 +41,12 @@ fn serve(dir: &Path) -> Server {
 
 /// The same, with more options.
 fn serve_with(dir: &Path, options: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+    serve_under(dir, options, Command::new(env!("CARGO_BIN_EXE_podvisor")))
+}
+
+/// The same, started by `command` (podvisor itself, or a wrapper such as `prlimit` that runs it).
+fn serve_under(dir: &Path, options: &[&str], mut command: Command) -> Server {
+    let mut child = command
         .args(["--data-dir", dir.join("data").to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
         .args(options)
         .stdout(Stdio::piped())
@@ -664,6 +669,20 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
     // many there are, and the server answers others meanwhile and after.
     let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
     let addr = address.trim().trim_start_matches("https://").to_string();
+    // And one that completes its handshake but never finishes its headers (`-quiet` ignores
+    // the end of its input: only the server can end it).
+    let mut slow = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    {
+        use std::io::Write;
+        let stdin = slow.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n").expect("writes");
+    }
     let idle: Vec<std::net::TcpStream> = (0..300).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
     assert_eq!(idle.len(), 300);
     let started = std::time::Instant::now();
@@ -678,5 +697,50 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
         .count();
     assert_eq!(closed, 300, "every idle client was dropped");
     assert!(started.elapsed() < std::time::Duration::from_secs(45), "{:?}", started.elapsed());
+    let mut ended = None;
+    for _ in 0..100 {
+        ended = slow.try_wait().expect("waits");
+        if ended.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if ended.is_none() {
+        let _ = slow.kill();
+    }
+    let answer = slow.wait_with_output().expect("openssl ends").stdout;
+    assert!(ended.is_some(), "the client with unfinished headers was dropped");
+    assert!(answer.is_empty(), "and never answered: {}", String::from_utf8_lossy(&answer));
     assert_eq!(server.ok(&["get", "nodes", "-o", "name"], None), node, "the server still answers");
+}
+
+/// CPU time (user and system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process lives");
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Issue: at the file-descriptor limit the accept loop spun at full CPU. Now it backs off, and
+/// serves again once connections close.
+#[test]
+fn out_of_descriptors_the_server_waits_instead_of_spinning() {
+    let dir = data_dir("emfile");
+    let mut prlimit = Command::new("prlimit");
+    prlimit.args(["--nofile=256:256", "--", env!("CARGO_BIN_EXE_podvisor")]);
+    let server = serve_under(&dir, &[], prlimit);
+    let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
+    let addr = address.trim().trim_start_matches("https://").to_string();
+    let held: Vec<std::net::TcpStream> = (0..300).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
+    assert_eq!(held.len(), 300, "the kernel's backlog takes what the server cannot");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = cpu_ticks(server.child.id());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let used = cpu_ticks(server.child.id()) - before;
+    // A spinning loop burns a whole core: 200 ticks in 2 s.
+    assert!(used < 40, "the server used {used} ticks of CPU in 2 s while out of descriptors");
+    drop(held);
+    assert!(server.ok(&["get", "nodes", "-o", "name"], None).starts_with("node/"), "it serves again");
 }
