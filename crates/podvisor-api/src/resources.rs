@@ -11,6 +11,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 pub struct BadQuantity(pub String);
 
 /// Parses a Kubernetes quantity into thousandths of its unit (`100m` → 100, `1Gi` → 1073741824000).
+/// Quantities past what an `i128` holds saturate at its bounds, and digits past the 30th
+/// after the point are dropped (they are far below a thousandth): every quantity the API server
+/// accepts gives a number, never a wrap or a panic.
 pub fn parse_milli(q: &str) -> Result<i128, BadQuantity> {
     let bad = || BadQuantity(q.to_string());
     let s = q.trim();
@@ -38,11 +41,9 @@ pub fn parse_milli(q: &str) -> Result<i128, BadQuantity> {
         "Ei" => (1024i128.pow(6) * 1000, 1),
         e if e.starts_with(['e', 'E']) => {
             let exp: i32 = e[1..].parse().map_err(|_| bad())?;
-            if exp >= 0 {
-                (1000 * 10i128.checked_pow(exp as u32).ok_or_else(bad)?, 1)
-            } else {
-                (1000, 10i128.checked_pow((-exp) as u32).ok_or_else(bad)?)
-            }
+            // Past the range: saturated above, nothing below.
+            let pow = 10i128.checked_pow(exp.unsigned_abs()).unwrap_or(i128::MAX);
+            if exp >= 0 { (pow.saturating_mul(1000), 1) } else { (1000, pow) }
         }
         _ => return Err(bad()),
     };
@@ -54,9 +55,14 @@ pub fn parse_milli(q: &str) -> Result<i128, BadQuantity> {
     if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
         return Err(bad());
     }
-    let scale = 10i128.checked_pow(frac.len() as u32).ok_or_else(bad)?;
-    let whole: i128 = format!("{int}{frac}").parse().unwrap_or(0);
-    let value = whole.checked_mul(mult_num).ok_or_else(bad)? / (scale * mult_den);
+    let frac = &frac[..frac.len().min(30)];
+    let scale = 10i128.pow(frac.len() as u32);
+    // Digits only, so a failure is an overflow.
+    let whole: i128 = format!("{int}{frac}").parse().unwrap_or(i128::MAX);
+    let value = match scale.checked_mul(mult_den) {
+        Some(den) => whole.checked_mul(mult_num).map_or(i128::MAX, |v| v / den),
+        None => 0,
+    };
     Ok(if neg { -value } else { value })
 }
 
@@ -73,7 +79,8 @@ fn amounts(r: Option<&ResourceRequirements>, limits: bool) -> Result<BTreeMap<St
 
 fn add(into: &mut BTreeMap<String, i128>, from: &BTreeMap<String, i128>) {
     for (k, v) in from {
-        *into.entry(k.clone()).or_default() += v;
+        let e = into.entry(k.clone()).or_default();
+        *e = e.saturating_add(*v);
     }
 }
 
@@ -110,7 +117,8 @@ pub fn effective(spec: &PodSpec, limits: bool) -> Result<BTreeMap<String, i128>,
     max_into(&mut long_running, &init_max);
     if let Some(overhead) = &spec.overhead {
         for (k, q) in overhead {
-            *long_running.entry(k.clone()).or_default() += parse_milli(&q.0)?;
+            let e = long_running.entry(k.clone()).or_default();
+            *e = e.saturating_add(parse_milli(&q.0)?);
         }
     }
     Ok(long_running)

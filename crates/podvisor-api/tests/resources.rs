@@ -47,3 +47,61 @@ fn quantities() {
     assert!(parse_milli("1x").is_err());
     assert!(parse_milli("").is_err());
 }
+
+mod extremes {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Quantity text of every shape the API server's regular expression admits, with numbers
+    /// far past any machine's range.
+    fn quantity() -> impl Strategy<Value = String> {
+        let sign = prop_oneof![Just(""), Just("+"), Just("-")];
+        let digits = "[0-9]{1,60}";
+        let frac = proptest::option::of("[0-9]{0,60}");
+        let suffix = prop_oneof![
+            Just(String::new()),
+            prop::sample::select(vec!["m", "u", "n", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
+                .prop_map(str::to_string),
+            any::<i32>().prop_map(|e| format!("e{e}")),
+            (-40i32..40).prop_map(|e| format!("E{e}")),
+        ];
+        (sign, digits, frac, suffix).prop_map(|(s, d, f, x)| match f {
+            Some(f) => format!("{s}{d}.{f}{x}"),
+            None => format!("{s}{d}{x}"),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Issue: `9Ei` wrapped and `1e30` overflowed. Every quantity parses or is refused, never
+        /// panics, and a larger one is never smaller.
+        #[test]
+        fn every_quantity_parses_without_overflow(q in quantity()) {
+            if let Ok(v) = parse_milli(&q) {
+                let negative = q.starts_with('-');
+                prop_assert!(if negative { v <= 0 } else { v >= 0 }, "{q} gave {v}");
+            }
+        }
+
+        /// Sums over many huge containers saturate instead of overflowing.
+        #[test]
+        fn effective_resources_saturate(qs in proptest::collection::vec(quantity(), 1..8)) {
+            let spec = PodSpec {
+                init_containers: Some(qs.iter().enumerate().map(|(i, q)| c(&format!("i{i}"), q, i % 2 == 0)).collect()),
+                containers: qs.iter().enumerate().map(|(i, q)| c(&format!("c{i}"), q, false)).collect(),
+                ..Default::default()
+            };
+            let _ = effective(&spec, false);
+        }
+    }
+
+    #[test]
+    fn the_issues_values_give_saturated_numbers() {
+        assert_eq!(parse_milli("9Ei"), Ok(9 * 1024i128.pow(6) * 1000));
+        assert_eq!(parse_milli("1e30"), Ok(10i128.pow(33)));
+        assert_eq!(parse_milli("1e40"), Ok(i128::MAX));
+        assert_eq!(parse_milli("1e-2147483648"), Ok(0));
+        assert_eq!(parse_milli(&"9".repeat(60)), Ok(i128::MAX));
+    }
+}

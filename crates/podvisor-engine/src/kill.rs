@@ -46,9 +46,15 @@ pub fn whole_seconds(from: Timestamp, to: Timestamp) -> i64 {
     to.duration_since(from).as_secs().max(0)
 }
 
-/// The instant `secs` seconds after `t`.
+/// The instant `secs` seconds after `t`; past the end of time (a grace of `i64::MAX` seconds is
+/// legal), the end of time.
 pub fn after_secs(t: Timestamp, secs: i64) -> Timestamp {
-    t + jiff::SignedDuration::from_secs(secs.max(0))
+    t.checked_add(jiff::SignedDuration::from_secs(secs.max(0))).unwrap_or(Timestamp::MAX)
+}
+
+/// The instant `d` after `t`, saturating at the end of time as [`after_secs`] does.
+pub fn after(t: Timestamp, d: std::time::Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 /// The termination turn rules (R43), built from the spec and the containers running when the

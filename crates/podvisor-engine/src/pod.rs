@@ -15,7 +15,7 @@ use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
 use crate::decide::{KillReason, ProbeResults, decide};
 use crate::duration::go_duration;
 use crate::io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
-use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after_secs, whole_seconds};
+use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after, after_secs, whole_seconds};
 use crate::model::{ContainerModel, PodModel, RestartPolicy, Role};
 use crate::probe::{Cached, Worker};
 use crate::record::{Exit, Instance, Records, State};
@@ -416,7 +416,7 @@ impl PodEngine {
                     ),
                     Some(&c),
                 );
-                self.retries.insert(now + left);
+                self.retries.insert(after(now, left));
                 self.start_refused(&c);
                 return;
             }
@@ -431,7 +431,7 @@ impl PodEngine {
                 Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") },
             );
             self.record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{image}\""), Some(&c));
-            self.retries.insert(now + left);
+            self.retries.insert(after(now, left));
             self.start_refused(&c);
             return;
         }
@@ -557,7 +557,7 @@ impl PodEngine {
                 self.crash_backoff.next(&key, since, now);
                 let wait = self.crash_backoff.current(&key).unwrap_or(CRASH_LOOP_INITIAL);
                 // Nothing exited, so the crash-loop back-off cannot hold the retry: the timer does.
-                self.retries.insert(now + wait);
+                self.retries.insert(after(now, wait));
             }
         }
         self.start_done(r, false);
@@ -589,7 +589,7 @@ impl PodEngine {
         self.record(EventType::Normal, "Started", format!("Started container {}", c.name), Some(&c));
         for spec in &c.probes {
             let mut w = Worker::new(spec.clone());
-            w.next_at = Some(now + spec.initial_delay);
+            w.next_at = Some(after(now, spec.initial_delay));
             if self.terminating.is_some() && spec.kind != ProbeKind::Readiness {
                 w.stopped = true;
             }
@@ -713,7 +713,7 @@ impl PodEngine {
                 continue;
             }
             w.in_flight = true;
-            w.next_at = Some(now + w.spec.period);
+            w.next_at = Some(after(now, w.spec.period));
             let timeout = w.spec.timeout;
             self.out.push_back(Action::RunProbe { container: key.0.clone(), probe: key.1, timeout });
         }
@@ -762,8 +762,8 @@ impl PodEngine {
                 for other in [ProbeKind::Liveness, ProbeKind::Readiness] {
                     if let Some(o) = self.probes.get_mut(&(r.clone(), other)) {
                         // Readiness is probed at once; liveness at its next period.
-                        let next = if other == ProbeKind::Readiness { now } else { now + o.spec.period };
-                        let earliest = started_at.map_or(next, |s| s + o.spec.initial_delay);
+                        let next = if other == ProbeKind::Readiness { now } else { after(now, o.spec.period) };
+                        let earliest = started_at.map_or(next, |s| after(s, o.spec.initial_delay));
                         o.next_at = Some(earliest.max(next));
                     }
                 }
@@ -907,7 +907,7 @@ impl PodEngine {
         for task in self.kills.values_mut() {
             match task.stage {
                 Stage::PreStop | Stage::WaitTurn => {
-                    task.grace = task.grace.min(whole_seconds(task.since, now) + grace);
+                    task.grace = task.grace.min(whole_seconds(task.since, now).saturating_add(grace));
                     task.deadline = task.deadline.map(|d| d.min(after_secs(now, grace)));
                 }
                 Stage::Stopping => {
@@ -942,7 +942,7 @@ impl PodEngine {
         if self.terminating.is_none() {
             self.sandbox_backoff.next("sandbox", now, now);
             let wait = self.sandbox_backoff.current("sandbox").unwrap_or(CRASH_LOOP_INITIAL);
-            self.sandbox_retry = Some(now + wait);
+            self.sandbox_retry = Some(after(now, wait));
         }
     }
 

@@ -46,7 +46,7 @@ pub(crate) struct Driver {
     pub rx: mpsc::UnboundedReceiver<Input>,
     pub report: Report,
     pub publish: Publish,
-    pub snapshot: watch::Sender<PodSnapshot>,
+    pub snapshot: Arc<watch::Sender<PodSnapshot>>,
     ctx: Option<Arc<PodContext>>,
     stop_sent: HashMap<ContainerRef, (Instant, String)>,
     phase: String,
@@ -82,7 +82,7 @@ impl Driver {
         rx: mpsc::UnboundedReceiver<Input>,
         report: Report,
         publish: Publish,
-        snapshot: watch::Sender<PodSnapshot>,
+        snapshot: Arc<watch::Sender<PodSnapshot>>,
     ) -> Driver {
         let id = PodIdentity {
             name: pod.metadata.name.clone().unwrap_or_default(),

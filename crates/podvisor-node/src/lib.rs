@@ -332,12 +332,23 @@ impl Node {
         let publish: host::Publish = Arc::new(move |what| {
             let _ = events.send(NodeEvent { at: Timestamp::now(), pod: pod_key.clone(), uid: pod_uid.clone(), what });
         });
-        let driver = driver::Driver::new(self.host.clone(), pod.clone(), rx, tx.clone(), publish, snap_tx);
-        let handle = PodHandle { pod, input: tx, snapshot: snap_rx };
+        let snap_tx = Arc::new(snap_tx);
+        let handle = PodHandle { pod: pod.clone(), input: tx.clone(), snapshot: snap_rx };
         if let Ok(mut pods) = self.pods.lock() {
             pods.insert(handle.uid().to_string(), handle.clone());
         }
-        tokio::spawn(driver.run());
+        let (host, snapshot, report) = (self.host.clone(), snap_tx.clone(), publish.clone());
+        let worker = tokio::spawn(async move { driver::Driver::new(host, pod, rx, tx, publish, snap_tx).run().await });
+        let (host, pod) = (self.host.clone(), handle.pod.clone());
+        // A panic in this pod's worker ends this pod alone: its containers are stopped, it is
+        // Failed with the reason, and every other pod goes on.
+        tokio::spawn(async move {
+            if let Err(e) = worker.await
+                && e.is_panic()
+            {
+                worker_panicked(&host, &pod, &snapshot, &report, e.into_panic()).await;
+            }
+        });
         handle
     }
 
@@ -387,6 +398,33 @@ fn check_cgroups(runtime: &Path, unified_controllers: Vec<String>) -> Result<(),
         });
     }
     Ok(())
+}
+
+/// Ends a pod whose worker panicked: what it left on the machine is removed (its containers
+/// killed), a Warning event says why, and it is `Failed` with reason `NodeError`.
+async fn worker_panicked(
+    host: &Arc<host::Host>,
+    pod: &Pod,
+    snapshot: &watch::Sender<PodSnapshot>,
+    publish: &host::Publish,
+    panic: Box<dyn std::any::Any + Send>,
+) {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    let message = format!("podvisor's worker for this pod failed ({what}); its containers were stopped");
+    eprintln!("podvisor: pod {}: {message}", key(pod));
+    host::remove_pod_leftovers(host, pod.metadata.uid.as_deref().unwrap_or_default()).await;
+    publish(What::Event { kind: "Warning", reason: "NodeError".into(), message: message.clone(), container: None });
+    let mut status = snapshot.borrow().status.clone();
+    status.phase = Some("Failed".into());
+    status.reason = Some("NodeError".into());
+    status.message = Some(message);
+    publish(What::Phase { phase: "Failed".into() });
+    snapshot.send_replace(PodSnapshot { status, finished: true });
+    publish(What::Finished { phase: "Failed".into() });
 }
 
 #[cfg(test)]

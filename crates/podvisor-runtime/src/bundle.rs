@@ -101,6 +101,9 @@ fn bind(dest: &str, source: &Path, readonly: bool) -> Result<Mount, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The largest CFS quota the kernel takes, in microseconds.
+const MAX_CFS_QUOTA: i128 = (1 << 44) - 1;
+
 /// What differs between instances of a container: its runtime ID, root, resolved
 /// environment and termination-message file.
 #[derive(Debug, Clone)]
@@ -461,16 +464,18 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         })?,
         None => 0,
     };
-    let shares = u64::try_from((request * 1024 / 1000).clamp(2, 262_144)).unwrap_or(2);
+    let shares = u64::try_from((request.saturating_mul(1024) / 1000).clamp(2, 262_144)).unwrap_or(2);
     if let Some(mem) = quantity("memory")? {
-        let bytes = (mem / 1000) as i64;
+        // Saturated: `9Ei` is past an int64 of bytes and means no practical limit.
+        let bytes = i64::try_from((mem / 1000).max(1)).unwrap_or(i64::MAX);
         let memory = LinuxMemoryBuilder::default().limit(bytes).swap(bytes).build().map_err(|e| oci(e.to_string()))?;
         resources = resources.memory(memory);
     }
     let mut cpu = LinuxCpuBuilder::default().shares(shares);
     if let Some(limit) = quantity("cpu")? {
         let period: u64 = 100_000;
-        let quota = ((limit * period as i128) / 1000).max(1000) as i64;
+        // At most the kernel's largest quota (2^44 - 1 µs), at least its 1 ms minimum.
+        let quota = (limit.saturating_mul(period as i128) / 1000).clamp(1000, MAX_CFS_QUOTA) as i64;
         cpu = cpu.quota(quota).period(period);
     }
     resources = resources.cpu(cpu.build().map_err(|e| oci(e.to_string()))?);

@@ -136,8 +136,9 @@ fn resource_value(
         None => 1000,
     };
     let divisor = if divisor == 0 { 1000 } else { divisor };
-    // The kubelet rounds up.
-    Ok(((milli + divisor - 1) / divisor).to_string())
+    // The kubelet rounds up (away from zero for a remainder).
+    let (q, r) = (milli / divisor, milli % divisor);
+    Ok(if r != 0 && (r > 0) == (divisor > 0) { q.saturating_add(1) } else { q }.to_string())
 }
 
 fn host_memory() -> i128 {

@@ -203,7 +203,9 @@ impl Call<'_> {
                     return;
                 }
             }
-            let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+            // Any number of seconds a client sends is legal; past about 30 years it means never.
+            let far = Duration::from_secs(86_400 * 365 * 30);
+            let deadline = timeout.map(|t| tokio::time::Instant::now() + t.min(far));
             let mut last_rv = store.rv();
             loop {
                 tokio::select! {

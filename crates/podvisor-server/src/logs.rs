@@ -74,7 +74,9 @@ pub fn logs(state: &State, namespace: &str, name: &str, q: &HashMap<String, Stri
     let mut tail = Tail::open(&file).map_err(|e| ApiError::bad_request(format!("{}: {e}", file.display())))?;
     let timestamps = q("timestamps") == Some("true");
     let since = q("sinceTime").and_then(|t| t.parse::<Timestamp>().ok()).or_else(|| {
-        q("sinceSeconds").and_then(|s| s.parse::<i64>().ok()).map(|s| Timestamp::now() - SignedDuration::from_secs(s))
+        q("sinceSeconds")
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(|s| Timestamp::now().checked_sub(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MIN))
     });
     let render = move |(t, _, line): (Timestamp, podvisor_runtime::logs::Stream, String)| {
         if since.is_some_and(|s| t < s) {

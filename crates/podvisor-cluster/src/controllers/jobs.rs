@@ -26,6 +26,12 @@ pub fn job_backoff(failures: u32) -> Duration {
     Duration::from_secs(secs.min(360))
 }
 
+/// `secs` seconds after `t`, saturating at the end of time: every number of seconds a user
+/// may write (int64 max included) gives an instant.
+fn later(t: Timestamp, secs: i64) -> Timestamp {
+    t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(if secs < 0 { Timestamp::MIN } else { Timestamp::MAX })
+}
+
 fn phase(p: &Value) -> &str {
     p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
 }
@@ -52,7 +58,7 @@ fn restarts(p: &Value) -> u32 {
         .iter()
         .filter_map(|l| p.pointer(l).and_then(Value::as_array))
         .flatten()
-        .map(|c| c["restartCount"].as_u64().unwrap_or(0) as u32)
+        .map(|c| u32::try_from(c["restartCount"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX))
         .sum()
 }
 
@@ -145,7 +151,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
         let done = time(job, "/status/completionTime").or_else(|| {
             job.pointer("/status/conditions")?.as_array()?.iter().filter_map(|c| time(c, "/lastTransitionTime")).max()
         })?;
-        let left = (done + SignedDuration::from_secs(ttl)).duration_since(now);
+        let left = later(done, ttl).duration_since(now);
         if left.is_positive() {
             return Some(left.unsigned_abs());
         }
@@ -174,9 +180,10 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
     let on_failure = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str) == Some("OnFailure");
     let restarted: u32 = if on_failure { active.iter().map(|p| restarts(p)).sum() } else { 0 };
     let failed = failed_pods.len() as u32;
-    let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0) as u32;
-    let completions = spec["completions"].as_i64().map(|c| c.max(0) as u32);
-    let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6).max(0) as u32;
+    let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    let parallelism = count(spec["parallelism"].as_i64().unwrap_or(1));
+    let completions = spec["completions"].as_i64().map(count);
+    let backoff_limit = count(spec["backoffLimit"].as_i64().unwrap_or(6));
     let start = time(job, "/status/startTime").unwrap_or(now);
     let mut conditions: Vec<Value> = Vec::new();
     let mut requeue: Requeue = None;
@@ -191,13 +198,13 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
     {
         outcome = Some(("Failed", "PodFailurePolicy".into(), message));
     }
-    if outcome.is_none() && failed + restarted > backoff_limit {
+    if outcome.is_none() && failed.saturating_add(restarted) > backoff_limit {
         outcome = Some(("Failed", "BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into()));
     }
     if outcome.is_none()
         && let Some(deadline) = spec["activeDeadlineSeconds"].as_i64()
     {
-        let left = (start + SignedDuration::from_secs(deadline)).duration_since(now);
+        let left = later(start, deadline).duration_since(now);
         if left.is_positive() {
             requeue = Some(left.unsigned_abs());
         } else {
@@ -219,7 +226,8 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
             None if succeeded > 0 => 0,
             None => parallelism,
         } as usize;
-        let not_before = failed_pods.iter().map(|p| failed_at(p)).max().map(|t| t + job_backoff(failed));
+        let not_before =
+            failed_pods.iter().map(|p| failed_at(p)).max().map(|t| later(t, job_backoff(failed).as_secs() as i64));
         // With a podFailurePolicy, podReplacementPolicy defaults to Failed: a pod that is
         // still stopping is replaced only once it has failed.
         let replace_when_failed = match spec["podReplacementPolicy"].as_str() {
@@ -394,6 +402,65 @@ mod tests {
             .unwrap();
         reconcile(&ctx, &key, &store.get(&key).unwrap());
         assert_eq!(conditions(&store, &key), ["FailureTarget/BackoffLimitExceeded", "Failed/BackoffLimitExceeded"]);
+    }
+
+    /// Issue: `activeDeadlineSeconds: 9223372036854775807` panicked the controller, and every
+    /// other controller with it. Every int64 a user may write is now an instant or a count.
+    mod extremes {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn extreme() -> impl Strategy<Value = Option<i64>> {
+            proptest::option::of(prop_oneof![
+                Just(i64::MAX),
+                Just(i64::MIN),
+                Just(0i64),
+                Just(-1i64),
+                0..10i64,
+                any::<i64>()
+            ])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+            #[test]
+            fn every_int64_in_a_job_spec_is_reconciled_without_a_panic(
+                deadline in extreme(), ttl in extreme(), parallelism in extreme(),
+                completions in extreme(), backoff in extreme(),
+                phases in proptest::collection::vec(prop::sample::select(vec!["Pending", "Running", "Succeeded", "Failed"]), 0..4),
+            ) {
+                let store = Store::in_memory();
+                let ctx = Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()) };
+                let mut spec = json!({"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}});
+                for (field, v) in [("activeDeadlineSeconds", deadline), ("ttlSecondsAfterFinished", ttl),
+                                   ("parallelism", parallelism.map(|p| p % 4)), ("completions", completions),
+                                   ("backoffLimit", backoff)] {
+                    if let Some(v) = v {
+                        spec[field] = json!(v);
+                    }
+                }
+                let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+                    "metadata": {"name": "j", "namespace": "default", "uid": "u-1",
+                                 "creationTimestamp": "2026-01-01T00:00:00Z"},
+                    "spec": spec, "status": {"startTime": "2026-01-01T00:00:00Z"}});
+                let job = store.create(Resource::Jobs, job).unwrap();
+                let key = Key::of(Resource::Jobs, &job);
+                let _ = reconcile(&ctx, &key, &job);
+                for (p, phase) in owned(&store, Resource::Pods, "default", "u-1").iter().zip(&phases) {
+                    let _ = store.update::<StoreError>(&Key::of(Resource::Pods, p), |v| {
+                        v["spec"]["nodeName"] = json!("node");
+                        v["status"] = json!({"phase": phase, "containerStatuses": [{"name": "c", "restartCount": i64::MAX}]});
+                        Ok(())
+                    });
+                }
+                // A finished Job with a TTL may be gone already.
+                for _ in 0..2 {
+                    if let Some(j) = store.get(&key) {
+                        let _ = reconcile(&ctx, &key, &j);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

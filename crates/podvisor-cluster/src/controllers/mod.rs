@@ -180,8 +180,9 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
             return;
         }
         while let Some(key) = queue.pop_first() {
-            match reconcile(&ctx, &key) {
-                Some(d) => timers.insert(key, Instant::now() + d),
+            match isolated(&ctx, &key) {
+                // tokio's own bound for "never": about 30 years.
+                Some(d) => timers.insert(key, Instant::now() + d.min(FAR)),
                 None => timers.remove(&key),
             };
         }
@@ -209,6 +210,39 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
                 }
             }
             _ = stopping.changed() => {}
+        }
+    }
+}
+
+/// The longest a timer waits.
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// How long after a reconcile that panicked it is tried again.
+const AFTER_PANIC: Duration = Duration::from_secs(60);
+
+/// One reconcile, its panic contained: the object gets a Warning event and is tried again
+/// later, and every other object goes on being reconciled.
+fn isolated(ctx: &Ctx, key: &Key) -> Requeue {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconcile(ctx, key))) {
+        Ok(requeue) => requeue,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            eprintln!(
+                "podvisor: reconciling {} {}/{} failed: {what}",
+                key.resource.qualified(),
+                key.namespace,
+                key.name
+            );
+            if let Some(obj) = ctx.store.get(key) {
+                let about = Involved::of(key.resource, &obj);
+                let message = format!("reconcile failed: {what}; trying again in {}s", AFTER_PANIC.as_secs());
+                ctx.recorder.record(&about, "Warning", "ReconcileError", &message, "podvisor-controllers");
+            }
+            Some(AFTER_PANIC)
         }
     }
 }

@@ -146,7 +146,7 @@ impl PodEngine {
         };
         for spec in &c.probes {
             let mut w = Worker::new(spec.clone());
-            w.next_at = Some((since + spec.initial_delay).max(now));
+            w.next_at = Some(crate::kill::after(since, spec.initial_delay).max(now));
             match spec.kind {
                 ProbeKind::Startup if started => {
                     w.cached = Cached::Success;
