@@ -13,7 +13,7 @@
 //!   is gone, and [`ended`] reads how the container ended.
 
 use std::ffi::OsString;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -209,6 +209,15 @@ fn run(
     let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let init_pid_file = bundle.join("init.pid");
+    // Until create returns, the runtime's own messages come on the container's stderr pipe: they
+    // are read meanwhile (a long one would fill the pipe and block the runtime) and kept up to a
+    // bound. The container init holds the pipe too, so its end never comes: the reader stops
+    // when told, not at the end of the pipe.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || runtime_messages(err_r, &stop))
+    };
     let status = std::process::Command::new(runtime)
         .arg("--root")
         .arg(root)
@@ -221,13 +230,14 @@ fn run(
         .stdin(Stdio::null())
         .stdout(out_w)
         .stderr(err_w)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", runtime.to_string_lossy()))?;
+        .status();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (err_r, said) = reader.join().map_err(|_| "reading the runtime's messages failed".to_string())?;
+    let status = status.map_err(|e| format!("cannot run {}: {e}", runtime.to_string_lossy()))?;
     if !status.success() {
-        // No container holds the pipes: runc's own error output ends with it.
-        let mut message = String::new();
-        let _ = BufReader::new(err_r).take(64 * 1024).read_to_string(&mut message);
-        return Err(message.trim().to_string());
+        // The container may exist all the same (a runtime that failed after making it): the
+        // node removes it with `delete --force`.
+        return Err(said.trim().to_string());
     }
     let init: i32 = std::fs::read_to_string(&init_pid_file)
         .ok()
@@ -262,6 +272,43 @@ fn run(
     std::fs::write(&tmp, format!("{code} {at}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, bundle.join(EXIT_FILE)).map_err(|e| format!("{}: {e}", tmp.display()))?;
     Ok(())
+}
+
+/// The most of the runtime's own messages kept for an error.
+const MAX_MESSAGE: usize = 16 * 1024;
+
+/// Reads `pipe` until `stop` is set (checked every 20 ms) or its end; returns it and what came,
+/// cut to [`MAX_MESSAGE`] bytes with a note of how much more there was.
+fn runtime_messages(pipe: std::io::PipeReader, stop: &std::sync::atomic::AtomicBool) -> (std::io::PipeReader, String) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut kept = Vec::new();
+    let mut more = 0usize;
+    let mut buf = [0u8; 8192];
+    let mut pipe = pipe;
+    loop {
+        let ready = {
+            let mut fds = [PollFd::new(&pipe, PollFlags::IN)];
+            let wait = Timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+            poll(&mut fds, Some(&wait)).map(|n| n > 0).unwrap_or(false)
+        };
+        if ready {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = MAX_MESSAGE.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                    more += n.saturating_sub(room);
+                }
+            }
+        } else if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+    }
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if more > 0 {
+        text.push_str(&format!(" … ({more} more bytes)"));
+    }
+    (pipe, text)
 }
 
 extern "C" fn ignore(_: libc::c_int) {}

@@ -140,12 +140,7 @@ impl Runc {
         if out.status.success() {
             return Ok(());
         }
-        Err(RuncError::Failed {
-            binary: self.binary.clone(),
-            verb,
-            id: id.to_string(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        Err(RuncError::Failed { binary: self.binary.clone(), verb, id: id.to_string(), message: cut(&out.stderr) })
     }
 
     /// `create`: the container exists and waits to be started. Requires [`become_subreaper`].
@@ -209,7 +204,7 @@ impl Runc {
                 binary: self.binary.clone(),
                 verb: "kill",
                 id: id.into(),
-                message: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                message: cut(&o.stderr),
             }),
             Err(error) => Err(RuncError::Spawn { binary: self.binary.clone(), error }),
         }
@@ -244,7 +239,7 @@ impl Runc {
                 binary: self.binary.clone(),
                 verb: "list",
                 id: String::new(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                message: cut(&out.stderr),
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
@@ -311,6 +306,24 @@ impl Runc {
         let _ = std::fs::remove_file(&pid_file);
         outcome
     }
+}
+
+/// The most of a runtime's error output put in an error (and so in an event).
+const MAX_MESSAGE: usize = 16 * 1024;
+
+/// A runtime's error output as a message: trimmed, cut to [`MAX_MESSAGE`] bytes with a note of
+/// how much more there was.
+fn cut(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let text = text.trim();
+    if text.len() <= MAX_MESSAGE {
+        return text.to_string();
+    }
+    let mut end = MAX_MESSAGE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} … ({} more bytes)", &text[..end], text.len() - end)
 }
 
 fn next_exec() -> u64 {
