@@ -50,6 +50,8 @@ pub struct NodeOptions {
     /// `RuntimeDefault` seccomp for containers that name no profile (the kubelet's
     /// `seccompDefault`).
     pub default_seccomp: bool,
+    /// How container logs are rotated.
+    pub log_rotation: podvisor_runtime::logs::Rotation,
 }
 
 /// The namespaces the API server never deletes.
@@ -76,8 +78,17 @@ impl Cluster {
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let objects = Arc::new(StoreObjects(store.clone()));
-        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp } = options;
-        let config = podvisor_node::NodeConfig { data_dir, runtime, pull, objects, monitor, network, default_seccomp };
+        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation } = options;
+        let config = podvisor_node::NodeConfig {
+            data_dir,
+            runtime,
+            pull,
+            objects,
+            monitor,
+            network,
+            default_seccomp,
+            log_rotation,
+        };
         let node = Node::open(config, tx).await?;
         Ok(Cluster::start(store, node, rx, observer))
     }

@@ -30,10 +30,16 @@ pub(crate) struct Host {
     pub network: Option<podvisor_runtime::network::PodNetwork>,
     /// `RuntimeDefault` seccomp for containers that name no profile.
     pub default_seccomp: bool,
+    /// How container logs are rotated.
+    pub log_rotation: podvisor_runtime::logs::Rotation,
 }
 
 /// The most the kubelet reads of a termination message.
 const MAX_MESSAGE: usize = 4096;
+/// The most termination message a pod's statuses hold together.
+const MAX_POD_MESSAGES: usize = 12 * 1024;
+/// How much of the end of a log is read for `FallbackToLogsOnError`.
+const FALLBACK_READ: u64 = 80 * (logs::MAX_RECORD as u64 + 64);
 /// With `FallbackToLogsOnError`: the last lines and bytes of the log it uses.
 const FALLBACK_LINES: usize = 80;
 const FALLBACK_BYTES: usize = 2048;
@@ -245,7 +251,9 @@ impl StartJob {
             cleanup(&overlay, &dir);
             return self.abandoned();
         }
-        let mut monitor = match Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log).await {
+        let spawned =
+            Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log, self.host.log_rotation).await;
+        let mut monitor = match spawned {
             Ok(m) => m,
             Err(e) => {
                 let _ = self.host.runc.delete(&id).await;
@@ -350,7 +358,10 @@ impl Watch {
                 finished_at: jiff::Timestamp::now(),
                 message: Some(message),
             },
-            None => self.host.end_of(&self.spec, &self.cgroup_parent, &self.id, &self.dir, &log),
+            None => {
+                let budget = message_budget(&self.pod);
+                self.host.end_of(&self.spec, &self.cgroup_parent, &self.id, &self.dir, &log, budget)
+            }
         };
         // Recorded and told first, so that a node process stopped now finds the end, in the
         // record or in the pod's status, though the container is gone.
@@ -393,7 +404,15 @@ impl Host {
     /// How the instance `id` ended, as its monitor recorded it: the code (or, when the
     /// monitor was killed, an unknown end), an OOM kill seen in its cgroup, and the termination
     /// message. Read before the container is removed.
-    pub fn end_of(&self, spec: &Container, cgroup_parent: &str, id: &str, dir: &Path, log: &Path) -> FoundExit {
+    pub fn end_of(
+        &self,
+        spec: &Container,
+        cgroup_parent: &str,
+        id: &str,
+        dir: &Path,
+        log: &Path,
+        budget: usize,
+    ) -> FoundExit {
         let Some(ended) = monitor::ended(dir) else {
             return FoundExit {
                 exit_code: 137,
@@ -407,7 +426,7 @@ impl Host {
             exit_code: ended.code,
             cause: if oom { ExitCause::OomKilled } else { ExitCause::Exited },
             finished_at: ended.at,
-            message: termination_message(spec, &dir.join("termination-log"), log, ended.code),
+            message: termination_message(spec, &dir.join("termination-log"), log, ended.code, budget),
         }
     }
 
@@ -447,7 +466,7 @@ impl Host {
                 (Some(r), Some(_), true, Some(monitor)) => Held::Running { r, id, dir, monitor },
                 (Some(r), Some(c), true, None) => {
                     let log = logs::path(&log_dir, &r.name, r.attempt);
-                    let end = self.end_of(c, &pod_cgroup(&uid), &id, &dir, &log);
+                    let end = self.end_of(c, &pod_cgroup(&uid), &id, &dir, &log, message_budget(pod));
                     Held::Ended { r, id, dir, end }
                 }
                 _ => Held::Unstarted { id, dir },
@@ -520,18 +539,52 @@ fn parse_container_id(uid: &str, id: &str) -> Option<ContainerRef> {
     Some(ContainerRef::new(name, attempt.parse().ok()?))
 }
 
-/// The container's termination message: what it wrote to its `terminationMessagePath`, or with
-/// `FallbackToLogsOnError` and a failure, the end of its log.
-fn termination_message(c: &Container, file: &Path, log: &Path, code: i32) -> Option<String> {
-    let written = std::fs::read(file).ok().map(|mut b| {
-        b.truncate(MAX_MESSAGE);
-        String::from_utf8_lossy(&b).into_owned()
+/// The last `max` bytes of `file`, never more read.
+fn read_last(file: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut out = Vec::new();
+    f.take(max).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The first `max` bytes of `text`, cut at a character boundary.
+fn first_bytes(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The bytes of termination message each container of `pod` may keep: the kubelet's 12 KiB per
+/// pod, shared evenly by every container it declares.
+pub(crate) fn message_budget(pod: &Pod) -> usize {
+    let spec = pod.spec.as_ref();
+    let count = spec.map_or(0, |s| {
+        s.containers.len()
+            + s.init_containers.as_ref().map_or(0, Vec::len)
+            + s.ephemeral_containers.as_ref().map_or(0, Vec::len)
     });
+    MAX_POD_MESSAGES / count.max(1)
+}
+
+/// The container's termination message: the end of what it wrote to its
+/// `terminationMessagePath` (its last 4096 bytes, as the kubelet reads it), or with
+/// `FallbackToLogsOnError` and a failure, the end of its log; then the first `budget` bytes.
+fn termination_message(c: &Container, file: &Path, log: &Path, code: i32, budget: usize) -> Option<String> {
+    let written = read_last(file, MAX_MESSAGE as u64).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
     if let Some(m) = written.filter(|m| !m.is_empty()) {
-        return Some(m);
+        return Some(first_bytes(m, budget));
     }
     if c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError") && code != 0 {
-        let lines = logs::read(log).ok()?;
+        // The last 80 lines and 2 KiB: a longer end of the log than those is never needed.
+        let lines = logs::read_tail(log, FALLBACK_READ).ok()?;
         let tail: Vec<String> = lines.iter().rev().take(FALLBACK_LINES).rev().map(|l| l.2.clone()).collect();
         let mut text = tail.join("\n");
         if text.len() > FALLBACK_BYTES {
@@ -541,7 +594,7 @@ fn termination_message(c: &Container, file: &Path, log: &Path, code: i32) -> Opt
             }
             text = text[cut..].to_string();
         }
-        return (!text.is_empty()).then_some(text);
+        return (!text.is_empty()).then(|| first_bytes(text, budget));
     }
     None
 }
@@ -588,5 +641,36 @@ impl Steps {
         let now = std::time::Instant::now();
         self.list.push((name.to_string(), now.duration_since(self.last).as_micros() as u64));
         self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kubelet reads the last 4096 bytes of a termination message, never the whole file,
+    /// and a pod's messages share 12 KiB.
+    #[test]
+    fn termination_messages_are_read_from_the_end_and_share_the_pods_budget() {
+        let dir = std::env::temp_dir().join(format!("podvisor-term-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("termination-log");
+        let mut text = "a".repeat(10_000);
+        text.push_str(&"z".repeat(4096));
+        std::fs::write(&file, &text).unwrap();
+        let c = Container { name: "c".into(), ..Default::default() };
+        let one = termination_message(&c, &file, &dir.join("none.log"), 1, 4096).unwrap();
+        assert_eq!(one, "z".repeat(4096), "the end of the file");
+        let pod = Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: (0..4).map(|i| Container { name: format!("c{i}"), ..Default::default() }).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(message_budget(&pod), 3072);
+        let four = termination_message(&c, &file, &dir.join("none.log"), 1, message_budget(&pod)).unwrap();
+        assert_eq!(four.len(), 3072, "the first bytes of it within the pod's share");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

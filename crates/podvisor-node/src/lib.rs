@@ -99,6 +99,9 @@ pub struct NodeConfig {
     /// `RuntimeDefault` seccomp for containers that name no profile, as the kubelet's
     /// `seccompDefault`; without it they run `Unconfined`, as with the kubelet's default.
     pub default_seccomp: bool,
+    /// How container logs are rotated (the kubelet's `containerLogMaxSize` and
+    /// `containerLogMaxFiles`).
+    pub log_rotation: podvisor_runtime::logs::Rotation,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -110,6 +113,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("monitor", &self.monitor)
             .field("network", &self.network)
             .field("default_seccomp", &self.default_seccomp)
+            .field("log_rotation", &self.log_rotation)
             .finish_non_exhaustive()
     }
 }
@@ -261,6 +265,7 @@ impl Node {
             monitor: config.monitor.clone(),
             network: config.network.clone(),
             default_seccomp: config.default_seccomp,
+            log_rotation: config.log_rotation,
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }
@@ -358,10 +363,17 @@ impl Node {
     }
 
     /// Drops the handle of a finished pod (its object is gone), so that a long-running node
-    /// does not keep every pod it ever ran.
+    /// does not keep every pod it ever ran, and removes its logs, as the kubelet removes the
+    /// logs of a pod deleted from the API.
     pub fn forget(&self, uid: &str) {
-        if let Ok(mut pods) = self.pods.lock() {
-            pods.remove(uid);
+        let gone = self.pods.lock().ok().and_then(|mut pods| pods.remove(uid));
+        if let Some(h) = gone {
+            let dir = self.host.log_dir(h.pod());
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                eprintln!("podvisor: removing the logs of pod {}: {}: {e}", key(h.pod()), dir.display());
+            }
         }
     }
 

@@ -129,24 +129,79 @@ impl PodLogs {
 /// Reads the records appended to a log file since the last call, joining partial records.
 #[derive(Debug)]
 pub struct Tail {
+    path: PathBuf,
     file: std::fs::File,
     partial: Vec<u8>,
     joiner: Joiner,
 }
 
+/// The most a log line read back may hold before it is cut (a container may print one line
+/// without end).
+const MAX_LINE: usize = 1024 * 1024;
+
 impl Tail {
     /// Opens a log file at its start.
     pub fn open(path: &Path) -> std::io::Result<Tail> {
-        Ok(Tail { file: std::fs::File::open(path)?, partial: Vec::new(), joiner: Joiner::default() })
+        Ok(Tail {
+            path: path.to_path_buf(),
+            file: std::fs::File::open(path)?,
+            partial: Vec::new(),
+            joiner: Joiner::default(),
+        })
     }
 
-    /// The whole lines written since the last call.
+    /// Opens a log file for its last `n` lines, read from its end (a long log is not read
+    /// whole); returns them, and the tail positioned after them.
+    pub fn open_last(path: &Path, n: usize) -> std::io::Result<(Tail, Vec<(Timestamp, Stream, String)>)> {
+        use std::io::{Seek, SeekFrom};
+        let mut tail = Tail::open(path)?;
+        let len = tail.file.metadata()?.len();
+        let mut chunk: u64 = 64 * 1024;
+        loop {
+            let from = len.saturating_sub(chunk);
+            tail.file.seek(SeekFrom::Start(from))?;
+            let mut bytes = Vec::new();
+            (&mut tail.file).take(len - from).read_to_end(&mut bytes)?;
+            if from > 0 {
+                // The first record may be cut: the lines begin after the first newline.
+                let start = bytes.iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| i + 1);
+                bytes.drain(..start);
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let whole = text.lines().filter_map(Record::parse).filter(|r| !r.partial).count();
+            if whole > n || from == 0 {
+                tail.joiner = Joiner::default();
+                tail.partial = bytes;
+                let mut lines = tail.read_new()?;
+                lines.drain(..lines.len().saturating_sub(n));
+                return Ok((tail, lines));
+            }
+            chunk = chunk.saturating_mul(4);
+        }
+    }
+
+    /// The whole lines written since the last call. After a rotation, the rest of the old file
+    /// comes first, then the new file from its start.
     pub fn read_new(&mut self) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
+        let mut out = self.read_open()?;
+        if let Some(new) = podvisor_runtime::logs::reopened(&self.path, &self.file) {
+            self.file = new;
+            self.partial.clear();
+            out.extend(self.read_open()?);
+        }
+        Ok(out)
+    }
+
+    fn read_open(&mut self) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
         let mut bytes = std::mem::take(&mut self.partial);
         self.file.read_to_end(&mut bytes)?;
         // Only whole records: a record being written waits for its newline.
         let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         self.partial = bytes.split_off(end);
+        // A record without end past the bound is dropped rather than held.
+        if self.partial.len() > MAX_LINE {
+            self.partial.clear();
+        }
         Ok(String::from_utf8_lossy(&bytes)
             .lines()
             .filter_map(Record::parse)
@@ -165,7 +220,10 @@ pub fn follow(
 ) -> std::io::Result<()> {
     use rustix::fs::inotify;
     let fd = inotify::init(inotify::CreateFlags::CLOEXEC)?;
-    inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY)?;
+    // The directory, not the file: a rotation renames the file and begins a new one.
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let flags = inotify::WatchFlags::MODIFY | inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO;
+    inotify::add_watch(&fd, dir, flags)?;
     inotify::add_watch(&fd, data.join("run"), inotify::WatchFlags::DELETE)?;
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
     while pod.running(data) {
@@ -177,4 +235,35 @@ pub fn follow(
     }
     more()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue: `--tail=3` of a 1.6 GB log read it whole. The last lines are read from the end.
+    #[test]
+    fn the_last_lines_are_read_from_the_end_and_following_goes_on_from_there() {
+        let dir = std::env::temp_dir().join(format!("podvisor-tail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = podvisor_runtime::logs::prepare(&dir, "c", 0).unwrap();
+        let record = |i: usize| format!("2026-01-01T00:00:00Z stdout F line {i}\n");
+        let body: String = (0..200_000).map(record).collect();
+        std::fs::write(&file, &body).unwrap();
+        let (mut tail, last) = Tail::open_last(&file, 3).unwrap();
+        let text: Vec<&str> = last.iter().map(|l| l.2.as_str()).collect();
+        assert_eq!(text, ["line 199997", "line 199998", "line 199999"]);
+        use std::io::Write;
+        std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(record(200_000).as_bytes()).unwrap();
+        assert_eq!(tail.read_new().unwrap()[0].2, "line 200000");
+        // A rotation: the rest of the old file, then the new one.
+        std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(record(200_001).as_bytes()).unwrap();
+        std::fs::rename(&file, dir.join("c/0.log.20260101-000000")).unwrap();
+        std::fs::write(&file, record(200_002)).unwrap();
+        let next: Vec<String> = tail.read_new().unwrap().into_iter().map(|l| l.2).collect();
+        assert_eq!(next, ["line 200001", "line 200002"]);
+        let (_, short) = Tail::open_last(&file, 10).unwrap();
+        assert_eq!(short.len(), 1, "fewer lines than asked: all of them");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -70,3 +70,32 @@ spec:
     f.finish(&p, Duration::from_secs(10)).await;
     let _ = std::fs::remove_dir_all(&scripts);
 }
+
+/// Issue: a chatty container's log grew without bound. With a rotation of 8 KiB and 3 files,
+/// its log never takes more than 3 files, and the current one ends with its last line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_containers_log_is_rotated_and_bounded() {
+    let rotation = podvisor_runtime::logs::Rotation { max_size: 8 * 1024, max_files: 3 };
+    let mut f = fixture_configured("chatty", |c| c.log_rotation = rotation).await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox:1.36, command: [sh, -c, "for i in $(seq 3000); do echo line $i; done"]}
+"#));
+    f.finish(&p, Duration::from_secs(60)).await;
+    let dir = f.node.data_dir().join("logs");
+    let pod_dir = std::fs::read_dir(&dir).unwrap().flatten().next().expect("the pod's logs").path();
+    let files: Vec<String> = std::fs::read_dir(pod_dir.join("c"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let logs: Vec<&String> = files.iter().filter(|n| n.starts_with("0.log")).collect();
+    assert!(logs.len() <= 3 && logs.len() >= 2, "rotated, and at most 3 files: {files:?}");
+    let current = podvisor_runtime::logs::read_tail(&pod_dir.join("c/0.log"), 4096).unwrap();
+    assert_eq!(current.last().map(|l| l.2.as_str()), Some("line 3000"));
+}

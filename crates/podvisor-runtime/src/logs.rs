@@ -97,24 +97,64 @@ pub fn prepare(dir: &Path, container: &str, attempt: u32) -> std::io::Result<Pat
     Ok(file)
 }
 
+/// How logs are rotated, as the kubelet's `containerLogMaxSize` and `containerLogMaxFiles`: a
+/// log reaching `max_size` bytes is renamed `<attempt>.log.<YYYYMMDD-HHMMSS>` and a new one
+/// begun; of the rotated files the newest stays plain, older ones are gzipped, and the oldest
+/// are deleted so that at most `max_files` files (the current one included) remain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The size at which a log is rotated (`10Mi` by default).
+    pub max_size: u64,
+    /// How many files a container's log may take, at least 2 (5 by default).
+    pub max_files: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation { max_size: 10 * 1024 * 1024, max_files: 5 }
+    }
+}
+
+/// An open log file and what rotating it needs.
+#[derive(Debug)]
+struct Open {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    rotation: Rotation,
+}
+
 /// A log file being written by a container's output pumps.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    file: Arc<Mutex<File>>,
+    file: Arc<Mutex<Open>>,
 }
 
 impl Writer {
-    /// Opens a log file for appending.
+    /// Opens a log file for appending, rotated by the defaults.
     pub fn open(file: &Path) -> std::io::Result<Writer> {
+        Writer::open_rotated(file, Rotation::default())
+    }
+
+    /// Opens a log file for appending, rotated as `rotation` says.
+    pub fn open_rotated(file: &Path, rotation: Rotation) -> std::io::Result<Writer> {
         let f = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(file)?;
-        Ok(Writer { file: Arc::new(Mutex::new(f)) })
+        let size = f.metadata()?.len();
+        let rotation = Rotation { max_files: rotation.max_files.max(2), ..rotation };
+        Ok(Writer { file: Arc::new(Mutex::new(Open { file: f, path: file.to_path_buf(), size, rotation })) })
     }
 
     fn write(&self, stream: Stream, partial: bool, content: &str, now: Timestamp) {
         let line = format!("{} {} {} {content}\n", now, stream.as_str(), if partial { "P" } else { "F" });
-        if let Ok(mut f) = self.file.lock() {
+        if let Ok(mut open) = self.file.lock() {
             // A full disk loses log lines, never the container.
-            let _ = f.write_all(line.as_bytes());
+            if open.file.write_all(line.as_bytes()).is_ok() {
+                open.size += line.len() as u64;
+            }
+            if open.size >= open.rotation.max_size {
+                // A rotation that fails leaves the log growing rather than losing it.
+                let _ = rotate(&mut open, now);
+            }
         }
     }
 
@@ -155,6 +195,81 @@ impl Writer {
     }
 }
 
+/// The rotated files of the log `path` (`<path>.<stamp>`, maybe `.gz`), oldest first.
+pub fn rotated(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            (n.starts_with(&prefix) && !n.ends_with(".tmp")).then(|| e.path())
+        })
+        .collect();
+    // By stamp: `.gz` is not part of it (`<stamp>.gz` comes before `<stamp>-1`).
+    out.sort_by_key(|p| p.to_string_lossy().trim_end_matches(".gz").to_string());
+    out
+}
+
+/// Rotates the open log as the kubelet's log manager does (see [`Rotation`]).
+fn rotate(open: &mut Open, now: Timestamp) -> std::io::Result<()> {
+    let mut old = rotated(&open.path);
+    // A plain file whose gzipped twin exists was being compressed: the twin is whole.
+    old.retain(|p| {
+        let gz = PathBuf::from(format!("{}.gz", p.display()));
+        if p.extension().is_some_and(|e| e != "gz") && gz.exists() {
+            let _ = fs::remove_file(p);
+            false
+        } else {
+            true
+        }
+    });
+    // Room for the one about to be rotated: at most max_files - 1 rotated files remain.
+    while old.len() > open.rotation.max_files - 2 {
+        let oldest = old.remove(0);
+        let _ = fs::remove_file(oldest);
+    }
+    for p in old.iter().filter(|p| p.extension().is_none_or(|e| e != "gz")) {
+        let _ = compress(p);
+    }
+    let stamp = now.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y%m%d-%H%M%S").to_string();
+    // Several rotations in one second: `<stamp>-1`, `<stamp>-2`, … after any kept one, so that
+    // the order of the names stays the order of the files.
+    let base = format!("{}.{stamp}", open.path.display());
+    let last = old
+        .iter()
+        .filter_map(|p| {
+            let name = p.to_string_lossy();
+            let rest = name.trim_end_matches(".gz").strip_prefix(&base)?.to_string();
+            if rest.is_empty() { Some(0) } else { rest.strip_prefix('-')?.parse::<u64>().ok() }
+        })
+        .max();
+    let target = match last {
+        None => PathBuf::from(&base),
+        Some(n) => PathBuf::from(format!("{base}-{}", n + 1)),
+    };
+    fs::rename(&open.path, &target)?;
+    open.file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&open.path)?;
+    open.size = 0;
+    Ok(())
+}
+
+/// Gzips `path` to `path.gz` (through a temporary file) and removes it.
+fn compress(path: &Path) -> std::io::Result<()> {
+    let gz = PathBuf::from(format!("{}.gz", path.display()));
+    let tmp = PathBuf::from(format!("{}.gz.tmp", path.display()));
+    let out = OpenOptions::new().create(true).write(true).truncate(true).mode(LOG_MODE).open(&tmp)?;
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    std::io::copy(&mut File::open(path)?, &mut enc)?;
+    enc.finish()?.sync_all()?;
+    fs::rename(&tmp, &gz)?;
+    fs::remove_file(path)
+}
+
 /// How often [`follow`] reads a file it cannot watch.
 const FALLBACK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -171,10 +286,13 @@ pub async fn follow<T>(
     use std::io::{Seek, SeekFrom};
     let mut f = File::open(file)?;
     f.seek(SeekFrom::Start(from))?;
+    // The directory is watched, not the file: a rotation renames the file and begins a new one.
     // Past the user's inotify instances (`fs.inotify.max_user_instances`), the file is read
     // again every FALLBACK instead of on each write.
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let flags = inotify::WatchFlags::MODIFY | inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO;
     let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-        .and_then(|fd| inotify::add_watch(&fd, file, inotify::WatchFlags::MODIFY).map(|_| fd))
+        .and_then(|fd| inotify::add_watch(&fd, dir, flags).map(|_| fd))
         .ok()
         // SAFETY: the inotify fd is an `OwnedFd` moved into the `AsyncFd`, open for its lifetime.
         .and_then(|fd| {
@@ -199,9 +317,18 @@ pub async fn follow<T>(
     tokio::pin!(done);
     loop {
         read_new(&mut f);
+        // Rotated: the rest of the old file was just read; the new one is read from its start.
+        if let Some(new) = reopened(file, &f) {
+            f = new;
+            continue;
+        }
         tokio::select! {
             out = &mut done => {
                 read_new(&mut f);
+                while let Some(new) = reopened(file, &f) {
+                    f = new;
+                    read_new(&mut f);
+                }
                 return Ok(out);
             }
             _ = async {
@@ -219,6 +346,29 @@ pub async fn follow<T>(
             } => {}
         }
     }
+}
+
+/// The file to read after `open` (read to its end) when the log at `path` was rotated: the
+/// newest rotated file if `open` is older than it (a reader one rotation behind), else the file
+/// now at `path`. `None` while `open` is still the current log. A reader more than one rotation
+/// behind misses what was compressed meanwhile, as with the kubelet's own readers.
+pub fn reopened(path: &Path, open: &File) -> Option<File> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: &fs::Metadata| (m.dev(), m.ino());
+    let now = fs::metadata(path).ok()?;
+    let was = id(&open.metadata().ok()?);
+    if id(&now) == was {
+        return None;
+    }
+    let newest = rotated(path).into_iter().rev().find(|p| p.extension().is_none_or(|e| e != "gz"));
+    if let Some(r) = newest
+        && let Ok(m) = fs::metadata(&r)
+        && id(&m) != was
+        && m.modified().ok() >= open.metadata().ok().and_then(|o| o.modified().ok())
+    {
+        return File::open(r).ok();
+    }
+    File::open(path).ok()
 }
 
 fn split(text: &str) -> Vec<&str> {
@@ -265,6 +415,28 @@ impl Joiner {
     }
 }
 
+/// Reads the end of a CRI log file back as lines (partial records joined): at most its last
+/// `bytes` bytes are read, from the first whole record in them.
+pub fn read_tail(file: &Path, bytes: u64) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(file)?;
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(bytes);
+    f.seek(SeekFrom::Start(from))?;
+    let mut raw = Vec::new();
+    f.take(bytes).read_to_end(&mut raw)?;
+    if from > 0 {
+        // The first record is cut: it begins after the first newline.
+        let start = raw.iter().position(|b| *b == b'\n').map_or(raw.len(), |i| i + 1);
+        raw.drain(..start);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let mut joiner = Joiner::default();
+    let mut out: Vec<_> = text.lines().filter_map(Record::parse).filter_map(|r| joiner.push(r)).collect();
+    out.extend(joiner.finish());
+    Ok(out)
+}
+
 /// Reads a CRI log file back as lines (partial records joined).
 pub fn read(file: &Path) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
     let text = fs::read_to_string(file)?;
@@ -277,6 +449,51 @@ pub fn read(file: &Path) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue: a chatty container's log grew without bound. Rotated at the size, it takes at
+    /// most `max_files` files: the current, the newest rotated plain, the older gzipped; and a
+    /// follower reads every line across the rotations.
+    #[tokio::test]
+    async fn logs_rotate_at_their_size_and_followers_miss_no_line() {
+        let dir = std::env::temp_dir().join(format!("podvisor-logs-rotate-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let file = prepare(&dir, "c", 0).unwrap();
+        let w = Writer::open_rotated(&file, Rotation { max_size: 16 * 1024, max_files: 3 }).unwrap();
+        let lines: String = (0..2000).map(|i| format!("line {i:05}\n")).collect();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        /// A container's output arriving 700 bytes at a time.
+        struct Slow(Vec<u8>, usize);
+        impl Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                let n = buf.len().min(700).min(self.0.len() - self.1);
+                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let writer = {
+            let (w, lines) = (w.clone(), lines.clone());
+            std::thread::spawn(move || {
+                w.pump(Slow(lines.into_bytes(), 0), Stream::Stdout);
+                let _ = tx.send(());
+            })
+        };
+        let mut seen = Vec::new();
+        follow(&file, 0, async { rx.await.ok() }, |_, l| seen.push(l.to_string())).await.unwrap();
+        writer.join().unwrap();
+        let expected: Vec<String> = (0..2000).map(|i| format!("line {i:05}")).collect();
+        assert_eq!(seen.len(), expected.len(), "no line lost across rotations");
+        assert_eq!(seen, expected);
+        let rotated = rotated(&file);
+        assert_eq!(rotated.len(), 2, "max_files 3: the current log and two rotated: {rotated:?}");
+        assert!(rotated[0].to_string_lossy().ends_with(".gz"), "the older one is gzipped: {rotated:?}");
+        assert!(!rotated[1].to_string_lossy().ends_with(".gz"), "the newest stays plain: {rotated:?}");
+        assert!(fs::metadata(&file).unwrap().len() < 16 * 1024 + 64);
+        let tail = read_tail(&file, 200).unwrap();
+        assert_eq!(tail.last().map(|l| l.2.as_str()), Some("line 01999"), "the end is read from the end");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn lines_are_written_in_cri_format_read_back_and_followed() {

@@ -83,13 +83,15 @@ impl Monitor {
     }
 
     /// Starts a monitor that creates container `id` from `bundle` with `runc`, its output going
-    /// to the CRI log `log`; returns once the container is created (not yet started).
+    /// to the CRI log `log` rotated as `rotation` says; returns once the container is created
+    /// (not yet started).
     pub async fn spawn(
         command: &MonitorCommand,
         runc: &Runc,
         id: &str,
         bundle: &Path,
         log: &Path,
+        rotation: crate::logs::Rotation,
     ) -> Result<Monitor, RuncError> {
         let failed = |message: String| RuncError::Failed {
             binary: runc.binary().to_path_buf(),
@@ -104,6 +106,8 @@ impl Monitor {
             .arg(bundle)
             .arg(id)
             .arg(log)
+            .arg(rotation.max_size.to_string())
+            .arg(rotation.max_files.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -162,13 +166,29 @@ impl Monitor {
 
 /// Why a monitor's arguments were refused.
 #[derive(Debug, thiserror::Error)]
-#[error("usage: monitor RUNTIME RUNTIME_ROOT BUNDLE ID LOG_FILE")]
+#[error("usage: monitor RUNTIME RUNTIME_ROOT BUNDLE ID LOG_FILE [LOG_MAX_SIZE LOG_MAX_FILES]")]
 pub struct Usage;
 
 /// The monitor process: creates the container, reports `created PID` (or `failed MESSAGE`) on
 /// its standard output and closes it, writes the container's output to the log, and records the
-/// init's exit. Returns the process's exit code. `args` are the five after the program's own.
-pub fn main(args: Vec<OsString>) -> i32 {
+/// init's exit. Returns the process's exit code. `args` are the five (or seven, with the log's
+/// rotation) after the program's own.
+pub fn main(mut args: Vec<OsString>) -> i32 {
+    let mut rotation = crate::logs::Rotation::default();
+    if args.len() == 7 {
+        let number = |s: Option<OsString>| s.and_then(|s| s.into_string().ok()).and_then(|s| s.parse::<u64>().ok());
+        let (files, size) = (number(args.pop()), number(args.pop()));
+        match (size, files) {
+            (Some(size), Some(files)) => {
+                rotation =
+                    crate::logs::Rotation { max_size: size, max_files: usize::try_from(files).unwrap_or(usize::MAX) }
+            }
+            _ => {
+                eprintln!("{Usage}");
+                return 2;
+            }
+        }
+    }
     let [runtime, root, bundle, id, log] = match <[OsString; 5]>::try_from(args) {
         Ok(a) => a,
         Err(_) => {
@@ -178,7 +198,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     let (bundle, log) = (PathBuf::from(bundle), PathBuf::from(log));
     let mut report = std::io::stdout();
-    match run(&runtime, &root, &bundle, &id, &log, &mut report) {
+    match run(&runtime, &root, &bundle, &id, &log, rotation, &mut report) {
         Ok(()) => 0,
         Err(message) => {
             let _ = writeln!(report, "failed {}", message.replace('\n', " "));
@@ -193,6 +213,7 @@ fn run(
     bundle: &Path,
     id: &OsString,
     log: &Path,
+    rotation: crate::logs::Rotation,
     report: &mut std::io::Stdout,
 ) -> Result<(), String> {
     // Its own session: no terminal signal reaches it or, through it, the container. A stray
@@ -243,7 +264,7 @@ fn run(
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| format!("no pid in {}", init_pid_file.display()))?;
-    let writer = Writer::open(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let writer = Writer::open_rotated(log, rotation).map_err(|e| format!("{}: {e}", log.display()))?;
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     for (pipe, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
         let (w, done) = (writer.clone(), done_tx.clone());

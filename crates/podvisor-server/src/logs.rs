@@ -71,7 +71,13 @@ pub fn logs(state: &State, namespace: &str, name: &str, q: &HashMap<String, Stri
             )));
         }
     };
-    let mut tail = Tail::open(&file).map_err(|e| ApiError::bad_request(format!("{}: {e}", file.display())))?;
+    let tail_lines = q("tailLines").and_then(|n| n.parse::<usize>().ok());
+    let opened = match tail_lines {
+        // Read from the end: `--tail=3` of a large log reads only its end.
+        Some(n) => Tail::open_last(&file, n),
+        None => Tail::open(&file).map(|t| (t, Vec::new())),
+    };
+    let (mut tail, last) = opened.map_err(|e| ApiError::bad_request(format!("{}: {e}", file.display())))?;
     let timestamps = q("timestamps") == Some("true");
     let since = q("sinceTime").and_then(|t| t.parse::<Timestamp>().ok()).or_else(|| {
         q("sinceSeconds")
@@ -88,10 +94,8 @@ pub fn logs(state: &State, namespace: &str, name: &str, q: &HashMap<String, Stri
             format!("{line}\n")
         })
     };
-    let mut lines: Vec<String> = tail.read_new().unwrap_or_default().into_iter().filter_map(render).collect();
-    if let Some(n) = q("tailLines").and_then(|n| n.parse::<usize>().ok()) {
-        lines.drain(..lines.len().saturating_sub(n));
-    }
+    let first = if tail_lines.is_some() { last } else { tail.read_new().unwrap_or_default() };
+    let lines: Vec<String> = first.into_iter().filter_map(render).collect();
     let mut budget = q("limitBytes").and_then(|n| n.parse::<usize>().ok()).unwrap_or(usize::MAX);
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut send = move |line: String| -> bool {

@@ -21,6 +21,14 @@ pub struct NodeArgs {
     /// (`RuntimeDefault`) instead of `Unconfined`, as the kubelet's `seccompDefault` does.
     #[arg(long, env = "PODVISOR_DEFAULT_SECCOMP")]
     pub default_seccomp: bool,
+    /// The size at which a container's log is rotated (a quantity, as the kubelet's
+    /// containerLogMaxSize).
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = log_size)]
+    pub container_log_max_size: u64,
+    /// How many files a container's log may take, the current one included (at least 2, as the
+    /// kubelet's containerLogMaxFiles).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -28,6 +36,15 @@ pub struct NodeArgs {
 /// `--pod-network` as given: a subnet, or none.
 #[derive(Clone, Debug)]
 pub struct PodNetworkArg(Option<Subnet>);
+
+fn log_size(s: &str) -> Result<u64, String> {
+    let milli = podvisor_api::resources::parse_milli(s).map_err(|e| e.to_string())?;
+    let bytes = u64::try_from(milli / 1000).unwrap_or(u64::MAX);
+    if bytes < 1024 {
+        return Err(format!("{s:?} is less than 1Ki; a log must hold at least a few lines"));
+    }
+    Ok(bytes)
+}
 
 fn pod_network(s: &str) -> Result<PodNetworkArg, String> {
     if s == "none" {
@@ -48,6 +65,10 @@ impl NodeArgs {
             monitor: crate::monitor_command(),
             network: self.pod_network.0.map(PodNetwork::new),
             default_seccomp: self.default_seccomp,
+            log_rotation: podvisor_runtime::logs::Rotation {
+                max_size: self.container_log_max_size,
+                max_files: self.container_log_max_files as usize,
+            },
         }
     }
 }

@@ -629,6 +629,19 @@ spec:
     assert_eq!(reachable, "done\n");
     assert!(!data.join("planted").exists());
     server.ok(&["delete", "pod", "holder", "--wait=true"], None);
+    // A deleted pod's logs go with it, as the kubelet removes them.
+    let left = || {
+        std::fs::read_dir(data.join("logs"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("default_holder_")))
+            .unwrap_or(false)
+    };
+    for _ in 0..50 {
+        if !left() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!left(), "the logs of the deleted pod are removed");
 }
 
 /// Issue: a 1.5 GB body was read whole, idle and slow clients were held forever, the `default`

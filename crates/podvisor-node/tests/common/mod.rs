@@ -92,6 +92,7 @@ pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::O
         monitor: monitor(),
         network: None,
         default_seccomp: false,
+        log_rotation: Default::default(),
     }
 }
 
