@@ -135,6 +135,9 @@ pub struct Tail {
     joiner: Joiner,
 }
 
+/// A line read back: when it was written, its stream, its text.
+pub type Line = (Timestamp, Stream, String);
+
 /// The most a log line read back may hold before it is cut (a container may print one line
 /// without end).
 const MAX_LINE: usize = 1024 * 1024;
@@ -152,7 +155,7 @@ impl Tail {
 
     /// Opens a log file for its last `n` lines, read from its end (a long log is not read
     /// whole); returns them, and the tail positioned after them.
-    pub fn open_last(path: &Path, n: usize) -> std::io::Result<(Tail, Vec<(Timestamp, Stream, String)>)> {
+    pub fn open_last(path: &Path, n: usize) -> std::io::Result<(Tail, Vec<Line>)> {
         use std::io::{Seek, SeekFrom};
         let mut tail = Tail::open(path)?;
         let len = tail.file.metadata()?.len();
