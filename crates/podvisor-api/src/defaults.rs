@@ -43,9 +43,18 @@ fn container(c: &mut Container) {
 
 /// Applies the pod spec defaults in place.
 pub fn pod_spec(spec: &mut PodSpec) {
-    spec.restart_policy.get_or_insert_with(|| "Always".into());
-    spec.termination_grace_period_seconds.get_or_insert(30);
-    spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
+    // An empty policy is defaulted as a missing one, as the API server's defaulting does.
+    if spec.restart_policy.as_deref().is_none_or(str::is_empty) {
+        spec.restart_policy = Some("Always".into());
+    }
+    // A negative grace is treated as 1 (the API server says so in a warning).
+    let grace = spec.termination_grace_period_seconds.get_or_insert(30);
+    if *grace < 0 {
+        *grace = 1;
+    }
+    if spec.dns_policy.as_deref().is_none_or(str::is_empty) {
+        spec.dns_policy = Some("ClusterFirst".into());
+    }
     spec.scheduler_name.get_or_insert_with(|| "default-scheduler".into());
     spec.security_context.get_or_insert_with(Default::default);
     for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
@@ -79,8 +88,12 @@ pub fn apply(object: &mut Object) {
         }
         Object::Job(j) => {
             if let Some(spec) = &mut j.spec {
+                // Completions default to 1 only with parallelism unset too: a Job that sets only
+                // parallelism is a work queue, done when one pod succeeds and all have ended.
+                if spec.completions.is_none() && spec.parallelism.is_none() {
+                    spec.completions = Some(1);
+                }
                 spec.parallelism.get_or_insert(1);
-                spec.completions.get_or_insert(1);
                 spec.backoff_limit.get_or_insert(6);
                 spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
                 spec.suspend.get_or_insert(false);

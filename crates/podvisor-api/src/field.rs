@@ -17,6 +17,8 @@ pub enum ErrorType {
     Duplicate(String),
     /// `Not found: <value>`.
     NotFound(String),
+    /// `Too long` (the value is not shown).
+    TooLong,
 }
 
 /// One validation error: a field path, what is wrong, and a detail.
@@ -55,6 +57,7 @@ impl fmt::Display for FieldError {
         match &self.kind {
             ErrorType::Required => with_detail(f, "Required value"),
             ErrorType::Forbidden => with_detail(f, "Forbidden"),
+            ErrorType::TooLong => with_detail(f, "Too long"),
             ErrorType::Invalid(v) => with_detail(f, &format!("Invalid value: {v}")),
             ErrorType::Duplicate(v) => with_detail(f, &format!("Duplicate value: {v}")),
             ErrorType::NotFound(v) => with_detail(f, &format!("Not found: {v}")),
@@ -84,6 +87,16 @@ impl Path {
     /// A list element.
     pub fn index(&self, i: usize) -> Path {
         Path(format!("{}[{i}]", self.0))
+    }
+
+    /// A map entry (`limits[memory]`: the key without quotes, as the API server writes it).
+    pub fn key(&self, k: &str) -> Path {
+        Path(format!("{}[{k}]", self.0))
+    }
+
+    /// `Too long` at this path: the value is never shown.
+    pub fn too_long(&self, max: usize) -> FieldError {
+        self.err(ErrorType::TooLong, &format!("may not be more than {max} bytes"))
     }
 
     /// The path as text.

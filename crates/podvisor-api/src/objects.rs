@@ -12,10 +12,32 @@ use crate::validation::{validate_metadata, validate_pod_spec};
 fn pod(p: &Pod) -> Vec<FieldError> {
     let mut errs = validate_metadata(&p.metadata, &Path::new("metadata"));
     match &p.spec {
-        Some(spec) => errs.extend(validate_pod_spec(spec, &Path::new("spec"))),
+        Some(spec) => {
+            errs.extend(validate_pod_spec(spec, &Path::new("spec")));
+            // Pods only: templates may hold a blank image another tool fills in.
+            let lists = [
+                ("initContainers", spec.init_containers.as_deref().unwrap_or_default()),
+                ("containers", &spec.containers),
+            ];
+            for (list, containers) in lists {
+                for (i, c) in containers.iter().enumerate() {
+                    if let Some(image) = c.image.as_deref().filter(|im| !im.is_empty() && im.trim() != *im) {
+                        let at = Path::new("spec").child(list).index(i).child("image");
+                        errs.push(at.invalid(image, "must not have leading or trailing whitespace"));
+                    }
+                }
+            }
+        }
         None => errs.push(Path::new("spec").required("")),
     }
     errs
+}
+
+/// The labels of a pod template, at `spec.template.labels` as the API server names them.
+fn template_labels(t: &k8s_openapi::api::core::v1::PodTemplateSpec, errs: &mut Vec<FieldError>) {
+    if let Some(l) = t.metadata.as_ref().and_then(|m| m.labels.as_ref()) {
+        crate::validation::validate_labels(l, &Path::new("spec").child("template").child("labels"), errs);
+    }
 }
 
 fn job(j: &Job) -> Vec<FieldError> {
@@ -38,11 +60,27 @@ fn job(j: &Job) -> Vec<FieldError> {
         }
         None => errs.push(tp.required("")),
     }
-    for (name, v) in
-        [("parallelism", spec.parallelism), ("completions", spec.completions), ("backoffLimit", spec.backoff_limit)]
-    {
+    template_labels(&spec.template, &mut errs);
+    for (name, v) in [
+        ("parallelism", spec.parallelism.map(i64::from)),
+        ("completions", spec.completions.map(i64::from)),
+        ("backoffLimit", spec.backoff_limit.map(i64::from)),
+        ("activeDeadlineSeconds", spec.active_deadline_seconds),
+        ("ttlSecondsAfterFinished", spec.ttl_seconds_after_finished.map(i64::from)),
+    ] {
         if let Some(v) = v.filter(|v| *v < 0) {
-            errs.push(Path::new("spec").child(name).invalid_num(v.into(), "must be greater than or equal to 0"));
+            errs.push(Path::new("spec").child(name).invalid_num(v, "must be greater than or equal to 0"));
+        }
+    }
+    match spec.completion_mode.as_deref() {
+        None | Some("NonIndexed") => {}
+        Some("Indexed") => {
+            if spec.completions.is_none() {
+                errs.push(Path::new("spec").child("completions").required("when completion mode is Indexed"));
+            }
+        }
+        Some(other) => {
+            errs.push(Path::new("spec").child("completionMode").not_supported(other, &["NonIndexed", "Indexed"]))
         }
     }
     if let Some(policy) = &spec.pod_failure_policy {
@@ -118,7 +156,87 @@ fn deployment(d: &Deployment) -> Vec<FieldError> {
     if let Some(r) = spec.replicas.filter(|r| *r < 0) {
         errs.push(Path::new("spec").child("replicas").invalid_num(r.into(), "must be greater than or equal to 0"));
     }
+    template_labels(&spec.template, &mut errs);
+    if spec.template.spec.as_ref().is_some_and(|s| s.active_deadline_seconds.is_some()) {
+        errs.push(tp.child("activeDeadlineSeconds").forbidden("activeDeadlineSeconds in ReplicaSet is not Supported"));
+    }
+    if let Some(s) = &spec.strategy {
+        strategy(s, &mut errs);
+    }
     errs
+}
+
+/// A Deployment's `strategy`, with the API server's rules and words.
+fn strategy(s: &k8s_openapi::api::apps::v1::DeploymentStrategy, errs: &mut Vec<FieldError>) {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let sp = Path::new("spec").child("strategy");
+    let rp = sp.child("rollingUpdate");
+    match s.type_.as_deref() {
+        None | Some("RollingUpdate") => {}
+        Some("Recreate") => {
+            if s.rolling_update.is_some() {
+                errs.push(rp.forbidden("may not be specified when strategy `type` is 'Recreate'"));
+            }
+            return;
+        }
+        Some(other) => {
+            errs.push(crate::field::FieldError {
+                field: sp.as_str().to_string(),
+                kind: crate::field::ErrorType::NotSupported(
+                    format!("{{\"Type\":{},\"RollingUpdate\":null}}", crate::field::quote(other)),
+                    vec!["Recreate", "RollingUpdate"],
+                ),
+                detail: String::new(),
+            });
+            return;
+        }
+    }
+    let Some(ru) = &s.rolling_update else { return };
+    // The value as a number of percent or pods; `None` when it is neither.
+    let check = |name: &str, v: &Option<IntOrString>, errs: &mut Vec<FieldError>| -> Option<(i64, bool)> {
+        let at = rp.child(name);
+        match v.as_ref()? {
+            IntOrString::Int(n) => {
+                if *n < 0 {
+                    errs.push(at.invalid_num((*n).into(), "must be greater than or equal to 0"));
+                }
+                Some((i64::from(*n), false))
+            }
+            IntOrString::String(t) => {
+                match t.strip_suffix('%').filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+                    Some(d) => Some((d.parse().unwrap_or(i64::MAX), true)),
+                    None => {
+                        errs.push(at.invalid(
+                        t,
+                        "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                    ));
+                        Some((0, true))
+                    }
+                }
+            }
+        }
+    };
+    let unavailable = check("maxUnavailable", &ru.max_unavailable, errs);
+    let surge = check("maxSurge", &ru.max_surge, errs);
+    let shown = |v: &Option<IntOrString>| match v {
+        Some(IntOrString::Int(n)) => n.to_string(),
+        Some(IntOrString::String(s)) => crate::field::quote(s),
+        None => "null".into(),
+    };
+    if unavailable.is_some_and(|(n, _)| n == 0) && surge.is_some_and(|(n, _)| n == 0) {
+        errs.push(crate::field::FieldError {
+            field: rp.child("maxUnavailable").as_str().to_string(),
+            kind: crate::field::ErrorType::Invalid(shown(&ru.max_unavailable)),
+            detail: "may not be 0 when `maxSurge` is 0".into(),
+        });
+    }
+    if unavailable.is_some_and(|(n, percent)| percent && n > 100) {
+        errs.push(crate::field::FieldError {
+            field: rp.child("maxUnavailable").as_str().to_string(),
+            kind: crate::field::ErrorType::Invalid(shown(&ru.max_unavailable)),
+            detail: "must not be greater than 100%".into(),
+        });
+    }
 }
 
 /// Validates an object as the API server would on create. `Ok` when valid.

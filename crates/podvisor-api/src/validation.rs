@@ -50,6 +50,99 @@ pub fn label(path: &Path, value: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// The API server's words for a label key's name part and a label value.
+const NAME_PART_FMT: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an \
+     alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is \
+     '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_FMT: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' \
+     or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', \
+     regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+/// The API server's bound on all of an object's annotations together.
+pub const MAX_ANNOTATIONS: usize = 256 * 1024;
+
+/// Whether `s` matches `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]` whole.
+fn is_qualified_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// The messages of the API server's label key check (`IsQualifiedName`, 1.35 wording).
+pub fn label_key_errors(key: &str) -> Vec<String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let (prefix, name) = match parts.as_slice() {
+        [name] => (None, *name),
+        [prefix, name] => (Some(*prefix), *name),
+        _ => {
+            return vec![format!(
+                "a valid label key {NAME_PART_FMT} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )];
+        }
+    };
+    let mut out = Vec::new();
+    match prefix {
+        Some("") => out.push("prefix part must be non-empty".to_string()),
+        Some(p) if p.len() > 253 => out.push("prefix part must be no more than 253 bytes".to_string()),
+        Some(p) if !is_dns1123_subdomain(p) => out.push(format!("prefix part {DNS1123_SUBDOMAIN_FMT}")),
+        _ => {}
+    }
+    if name.is_empty() {
+        out.push("name part must be non-empty".to_string());
+    } else if name.len() > 63 {
+        out.push("name part must be no more than 63 bytes".to_string());
+    }
+    if !is_qualified_part(name) {
+        out.push(format!("name part {NAME_PART_FMT}"));
+    }
+    out
+}
+
+/// The messages of the API server's label value check.
+pub fn label_value_errors(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if value.len() > 63 {
+        out.push("must be no more than 63 bytes".to_string());
+    }
+    if !value.is_empty() && !is_qualified_part(value) {
+        out.push(LABEL_VALUE_FMT.to_string());
+    }
+    out
+}
+
+/// Labels at `path` (`metadata.labels`; the errors name the map, not the key, as the API
+/// server's do).
+pub fn validate_labels(labels: &std::collections::BTreeMap<String, String>, path: &Path, errs: &mut Vec<FieldError>) {
+    for (k, v) in labels {
+        for m in label_key_errors(k) {
+            errs.push(path.invalid(k, &m));
+        }
+        for m in label_value_errors(v) {
+            errs.push(path.invalid(v, &m));
+        }
+    }
+}
+
+/// Annotations at `path`: keys as label keys (lower-cased first), and all of them together at
+/// most [`MAX_ANNOTATIONS`] bytes.
+pub fn validate_annotations(
+    annotations: &std::collections::BTreeMap<String, String>,
+    path: &Path,
+    errs: &mut Vec<FieldError>,
+) {
+    let mut total = 0usize;
+    for (k, v) in annotations {
+        for m in label_key_errors(&k.to_lowercase()) {
+            errs.push(path.invalid(k, &m));
+        }
+        total = total.saturating_add(k.len()).saturating_add(v.len());
+    }
+    if total > MAX_ANNOTATIONS {
+        errs.push(path.too_long(MAX_ANNOTATIONS));
+    }
+}
+
 /// Validates `metadata.name` of an object named as a DNS-1123 subdomain, and its
 /// `metadata.namespace`, which must be a DNS-1123 label (it names files and cgroups here, as
 /// in the kubelet, so a `..` never reaches a path).
@@ -57,6 +150,12 @@ pub fn validate_metadata(meta: &ObjectMeta, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(ns) = meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
         label(&path.child("namespace"), ns, &mut errs);
+    }
+    if let Some(l) = &meta.labels {
+        validate_labels(l, &path.child("labels"), &mut errs);
+    }
+    if let Some(a) = &meta.annotations {
+        validate_annotations(a, &path.child("annotations"), &mut errs);
     }
     match meta.name.as_deref() {
         None | Some("") if meta.generate_name.is_none() => {
@@ -249,13 +348,77 @@ fn validate_container_common(c: &Container, path: &Path, volumes: &HashSet<&str>
         local_descending_path(&mp.child("subPath"), sub, errs);
         local_descending_path(&mp.child("subPathExpr"), expr, errs);
     }
+    for (i, e) in c.env.iter().flatten().enumerate() {
+        let np = path.child("env").index(i).child("name");
+        if e.name.is_empty() {
+            errs.push(np.required(""));
+        } else if !e.name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'=') {
+            errs.push(np.invalid(
+                &e.name,
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
+        }
+    }
+    resources(c, &path.child("resources"), errs);
     if let Some(sc) = &c.security_context {
         let sp = path.child("securityContext");
+        id_range(&sp.child("runAsUser"), sc.run_as_user, errs);
+        id_range(&sp.child("runAsGroup"), sc.run_as_group, errs);
         if let Some(p) = &sc.seccomp_profile {
             seccomp_profile(&sp.child("seccompProfile"), p, errs);
         }
         if let Some(m) = sc.proc_mount.as_deref().filter(|m| !matches!(*m, "Default" | "Unmasked")) {
             errs.push(sp.child("procMount").not_supported(m, &["Default", "Unmasked"]));
+        }
+    }
+}
+
+/// A user or group ID: 0 to 2^31 - 1.
+fn id_range(path: &Path, id: Option<i64>, errs: &mut Vec<FieldError>) {
+    if let Some(v) = id.filter(|v| !(0..=i64::from(i32::MAX)).contains(v)) {
+        errs.push(path.invalid_num(v, "must be between 0 and 2147483647, inclusive"));
+    }
+}
+
+/// The resources a container may name without a `/`.
+fn is_container_resource(name: &str) -> bool {
+    matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-")
+}
+
+/// A container's `resources`: known names, no negative quantity, no request above its limit.
+fn resources(c: &Container, path: &Path, errs: &mut Vec<FieldError>) {
+    let Some(r) = &c.resources else { return };
+    let mut parsed: [std::collections::BTreeMap<&str, (i128, &str)>; 2] = Default::default();
+    for (slot, field, map) in [(0, "limits", &r.limits), (1, "requests", &r.requests)] {
+        for (name, q) in map.iter().flatten() {
+            let at = path.child(field).key(name);
+            if !name.contains('/') && !is_container_resource(name) {
+                let standard = matches!(name.as_str(), "pods" | "services" | "storage" | "nvidia.com/gpu");
+                if !standard {
+                    errs.push(at.invalid(name, "must be a standard resource type or fully qualified"));
+                }
+                errs.push(at.invalid(name, "must be a standard resource for containers"));
+                continue;
+            }
+            match crate::resources::parse_milli(&q.0) {
+                Ok(v) if v < 0 => errs.push(at.invalid(&q.0, NON_NEGATIVE)),
+                Ok(v) => {
+                    parsed[slot].insert(name.as_str(), (v, q.0.as_str()));
+                }
+                Err(e) => errs.push(at.invalid(&q.0, &e.to_string())),
+            }
+        }
+    }
+    let [limits, requests] = &parsed;
+    for (name, (req, text)) in requests {
+        if let Some((limit, limit_text)) = limits.get(name)
+            && req > limit
+            && matches!(*name, "cpu" | "memory" | "ephemeral-storage")
+        {
+            errs.push(
+                path.child("requests")
+                    .invalid(text, &format!("must be less than or equal to {name} limit of {limit_text}")),
+            );
         }
     }
 }
@@ -356,10 +519,16 @@ fn validate_volumes(vols: &[Volume], path: &Path, errs: &mut Vec<FieldError>) ->
             }
             local_non_reserved_path(&ip.child("path"), &item.path, errs);
         }
-        if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref())
-            && let Err(e) = crate::resources::parse_milli(&q.0)
-        {
-            errs.push(vp.child("emptyDir").child("sizeLimit").invalid(&q.0, &e.to_string()));
+        if let Some(q) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
+            match crate::resources::parse_milli(&q.0) {
+                Err(e) => errs.push(vp.child("emptyDir").child("sizeLimit").invalid(&q.0, &e.to_string())),
+                Ok(n) if n < 0 => errs.push(
+                    vp.child("emptyDir")
+                        .child("sizeLimit")
+                        .forbidden("SizeLimit field must be a valid resource quantity"),
+                ),
+                Ok(_) => {}
+            }
         }
         let present: Vec<&str> = sources.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect();
         match present.as_slice() {
@@ -409,8 +578,26 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
     if spec.containers.is_empty() {
         errs.push(path.child("containers").required(""));
     }
-    if let Some(p) = spec.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()) {
-        seccomp_profile(&path.child("securityContext").child("seccompProfile"), p, &mut errs);
+    if let Some(sc) = &spec.security_context {
+        let sp = path.child("securityContext");
+        id_range(&sp.child("runAsUser"), sc.run_as_user, &mut errs);
+        id_range(&sp.child("runAsGroup"), sc.run_as_group, &mut errs);
+        id_range(&sp.child("fsGroup"), sc.fs_group, &mut errs);
+        for (i, g) in sc.supplemental_groups.iter().flatten().enumerate() {
+            id_range(&sp.child("supplementalGroups").index(i), Some(*g), &mut errs);
+        }
+        if let Some(p) = &sc.seccomp_profile {
+            seccomp_profile(&sp.child("seccompProfile"), p, &mut errs);
+        }
+    }
+    const DNS: [&str; 4] = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+    match spec.dns_policy.as_deref() {
+        Some("") => errs.push(path.child("dnsPolicy").required("")),
+        Some("None") if spec.dns_config.is_none() => {
+            errs.push(path.child("dnsConfig").required("must provide `dnsConfig` when `dnsPolicy` is None"))
+        }
+        Some(p) if !DNS.contains(&p) => errs.push(path.child("dnsPolicy").not_supported(p, &DNS)),
+        _ => {}
     }
     for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {

@@ -303,3 +303,118 @@ fn a_namespace_must_be_a_dns_label() {
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with(r#"metadata.namespace: Invalid value: "../../x": a lowercase RFC 1123 label"#), "{e:?}");
 }
+
+/// The values the API server refuses that podvisor used to accept (and run), in its words.
+#[test]
+fn numbers_ids_names_and_quantities_the_api_server_refuses() {
+    let e = errors(&pod(
+        "  securityContext: {runAsUser: -1, fsGroup: 2147483648, supplementalGroups: [5, -2]}\n  dnsPolicy: Sometimes\n  volumes: [{name: v, emptyDir: {sizeLimit: -1Mi}}]\n  containers:\n  - name: c\n    image: ' busybox'\n    env: [{name: '', value: x}, {name: A=B, value: w}, {name: 'with space', value: ok}]\n    securityContext: {runAsGroup: 2147483648}\n    resources:\n      limits: {cpu: '1', memory: -64Mi, foo: '1'}\n      requests: {cpu: '2'}\n",
+    ));
+    let expected = [
+        r#"spec.volumes[0].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity"#,
+        r#"spec.containers[0].env[0].name: Required value"#,
+        r#"spec.containers[0].env[1].name: Invalid value: "A=B": a valid environment variable name must consist only of printable ASCII characters other than '='"#,
+        r#"spec.containers[0].resources.limits[foo]: Invalid value: "foo": must be a standard resource type or fully qualified"#,
+        r#"spec.containers[0].resources.limits[foo]: Invalid value: "foo": must be a standard resource for containers"#,
+        r#"spec.containers[0].resources.limits[memory]: Invalid value: "-64Mi": must be greater than or equal to 0"#,
+        r#"spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1"#,
+        r#"spec.containers[0].securityContext.runAsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive"#,
+        r#"spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"#,
+        r#"spec.securityContext.fsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive"#,
+        r#"spec.securityContext.supplementalGroups[1]: Invalid value: -2: must be between 0 and 2147483647, inclusive"#,
+        r#"spec.dnsPolicy: Unsupported value: "Sometimes": supported values: "ClusterFirstWithHostNet", "ClusterFirst", "Default", "None""#,
+        r#"spec.containers[0].image: Invalid value: " busybox": must not have leading or trailing whitespace"#,
+    ];
+    for want in expected {
+        assert!(e.iter().any(|got| got == want), "missing: {want}\nall: {e:#?}");
+    }
+    assert_eq!(e.len(), expected.len(), "{e:#?}");
+}
+
+#[test]
+fn labels_and_annotations_follow_the_api_servers_rules() {
+    let big = "x".repeat(300 * 1024);
+    let e = errors(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels: {{'-bad': ok, good: '-value', 'a/b/c': x}}\n  annotations: {{big: {big}}}\n"
+    ));
+    assert!(e.contains(&r#"metadata.annotations: Too long: may not be more than 262144 bytes"#.to_string()), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.starts_with(
+            r#"metadata.labels: Invalid value: "-bad": name part must consist of alphanumeric characters"#
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(
+            |m| m.starts_with(r#"metadata.labels: Invalid value: "-value": a valid label must be an empty string"#)
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with(r#"metadata.labels: Invalid value: "a/b/c": a valid label key must consist"#)),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn empty_policies_are_defaulted_not_refused_and_a_negative_grace_is_one() {
+    assert_eq!(
+        errors(&pod(
+            "  restartPolicy: ''\n  dnsPolicy: ''\n  terminationGracePeriodSeconds: -5\n  containers: [{name: c, image: busybox}]\n"
+        )),
+        Vec::<String>::new()
+    );
+    let mut docs =
+        load_str("t.yaml", &pod("  terminationGracePeriodSeconds: -5\n  containers: [{name: c, image: busybox}]\n"))
+            .unwrap();
+    defaults::apply(&mut docs[0].object);
+    let Object::Pod(p) = &docs[0].object else { unreachable!() };
+    assert_eq!(p.spec.as_ref().unwrap().termination_grace_period_seconds, Some(1));
+}
+
+#[test]
+fn job_and_deployment_fields_the_api_server_checks() {
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  completionMode: Sometimes\n  activeDeadlineSeconds: -1\n  template:\n    metadata: {labels: {'-x': z}}\n    spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}\n";
+    let e = errors(job);
+    assert!(
+        e.contains(&r#"spec.activeDeadlineSeconds: Invalid value: -1: must be greater than or equal to 0"#.to_string()),
+        "{e:?}"
+    );
+    assert!(
+        e.contains(
+            &r#"spec.completionMode: Unsupported value: "Sometimes": supported values: "NonIndexed", "Indexed""#
+                .to_string()
+        ),
+        "{e:?}"
+    );
+    assert!(e.iter().any(|m| m.starts_with(r#"spec.template.labels: Invalid value: "-x""#)), "{e:?}");
+    // Completions default to 1 only when parallelism is not set either.
+    let indexed = job
+        .replace("Sometimes", "Indexed")
+        .replace("  activeDeadlineSeconds: -1\n", "  parallelism: 2\n")
+        .replace("'-x'", "x");
+    assert_eq!(errors(&indexed), ["spec.completions: Required value: when completion mode is Indexed"]);
+    let deploy = |strategy: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec:\n  selector: {{matchLabels: {{a: b}}}}\n  strategy: {strategy}\n  template:\n    metadata: {{labels: {{a: b}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+        )
+    };
+    assert_eq!(
+        errors(&deploy("{type: Recreate, rollingUpdate: {maxSurge: 1}}")),
+        ["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"]
+    );
+    assert_eq!(
+        errors(&deploy("{type: Sometimes}")),
+        [
+            r#"spec.strategy: Unsupported value: {"Type":"Sometimes","RollingUpdate":null}: supported values: "Recreate", "RollingUpdate""#
+        ]
+    );
+    assert_eq!(
+        errors(&deploy("{type: RollingUpdate, rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}")),
+        ["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"]
+    );
+    assert_eq!(
+        errors(&deploy("{type: RollingUpdate, rollingUpdate: {maxSurge: 150%, maxUnavailable: 150%}}")),
+        [r#"spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "150%": must not be greater than 100%"#]
+    );
+}

@@ -84,6 +84,7 @@ impl ApiError {
                     podvisor_api::field::ErrorType::Forbidden => "FieldValueForbidden",
                     podvisor_api::field::ErrorType::Duplicate(_) => "FieldValueDuplicate",
                     podvisor_api::field::ErrorType::NotFound(_) => "FieldValueNotFound",
+                    podvisor_api::field::ErrorType::TooLong => "FieldValueTooLong",
                 };
                 json!({"reason": reason, "message": message, "field": f.field})
             })
