@@ -118,3 +118,43 @@ fn field_paths_locate_validation_errors() {
         vec![PathSeg::Key("a".into()), PathSeg::Key("b".into()), PathSeg::Index(2), PathSeg::Key("c".into())]
     );
 }
+
+/// Issue: 100,000 nested `- ` overflowed the stack (SIGABRT). Nesting is bounded, with a clear
+/// error at its place.
+#[test]
+fn deep_nesting_is_refused_not_a_crash() {
+    let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {}", "[".repeat(100_000));
+    let err = crate::load_str("deep.yaml", &text).unwrap_err().to_string();
+    assert!(err.contains("recursion limit exceeded") || err.contains("nests deeper than 128 levels"), "{err}");
+    let block: String = (0..100_000).map(|i| format!("{}- \n", "  ".repeat(i.min(5)))).collect();
+    assert!(crate::load_str("deep.yaml", &format!("x:\n{block}")).is_err());
+    let nested: String = (0..100_000).map(|_| "- ").collect::<String>() + "x\n";
+    let err = crate::load_str("deep.yaml", &nested).unwrap_err().to_string();
+    assert!(err.contains("nests deeper than 128 levels"), "{err}");
+}
+
+/// Issue: a 1 KB "billion laughs" file reached 1.9 GB. What aliases expand to is bounded.
+#[test]
+fn aliases_that_expand_past_the_bound_are_refused() {
+    let mut text = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for i in 1..10 {
+        let prev = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev}]\n"
+        ));
+    }
+    let started = std::time::Instant::now();
+    let err = crate::load_str("laughs.yaml", &text).unwrap_err().to_string();
+    assert!(err.contains("aliases expand the document past"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// The merge key `<<` is YAML 1.1, which kubectl reads: keys set beside it win.
+#[test]
+fn merge_keys_merge_as_kubectl_reads_them() {
+    let text =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  <<: {a: from-merge, b: from-merge}\n  b: own\n";
+    let docs = crate::load_str("merge.yaml", text).unwrap();
+    let json = docs[0].object.to_json().unwrap();
+    assert_eq!(json["data"], serde_json::json!({"a": "from-merge", "b": "own"}));
+}

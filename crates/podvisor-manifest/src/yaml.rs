@@ -55,6 +55,13 @@ pub struct SyntaxError {
 
 /// The most aliases one document may expand, against "billion laughs" inputs.
 const MAX_ALIAS_EXPANSIONS: usize = 10_000;
+/// The deepest a document may nest (serde_json's own bound on JSON).
+pub const MAX_DEPTH: usize = 128;
+/// The most a document may hold once its aliases are expanded: nodes, and bytes of scalars.
+/// A few kilobytes of aliases of aliases otherwise expand to gigabytes.
+pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
+/// See [`MAX_EXPANDED_NODES`].
+pub const MAX_EXPANDED_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Node {
     /// Converts the tree to JSON, dropping positions.
@@ -167,78 +174,143 @@ fn explain(info: &str) -> String {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node, with its expanded size (nodes, scalar bytes).
+    anchors: HashMap<usize, (Node, Size)>,
     expansions: usize,
+    /// The expanded size of the document so far.
+    total: Size,
+}
+
+/// The expanded size of a node: how many nodes, how many bytes of scalars.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: u64,
+    bytes: u64,
+}
+
+impl Size {
+    fn add(&mut self, other: Size) {
+        self.nodes = self.nodes.saturating_add(other.nodes);
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
 }
 
 enum Frame {
-    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
-    Map { pos: Pos, anchor: usize, entries: Vec<(String, Pos, Node)>, key: Option<(String, Pos)> },
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+        size: Size,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<(String, Pos, Node)>,
+        key: Option<(String, Pos)>,
+        size: Size,
+        /// The values of `<<` merge keys, merged in at the mapping's end.
+        merges: Vec<Node>,
+    },
 }
 
 impl Builder {
     /// Feeds one event; returns the document's root once it is complete.
     fn push(&mut self, event: Event<'_>, span: Span) -> Result<Option<Node>, SyntaxError> {
         let pos = Pos::of(&span);
-        let node = match event {
+        let deeper = || SyntaxError { pos, message: format!("the document nests deeper than {MAX_DEPTH} levels") };
+        let (node, size) = match event {
             Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq { pos, anchor, items: Vec::new() });
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(deeper());
+                }
+                self.stack.push(Frame::Seq { pos, anchor, items: Vec::new(), size: Size::default() });
                 return Ok(None);
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map { pos, anchor, entries: Vec::new(), key: None });
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(deeper());
+                }
+                let frame = Frame::Map {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                    size: Size::default(),
+                    merges: Vec::new(),
+                };
+                self.stack.push(frame);
                 return Ok(None);
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { pos, anchor, items }) => (Node { pos, kind: NodeKind::Seq(items) }, anchor),
-                    Some(Frame::Map { pos, anchor, entries, .. }) => {
-                        (Node { pos, kind: NodeKind::Map(entries) }, anchor)
+                let (node, anchor, mut size) = match self.stack.pop() {
+                    Some(Frame::Seq { pos, anchor, items, size }) => {
+                        (Node { pos, kind: NodeKind::Seq(items) }, anchor, size)
+                    }
+                    Some(Frame::Map { pos, anchor, mut entries, size, merges, .. }) => {
+                        merge(&mut entries, merges, pos)?;
+                        (Node { pos, kind: NodeKind::Map(entries) }, anchor, size)
                     }
                     None => {
                         return Err(SyntaxError { pos, message: "unbalanced collection end".into() });
                     }
                 };
-                self.remember(anchor, &node);
-                node
+                size.add(Size { nodes: 1, bytes: 0 });
+                self.total.add(Size { nodes: 1, bytes: 0 });
+                self.remember(anchor, &node, size);
+                (node, size)
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.suffix.clone());
+                let size = Size { nodes: 1, bytes: text.len() as u64 };
+                self.total.add(size);
                 let node = Node { pos, kind: NodeKind::Scalar(resolve_scalar(&text, style, tag.as_deref(), pos)?) };
-                self.remember(anchor, &node);
-                node
+                self.remember(anchor, &node, size);
+                (node, size)
             }
             Event::Alias(id) => {
                 self.expansions += 1;
                 if self.expansions > MAX_ALIAS_EXPANSIONS {
                     return Err(SyntaxError { pos, message: "too many alias expansions".into() });
                 }
-                match self.anchors.get(&id) {
-                    Some(n) => Node { pos, kind: n.kind.clone() },
-                    None => {
-                        return Err(SyntaxError { pos, message: "unknown anchor".into() });
-                    }
+                let Some((n, size)) = self.anchors.get(&id) else {
+                    return Err(SyntaxError { pos, message: "unknown anchor".into() });
+                };
+                // Counted before it is copied: the copy is what would exhaust the memory.
+                let mut after = self.total;
+                after.add(*size);
+                if after.nodes > MAX_EXPANDED_NODES || after.bytes > MAX_EXPANDED_BYTES {
+                    return Err(SyntaxError {
+                        pos,
+                        message: format!(
+                            "aliases expand the document past {MAX_EXPANDED_NODES} nodes or {} MiB",
+                            MAX_EXPANDED_BYTES >> 20
+                        ),
+                    });
                 }
+                self.total = after;
+                (Node { pos, kind: n.kind.clone() }, *size)
             }
             _ => return Ok(None),
         };
-        self.attach(node)
+        self.attach(node, size)
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn remember(&mut self, anchor: usize, node: &Node, size: Size) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
     }
 
-    fn attach(&mut self, node: Node) -> Result<Option<Node>, SyntaxError> {
+    fn attach(&mut self, node: Node, size: Size) -> Result<Option<Node>, SyntaxError> {
         match self.stack.last_mut() {
             None => Ok(Some(node)),
-            Some(Frame::Seq { items, .. }) => {
+            Some(Frame::Seq { items, size: parent, .. }) => {
+                parent.add(size);
                 items.push(node);
                 Ok(None)
             }
-            Some(Frame::Map { entries, key, .. }) => {
+            Some(Frame::Map { entries, key, size: parent, merges, .. }) => {
+                parent.add(size);
                 match key.take() {
                     None => {
                         let name = match &node.kind {
@@ -260,12 +332,42 @@ impl Builder {
                         }
                         *key = Some((name, node.pos));
                     }
+                    // YAML 1.1's merge key, as sigs.k8s.io/yaml reads it.
+                    Some((name, _)) if name == "<<" && matches!(node.kind, NodeKind::Map(_) | NodeKind::Seq(_)) => {
+                        merges.push(node)
+                    }
                     Some((name, kpos)) => entries.push((name, kpos, node)),
                 }
                 Ok(None)
             }
         }
     }
+}
+
+/// Merges the mappings of `<<` keys into `entries`: keys the mapping sets itself win, then
+/// earlier merged mappings over later ones.
+fn merge(entries: &mut Vec<(String, Pos, Node)>, merges: Vec<Node>, pos: Pos) -> Result<(), SyntaxError> {
+    for m in merges {
+        let maps = match m.kind {
+            NodeKind::Map(e) => vec![e],
+            NodeKind::Seq(items) => items
+                .into_iter()
+                .map(|i| match i.kind {
+                    NodeKind::Map(e) => Ok(e),
+                    _ => Err(SyntaxError { pos: i.pos, message: "a merge key's list must hold mappings".into() }),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(SyntaxError { pos, message: "a merge key's value must be a mapping".into() }),
+        };
+        for map in maps {
+            for (k, kpos, v) in map {
+                if !entries.iter().any(|(e, _, _)| *e == k) {
+                    entries.push((k, kpos, v));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a scalar to JSON with YAML 1.1 rules, as sigs.k8s.io/yaml does.

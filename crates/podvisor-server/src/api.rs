@@ -347,6 +347,7 @@ impl Call<'_> {
                 podvisor_api::json_patch::json_patch(&mut next, &patch).map_err(|e| match e {
                     podvisor_api::json_patch::JsonPatchError::Decode(m) => ApiError::bad_request(m),
                     podvisor_api::json_patch::JsonPatchError::Apply(m) => ApiError::patch_not_applicable(m),
+                    podvisor_api::json_patch::JsonPatchError::TooLarge(m) => ApiError::too_large_because(m),
                 })?
             }
             "application/apply-patch+yaml" if !status_only => next = self.apply(&next, &patch)?,

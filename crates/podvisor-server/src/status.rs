@@ -42,6 +42,11 @@ impl ApiError {
         ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
     }
 
+    /// 413 with the API server's reason for it.
+    pub fn too_large_because(why: String) -> ApiError {
+        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: {why}"))
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> ApiError {
         ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
