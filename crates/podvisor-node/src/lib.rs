@@ -342,8 +342,11 @@ impl Node {
         if let Ok(mut pods) = self.pods.lock() {
             pods.insert(handle.uid().to_string(), handle.clone());
         }
-        let (host, snapshot, report) = (self.host.clone(), snap_tx.clone(), publish.clone());
-        let worker = tokio::spawn(async move { driver::Driver::new(host, pod, rx, tx, publish, snap_tx).run().await });
+        let (snapshot, report) = (snap_tx.clone(), publish.clone());
+        // Made here, not in the task: the handle shows the engine's first status at once, never
+        // an empty one.
+        let driver = driver::Driver::new(self.host.clone(), pod, rx, tx, publish, snap_tx);
+        let worker = tokio::spawn(driver.run());
         let (host, pod) = (self.host.clone(), handle.pod.clone());
         // A panic in this pod's worker ends this pod alone: its containers are stopped, it is
         // Failed with the reason, and every other pod goes on.
