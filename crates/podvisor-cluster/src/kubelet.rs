@@ -36,11 +36,83 @@ pub(crate) struct Kubelet {
     handles: HashMap<String, PodHandle>,
     /// Turns true when the store is detached from the node: nothing more is written back.
     detached: watch::Receiver<bool>,
+    /// Pods the scheduler could not place (the node holds `maxPods`), by creation then key:
+    /// started in that order as room comes.
+    unscheduled: std::collections::BTreeSet<(String, Key)>,
+    recorder: crate::events::Recorder,
 }
 
+/// The scheduler's message for a pod that does not fit because the node is full.
+const TOO_MANY_PODS: &str = "0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod..";
+
 impl Kubelet {
-    pub fn new(store: Arc<Store>, node: Node, node_name: String, detached: watch::Receiver<bool>) -> Kubelet {
-        Kubelet { store, node, node_name, handles: HashMap::new(), detached }
+    pub fn new(
+        store: Arc<Store>,
+        node: Node,
+        node_name: String,
+        detached: watch::Receiver<bool>,
+        recorder: crate::events::Recorder,
+    ) -> Kubelet {
+        Kubelet { store, node, node_name, handles: HashMap::new(), detached, unscheduled: Default::default(), recorder }
+    }
+
+    /// Pods admitted here that are still running.
+    fn active(&self) -> usize {
+        self.handles.values().filter(|h| !h.is_finished()).count()
+    }
+
+    /// Starts the pods left unscheduled while the node has room, oldest first.
+    fn schedule_waiting(&mut self) {
+        while self.active() < self.node.max_pods() {
+            let Some((_, key)) = self.unscheduled.pop_first() else { return };
+            if let Some(obj) = self.store.get(&key)
+                && !is_terminal(&obj)
+                && !is_deleting(&obj)
+                && self.handles.get(uid(&obj)).is_none()
+            {
+                self.start(key, &obj);
+            }
+        }
+    }
+
+    /// A pod that does not fit: one bound to this node already is rejected as the kubelet's
+    /// admission rejects it (`OutOfpods`); an unbound one stays Pending as the scheduler leaves
+    /// it, `PodScheduled` False with its message, and waits for room.
+    fn no_room(&mut self, key: Key, obj: &Value) {
+        let about = crate::events::Involved::of(Resource::Pods, obj);
+        let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        if bound {
+            let used = self.active();
+            let message = format!(
+                "Node didn't have enough resource: pods, requested: 1, used: {used}, capacity: {}",
+                self.node.max_pods()
+            );
+            self.recorder.record(&about, "Warning", "OutOfpods", &message, "kubelet");
+            let _ = self.store.update::<StoreError>(&key, |v| {
+                v["status"] = json!({"phase": "Failed", "reason": "OutOfpods", "message": format!("Pod was rejected: {message}")});
+                Ok(())
+            });
+            return;
+        }
+        let created = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string();
+        if !self.unscheduled.insert((created, key.clone())) {
+            return;
+        }
+        let already = obj
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable"));
+        if already {
+            return;
+        }
+        self.recorder.record(&about, "Warning", "FailedScheduling", TOO_MANY_PODS, "default-scheduler");
+        let now = crate::values::stamp(jiff::Timestamp::now());
+        let _ = self.store.update::<StoreError>(&key, |v| {
+            v["status"]["phase"] = json!("Pending");
+            v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": TOO_MANY_PODS, "lastProbeTime": null, "lastTransitionTime": now}]);
+            Ok(())
+        });
     }
 
     pub async fn run(mut self) {
@@ -90,6 +162,7 @@ impl Kubelet {
             }
             keep
         });
+        self.schedule_waiting();
     }
 
     fn on_change(&mut self, c: &Change) {
@@ -142,6 +215,10 @@ impl Kubelet {
     }
 
     fn start(&mut self, key: Key, obj: &Value) {
+        // At most maxPods run at once; a pod already held on the machine is always taken over.
+        if self.active() >= self.node.max_pods() && !self.node.holds(uid(obj)) {
+            return self.no_room(key, obj);
+        }
         let node_name = self.node_name.clone();
         let bound = self.store.update::<StoreError>(&key, |v| {
             if v.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty) {

@@ -52,6 +52,8 @@ pub struct NodeOptions {
     pub default_seccomp: bool,
     /// How container logs are rotated.
     pub log_rotation: podvisor_runtime::logs::Rotation,
+    /// The most pods that run at once.
+    pub max_pods: usize,
 }
 
 /// The namespaces the API server never deletes.
@@ -78,7 +80,8 @@ impl Cluster {
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let objects = Arc::new(StoreObjects(store.clone()));
-        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation } = options;
+        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods } =
+            options;
         let config = podvisor_node::NodeConfig {
             data_dir,
             runtime,
@@ -88,6 +91,7 @@ impl Cluster {
             network,
             default_seccomp,
             log_rotation,
+            max_pods,
         };
         let node = Node::open(config, tx).await?;
         Ok(Cluster::start(store, node, rx, observer))
@@ -114,9 +118,17 @@ impl Cluster {
             detached: Arc::new(watch::Sender::new(false)),
         };
         cluster.ensure_basics();
-        let ctx = controllers::Ctx { store: store.clone(), recorder: cluster.recorder.clone() };
+        let ctx =
+            controllers::Ctx { store: store.clone(), recorder: cluster.recorder.clone(), bursts: Default::default() };
         tokio::spawn(controllers::run(ctx, stop_rx));
-        tokio::spawn(kubelet::Kubelet::new(store.clone(), node, node_name, cluster.detached.subscribe()).run());
+        let kubelet = kubelet::Kubelet::new(
+            store.clone(),
+            node,
+            node_name,
+            cluster.detached.subscribe(),
+            cluster.recorder.clone(),
+        );
+        tokio::spawn(kubelet.run());
         let c = cluster.clone();
         tokio::spawn(async move {
             while let Some(e) = node_events.recv().await {

@@ -32,6 +32,8 @@ pub(crate) struct Host {
     pub default_seccomp: bool,
     /// How container logs are rotated.
     pub log_rotation: podvisor_runtime::logs::Rotation,
+    /// The most pods that run at once.
+    pub max_pods: usize,
 }
 
 /// The most the kubelet reads of a termination message.

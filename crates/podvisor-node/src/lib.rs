@@ -102,7 +102,12 @@ pub struct NodeConfig {
     /// How container logs are rotated (the kubelet's `containerLogMaxSize` and
     /// `containerLogMaxFiles`).
     pub log_rotation: podvisor_runtime::logs::Rotation,
+    /// The most pods that run at once (the kubelet's `maxPods`, 110 by default).
+    pub max_pods: usize,
 }
+
+/// The kubelet's default `maxPods`.
+pub const DEFAULT_MAX_PODS: usize = 110;
 
 impl std::fmt::Debug for NodeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,6 +119,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("network", &self.network)
             .field("default_seccomp", &self.default_seccomp)
             .field("log_rotation", &self.log_rotation)
+            .field("max_pods", &self.max_pods)
             .finish_non_exhaustive()
     }
 }
@@ -266,6 +272,7 @@ impl Node {
             network: config.network.clone(),
             default_seccomp: config.default_seccomp,
             log_rotation: config.log_rotation,
+            max_pods: config.max_pods.max(1),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }
@@ -289,6 +296,11 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The most pods that run at once (the kubelet's `maxPods`).
+    pub fn max_pods(&self) -> usize {
+        self.host.max_pods
     }
 
     /// Whether an earlier node process left a live sandbox of the pod with `uid` (with its

@@ -29,6 +29,10 @@ pub struct NodeArgs {
     /// kubelet's containerLogMaxFiles).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
     pub container_log_max_files: u32,
+    /// The most pods that run at once, as the kubelet's maxPods: pods beyond stay Pending until
+    /// others end.
+    #[arg(long, value_name = "N", default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: u32,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -69,6 +73,7 @@ impl NodeArgs {
                 max_size: self.container_log_max_size,
                 max_files: self.container_log_max_files as usize,
             },
+            max_pods: self.max_pods as usize,
         }
     }
 }

@@ -757,3 +757,61 @@ fn out_of_descriptors_the_server_waits_instead_of_spinning() {
     drop(held);
     assert!(server.ok(&["get", "nodes", "-o", "name"], None).starts_with("node/"), "it serves again");
 }
+
+/// Issue: `replicas: 1000000` made 161,839 pods in 10 s. The node runs at most `--max-pods`;
+/// the others stay Pending with the scheduler's words and start as room comes; a pod bound to
+/// the node beyond it is rejected as the kubelet rejects it.
+#[test]
+fn at_most_max_pods_run_and_the_rest_wait_as_the_scheduler_leaves_them() {
+    let dir = data_dir("maxpods");
+    let server = serve_with(&dir, &["--max-pods", "2"]);
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: busybox:1.36, command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']}}\n"
+        )
+    };
+    for name in ["a", "b"] {
+        server.ok(&["apply", "-f", "-"], Some(&pod(name)));
+    }
+    server.ok(&["wait", "--for=condition=Ready", "pod/a", "pod/b", "--timeout=60s"], None);
+    server.ok(&["apply", "-f", "-"], Some(&pod("c")));
+    let mut reason = String::new();
+    for _ in 0..50 {
+        reason = server.ok(
+            &["get", "pod", "c", "-o", "jsonpath={.status.conditions[0].reason}/{.status.conditions[0].message}"],
+            None,
+        );
+        if !reason.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        reason,
+        "Unschedulable/0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+    );
+    let described = server.ok(&["describe", "pod", "c"], None);
+    assert!(described.contains("FailedScheduling"), "{described}");
+    assert_eq!(server.ok(&["get", "pod", "c", "-o", "jsonpath={.spec.nodeName}"], None), "", "not bound");
+    // Bound to the node by its manifest: the kubelet's admission rejects it.
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    let bound = pod("d").replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"));
+    server.ok(&["apply", "-f", "-"], Some(&bound));
+    let mut status = String::new();
+    for _ in 0..50 {
+        status =
+            server.ok(&["get", "pod", "d", "-o", "jsonpath={.status.phase}/{.status.reason}/{.status.message}"], None);
+        if status.starts_with("Failed") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        status,
+        "Failed/OutOfpods/Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2"
+    );
+    // Room comes: the waiting pod runs.
+    server.ok(&["delete", "pod", "a", "--wait=true"], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/c", "--timeout=60s"], None);
+    server.ok(&["delete", "pod", "b", "c", "d", "--wait=true"], None);
+}

@@ -365,7 +365,11 @@ mod tests {
     #[test]
     fn a_failed_job_says_failure_target_first_and_failed_once_its_pods_are_gone() {
         let store = Store::in_memory();
-        let ctx = Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()) };
+        let ctx = Ctx {
+            store: store.clone(),
+            recorder: Recorder::new(store.clone(), "node".into()),
+            bursts: Default::default(),
+        };
         let job = json!({"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": "j", "namespace": "default", "uid": "u-1"},
             "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0,
@@ -430,7 +434,7 @@ mod tests {
                 phases in proptest::collection::vec(prop::sample::select(vec!["Pending", "Running", "Succeeded", "Failed"]), 0..4),
             ) {
                 let store = Store::in_memory();
-                let ctx = Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()) };
+                let ctx = Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() };
                 let mut spec = json!({"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}});
                 for (field, v) in [("activeDeadlineSeconds", deadline), ("ttlSecondsAfterFinished", ttl),
                                    ("parallelism", parallelism.map(|p| p % 4)), ("completions", completions),

@@ -51,6 +51,9 @@ fn safe_encode(n: u64) -> String {
 pub(crate) struct Ctx {
     pub store: Arc<Store>,
     pub recorder: Recorder,
+    /// When each ReplicaSet last created a burst of pods: bursts come at most once a second,
+    /// as the controller's API client paces them.
+    pub bursts: Arc<std::sync::Mutex<std::collections::HashMap<Key, Instant>>>,
 }
 
 /// What a reconcile asks for next.

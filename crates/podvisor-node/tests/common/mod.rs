@@ -93,6 +93,7 @@ pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::O
         network: None,
         default_seccomp: false,
         log_rotation: Default::default(),
+        max_pods: podvisor_node::DEFAULT_MAX_PODS,
     }
 }
 
