@@ -68,7 +68,7 @@ impl Kubelet {
             if let Some(obj) = self.store.get(&key)
                 && !is_terminal(&obj)
                 && !is_deleting(&obj)
-                && self.handles.get(uid(&obj)).is_none()
+                && !self.handles.contains_key(uid(&obj))
             {
                 self.start(key, &obj);
             }
