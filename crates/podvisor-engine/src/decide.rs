@@ -53,6 +53,12 @@ pub trait ProbeResults {
 /// Computes a sync pass's actions.
 pub fn decide(model: &PodModel, records: &Records, probes: &impl ProbeResults) -> Decision {
     let mut d = Decision::default();
+    if is_done(model, records) {
+        // The kubelet decides the phase before any action: once it is terminal, nothing starts
+        // again, not even a sidecar that exited (R36).
+        d.kill_pod = true;
+        return d;
+    }
     let initialized = decide_init(model, records, probes, &mut d);
     if d.kill_pod || !initialized {
         return d;
@@ -91,6 +97,23 @@ pub fn decide(model: &PodModel, records: &Records, probes: &impl ProbeResults) -
         d.init_starts.clear();
     }
     d
+}
+
+/// Whether the pod's phase is already terminal, as the kubelet's `getPhase` finds it: every
+/// regular container has exited, none is to run again under the restart policy (all succeeded,
+/// or `Never`), and no sidecar is running (an exited or crash-looping sidecar does not count).
+fn is_done(model: &PodModel, records: &Records) -> bool {
+    if model.regular.is_empty() || records.running().next().is_some() {
+        return false;
+    }
+    let mut all_succeeded = true;
+    for c in &model.regular {
+        match records.latest(&c.name).map(|i| &i.state) {
+            Some(State::Exited(e)) => all_succeeded &= e.exit_code == 0,
+            _ => return false,
+        }
+    }
+    all_succeeded || model.restart_policy == RestartPolicy::Never
 }
 
 /// `ShouldContainerBeRestarted` for a regular container that is not running (R33).

@@ -234,3 +234,22 @@ fn shorter_grace_on_second_delete_r39() {
     assert!(sim.run_to_end(secs(60)));
     assert_eq!(sim.elapsed(), secs(6), "killed 2 s after the second delete");
 }
+
+/// Once every regular container has ended for good, a sidecar that exited (crash-looping or
+/// not) is not started again: the pod is finished (the kubelet's `getPhase` counts only
+/// running sidecars, and `computePodActions` drops sidecar restarts when it kills the pod).
+#[test]
+fn a_crash_looping_sidecar_is_not_restarted_after_the_app_ends() {
+    for policy in ["Never", "OnFailure"] {
+        let mut sim = PodBuilder::new(policy)
+            .sidecar(Ctr::new("proxy").run(1).exit(1).then().run(1).exit(1).then().run(1).exit(1).then().run(1).exit(1))
+            .container(Ctr::new("app").run(25).exit(0))
+            .sim();
+        assert!(sim.run_to_end(secs(120)), "{policy}: the pod ends");
+        let t = sim.timeline();
+        let ended = times(t, "app", |m| matches!(m, Mark::Exiting(..)))[0];
+        let later: Vec<f64> = times(t, "proxy", |m| *m == Mark::Starting).into_iter().filter(|s| *s > ended).collect();
+        assert!(later.is_empty(), "{policy}: the sidecar started again at {later:?} after the app ended at {ended}");
+        assert_eq!(sim.phase(), "Succeeded", "{policy}");
+    }
+}
