@@ -99,11 +99,12 @@ pub fn decide(model: &PodModel, records: &Records, probes: &impl ProbeResults) -
     d
 }
 
-/// Whether the pod's phase is already terminal, as the kubelet's `getPhase` finds it: every
-/// regular container has exited, none is to run again under the restart policy (all succeeded,
-/// or `Never`), and no sidecar is running (an exited or crash-looping sidecar does not count).
+/// Whether the pod's phase is already terminal, as the kubelet's `getPhase` finds it: the
+/// policy is not `Always`, every regular container has exited, none is to run again (all
+/// succeeded, or `Never`), and no sidecar is running (an exited or crash-looping sidecar does not count).
 fn is_done(model: &PodModel, records: &Records) -> bool {
-    if model.regular.is_empty() || records.running().next().is_some() {
+    // Under `Always` every container is "in the process of restarting": never terminal.
+    if model.restart_policy == RestartPolicy::Always || model.regular.is_empty() || records.running().next().is_some() {
         return false;
     }
     let mut all_succeeded = true;
