@@ -210,6 +210,8 @@ impl PodEngine {
         if let Some(t) = &prior.start_time {
             self.start_time = t.0;
         }
+        // A condition whose status does not change keeps its transition time.
+        self.status.conditions = prior.conditions.clone();
         let statuses = prior.init_container_statuses.iter().flatten().chain(prior.container_statuses.iter().flatten());
         let mut had = Vec::new();
         for s in statuses {

@@ -146,3 +146,25 @@ fn a_running_container_gone_from_the_runtime_ended_unseen_and_its_attempt_is_not
     assert_eq!((last.exit_code, last.reason.as_deref()), (137, Some("ContainerStatusUnknown")));
     assert_eq!((state(&sim, "app"), app.restart_count), ("running".into(), 1));
 }
+
+/// A condition that stays as it was keeps its `lastTransitionTime` across a node restart, as
+/// the kubelet's status manager keeps it.
+#[test]
+fn conditions_keep_their_transition_times_across_a_node_restart_r76() {
+    let mut sim =
+        PodBuilder::new("Always").sidecar(Ctr::new("proxy").run(600)).container(Ctr::new("app").run(600)).sim();
+    sim.run_for(secs(10));
+    let times = |sim: &Sim| -> Vec<(String, String, String)> {
+        sim.engine()
+            .status()
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone(), format!("{:?}", c.last_transition_time)))
+            .collect()
+    };
+    let before = times(&sim);
+    sim.restart_node(secs(5), &[]);
+    sim.run_for(secs(10));
+    assert_eq!(times(&sim), before);
+}

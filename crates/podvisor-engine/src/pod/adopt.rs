@@ -47,6 +47,9 @@ impl PodEngine {
         if let Some(t) = &prior.start_time {
             self.start_time = t.0;
         }
+        // A condition whose status does not change keeps its transition time, as the kubelet's
+        // status manager keeps it from the status it finds in the API.
+        self.status.conditions = prior.conditions.clone();
         self.out.retain(|a| !matches!(a, Action::CreateSandbox));
         self.sandbox = Sandbox::Ready;
         self.pod_ip = prior.pod_ip.clone();
