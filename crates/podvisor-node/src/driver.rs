@@ -479,6 +479,7 @@ impl Driver {
                 Hook::PreStop => l.pre_stop.clone(),
             });
         let (runc, report, target) = (self.host.runc.clone(), self.report.clone(), self.target());
+        let publish = self.publish.clone();
         let id = container_id(&uid(&self.pod), &r);
         let timeout = timeout.unwrap_or(UNBOUNDED);
         tokio::spawn(async move {
@@ -500,7 +501,18 @@ impl Driver {
                 _ => Outcome::Ok,
             };
             let result = match outcome {
-                Outcome::Ok | Outcome::Warning(_) => Ok(()),
+                Outcome::Ok => Ok(()),
+                // The only warning of a hook: its HTTPS request was answered in HTTP, and sent
+                // again over HTTP it succeeded. The kubelet records it on the pod.
+                Outcome::Warning(message) => {
+                    publish(What::Event {
+                        kind: "Warning",
+                        reason: "LifecycleHTTPFallback".into(),
+                        message,
+                        container: None,
+                    });
+                    Ok(())
+                }
                 Outcome::Failed(m) => Err(m),
             };
             let _ = report.send(Input::HookDone { container: r, hook, result });

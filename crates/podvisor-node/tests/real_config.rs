@@ -362,3 +362,45 @@ spec:
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An HTTPS postStart hook against a plain HTTP server: the kubelet sends it again over HTTP,
+/// which succeeds, and records `LifecycleHTTPFallback` on the pod instead of failing the hook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_hook_answered_in_http_falls_back_to_http() {
+    let mut f = fixture("hook-fallback").await;
+    let p = f.node.run_pod(pod(r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: fallback}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: web
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [httpd, -f, -p, "8080", -h, /tmp]
+    startupProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "sleep 1; echo done"]
+    lifecycle: {postStart: {httpGet: {scheme: HTTPS, port: 8080, path: /}}}
+"#));
+    let status = f.finish(&p, LIMIT).await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{}", f.dump());
+    assert_eq!(f.lines("app"), ["done"], "the hook passed, the container was not killed");
+    let fallback = f.seen.iter().find_map(|e| match &e.what {
+        podvisor_node::What::Event { kind, reason, message, container } if reason == "LifecycleHTTPFallback" => {
+            Some((*kind, message.clone(), container.clone()))
+        }
+        _ => None,
+    });
+    let (kind, message, container) = fallback.unwrap_or_else(|| panic!("no fallback event:\n{}", f.dump()));
+    assert_eq!((kind, container), ("Warning", None), "on the pod");
+    assert!(
+        message.starts_with("request to HTTPS lifecycle hook ")
+            && message.ends_with(":8080 got HTTP response, retry with HTTP succeeded"),
+        "{message}"
+    );
+}

@@ -120,7 +120,27 @@ pub(crate) async fn http(
     };
     let headers: Vec<(String, String)> =
         a.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-    let result = in_netns(to.netns.clone(), move || follow(url, &headers, Instant::now() + timeout, purpose)).await;
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(86_400 * 365));
+    let first = url.clone();
+    let (again, headers_again) = (url.clone(), headers.clone());
+    let result = in_netns(to.netns.clone(), move || follow(url, &headers, deadline, purpose)).await;
+    // A hook (never a probe) whose HTTPS request got a plain HTTP answer is sent again over HTTP,
+    // without its Authorization header, as the kubelet does.
+    if purpose == Purpose::Hook
+        && first.https
+        && let Err(e) = &result
+        && e.ends_with(HTTP_TO_HTTPS)
+    {
+        let plain = Url { https: false, ..again };
+        let headers: Vec<(String, String)> =
+            headers_again.into_iter().filter(|(n, _)| !n.eq_ignore_ascii_case("Authorization")).collect();
+        if in_netns(to.netns.clone(), move || follow(plain, &headers, deadline, purpose)).await.is_ok() {
+            return Outcome::Warning(format!(
+                "request to HTTPS lifecycle hook {}:{} got HTTP response, retry with HTTP succeeded",
+                first.host, first.port
+            ));
+        }
+    }
     match (result, purpose) {
         (Err(e), _) => Outcome::Failed(e),
         (Ok(_), Purpose::Hook) => Outcome::Ok,
@@ -158,15 +178,48 @@ fn follow(mut url: Url, headers: &[(String, String)], deadline: Instant, purpose
 /// A connection, plain or TLS.
 enum Conn {
     Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Tls(Box<StreamOwned<ClientConnection, Peek>>),
 }
+
+/// A socket that keeps the first bytes it read: a server that answers a TLS hello in plain
+/// HTTP is told by them.
+struct Peek {
+    tcp: TcpStream,
+    first: Vec<u8>,
+}
+
+impl Read for Peek {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        let room = 5usize.saturating_sub(self.first.len());
+        self.first.extend_from_slice(&buf[..n.min(room)]);
+        Ok(n)
+    }
+}
+
+impl Write for Peek {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// Go's error for a TLS connection the server answered in plain HTTP.
+pub(crate) const HTTP_TO_HTTPS: &str = "http: server gave HTTP response to HTTPS client";
 
 impl Conn {
     fn socket(&self) -> &TcpStream {
         match self {
             Conn::Plain(s) => s,
-            Conn::Tls(s) => &s.sock,
+            Conn::Tls(s) => &s.sock.tcp,
         }
+    }
+
+    /// Whether the server answered the TLS hello with plain HTTP.
+    fn got_http(&self) -> bool {
+        matches!(self, Conn::Tls(s) if s.sock.first.starts_with(b"HTTP/"))
     }
 }
 
@@ -208,7 +261,7 @@ fn get(
     let mut conn = if url.https {
         let name = ServerName::try_from(url.host.clone()).map_err(|e| format!("Get \"{url}\": {e}"))?;
         let tls = ClientConnection::new(tls_config()?, name).map_err(|e| format!("Get \"{url}\": {e}"))?;
-        Conn::Tls(Box::new(StreamOwned::new(tls, tcp)))
+        Conn::Tls(Box::new(StreamOwned::new(tls, Peek { tcp, first: Vec::new() })))
     } else {
         Conn::Plain(tcp)
     };
@@ -236,7 +289,13 @@ fn get(
     }
     request.push_str("\r\n");
     let _ = conn.socket().set_write_timeout(Some(remaining()));
-    conn.write_all(request.as_bytes()).map_err(fail)?;
+    let _ = conn.socket().set_read_timeout(Some(remaining()));
+    let plain_answer = |conn: &Conn, e: std::io::Error| {
+        if conn.got_http() { format!("Get \"{url}\": {HTTP_TO_HTTPS}") } else { fail(e) }
+    };
+    if let Err(e) = conn.write_all(request.as_bytes()).and_then(|()| conn.flush()) {
+        return Err(plain_answer(&conn, e));
+    }
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     let head_end = loop {
@@ -250,7 +309,7 @@ fn get(
         match conn.read(&mut buf) {
             Ok(0) => return Err(format!("Get \"{url}\": EOF")),
             Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(fail(e)),
+            Err(e) => return Err(plain_answer(&conn, e)),
         }
     };
     let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
