@@ -161,6 +161,15 @@ fn disk<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Disk(e.to_string())
 }
 
+/// Whether an object's `metadata.finalizers` holds any.
+fn has_finalizers(v: &Value) -> bool {
+    v.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+}
+
+fn is_deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
 /// Where a watch starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -358,15 +367,39 @@ impl Store {
         }
         st.rv += 1;
         next["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-        Ok(self.commit(&mut st, ChangeKind::Modified, key.clone(), next))
+        // The last finalizer of an object whose deletion is due (no grace left) is gone: the
+        // object goes, as the API server removes it. A graceful deletion waits for its end.
+        let due = is_deleting(&next)
+            && next.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+        let kind = if due && !has_finalizers(&next) && has_finalizers(&cur) {
+            ChangeKind::Deleted
+        } else {
+            ChangeKind::Modified
+        };
+        Ok(self.commit(&mut st, kind, key.clone(), next))
     }
 
-    /// Removes an object; watchers see its last state.
+    /// Removes an object; watchers see its last state. An object with finalizers stays, marked
+    /// as being deleted (`deletionTimestamp`), until they are removed, as the API server keeps
+    /// it.
     pub fn remove(&self, key: &Key) -> Result<Obj, StoreError> {
         let mut st = self.lock();
         let cur = st.objects.get(key).cloned().ok_or_else(|| StoreError::NotFound(key.clone()))?;
-        st.rv += 1;
         let mut last = (*cur).clone();
+        if has_finalizers(&cur) {
+            let grace = cur.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            if is_deleting(&cur) && grace == Some(0) {
+                return Ok(cur);
+            }
+            if !is_deleting(&cur) {
+                last["metadata"]["deletionTimestamp"] = json!(crate::values::stamp(Timestamp::now()));
+            }
+            last["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            st.rv += 1;
+            last["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+            return Ok(self.commit(&mut st, ChangeKind::Modified, key.clone(), last));
+        }
+        st.rv += 1;
         last["metadata"]["resourceVersion"] = json!(st.rv.to_string());
         Ok(self.commit(&mut st, ChangeKind::Deleted, key.clone(), last))
     }

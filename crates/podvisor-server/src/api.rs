@@ -301,7 +301,9 @@ impl Call<'_> {
             {
                 m.remove("status");
             }
-            for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers"] {
+            // The deletion marks are the server's; finalizers and owner references are the
+            // writer's, as in the API server (a patch or an update may remove them).
+            for f in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
                 if next["metadata"].get(f).is_none()
                     && let Some(v) = cur["metadata"].get(f)
                 {

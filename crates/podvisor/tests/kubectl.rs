@@ -815,3 +815,32 @@ fn at_most_max_pods_run_and_the_rest_wait_as_the_scheduler_leaves_them() {
     server.ok(&["wait", "--for=condition=Ready", "pod/c", "--timeout=60s"], None);
     server.ok(&["delete", "pod", "b", "c", "d", "--wait=true"], None);
 }
+
+/// Issue: a pod with a finalizer was removed as soon as its containers stopped. The API server
+/// keeps it, with its final status and a deletionTimestamp, until the finalizer is removed.
+#[test]
+fn a_pod_with_a_finalizer_stays_until_the_finalizer_is_removed() {
+    let dir = data_dir("finalizer");
+    let server = serve(&dir);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: kept, finalizers: [example.com/keep]}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox:1.36, command: [sh, -c, 'trap \"exit 0\" TERM; sleep 600 & wait']}\n";
+    server.ok(&["apply", "-f", "-"], Some(pod));
+    server.ok(&["wait", "--for=condition=Ready", "pod/kept", "--timeout=60s"], None);
+    server.ok(&["delete", "pod", "kept", "--wait=false"], None);
+    let mut phase = String::new();
+    for _ in 0..100 {
+        phase = server.ok(&["get", "pod", "kept", "-o", "jsonpath={.status.phase}"], None);
+        if phase == "Succeeded" || phase == "Failed" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(phase, "Succeeded", "the containers stopped and the final status is kept");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let deleting = server.ok(&["get", "pod", "kept", "-o", "jsonpath={.metadata.deletionTimestamp}"], None);
+    assert!(!deleting.is_empty(), "still there, being deleted");
+    server
+        .ok(&["patch", "pod", "kept", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#], None);
+    let (code, _, err) = server.kubectl(&["get", "pod", "kept"], None);
+    assert_eq!(code, 1, "gone once the finalizer is: {err}");
+    assert!(err.contains("NotFound"), "{err}");
+}
