@@ -108,6 +108,8 @@ pub struct PodEngine {
     /// before the runtime reports back, R68).
     starting_image: HashMap<ContainerRef, String>,
     finished: bool,
+    /// Set by [`PodEngine::deleting`] before a take-over: the grace the deletion asked for.
+    deleted_before: Option<Option<i64>>,
     out: VecDeque<Action>,
     pub(crate) status: PodStatus,
     /// Why the node ended the pod itself (`status.reason`, `status.message`): it is `Failed`.
@@ -154,6 +156,7 @@ impl PodEngine {
             finished: false,
             out: VecDeque::new(),
             status: PodStatus::default(),
+            deleted_before: None,
             verdict: None,
         };
         engine.out.push_back(Action::CreateSandbox);
@@ -224,7 +227,9 @@ impl PodEngine {
                 had.push((s, attempts - 1));
             }
         }
-        if had.is_empty() || self.model.restart_policy != RestartPolicy::Never {
+        // A pod being deleted when its sandbox was lost is not run again, whatever its policy.
+        let deleted = self.deleted_before.take();
+        if deleted.is_none() && (had.is_empty() || self.model.restart_policy != RestartPolicy::Never) {
             self.refresh_status(now);
             return;
         }
@@ -248,7 +253,8 @@ impl PodEngine {
             });
         }
         self.out.retain(|a| !matches!(a, Action::CreateSandbox));
-        self.begin_termination(now, false, self.model.grace_seconds());
+        let grace = deleted.flatten().unwrap_or_else(|| self.model.grace_seconds()).max(1);
+        self.begin_termination(now, deleted.is_some(), grace);
         self.maybe_finish();
         self.refresh_status(now);
     }
@@ -256,6 +262,19 @@ impl PodEngine {
     /// Whether termination (deletion or completion) has begun.
     pub fn is_terminating(&self) -> bool {
         self.terminating.is_some()
+    }
+
+    /// The grace of the deletion under way, if the pod is terminating because it was deleted.
+    pub fn deletion(&self) -> Option<i64> {
+        self.terminating.as_ref().filter(|t| t.deleted).map(|t| t.grace)
+    }
+
+    /// Says, right after [`PodEngine::new`] and before [`PodEngine::adopt`] or
+    /// [`PodEngine::resume`], that the pod was being deleted (with this grace) when the node
+    /// process stopped: it stays terminating, and nothing of it starts again, not even a
+    /// sidecar that exited meanwhile.
+    pub fn deleting(&mut self, grace_seconds: Option<i64>) {
+        self.deleted_before = Some(grace_seconds);
     }
 
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.

@@ -98,6 +98,10 @@ impl Driver {
         let mut held = None;
         let mut stale = false;
         let mut pod_ip = None;
+        // Deleted while no node process ran it: it stays terminating, nothing starts again.
+        if pod.metadata.deletion_timestamp.is_some() && pod.status.is_some() {
+            engine.deleting(pod.metadata.deletion_grace_period_seconds);
+        }
         if let Some(prior) = &pod.status {
             match host.held(&pod) {
                 Some(found) => {

@@ -262,6 +262,10 @@ impl Sim {
         found.sort_by(|a, b| a.container.cmp(&b.container));
         let mut engine = PodEngine::new(self.engine.identity().clone(), self.engine.spec().clone(), self.now);
         self.mark("", Mark::NodeRestarted);
+        // The pod object says it is being deleted: the new node process knows it from the start.
+        if let Some(grace) = self.engine.deletion() {
+            engine.deleting(Some(grace));
+        }
         engine.adopt(self.now, &prior, found);
         self.engine = engine;
         self.after_engine();

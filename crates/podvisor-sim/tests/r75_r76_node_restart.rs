@@ -168,3 +168,24 @@ fn conditions_keep_their_transition_times_across_a_node_restart_r76() {
     sim.run_for(secs(10));
     assert_eq!(times(&sim), before);
 }
+
+/// Issue: a pod terminating when the node process crashed, whose sidecar exited meanwhile, had
+/// the sidecar started again after the restart before it was stopped a second time. A pod that
+/// was terminating stays terminating: nothing of it starts again.
+#[test]
+fn a_pod_terminating_across_a_node_restart_starts_nothing_again_r75() {
+    let mut sim = PodBuilder::new("Always")
+        .grace(30)
+        .sidecar(Ctr::new("shipper").run(600).term(3))
+        .container(Ctr::new("app").run(600).term(1))
+        .sim();
+    sim.run_for(secs(5));
+    sim.delete(None);
+    sim.run_for(secs(2));
+    // The sidecar got its SIGTERM and exits (3 s) while the node process is down.
+    sim.restart_node(secs(5), &[]);
+    assert!(sim.run_to_end(secs(60)));
+    let t = sim.timeline();
+    let restarted = t.iter().position(|e| e.mark == Mark::NodeRestarted).unwrap();
+    assert_eq!(starts(&t[restarted..], "shipper") + starts(&t[restarted..], "app"), 0, "nothing starts again");
+}

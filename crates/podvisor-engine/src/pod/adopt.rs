@@ -132,8 +132,17 @@ impl PodEngine {
                 self.records.push(inst);
             }
         }
-        self.dirty = true;
-        self.drive(now);
+        match self.deleted_before.take() {
+            // Terminating before the restart: it goes on terminating, nothing is started.
+            Some(grace) => {
+                let grace = grace.unwrap_or_else(|| self.model.grace_seconds()).max(1);
+                self.begin_termination(now, true, grace);
+            }
+            None => {
+                self.dirty = true;
+                self.drive(now);
+            }
+        }
         self.refresh_status(now);
         self.run_due_probes(now);
     }
