@@ -158,7 +158,9 @@ impl Driver {
             self.take_over(held).await;
         }
         if self.stale {
-            remove_pod_leftovers(&self.host, &uid(&self.pod)).await;
+            // A pod resuming after a reboot keeps the files of its on-disk emptyDirs.
+            let keep = podvisor_runtime::volumes::on_disk_empty_dirs(&self.pod);
+            crate::host::remove_pod_leftovers_keeping(&self.host, &uid(&self.pod), &keep).await;
         }
         loop {
             while let Some(action) = self.engine.poll_action() {
@@ -418,7 +420,12 @@ impl Driver {
                 // it. The pod counts as finished once they are gone.
                 self.publish(false);
                 self.size_watches.drain(..).for_each(|w| w.abort());
-                remove_pod_leftovers(&self.host, &uid(&self.pod)).await
+                if self.host.stopping.load(Ordering::SeqCst) {
+                    let keep = podvisor_runtime::volumes::on_disk_empty_dirs(&self.pod);
+                    crate::host::remove_pod_leftovers_keeping(&self.host, &uid(&self.pod), &keep).await
+                } else {
+                    remove_pod_leftovers(&self.host, &uid(&self.pod)).await
+                }
             }
             Action::Record(e) => (self.publish)(What::Event {
                 kind: match e.kind {

@@ -34,6 +34,9 @@ pub(crate) struct Host {
     pub log_rotation: podvisor_runtime::logs::Rotation,
     /// The most pods that run at once.
     pub max_pods: usize,
+    /// Set when the node stops its pods because it stops itself (`serve` exiting): they end as
+    /// on a machine going down, their on-disk emptyDirs kept for their next start.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The most the kubelet reads of a termination message.
@@ -605,6 +608,12 @@ fn termination_message(c: &Container, file: &Path, log: &Path, code: i32, budget
 /// namespaces and cgroups. Used when a pod finishes and, at start-up, for pods a crashed
 /// earlier run left behind.
 pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
+    remove_pod_leftovers_keeping(host, uid, &[]).await
+}
+
+/// [`remove_pod_leftovers`], keeping the named volume directories with their files: a pod that
+/// resumes after a reboot finds its on-disk emptyDirs as it left them, as with the kubelet.
+pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &[String]) {
     let dir = host.run_dir(uid);
     let containers = dir.join("containers");
     let mut released = true;
@@ -616,13 +625,27 @@ pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
             released &= remove_bundle(&e.path());
         }
     }
-    podvisor_runtime::volumes::release(&dir.join("volumes"));
+    if keep.is_empty() {
+        podvisor_runtime::volumes::release(&dir.join("volumes"));
+    } else {
+        podvisor_runtime::volumes::release_except(&dir.join("volumes"), keep);
+    }
     let sandbox = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox"));
     let _ = tokio::task::spawn_blocking(move || sandbox.remove()).await;
     cgroup::remove(&pod_cgroup(uid));
     // A subPath bind left mounted would let the removal reach into a volume (or a host path).
-    if released {
+    if !released {
+        return;
+    }
+    if keep.is_empty() {
         let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name() != "volumes" {
+                let p = e.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+        }
     }
 }
 

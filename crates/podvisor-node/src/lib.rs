@@ -273,6 +273,7 @@ impl Node {
             default_seccomp: config.default_seccomp,
             log_rotation: config.log_rotation,
             max_pods: config.max_pods.max(1),
+            stopping: Default::default(),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }
@@ -394,6 +395,8 @@ impl Node {
 
     /// Stops every pod with the ordered graceful termination and its grace period.
     pub fn shut_down(&self) {
+        // As a machine going down: the pods' on-disk emptyDirs stay for their next start.
+        self.host.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         for p in self.pods() {
             p.delete(None);
         }

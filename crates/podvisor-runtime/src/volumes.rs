@@ -45,6 +45,28 @@ pub fn read_only(pod: &Pod) -> std::collections::HashSet<String> {
         .collect()
 }
 
+/// Unmounts and deletes the volumes under `dir` except those named in `keep` (left with their
+/// files).
+pub fn release_except(dir: &Path, keep: &[String]) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if keep.iter().any(|k| e.file_name() == k.as_str()) {
+            continue;
+        }
+        let _ = unmount(e.path(), UnmountFlags::DETACH);
+        let _ = fs::remove_dir_all(e.path());
+    }
+}
+
+/// The on-disk emptyDir volumes of `pod` (not `medium: Memory`): what a reboot leaves.
+pub fn on_disk_empty_dirs(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| v.empty_dir.as_ref().is_some_and(|e| e.medium.as_deref() != Some("Memory")))
+        .map(|v| v.name.clone())
+        .collect()
+}
+
 /// Unmounts and deletes the pod's volume directory (host paths are left alone).
 pub fn release(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {

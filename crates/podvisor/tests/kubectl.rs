@@ -844,3 +844,27 @@ fn a_pod_with_a_finalizer_stays_until_the_finalizer_is_removed() {
     assert_eq!(code, 1, "gone once the finalizer is: {err}");
     assert!(err.contains("NotFound"), "{err}");
 }
+
+/// Issue: emptyDir contents were lost when pods resumed as after a reboot (R73, R74). The
+/// kubelet keeps a pod's on-disk emptyDir across a reboot: the containers start over, the
+/// files are still there.
+#[test]
+fn an_empty_dir_keeps_its_files_when_the_pod_resumes_as_after_a_reboot_r74() {
+    let dir = data_dir("emptydir-reboot");
+    let server = serve(&dir);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: keeper}\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes: [{name: data, emptyDir: {}}]\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sh, -c, 'echo run >> /data/runs; echo \"runs: $(wc -l < /data/runs)\"; trap \"exit 0\" TERM; while true; do sleep 1; done']\n    volumeMounts: [{name: data, mountPath: /data}]\n";
+    server.ok(&["apply", "-f", "-"], Some(pod));
+    server.ok(&["wait", "--for=condition=Ready", "pod/keeper", "--timeout=30s"], None);
+    let server = server.restart();
+    server.ok(&["wait", "--for=condition=Ready", "pod/keeper", "--timeout=30s"], None);
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = server.ok(&["logs", "keeper"], None);
+        if !logs.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(logs.trim(), "runs: 2", "the second run finds the first one's file");
+    server.ok(&["delete", "pod", "keeper"], None);
+}
