@@ -1087,8 +1087,20 @@ impl PodEngine {
     }
 
     fn refresh_status(&mut self, now: Timestamp) {
+        // The kubelet's sync is inside the container's start while postStart runs: it publishes
+        // nothing new until the hook returns.
+        if self.in_post_start() {
+            return;
+        }
         let status = crate::status::build(self, now);
         self.status = status;
+    }
+
+    /// Whether the pass waits on a started container's postStart hook.
+    fn in_post_start(&self) -> bool {
+        matches!(&self.current, Some(Current::Starting(r))
+            if self.records.get(r).is_some_and(Instance::running)
+                && self.model.get(&r.name).is_some_and(|c| c.post_start))
     }
 
     /// Whether the sandbox is up (condition `PodReadyToStartContainers`).

@@ -101,3 +101,23 @@ fn the_pod_ip_comes_with_the_sandbox_and_is_kept_to_the_end() {
     assert!(sim.run_to_end(secs(30)));
     assert_eq!((sim.phase(), ips(&sim).0), ("Succeeded", ip));
 }
+
+/// Issue: while a sidecar's postStart hook ran, the pod already showed it ready (1/2). The
+/// kubelet runs postStart inside the container's start and publishes no new status until the
+/// hook returns.
+#[test]
+fn no_status_is_published_while_a_post_start_hook_runs() {
+    let mut sim = PodBuilder::new("Always")
+        .sidecar(Ctr::new("proxy").run(600).post_start(Some(5), false))
+        .container(Ctr::new("app").run(600))
+        .sim();
+    sim.run_for(secs(2));
+    let during = sim.engine().status().clone();
+    assert_ne!(state(&sim, "proxy"), "running", "{during:#?}");
+    assert!(!is_started(&sim, "proxy"));
+    sim.run_for(secs(1));
+    assert_eq!(sim.engine().status(), &during, "nothing new while the hook runs");
+    sim.run_for(secs(5));
+    assert_eq!(state(&sim, "proxy"), "running");
+    assert!(is_started(&sim, "proxy"));
+}
