@@ -174,6 +174,9 @@ pub async fn serve(cluster: Cluster, listener: TcpListener, tls: Arc<rustls::Ser
     }
 }
 
+/// A body past this size gives its memory back to the system once handled.
+const LARGE_BODY: usize = 1024 * 1024;
+
 /// How much of a body past [`MAX_BODY`] is read and dropped before the 413 is sent, and for how
 /// long: a client still writing when the connection closes would get a reset instead of the
 /// answer (Go's server lingers for the same reason). Past either bound the connection is just
@@ -255,10 +258,17 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     };
     let head =
         Head { method: &method, path: &path, accept: &accept, content_type: &content_type, user_agent: &user_agent };
-    match dispatch(state, &head, query, &body).await {
+    let large = body.len() > LARGE_BODY;
+    let reply = match dispatch(state, &head, query, &body).await {
         Ok(r) => r,
         Err(e) => Reply::error(&e),
+    };
+    if large {
+        // What parsing and patching a large body took goes back to the system.
+        drop(body);
+        tokio::task::spawn_blocking(podvisor_runtime::memory::return_free_memory);
     }
+    reply
 }
 
 /// What a request says beside its query and body.
