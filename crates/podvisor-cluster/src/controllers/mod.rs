@@ -226,6 +226,11 @@ const AFTER_PANIC: Duration = Duration::from_secs(60);
 /// One reconcile, its panic contained: the object gets a Warning event and is tried again
 /// later, and every other object goes on being reconciled.
 fn isolated(ctx: &Ctx, key: &Key) -> Requeue {
+    isolated_with(ctx, key, reconcile)
+}
+
+/// [`isolated`] around any reconcile function.
+fn isolated_with(ctx: &Ctx, key: &Key, reconcile: impl FnOnce(&Ctx, &Key) -> Requeue) -> Requeue {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconcile(ctx, key))) {
         Ok(requeue) => requeue,
         Err(panic) => {
@@ -267,6 +272,32 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Requeue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue: a panic in the Job controller stopped every controller. One reconcile's panic
+    /// is an event on its object and a retry later; the next object is reconciled as usual.
+    #[test]
+    fn a_reconcile_that_panics_is_contained() {
+        let store = Store::in_memory();
+        let ctx = Ctx {
+            store: store.clone(),
+            recorder: Recorder::new(store.clone(), "node".into()),
+            bursts: Default::default(),
+        };
+        let job = store
+            .create(Resource::Jobs, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad", "namespace": "default", "uid": "u"}}))
+            .unwrap();
+        let key = Key::of(Resource::Jobs, &job);
+        let requeue = isolated_with(&ctx, &key, |_, _| panic!("a bug"));
+        assert_eq!(requeue, Some(AFTER_PANIC));
+        let events = store.list(Resource::Events, Some("default")).0;
+        assert!(
+            events
+                .iter()
+                .any(|e| e["reason"] == "ReconcileError" && e["message"].as_str().is_some_and(|m| m.contains("a bug"))),
+            "{events:?}"
+        );
+        assert_eq!(isolated_with(&ctx, &key, |_, _| Some(Duration::from_secs(1))), Some(Duration::from_secs(1)));
+    }
 
     #[test]
     fn suffixes_use_the_kubernetes_alphabet() {
