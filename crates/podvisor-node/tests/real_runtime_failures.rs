@@ -60,8 +60,15 @@ spec:
         .unwrap();
     assert!(message.contains("more bytes)"), "the 200 kB error is cut: {} bytes", message.len());
     assert!(message.len() < 20_000, "{} bytes", message.len());
-    let waiting = p.status().container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
-    assert_eq!(waiting.reason.as_deref(), Some("CreateContainerError"));
+    // The status of a step is published after its events.
+    let reason = || p.status().container_statuses.and_then(|s| s[0].state.clone()?.waiting?.reason).unwrap_or_default();
+    for _ in 0..50 {
+        if reason() == "CreateContainerError" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reason(), "CreateContainerError");
     // The container the runtime made was removed with it.
     let root = f.node.data_dir().join("runc");
     let list = std::process::Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output().unwrap();
