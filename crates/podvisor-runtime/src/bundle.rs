@@ -542,6 +542,13 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
 mod tests {
     use super::*;
 
+    /// An instance with no environment, log or subPath.
+    fn instance() -> Instance<'static> {
+        static NONE: std::sync::LazyLock<std::collections::BTreeMap<usize, PathBuf>> =
+            std::sync::LazyLock::new(Default::default);
+        Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None, sub_paths: &NONE }
+    }
+
     fn image() -> ImageConfig {
         ImageConfig {
             entrypoint: Some(vec!["/entry".into()]),
@@ -588,13 +595,7 @@ mod tests {
             cgroup_parent: "/podvisor/p".into(),
             ..Default::default()
         };
-        let inst = Instance {
-            id: "p-c-0",
-            rootfs: Path::new("/r"),
-            env: &[],
-            termination_log: None,
-            sub_paths: &Default::default(),
-        };
+        let inst = instance();
         let spec = spec(&container, &image(), &ctx, &inst).unwrap();
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["process"]["env"], serde_json::json!(["PATH=/bin", "A=image"]));
@@ -616,13 +617,7 @@ mod tests {
             cgroup_parent: "/podvisor/p".into(),
             ..Default::default()
         };
-        let inst = Instance {
-            id: "p-c-0",
-            rootfs: Path::new("/r"),
-            env: &[],
-            termination_log: None,
-            sub_paths: &Default::default(),
-        };
+        let inst = instance();
         let json = serde_json::to_value(spec(&container, &image(), &ctx, &inst).unwrap()).unwrap();
         let types: Vec<&str> =
             json["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
@@ -639,13 +634,7 @@ mod tests {
             ..Default::default()
         });
         let ctx = PodContext { cgroup_parent: "/podvisor/p".into(), cgroup_v2: true, ..Default::default() };
-        let inst = Instance {
-            id: "p-c-0",
-            rootfs: Path::new("/r"),
-            env: &[],
-            termination_log: None,
-            sub_paths: &Default::default(),
-        };
+        let inst = instance();
         let json = serde_json::to_value(spec(&container, &image(), &ctx, &inst).unwrap()).unwrap();
         let r = &json["linux"]["resources"];
         assert_eq!(r["cpu"], serde_json::json!({"shares": 256, "quota": 50000, "period": 100000}));
