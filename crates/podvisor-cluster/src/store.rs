@@ -200,7 +200,7 @@ pub struct Store {
     state: Mutex<State>,
     changes: broadcast::Sender<Arc<Change>>,
     disk: Option<std::sync::mpsc::Sender<(u64, Op)>>,
-    persisted: watch::Receiver<u64>,
+    persisted: watch::Receiver<Durable>,
 }
 
 impl std::fmt::Debug for Store {
@@ -212,7 +212,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// A store kept in memory only (`podvisor run`).
     pub fn in_memory() -> Arc<Store> {
-        let (_, persisted) = watch::channel(u64::MAX);
+        let (_, persisted) = watch::channel(Durable { rv: u64::MAX, failed: None });
         Arc::new(Store::with(BTreeMap::new(), 0, None, persisted))
     }
 
@@ -220,7 +220,7 @@ impl Store {
         objects: BTreeMap<Key, Obj>,
         rv: u64,
         disk: Option<std::sync::mpsc::Sender<(u64, Op)>>,
-        persisted: watch::Receiver<u64>,
+        persisted: watch::Receiver<Durable>,
     ) -> Store {
         let (changes, _) = broadcast::channel(16_384);
         Store {
@@ -254,9 +254,22 @@ impl Store {
                 rv = v.value();
             }
         }
+        Store::start(objects, rv, move |batch: &[(u64, Op)]| write(&db, batch).map_err(|e| e.to_string()))
+    }
+
+    /// A store of `objects` at `rv` whose changes `write` makes durable, batch by batch, on its
+    /// own thread.
+    fn start(
+        objects: BTreeMap<Key, Obj>,
+        rv: u64,
+        write: impl FnMut(&[(u64, Op)]) -> Result<(), String> + Send + 'static,
+    ) -> Result<Arc<Store>, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel::<(u64, Op)>();
-        let (done_tx, done_rx) = watch::channel(rv);
-        std::thread::Builder::new().name("store-writer".into()).spawn(move || writer(db, rx, done_tx)).map_err(disk)?;
+        let (done_tx, done_rx) = watch::channel(Durable { rv, failed: None });
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(rx, done_tx, write))
+            .map_err(disk)?;
         Ok(Arc::new(Store::with(objects, rv, Some(tx), done_rx)))
     }
 
@@ -440,10 +453,21 @@ impl Store {
         Ok((first, rx))
     }
 
-    /// Waits until every change up to `rv` is on disk (at once for an in-memory store).
-    pub async fn synced(&self, rv: u64) {
+    /// Waits until every change up to `rv` is on disk (at once for an in-memory store). A change
+    /// that could not be written is an error, never reported as persisted: the writer tries it
+    /// again with the next changes, and a client is told (the API server's 500).
+    pub async fn synced(&self, rv: u64) -> Result<(), StoreError> {
         let mut rx = self.persisted.clone();
-        let _ = rx.wait_for(|p| *p >= rv).await;
+        let seen = rx
+            .wait_for(|p| p.rv >= rv || p.failed.as_ref().is_some_and(|(from, to, _)| (*from..=*to).contains(&rv)))
+            .await;
+        match seen.as_deref() {
+            Ok(Durable { rv: done, .. }) if *done >= rv => Ok(()),
+            Ok(Durable { failed: Some((_, _, e)), .. }) => {
+                Err(StoreError::Disk(format!("the store could not write to disk: {e}")))
+            }
+            _ => Err(StoreError::Disk("the store's writer stopped".into())),
+        }
     }
 }
 
@@ -452,35 +476,74 @@ fn body(v: &Value) -> Option<BTreeMap<&String, &Value>> {
     v.as_object().map(|m| m.iter().filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status")).collect())
 }
 
-fn writer(db: redb::Database, rx: std::sync::mpsc::Receiver<(u64, Op)>, done: watch::Sender<u64>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        let last = batch.last().map(|(rv, _)| *rv).unwrap_or(0);
-        let result = (|| -> Result<(), redb::Error> {
-            let w = db.begin_write()?;
-            {
-                let mut t = w.open_table(OBJECTS)?;
-                for (_, op) in &batch {
-                    match op {
-                        Op::Put(k, v) => {
-                            t.insert(k.as_str(), v.as_slice())?;
-                        }
-                        Op::Delete(k) => {
-                            t.remove(k.as_str())?;
-                        }
-                    }
+/// How far the changes are on disk: every one up to `rv`; and, while writing fails, the
+/// changes of the batch that failed last (first and last version) and why.
+#[derive(Debug, Clone)]
+struct Durable {
+    rv: u64,
+    failed: Option<(u64, u64, String)>,
+}
+
+/// Writes one batch of changes in one transaction.
+fn write(db: &redb::Database, batch: &[(u64, Op)]) -> Result<(), redb::Error> {
+    let last = batch.last().map(|(rv, _)| *rv).unwrap_or(0);
+    let w = db.begin_write()?;
+    {
+        let mut t = w.open_table(OBJECTS)?;
+        for (_, op) in batch {
+            match op {
+                Op::Put(k, v) => {
+                    t.insert(k.as_str(), v.as_slice())?;
                 }
-                let mut m = w.open_table(META)?;
-                m.insert("rv", last)?;
+                Op::Delete(k) => {
+                    t.remove(k.as_str())?;
+                }
             }
-            w.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            eprintln!("podvisor: the store could not write to disk: {e}");
         }
-        done.send_replace(last);
+        let mut m = w.open_table(META)?;
+        m.insert("rv", last)?;
+    }
+    w.commit()?;
+    Ok(())
+}
+
+/// How long the writer waits before it tries a failed batch again.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Writes the changes as they come, in batches. A batch that fails is kept and tried again
+/// with the next changes (every second at most while nothing new comes); until it is written,
+/// `done` says so and no later change counts as persisted.
+fn writer(
+    rx: std::sync::mpsc::Receiver<(u64, Op)>,
+    done: watch::Sender<Durable>,
+    mut write: impl FnMut(&[(u64, Op)]) -> Result<(), String>,
+) {
+    let mut batch: Vec<(u64, Op)> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match rx.recv() {
+                Ok(first) => batch.push(first),
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(RETRY) {
+                Ok(more) => batch.push(more),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        batch.extend(rx.try_iter());
+        let (first, last) = (batch.first().map_or(0, |(rv, _)| *rv), batch.last().map_or(0, |(rv, _)| *rv));
+        match write(&batch) {
+            Ok(()) => {
+                batch.clear();
+                done.send_replace(Durable { rv: last, failed: None });
+            }
+            Err(e) => {
+                eprintln!("podvisor: the store could not write to disk (trying again): {e}");
+                done.send_modify(|d| d.failed = Some((first, last, e)));
+            }
+        }
     }
 }
 
@@ -557,6 +620,31 @@ mod tests {
         assert!(now.is_empty());
     }
 
+    /// Issue: a failed commit was reported as persisted, so a client got 201 for data that never
+    /// reached the disk. Now the client waiting for it gets the error, the batch is tried again,
+    /// and once it is written the changes count as persisted.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_that_fails_is_an_error_and_is_tried_again() {
+        let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (f, w) = (fail.clone(), written.clone());
+        let s = Store::start(BTreeMap::new(), 0, move |batch: &[(u64, Op)]| {
+            if f.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("disk full".into());
+            }
+            w.lock().unwrap().extend(batch.iter().map(|(rv, _)| *rv));
+            Ok(())
+        })
+        .unwrap();
+        s.create(Resource::Pods, pod("a")).unwrap();
+        let err = s.synced(1).await.unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        s.create(Resource::Pods, pod("b")).unwrap();
+        s.synced(2).await.unwrap();
+        assert_eq!(*written.lock().unwrap(), [1, 2], "the failed change was written again, first");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn survives_reopening() {
         let dir = std::env::temp_dir().join(format!("podvisor-store-{}", new_uid()));
@@ -568,7 +656,7 @@ mod tests {
             s.create(Resource::Pods, pod("b")).unwrap();
             let gone = s.remove(&Key::new(Resource::Pods, "default", "b")).unwrap();
             assert_eq!(gone["metadata"]["resourceVersion"], "3");
-            s.synced(3).await;
+            s.synced(3).await.unwrap();
         }
         // The writer thread may still hold the file briefly after the store is dropped.
         let mut reopened = Store::open(&path);

@@ -257,7 +257,7 @@ impl Call<'_> {
             return Ok(Reply::json(201, &obj));
         }
         let created = self.state.store().create(self.resource, obj)?;
-        self.state.synced().await;
+        self.state.synced().await?;
         Ok(Reply::json(201, &created))
     }
 
@@ -327,7 +327,7 @@ impl Call<'_> {
             return Ok(Reply::json(200, &cur));
         }
         let updated = self.state.store().update(&key, apply)?;
-        self.state.synced().await;
+        self.state.synced().await?;
         Ok(self.object_reply(200, &updated))
     }
 
@@ -428,7 +428,7 @@ impl Call<'_> {
                     gone.push((*self.state.cluster.delete(&Key::of(self.resource, o), &opts)?).clone());
                 }
             }
-            self.state.synced().await;
+            self.state.synced().await?;
             let list = json!({"kind": format!("{}List", self.resource.info().kind), "apiVersion": self.resource.api_version(),
                               "metadata": {"resourceVersion": self.state.store().rv().to_string()}, "items": gone});
             return Ok(Reply::json(200, &list));
@@ -439,7 +439,7 @@ impl Call<'_> {
             return Ok(Reply::json(200, &cur));
         }
         let obj = self.state.cluster.delete(&key, &opts)?;
-        self.state.synced().await;
+        self.state.synced().await?;
         Ok(Reply::json(200, &obj))
     }
 }

@@ -114,10 +114,11 @@ impl State {
         self.cluster.store()
     }
 
-    /// Waits until everything written so far is on disk.
-    pub async fn synced(&self) {
+    /// Waits until everything written so far is on disk; an error when it could not be
+    /// written (the client gets the API server's 500, not a success).
+    pub async fn synced(&self) -> Result<(), podvisor_cluster::StoreError> {
         let store = self.store();
-        store.synced(store.rv()).await;
+        store.synced(store.rv()).await
     }
 }
 
