@@ -298,8 +298,16 @@ fn get(
     }
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
+    let mut interim = 0;
     let head_end = loop {
         if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            // An interim answer (100 Continue, 103 Early Hints; not 101) comes before the
+            // final one, which Go's client waits for: it is skipped, a bounded number of times.
+            if interim < MAX_INTERIM && is_interim(&data[..i]) {
+                interim += 1;
+                data.drain(..i + 4);
+                continue;
+            }
             break i + 4;
         }
         if data.len() > 64 * 1024 {
@@ -342,6 +350,16 @@ fn get(
     }
     body.truncate(length.unwrap_or(MAX_BODY).min(MAX_BODY));
     Ok(Response { code, location: header("Location"), body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// How many interim (1xx) answers are skipped before the next one counts as final.
+const MAX_INTERIM: usize = 5;
+
+/// Whether a response head is an interim 1xx one (101 Switching Protocols is final).
+fn is_interim(head: &[u8]) -> bool {
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let code = String::from_utf8_lossy(line).split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
+    code.is_some_and(|c| (100..200).contains(&c) && c != 101)
 }
 
 /// The data of a chunked body (as much of it as arrived).
@@ -417,6 +435,26 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue: an interim 1xx answer was taken as the final one. It is skipped, as Go's client
+    /// skips it.
+    #[test]
+    fn interim_answers_are_skipped() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            s.write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n").unwrap();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy").unwrap();
+        });
+        let url = Url { https: false, host: "127.0.0.1".into(), port, path: "/".into() };
+        let r = get(&url, &[], &[], Instant::now() + Duration::from_secs(5)).unwrap();
+        server.join().unwrap();
+        assert_eq!((r.code, r.body.as_str()), (503, "busy"));
+        assert!(!is_interim(b"HTTP/1.1 101 Switching Protocols"));
+    }
 
     fn url(path: &str) -> Url {
         Url { https: false, host: "127.0.0.1".into(), port: 8080, path: path.into() }
