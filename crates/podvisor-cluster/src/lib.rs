@@ -301,26 +301,11 @@ pub fn normalize(resource: Resource, obj: &mut Value) {
         && let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
     {
         for (k, v) in strings {
-            obj["data"][k] = json!(base64(v.as_str().unwrap_or("").as_bytes()));
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("").as_bytes());
+            obj["data"][k] = json!(encoded);
         }
     }
-}
-
-/// Standard base64 with padding.
-pub fn base64(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The ConfigMaps and Secrets of a store, as the node reads them.

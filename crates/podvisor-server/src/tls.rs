@@ -113,7 +113,8 @@ impl Credentials {
     /// A kubeconfig for the server at `server` (`https://127.0.0.1:PORT`), with one context
     /// named `podvisor`.
     pub fn kubeconfig(&self, server: &str) -> String {
-        let ca = podvisor_cluster::base64(self.ca_pem.as_bytes());
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: podvisor\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: podvisor\n  user:\n    token: {}\ncontexts:\n- name: podvisor\n  context:\n    cluster: podvisor\n    user: podvisor\n    namespace: default\ncurrent-context: podvisor\n",
             self.token
