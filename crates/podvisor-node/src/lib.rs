@@ -320,6 +320,19 @@ impl Node {
         }
     }
 
+    /// Runs `argv` in the container with runtime ID `id` (as `containerID` shows it, without
+    /// `runc://`), with piped standard streams (stdin only if `stdin`).
+    pub fn exec(&self, id: &str, argv: &[String], stdin: bool) -> std::io::Result<tokio::process::Child> {
+        use std::process::Stdio;
+        self.host
+            .runc
+            .exec_command(id, argv)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
     /// The most pods that run at once (the kubelet's `maxPods`).
     pub fn max_pods(&self) -> usize {
         self.host.max_pods

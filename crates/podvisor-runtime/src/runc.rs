@@ -245,6 +245,15 @@ impl Runc {
         Ok(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
     }
 
+    /// `exec` of `argv` in container `id`, its standard streams for the caller to set: what an
+    /// interactive exec (`kubectl exec`) runs.
+    pub fn exec_command(&self, id: &str, argv: &[String]) -> Command {
+        let mut c = self.command();
+        c.arg("exec").arg(id).args(argv);
+        c.kill_on_drop(true);
+        c
+    }
+
     /// `delete --force`: removes the container and its cgroup.
     pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
         self.run("delete", id, &["--force"]).await

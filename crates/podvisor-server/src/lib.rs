@@ -14,6 +14,7 @@
 pub mod admission;
 pub mod api;
 pub mod discovery;
+pub mod exec;
 pub mod logs;
 pub mod request;
 pub mod status;
@@ -170,6 +171,7 @@ pub async fn serve(cluster: Cluster, listener: TcpListener, tls: Arc<rustls::Ser
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
         });
     }
@@ -243,9 +245,20 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     if !authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token) {
         return Reply::error(&ApiError::unauthorized());
+    }
+    // `pods/exec` upgrades the connection: it keeps the request whole.
+    if let Some(Route::Object {
+        resource: podvisor_api::kinds::Resource::Pods,
+        namespace: Some(ns),
+        name: Some(n),
+        sub: Some(sub),
+    }) = request::route(req.uri().path())
+        && sub == "exec"
+    {
+        return exec::exec(state, req, &ns, &n).unwrap_or_else(|e| Reply::error(&e));
     }
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -311,8 +324,8 @@ async fn dispatch(
                     _ => Err(ApiError::method_not_allowed()),
                 };
             }
-            if sub.as_deref().is_some_and(|s| s != "status") {
-                return Err(ApiError::no_route());
+            if let Some(s) = sub.as_deref().filter(|s| *s != "status") {
+                return Err(ApiError::unserved_subresource(resource.info().plural, name.as_deref().unwrap_or(""), s));
             }
             if resource.info().namespaced && namespace.is_none() && (name.is_some() || *method != Method::GET) {
                 return Err(ApiError::no_route());

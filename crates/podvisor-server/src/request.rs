@@ -57,6 +57,15 @@ pub fn decode(s: &str) -> String {
 }
 
 /// The query parameters.
+/// Every value of `key` in a query, in order (`command=sh&command=-c`).
+pub fn query_all(q: Option<&str>, key: &str) -> Vec<String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('=').filter(|(k, _)| decode(k) == key).map(|(_, v)| decode(v)))
+        .collect()
+}
+
+/// Parses a query string; of a key given twice, the last value.
 pub fn query(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')

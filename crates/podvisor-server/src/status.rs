@@ -33,8 +33,27 @@ impl ApiError {
     }
 
     /// 404 for a path that names nothing served.
+    /// It carries the empty `details` the API server sends (clients such as `kubectl debug`
+    /// read it).
     pub fn no_route() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError {
+            details: Some(serde_json::json!({})),
+            ..ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        }
+    }
+
+    /// 404 for a subresource of a served object that podvisor does not serve yet, naming it.
+    pub fn unserved_subresource(resource: &str, name: &str, sub: &str) -> ApiError {
+        ApiError {
+            details: Some(serde_json::json!({"name": name, "kind": resource})),
+            ..ApiError::new(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource: podvisor does not serve {resource}/{sub} yet"
+                ),
+            )
+        }
     }
 
     /// 413 for a body past `limit` bytes, in the API server's words.
@@ -49,7 +68,10 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> ApiError {
-        ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        ApiError {
+            details: Some(serde_json::json!({})),
+            ..ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        }
     }
 
     /// 415 UnsupportedMediaType.

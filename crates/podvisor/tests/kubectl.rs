@@ -868,3 +868,31 @@ fn an_empty_dir_keeps_its_files_when_the_pod_resumes_as_after_a_reboot_r74() {
     assert_eq!(logs.trim(), "runs: 2", "the second run finds the first one's file");
     server.ok(&["delete", "pod", "keeper"], None);
 }
+
+/// `kubectl exec` over WebSocket (v5.channel.k8s.io): output, an exit code as against a
+/// cluster, standard input, `-c` into a sidecar, and the API server's words for a container
+/// the pod does not have.
+#[test]
+fn kubectl_exec_runs_in_the_container_and_returns_its_exit_code() {
+    let dir = data_dir("exec");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let (code, out, err) =
+        server.kubectl(&["exec", "web", "-c", "app", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+    assert_eq!((code, out.as_str()), (3, "out\n"), "{err}");
+    assert!(err.contains("err\n") && err.contains("command terminated with exit code 3"), "{err}");
+    let echoed =
+        server.ok(&["exec", "-i", "web", "-c", "app", "--", "sh", "-c", "tr a-z A-Z"], Some("hello from stdin\n"));
+    assert_eq!(echoed, "HELLO FROM STDIN\n");
+    let host = server.ok(&["exec", "web", "-c", "side", "--", "cat", "/etc/hostname"], None);
+    assert_eq!(host.trim(), "web", "the sidecar's namespaces");
+    let (code, _, err) = server.kubectl(&["exec", "web", "-c", "nope", "--", "true"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("container nope is not valid for pod web"), "{err}");
+    // What is not served yet says so, in a Status kubectl can read (it used to panic on it).
+    let (code, _, err) = server.kubectl(&["debug", "web", "--image=busybox:1.36"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("panic") && err.contains("podvisor does not serve pods/ephemeralcontainers yet"), "{err}");
+    server.ok(&["delete", "pod", "web"], None);
+}

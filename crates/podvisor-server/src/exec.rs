@@ -1,0 +1,223 @@
+//! `pods/exec` over WebSocket, as kubectl 1.30 and later speak it: the `v5.channel.k8s.io`
+//! subprotocol (and v4), each binary message a channel byte then data — 0 stdin, 1 stdout,
+//! 2 stderr, 3 the error channel (a `Status` with the exit code at the end), 4 resize, and in
+//! v5 255 to close a channel (`[255, 0]`: the end of stdin). The command runs in the container
+//! through the OCI runtime (`runc exec`), in its namespaces and cgroup.
+//!
+//! Not yet: a TTY (`-t`), attach, port-forward and the SPDY protocols of older clients.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use podvisor_api::kinds::Resource;
+use podvisor_cluster::store::Key;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::status::ApiError;
+use crate::{Body, Reply, State};
+
+/// The subprotocols served, best first.
+const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// The most one message carries of a command's output.
+const CHUNK: usize = 32 * 1024;
+
+/// Whether `req` asks to upgrade to WebSocket.
+pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// Answers an exec request on pod `name` in `namespace`: the 101 that upgrades the connection,
+/// and a task that runs the command over it; or the API server's error.
+pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &str) -> Result<Reply, ApiError> {
+    let query = req.uri().query().map(str::to_string);
+    let q = crate::request::query(query.as_deref());
+    let command = crate::request::query_all(query.as_deref(), "command");
+    if command.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    if q.get("tty").is_some_and(|t| t == "true" || t == "1") {
+        return Err(ApiError::bad_request("a TTY (kubectl exec -t) is not supported by podvisor yet; run without -t"));
+    }
+    let pod = state.store().get(&Key::new(Resource::Pods, namespace, name)).ok_or_else(|| {
+        ApiError::from(podvisor_cluster::StoreError::NotFound(Key::new(Resource::Pods, namespace, name)))
+    })?;
+    let container = match q.get("container").filter(|c| !c.is_empty()) {
+        Some(c) => c.clone(),
+        None => pod.pointer("/spec/containers/0/name").and_then(Value::as_str).unwrap_or("").to_string(),
+    };
+    let declared = ["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p)?.as_array())
+        .flatten()
+        .any(|c| c["name"] == container.as_str());
+    if !declared {
+        return Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}")));
+    }
+    let id = running_id(&pod, &container).ok_or_else(|| {
+        ApiError::bad_request(format!("unable to upgrade connection: container not found ({container:?})"))
+    })?;
+    if !is_upgrade(&req) {
+        return Err(ApiError::bad_request(
+            "podvisor serves exec over WebSocket (kubectl 1.30 and later); this client asked for another protocol",
+        ));
+    }
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    let Some(protocol) = PROTOCOLS.iter().find(|p| offered.iter().any(|o| o == *p)) else {
+        return Err(ApiError::bad_request(format!(
+            "podvisor serves exec over WebSocket with the subprotocols {}; offered: {offered:?}",
+            PROTOCOLS.join(", ")
+        )));
+    };
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
+        return Err(ApiError::bad_request("missing Sec-WebSocket-Key"));
+    };
+    let stdin = q.get("stdin").is_some_and(|s| s == "true" || s == "1");
+    let child = state
+        .cluster
+        .node()
+        .exec(&id, &command, stdin)
+        .map_err(|e| ApiError::bad_request(format!("unable to run {command:?} in container {container:?}: {e}")))?;
+    let v5 = *protocol == PROTOCOLS[0];
+    tokio::spawn(async move {
+        if let Ok(upgraded) = hyper::upgrade::on(req).await {
+            let io = hyper_util::rt::TokioIo::new(upgraded);
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            run(ws, child, v5).await;
+        }
+    });
+    let mut r: Response<Body> = Response::new(Full::new(Bytes::new()).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key).parse() {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    h.insert(header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(protocol));
+    Ok(Reply(r))
+}
+
+/// The runtime ID of the running instance of `container` in the pod's status.
+fn running_id(pod: &Value, container: &str) -> Option<String> {
+    let lists = ["/status/containerStatuses", "/status/initContainerStatuses"];
+    lists.iter().filter_map(|p| pod.pointer(p)?.as_array()).flatten().find_map(|s| {
+        (s["name"] == container && s.pointer("/state/running").is_some())
+            .then(|| s["containerID"].as_str()?.strip_prefix("runc://").map(str::to_string))
+            .flatten()
+    })
+}
+
+/// Carries the streams between the WebSocket and the command until it ends; then sends its
+/// end on the error channel and closes.
+async fn run<S>(ws: WebSocketStream<S>, mut child: tokio::process::Child, v5: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+    let mut pumps = Vec::new();
+    for (channel, out) in [
+        (1u8, child.stdout.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
+        (2u8, child.stderr.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
+    ] {
+        let Some(mut out) = out else { continue };
+        let tx = tx.clone();
+        pumps.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match out.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let mut m = Vec::with_capacity(n + 1);
+                        m.push(channel);
+                        m.extend_from_slice(&buf[..n]);
+                        if tx.send(Message::binary(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut stdin = child.stdin.take();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    // Stdin from the client until it closes it (v5) or goes away.
+    let reading = async {
+        while let Some(Ok(m)) = source.next().await {
+            let Message::Binary(data) = m else {
+                if matches!(m, Message::Close(_)) {
+                    return;
+                }
+                continue;
+            };
+            match data.first() {
+                Some(0) => {
+                    if let Some(s) = stdin.as_mut()
+                        && s.write_all(&data[1..]).await.is_err()
+                    {
+                        stdin = None;
+                    }
+                }
+                Some(255) if v5 && data.get(1) == Some(&0) => stdin = None,
+                _ => {}
+            }
+        }
+    };
+    let status = tokio::select! {
+        s = child.wait() => s,
+        () = reading => {
+            // The client left: the command is ended with it.
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    for p in pumps {
+        let _ = p.await;
+    }
+    let Ok(mut sink) = writer.await else { return };
+    let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+    let end = if code == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+               "message": format!("command terminated with non-zero exit code: error executing command, exit code {code}"),
+               "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+    };
+    let mut m = vec![3u8];
+    m.extend(serde_json::to_vec(&end).unwrap_or_default());
+    let _ = sink.send(Message::binary(m)).await;
+    // A normal close: the client reads it as the end of every stream.
+    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = sink.send(Message::Close(Some(normal))).await;
+    let _ = sink.close().await;
+}
