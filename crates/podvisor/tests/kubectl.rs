@@ -890,6 +890,14 @@ fn kubectl_exec_runs_in_the_container_and_returns_its_exit_code() {
     let (code, _, err) = server.kubectl(&["exec", "web", "-c", "nope", "--", "true"], None);
     assert_eq!(code, 1);
     assert!(err.contains("container nope is not valid for pod web"), "{err}");
+    // kubectl cp is tar through exec, both ways.
+    let local = dir.join("to-pod.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    server.ok(&["cp", local.to_str().unwrap(), "web:/tmp/in.txt", "-c", "app"], None);
+    assert_eq!(server.ok(&["exec", "web", "-c", "app", "--", "cat", "/tmp/in.txt"], None), "copied in\n");
+    let back = dir.join("from-pod.txt");
+    server.ok(&["cp", "web:/tmp/in.txt", back.to_str().unwrap(), "-c", "app"], None);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
     // What is not served yet says so, in a Status kubectl can read (it used to panic on it).
     let (code, _, err) = server.kubectl(&["debug", "web", "--image=busybox:1.36"], None);
     assert_eq!(code, 1, "{err}");
