@@ -1,6 +1,7 @@
 //! The `podvisor` command line.
 
 mod bench;
+mod exec;
 mod image;
 mod load;
 mod logs;
@@ -96,6 +97,30 @@ enum Command {
         #[arg(long)]
         timestamps: bool,
     },
+    /// Run a command in a running container of a pod of this machine (`podvisor run` or
+    /// `serve`), with this terminal: `podvisor exec POD -c app -- sh`.
+    Exec {
+        /// The pod.
+        pod: String,
+        /// The container (required when the pod runs several).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// The pod's namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Keep standard input open (always; accepted as kubectl's -i).
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Give the command a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// The OCI runtime the pod runs on.
+        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
+        runtime: std::path::PathBuf,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Serve the Kubernetes API on this machine for kubectl (HTTPS on loopback, bearer token);
     /// writes a kubeconfig under the data directory.
     Serve {
@@ -167,6 +192,13 @@ fn main() -> ExitCode {
             let opts = bench::Options { data_dir: cli.data_dir, runtime, iterations, pods, out };
             return finish(bench::run(&mut std::io::stdout().lock(), opts));
         }
+        Command::Exec { pod, container, namespace, stdin: _, tty, runtime, command } => {
+            let o = exec::Options { pod, namespace, container, tty, command, runtime };
+            return match exec::run(&cli.data_dir, o) {
+                Ok(code) => code,
+                Err(e) => finish(Err(e)),
+            };
+        }
         Command::Logs { pod, container, namespace, follow, previous, timestamps } => {
             let o = logs::Options { pod, namespace, container, follow, previous, timestamps };
             return finish(logs::run(&mut std::io::stdout().lock(), &cli.data_dir, o));
@@ -202,6 +234,7 @@ fn main() -> ExitCode {
         }
         Command::Image(_)
         | Command::Logs { .. }
+        | Command::Exec { .. }
         | Command::Serve { .. }
         | Command::Kubeconfig
         | Command::Bench { .. } => Ok(true),

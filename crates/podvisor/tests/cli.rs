@@ -547,3 +547,59 @@ spec:
     assert!(failed.contains("Failed: PodFailurePolicy: Container main for pod default/judged-"), "{failed}");
     assert!(failed.ends_with("failed with exit code 42 matching FailJob rule at index 1"), "{failed}");
 }
+
+/// `podvisor exec` reaches a pod that `podvisor run` runs, from another terminal: the output,
+/// the exit code, and the container asked for.
+#[test]
+fn exec_runs_a_command_in_a_pod_of_run() {
+    let dir = data_dir_with_image("exec");
+    let data = dir.join("data");
+    let manifest = dir.join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: shell}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: side
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = data.to_str().unwrap();
+    let mut last = (0, String::new(), String::new());
+    for _ in 0..100 {
+        last = podvisor(&["exec", "--data-dir", d, "shell", "-c", "app", "--", "sh", "-c", "echo hi; exit 4"], None);
+        if last.0 == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!((last.0, last.1.as_str()), (4, "hi\n"), "{}", last.2);
+    assert!(last.2.contains("command terminated with exit code 4"), "{}", last.2);
+    let (code, out, err) = podvisor(&["exec", "--data-dir", d, "shell", "-c", "side", "--", "hostname"], None);
+    assert_eq!((code, out.trim()), (0, "shell"), "{err}");
+    let (code, _, err) = podvisor(&["exec", "--data-dir", d, "shell", "--", "true"], None);
+    assert_eq!(
+        (code, err.trim()),
+        (1, "podvisor: a container name must be specified for pod shell, choose one of: [app side]")
+    );
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
