@@ -84,6 +84,9 @@ fn ms(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64() * 1000.0
 }
 
+/// The longest one measured run may take.
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Runs `manifest` with `podvisor run`; the time it was launched, how long it took, its events.
 fn run_once(
     exe: &Path,
@@ -95,7 +98,7 @@ fn run_once(
     let (file, timeline) = (dir.join("manifest.yaml"), dir.join("timeline.json"));
     std::fs::write(&file, manifest)?;
     let launched = Timestamp::now();
-    let status = Command::new(exe)
+    let mut child = Command::new(exe)
         .env("PODVISOR_RUNTIME", runtime)
         .arg("run")
         .arg(&file)
@@ -106,7 +109,20 @@ fn run_once(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .status()?;
+        .spawn()?;
+    // A run that never ends is a failure to report, not a benchmark that waits forever.
+    let deadline = std::time::Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("podvisor run did not end within {RUN_LIMIT:?} on:\n{manifest}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let took = ms(launched, Timestamp::now());
     if !status.success() {
         anyhow::bail!("podvisor run failed ({status}) on:\n{manifest}");
