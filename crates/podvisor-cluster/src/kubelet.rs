@@ -56,9 +56,12 @@ impl Kubelet {
         Kubelet { store, node, node_name, handles: HashMap::new(), detached, unscheduled: Default::default(), recorder }
     }
 
-    /// Pods admitted here that are still running.
+    /// Pods admitted here that still run: not finished, and their phase not terminal yet.
     fn active(&self) -> usize {
-        self.handles.values().filter(|h| !h.is_finished()).count()
+        self.handles
+            .values()
+            .filter(|h| !h.is_finished() && !matches!(h.status().phase.as_deref(), Some("Succeeded" | "Failed")))
+            .count()
     }
 
     /// Starts the pods left unscheduled while the node has room, oldest first.
@@ -192,6 +195,10 @@ impl Kubelet {
             {
                 h.update_spec(spec);
             }
+            // A pod that ended leaves room for one waiting.
+            if is_terminal(obj) {
+                self.schedule_waiting();
+            }
             return;
         }
         if deleting {
@@ -209,6 +216,8 @@ impl Kubelet {
             return;
         }
         if is_terminal(obj) {
+            // A pod that ended leaves room for one waiting.
+            self.schedule_waiting();
             return;
         }
         self.start(c.key.clone(), obj);

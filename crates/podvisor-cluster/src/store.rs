@@ -254,7 +254,19 @@ impl Store {
                 rv = v.value();
             }
         }
-        Store::start(objects, rv, move |batch: &[(u64, Op)]| write(&db, batch).map_err(|e| e.to_string()))
+        // After a failed write redb refuses every later one until the file is opened again: the
+        // database is dropped on an error and opened anew for the next attempt.
+        let path = path.to_path_buf();
+        let mut db = Some(db);
+        Store::start(objects, rv, move |batch: &[(u64, Op)]| {
+            let open = match db.take() {
+                Some(open) => open,
+                None => redb::Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+            };
+            write(&open, batch).map_err(|e| e.to_string())?;
+            db = Some(open);
+            Ok(())
+        })
     }
 
     /// A store of `objects` at `rv` whose changes `write` makes durable, batch by batch, on its
@@ -542,6 +554,17 @@ fn writer(
             Err(e) => {
                 eprintln!("podvisor: the store could not write to disk (trying again): {e}");
                 done.send_modify(|d| d.failed = Some((first, last, e)));
+                // Only the last change of each object needs writing: the batch kept for the next
+                // attempt grows with the objects changed, not with every change.
+                let mut latest: BTreeMap<String, (u64, Op)> = BTreeMap::new();
+                for (rv, op) in batch.drain(..) {
+                    let key = match &op {
+                        Op::Put(k, _) | Op::Delete(k) => k.clone(),
+                    };
+                    latest.insert(key, (rv, op));
+                }
+                batch = latest.into_values().collect();
+                batch.sort_by_key(|(rv, _)| *rv);
             }
         }
     }

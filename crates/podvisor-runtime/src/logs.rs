@@ -389,6 +389,10 @@ fn split(text: &str) -> Vec<&str> {
     out
 }
 
+/// The longest line read back whole: a container that prints without a newline is read in
+/// pieces of this size, never held in memory at once.
+pub const MAX_JOINED: usize = 1024 * 1024;
+
 /// Joins CRI records back into lines: partial (`P`) records are held until the full (`F`)
 /// record that ends the line. A line carries the time of its first record.
 #[derive(Debug, Default)]
@@ -397,11 +401,12 @@ pub struct Joiner {
 }
 
 impl Joiner {
-    /// Adds a record; returns the line it completes, if any.
+    /// Adds a record; returns the line it completes, if any. A line without end is handed out
+    /// in pieces of [`MAX_JOINED`] bytes rather than held whole.
     pub fn push(&mut self, r: Record) -> Option<(Timestamp, Stream, String)> {
         let mut line = self.pending.take().unwrap_or((r.time, r.stream, String::new()));
         line.2.push_str(&r.content);
-        if r.partial {
+        if r.partial && line.2.len() < MAX_JOINED {
             self.pending = Some(line);
             None
         } else {

@@ -810,10 +810,17 @@ fn at_most_max_pods_run_and_the_rest_wait_as_the_scheduler_leaves_them() {
         status,
         "Failed/OutOfpods/Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2"
     );
-    // Room comes: the waiting pod runs.
+    // Room comes when a pod is deleted: the waiting pod runs.
     server.ok(&["delete", "pod", "a", "--wait=true"], None);
     server.ok(&["wait", "--for=condition=Ready", "pod/c", "--timeout=60s"], None);
-    server.ok(&["delete", "pod", "b", "c", "d", "--wait=true"], None);
+    // And when a pod ends on its own, without being deleted.
+    let ends = "apiVersion: v1\nkind: Pod\nmetadata: {name: e}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox:1.36, command: [sh, -c, 'sleep 2']}\n";
+    server.ok(&["apply", "-f", "-"], Some(&ends.replace("name: e", "name: f")));
+    server.ok(&["apply", "-f", "-"], Some(ends));
+    server.ok(&["delete", "pod", "b", "--wait=true"], None);
+    server.ok(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/f", "--timeout=60s"], None);
+    server.ok(&["wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/e", "--timeout=60s"], None);
+    server.ok(&["delete", "pod", "c", "d", "e", "f", "--wait=true"], None);
 }
 
 /// Issue: a pod with a finalizer was removed as soon as its containers stopped. The API server
