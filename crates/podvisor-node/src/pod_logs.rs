@@ -188,6 +188,8 @@ impl Tail {
     pub fn read_new(&mut self) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
         let mut out = self.read_open()?;
         if let Some(new) = podvisor_runtime::logs::reopened(&self.path, &self.file) {
+            // What reached the old file before its rename, then the new file.
+            out.extend(self.read_open()?);
             self.file = new;
             self.partial.clear();
             out.extend(self.read_open()?);

@@ -210,8 +210,17 @@ pub fn rotated(path: &Path) -> Vec<PathBuf> {
             (n.starts_with(&prefix) && !n.ends_with(".tmp")).then(|| e.path())
         })
         .collect();
-    // By stamp: `.gz` is not part of it (`<stamp>.gz` comes before `<stamp>-1`).
-    out.sort_by_key(|p| p.to_string_lossy().trim_end_matches(".gz").to_string());
+    // By stamp, then by the number of a rotation in the same second (`-10` after `-9`).
+    out.sort_by_key(|p| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let stamp = name[prefix.len()..].trim_end_matches(".gz").to_string();
+        // `YYYYMMDD-HHMMSS`, then `-N`.
+        let (time, n) = match stamp.get(15..).and_then(|r| r.strip_prefix('-')) {
+            Some(n) => (stamp[..15].to_string(), n.parse::<u64>().unwrap_or(0)),
+            None => (stamp.clone(), 0),
+        };
+        (time, n)
+    });
     out
 }
 
@@ -317,8 +326,10 @@ pub async fn follow<T>(
     tokio::pin!(done);
     loop {
         read_new(&mut f);
-        // Rotated: the rest of the old file was just read; the new one is read from its start.
+        // Rotated: what reached the old file before its rename is read, then the new one from
+        // its start (the writer writes no more to a file once it renamed it).
         if let Some(new) = reopened(file, &f) {
+            read_new(&mut f);
             f = new;
             continue;
         }
@@ -326,6 +337,7 @@ pub async fn follow<T>(
             out = &mut done => {
                 read_new(&mut f);
                 while let Some(new) = reopened(file, &f) {
+                    read_new(&mut f);
                     f = new;
                     read_new(&mut f);
                 }
@@ -454,6 +466,36 @@ pub fn read(file: &Path) -> std::io::Result<Vec<(Timestamp, Stream, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rotations in one second are ordered by their number (`-10` after `-9`), so the oldest
+    /// are the ones deleted.
+    #[test]
+    fn many_rotations_in_one_second_keep_their_order() {
+        let dir = std::env::temp_dir().join(format!("podvisor-logs-order-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("0.log");
+        for name in [
+            "0.log.20260101-000000-9",
+            "0.log.20260101-000000-10.gz",
+            "0.log.20260101-000000",
+            "0.log.20251231-235959-12.gz",
+        ] {
+            fs::write(dir.join(name), b"").unwrap();
+        }
+        let names: Vec<String> =
+            rotated(&log).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            names,
+            [
+                "0.log.20251231-235959-12.gz",
+                "0.log.20260101-000000",
+                "0.log.20260101-000000-9",
+                "0.log.20260101-000000-10.gz"
+            ]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Issue: a chatty container's log grew without bound. Rotated at the size, it takes at
     /// most `max_files` files: the current, the newest rotated plain, the older gzipped; and a
