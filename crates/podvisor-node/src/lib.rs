@@ -321,12 +321,19 @@ impl Node {
     }
 
     /// Runs `argv` in the container with runtime ID `id` (as `containerID` shows it, without
-    /// `runc://`), with piped standard streams (stdin only if `stdin`).
-    pub fn exec(&self, id: &str, argv: &[String], stdin: bool) -> std::io::Result<tokio::process::Child> {
+    /// `runc://`), with piped standard streams (stdin only if `stdin`); the process's host PID
+    /// is written to `pid_file`.
+    pub fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        stdin: bool,
+        pid_file: &Path,
+    ) -> std::io::Result<tokio::process::Child> {
         use std::process::Stdio;
         self.host
             .runc
-            .exec_command(id, argv)
+            .exec_command(id, argv, pid_file)
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -246,10 +246,11 @@ impl Runc {
     }
 
     /// `exec` of `argv` in container `id`, its standard streams for the caller to set: what an
-    /// interactive exec (`kubectl exec`) runs.
-    pub fn exec_command(&self, id: &str, argv: &[String]) -> Command {
+    /// interactive exec (`kubectl exec`) runs. The process's host PID is written to `pid_file`:
+    /// killing the runtime client alone leaves the process running in the container.
+    pub fn exec_command(&self, id: &str, argv: &[String], pid_file: &Path) -> Command {
         let mut c = self.command();
-        c.arg("exec").arg(id).args(argv);
+        c.arg("exec").arg("--pid-file").arg(pid_file).arg(id).args(argv);
         c.kill_on_drop(true);
         c
     }

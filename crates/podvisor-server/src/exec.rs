@@ -90,18 +90,27 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
         return Err(ApiError::bad_request("missing Sec-WebSocket-Key"));
     };
     let stdin = q.get("stdin").is_some_and(|s| s == "true" || s == "1");
-    let child = state
-        .cluster
-        .node()
-        .exec(&id, &command, stdin)
-        .map_err(|e| ApiError::bad_request(format!("unable to run {command:?} in container {container:?}: {e}")))?;
     let v5 = *protocol == PROTOCOLS[0];
+    let state = state.clone();
+    // The command starts once the connection is upgraded: a failed upgrade leaves nothing.
     tokio::spawn(async move {
-        if let Ok(upgraded) = hyper::upgrade::on(req).await {
-            let io = hyper_util::rt::TokioIo::new(upgraded);
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-            run(ws, child, v5).await;
+        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let pid_file = std::env::temp_dir().join(format!("podvisor-exec-{}.pid", podvisor_cluster::store::new_uid()));
+        match state.cluster.node().exec(&id, &command, stdin, &pid_file) {
+            Ok(child) => run(ws, child, v5, &pid_file).await,
+            Err(e) => {
+                let end = json!({"metadata": {}, "status": "Failure",
+                    "message": format!("unable to run {command:?} in container {container:?}: {e}"),
+                    "reason": "InternalError"});
+                let mut m = vec![3u8];
+                m.extend(serde_json::to_vec(&end).unwrap_or_default());
+                let _ = ws.send(Message::binary(m)).await;
+                let _ = ws.close(None).await;
+            }
         }
+        let _ = std::fs::remove_file(&pid_file);
     });
     let mut r: Response<Body> = Response::new(Full::new(Bytes::new()).boxed());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -127,7 +136,7 @@ fn running_id(pod: &Value, container: &str) -> Option<String> {
 
 /// Carries the streams between the WebSocket and the command until it ends; then sends its
 /// end on the error channel and closes.
-async fn run<S>(ws: WebSocketStream<S>, mut child: tokio::process::Child, v5: bool)
+async fn run<S>(ws: WebSocketStream<S>, mut child: tokio::process::Child, v5: bool, pid_file: &std::path::Path)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -192,7 +201,12 @@ where
     let status = tokio::select! {
         s = child.wait() => s,
         () = reading => {
-            // The client left: the command is ended with it.
+            // The client left: the command is ended with it, in the container (the runtime
+            // client alone would leave it running there), then the client.
+            let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
             let _ = child.start_kill();
             child.wait().await
         }

@@ -897,6 +897,31 @@ fn kubectl_exec_runs_in_the_container_and_returns_its_exit_code() {
     let (code, _, err) = server.kubectl(&["exec", "web", "-c", "nope", "--", "true"], None);
     assert_eq!(code, 1);
     assert!(err.contains("container nope is not valid for pod web"), "{err}");
+    // A client that goes away ends its command in the container too.
+    let mut left = Command::new("kubectl")
+        .env("KUBECONFIG", dir.join("data/serve/kubeconfig"))
+        .args(["exec", "web", "-c", "app", "--", "sleep", "611"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || server.ok(&["exec", "web", "-c", "app", "--", "ps"], None).contains("sleep 611");
+    for _ in 0..50 {
+        if running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(running(), "the command runs");
+    let _ = left.kill();
+    let _ = left.wait();
+    for _ in 0..50 {
+        if !running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!running(), "the command ended with its client");
     // kubectl cp is tar through exec, both ways.
     let local = dir.join("to-pod.txt");
     std::fs::write(&local, "copied in\n").unwrap();
