@@ -187,21 +187,23 @@ const LARGE_BODY: usize = 1024 * 1024;
 const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a request body may take to arrive (the API server's request timeout).
+const BODY_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Reads a request body of at most [`MAX_BODY`] bytes; a larger one is a 413, in the API
 /// server's words, and is never held in memory.
 async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
     let mut out = Vec::new();
     let mut over = false;
     let mut drained = 0u64;
-    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    // The whole body within the API server's request timeout; past the limit, the drain has
+    // its own bound from the moment the limit is passed.
+    let mut deadline = tokio::time::Instant::now() + BODY_TIME;
     loop {
-        let frame = if over {
-            match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => break,
-            }
-        } else {
-            body.frame().await
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(f) => f,
+            Err(_) if over => break,
+            Err(_) => return Err(ApiError::timeout()),
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -214,6 +216,7 @@ async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
         } else if out.len() + data.len() > MAX_BODY {
             over = true;
             out = Vec::new();
+            deadline = tokio::time::Instant::now() + DRAIN_TIME;
         } else {
             out.extend_from_slice(&data);
         }
@@ -247,7 +250,10 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 
 async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     if !authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token) {
-        return Reply::error(&ApiError::unauthorized());
+        // The connection goes with the answer: a client without the token holds no place.
+        let mut r = Reply::error(&ApiError::unauthorized());
+        r.0.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        return r;
     }
     // `pods/exec` upgrades the connection: it keeps the request whole.
     if let Some(Route::Object {

@@ -56,6 +56,11 @@ impl ApiError {
         }
     }
 
+    /// 504 for a request that did not arrive in time, in the API server's words.
+    pub fn timeout() -> ApiError {
+        ApiError::new(504, "Timeout", "Timeout: request did not complete within the allotted timeout")
+    }
+
     /// 413 for a body past `limit` bytes, in the API server's words.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))

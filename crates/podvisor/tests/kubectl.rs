@@ -678,6 +678,14 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
     let node = server.ok(&["get", "nodes", "-o", "name"], None);
     server.ok(&["delete", node.trim()], None);
     assert_eq!(server.ok(&["get", "nodes", "-o", "name"], None), node);
+    // A client without the token is answered 401 and holds no connection.
+    let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
+    let head = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-D", "-", "-H", "Authorization: Bearer wrong", &format!("{}/api", address.trim())])
+        .output()
+        .expect("curl runs");
+    let head = String::from_utf8_lossy(&head.stdout).to_lowercase();
+    assert!(head.starts_with("http/1.1 401") && head.contains("connection: close"), "{head}");
     // Clients that connect and send nothing are dropped after the API server's 32 s, however
     // many there are, and the server answers others meanwhile and after.
     let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
