@@ -681,7 +681,16 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
     // A client without the token is answered 401 and holds no connection.
     let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
     let head = Command::new("curl")
-        .args(["-sk", "-o", "/dev/null", "-D", "-", "-H", "Authorization: Bearer wrong", &format!("{}/api", address.trim())])
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-H",
+            "Authorization: Bearer wrong",
+            &format!("{}/api", address.trim()),
+        ])
         .output()
         .expect("curl runs");
     let head = String::from_utf8_lossy(&head.stdout).to_lowercase();
