@@ -152,10 +152,27 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The largest manifest file or input read: far past any real one, and a bound on what a
+/// mistaken path (a disk image, a log) may cost.
+pub const MAX_INPUT: u64 = 64 * 1024 * 1024;
+
+/// Reads at most [`MAX_INPUT`] bytes of `reader` as text; more is an error.
+pub fn read_bounded(source_name: &str, reader: impl std::io::Read) -> Result<String, LoadError> {
+    use std::io::Read;
+    let read = |error| LoadError::Read { source_name: source_name.to_string(), error };
+    let mut bytes = Vec::new();
+    reader.take(MAX_INPUT + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(read(std::io::Error::other(format!("larger than {} MiB; not a manifest", MAX_INPUT >> 20))));
+    }
+    String::from_utf8(bytes).map_err(|e| read(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
 /// Reads and decodes a manifest file.
 pub fn load_file(path: &Path) -> Result<Vec<Manifest>, LoadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read { source_name: name.clone(), error })?;
+    let file = std::fs::File::open(path).map_err(|error| LoadError::Read { source_name: name.clone(), error })?;
+    let text = read_bounded(&name, file)?;
     load_str(&name, &text)
 }
 

@@ -158,3 +158,12 @@ fn merge_keys_merge_as_kubectl_reads_them() {
     let json = docs[0].object.to_json().unwrap();
     assert_eq!(json["data"], serde_json::json!({"a": "from-merge", "b": "own"}));
 }
+
+/// A file past the bound is refused before it is held whole.
+#[test]
+fn input_past_the_bound_is_refused() {
+    let big = std::io::Read::take(std::io::repeat(b'#'), crate::MAX_INPUT + 10);
+    let err = crate::read_bounded("big.yaml", big).unwrap_err().to_string();
+    assert!(err.contains("big.yaml: cannot read: larger than 64 MiB"), "{err}");
+    assert_eq!(crate::read_bounded("small.yaml", &b"kind: Pod\n"[..]).unwrap(), "kind: Pod\n");
+}

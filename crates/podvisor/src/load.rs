@@ -1,10 +1,9 @@
 //! Reading manifest files (or standard input) into defaulted, validated objects, with every
 //! problem placed at its file, line and column.
 
-use std::io::Read;
 use std::path::Path;
 
-use podvisor_manifest::{LoadError, Manifest, load_file, load_str};
+use podvisor_manifest::{Manifest, load_file, load_str};
 
 /// A problem found in the inputs, already rendered for the user.
 pub struct Problems(pub Vec<String>);
@@ -16,11 +15,7 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
     let mut problems = Vec::new();
     for file in files {
         let loaded = if file == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => load_str("-", &text),
-                Err(error) => Err(LoadError::Read { source_name: "-".into(), error }),
-            }
+            podvisor_manifest::read_bounded("-", std::io::stdin().lock()).and_then(|text| load_str("-", &text))
         } else {
             load_file(Path::new(file))
         };
