@@ -56,6 +56,18 @@ pub struct NodeOptions {
     pub max_pods: usize,
 }
 
+/// What this machine offers pods, as a kubelet reports it: its CPUs, its memory, and `maxPods`.
+fn capacity(max_pods: usize) -> Value {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": max_pods.to_string()})
+}
+
 /// The namespaces the API server never deletes.
 pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
@@ -165,6 +177,8 @@ impl Cluster {
                 "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                 "message": "podvisor is posting ready status"}],
                 "addresses": [{"type": "InternalIP", "address": self.node.host_ip()}, {"type": "Hostname", "address": self.node_name}],
+                "capacity": capacity(self.node.max_pods()),
+                "allocatable": capacity(self.node.max_pods()),
                 "nodeInfo": {"kubeletVersion": "v1.35.0-podvisor", "osImage": uname.0, "kernelVersion": uname.1,
                              "containerRuntimeVersion": "podvisor", "operatingSystem": "linux",
                              "architecture": std::env::consts::ARCH.replace("x86_64", "amd64")}

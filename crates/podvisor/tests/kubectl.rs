@@ -787,6 +787,10 @@ fn at_most_max_pods_run_and_the_rest_wait_as_the_scheduler_leaves_them() {
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: busybox:1.36, command: [sh, -c, 'trap \"exit 0\" TERM; while true; do sleep 1; done']}}\n"
         )
     };
+    // The node says what it offers, as a kubelet does (describe node read 0 of nothing).
+    assert_eq!(server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.allocatable.pods}"], None), "2");
+    let described = server.ok(&["describe", "nodes"], None);
+    assert!(!described.contains("-9223372036854775808"), "{described}");
     for name in ["a", "b"] {
         server.ok(&["apply", "-f", "-"], Some(&pod(name)));
     }
