@@ -18,7 +18,20 @@ fn podvisor(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("writes");
     }
     drop(child.stdin.take());
-    let out = child.wait_with_output().expect("waits");
+    // No command of these tests takes minutes: one that does is killed and fails its test
+    // instead of holding the suite.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(240)) {
+        Ok(out) => out.expect("waits"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("podvisor {args:?} did not end within 4 minutes");
+        }
+    };
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
