@@ -243,6 +243,16 @@ impl Cluster {
         if key.resource == Resource::Namespaces && IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
             return Err(StoreError::Forbidden { key: key.clone(), why: "this namespace may not be deleted".into() });
         }
+        if key.resource == Resource::Namespaces {
+            self.store.get(key).ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            // What the namespace holds goes with it, as the namespace controller deletes it:
+            // pods with their grace, the rest at once. Events stay until they expire.
+            for r in Resource::ALL.into_iter().filter(|r| r.info().namespaced && *r != Resource::Events) {
+                for o in self.store.list(r, Some(&key.name)).0 {
+                    let _ = delete::delete(&self.store, &Key::of(r, &o), &DeleteOptions::default());
+                }
+            }
+        }
         let gone = delete::delete(&self.store, key, opts)?;
         if key.resource == Resource::Nodes && key.name == self.node_name {
             self.ensure_basics();

@@ -663,6 +663,12 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
         (code, err.trim()),
         (1, "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted")
     );
+    // A namespace deleted takes what it holds with it.
+    server.ok(&["create", "namespace", "team"], None);
+    server.ok(&["create", "configmap", "settings", "-n", "team", "--from-literal=a=b"], None);
+    server.ok(&["delete", "namespace", "team"], None);
+    let (code, _, err) = server.kubectl(&["get", "configmap", "settings", "-n", "team"], None);
+    assert_eq!(code, 1, "{err}");
     let (code, _, err) = server.kubectl(&["create", "namespace", "Bad_Name"], None);
     assert_eq!(code, 1);
     assert!(
