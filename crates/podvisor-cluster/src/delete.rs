@@ -3,12 +3,14 @@
 //! finished); other objects are removed with their dependents per the propagation policy.
 
 use jiff::{SignedDuration, Timestamp};
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
-use crate::controllers::gc::FOREGROUND;
 use crate::store::{Key, Obj, Store, StoreError};
 use crate::values::{is_deleting, is_terminal, stamp};
+
+/// The finalizer of a foreground deletion.
+pub const FOREGROUND: &str = "foregroundDeletion";
 
 /// What happens to an object's dependents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

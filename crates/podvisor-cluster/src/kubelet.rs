@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
-use podvisor_api::kinds::Resource;
 use podvisor_node::{Node, PodHandle};
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;

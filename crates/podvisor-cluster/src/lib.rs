@@ -21,8 +21,8 @@ pub mod values;
 
 use std::sync::Arc;
 
-use podvisor_api::kinds::Resource;
 use podvisor_node::{Node, NodeEvent, What};
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -284,54 +284,6 @@ impl Cluster {
     }
 }
 
-/// What the API server does to an object before storing it on create: [`normalize`], its UID,
-/// and a Job's generated selector and pod labels (`controller-uid`, `job-name`).
-pub fn admit(resource: Resource, obj: &mut Value) {
-    normalize(resource, obj);
-    let uid = store::new_uid();
-    obj["metadata"]["uid"] = json!(uid);
-    if resource == Resource::Pods {
-        // A new pod is Pending until the node reports on it.
-        obj["status"] = json!({"phase": "Pending"});
-    }
-    if resource == Resource::Namespaces {
-        obj["spec"] = json!({"finalizers": ["kubernetes"]});
-        obj["status"] = json!({"phase": "Active"});
-    }
-    if resource == Resource::Jobs && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
-        let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
-        for (k, v) in [
-            ("batch.kubernetes.io/controller-uid", &uid),
-            ("batch.kubernetes.io/job-name", &name),
-            ("controller-uid", &uid),
-            ("job-name", &name),
-        ] {
-            labels[k] = json!(v);
-        }
-    }
-}
-
-/// What the API server does to every written object: the `default` namespace, and a Secret's
-/// `stringData` merged into `data` (base64).
-pub fn normalize(resource: Resource, obj: &mut Value) {
-    if resource.info().namespaced
-        && obj.pointer("/metadata/namespace").and_then(Value::as_str).is_none_or(str::is_empty)
-    {
-        obj["metadata"]["namespace"] = json!("default");
-    }
-    if resource == Resource::Secrets
-        && let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
-    {
-        for (k, v) in strings {
-            use base64::Engine;
-            let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("").as_bytes());
-            obj["data"][k] = json!(encoded);
-        }
-    }
-}
-
 /// The ConfigMaps and Secrets of a store, as the node reads them.
 #[derive(Debug, Clone)]
 pub struct StoreObjects(pub Arc<Store>);
@@ -357,27 +309,4 @@ fn os_and_kernel() -> (String, String) {
     let kernel =
         std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     (os, kernel)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admission_defaults_the_namespace_and_encodes_string_data() {
-        let mut s =
-            json!({"metadata": {"name": "s"}, "stringData": {"token": "s3cret", "a": "ab"}, "data": {"x": "eA=="}});
-        admit(Resource::Secrets, &mut s);
-        assert_eq!(s["metadata"]["namespace"], "default");
-        assert_eq!(s["data"], json!({"x": "eA==", "token": "czNjcmV0", "a": "YWI="}));
-        assert!(s.get("stringData").is_none());
-        let mut j = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {}}}});
-        admit(Resource::Jobs, &mut j);
-        let uid = j["metadata"]["uid"].as_str().unwrap();
-        assert_eq!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
-        assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
-        let mut n = json!({"metadata": {"name": "n"}});
-        admit(Resource::Namespaces, &mut n);
-        assert!(n["metadata"].get("namespace").is_none());
-    }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
@@ -338,7 +338,7 @@ impl Store {
     }
 
     /// Creates `obj` as a `resource`: assigns its creation time, generation and resource
-    /// version, and its UID unless admission ([`crate::admit`]) gave it one. Fails when the
+    /// version, and its UID unless admission (`podvisor_apiserver::admission::on_create`) gave it one. Fails when the
     /// name is taken.
     pub fn create(&self, resource: Resource, mut obj: Value) -> Result<Obj, StoreError> {
         let key = Key::of(resource, &obj);
@@ -349,7 +349,7 @@ impl Store {
         st.rv += 1;
         let meta = &mut obj["metadata"];
         if meta.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
-            meta["uid"] = json!(new_uid());
+            meta["uid"] = json!(podvisor_objects::uid::new_uid());
         }
         meta["creationTimestamp"] = json!(crate::values::stamp(Timestamp::now()));
         meta["resourceVersion"] = json!(st.rv.to_string());
@@ -570,11 +570,6 @@ fn writer(
     }
 }
 
-/// A fresh random UID.
-pub fn new_uid() -> String {
-    podvisor_node::new_uid()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,7 +665,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn survives_reopening() {
-        let dir = std::env::temp_dir().join(format!("podvisor-store-{}", new_uid()));
+        let dir = std::env::temp_dir().join(format!("podvisor-store-{}", podvisor_objects::uid::new_uid()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("store.redb");
         {

@@ -240,19 +240,14 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
         problems.push(Problem { pos: doc.pos, message: "Object 'apiVersion' is missing".into(), unknown_field: None });
         return;
     }
-    let object = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "List") => {
-            decode_list(source, &doc, out, problems);
-            return;
-        }
-        ("v1", "Pod") => typed::<Pod>(&doc, value, problems).map(|o| Object::Pod(Box::new(o))),
-        ("batch/v1", "Job") => typed::<Job>(&doc, value, problems).map(|o| Object::Job(Box::new(o))),
-        ("apps/v1", "Deployment") => {
-            typed::<Deployment>(&doc, value, problems).map(|o| Object::Deployment(Box::new(o)))
-        }
-        ("v1", "ConfigMap") => typed::<ConfigMap>(&doc, value, problems).map(|o| Object::ConfigMap(Box::new(o))),
-        ("v1", "Secret") => typed::<Secret>(&doc, value, problems).map(|o| Object::Secret(Box::new(o))),
-        _ => {
+    if (api_version.as_str(), kind.as_str()) == ("v1", "List") {
+        decode_list(source, &doc, out, problems);
+        return;
+    }
+    let locate = |path: &[PathSeg], key: bool| doc.locate(path, key);
+    let object = match typed_kind(&api_version, &kind, &locate, &value, problems) {
+        Some(object) => object,
+        None => {
             let pos = doc.locate(&[PathSeg::Key("kind".into())], false);
             problems.push(Problem {
                 pos,
@@ -268,6 +263,40 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
     if let Some(object) = object {
         out.push(Manifest { object, source: source.to_string(), node: doc });
     }
+}
+
+/// Decodes `value` as the typed object of `api_version` and `kind`: `None` for a kind that is not
+/// one of [`Object`]'s, `Some(None)` when the decode failed (its problems are in `problems`).
+fn typed_kind(
+    api_version: &str,
+    kind: &str,
+    locate: &dyn Fn(&[PathSeg], bool) -> Pos,
+    value: &Value,
+    problems: &mut Vec<Problem>,
+) -> Option<Option<Object>> {
+    Some(match (api_version, kind) {
+        ("v1", "Pod") => typed::<Pod>(locate, value, problems).map(|o| Object::Pod(Box::new(o))),
+        ("batch/v1", "Job") => typed::<Job>(locate, value, problems).map(|o| Object::Job(Box::new(o))),
+        ("apps/v1", "Deployment") => {
+            typed::<Deployment>(locate, value, problems).map(|o| Object::Deployment(Box::new(o)))
+        }
+        ("v1", "ConfigMap") => typed::<ConfigMap>(locate, value, problems).map(|o| Object::ConfigMap(Box::new(o))),
+        ("v1", "Secret") => typed::<Secret>(locate, value, problems).map(|o| Object::Secret(Box::new(o))),
+        _ => return None,
+    })
+}
+
+/// Decodes one API request body, already JSON, into its typed object, as the API server decodes
+/// a request: strictly by `apiVersion` and `kind`, with no text and so no positions (the
+/// problems' positions are 0:0). Returns the object, when it decoded, beside every problem: only
+/// problems with an `unknown_field` may leave an object (without those fields), as for
+/// [`load_str_lenient`]. `None` with no problem: a kind that is not one of [`Object`]'s.
+pub fn decode_value(value: &Value) -> (Option<Object>, Vec<Problem>) {
+    let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut problems = Vec::new();
+    let locate = |_: &[PathSeg], _: bool| Pos::default();
+    let object = typed_kind(text("apiVersion"), text("kind"), &locate, value, &mut problems).flatten();
+    (object, problems)
 }
 
 fn decode_list(source: &str, doc: &Node, out: &mut Vec<Manifest>, problems: &mut Vec<Problem>) {
@@ -297,18 +326,22 @@ fn decode_list(source: &str, doc: &Node, out: &mut Vec<Manifest>, problems: &mut
 
 /// Decodes one document into `T`, recording every unknown field and the first type error.
 /// With only unknown fields, the object (without them) is returned beside its problems.
-fn typed<T: DeserializeOwned + Serialize>(doc: &Node, value: Value, problems: &mut Vec<Problem>) -> Option<T> {
-    let decoded: Result<T, _> = serde_path_to_error::deserialize(&value);
+fn typed<T: DeserializeOwned + Serialize>(
+    locate: &dyn Fn(&[PathSeg], bool) -> Pos,
+    value: &Value,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let decoded: Result<T, _> = serde_path_to_error::deserialize(value);
     match decoded {
         Ok(object) => {
             let unknown = match serde_json::to_value(&object) {
-                Ok(encoded) => unknown_fields(&value, &encoded),
+                Ok(encoded) => unknown_fields(value, &encoded),
                 Err(_) => Vec::new(),
             };
             for path in unknown {
                 let field = render_path(&path);
                 problems.push(Problem {
-                    pos: doc.locate(&path, true),
+                    pos: locate(&path, true),
                     message: format!("strict decoding error: unknown field \"{field}\""),
                     unknown_field: Some(field),
                 });
@@ -320,7 +353,7 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Node, value: Value, problems: &m
             let inner = err.into_inner().to_string();
             // serde_json appends " at line 0 column 0" only for text input; a Value has none.
             problems.push(Problem {
-                pos: doc.locate(&path, false),
+                pos: locate(&path, false),
                 message: format!("{}: {inner}", render_path(&path)),
                 unknown_field: None,
             });

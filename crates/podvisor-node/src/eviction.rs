@@ -12,8 +12,6 @@ use podvisor_engine::Input;
 use podvisor_runtime::usage::{TreeWatch, disk_usage};
 use tokio::task::JoinHandle;
 
-use crate::host::Report;
-
 /// How long a burst of writes may go on before the usage is measured again.
 const SETTLE: Duration = Duration::from_millis(100);
 
@@ -35,7 +33,7 @@ pub(crate) fn limits(pod: &Pod, dirs: &HashMap<String, PathBuf>) -> Vec<Limit> {
         .filter_map(|v| {
             let e = v.empty_dir.as_ref().filter(|e| e.medium.as_deref() != Some("Memory"))?;
             let q = e.size_limit.as_ref()?;
-            let bytes = podvisor_api::resources::parse_milli(&q.0).ok()? / 1000;
+            let bytes = podvisor_objects::resources::parse_milli(&q.0).ok()? / 1000;
             Some(Limit {
                 volume: v.name.clone(),
                 dir: dirs.get(&v.name)?.clone(),
@@ -47,7 +45,7 @@ pub(crate) fn limits(pod: &Pod, dirs: &HashMap<String, PathBuf>) -> Vec<Limit> {
 }
 
 /// Watches one volume until it passes its limit, then asks for the eviction.
-pub(crate) fn watch(limit: Limit, report: Report) -> JoinHandle<()> {
+pub(crate) fn watch(limit: Limit, report: tokio::sync::mpsc::UnboundedSender<Input>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(mut watch) = TreeWatch::new(&limit.dir) else { return };
         loop {

@@ -306,6 +306,9 @@ impl StartJob {
 /// Where a container's `subPath` sources are pinned, in its bundle.
 const SUBPATHS: &str = "subpaths";
 
+/// The file of a pod's run directory that names its volumes' host paths.
+pub(crate) const VOLUMES: &str = "volumes.json";
+
 /// Removes a container's bundle directory once its `subPath` binds are gone; while one cannot
 /// be unmounted the directory is left (removing it would reach into the volume) and said so.
 /// Whether it was removed.
@@ -448,9 +451,7 @@ impl Host {
     pub fn held(&self, pod: &Pod) -> Option<Vec<Held>> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let run = self.run_dir(&uid);
-        if !podvisor_runtime::sandbox::Sandbox::at(&run.join("sandbox")).is_alive()
-            || !run.join(crate::driver::VOLUMES).exists()
-        {
+        if !podvisor_runtime::sandbox::Sandbox::at(&run.join("sandbox")).is_alive() || !run.join(VOLUMES).exists() {
             return None;
         }
         let spec = pod.spec.clone().unwrap_or_default();

@@ -139,43 +139,6 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "podvisor".into())
 }
 
-/// A fresh random UID, as the API server makes them.
-pub fn new_uid() -> String {
-    let mut b = random_bytes();
-    // Version 4, variant 1 (RFC 9562).
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
-}
-
-/// 16 bytes from the kernel's random source (`getrandom`, else `/dev/urandom`). UIDs and the
-/// API's bearer token come from them: never from the clock, which anyone can guess.
-fn random_bytes() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    loop {
-        match rustix::rand::getrandom(&mut b[..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(16) => return b,
-            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
-        }
-    }
-    use std::io::Read;
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
-        Ok(()) => b,
-        // No source of randomness at all: nothing unguessable can be made, so nothing is.
-        Err(e) => panic!("podvisor: no source of random numbers (getrandom, /dev/urandom: {e})"),
-    }
-}
-
-/// Whether `s` is a UUID as the API server makes them (36 characters of hex digits and dashes).
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
-}
-
 /// A handle on a running pod.
 #[derive(Clone)]
 pub struct PodHandle {
@@ -376,8 +339,8 @@ impl Node {
     /// UUID (a manifest's own is never used as a path), gets a fresh one, and the `default`
     /// namespace when it has none.
     pub fn run_pod(&self, mut pod: Pod) -> PodHandle {
-        if !pod.metadata.uid.as_deref().is_some_and(is_uuid) {
-            pod.metadata.uid = Some(new_uid());
+        if !pod.metadata.uid.as_deref().is_some_and(podvisor_objects::uid::is_uuid) {
+            pod.metadata.uid = Some(podvisor_objects::uid::new_uid());
         }
         if pod.metadata.namespace.is_none() {
             pod.metadata.namespace = Some("default".into());
@@ -501,19 +464,6 @@ async fn worker_panicked(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Issue: a UID fell back to the clock. They come from the kernel's random source, as
-    /// version 4 UUIDs, all different.
-    #[test]
-    fn uids_are_random_version_4_uuids() {
-        let uids: std::collections::HashSet<String> = (0..1000).map(|_| new_uid()).collect();
-        assert_eq!(uids.len(), 1000);
-        for u in &uids {
-            assert!(is_uuid(u), "{u}");
-            assert_eq!(&u[14..15], "4", "{u}");
-            assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
-        }
-    }
 
     #[test]
     fn crun_is_refused_on_a_hybrid_host_with_cgroup2_controllers_and_told_the_fix() {

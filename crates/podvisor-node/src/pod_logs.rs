@@ -5,7 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use podvisor_runtime::logs::{Joiner, Record, Stream};
+pub use podvisor_runtime::logs::Stream;
+use podvisor_runtime::logs::{Joiner, Record};
 
 /// Why a log could not be found, worded as kubectl's server would.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -175,7 +175,7 @@ impl Observed {
 
     /// kubectl's READY column for the status before the deletion.
     fn ready_column(&self) -> String {
-        podvisor_api::columns::pod_columns(&self.pod, Timestamp::now()).ready
+        podvisor_objects::columns::pod_columns(&self.pod, Timestamp::now()).ready
     }
 
     fn never_ready(&self) -> Result<(), String> {

@@ -443,7 +443,7 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         limits
             .get(name)
             .map(|q| {
-                podvisor_api::resources::parse_milli(&q.0).map_err(|_| BundleError::Quantity {
+                podvisor_objects::resources::parse_milli(&q.0).map_err(|_| BundleError::Quantity {
                     container: c.name.clone(),
                     resource: name.into(),
                     quantity: q.0.clone(),
@@ -457,7 +457,7 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
     // cgroup v2 weight): 1024 per CPU, at least 2.
     // Without a request, the API server's defaulting takes it from the limit.
     let request = match requests.get("cpu").or_else(|| limits.get("cpu")) {
-        Some(q) => podvisor_api::resources::parse_milli(&q.0).map_err(|_| BundleError::Quantity {
+        Some(q) => podvisor_objects::resources::parse_milli(&q.0).map_err(|_| BundleError::Quantity {
             container: c.name.clone(),
             resource: "cpu".into(),
             quantity: q.0.clone(),

@@ -107,7 +107,7 @@ fn resource_value(
     pod: &Pod,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
 ) -> Result<String, EnvError> {
-    use podvisor_api::resources::parse_milli;
+    use podvisor_objects::resources::parse_milli;
     let target = match &r.container_name {
         Some(name) if !name.is_empty() => pod
             .spec

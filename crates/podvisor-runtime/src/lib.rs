@@ -13,7 +13,6 @@ pub mod files;
 pub mod image;
 mod layer;
 pub mod logs;
-pub mod memory;
 pub mod monitor;
 pub mod network;
 pub mod objects;

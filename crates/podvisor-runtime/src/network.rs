@@ -168,10 +168,9 @@ impl PodNetwork {
     pub async fn attach(&self, netns: &Path) -> Result<Attachment, NetworkError> {
         self.ensure_bridge().await?;
         let (dir, subnet, owner) = (self.claims.clone(), self.subnet, netns.to_path_buf());
-        let claimed =
-            tokio::task::spawn_blocking(move || claim(&dir, &subnet, &owner, &|p| crate::sandbox::is_namespace(p)))
-                .await
-                .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
+        let claimed = tokio::task::spawn_blocking(move || claim(&dir, &subnet, &owner, &|p| is_namespace(p)))
+            .await
+            .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
         let (ip, claim) = claimed?;
         let veth = format!("pv{:08x}", u32::from(ip));
         let attachment = Attachment { ip, claim };
@@ -269,7 +268,7 @@ impl PodNetwork {
 /// so a link another pod now has is never touched. It runs commands: call it off the async
 /// threads.
 pub fn detach(a: &Attachment, netns: &Path) {
-    if crate::sandbox::is_namespace(netns) {
+    if is_namespace(netns) {
         let _ = std::process::Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .args(["ip", "link", "del", "eth0"])
@@ -369,6 +368,15 @@ fn release(claim: &Path, owner: &Path) -> Result<(), NetworkError> {
         let _ = std::fs::remove_file(claim);
     }
     Ok(())
+}
+
+/// Whether `path` is a bound namespace.
+pub(crate) fn is_namespace(path: &Path) -> bool {
+    /// `NSFS_MAGIC`: the file system of a bound namespace.
+    const NSFS: i64 = 0x6e73_6673;
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS)
 }
 
 #[cfg(test)]

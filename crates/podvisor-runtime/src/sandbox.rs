@@ -13,7 +13,7 @@ use std::process::Stdio;
 
 use rustix::mount::{UnmountFlags, unmount};
 
-use crate::network::{self, Attachment, NetworkError, PodNetwork};
+use crate::network::{self, Attachment, NetworkError, PodNetwork, is_namespace};
 
 /// Errors creating or removing a sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +55,6 @@ const NAMESPACES: [&str; 3] = ["net", "uts", "ipc"];
 
 /// The file keeping the sandbox's [`Attachment`] to the pod network.
 const ATTACHMENT: &str = "network.json";
-
-/// Whether `path` is a bound namespace.
-pub(crate) fn is_namespace(path: &Path) -> bool {
-    /// `NSFS_MAGIC`: the file system of a bound namespace.
-    const NSFS: i64 = 0x6e73_6673;
-    // `f_type`'s integer type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS)
-}
 
 impl Sandbox {
     /// The sandbox kept under `dir` (which may not exist yet).

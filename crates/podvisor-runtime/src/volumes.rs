@@ -96,7 +96,7 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
         if e.medium.as_deref() == Some("Memory") {
             let size = match &e.size_limit {
                 Some(q) => Some(
-                    (podvisor_api::resources::parse_milli(&q.0).map_err(|_| format!("bad sizeLimit {:?}", q.0))?
+                    (podvisor_objects::resources::parse_milli(&q.0).map_err(|_| format!("bad sizeLimit {:?}", q.0))?
                         / 1000)
                         .clamp(1, i128::from(i64::MAX)),
                 ),

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jiff::Timestamp;
-use podvisor_api::kinds::Resource;
-use podvisor_api::managed;
-use podvisor_api::selector::{FieldSelector, LabelSelector};
-use podvisor_api::table::{self, Include};
+use podvisor_apiserver::managed;
+use podvisor_apiserver::selector::{FieldSelector, LabelSelector};
+use podvisor_apiserver::table::{self, Include};
 use podvisor_cluster::store::{ChangeKind, Start};
 use podvisor_cluster::{DeleteOptions, Key, Obj, Propagation, StoreError};
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use crate::admission::{FieldValidation, admit_with, check_update};
 use crate::status::ApiError;
 use crate::{Reply, State};
+use podvisor_apiserver::admission::{self, FieldValidation, check_update};
 
 /// One request to an object endpoint.
 pub struct Call<'a> {
@@ -82,7 +82,8 @@ impl Call<'_> {
     /// Admits a body with the request's `fieldValidation`.
     fn admit(&self, obj: Value) -> Result<(Value, Vec<String>), ApiError> {
         let validation = FieldValidation::parse(self.q("fieldValidation"))?;
-        admit_with(self.resource, obj, self.namespace.as_deref(), validation)
+        let admitted = admission::admit(self.resource, obj, self.namespace.as_deref(), validation)?;
+        Ok((admitted.object, admitted.warnings))
     }
 
     fn dry_run(&self) -> bool {
@@ -249,7 +250,7 @@ impl Call<'_> {
 
     /// Stores a new object; `applied` when server-side apply already recorded its fields.
     async fn create_admitted(&self, mut obj: Value, applied: bool) -> Result<Reply, ApiError> {
-        podvisor_cluster::admit(self.resource, &mut obj);
+        admission::on_create(self.resource, &mut obj);
         if !applied {
             managed::record_update(None, &mut obj, &self.manager(), &Self::now());
         }
@@ -344,17 +345,19 @@ impl Call<'_> {
             (_, Some(cur)) => (*cur).clone(),
         };
         match media {
-            "application/merge-patch+json" | "application/json" => podvisor_api::patch::merge_patch(&mut next, &patch),
+            "application/merge-patch+json" | "application/json" => {
+                podvisor_apiserver::patch::merge_patch(&mut next, &patch)
+            }
             "application/json-patch+json" => {
-                podvisor_api::json_patch::json_patch(&mut next, &patch).map_err(|e| match e {
-                    podvisor_api::json_patch::JsonPatchError::Decode(m) => ApiError::bad_request(m),
-                    podvisor_api::json_patch::JsonPatchError::Apply(m) => ApiError::patch_not_applicable(m),
-                    podvisor_api::json_patch::JsonPatchError::TooLarge(m) => ApiError::too_large_because(m),
+                podvisor_apiserver::json_patch::json_patch(&mut next, &patch).map_err(|e| match e {
+                    podvisor_apiserver::json_patch::JsonPatchError::Decode(m) => ApiError::bad_request(m),
+                    podvisor_apiserver::json_patch::JsonPatchError::Apply(m) => ApiError::patch_not_applicable(m),
+                    podvisor_apiserver::json_patch::JsonPatchError::TooLarge(m) => ApiError::too_large_because(m),
                 })?
             }
             "application/apply-patch+yaml" if !status_only => next = self.apply(&next, &patch)?,
             "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-                podvisor_api::patch::strategic_merge(&mut next, &patch).map_err(|e| ApiError::bad_request(e.0))?
+                podvisor_apiserver::patch::strategic_merge(&mut next, &patch).map_err(|e| ApiError::bad_request(e.0))?
             }
             other => return Err(ApiError::unsupported_media(other)),
         }

@@ -2,7 +2,7 @@
 //! dispatcher runs), aggregated and legacy discovery, and the OpenAPI v3 documents that tell
 //! kubectl the server validates fields itself (`fieldValidation`).
 
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
 /// The content type kubectl requires on aggregated discovery.

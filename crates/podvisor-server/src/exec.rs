@@ -13,8 +13,8 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use podvisor_api::kinds::Resource;
 use podvisor_cluster::store::Key;
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
@@ -97,7 +97,7 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-        let pid_file = std::env::temp_dir().join(format!("podvisor-exec-{}.pid", podvisor_cluster::store::new_uid()));
+        let pid_file = std::env::temp_dir().join(format!("podvisor-exec-{}.pid", podvisor_objects::uid::new_uid()));
         match state.cluster.node().exec(&id, &command, stdin, &pid_file) {
             Ok(child) => run(ws, child, v5, &pid_file).await,
             Err(e) => {

@@ -11,11 +11,11 @@
 
 #![warn(missing_docs)]
 
-pub mod admission;
 pub mod api;
 pub mod discovery;
 pub mod exec;
 pub mod logs;
+mod memory;
 pub mod request;
 pub mod status;
 pub mod tls;
@@ -257,7 +257,7 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     }
     // `pods/exec` upgrades the connection: it keeps the request whole.
     if let Some(Route::Object {
-        resource: podvisor_api::kinds::Resource::Pods,
+        resource: podvisor_objects::kinds::Resource::Pods,
         namespace: Some(ns),
         name: Some(n),
         sub: Some(sub),
@@ -286,7 +286,7 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     if large {
         // What parsing and patching a large body took goes back to the system.
         drop(body);
-        tokio::task::spawn_blocking(podvisor_runtime::memory::return_free_memory);
+        tokio::task::spawn_blocking(memory::return_free_memory);
     }
     reply
 }
@@ -359,7 +359,7 @@ fn written(content_type: &str, body: &[u8]) -> Result<serde_json::Value, ApiErro
             serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))
         }
         "application/vnd.kubernetes.protobuf" => {
-            podvisor_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
+            podvisor_apiserver::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
         }
         _ => Err(ApiError::unsupported_body(content_type)),
     }

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
-use podvisor_api::kinds::Resource;
 use podvisor_cluster::{Key, StoreError};
 use podvisor_node::pod_logs::{PodLogs, Tail, follow};
+use podvisor_objects::kinds::Resource;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -84,7 +84,7 @@ pub fn logs(state: &State, namespace: &str, name: &str, q: &HashMap<String, Stri
             .and_then(|s| s.parse::<i64>().ok())
             .map(|s| Timestamp::now().checked_sub(SignedDuration::from_secs(s)).unwrap_or(Timestamp::MIN))
     });
-    let render = move |(t, _, line): (Timestamp, podvisor_runtime::logs::Stream, String)| {
+    let render = move |(t, _, line): (Timestamp, podvisor_node::pod_logs::Stream, String)| {
         if since.is_some_and(|s| t < s) {
             return None;
         }

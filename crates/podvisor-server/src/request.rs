@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 
 /// What a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]

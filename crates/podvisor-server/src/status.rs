@@ -1,7 +1,8 @@
 //! API errors as `Status` objects, with the codes, reasons and messages of the API server.
 
-use podvisor_api::Invalid;
+use podvisor_apiserver::admission::AdmissionError;
 use podvisor_cluster::StoreError;
+use podvisor_objects::Invalid;
 use serde_json::{Value, json};
 
 /// An error answer.
@@ -110,13 +111,13 @@ impl ApiError {
                 let whole = f.to_string();
                 let message = whole.strip_prefix(&format!("{}: ", f.field)).unwrap_or(&whole).to_string();
                 let reason = match f.kind {
-                    podvisor_api::field::ErrorType::Required => "FieldValueRequired",
-                    podvisor_api::field::ErrorType::Invalid(_) => "FieldValueInvalid",
-                    podvisor_api::field::ErrorType::NotSupported(..) => "FieldValueNotSupported",
-                    podvisor_api::field::ErrorType::Forbidden => "FieldValueForbidden",
-                    podvisor_api::field::ErrorType::Duplicate(_) => "FieldValueDuplicate",
-                    podvisor_api::field::ErrorType::NotFound(_) => "FieldValueNotFound",
-                    podvisor_api::field::ErrorType::TooLong => "FieldValueTooLong",
+                    podvisor_objects::field::ErrorType::Required => "FieldValueRequired",
+                    podvisor_objects::field::ErrorType::Invalid(_) => "FieldValueInvalid",
+                    podvisor_objects::field::ErrorType::NotSupported(..) => "FieldValueNotSupported",
+                    podvisor_objects::field::ErrorType::Forbidden => "FieldValueForbidden",
+                    podvisor_objects::field::ErrorType::Duplicate(_) => "FieldValueDuplicate",
+                    podvisor_objects::field::ErrorType::NotFound(_) => "FieldValueNotFound",
+                    podvisor_objects::field::ErrorType::TooLong => "FieldValueTooLong",
                 };
                 json!({"reason": reason, "message": message, "field": f.field})
             })
@@ -152,7 +153,7 @@ impl ApiError {
     }
 
     /// 409 for a server-side apply that would change fields other managers own.
-    pub fn apply_conflicts(message: &str, conflicts: &[podvisor_api::managed::Conflict]) -> ApiError {
+    pub fn apply_conflicts(message: &str, conflicts: &[podvisor_apiserver::managed::Conflict]) -> ApiError {
         let causes: Vec<Value> = conflicts
             .iter()
             .map(|c| {
@@ -201,6 +202,16 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Expired { .. } => ApiError::new(410, "Expired", e.to_string()),
             StoreError::Disk(_) => ApiError::new(500, "InternalError", e.to_string()),
+        }
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> ApiError {
+        match e {
+            AdmissionError::BadRequest(message) => ApiError::bad_request(message),
+            AdmissionError::Invalid(invalid) => ApiError::invalid(&invalid),
+            AdmissionError::Field { kind, name, field, message } => ApiError::immutable(&kind, &name, &field, &message),
         }
     }
 }

@@ -86,7 +86,7 @@ impl Credentials {
         params.distinguished_name.push(rcgen::DnType::CommonName, "podvisor");
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &ca)?;
-        let token: String = podvisor_cluster::store::new_uid().chars().filter(char::is_ascii_hexdigit).collect();
+        let token: String = podvisor_objects::uid::new_uid().chars().filter(char::is_ascii_hexdigit).collect();
         let c = Credentials { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem(), token };
         write_private(&files[0], &c.ca_pem)?;
         write_private(&files[1], &c.cert_pem)?;

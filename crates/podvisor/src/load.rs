@@ -24,8 +24,7 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
                 .push(format!("{file}: no objects found (expected a Pod, Job, Deployment, ConfigMap or Secret)")),
             Ok(manifests) => {
                 for mut m in manifests {
-                    podvisor_api::defaults::apply(&mut m.object);
-                    match podvisor_api::validate(&m.object) {
+                    match podvisor_apiserver::admission::prepare(&mut m.object) {
                         Ok(()) => out.push(m),
                         Err(invalid) => {
                             for e in &invalid.errors {

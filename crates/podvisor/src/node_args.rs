@@ -42,7 +42,7 @@ pub struct NodeArgs {
 pub struct PodNetworkArg(Option<Subnet>);
 
 fn log_size(s: &str) -> Result<u64, String> {
-    let milli = podvisor_api::resources::parse_milli(s).map_err(|e| e.to_string())?;
+    let milli = podvisor_objects::resources::parse_milli(s).map_err(|e| e.to_string())?;
     let bytes = u64::try_from(milli / 1000).unwrap_or(u64::MAX);
     if bytes < 1024 {
         return Err(format!("{s:?} is less than 1Ki; a log must hold at least a few lines"));

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use podvisor_manifest::Manifest;
 
-use podvisor_api::kinds::Resource;
+use podvisor_apiserver::admission;
 use podvisor_cluster::{Cluster, Key, Store};
 use podvisor_node::{Node, NodeEvent, What};
+use podvisor_objects::kinds::Resource;
 use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -83,9 +84,9 @@ impl Printer {
         )];
         for h in node.pods() {
             let pod = k8s_openapi::api::core::v1::Pod { status: Some(h.status()), ..h.pod().clone() };
-            let c = podvisor_api::columns::pod_columns(&pod, now);
+            let c = podvisor_objects::columns::pod_columns(&pod, now);
             let since = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).unwrap_or(now);
-            let age = podvisor_api::columns::human_duration(now.duration_since(since));
+            let age = podvisor_objects::columns::human_duration(now.duration_since(since));
             rows.push((short(&h.key()).to_string(), c.ready, c.status, c.restarts, age));
         }
         let w = |f: fn(&(String, String, String, String, String)) -> &String| {
@@ -249,8 +250,11 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     for m in manifests {
         let resource = Resource::of_kind(m.object.api_version(), m.object.kind())
             .ok_or_else(|| anyhow::anyhow!("{}: {} is not served", m.source, m.object.kind()))?;
-        let mut obj = m.object.to_json()?;
-        podvisor_cluster::admit(resource, &mut obj);
+        // The manifest went through admission's typed step when it was loaded (so that its
+        // errors have lines and columns); what remains is the stored form and the create.
+        let mut obj =
+            admission::admit_prepared(resource, &m.object).map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
+        admission::on_create(resource, &mut obj);
         let created = store.create(resource, obj).map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
         match resource {
             Resource::Pods | Resource::Jobs => pending.push(Key::of(resource, &created)),

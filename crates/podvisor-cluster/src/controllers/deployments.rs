@@ -4,7 +4,7 @@
 //! before new ones start), and the Deployment's status and conditions.
 
 use jiff::Timestamp;
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use serde_json::{Map, Value, json};
 
 use super::{Ctx, Requeue, from_template, owned, owner_ref, safe_encode};

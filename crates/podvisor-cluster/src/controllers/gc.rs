@@ -3,16 +3,13 @@
 //! finalizer until its blocking dependents are gone. Orphan propagation is done by the delete
 //! itself, which strips the owner references first.
 
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use serde_json::Value;
 
 use super::Ctx;
-use crate::delete::{DeleteOptions, Propagation, delete};
+use crate::delete::{DeleteOptions, FOREGROUND, Propagation, delete};
 use crate::store::{Change, Key, StoreError};
 use crate::values::is_deleting;
-
-/// The finalizer of a foreground deletion.
-pub const FOREGROUND: &str = "foregroundDeletion";
 
 fn dependents(ctx: &Ctx, namespace: &str, uid: &str) -> Vec<Key> {
     let mut keys = Vec::new();

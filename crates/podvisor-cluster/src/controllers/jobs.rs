@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
 use super::{Ctx, Requeue, create_pod, delete_pod, owned};

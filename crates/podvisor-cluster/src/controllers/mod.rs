@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor_api::kinds::Resource;
+use podvisor_apiserver::admission::{self, FieldValidation};
+use podvisor_objects::kinds::Resource;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
@@ -23,23 +24,8 @@ use crate::events::{Involved, Recorder};
 use crate::store::{Change, Key, Obj, Store};
 use crate::values::is_deleting;
 
-/// The characters Kubernetes uses for generated name suffixes.
+/// The characters Kubernetes uses for generated names.
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-/// A random `len`-character suffix, as `generateName` makes.
-pub fn suffix(len: usize) -> String {
-    crate::store::new_uid()
-        .bytes()
-        .filter(u8::is_ascii_hexdigit)
-        .collect::<Vec<u8>>()
-        .chunks(2)
-        .take(len)
-        .map(|c| {
-            let n = c.iter().fold(0usize, |a, b| a * 16 + (*b as char).to_digit(16).unwrap_or(0) as usize);
-            ALPHABET[n % ALPHABET.len()] as char
-        })
-        .collect()
-}
 
 /// Encodes a number as the API machinery's `SafeEncodeString` of its decimal form.
 fn safe_encode(n: u64) -> String {
@@ -118,7 +104,7 @@ pub(crate) fn from_template(
 pub(crate) fn create_pod(ctx: &Ctx, resource: Resource, owner: &Value, component: &'static str) -> bool {
     let name = s(owner, "/metadata/name");
     let namespace = s(owner, "/metadata/namespace");
-    let pod_name = format!("{name}-{}", suffix(5));
+    let pod_name = format!("{name}-{}", podvisor_objects::uid::suffix(5));
     let mut pod = from_template(
         "v1",
         "Pod",
@@ -129,13 +115,25 @@ pub(crate) fn create_pod(ctx: &Ctx, resource: Resource, owner: &Value, component
         owner_ref(resource, owner),
     );
     pod["metadata"]["generateName"] = json!(format!("{name}-"));
-    crate::admit(Resource::Pods, &mut pod);
-    let created = ctx.store.create(Resource::Pods, pod).is_ok();
-    if created {
-        let about = Involved::of(resource, owner);
-        ctx.recorder.record(&about, "Normal", "SuccessfulCreate", &format!("Created pod: {pod_name}"), component);
+    let about = Involved::of(resource, owner);
+    // A controller's pod is admitted as a kubectl's is: decoded, defaulted, validated.
+    let admitted = admission::admit(Resource::Pods, pod, Some(namespace), FieldValidation::Strict).map(|mut a| {
+        admission::on_create(Resource::Pods, &mut a.object);
+        a.object
+    });
+    let created = admitted
+        .map_err(|e| e.to_string())
+        .and_then(|pod| ctx.store.create(Resource::Pods, pod).map_err(|e| e.to_string()));
+    match created {
+        Ok(_) => {
+            ctx.recorder.record(&about, "Normal", "SuccessfulCreate", &format!("Created pod: {pod_name}"), component);
+            true
+        }
+        Err(e) => {
+            ctx.recorder.record(&about, "Warning", "FailedCreate", &format!("Error creating: {e}"), component);
+            false
+        }
     }
-    created
 }
 
 /// Deletes a pod `owner` controls and records `SuccessfulDelete` as `component`.
@@ -300,10 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn suffixes_use_the_kubernetes_alphabet() {
-        let s = suffix(5);
-        assert_eq!(s.len(), 5);
-        assert!(s.bytes().all(|b| ALPHABET.contains(&b)), "{s}");
+    fn numbers_are_encoded_in_the_kubernetes_alphabet() {
         assert_eq!(safe_encode(1234567890), "56789bcdf4");
     }
 }

@@ -3,7 +3,7 @@
 //! replacement starts while the old pod terminates. Surplus pods go not-ready first, newest
 //! first.
 
-use podvisor_api::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
 use super::{Ctx, Requeue, create_pod, delete_pod, owned};

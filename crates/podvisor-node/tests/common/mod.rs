@@ -110,8 +110,8 @@ pub fn runtime() -> String {
 /// The pods of a manifest, defaulted and validated as `podvisor run` does.
 pub fn pod(yaml: &str) -> Pod {
     let mut m = load_str("test.yaml", yaml).expect("the manifest parses").remove(0);
-    podvisor_api::defaults::apply(&mut m.object);
-    podvisor_api::validate(&m.object).expect("the manifest is valid");
+    podvisor_objects::defaults::apply(&mut m.object);
+    podvisor_objects::validate(&m.object).expect("the manifest is valid");
     match m.object {
         Object::Pod(p) => *p,
         other => panic!("not a pod: {}", other.kind()),

@@ -1,7 +1,7 @@
 //! Validation as the API server does it (R5–R10, R7 probe/hook rules), with its wording.
 
-use podvisor_api::{defaults, validate};
 use podvisor_manifest::{Object, load_file, load_str};
+use podvisor_objects::{defaults, validate};
 
 const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/seed-manifests");
 

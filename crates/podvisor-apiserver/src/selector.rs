@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 
 /// A selector could not be parsed or names an unsupported field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

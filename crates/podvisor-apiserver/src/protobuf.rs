@@ -14,7 +14,7 @@ mod schema;
 
 use serde_json::{Map, Value};
 
-use crate::kinds::Resource;
+use podvisor_objects::kinds::Resource;
 
 /// The type of one field's value.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use podvisor_api::resources::{effective, format_milli, parse_milli};
+use podvisor_objects::resources::{effective, format_milli, parse_milli};
 
 fn c(name: &str, cpu: &str, sidecar: bool) -> Container {
     Container {

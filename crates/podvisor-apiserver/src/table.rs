@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
-use crate::columns::{human_duration, pod_columns};
-use crate::kinds::Resource;
+use podvisor_objects::columns::{human_duration, pod_columns};
+use podvisor_objects::kinds::Resource;
 
 /// What a row carries besides its cells (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

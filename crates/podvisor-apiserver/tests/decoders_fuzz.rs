@@ -2,8 +2,8 @@
 //! random text and mutated seeds), protobuf bodies, and JSON, merge and strategic merge
 //! patches. Each answers with a value or an error; none panics, none runs away.
 
-use podvisor_api::json_patch::json_patch;
-use podvisor_api::patch::{merge_patch, strategic_merge};
+use podvisor_apiserver::json_patch::json_patch;
+use podvisor_apiserver::patch::{merge_patch, strategic_merge};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -138,9 +138,9 @@ proptest! {
     fn mutated_seeds_decode_validate_or_are_refused(text in mutated()) {
         if let Ok(docs) = podvisor_manifest::load_str("fuzz.yaml", &text) {
             for mut m in docs {
-                podvisor_api::defaults::apply(&mut m.object);
-                let _ = podvisor_api::validate(&m.object);
-                let _ = podvisor_api::resources::effective(
+                podvisor_objects::defaults::apply(&mut m.object);
+                let _ = podvisor_objects::validate(&m.object);
+                let _ = podvisor_objects::resources::effective(
                     match &m.object { podvisor_manifest::Object::Pod(p) => p.spec.as_ref(), _ => None }.unwrap_or(&Default::default()),
                     true,
                 );
@@ -152,8 +152,8 @@ proptest! {
     fn protobuf_bodies_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let mut body = b"k8s\0".to_vec();
         body.extend(bytes.iter().copied());
-        let _ = podvisor_api::protobuf::decode(&bytes);
-        let _ = podvisor_api::protobuf::decode(&body);
+        let _ = podvisor_apiserver::protobuf::decode(&bytes);
+        let _ = podvisor_apiserver::protobuf::decode(&body);
     }
 
     #[test]

@@ -1,0 +1,469 @@
+//! Admission: what happens to every object written, whoever writes it (a kubectl request, a
+//! manifest given to `podvisor run`, a controller creating a pod), once, before the store:
+//!
+//! 1. [`admit`] checks the envelope (`apiVersion`, `kind`, metadata, the namespace of the
+//!    request, `generateName`) and decodes the JSON straight into the typed object, strictly
+//!    (unknown fields are refused, warned of or dropped as `fieldValidation` says);
+//! 2. [`prepare`] applies the API server's defaults and validation to the typed object (a
+//!    manifest read with positions enters here, so its errors keep their line and column);
+//! 3. [`normalize`] applies what the API server does to every stored form (the `default`
+//!    namespace, a Secret's `stringData`);
+//! 4. on a create, [`on_create`] adds what only creation sets (the UID, a new pod's `Pending`,
+//!    a Job's generated selector); on an update, [`check_update`] refuses what may not change.
+
+use podvisor_manifest::Object;
+use podvisor_objects::Invalid;
+use podvisor_objects::kinds::Resource;
+use serde_json::{Value, json};
+
+/// Why an object was not admitted, as the API server answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    /// The body cannot be handled at all (400 BadRequest): not an object, an unknown field
+    /// under `Strict`, a wrong type, a namespace that differs from the request's.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The object decoded but is not valid (422 Invalid, one cause per field).
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// An update changes what may not change, or a required name is missing (422 Invalid with
+    /// one cause).
+    #[error("{kind} {name:?} is invalid: {field}: {message}")]
+    Field {
+        /// The kind, as the API server names it in the message (`Job.batch`).
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// The field path.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl AdmissionError {
+    fn field(kind: &str, name: &str, field: &str, message: &str) -> AdmissionError {
+        AdmissionError::Field { kind: kind.into(), name: name.into(), field: field.into(), message: message.into() }
+    }
+}
+
+/// An object admitted: its stored form and the warnings to send with the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// The object as it is stored.
+    pub object: Value,
+    /// `Warning` headers: the unknown fields dropped under `fieldValidation=Warn`.
+    pub warnings: Vec<String>,
+}
+
+/// What to do with fields the types do not have (the `fieldValidation` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refuse the request (400), naming every unknown field: what kubectl asks for by default.
+    Strict,
+    /// Drop them and say so in `Warning` headers: the API server's default.
+    Warn,
+    /// Drop them silently (`kubectl --validate=false`).
+    Ignore,
+}
+
+impl FieldValidation {
+    /// The directive of a request: `Warn` when it names none.
+    pub fn parse(value: Option<&str>) -> Result<FieldValidation, AdmissionError> {
+        match value {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(AdmissionError::BadRequest(format!(
+                "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+            ))),
+        }
+    }
+}
+
+/// Admits `obj`, the body of a create or update of a `resource` sent to `namespace`: the
+/// envelope, the strict decode into the typed object, [`prepare`] and [`normalize`]. A kind
+/// without a typed object here (a Namespace, an Event) is checked for its name and stored as
+/// sent.
+pub fn admit(
+    resource: Resource,
+    mut obj: Value,
+    namespace: Option<&str>,
+    validation: FieldValidation,
+) -> Result<Admitted, AdmissionError> {
+    let info = resource.info();
+    if !obj.is_object() {
+        return Err(AdmissionError::BadRequest("the body of the request must be a JSON object".into()));
+    }
+    match obj.get("metadata") {
+        None => obj["metadata"] = json!({}),
+        Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(AdmissionError::BadRequest(format!(
+                "{kind} in version {v:?} cannot be handled as a {kind}: metadata: expected an object",
+                kind = info.kind,
+                v = info.version
+            )));
+        }
+    }
+    if obj.get("apiVersion").is_none() {
+        obj["apiVersion"] = json!(resource.api_version());
+    }
+    if obj.get("kind").is_none() {
+        obj["kind"] = json!(info.kind);
+    }
+    if obj["kind"] != info.kind || obj["apiVersion"] != resource.api_version().as_str() {
+        return Err(AdmissionError::BadRequest(format!(
+            "the API version in the data ({}) does not match the expected API version ({}) or kind {} does not match {}",
+            obj["apiVersion"].as_str().unwrap_or(""),
+            resource.api_version(),
+            obj["kind"].as_str().unwrap_or(""),
+            info.kind
+        )));
+    }
+    let meta_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
+    match (namespace, meta_ns) {
+        (Some(path), Some(body)) if path != body => {
+            return Err(AdmissionError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        (Some(path), None) if info.namespaced => obj["metadata"]["namespace"] = json!(path),
+        _ => {}
+    }
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    if name.is_empty()
+        && let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str)
+    {
+        obj["metadata"]["name"] = json!(format!("{prefix}{}", podvisor_objects::uid::suffix(5)));
+    }
+    if obj.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        let msg = "name or generateName is required";
+        return Err(AdmissionError::field(info.kind, "", "metadata.name", &format!("Required value: {msg}")));
+    }
+    if !matches!(
+        resource,
+        Resource::Pods | Resource::Jobs | Resource::Deployments | Resource::ConfigMaps | Resource::Secrets
+    ) {
+        names(resource, &obj)?;
+        normalize(resource, &mut obj);
+        return Ok(Admitted { object: obj, warnings: Vec::new() });
+    }
+    let (object, problems) = podvisor_manifest::decode_value(&obj);
+    let (unknown, other): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.unknown_field.is_some());
+    let refused: Vec<String> = match validation {
+        FieldValidation::Strict => other.iter().chain(&unknown).map(|p| p.message.clone()).collect(),
+        FieldValidation::Warn | FieldValidation::Ignore => other.iter().map(|p| p.message.clone()).collect(),
+    };
+    if !refused.is_empty() {
+        return Err(AdmissionError::BadRequest(format!(
+            "{kind} in version {v:?} cannot be handled as a {kind}: {}",
+            refused.join(", "),
+            kind = info.kind,
+            v = info.version
+        )));
+    }
+    let Some(mut object) = object else { return Err(AdmissionError::BadRequest("empty object".into())) };
+    prepare(&mut object).map_err(AdmissionError::Invalid)?;
+    let mut out = object.to_json().map_err(|e| AdmissionError::BadRequest(e.to_string()))?;
+    // The typed round trip keeps what the API knows; status is the server's.
+    if let Some(status) = obj.get_mut("status").map(Value::take) {
+        out["status"] = status;
+    }
+    normalize(resource, &mut out);
+    let warnings = match validation {
+        FieldValidation::Warn => {
+            unknown.into_iter().filter_map(|p| p.unknown_field).map(|f| format!("unknown field {f:?}")).collect()
+        }
+        FieldValidation::Strict | FieldValidation::Ignore => Vec::new(),
+    };
+    Ok(Admitted { object: out, warnings })
+}
+
+/// The typed step of admission, for a request body and a manifest alike: the API server's
+/// defaults, then its validation.
+pub fn prepare(object: &mut Object) -> Result<(), Invalid> {
+    podvisor_objects::defaults::apply(object);
+    podvisor_objects::validate(object)
+}
+
+/// The stored form of an object already through [`prepare`] (a manifest given to `podvisor
+/// run`): its JSON, [`normalize`]d.
+pub fn admit_prepared(resource: Resource, object: &Object) -> Result<Value, AdmissionError> {
+    let mut out = object.to_json().map_err(|e| AdmissionError::BadRequest(e.to_string()))?;
+    normalize(resource, &mut out);
+    Ok(out)
+}
+
+/// What only a create sets, after [`admit`]: the UID, a new pod's `Pending` phase, a
+/// Namespace's finalizer and phase, and a Job's generated selector and pod labels
+/// (`controller-uid`, `job-name`) unless it asks for a manual selector.
+pub fn on_create(resource: Resource, obj: &mut Value) {
+    let uid = podvisor_objects::uid::new_uid();
+    obj["metadata"]["uid"] = json!(uid);
+    if resource == Resource::Pods {
+        // A new pod is Pending until the node reports on it.
+        obj["status"] = json!({"phase": "Pending"});
+    }
+    if resource == Resource::Namespaces {
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        obj["status"] = json!({"phase": "Active"});
+    }
+    if resource == Resource::Jobs && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let labels = &mut obj["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels[k] = json!(v);
+        }
+    }
+}
+
+/// What the API server does to every stored form: the `default` namespace, and a Secret's
+/// `stringData` merged into `data` (base64).
+pub fn normalize(resource: Resource, obj: &mut Value) {
+    if resource.info().namespaced
+        && obj.pointer("/metadata/namespace").and_then(Value::as_str).is_none_or(str::is_empty)
+    {
+        obj["metadata"]["namespace"] = json!("default");
+    }
+    if resource == Resource::Secrets
+        && let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    {
+        for (k, v) in strings {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("").as_bytes());
+            obj["data"][k] = json!(encoded);
+        }
+    }
+}
+
+/// The API server's rules for the name and namespace of the kinds admitted without a typed
+/// decode: a Namespace is named as a DNS-1123 label, the others as a subdomain, and a
+/// namespace is a label.
+fn names(resource: Resource, obj: &Value) -> Result<(), AdmissionError> {
+    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let (name, namespace) = (text("/metadata/name"), text("/metadata/namespace"));
+    let meta = podvisor_objects::field::Path::new("metadata");
+    let mut errors = Vec::new();
+    if resource == Resource::Namespaces {
+        podvisor_objects::validation::label(&meta.child("name"), name, &mut errors);
+    } else {
+        let m = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            ..Default::default()
+        };
+        errors = podvisor_objects::validation::validate_metadata(&m, &meta);
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(AdmissionError::Invalid(Invalid { kind: resource.info().kind.to_string(), name: name.to_string(), errors }))
+}
+
+fn without(spec: &Value, mutable: &[&str]) -> Value {
+    let mut s = spec.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("image");
+                }
+            }
+        }
+    }
+    if let Some(m) = s.as_object_mut() {
+        for f in mutable {
+            m.remove(*f);
+        }
+    }
+    s
+}
+
+/// Refuses changes an update may not make: a pod's spec beyond images, deadlines, grace and
+/// tolerations; a Job's pod template; a Deployment's selector.
+pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), AdmissionError> {
+    let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    match resource {
+        Resource::Pods => {
+            // The deadline may be set, or shortened, never lengthened or taken away.
+            let deadline = |v: &Value| v.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64);
+            let problem = match (deadline(old), deadline(new)) {
+                (Some(was), Some(now)) if now > was => {
+                    Some(format!("Invalid value: {now}: must be less than or equal to previous value"))
+                }
+                (Some(_), None) => {
+                    Some("Invalid value: null: must not update from a positive integer to nil value".into())
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(AdmissionError::field("Pod", name, "spec.activeDeadlineSeconds", &problem));
+            }
+            let mutable = ["activeDeadlineSeconds", "terminationGracePeriodSeconds", "tolerations", "nodeName"];
+            if without(&old["spec"], &mutable) != without(&new["spec"], &mutable) {
+                return Err(AdmissionError::field(
+                    "Pod",
+                    name,
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                ));
+            }
+        }
+        Resource::Jobs => {
+            let strip = |v: &Value| {
+                let mut t = v.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+                if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+                    l.retain(|k, _| !k.contains("controller-uid") && !k.contains("job-name"));
+                }
+                t
+            };
+            if strip(old) != strip(new) {
+                return Err(AdmissionError::field(
+                    "Job.batch",
+                    name,
+                    "spec.template",
+                    "Invalid value: field is immutable",
+                ));
+            }
+        }
+        Resource::Deployments if old.pointer("/spec/selector") != new.pointer("/spec/selector") => {
+            return Err(AdmissionError::field(
+                "Deployment.apps",
+                name,
+                "spec.selector",
+                "Invalid value: field is immutable",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+               "spec": {"containers": [{"name": "a", "image": "busybox"}]}})
+    }
+
+    fn strict(resource: Resource, obj: Value, namespace: Option<&str>) -> Result<Value, AdmissionError> {
+        admit(resource, obj, namespace, FieldValidation::Strict).map(|a| a.object)
+    }
+
+    #[test]
+    fn unknown_fields_and_invalid_specs_are_refused_as_the_api_server_words_it() {
+        let mut p = pod();
+        p["spec"]["containers"][0]["imagee"] = json!("x");
+        assert_eq!(
+            strict(Resource::Pods, p, Some("default")).unwrap_err(),
+            AdmissionError::BadRequest(
+                "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].imagee\"".into()
+            )
+        );
+        let mut p = pod();
+        p["spec"]["initContainers"] = json!([{"name": "s", "image": "b", "restartPolicy": "Never"}]);
+        let AdmissionError::Invalid(invalid) = strict(Resource::Pods, p, Some("default")).unwrap_err() else {
+            panic!("not Invalid")
+        };
+        assert_eq!(invalid.errors[0].field, "spec.initContainers[0].restartPolicy");
+        assert_eq!(
+            invalid.errors[0].to_string(),
+            "spec.initContainers[0].restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""
+        );
+        let mut p = pod();
+        p["spec"]["terminationGracePeriodSeconds"] = json!("thirty");
+        let e = strict(Resource::Pods, p, Some("default")).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "Pod in version \"v1\" cannot be handled as a Pod: spec.terminationGracePeriodSeconds: invalid type"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_warned_of_or_dropped_as_field_validation_says() {
+        let cm =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}, "bogus": 1});
+        let e = admit(Resource::ConfigMaps, cm.clone(), Some("default"), FieldValidation::Strict).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogus\""
+        );
+        let a = admit(Resource::ConfigMaps, cm.clone(), Some("default"), FieldValidation::Warn).unwrap();
+        assert_eq!((a.object.get("bogus"), a.object["data"]["a"].as_str()), (None, Some("1")));
+        assert_eq!(a.warnings, ["unknown field \"bogus\""]);
+        let a = admit(Resource::ConfigMaps, cm, Some("default"), FieldValidation::Ignore).unwrap();
+        assert_eq!((a.object.get("bogus"), a.warnings.len()), (None, 0));
+        assert_eq!(FieldValidation::parse(None).unwrap(), FieldValidation::Warn, "the API server's default");
+        assert!(matches!(FieldValidation::parse(Some("Loose")), Err(AdmissionError::BadRequest(_))));
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_a_bad_request_not_a_panic() {
+        for r in [Resource::Pods, Resource::Namespaces, Resource::Events] {
+            let e = strict(r, json!({"metadata": "x"}), Some("default")).unwrap_err();
+            assert!(e.to_string().ends_with("metadata: expected an object"), "{r:?}: {e}");
+            assert!(matches!(strict(r, json!([1]), None), Err(AdmissionError::BadRequest(_))));
+        }
+        let ns = strict(Resource::Namespaces, json!({"metadata": {"name": "team"}}), None).unwrap();
+        assert_eq!(ns["metadata"]["name"], "team");
+    }
+
+    #[test]
+    fn defaults_namespace_and_update_rules() {
+        let p = strict(Resource::Pods, pod(), Some("default")).unwrap();
+        assert_eq!(p["metadata"]["namespace"], "default");
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        let mut q = p.clone();
+        q["spec"]["containers"][0]["image"] = json!("busybox:2");
+        check_update(Resource::Pods, &p, &q).unwrap();
+        q["spec"]["containers"][0]["command"] = json!(["sh"]);
+        assert!(matches!(check_update(Resource::Pods, &p, &q), Err(AdmissionError::Field { .. })));
+        assert!(strict(Resource::Pods, pod(), Some("other")).is_ok());
+        let mut wrong = pod();
+        wrong["metadata"]["namespace"] = json!("x");
+        assert!(matches!(strict(Resource::Pods, wrong, Some("default")), Err(AdmissionError::BadRequest(_))));
+    }
+
+    #[test]
+    fn a_request_body_is_decoded_as_a_manifest_of_the_same_object_is() {
+        let text =
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: a, image: busybox}]\n";
+        let mut m = podvisor_manifest::load_str("web.yaml", text).unwrap().remove(0);
+        prepare(&mut m.object).unwrap();
+        let from_manifest = admit_prepared(Resource::Pods, &m.object).unwrap();
+        assert_eq!(strict(Resource::Pods, pod(), None).unwrap(), from_manifest);
+    }
+
+    #[test]
+    fn creation_defaults_the_namespace_encodes_string_data_and_gives_a_job_its_selector() {
+        let mut s =
+            json!({"metadata": {"name": "s"}, "stringData": {"token": "s3cret", "a": "ab"}, "data": {"x": "eA=="}});
+        normalize(Resource::Secrets, &mut s);
+        on_create(Resource::Secrets, &mut s);
+        assert_eq!(s["metadata"]["namespace"], "default");
+        assert_eq!(s["data"], json!({"x": "eA==", "token": "czNjcmV0", "a": "YWI="}));
+        assert!(s.get("stringData").is_none());
+        let mut j = json!({"metadata": {"name": "j"}, "spec": {"template": {"spec": {}}}});
+        on_create(Resource::Jobs, &mut j);
+        let uid = j["metadata"]["uid"].as_str().unwrap();
+        assert!(podvisor_objects::uid::is_uuid(uid));
+        assert_eq!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], uid);
+        assert_eq!(j["spec"]["template"]["metadata"]["labels"]["job-name"], "j");
+        let mut n = json!({"metadata": {"name": "n"}});
+        normalize(Resource::Namespaces, &mut n);
+        on_create(Resource::Namespaces, &mut n);
+        assert!(n["metadata"].get("namespace").is_none());
+        assert_eq!(n["status"]["phase"], "Active");
+    }
+}
