@@ -14,16 +14,15 @@
 
 #![warn(missing_docs)]
 
-pub mod backoff;
+mod backoff;
 pub mod decide;
-pub mod duration;
-pub mod io;
-pub mod kill;
+mod duration;
+mod io;
+mod kill;
 pub mod model;
 mod pod;
 pub mod probe;
 pub mod record;
-mod status;
 
 pub use duration::go_duration;
 pub use io::{
@@ -31,5 +30,5 @@ pub use io::{
     Signal,
 };
 pub use model::{PodModel, RestartPolicy, Role};
-pub use pod::{PodEngine, PodIdentity};
-pub use status::HOST_IP;
+pub use pod::HOST_IP;
+pub use pod::{NodeFacts, PodEngine, PodIdentity, Prior};

@@ -14,13 +14,42 @@ use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
 use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
 use crate::decide::{KillReason, ProbeResults, decide};
 use crate::duration::go_duration;
-use crate::io::{Action, ContainerRef, EventType, ExitCause, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal};
+use crate::io::{
+    Action, ContainerRef, EventType, ExitCause, Found, Hook, Input, PodEvent, ProbeKind, ProbeOutcome, Signal,
+};
 use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after, after_secs, whole_seconds};
 use crate::model::{ContainerModel, PodModel, RestartPolicy, Role};
 use crate::probe::{Cached, Worker};
 use crate::record::{Exit, Instance, Records, State};
 
 mod adopt;
+mod status;
+
+pub use status::HOST_IP;
+
+/// Facts of the node a pod runs on, given when its engine is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// The node's address, shown as `status.hostIP` ([`HOST_IP`] by default).
+    pub host_ip: String,
+}
+
+impl Default for NodeFacts {
+    fn default() -> Self {
+        NodeFacts { host_ip: HOST_IP.to_string() }
+    }
+}
+
+/// What a node process that ran a pod before knows of it, when a new one takes it on.
+#[derive(Debug, Clone, Copy)]
+pub struct Prior<'a> {
+    /// The status last reported.
+    pub status: &'a PodStatus,
+    /// `Some(grace)` when the pod was being deleted (with that grace, if it had one) when the
+    /// node process stopped: it stays terminating, and nothing of it starts again, not even a
+    /// sidecar that exited meanwhile.
+    pub deleting: Option<Option<i64>>,
+}
 
 /// The pod's identity, used in event messages and back-off keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,9 +155,50 @@ impl ProbeResults for BTreeMap<(ContainerRef, ProbeKind), Worker> {
 }
 
 impl PodEngine {
-    /// A new engine for a pod with this identity and (defaulted, validated) spec. Its first
-    /// action is [`Action::CreateSandbox`].
-    pub fn new(id: PodIdentity, spec: PodSpec, now: Timestamp) -> Self {
+    /// The engine of a pod new to the node, with this identity and (defaulted, validated) spec.
+    /// Its first action is [`Action::CreateSandbox`]; poll it after construction, as after
+    /// every call.
+    #[must_use]
+    pub fn new(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Timestamp) -> Self {
+        let mut engine = Self::made(id, spec, node, now);
+        engine.refresh_status(now);
+        engine
+    }
+
+    /// R73/R74: the engine of a pod that already ran in a sandbox that is gone, with every
+    /// container in it (the node stopped while it ran, or the machine rebooted). Restart counts
+    /// continue from `prior`, and the pod starts over at its first init container in a new
+    /// sandbox. A `restartPolicy: Never` pod that had created containers, or a pod being
+    /// deleted, is not run again (no new sandbox): what had ended keeps its end, what was
+    /// running ends as `ContainerStatusUnknown` (137), and the pod finishes.
+    #[must_use]
+    pub fn resumed(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Timestamp, prior: Prior<'_>) -> Self {
+        let mut engine = Self::made(id, spec, node, now);
+        engine.deleted_before = prior.deleting;
+        engine.resume(now, prior.status);
+        engine
+    }
+
+    /// R75: the engine of a pod whose node process stopped and started again while its sandbox
+    /// stayed intact; `found` is what the runtime still holds of its containers. No sandbox is
+    /// created: see [`adopt`](Self::adopt) for what becomes of each container.
+    #[must_use]
+    pub fn adopted(
+        id: PodIdentity,
+        spec: PodSpec,
+        node: &NodeFacts,
+        now: Timestamp,
+        prior: Prior<'_>,
+        found: Vec<Found>,
+    ) -> Self {
+        let mut engine = Self::made(id, spec, node, now);
+        engine.deleted_before = prior.deleting;
+        engine.adopt(now, prior.status, found);
+        engine
+    }
+
+    /// The engine before its first status: a fresh pod asking for its sandbox.
+    fn made(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Timestamp) -> Self {
         let mut engine = PodEngine {
             id,
             model: PodModel::new(&spec),
@@ -136,7 +206,7 @@ impl PodEngine {
             start_time: now,
             sandbox: Sandbox::Creating,
             pod_ip: None,
-            host_ip: crate::status::HOST_IP.to_string(),
+            host_ip: node.host_ip.clone(),
             records: Records::default(),
             waiting: HashMap::new(),
             probes: BTreeMap::new(),
@@ -159,17 +229,23 @@ impl PodEngine {
             deleted_before: None,
             verdict: None,
         };
+        engine.status.host_ip = Some(node.host_ip.clone());
+        engine.status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: node.host_ip.clone() }]);
         engine.out.push_back(Action::CreateSandbox);
-        engine.refresh_status(now);
         engine
     }
 
-    /// The next action to carry out, if any.
+    /// The next action to carry out, if any. Poll until `None` after construction and after
+    /// every [`handle`](Self::handle) and [`handle_timeout`](Self::handle_timeout): actions
+    /// are queued, in the order they must be carried out.
+    #[must_use = "an action not carried out is lost"]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.out.pop_front()
     }
 
-    /// When [`PodEngine::handle_timeout`] must be called next, if ever.
+    /// When [`PodEngine::handle_timeout`] must be called next, if ever. Ask again after
+    /// construction and after every call that takes `now`: any of them may move it.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         if self.finished {
             return None;
@@ -201,13 +277,8 @@ impl PodEngine {
         self.finished
     }
 
-    /// R73/R74: the pod already ran in a sandbox that is gone, with every container in it (the
-    /// node stopped while it ran); `prior` is the status last reported. Call it right after
-    /// [`PodEngine::new`]. Restart counts continue from `prior`, and the pod starts over at its
-    /// first init container in a new sandbox, as after a node reboot. A `restartPolicy: Never`
-    /// pod that had created containers is not run again (no new sandbox): what had ended keeps
-    /// its end, what was running ends as `ContainerStatusUnknown` (137), and the pod is finished.
-    pub fn resume(&mut self, now: Timestamp, prior: &PodStatus) {
+    /// What [`resumed`](Self::resumed) does after making the engine.
+    fn resume(&mut self, now: Timestamp, prior: &PodStatus) {
         // The start time is the pod's, kept across node restarts (`activeDeadlineSeconds`
         // counts from it).
         if let Some(t) = &prior.start_time {
@@ -269,14 +340,6 @@ impl PodEngine {
         self.terminating.as_ref().filter(|t| t.deleted).map(|t| t.grace)
     }
 
-    /// Says, right after [`PodEngine::new`] and before [`PodEngine::adopt`] or
-    /// [`PodEngine::resume`], that the pod was being deleted (with this grace) when the node
-    /// process stopped: it stays terminating, and nothing of it starts again, not even a
-    /// sidecar that exited meanwhile.
-    pub fn deleting(&mut self, grace_seconds: Option<i64>) {
-        self.deleted_before = Some(grace_seconds);
-    }
-
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.check_deadline(now);
@@ -298,13 +361,6 @@ impl PodEngine {
         self.run_due_probes(now);
         self.drive(now);
         self.refresh_status(now);
-    }
-
-    /// Sets the node's address shown as `status.hostIP` ([`crate::HOST_IP`] by default).
-    pub fn set_host_ip(&mut self, ip: String) {
-        self.status.host_ip = Some(ip.clone());
-        self.status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: ip.clone() }]);
-        self.host_ip = ip;
     }
 
     /// Acts on one input at `now`.
@@ -1092,7 +1148,7 @@ impl PodEngine {
         if self.in_post_start() {
             return;
         }
-        let status = crate::status::build(self, now);
+        let status = status::build(self, now);
         self.status = status;
     }
 

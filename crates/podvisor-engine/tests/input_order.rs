@@ -2,7 +2,9 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ExecAction, PodSpec, Probe};
-use podvisor_engine::{Action, ContainerRef, ExitCause, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome};
+use podvisor_engine::{
+    Action, ContainerRef, ExitCause, Input, NodeFacts, PodEngine, PodIdentity, ProbeKind, ProbeOutcome,
+};
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_second(1_767_225_600 + s).unwrap()
@@ -10,7 +12,7 @@ fn t(s: i64) -> Timestamp {
 
 fn engine(spec: PodSpec) -> PodEngine {
     let id = PodIdentity { name: "p".into(), namespace: "default".into(), uid: "u".into() };
-    let mut e = PodEngine::new(id, spec, t(0));
+    let mut e = PodEngine::new(id, spec, &NodeFacts::default(), t(0));
     e.handle(t(0), Input::SandboxReady { pod_ip: None });
     e
 }
@@ -87,7 +89,7 @@ fn r31_a_late_startup_result_after_success_changes_nothing() {
 #[test]
 fn a_failed_sandbox_is_retried_with_back_off_and_deletion_still_ends_the_pod() {
     let id = PodIdentity { name: "p".into(), namespace: "default".into(), uid: "u".into() };
-    let mut e = PodEngine::new(id, app("Always"), t(0));
+    let mut e = PodEngine::new(id, app("Always"), &NodeFacts::default(), t(0));
     assert_eq!(drain(&mut e), [Action::CreateSandbox]);
     let fail = |e: &mut PodEngine, at| {
         e.handle(t(at), Input::SandboxFailed { reason: "FailedMount".into(), message: "no such configmap".into() })

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodStatus, Probe};
 use podvisor_engine::{
-    Action, ContainerRef, EventType, Hook, Input, PodEngine, PodIdentity, ProbeKind, ProbeOutcome, Signal,
+    Action, ContainerRef, EventType, Hook, Input, NodeFacts, PodEngine, PodIdentity, Prior, ProbeKind, ProbeOutcome,
+    Signal,
 };
 use podvisor_runtime::bundle::PodContext;
 use podvisor_runtime::sandbox::{Names, Networking, Sandbox};
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::events::What;
 use crate::handlers::{self, Outcome, Purpose, Target};
 use crate::host::{
-    Held, Host, Publish, Report, StartJob, Steps, Watch, container_id, pod_cgroup, remove_pod_leftovers,
+    Held, Host, Publish, Report, StartJob, Steps, VOLUMES, Watch, container_id, pod_cgroup, remove_pod_leftovers,
 };
 
 /// A pod's status as its driver last published it.
@@ -32,9 +33,6 @@ pub struct PodSnapshot {
     /// Whether the pod is done (every container stopped for good, sandbox removed).
     pub finished: bool,
 }
-
-/// The file of a pod's run directory that names its volumes' host paths.
-pub(crate) const VOLUMES: &str = "volumes.json";
 
 /// A hook with no bound of its own may run this long.
 const UNBOUNDED: Duration = Duration::from_secs(24 * 3600);
@@ -90,8 +88,8 @@ impl Driver {
             uid: uid(&pod),
         };
         let now = Timestamp::now();
-        let mut engine = PodEngine::new(id, pod.spec.clone().unwrap_or_default(), now);
-        engine.set_host_ip(host.host_ip());
+        let spec = pod.spec.clone().unwrap_or_default();
+        let node = NodeFacts { host_ip: host.host_ip() };
         // A pod with a status ran on this node before the node process stopped. If its sandbox
         // is intact, what it left is taken over (R75); if not, it resumes as after a reboot
         // (R73, R74).
@@ -99,11 +97,10 @@ impl Driver {
         let mut stale = false;
         let mut pod_ip = None;
         // Deleted while no node process ran it: it stays terminating, nothing starts again.
-        if pod.metadata.deletion_timestamp.is_some() && pod.status.is_some() {
-            engine.deleting(pod.metadata.deletion_grace_period_seconds);
-        }
-        if let Some(prior) = &pod.status {
-            match host.held(&pod) {
+        let deleting = pod.metadata.deletion_timestamp.is_some().then_some(pod.metadata.deletion_grace_period_seconds);
+        let mut engine = match &pod.status {
+            None => PodEngine::new(id, spec, &node, now),
+            Some(prior) => match host.held(&pod) {
                 Some(found) => {
                     // The sandbox, not the status last written, knows the pod's address.
                     let sandbox = Sandbox::at(&host.run_dir(&uid(&pod)).join("sandbox"));
@@ -111,16 +108,17 @@ impl Driver {
                         if host_network(&pod) { Some(host.host_ip()) } else { sandbox.ip().map(|ip| ip.to_string()) };
                     let mut prior = prior.clone();
                     prior.pod_ip = ip.clone();
-                    engine.adopt(now, &prior, found.iter().filter_map(Held::found).collect());
+                    let held_now = found.iter().filter_map(Held::found).collect();
                     held = Some(found);
                     pod_ip = ip;
+                    PodEngine::adopted(id, spec, &node, now, Prior { status: &prior, deleting }, held_now)
                 }
                 None => {
                     stale = host.run_dir(&uid(&pod)).exists();
-                    engine.resume(now, prior)
+                    PodEngine::resumed(id, spec, &node, now, Prior { status: prior, deleting })
                 }
-            }
-        }
+            },
+        };
         // The node's admission, for a pod that never started here (no start time yet): sysctls
         // beyond the safe set are refused.
         if pod.status.as_ref().is_none_or(|s| s.start_time.is_none())

@@ -6,8 +6,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec};
 use podvisor_engine::{
-    Action, ContainerRef, ExitCause, Found, FoundExit, Hook, Input, PodEngine, PodEvent, PodIdentity, ProbeKind,
-    ProbeOutcome, Signal,
+    Action, ContainerRef, ExitCause, Found, FoundExit, Hook, Input, NodeFacts, PodEngine, PodEvent, PodIdentity, Prior,
+    ProbeKind, ProbeOutcome, Signal,
 };
 
 use crate::behaviour::{Behaviour, HookScript, ProbeScript};
@@ -119,10 +119,11 @@ impl Sim {
     ) -> Self {
         let t0 = epoch();
         let id = PodIdentity { name: name.into(), namespace: "default".into(), uid: format!("uid-{name}") };
-        let mut engine = PodEngine::new(id, spec, t0);
-        if let Some(prior) = prior {
-            engine.resume(t0, prior);
-        }
+        let node = NodeFacts::default();
+        let engine = match prior {
+            Some(status) => PodEngine::resumed(id, spec, &node, t0, Prior { status, deleting: None }),
+            None => PodEngine::new(id, spec, &node, t0),
+        };
         let mut sim = Sim {
             engine,
             t0,
@@ -260,14 +261,11 @@ impl Sim {
             }
         }
         found.sort_by(|a, b| a.container.cmp(&b.container));
-        let mut engine = PodEngine::new(self.engine.identity().clone(), self.engine.spec().clone(), self.now);
         self.mark("", Mark::NodeRestarted);
         // The pod object says it is being deleted: the new node process knows it from the start.
-        if let Some(grace) = self.engine.deletion() {
-            engine.deleting(Some(grace));
-        }
-        engine.adopt(self.now, &prior, found);
-        self.engine = engine;
+        let prior = Prior { status: &prior, deleting: self.engine.deletion().map(Some) };
+        let (id, spec) = (self.engine.identity().clone(), self.engine.spec().clone());
+        self.engine = PodEngine::adopted(id, spec, &NodeFacts::default(), self.now, prior, found);
         self.after_engine();
     }
 

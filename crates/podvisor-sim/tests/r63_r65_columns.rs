@@ -5,8 +5,8 @@ mod common;
 use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use podvisor_api::{human_duration, pod_columns};
 use podvisor_engine::ProbeKind::{Readiness, Startup};
+use podvisor_objects::{human_duration, pod_columns};
 use podvisor_sim::*;
 
 fn columns(sim: &Sim, spec: &k8s_openapi::api::core::v1::PodSpec, deleting: bool) -> (String, String) {

@@ -33,9 +33,9 @@ fn reported_start(s: &ContainerStatus) -> Option<Timestamp> {
 }
 
 impl PodEngine {
-    /// R75: the node process stopped and started again, but the pod's sandbox is intact and
-    /// `found` is what the runtime still holds of its containers; `prior` is the status last
-    /// reported. Call it right after [`PodEngine::new`] instead of [`PodEngine::resume`].
+    /// R75, what [`PodEngine::adopted`] does after making the engine: the node process stopped
+    /// and started again, but the pod's sandbox is intact and `found` is what the runtime still
+    /// holds of its containers; `prior` is the status last reported.
     ///
     /// No sandbox is created. Instances ended before (completed init containers, earlier
     /// attempts) keep their ends from `prior`, so no regular init container runs again;
@@ -43,7 +43,7 @@ impl PodEngine {
     /// (R76); instances that ended while nobody watched end as `found` says; and a container
     /// whose instance vanished from the runtime is simply started again where the pod's
     /// progress allows it (a sidecar of an initialized pod, R75). Restart counts go on.
-    pub fn adopt(&mut self, now: Timestamp, prior: &PodStatus, found: Vec<Found>) {
+    pub(super) fn adopt(&mut self, now: Timestamp, prior: &PodStatus, found: Vec<Found>) {
         if let Some(t) = &prior.start_time {
             self.start_time = t.0;
         }

@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::PodEngine;
 use crate::io::ProbeKind;
 use crate::model::{ContainerModel, RestartPolicy, Role};
-use crate::pod::PodEngine;
 use crate::probe::Cached;
 use crate::record::{Exit, Instance, State};
 
