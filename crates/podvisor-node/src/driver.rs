@@ -301,7 +301,11 @@ impl Driver {
                 Ok(v) => v,
                 Err(e) => {
                     podvisor_runtime::volumes::release(&dir.join("volumes"));
-                    let _ = tokio::task::spawn_blocking(move || sandbox.remove()).await;
+                    let sandbox_dir = dir.join("sandbox");
+                    match tokio::task::spawn_blocking(move || sandbox.remove()).await {
+                        Ok(removed) => _ = crate::cleanup::said(sandbox_dir.display(), removed),
+                        Err(e) => _ = crate::cleanup::said(sandbox_dir.display(), Err(e)),
+                    }
                     return failed("FailedMount", e.to_string());
                 }
             };
@@ -310,7 +314,15 @@ impl Driver {
         // Written whole or not at all: without it, the sandbox counts as lost (R73).
         if let Ok(v) = serde_json::to_vec(&volumes) {
             let tmp = dir.join(format!("{VOLUMES}.tmp"));
-            let _ = std::fs::write(&tmp, v).and_then(|()| std::fs::rename(&tmp, dir.join(VOLUMES)));
+            let written = std::fs::write(&tmp, v).and_then(|()| std::fs::rename(&tmp, dir.join(VOLUMES)));
+            if let Err(e) = written {
+                eprintln!(
+                    "podvisor: pod {}/{}: {}: {e} (a node process started again will not take this pod over)",
+                    self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+                    self.pod.metadata.name.as_deref().unwrap_or(""),
+                    dir.join(VOLUMES).display()
+                );
+            }
         }
         (self.publish)(What::Timing { container: None, steps: steps.list });
         self.enter_sandbox(&sandbox, volumes);

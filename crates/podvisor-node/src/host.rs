@@ -15,6 +15,7 @@ use podvisor_runtime::rootfs::Overlay;
 use podvisor_runtime::runc::Runc;
 use podvisor_runtime::{cgroup, env};
 
+use crate::cleanup;
 use crate::events::What;
 
 /// The parts every pod of a node shares.
@@ -210,14 +211,14 @@ impl StartJob {
         }
         let env = match env::resolve(&self.pod, &self.spec, self.host.objects.as_ref()) {
             Ok(env) => env,
-            Err(e) => return self.fail("CreateContainerConfigError", e.0),
+            Err(e) => return self.fail("CreateContainerConfigError", e.to_string()),
         };
         let uid = self.pod.metadata.uid.clone().unwrap_or_default();
         let id = container_id(&uid, &r);
         let dir = self.host.container_dir(&uid, &id);
         let overlay = Overlay::at(&dir.join("fs"));
-        let cleanup = |overlay: &Overlay, dir: &Path| {
-            let _ = overlay.remove();
+        let discard = |overlay: &Overlay, dir: &Path| {
+            cleanup::said(dir.join("fs").display(), overlay.remove());
             remove_bundle(dir);
         };
         let prepared = (|| -> Result<(), String> {
@@ -241,19 +242,19 @@ impl StartJob {
             spec.save(dir.join("config.json")).map_err(|e| e.to_string())
         })();
         if let Err(message) = prepared {
-            cleanup(&overlay, &dir);
+            discard(&overlay, &dir);
             return self.fail("CreateContainerError", message);
         }
         steps.done("rootfs and bundle");
         let log = match logs::prepare(&self.host.log_dir(&self.pod), &r.name, r.attempt) {
             Ok(log) => log,
             Err(e) => {
-                cleanup(&overlay, &dir);
+                discard(&overlay, &dir);
                 return self.fail("CreateContainerError", format!("creating the log file: {e}"));
             }
         };
         if self.is_cancelled() {
-            cleanup(&overlay, &dir);
+            discard(&overlay, &dir);
             return self.abandoned();
         }
         let spawned =
@@ -261,15 +262,15 @@ impl StartJob {
         let mut monitor = match spawned {
             Ok(m) => m,
             Err(e) => {
-                let _ = self.host.runc.delete(&id).await;
-                cleanup(&overlay, &dir);
+                cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
+                discard(&overlay, &dir);
                 return self.fail("CreateContainerError", e.to_string());
             }
         };
         if self.is_cancelled() {
-            let _ = self.host.runc.delete(&id).await;
+            cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
             monitor.exited().await;
-            cleanup(&overlay, &dir);
+            discard(&overlay, &dir);
             return self.abandoned();
         }
         steps.done("runc create");
@@ -314,10 +315,7 @@ pub(crate) const VOLUMES: &str = "volumes.json";
 /// Whether it was removed.
 pub(crate) fn remove_bundle(dir: &Path) -> bool {
     match podvisor_runtime::subpath::release(&dir.join(SUBPATHS)) {
-        Ok(()) => {
-            let _ = std::fs::remove_dir_all(dir);
-            true
-        }
+        Ok(()) => cleanup::remove_tree(dir),
         Err(e) => {
             eprintln!("podvisor: leaving {} in place: {e}", dir.display());
             false
@@ -441,8 +439,8 @@ impl Host {
     /// Removes a container instance: the runtime's record (killing what is left), its layers
     /// and its bundle.
     pub async fn remove_container(&self, id: &str, dir: &Path) {
-        let _ = self.runc.delete(id).await;
-        let _ = Overlay::at(&dir.join("fs")).remove();
+        cleanup::container(id, self.runc.delete_if_present(id).await);
+        cleanup::said(dir.join("fs").display(), Overlay::at(&dir.join("fs")).remove());
         remove_bundle(dir);
     }
 
@@ -621,8 +619,8 @@ pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &
     if let Ok(entries) = std::fs::read_dir(&containers) {
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
-            let _ = host.runc.delete(&id).await;
-            let _ = Overlay::at(&e.path().join("fs")).remove();
+            cleanup::container(&id, host.runc.delete_if_present(&id).await);
+            cleanup::said(e.path().join("fs").display(), Overlay::at(&e.path().join("fs")).remove());
             released &= remove_bundle(&e.path());
         }
     }
@@ -632,19 +630,22 @@ pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &
         podvisor_runtime::volumes::release_except(&dir.join("volumes"), keep);
     }
     let sandbox = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox"));
-    let _ = tokio::task::spawn_blocking(move || sandbox.remove()).await;
+    let sandbox_dir = dir.join("sandbox");
+    match tokio::task::spawn_blocking(move || sandbox.remove()).await {
+        Ok(removed) => _ = cleanup::said(sandbox_dir.display(), removed),
+        Err(e) => _ = cleanup::said(sandbox_dir.display(), Err(e)),
+    }
     cgroup::remove(&pod_cgroup(uid));
     // A subPath bind left mounted would let the removal reach into a volume (or a host path).
     if !released {
         return;
     }
     if keep.is_empty() {
-        let _ = std::fs::remove_dir_all(&dir);
+        cleanup::remove_tree(&dir);
     } else {
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if e.file_name() != "volumes" {
-                let p = e.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                cleanup::remove_path(&e.path());
             }
         }
     }

@@ -1,15 +1,18 @@
 //! The node core that `podvisor run` and `podvisor serve` share: pods driven by the sans-IO
-//! lifecycle engine on real OCI containers, with their events and logs, and the Job and
-//! Deployment controllers that create pods.
+//! lifecycle engine on real OCI containers, with their events and logs. (The controllers that
+//! create pods are the cluster's, in `podvisor-cluster`.)
 //!
 //! - [`Node`]: opens the data directory (cleaning up after a crashed earlier run) and runs pods;
 //! - `driver`: one task per pod feeding the engine and carrying out its actions;
 //! - `host`: one container instance's start, exit and clean-up on the machine;
-//! - `handlers`: exec, tcpSocket and httpGet probes and hooks;
+//! - `eviction`: local-storage eviction of `emptyDir` volumes over their `sizeLimit`;
+//! - `handlers`: exec, tcpSocket, httpGet, grpc and sleep probes and hooks;
+//! - [`pod_logs`]: reading a container's logs, as `kubectl logs` and `podvisor logs` do;
 //! - [`events`]: what the node reports.
 
 #![warn(missing_docs)]
 
+mod cleanup;
 mod driver;
 pub mod events;
 mod eviction;
@@ -270,7 +273,7 @@ impl Node {
         let kept = |uid: &str| running.iter().any(|r| r == uid);
         for id in self.host.runc.list().await.unwrap_or_default() {
             if id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&host::id_prefix(uid))) {
-                let _ = self.host.runc.delete(&id).await;
+                cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
             }
         }
         if let Ok(entries) = std::fs::read_dir(self.host.data.join("run")) {

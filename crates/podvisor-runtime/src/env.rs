@@ -5,13 +5,46 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::objects::{Kind, Objects, data, field_value};
+use crate::objects::{Kind, NotFound, Objects, data, field_value};
 
 /// Why a container's environment could not be built: the kubelet's
 /// `CreateContainerConfigError`, with its message wording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EnvError(pub String);
+pub enum EnvError {
+    /// A ConfigMap or Secret the environment reads is missing.
+    #[error(transparent)]
+    Missing(#[from] NotFound),
+    /// A key of one is missing.
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    MissingKey {
+        /// The key.
+        key: String,
+        /// `ConfigMap` or `Secret`.
+        kind: &'static str,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+    },
+    /// A `fieldRef` podvisor does not resolve.
+    #[error("unsupported fieldRef {0:?}")]
+    UnsupportedFieldRef(String),
+    /// A `valueFrom` without a source.
+    #[error("env {0:?}: valueFrom has no source")]
+    NoSource(String),
+    /// A `resourceFieldRef` naming a container the pod does not have.
+    #[error("resourceFieldRef: no container {0:?}")]
+    NoContainer(String),
+    /// A `resourceFieldRef` resource that is not `limits.*` or `requests.*`.
+    #[error("unsupported resourceFieldRef {0:?}")]
+    UnsupportedResource(String),
+    /// A quantity that does not parse.
+    #[error("bad quantity {0:?}")]
+    BadQuantity(String),
+    /// A divisor that does not parse.
+    #[error("bad divisor {0:?}")]
+    BadDivisor(String),
+}
 
 /// Expands `$(VAR)` references as Kubernetes does (`$$` escapes); unknown ones stay as written.
 pub fn expand(s: &str, env: &[(String, String)]) -> String {
@@ -64,7 +97,7 @@ pub fn resolve(pod: &Pod, c: &Container, objects: &dyn Objects) -> Result<Vec<(S
             (_, Some(r)) => (Kind::Secret, &r.name, r.optional),
             _ => continue,
         };
-        let Some(data) = data(objects, kind, ns, name, optional).map_err(EnvError)? else { continue };
+        let Some(data) = data(objects, kind, ns, name, optional)? else { continue };
         for (k, v) in data {
             set(&mut env, format!("{prefix}{k}"), text(&v));
         }
@@ -80,20 +113,25 @@ pub fn resolve(pod: &Pod, c: &Container, objects: &dyn Objects) -> Result<Vec<(S
                 };
                 if let Some(f) = &from.field_ref {
                     field_value(pod, &f.field_path)
-                        .ok_or_else(|| EnvError(format!("unsupported fieldRef {:?}", f.field_path)))?
+                        .ok_or_else(|| EnvError::UnsupportedFieldRef(f.field_path.clone()))?
                 } else if let Some((kind, name, key, optional)) = key_ref {
-                    let Some(data) = data(objects, kind, ns, name, optional).map_err(EnvError)? else { continue };
+                    let Some(data) = data(objects, kind, ns, name, optional)? else { continue };
                     match data.get(key) {
                         Some(v) => text(v),
                         None if optional == Some(true) => continue,
                         None => {
-                            return Err(EnvError(format!("couldn't find key {key} in {} {ns}/{name}", kind.title())));
+                            return Err(EnvError::MissingKey {
+                                key: key.clone(),
+                                kind: kind.title(),
+                                namespace: ns.to_string(),
+                                name: name.clone(),
+                            });
                         }
                     }
                 } else if let Some(r) = &from.resource_field_ref {
                     resource_value(c, pod, r)?
                 } else {
-                    return Err(EnvError(format!("env {:?}: valueFrom has no source", e.name)));
+                    return Err(EnvError::NoSource(e.name.clone()));
                 }
             }
         };
@@ -114,16 +152,16 @@ fn resource_value(
             .iter()
             .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
             .find(|x| &x.name == name)
-            .ok_or_else(|| EnvError(format!("resourceFieldRef: no container {name:?}")))?,
+            .ok_or_else(|| EnvError::NoContainer(name.clone()))?,
         _ => c,
     };
     let (kind, resource) =
-        r.resource.split_once('.').ok_or_else(|| EnvError(format!("unsupported resourceFieldRef {:?}", r.resource)))?;
+        r.resource.split_once('.').ok_or_else(|| EnvError::UnsupportedResource(r.resource.clone()))?;
     let res = target.resources.as_ref();
     let map =
         if kind == "limits" { res.and_then(|x| x.limits.as_ref()) } else { res.and_then(|x| x.requests.as_ref()) };
     let milli = match map.and_then(|m| m.get(resource)) {
-        Some(q) => parse_milli(&q.0).map_err(|_| EnvError(format!("bad quantity {:?}", q.0)))?,
+        Some(q) => parse_milli(&q.0).map_err(|_| EnvError::BadQuantity(q.0.clone()))?,
         // Without a limit the kubelet reports the node's allocatable amount.
         None if resource == "cpu" => {
             std::thread::available_parallelism().map(|n| n.get() as i128 * 1000).unwrap_or(1000)
@@ -132,7 +170,7 @@ fn resource_value(
         None => 0,
     };
     let divisor = match &r.divisor {
-        Some(d) => parse_milli(&d.0).map_err(|_| EnvError(format!("bad divisor {:?}", d.0)))?,
+        Some(d) => parse_milli(&d.0).map_err(|_| EnvError::BadDivisor(d.0.clone()))?,
         None => 1000,
     };
     let divisor = if divisor == 0 { 1000 } else { divisor };
@@ -217,8 +255,8 @@ mod tests {
     fn a_missing_reference_is_a_config_error_worded_as_the_kubelet_words_it() {
         let c = container(serde_json::json!({"name": "c",
             "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "NOPE"}}}]}));
-        assert_eq!(resolve(&pod(), &c, &Fixed).unwrap_err().0, "couldn't find key NOPE in ConfigMap ns1/cfg");
+        assert_eq!(resolve(&pod(), &c, &Fixed).unwrap_err().to_string(), "couldn't find key NOPE in ConfigMap ns1/cfg");
         let c = container(serde_json::json!({"name": "c", "envFrom": [{"secretRef": {"name": "missing"}}]}));
-        assert_eq!(resolve(&pod(), &c, &Fixed).unwrap_err().0, "secret \"missing\" not found");
+        assert_eq!(resolve(&pod(), &c, &Fixed).unwrap_err().to_string(), "secret \"missing\" not found");
     }
 }

@@ -47,6 +47,16 @@ impl Kind {
     }
 }
 
+/// A ConfigMap or Secret a pod needs and that does not exist, as the kubelet words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {name:?} not found", kind.title().to_lowercase())]
+pub struct NotFound {
+    /// Which kind of object.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+}
+
 /// The data of ConfigMap or Secret `name`: `Ok(None)` when it is missing and `optional`, an
 /// error worded as the kubelet's (`configmap "x" not found`) when it is missing otherwise.
 pub fn data(
@@ -55,7 +65,7 @@ pub fn data(
     namespace: &str,
     name: &str,
     optional: Option<bool>,
-) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, NotFound> {
     let found = match kind {
         Kind::ConfigMap => objects.config_map(namespace, name).map(|c| config_map_data(&c)),
         Kind::Secret => objects.secret(namespace, name).map(|s| secret_data(&s)),
@@ -63,7 +73,7 @@ pub fn data(
     match found {
         Some(d) => Ok(Some(d)),
         None if optional == Some(true) => Ok(None),
-        None => Err(format!("{} {name:?} not found", kind.title().to_lowercase())),
+        None => Err(NotFound { kind, name: name.to_string() }),
     }
 }
 

@@ -17,8 +17,33 @@ use crate::image::{Image, ImageError, ImageStore, normalize};
 
 /// Why a pull failed. The message is what the kubelet shows after `Failed to pull image`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PullError(pub String);
+pub enum PullError {
+    /// A pull of the same image panicked while this one waited for it.
+    #[error("pull state poisoned")]
+    Poisoned,
+    /// The reference does not parse.
+    #[error("invalid reference {reference:?}: {message}")]
+    Reference {
+        /// The normalised reference.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// The registry could not be reached, refused, or sent something unusable.
+    #[error("failed to pull and unpack image {reference:?}: {message}")]
+    Registry {
+        /// The normalised reference.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// The layers came but could not be stored.
+    #[error("failed to unpack image: {0}")]
+    Unpack(String),
+    /// The unpacking task ended abnormally.
+    #[error("unpacking the image stopped: {0}")]
+    Task(String),
+}
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -92,7 +117,7 @@ impl Puller {
     pub async fn pull(&self, store: &ImageStore, reference: &str) -> Result<Image, PullError> {
         let key = normalize(reference);
         let cell = {
-            let mut inflight = self.inflight.lock().map_err(|_| PullError("pull state poisoned".into()))?;
+            let mut inflight = self.inflight.lock().map_err(|_| PullError::Poisoned)?;
             inflight.entry(key.clone()).or_default().clone()
         };
         let result = cell.get_or_init(|| self.pull_now(store, key.clone())).await.clone();
@@ -105,8 +130,10 @@ impl Puller {
     }
 
     async fn pull_now(&self, store: &ImageStore, normalized: String) -> Result<Image, PullError> {
-        let r: Reference =
-            normalized.parse().map_err(|e| PullError(format!("invalid reference {normalized:?}: {e}")))?;
+        let r: Reference = normalized.parse().map_err(|e: oci_client::ParseError| PullError::Reference {
+            reference: normalized.clone(),
+            message: e.to_string(),
+        })?;
         let auth = docker_config_path(&self.settings)
             .and_then(|c| credentials(&c, registry(&normalized)))
             .map(|(u, p)| RegistryAuth::Basic(u, p))
@@ -119,7 +146,7 @@ impl Puller {
                 vec![IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE],
             )
             .await
-            .map_err(|e| PullError(format!("failed to pull and unpack image {normalized:?}: {e}")))?;
+            .map_err(|e| PullError::Registry { reference: normalized.clone(), message: e.to_string() })?;
         let store = store.clone();
         let origin = PathBuf::from(&normalized);
         tokio::task::spawn_blocking(move || {
@@ -127,8 +154,8 @@ impl Puller {
             store.import(&data.config.data, layers, std::slice::from_ref(&normalized), &origin).map(|(image, _)| image)
         })
         .await
-        .map_err(|e| PullError(e.to_string()))?
-        .map_err(|e| PullError(format!("failed to unpack image: {e}")))
+        .map_err(|e| PullError::Task(e.to_string()))?
+        .map_err(|e| PullError::Unpack(e.to_string()))
     }
 }
 

@@ -260,6 +260,19 @@ impl Runc {
         self.run("delete", id, &["--force"]).await
     }
 
+    /// `delete --force` for a clean-up: a container the runtime does not know is already gone,
+    /// and not an error.
+    pub async fn delete_if_present(&self, id: &str) -> Result<(), RuncError> {
+        match self.delete(id).await {
+            Err(RuncError::Failed { message, .. })
+                if message.contains("does not exist") || message.contains("not found") =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// `exec`: runs `argv` in the container; returns its exit code and combined output, or
     /// `None` when it did not finish within `timeout`. A process past its timeout is killed
     /// inside the container (not just the runtime client), so nothing is left behind.

@@ -148,7 +148,7 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
     // The files of one ConfigMap or Secret source (nothing when it is optional and missing).
     let mut source = |kind: Kind, name: &str, items: Option<&[KeyToPath]>, optional, mode| {
         secret |= kind == Kind::Secret;
-        match data(objects, kind, ns, name, optional)? {
+        match data(objects, kind, ns, name, optional).map_err(|e| e.to_string())? {
             Some(d) => pick(&d, items, mode, kind, name),
             None => Ok(Vec::new()),
         }

@@ -123,8 +123,9 @@ async fn images_pushed_to_a_local_registry_are_pulled_and_unpacked() {
     assert_eq!(manifest_gets(&registry.log), 2 * one_pull, "the second concurrent pull shared the first");
 
     let missing = puller.pull(&store, &format!("{}/busybox:nope", registry.addr)).await.unwrap_err();
+    assert!(matches!(missing, podvisor_runtime::pull::PullError::Registry { .. }), "{missing:?}");
     assert!(
-        missing.0.starts_with(&format!("failed to pull and unpack image \"{}/busybox:nope\"", registry.addr)),
+        missing.to_string().starts_with(&format!("failed to pull and unpack image \"{}/busybox:nope\"", registry.addr)),
         "{missing}"
     );
     drop(registry);
