@@ -1,0 +1,206 @@
+//! The machine side of a pod, one room per concern:
+//!
+//! - here: where a pod's files live (run directory, logs, runtime IDs, cgroups) and how what a
+//!   pod leaves is removed;
+//! - `start`: one container instance's start (image by pull policy, bundle, monitor, runtime);
+//! - `watch`: an instance from its start (or take-over) to its end;
+//! - `ends`: how an instance ended, its termination message, and the record of its end kept
+//!   beside its log;
+//! - `takeover`: what a node process started again finds of a pod on the machine;
+//! - `steps`: the timing of a start's steps.
+
+mod ends;
+mod start;
+mod steps;
+mod takeover;
+mod watch;
+
+pub(crate) use ends::{message_budget, record_end};
+pub(crate) use start::StartJob;
+pub(crate) use steps::Steps;
+pub(crate) use takeover::Held;
+pub(crate) use watch::Watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use podvisor_engine::{ContainerRef, Input};
+use podvisor_runtime::cgroup;
+use podvisor_runtime::image::ImageStore;
+use podvisor_runtime::monitor::MonitorCommand;
+use podvisor_runtime::pull::Puller;
+use podvisor_runtime::rootfs::Overlay;
+use podvisor_runtime::runc::Runc;
+
+use crate::cleanup;
+use crate::events::What;
+
+/// The parts every pod of a node shares.
+pub(crate) struct Host {
+    pub data: PathBuf,
+    pub images: ImageStore,
+    pub runc: Runc,
+    pub objects: Arc<dyn podvisor_runtime::objects::Objects>,
+    pub puller: Puller,
+    /// How container monitors are started.
+    pub monitor: MonitorCommand,
+    /// The pod network, if pods get addresses.
+    pub network: Option<podvisor_runtime::network::PodNetwork>,
+    /// `RuntimeDefault` seccomp for containers that name no profile.
+    pub default_seccomp: bool,
+    /// How container logs are rotated.
+    pub log_rotation: podvisor_runtime::logs::Rotation,
+    /// The most pods that run at once.
+    pub max_pods: usize,
+    /// Set when the node stops its pods because it stops itself (`serve` exiting): they end as
+    /// on a machine going down, their on-disk emptyDirs kept for their next start.
+    pub stopping: std::sync::atomic::AtomicBool,
+}
+
+/// The cgroup of a pod (its containers' cgroups are children).
+pub(crate) fn pod_cgroup(uid: &str) -> String {
+    format!("/podvisor/{uid}")
+}
+
+/// The runtime's ID of a container instance: the pod's whole UID, so that no two pods share
+/// one.
+pub(crate) fn container_id(uid: &str, r: &ContainerRef) -> String {
+    format!("{}{}-{}", id_prefix(uid), r.name, r.attempt)
+}
+
+/// The start of the runtime IDs of the pod with `uid`.
+pub(crate) fn id_prefix(uid: &str) -> String {
+    format!("podvisor-{uid}-")
+}
+
+impl Host {
+    /// Where the pod's sandbox, volumes and container layers live while it runs.
+    pub fn run_dir(&self, uid: &str) -> PathBuf {
+        // UIDs are made by podvisor; one that is not a plain component is never joined as is.
+        let safe = !uid.is_empty() && uid != "." && uid != ".." && !uid.contains('/');
+        self.data.join("run").join(if safe { uid.to_string() } else { uid.replace('/', "%2F").replace('.', "%2E") })
+    }
+
+    /// Where the pod's logs are kept (they outlive the pod).
+    pub fn log_dir(&self, pod: &Pod) -> PathBuf {
+        log_dir(&self.data, pod)
+    }
+
+    /// The node's address: the pod network's gateway, or loopback without one.
+    pub fn host_ip(&self) -> String {
+        self.network.as_ref().map_or_else(|| podvisor_engine::HOST_IP.to_string(), |n| n.subnet().gateway().to_string())
+    }
+
+    /// The node's `Localhost` seccomp profiles (the kubelet's `<root>/seccomp`).
+    pub fn seccomp_dir(&self) -> PathBuf {
+        self.data.join("seccomp")
+    }
+
+    fn container_dir(&self, uid: &str, id: &str) -> PathBuf {
+        self.run_dir(uid).join("containers").join(id)
+    }
+}
+
+/// Where the logs of `pod` are kept under a data directory: `logs/<namespace>_<name>_<uid>`.
+/// Names are validated before a pod reaches the node; should one still hold a `/` (an object
+/// stored by an older version), it is escaped, so the directory is always one component.
+pub fn log_dir(data: &Path, pod: &Pod) -> PathBuf {
+    let m = &pod.metadata;
+    let part = |s: &str| s.replace('%', "%25").replace('/', "%2F");
+    let name = format!(
+        "{}_{}_{}",
+        part(m.namespace.as_deref().unwrap_or("default")),
+        part(m.name.as_deref().unwrap_or("")),
+        part(m.uid.as_deref().unwrap_or(""))
+    );
+    data.join("logs").join(match name.strip_prefix('.') {
+        Some(rest) => format!("%2E{rest}"),
+        None => name,
+    })
+}
+
+/// Reports back to the pod's driver.
+pub(crate) type Report = tokio::sync::mpsc::UnboundedSender<Input>;
+/// Publishes node events about the pod.
+pub(crate) type Publish = Arc<dyn Fn(What) + Send + Sync>;
+
+/// Where a container's `subPath` sources are pinned, in its bundle.
+const SUBPATHS: &str = "subpaths";
+
+/// The file of a pod's run directory that names its volumes' host paths.
+pub(crate) const VOLUMES: &str = "volumes.json";
+
+/// Removes a container's bundle directory once its `subPath` binds are gone; while one cannot
+/// be unmounted the directory is left (removing it would reach into the volume) and said so.
+/// Whether it was removed.
+pub(crate) fn remove_bundle(dir: &Path) -> bool {
+    match podvisor_runtime::subpath::release(&dir.join(SUBPATHS)) {
+        Ok(()) => cleanup::remove_tree(dir),
+        Err(e) => {
+            eprintln!("podvisor: leaving {} in place: {e}", dir.display());
+            false
+        }
+    }
+}
+
+/// The marker a started container leaves in its bundle.
+const STARTED: &str = "started";
+
+impl Host {
+    /// Removes a container instance: the runtime's record (killing what is left), its layers
+    /// and its bundle.
+    pub async fn remove_container(&self, id: &str, dir: &Path) {
+        cleanup::container(id, self.runc.delete_if_present(id).await);
+        cleanup::said(dir.join("fs").display(), Overlay::at(&dir.join("fs")).remove());
+        remove_bundle(dir);
+    }
+}
+
+/// Removes what a pod left on the machine, except its logs: containers, layers, volumes,
+/// namespaces and cgroups. Used when a pod finishes and, at start-up, for pods a crashed
+/// earlier run left behind.
+pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
+    remove_pod_leftovers_keeping(host, uid, &[]).await
+}
+
+/// [`remove_pod_leftovers`], keeping the named volume directories with their files: a pod that
+/// resumes after a reboot finds its on-disk emptyDirs as it left them, as with the kubelet.
+pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &[String]) {
+    let dir = host.run_dir(uid);
+    let containers = dir.join("containers");
+    let mut released = true;
+    if let Ok(entries) = std::fs::read_dir(&containers) {
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            cleanup::container(&id, host.runc.delete_if_present(&id).await);
+            cleanup::said(e.path().join("fs").display(), Overlay::at(&e.path().join("fs")).remove());
+            released &= remove_bundle(&e.path());
+        }
+    }
+    if keep.is_empty() {
+        podvisor_runtime::volumes::release(&dir.join("volumes"));
+    } else {
+        podvisor_runtime::volumes::release_except(&dir.join("volumes"), keep);
+    }
+    let sandbox = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox"));
+    let sandbox_dir = dir.join("sandbox");
+    match tokio::task::spawn_blocking(move || sandbox.remove()).await {
+        Ok(removed) => _ = cleanup::said(sandbox_dir.display(), removed),
+        Err(e) => _ = cleanup::said(sandbox_dir.display(), Err(e)),
+    }
+    cgroup::remove(&pod_cgroup(uid));
+    // A subPath bind left mounted would let the removal reach into a volume (or a host path).
+    if !released {
+        return;
+    }
+    if keep.is_empty() {
+        cleanup::remove_tree(&dir);
+    } else {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_name() != "volumes" {
+                cleanup::remove_path(&e.path());
+            }
+        }
+    }
+}
