@@ -194,24 +194,15 @@ impl Cluster {
     }
 
     fn record_node_event(&self, e: &NodeEvent) {
-        let What::Event { kind, reason, message, container } = &e.what else { return };
+        let What::Event { kind, reason, message, field_path, .. } = &e.what else { return };
         let (ns, name) = e.pod.split_once('/').unwrap_or(("default", &e.pod));
-        let pod = self.store.get(&Key::new(Resource::Pods, ns, name));
-        let field_path = container.as_ref().map(|c| {
-            let init = pod
-                .as_ref()
-                .and_then(|p| p.pointer("/spec/initContainers"))
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|x| x["name"] == c.as_str()));
-            if init { format!("spec.initContainers{{{c}}}") } else { format!("spec.containers{{{c}}}") }
-        });
         let about = Involved {
             kind: "Pod".into(),
             api_version: "v1".into(),
             namespace: ns.into(),
             name: name.into(),
             uid: e.uid.clone(),
-            field_path,
+            field_path: field_path.clone(),
         };
         self.recorder.record(&about, kind, reason, message, "kubelet");
     }

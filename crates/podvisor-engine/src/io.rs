@@ -321,6 +321,46 @@ pub struct PodEvent {
     pub reason: String,
     /// The human message, worded as the kubelet words it.
     pub message: String,
-    /// The container it is about, as `spec.initContainers{name}` / `spec.containers{name}`.
-    pub field_path: Option<String>,
+    /// The container it is about, if any.
+    pub container: Option<EventContainer>,
+}
+
+/// The container an event is about: its name, and whether it is declared among the init
+/// containers (sidecars included) or the app containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventContainer {
+    /// The container's name.
+    pub name: String,
+    /// Declared in `spec.initContainers`.
+    pub init: bool,
+}
+
+impl EventContainer {
+    /// The container `name` of `spec`, wherever it is declared.
+    pub fn in_spec(spec: &k8s_openapi::api::core::v1::PodSpec, name: &str) -> EventContainer {
+        let init = spec.init_containers.iter().flatten().any(|c| c.name == name);
+        EventContainer { name: name.to_string(), init }
+    }
+
+    /// The API field path naming it in an event's `involvedObject.fieldPath`:
+    /// `spec.initContainers{name}` or `spec.containers{name}`.
+    pub fn field_path(&self) -> String {
+        let list = if self.init { "initContainers" } else { "containers" };
+        format!("spec.{list}{{{}}}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    use super::EventContainer;
+
+    #[test]
+    fn an_event_names_a_sidecar_among_the_init_containers_and_an_app_among_the_containers() {
+        let c = |n: &str| Container { name: n.into(), ..Default::default() };
+        let spec = PodSpec { init_containers: Some(vec![c("proxy")]), containers: vec![c("app")], ..Default::default() };
+        assert_eq!(EventContainer::in_spec(&spec, "proxy").field_path(), "spec.initContainers{proxy}");
+        assert_eq!(EventContainer::in_spec(&spec, "app").field_path(), "spec.containers{app}");
+    }
 }

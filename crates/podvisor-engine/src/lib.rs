@@ -26,8 +26,8 @@ pub mod record;
 
 pub use duration::go_duration;
 pub use io::{
-    Action, ContainerRef, EventType, ExitCause, Found, FoundExit, Hook, Input, PodEvent, ProbeKind, ProbeOutcome,
-    Signal,
+    Action, ContainerRef, EventContainer, EventType, ExitCause, Found, FoundExit, Hook, Input, PodEvent, ProbeKind,
+    ProbeOutcome, Signal,
 };
 pub use model::{PodModel, RestartPolicy, Role};
 pub use pod::HOST_IP;

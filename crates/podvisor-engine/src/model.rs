@@ -93,12 +93,9 @@ impl ContainerModel {
         self.probes.iter().find(|p| p.kind == kind)
     }
 
-    /// The API field path naming this container in events: `spec.initContainers{x}`.
-    pub fn field_path(&self) -> String {
-        match self.role {
-            Role::Regular => format!("spec.containers{{{}}}", self.name),
-            _ => format!("spec.initContainers{{{}}}", self.name),
-        }
+    /// This container as events name it.
+    pub fn event_container(&self) -> crate::io::EventContainer {
+        crate::io::EventContainer { name: self.name.clone(), init: self.role != Role::Regular }
     }
 
     fn from_api(c: &Container, role: Role, index: usize) -> Self {

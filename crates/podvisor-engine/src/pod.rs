@@ -1138,7 +1138,7 @@ impl PodEngine {
             kind,
             reason: reason.to_string(),
             message,
-            field_path: c.map(ContainerModel::field_path),
+            container: c.map(ContainerModel::event_container),
         }));
     }
 

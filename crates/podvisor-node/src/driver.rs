@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, PodStatus, Probe};
 use podvisor_engine::{
-    Action, ContainerRef, EventType, Hook, Input, NodeFacts, PodEngine, PodIdentity, Prior, ProbeKind, ProbeOutcome,
-    Signal,
+    Action, ContainerRef, EventContainer, EventType, Hook, Input, NodeFacts, PodEngine, PodIdentity, Prior, ProbeKind,
+    ProbeOutcome, Signal,
 };
 use podvisor_runtime::bundle::PodContext;
 use podvisor_runtime::sandbox::{Names, Networking, Sandbox};
@@ -444,10 +444,8 @@ impl Driver {
                 },
                 reason: e.reason,
                 message: e.message,
-                container: e
-                    .field_path
-                    .as_deref()
-                    .and_then(|f| f.split_once('{').map(|(_, rest)| rest.trim_end_matches('}').to_string())),
+                field_path: e.container.as_ref().map(EventContainer::field_path),
+                container: e.container.map(|c| c.name),
             }),
         }
     }
@@ -531,6 +529,7 @@ impl Driver {
                         reason: "LifecycleHTTPFallback".into(),
                         message,
                         container: None,
+                        field_path: None,
                     });
                     Ok(())
                 }

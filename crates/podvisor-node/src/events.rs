@@ -77,6 +77,9 @@ pub enum What {
         message: String,
         /// The container it is about, if any.
         container: Option<String>,
+        /// The container as the API names it (`spec.initContainers{name}`), if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field_path: Option<String>,
     },
     /// How long the steps of setting something up took: the pod's sandbox, or a container
     /// from its image to its running process. For `--timeline` and the benchmarks.

@@ -454,7 +454,13 @@ async fn worker_panicked(
     let message = format!("podvisor's worker for this pod failed ({what}); its containers were stopped");
     eprintln!("podvisor: pod {}: {message}", key(pod));
     host::remove_pod_leftovers(host, pod.metadata.uid.as_deref().unwrap_or_default()).await;
-    publish(What::Event { kind: "Warning", reason: "NodeError".into(), message: message.clone(), container: None });
+    publish(What::Event {
+        kind: "Warning",
+        reason: "NodeError".into(),
+        message: message.clone(),
+        container: None,
+        field_path: None,
+    });
     let mut status = snapshot.borrow().status.clone();
     status.phase = Some("Failed".into());
     status.reason = Some("NodeError".into());

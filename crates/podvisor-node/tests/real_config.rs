@@ -391,7 +391,7 @@ spec:
     assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{}", f.dump());
     assert_eq!(f.lines("app"), ["done"], "the hook passed, the container was not killed");
     let fallback = f.seen.iter().find_map(|e| match &e.what {
-        podvisor_node::What::Event { kind, reason, message, container } if reason == "LifecycleHTTPFallback" => {
+        podvisor_node::What::Event { kind, reason, message, container, .. } if reason == "LifecycleHTTPFallback" => {
             Some((*kind, message.clone(), container.clone()))
         }
         _ => None,

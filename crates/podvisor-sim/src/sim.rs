@@ -530,12 +530,7 @@ impl Sim {
             }
             Action::RemoveSandbox => self.mark("", Mark::SandboxRemoved),
             Action::Record(ev) => {
-                let name = ev
-                    .field_path
-                    .as_deref()
-                    .and_then(|p| p.split_once('{'))
-                    .map(|(_, rest)| rest.trim_end_matches('}').to_string())
-                    .unwrap_or_default();
+                let name = ev.container.as_ref().map(|c| c.name.clone()).unwrap_or_default();
                 self.events.push(ev.clone());
                 self.mark(&name, Mark::Event(ev));
             }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use podvisor_engine::{ContainerRef, Input};
+use podvisor_engine::{ContainerRef, EventContainer, Input};
 use podvisor_runtime::bundle::{self, Instance, PodContext};
 use podvisor_runtime::env;
 use podvisor_runtime::image::{Image, normalize};
@@ -87,6 +87,7 @@ impl StartJob {
                             "Failed to pull image {reference:?}: {e}; running the copy in the local image store"
                         ),
                         container: Some(r.name.clone()),
+                        field_path: self.pod.spec.as_ref().map(|s| EventContainer::in_spec(s, &r.name).field_path()),
                     });
                     ready(false);
                     return Some(image);
