@@ -359,7 +359,8 @@ mod tests {
     #[test]
     fn an_event_names_a_sidecar_among_the_init_containers_and_an_app_among_the_containers() {
         let c = |n: &str| Container { name: n.into(), ..Default::default() };
-        let spec = PodSpec { init_containers: Some(vec![c("proxy")]), containers: vec![c("app")], ..Default::default() };
+        let spec =
+            PodSpec { init_containers: Some(vec![c("proxy")]), containers: vec![c("app")], ..Default::default() };
         assert_eq!(EventContainer::in_spec(&spec, "proxy").field_path(), "spec.initContainers{proxy}");
         assert_eq!(EventContainer::in_spec(&spec, "app").field_path(), "spec.containers{app}");
     }

@@ -1,0 +1,104 @@
+//! POST and PUT: a create or an update of an object (or its `status`), admitted once.
+
+use podvisor_apiserver::managed;
+use podvisor_cluster::StoreError;
+use podvisor_objects::kinds::Resource;
+use serde_json::Value;
+
+use crate::Reply;
+use crate::status::ApiError;
+use podvisor_apiserver::admission::{self, check_update};
+
+use super::Call;
+
+impl Call<'_> {
+    /// POST to a collection.
+    pub async fn create(&self, obj: Value) -> Result<Reply, ApiError> {
+        let (obj, warnings) = self.admit(obj)?;
+        Ok(self.create_admitted(obj, false).await?.with_warnings(&warnings))
+    }
+
+    /// Stores a new object; `applied` when server-side apply already recorded its fields.
+    pub(super) async fn create_admitted(&self, mut obj: Value, applied: bool) -> Result<Reply, ApiError> {
+        admission::on_create(self.resource, &mut obj);
+        if !applied {
+            managed::record_update(None, &mut obj, &self.manager(), &Self::now());
+        }
+        if self.dry_run() {
+            return Ok(Reply::json(201, &obj));
+        }
+        let created = self.state.store().create(self.resource, obj)?;
+        self.state.synced().await?;
+        Ok(Reply::json(201, &created))
+    }
+
+    /// PUT of an object (or its `status`).
+    pub async fn update(&self, obj: Value) -> Result<Reply, ApiError> {
+        let status_only = self.sub.as_deref() == Some("status");
+        let (new, warnings) = if status_only { (obj, Vec::new()) } else { self.admit(obj)? };
+        Ok(self.replace(new, status_only, false).await?.with_warnings(&warnings))
+    }
+
+    /// Writes `new` over the stored object; `applied` when server-side apply already recorded
+    /// its fields.
+    pub(super) async fn replace(&self, new: Value, status_only: bool, applied: bool) -> Result<Reply, ApiError> {
+        let key = self.key();
+        if new.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| n != key.name) {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        let resource = self.resource;
+        let dry = self.dry_run();
+        let (manager, now) = (self.manager(), Self::now());
+        let apply = |cur: &mut Value| -> Result<(), ApiError> {
+            if let Some(rv) = new.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+                && Some(rv) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            {
+                return Err(StoreError::Conflict(key.clone()).into());
+            }
+            if status_only {
+                cur["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+                return Ok(());
+            }
+            let mut next = new.clone();
+            if resource == Resource::Jobs && next.pointer("/spec/selector").is_none() {
+                // A PUT without the generated selector keeps it, and the labels it selects by.
+                next["spec"]["selector"] = cur["spec"]["selector"].clone();
+                next["spec"]["template"]["metadata"]["labels"] = cur["spec"]["template"]["metadata"]["labels"].clone();
+            }
+            check_update(resource, cur, &next)?;
+            next["status"] = cur.get("status").cloned().unwrap_or(Value::Null);
+            if next["status"].is_null()
+                && let Some(m) = next.as_object_mut()
+            {
+                m.remove("status");
+            }
+            // The deletion marks are the server's; finalizers and owner references are the
+            // writer's, as in the API server (a patch or an update may remove them).
+            for f in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+                if next["metadata"].get(f).is_none()
+                    && let Some(v) = cur["metadata"].get(f)
+                {
+                    next["metadata"][f] = v.clone();
+                }
+            }
+            if resource == Resource::Pods
+                && let Some(n) = cur.pointer("/spec/nodeName")
+            {
+                next["spec"]["nodeName"] = n.clone();
+            }
+            if !applied {
+                managed::record_update(Some(cur), &mut next, &manager, &now);
+            }
+            *cur = next;
+            Ok(())
+        };
+        if dry {
+            let mut cur = (*self.state.store().get(&key).ok_or_else(|| StoreError::NotFound(key.clone()))?).clone();
+            apply(&mut cur)?;
+            return Ok(Reply::json(200, &cur));
+        }
+        let updated = self.state.store().update(&key, apply)?;
+        self.state.synced().await?;
+        Ok(self.object_reply(200, &updated))
+    }
+}
