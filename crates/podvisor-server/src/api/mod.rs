@@ -12,6 +12,7 @@ mod write;
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+use podvisor_apiserver::admission::{self, FieldValidation};
 use podvisor_apiserver::managed;
 use podvisor_apiserver::selector::{FieldSelector, LabelSelector};
 use podvisor_apiserver::table::{self, Include};
@@ -21,7 +22,6 @@ use serde_json::Value;
 
 use crate::status::ApiError;
 use crate::{Reply, State};
-use podvisor_apiserver::admission::{self, FieldValidation};
 
 /// One request to an object endpoint.
 pub struct Call<'a> {

@@ -1,5 +1,6 @@
 //! POST and PUT: a create or an update of an object (or its `status`), admitted once.
 
+use podvisor_apiserver::admission::{self, check_update};
 use podvisor_apiserver::managed;
 use podvisor_cluster::StoreError;
 use podvisor_objects::kinds::Resource;
@@ -7,7 +8,6 @@ use serde_json::Value;
 
 use crate::Reply;
 use crate::status::ApiError;
-use podvisor_apiserver::admission::{self, check_update};
 
 use super::Call;
 
