@@ -506,6 +506,8 @@ fn bench_measures_every_figure_in_its_reduced_form() {
         "/serve/idle_rss_kib",
         "/serve/helper_processes_per_pod",
         "/engine/scenarios_per_second",
+        "/admission/direct_median_us",
+        "/admission/yaml_round_trip_median_us",
     ] {
         assert!(doc.pointer(figure).is_some_and(serde_json::Value::is_number), "{figure} missing: {doc:#}");
     }

@@ -6,6 +6,7 @@
 //! same run, except the engine's, which runs in virtual time. Nothing here asserts a timing:
 //! the targets are reported as met or missed, by how much.
 
+mod admission;
 mod api;
 mod client;
 mod engine;
@@ -112,6 +113,8 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
     let fg = foreground::measure(&exe, &opts.runtime, &opts.data_dir, n)?;
     writeln!(out, "- podvisor serve: pod start over the API, {} pods at once", opts.pods)?;
     let served = api::measure(&exe, &opts.runtime, &opts.data_dir, n, opts.pods)?;
+    writeln!(out, "- admission of a Pod body, in process")?;
+    let adm = admission::measure(n.max(200));
     writeln!(out, "- the engine in virtual time")?;
     let eng = engine::measure(Duration::from_secs(1));
     let podman = which("podman");
@@ -198,6 +201,13 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
             verdict: verdict(served.idle_rss_kib / 1024.0, 30.0, "MiB"),
         },
         Row {
+            metric: "admission of a Pod body (JSON → typed → stored form)".into(),
+            podvisor: format!("{:.0} µs / {:.0} µs", adm.direct.median(), adm.direct.p95()),
+            baseline: format!("text + YAML round trip {:.0} µs", adm.round_trip.median()),
+            target: "< the round trip".into(),
+            verdict: verdict(adm.direct.median(), adm.round_trip.median(), "µs"),
+        },
+        Row {
             metric: "engine: lifecycle scenarios per second (virtual time)".into(),
             podvisor: format!("{:.0}/s", eng.per_second),
             baseline: format!("{} runs of seed002-1", eng.runs),
@@ -241,6 +251,12 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
             "rss_per_pod_kib": round(served.rss_per_pod_kib),
             "helper_processes_per_pod": round(served.helpers_per_pod),
             "idle_rss_kib": round(served.idle_rss_kib),
+        },
+        "admission": {
+            "direct_median_us": round(adm.direct.median()),
+            "direct_p95_us": round(adm.direct.p95()),
+            "yaml_round_trip_median_us": round(adm.round_trip.median()),
+            "runs": adm.direct.0.len(),
         },
         "engine": { "scenarios_per_second": round(eng.per_second), "runs": eng.runs },
         "podman": podman.map(|p| p.display().to_string()),
