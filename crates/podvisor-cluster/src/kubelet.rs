@@ -21,12 +21,23 @@ fn uid(v: &Value) -> &str {
     v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
 }
 
-/// What of a running pod's spec may change: the images and the active deadline.
-fn mutable(spec: &Option<PodSpec>) -> (Vec<(String, Option<String>)>, Option<i64>) {
-    let spec = spec.clone().unwrap_or_default();
+/// What of a running pod's spec may change (the images and the active deadline), read from
+/// the typed spec the node runs.
+fn mutable(spec: Option<&PodSpec>) -> (Vec<(&str, Option<&str>)>, Option<i64>) {
+    let Some(spec) = spec else { return (Vec::new(), None) };
     let images =
-        spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.clone(), c.image.clone()));
+        spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.as_str(), c.image.as_deref()));
     (images.collect(), spec.active_deadline_seconds)
+}
+
+/// The same, read from a stored pod without decoding it: most changes of a running pod are its
+/// own status written back, and they need no decode at all.
+fn mutable_stored(obj: &Value) -> (Vec<(&str, Option<&str>)>, Option<i64>) {
+    let list = |l: &str| obj.pointer(l).and_then(Value::as_array).into_iter().flatten();
+    let images = list("/spec/initContainers")
+        .chain(list("/spec/containers"))
+        .map(|c| (c["name"].as_str().unwrap_or(""), c["image"].as_str()));
+    (images.collect(), obj.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64))
 }
 
 pub(crate) struct Kubelet {
@@ -189,9 +200,9 @@ impl Kubelet {
                 } else {
                     h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
                 }
-            } else if let Ok(pod) = serde_json::from_value::<Pod>((**obj).clone())
-                && mutable(&pod.spec) != mutable(&h.pod().spec)
-                && let Some(spec) = pod.spec
+            } else if mutable_stored(obj) != mutable(h.pod().spec.as_ref())
+                && let Some(spec) = obj.get("spec")
+                && let Ok(spec) = serde_json::from_value::<PodSpec>(spec.clone())
             {
                 h.update_spec(spec);
             }
@@ -280,5 +291,31 @@ async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue: every status the node wrote back decoded the whole pod again to look for an image
+    /// change. The stored form is read in place, and reads as the typed spec does.
+    #[test]
+    fn the_mutable_fields_read_the_same_from_the_stored_pod_as_from_the_typed_spec() {
+        let stored = json!({"metadata": {"name": "p"}, "spec": {
+            "activeDeadlineSeconds": 30,
+            "initContainers": [{"name": "proxy", "image": "envoy:1"}],
+            "containers": [{"name": "app", "image": "busybox:1.36"}, {"name": "bare"}]},
+            "status": {"phase": "Running"}});
+        let pod: Pod = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(mutable_stored(&stored), mutable(pod.spec.as_ref()));
+        assert_eq!(
+            mutable_stored(&stored).0,
+            [("proxy", Some("envoy:1")), ("app", Some("busybox:1.36")), ("bare", None)]
+        );
+        let mut changed = stored.clone();
+        changed["spec"]["containers"][0]["image"] = json!("busybox:1.37");
+        assert_ne!(mutable_stored(&changed), mutable(pod.spec.as_ref()));
+        assert_eq!(mutable_stored(&json!({})), mutable(None));
     }
 }
