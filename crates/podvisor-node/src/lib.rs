@@ -306,6 +306,31 @@ impl Node {
             .spawn()
     }
 
+    /// Opens a TCP connection to `port` on the loopback of the pod with `uid`, from inside its
+    /// network namespace as the kubelet's port-forward connects (so a server listening on the
+    /// pod's loopback only is reached); on the host's loopback for a pod on the host's network.
+    pub async fn connect(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+        let netns = self.network_namespace(uid);
+        let netns = netns.exists().then_some(netns);
+        let stream = handlers::in_netns(netns, move || {
+            let timeout = std::time::Duration::from_secs(10);
+            let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+            let s = std::net::TcpStream::connect_timeout(&v4, timeout)
+                .or_else(|e4| {
+                    std::net::TcpStream::connect_timeout(&v6, timeout)
+                        .map_err(|e6| format!("IPv4: dial tcp4 {v4}: {e4}; IPv6: dial tcp6 {v6}: {e6}"))
+                })
+                .map_err(|e| {
+                    format!("failed to connect to localhost:{port} inside the pod's network namespace, {e}")
+                })?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok(s)
+        })
+        .await?;
+        tokio::net::TcpStream::from_std(stream).map_err(|e| e.to_string())
+    }
+
     /// The most pods that run at once (the kubelet's `maxPods`).
     pub fn max_pods(&self) -> usize {
         self.host.max_pods

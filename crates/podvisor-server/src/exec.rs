@@ -4,7 +4,8 @@
 //! v5 255 to close a channel (`[255, 0]`: the end of stdin). The command runs in the container
 //! through the OCI runtime (`runc exec`), in its namespaces and cgroup.
 //!
-//! Not yet: a TTY (`-t`), attach, port-forward and the SPDY protocols of older clients.
+//! Not yet: a TTY (`-t`), attach, and exec over the SPDY protocol of older clients (port-forward
+//! speaks SPDY: see [`crate::portforward`]).
 
 use std::sync::Arc;
 

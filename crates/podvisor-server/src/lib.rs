@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod exec;
 pub mod logs;
 mod memory;
+pub mod portforward;
 pub mod request;
 pub mod status;
 pub mod tls;
@@ -262,9 +263,14 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         name: Some(n),
         sub: Some(sub),
     }) = request::route(req.uri().path())
-        && sub == "exec"
+        && (sub == "exec" || sub == "portforward")
     {
-        return exec::exec(state, req, &ns, &n).unwrap_or_else(|e| Reply::error(&e));
+        let reply = if sub == "exec" {
+            exec::exec(state, req, &ns, &n)
+        } else {
+            portforward::port_forward(state, req, &ns, &n)
+        };
+        return reply.unwrap_or_else(|e| Reply::error(&e));
     }
     let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();

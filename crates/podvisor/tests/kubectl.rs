@@ -963,3 +963,88 @@ fn kubectl_exec_runs_in_the_container_and_returns_its_exit_code() {
     assert!(!err.contains("panic") && err.contains("podvisor does not serve pods/ephemeralcontainers yet"), "{err}");
     server.ok(&["delete", "pod", "web"], None);
 }
+
+/// A pod whose web server listens on its loopback only: reachable through port-forward, which
+/// connects from inside the pod's network namespace as the kubelet does.
+const LOOPBACK_WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: busybox:1.36
+    command: [sh, -c, "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+"#;
+
+/// Starts `kubectl port-forward pod/web :PORT` (with `env`); returns it and the local port it
+/// listens on.
+fn port_forward(server: &Server, port: u16, env: &[(&str, &str)]) -> (Child, u16) {
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", server.dir.join("data/serve/kubeconfig"))
+        .envs(env.iter().copied())
+        .args(["port-forward", "pod/web", &format!(":{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("reads");
+    // Forwarding from 127.0.0.1:43127 -> 8080
+    let local = first
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|r| r.split_once(' '))
+        .and_then(|(p, _)| p.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    std::thread::spawn(move || for _ in lines {});
+    (child, local)
+}
+
+/// An HTTP GET of `/index.html` on the local port; the response's body, if any.
+fn get(local: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: web\r\n\r\n").ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// `kubectl port-forward` to a server on the pod's loopback, over SPDY tunnelled in WebSocket
+/// (kubectl 1.32's first choice) and over plain SPDY (its fallback): 20 connections at once,
+/// and a refused port told in the kubelet's words.
+#[test]
+fn kubectl_port_forward_reaches_the_pods_loopback_over_both_protocols() {
+    let dir = data_dir("port-forward");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(LOOPBACK_WEB));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let (mut tunnelled, local) = port_forward(&server, 8080, &[]);
+    let bodies: Vec<Option<String>> = (0..20)
+        .map(|_| std::thread::spawn(move || get(local)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(bodies.iter().all(|b| b.as_deref() == Some("hello from the pod\n")), "{bodies:?}");
+    let _ = tunnelled.kill();
+    let _ = tunnelled.wait();
+
+    let (mut plain, local) = port_forward(&server, 8080, &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]);
+    assert_eq!(get(local).as_deref(), Some("hello from the pod\n"), "over plain SPDY");
+    let _ = plain.kill();
+    let _ = plain.wait();
+
+    let (refused, local) = port_forward(&server, 9999, &[]);
+    assert_eq!(get(local).as_deref().unwrap_or(""), "", "nothing listens on 9999");
+    let _ = Command::new("kill").arg(refused.id().to_string()).status();
+    let out = refused.wait_with_output().expect("kubectl ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error forwarding port 9999 to pod web_default, uid : failed to connect to localhost:9999"),
+        "{err}"
+    );
+    server.ok(&["delete", "pod", "web"], None);
+}

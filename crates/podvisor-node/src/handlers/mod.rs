@@ -63,7 +63,7 @@ pub(super) fn port(c: &Container, p: &IntOrString) -> Result<u16, String> {
 }
 
 /// Runs `f` on a fresh thread inside the network namespace at `netns` (or the node's own).
-pub(super) async fn in_netns<T: Send + 'static>(
+pub(crate) async fn in_netns<T: Send + 'static>(
     netns: Option<PathBuf>,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
