@@ -306,6 +306,25 @@ impl Node {
             .spawn()
     }
 
+    /// Runs `argv` in the container with runtime ID `id` with a terminal (`kubectl exec -t`):
+    /// the process and the terminal's master end, where its output is read, its input written
+    /// and its window resized. The process's host PID is written to `pid_file`.
+    pub fn exec_tty(
+        &self,
+        id: &str,
+        argv: &[String],
+        pid_file: &Path,
+    ) -> std::io::Result<(tokio::process::Child, podvisor_runtime::pty::Pty)> {
+        let (pty, slave) = podvisor_runtime::pty::open()?;
+        let mut command = self.host.runc.exec_tty_command(id, argv, pid_file);
+        podvisor_runtime::pty::attach(&mut command, &slave)?;
+        let child = command.spawn()?;
+        // Only the runtime may hold the slave end now, so that the master reads the end with it.
+        drop(command);
+        drop(slave);
+        Ok((child, pty))
+    }
+
     /// Opens a TCP connection to `port` on the loopback of the pod with `uid`, from inside its
     /// network namespace as the kubelet's port-forward connects (so a server listening on the
     /// pod's loopback only is reached); on the host's loopback for a pod on the host's network.

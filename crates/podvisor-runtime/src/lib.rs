@@ -16,6 +16,7 @@ pub mod logs;
 pub mod monitor;
 pub mod network;
 pub mod objects;
+pub mod pty;
 pub mod pull;
 pub mod rootfs;
 pub mod runc;

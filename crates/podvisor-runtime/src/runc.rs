@@ -255,6 +255,16 @@ impl Runc {
         c
     }
 
+    /// `exec --tty` of `argv` in container `id`, in the foreground: the runtime gives the process
+    /// a terminal of its own and copies between it and the terminal on the runtime's own
+    /// standard streams (see [`crate::pty::attach`]); its exit code is the process's.
+    pub fn exec_tty_command(&self, id: &str, argv: &[String], pid_file: &Path) -> Command {
+        let mut c = self.command();
+        c.arg("exec").arg("--tty").arg("--pid-file").arg(pid_file).arg(id).args(argv);
+        c.kill_on_drop(true);
+        c
+    }
+
     /// `delete --force`: removes the container and its cgroup.
     pub async fn delete(&self, id: &str) -> Result<(), RuncError> {
         self.run("delete", id, &["--force"]).await

@@ -1,11 +1,13 @@
 //! `pods/exec` over WebSocket, as kubectl 1.30 and later speak it: the `v5.channel.k8s.io`
 //! subprotocol (and v4), each binary message a channel byte then data — 0 stdin, 1 stdout,
-//! 2 stderr, 3 the error channel (a `Status` with the exit code at the end), 4 resize, and in
-//! v5 255 to close a channel (`[255, 0]`: the end of stdin). The command runs in the container
-//! through the OCI runtime (`runc exec`), in its namespaces and cgroup.
+//! 2 stderr, 3 the error channel (a `Status` with the exit code at the end), 4 resize (the
+//! terminal's `{"Width":…,"Height":…}`), and in v5 255 to close a channel (`[255, 0]`: the end
+//! of stdin). The command runs in the container through the OCI runtime (`runc exec`), in its
+//! namespaces and cgroup; with `tty=true` on a terminal of its own (`kubectl exec -it`), whose
+//! output comes on stdout, and where Ctrl-C and Ctrl-D are typed characters, as on a cluster.
 //!
-//! Not yet: a TTY (`-t`), attach, and exec over the SPDY protocol of older clients (port-forward
-//! speaks SPDY: see [`crate::portforward`]).
+//! Not yet: attach, and exec over the SPDY protocol of older clients (port-forward speaks SPDY:
+//! see [`crate::portforward`]).
 
 use std::sync::Arc;
 
@@ -48,9 +50,7 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
     if command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
     }
-    if q.get("tty").is_some_and(|t| t == "true" || t == "1") {
-        return Err(ApiError::bad_request("a TTY (kubectl exec -t) is not supported by podvisor yet; run without -t"));
-    }
+    let tty = q.get("tty").is_some_and(|t| t == "true" || t == "1");
     let pod = state.store().get(&Key::new(Resource::Pods, namespace, name)).ok_or_else(|| {
         ApiError::from(podvisor_cluster::StoreError::NotFound(Key::new(Resource::Pods, namespace, name)))
     })?;
@@ -99,8 +99,14 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
         let pid_file = std::env::temp_dir().join(format!("podvisor-exec-{}.pid", podvisor_objects::uid::new_uid()));
-        match state.cluster.node().exec(&id, &command, stdin, &pid_file) {
-            Ok(child) => run(ws, child, v5, &pid_file).await,
+        let started = if tty {
+            state.cluster.node().exec_tty(&id, &command, &pid_file).map(|(child, pty)| (child, Some(pty)))
+        } else {
+            state.cluster.node().exec(&id, &command, stdin, &pid_file).map(|child| (child, None))
+        };
+        match started {
+            Ok((child, Some(pty))) => run_tty(ws, child, pty, v5, &pid_file).await,
+            Ok((child, None)) => run(ws, child, v5, &pid_file).await,
             Err(e) => {
                 let end = json!({"metadata": {}, "status": "Failure",
                     "message": format!("unable to run {command:?} in container {container:?}: {e}"),
@@ -201,21 +207,35 @@ where
     };
     let status = tokio::select! {
         s = child.wait() => s,
-        () = reading => {
-            // The client left: the command is ended with it, in the container (the runtime
-            // client alone would leave it running there), then the client.
-            let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok());
-            if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            let _ = child.start_kill();
-            child.wait().await
-        }
+        // The client left: the command is ended with it.
+        () = reading => kill_command(&mut child, pid_file).await,
     };
     for p in pumps {
         let _ = p.await;
     }
-    let Ok(mut sink) = writer.await else { return };
+    let Ok(sink) = writer.await else { return };
+    finish(sink, status).await;
+}
+
+/// Ends a session: kills the command in the container (the runtime client alone would leave
+/// it running there), then the client, and waits for it.
+async fn kill_command(
+    child: &mut tokio::process::Child,
+    pid_file: &std::path::Path,
+) -> std::io::Result<std::process::ExitStatus> {
+    let pid = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok());
+    if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.start_kill();
+    child.wait().await
+}
+
+/// Sends the command's end on the error channel, then closes the WebSocket.
+async fn finish<S>(mut sink: S, status: std::io::Result<std::process::ExitStatus>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
     let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
     let end = if code == 0 {
         json!({"metadata": {}, "status": "Success"})
@@ -235,4 +255,80 @@ where
     };
     let _ = sink.send(Message::Close(Some(normal))).await;
     let _ = sink.close().await;
+}
+
+/// The terminal's size in a resize message (`{"Width":80,"Height":24}`), if it is one.
+fn size(message: &[u8]) -> Option<(u16, u16)> {
+    let v: Value = serde_json::from_slice(message).ok()?;
+    let dimension = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
+    Some((dimension("Width")?, dimension("Height")?))
+}
+
+/// Carries a command with a terminal: typed input and resizes from the WebSocket, the
+/// terminal's output back on stdout, until the command ends and its output is drained; then
+/// its end on the error channel.
+async fn run_tty<S>(
+    ws: WebSocketStream<S>,
+    mut child: tokio::process::Child,
+    pty: podvisor_runtime::pty::Pty,
+    v5: bool,
+    pid_file: &std::path::Path,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    let output = async {
+        let mut buf = vec![0u8; CHUNK];
+        while let Ok(n) = pty.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let mut m = Vec::with_capacity(n + 1);
+            m.push(1u8);
+            m.extend_from_slice(&buf[..n]);
+            if tx.send(Message::binary(m)).await.is_err() {
+                break;
+            }
+        }
+    };
+    let input = async {
+        while let Some(Ok(m)) = source.next().await {
+            let data = match m {
+                Message::Binary(data) => data,
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            match data.first() {
+                Some(0) => {
+                    let _ = pty.write_all(&data[1..]).await;
+                }
+                Some(4) => {
+                    if let Some((width, height)) = size(&data[1..]) {
+                        let _ = pty.resize(width, height);
+                    }
+                }
+                // The end of stdin on a terminal is an end-of-file character typed.
+                Some(255) if v5 && data.get(1) == Some(&0) => {
+                    let _ = pty.write_all(&[4]).await;
+                }
+                _ => {}
+            }
+        }
+    };
+    let status = tokio::select! {
+        (s, ()) = async { tokio::join!(child.wait(), output) } => s,
+        () = input => kill_command(&mut child, pid_file).await,
+    };
+    drop(tx);
+    let Ok(sink) = writer.await else { return };
+    finish(sink, status).await;
 }

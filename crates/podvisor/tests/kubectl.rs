@@ -1048,3 +1048,44 @@ fn kubectl_port_forward_reaches_the_pods_loopback_over_both_protocols() {
     );
     server.ok(&["delete", "pod", "web"], None);
 }
+
+/// `kubectl exec -it` under a pseudo-terminal (`script`), typing as a user types: the shell has
+/// a TTY of the user's window size, Ctrl-C interrupts what runs in it, and its exit code comes
+/// back as against a cluster.
+#[test]
+fn kubectl_exec_it_gives_a_terminal_where_ctrl_c_and_the_exit_code_work() {
+    use std::io::Write;
+    let dir = data_dir("exec-tty");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let kubeconfig = dir.join("data/serve/kubeconfig");
+    let line = format!("stty cols 91 rows 17; KUBECONFIG={} kubectl exec -it web -c app -- sh", kubeconfig.display());
+    let mut script = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    let mut typing = script.stdin.take().expect("stdin");
+    let started = std::time::Instant::now();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(1500));
+    pause();
+    for keys in
+        ["[ -t 0 ] && echo IS_A_TTY; stty -a | head -1\n", "sleep 60\n", "\u{3}", "echo after-$((6*7))\n", "exit 5\n"]
+    {
+        typing.write_all(keys.as_bytes()).unwrap();
+        typing.flush().unwrap();
+        pause();
+    }
+    let out = script.wait_with_output().expect("script ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("IS_A_TTY"), "{text}");
+    assert!(text.contains("rows 17; columns 91"), "the window size reached the container's terminal: {text}");
+    assert!(text.contains("after-42"), "Ctrl-C interrupted the sleep: {text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(50), "the sleep did not run out");
+    assert!(text.contains("command terminated with exit code 5"), "{text}");
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    server.ok(&["delete", "pod", "web"], None);
+}
