@@ -325,6 +325,17 @@ impl Node {
         Ok((child, pty))
     }
 
+    /// Attaches to the running container with runtime ID `id` of the pod with `uid`: its output
+    /// from now on, and its standard input if `stdin` (the container must keep it open).
+    pub async fn attach(
+        &self,
+        uid: &str,
+        id: &str,
+        stdin: bool,
+    ) -> Result<podvisor_runtime::monitor::attach::Attached, podvisor_runtime::monitor::attach::AttachError> {
+        podvisor_runtime::monitor::attach::attach(&self.host.container_dir(uid, id), stdin).await
+    }
+
     /// Opens a TCP connection to `port` on the loopback of the pod with `uid`, from inside its
     /// network namespace as the kubelet's port-forward connects (so a server listening on the
     /// pod's loopback only is reached); on the host's loopback for a pod on the host's network.

@@ -391,6 +391,7 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         .user(user)
         .capabilities(capabilities.clone())
         .no_new_privileges(sc.and_then(|s| s.allow_privilege_escalation) == Some(false))
+        .terminal(c.tty == Some(true))
         .build()
         .map_err(|e| oci(e.to_string()))?;
     let mut mounts = oci_spec::runtime::get_default_mounts();

@@ -160,7 +160,13 @@ impl Writer {
 
     /// Copies `reader` (a container's stdout or stderr) into the log until it closes. Lines
     /// longer than [`MAX_RECORD`] become several records.
-    pub fn pump(&self, mut reader: impl Read, stream: Stream) {
+    pub fn pump(&self, reader: impl Read, stream: Stream) {
+        self.pump_tee(reader, stream, &|_| {});
+    }
+
+    /// [`Writer::pump`], handing every chunk read to `tee` as it comes, before any line is
+    /// whole (for attached clients, who see a prompt without its newline).
+    pub fn pump_tee(&self, mut reader: impl Read, stream: Stream, tee: &dyn Fn(&[u8])) {
         let mut buf = Vec::with_capacity(4096);
         let mut chunk = [0u8; 8192];
         loop {
@@ -175,6 +181,7 @@ impl Writer {
                 }
                 return;
             }
+            tee(&chunk[..n]);
             buf.extend_from_slice(&chunk[..n]);
             let now = Timestamp::now();
             let mut start = 0;

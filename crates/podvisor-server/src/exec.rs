@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use podvisor_cluster::store::Key;
+use podvisor_cluster::store::{Key, Obj};
 use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,16 +41,26 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// Answers an exec request on pod `name` in `namespace`: the 101 that upgrades the connection,
-/// and a task that runs the command over it; or the API server's error.
-pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &str) -> Result<Reply, ApiError> {
-    let query = req.uri().query().map(str::to_string);
-    let q = crate::request::query(query.as_deref());
-    let command = crate::request::query_all(query.as_deref(), "command");
-    if command.is_empty() {
-        return Err(ApiError::bad_request("you must specify at least 1 command"));
-    }
-    let tty = q.get("tty").is_some_and(|t| t == "true" || t == "1");
+/// The container a streaming request is for, and how to answer its upgrade.
+struct Target {
+    pod: Obj,
+    container: String,
+    /// Its running instance's runtime ID.
+    id: String,
+    protocol: &'static str,
+    ws_key: Vec<u8>,
+}
+
+/// Finds the running container of pod `name` that the request names (by default the first),
+/// and the WebSocket subprotocol to answer with; or the API server's error.
+fn target(
+    state: &Arc<State>,
+    req: &Request<Incoming>,
+    namespace: &str,
+    name: &str,
+    q: &std::collections::HashMap<String, String>,
+    verb: &str,
+) -> Result<Target, ApiError> {
     let pod = state.store().get(&Key::new(Resource::Pods, namespace, name)).ok_or_else(|| {
         ApiError::from(podvisor_cluster::StoreError::NotFound(Key::new(Resource::Pods, namespace, name)))
     })?;
@@ -69,10 +79,10 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
     let id = running_id(&pod, &container).ok_or_else(|| {
         ApiError::bad_request(format!("unable to upgrade connection: container not found ({container:?})"))
     })?;
-    if !is_upgrade(&req) {
-        return Err(ApiError::bad_request(
-            "podvisor serves exec over WebSocket (kubectl 1.30 and later); this client asked for another protocol",
-        ));
+    if !is_upgrade(req) {
+        return Err(ApiError::bad_request(format!(
+            "podvisor serves {verb} over WebSocket (kubectl 1.30 and later); this client asked for another protocol"
+        )));
     }
     let offered: Vec<String> = req
         .headers()
@@ -83,15 +93,53 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
         .collect();
     let Some(protocol) = PROTOCOLS.iter().find(|p| offered.iter().any(|o| o == *p)) else {
         return Err(ApiError::bad_request(format!(
-            "podvisor serves exec over WebSocket with the subprotocols {}; offered: {offered:?}",
+            "podvisor serves {verb} over WebSocket with the subprotocols {}; offered: {offered:?}",
             PROTOCOLS.join(", ")
         )));
     };
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
+    let Some(ws_key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
         return Err(ApiError::bad_request("missing Sec-WebSocket-Key"));
     };
-    let stdin = q.get("stdin").is_some_and(|s| s == "true" || s == "1");
-    let v5 = *protocol == PROTOCOLS[0];
+    Ok(Target { pod, container, id, protocol, ws_key })
+}
+
+/// The 101 that upgrades a streaming request to WebSocket with `protocol`.
+fn switching(ws_key: &[u8], protocol: &'static str) -> Reply {
+    let mut r: Response<Body> = Response::new(Full::new(Bytes::new()).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = tokio_tungstenite::tungstenite::handshake::derive_accept_key(ws_key).parse() {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    h.insert(header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(protocol));
+    Reply(r)
+}
+
+fn flag(q: &std::collections::HashMap<String, String>, k: &str) -> bool {
+    q.get(k).is_some_and(|v| v == "true" || v == "1")
+}
+
+/// A `Status` on the error channel.
+fn status_message(status: &Value) -> Message {
+    let mut m = vec![3u8];
+    m.extend(serde_json::to_vec(status).unwrap_or_default());
+    Message::binary(m)
+}
+
+/// Answers an exec request on pod `name` in `namespace`: the 101 that upgrades the connection,
+/// and a task that runs the command over it; or the API server's error.
+pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &str) -> Result<Reply, ApiError> {
+    let query = req.uri().query().map(str::to_string);
+    let q = crate::request::query(query.as_deref());
+    let command = crate::request::query_all(query.as_deref(), "command");
+    if command.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    let Target { container, id, protocol, ws_key, .. } = target(state, &req, namespace, name, &q, "exec")?;
+    let (tty, stdin) = (flag(&q, "tty"), flag(&q, "stdin"));
+    let v5 = protocol == PROTOCOLS[0];
     let state = state.clone();
     // The command starts once the connection is upgraded: a failed upgrade leaves nothing.
     tokio::spawn(async move {
@@ -111,24 +159,118 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
                 let end = json!({"metadata": {}, "status": "Failure",
                     "message": format!("unable to run {command:?} in container {container:?}: {e}"),
                     "reason": "InternalError"});
-                let mut m = vec![3u8];
-                m.extend(serde_json::to_vec(&end).unwrap_or_default());
-                let _ = ws.send(Message::binary(m)).await;
+                let _ = ws.send(status_message(&end)).await;
                 let _ = ws.close(None).await;
             }
         }
         let _ = std::fs::remove_file(&pid_file);
     });
-    let mut r: Response<Body> = Response::new(Full::new(Bytes::new()).boxed());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key).parse() {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    Ok(switching(&ws_key, protocol))
+}
+
+/// Answers an attach request on pod `name` in `namespace` (`kubectl attach`, `kubectl run -it`):
+/// the 101, and a task that carries the container's output from now on, and its input when
+/// asked for and the container keeps it open, until the container ends or the client leaves.
+/// With `stdinOnce`, the container's input ends with the first client's.
+pub fn attach(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &str) -> Result<Reply, ApiError> {
+    let q = crate::request::query(req.uri().query());
+    let Target { pod, container, id, protocol, ws_key } = target(state, &req, namespace, name, &q, "attach")?;
+    let spec = ["/spec/containers", "/spec/initContainers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p)?.as_array())
+        .flatten()
+        .find(|c| c["name"] == container.as_str())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let stdin = flag(&q, "stdin");
+    if stdin && spec["stdin"] != true {
+        return Err(ApiError::bad_request(format!(
+            "container {container} of pod {name} does not keep its standard input open (it needs stdin: true)"
+        )));
     }
-    h.insert(header::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(protocol));
-    Ok(Reply(r))
+    let (tty, once) = (spec["tty"] == true, spec["stdinOnce"] == true);
+    let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let v5 = protocol == PROTOCOLS[0];
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        match state.cluster.node().attach(&uid, &id, stdin).await {
+            Ok(attached) => carry_attached(ws, attached, tty, stdin && once, v5).await,
+            Err(e) => {
+                let end = json!({"metadata": {}, "status": "Failure",
+                    "message": format!("unable to attach to container {container:?}: {e}"), "reason": "InternalError"});
+                let _ = ws.send(status_message(&end)).await;
+                let _ = ws.close(None).await;
+            }
+        }
+    });
+    Ok(switching(&ws_key, protocol))
+}
+
+/// Carries an attached container's output to the client, and the client's input and window
+/// size to the container, until the container ends (then a Success status) or the client leaves.
+async fn carry_attached<S>(
+    ws: WebSocketStream<S>,
+    mut attached: podvisor_runtime::monitor::attach::Attached,
+    tty: bool,
+    close_on_leave: bool,
+    v5: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut source) = ws.split();
+    let ended = loop {
+        tokio::select! {
+            out = attached.next() => match out {
+                Ok(Some((stream, data))) => {
+                    let channel = if tty || stream == podvisor_runtime::logs::Stream::Stdout { 1u8 } else { 2u8 };
+                    let mut m = Vec::with_capacity(data.len() + 1);
+                    m.push(channel);
+                    m.extend_from_slice(&data);
+                    if sink.send(Message::binary(m)).await.is_err() {
+                        break false;
+                    }
+                }
+                _ => break true,
+            },
+            m = source.next() => {
+                let Some(Ok(Message::Binary(data))) = m else {
+                    if matches!(m, Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) {
+                        continue;
+                    }
+                    break false;
+                };
+                match data.first() {
+                    Some(0) => {
+                        let _ = attached.write(&data[1..]).await;
+                    }
+                    Some(4) => {
+                        if let Some((width, height)) = size(&data[1..]) {
+                            let _ = attached.resize(width, height);
+                        }
+                    }
+                    Some(255) if v5 && data.get(1) == Some(&0) && close_on_leave => {
+                        let _ = attached.close_stdin().await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    if close_on_leave {
+        let _ = attached.close_stdin().await;
+    }
+    if ended {
+        let _ = sink.send(status_message(&json!({"metadata": {}, "status": "Success"}))).await;
+        let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = sink.send(Message::Close(Some(normal))).await;
+    }
+    let _ = sink.close().await;
 }
 
 /// The runtime ID of the running instance of `container` in the pod's status.
@@ -245,9 +387,7 @@ where
                "reason": "NonZeroExitCode",
                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
     };
-    let mut m = vec![3u8];
-    m.extend(serde_json::to_vec(&end).unwrap_or_default());
-    let _ = sink.send(Message::binary(m)).await;
+    let _ = sink.send(status_message(&end)).await;
     // A normal close: the client reads it as the end of every stream.
     let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,

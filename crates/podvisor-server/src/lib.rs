@@ -263,12 +263,12 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         name: Some(n),
         sub: Some(sub),
     }) = request::route(req.uri().path())
-        && (sub == "exec" || sub == "portforward")
+        && matches!(sub.as_str(), "exec" | "attach" | "portforward")
     {
-        let reply = if sub == "exec" {
-            exec::exec(state, req, &ns, &n)
-        } else {
-            portforward::port_forward(state, req, &ns, &n)
+        let reply = match sub.as_str() {
+            "exec" => exec::exec(state, req, &ns, &n),
+            "attach" => exec::attach(state, req, &ns, &n),
+            _ => portforward::port_forward(state, req, &ns, &n),
         };
         return reply.unwrap_or_else(|e| Reply::error(&e));
     }

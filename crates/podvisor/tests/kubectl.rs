@@ -1089,3 +1089,97 @@ fn kubectl_exec_it_gives_a_terminal_where_ctrl_c_and_the_exit_code_work() {
     assert_eq!(out.status.code(), Some(5), "{text}");
     server.ok(&["delete", "pod", "web"], None);
 }
+
+/// Types `keys` (each after a pause) into `command` run under a pseudo-terminal; its output
+/// and exit code.
+fn under_terminal(command: &str, keys: &[&str]) -> (String, Option<i32>) {
+    use std::io::Write;
+    let mut script = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    let mut typing = script.stdin.take().expect("stdin");
+    for k in keys {
+        std::thread::sleep(std::time::Duration::from_millis(2000));
+        typing.write_all(k.as_bytes()).unwrap();
+        typing.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(typing);
+    let out = script.wait_with_output().expect("script ends");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+}
+
+const ATTACHABLE: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: att}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - name: shell
+    image: busybox:1.36
+    stdin: true
+    tty: true
+    command: [sh]
+  - name: once
+    image: busybox:1.36
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, "cat; echo cat-saw-the-end"]
+  - name: ticker
+    image: busybox:1.36
+    command: [sh, -c, "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done"]
+"#;
+
+/// `kubectl run -it --rm` and `kubectl attach`: a shell on the container's own terminal (kept
+/// open by its monitor, `stdin: true`, `tty: true`), its exit code and the pod's removal; the
+/// output of a running container from now on; and `stdinOnce`, whose input ends with the first
+/// client's.
+#[test]
+fn kubectl_run_it_and_attach_reach_the_containers_input_and_output() {
+    let dir = data_dir("attach");
+    let server = serve(&dir);
+    let kubectl = format!("KUBECONFIG={} kubectl", dir.join("data/serve/kubeconfig").display());
+    let (out, code) = under_terminal(
+        &format!("{kubectl} run -it --rm x --image=busybox:1.36 --restart=Never -- sh"),
+        &["echo in-$((6*7)); tty\n", "exit 3\n"],
+    );
+    assert!(out.contains("in-42") && out.contains("/dev/pts/"), "a shell on a terminal: {out}");
+    assert!(out.contains("pod \"x\" deleted"), "{out}");
+    assert_eq!(code, Some(3), "{out}");
+
+    server.ok(&["apply", "-f", "-"], Some(ATTACHABLE));
+    server.ok(&["wait", "--for=condition=Ready", "pod/att", "--timeout=30s"], None);
+    let (out, _) = under_terminal(&format!("{kubectl} attach -it att -c shell"), &["echo attached-$((2+3))\n"]);
+    assert!(out.contains("attached-5"), "{out}");
+    // Output only: what the container writes from now on.
+    let mut ticks = Command::new("sh")
+        .args(["-c", &format!("{kubectl} attach att -c ticker")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(ticks.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a line").expect("reads");
+    assert!(first.starts_with("tick "), "{first}");
+    let _ = ticks.kill();
+    let _ = ticks.wait();
+    // stdinOnce: the input reaches cat, and its end with the client's ends cat.
+    let echoed = server.ok(&["attach", "-i", "att", "-c", "once"], Some("through stdin\n"));
+    assert!(echoed.contains("through stdin"), "{echoed}");
+    let mut ended = String::new();
+    for _ in 0..50 {
+        ended = server.ok(&["logs", "att", "-c", "once"], None);
+        if ended.contains("cat-saw-the-end") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(ended, "through stdin\ncat-saw-the-end\n");
+    server.ok(&["delete", "pod", "att"], None);
+}

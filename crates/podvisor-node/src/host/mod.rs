@@ -97,7 +97,7 @@ impl Host {
         self.data.join("seccomp")
     }
 
-    fn container_dir(&self, uid: &str, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, uid: &str, id: &str) -> PathBuf {
         self.run_dir(uid).join("containers").join(id)
     }
 }

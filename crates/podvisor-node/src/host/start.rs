@@ -160,8 +160,10 @@ impl StartJob {
             discard(&overlay, &dir);
             return self.abandoned();
         }
+        let stdio =
+            podvisor_runtime::monitor::Stdio { stdin: self.spec.stdin == Some(true), tty: self.spec.tty == Some(true) };
         let spawned =
-            Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log, self.host.log_rotation).await;
+            Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log, self.host.log_rotation, stdio).await;
         let mut monitor = match spawned {
             Ok(m) => m,
             Err(e) => {

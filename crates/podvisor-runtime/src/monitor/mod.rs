@@ -7,6 +7,10 @@
 //! file `exit` of the bundle. It runs in its own session, so a terminal's Ctrl-C reaches the
 //! node, which stops its containers in order, and never the containers directly.
 //!
+//! A container that keeps its standard input open (`stdin: true`) gets it from the monitor, and
+//! one with a terminal (`tty: true`) gets the terminal through the monitor, which holds its
+//! master end; clients attach to either through [`attach`].
+//!
 //! - process side: [`main`], run as `podvisor monitor …` (or the `podvisor-monitor` binary);
 //! - node side: [`Monitor::spawn`] starts one and waits until the container is created,
 //!   [`Monitor::find`] finds one again after a restart, [`Monitor::exited`] resolves when it
@@ -16,7 +20,6 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -25,6 +28,17 @@ use tokio::io::unix::AsyncFd;
 
 use crate::logs::{Stream, Writer};
 use crate::runc::{Runc, RuncError};
+
+pub mod attach;
+
+/// How a container's standard streams are set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stdio {
+    /// Its standard input stays open, fed by attached clients (`stdin: true`).
+    pub stdin: bool,
+    /// It runs on a terminal whose master end the monitor holds (`tty: true`).
+    pub tty: bool,
+}
 
 /// How to start a monitor process: a program and the arguments before the monitor's own.
 #[derive(Debug, Clone)]
@@ -92,6 +106,7 @@ impl Monitor {
         bundle: &Path,
         log: &Path,
         rotation: crate::logs::Rotation,
+        stdio: Stdio,
     ) -> Result<Monitor, RuncError> {
         let failed = |message: String| RuncError::Failed {
             binary: runc.binary().to_path_buf(),
@@ -108,9 +123,11 @@ impl Monitor {
             .arg(log)
             .arg(rotation.max_size.to_string())
             .arg(rotation.max_files.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .arg(if stdio.stdin { "1" } else { "0" })
+            .arg(if stdio.tty { "1" } else { "0" })
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .kill_on_drop(false)
             .spawn()
             .map_err(|error| RuncError::Spawn { binary: command.program.clone(), error })?;
@@ -166,15 +183,21 @@ impl Monitor {
 
 /// Why a monitor's arguments were refused.
 #[derive(Debug, thiserror::Error)]
-#[error("usage: monitor RUNTIME RUNTIME_ROOT BUNDLE ID LOG_FILE [LOG_MAX_SIZE LOG_MAX_FILES]")]
+#[error("usage: monitor RUNTIME RUNTIME_ROOT BUNDLE ID LOG_FILE [LOG_MAX_SIZE LOG_MAX_FILES [STDIN TTY]]")]
 pub struct Usage;
 
 /// The monitor process: creates the container, reports `created PID` (or `failed MESSAGE`) on
 /// its standard output and closes it, writes the container's output to the log, and records the
 /// init's exit. Returns the process's exit code. `args` are the five (or seven, with the log's
-/// rotation) after the program's own.
+/// rotation, or nine, with `1` or `0` for stdin and tty) after the program's own.
 pub fn main(mut args: Vec<OsString>) -> i32 {
     let mut rotation = crate::logs::Rotation::default();
+    let mut stdio = Stdio::default();
+    if args.len() == 9 {
+        let flag = |s: Option<OsString>| s.is_some_and(|s| s == "1");
+        stdio.tty = flag(args.pop());
+        stdio.stdin = flag(args.pop());
+    }
     if args.len() == 7 {
         let number = |s: Option<OsString>| s.and_then(|s| s.into_string().ok()).and_then(|s| s.parse::<u64>().ok());
         let (files, size) = (number(args.pop()), number(args.pop()));
@@ -198,7 +221,8 @@ pub fn main(mut args: Vec<OsString>) -> i32 {
     };
     let (bundle, log) = (PathBuf::from(bundle), PathBuf::from(log));
     let mut report = std::io::stdout();
-    match run(&runtime, &root, &bundle, &id, &log, rotation, &mut report) {
+    let job = Job { runtime: &runtime, root: &root, bundle: &bundle, id: &id, log: &log, rotation, stdio };
+    match run(job, &mut report) {
         Ok(()) => 0,
         Err(message) => {
             let _ = writeln!(report, "failed {}", message.replace('\n', " "));
@@ -207,15 +231,19 @@ pub fn main(mut args: Vec<OsString>) -> i32 {
     }
 }
 
-fn run(
-    runtime: &OsString,
-    root: &OsString,
-    bundle: &Path,
-    id: &OsString,
-    log: &Path,
+/// What a monitor process was asked to do.
+struct Job<'a> {
+    runtime: &'a OsString,
+    root: &'a OsString,
+    bundle: &'a Path,
+    id: &'a OsString,
+    log: &'a Path,
     rotation: crate::logs::Rotation,
-    report: &mut std::io::Stdout,
-) -> Result<(), String> {
+    stdio: Stdio,
+}
+
+fn run(job: Job<'_>, report: &mut std::io::Stdout) -> Result<(), String> {
+    let Job { runtime, root, bundle, id, log, rotation, stdio } = job;
     // Its own session: no terminal signal reaches it or, through it, the container. A stray
     // SIGTERM, SIGINT or SIGHUP (a service manager stopping the node) must not end it either:
     // the container would lose its output and its exit status. A handler, unlike ignoring the
@@ -227,6 +255,14 @@ fn run(
     let pid_file = bundle.join(PID_FILE);
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .map_err(|e| format!("{}: {e}", pid_file.display()))?;
+    attach::make_pipes(bundle, stdio.stdin).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    // The container's input: a pipe the monitor holds (stdin: true), or its terminal.
+    let (stdin_r, stdin_w) = match stdio.stdin && !stdio.tty {
+        true => std::io::pipe().map(|(r, w)| (Some(r), Some(w))).map_err(|e| format!("pipe: {e}"))?,
+        false => (None, None),
+    };
+    let console =
+        if stdio.tty { Some(console::Socket::new().map_err(|e| format!("console socket: {e}"))?) } else { None };
     let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let init_pid_file = bundle.join("init.pid");
@@ -239,22 +275,27 @@ fn run(
         let stop = stop.clone();
         std::thread::spawn(move || runtime_messages(err_r, &stop))
     };
-    let status = std::process::Command::new(runtime)
-        .arg("--root")
-        .arg(root)
-        .arg("create")
-        .arg("--bundle")
-        .arg(bundle)
-        .arg("--pid-file")
-        .arg(&init_pid_file)
+    let mut create = std::process::Command::new(runtime);
+    create.arg("--root").arg(root).arg("create").arg("--bundle").arg(bundle).arg("--pid-file").arg(&init_pid_file);
+    if let Some(c) = &console {
+        create.arg("--console-socket").arg(c.path());
+    }
+    let status = create
         .arg(id)
-        .stdin(Stdio::null())
+        .stdin(stdin_r.map_or_else(std::process::Stdio::null, std::process::Stdio::from))
         .stdout(out_w)
         .stderr(err_w)
         .status();
+    // The command holds the write ends it was given: the container's output ends only once
+    // nothing but the container holds them.
+    drop(create);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (err_r, said) = reader.join().map_err(|_| "reading the runtime's messages failed".to_string())?;
     let status = status.map_err(|e| format!("cannot run {}: {e}", runtime.to_string_lossy()))?;
+    let terminal = match console {
+        Some(c) if status.success() => Some(c.receive().map_err(|e| format!("the container's terminal: {e}"))?),
+        _ => None,
+    };
     if !status.success() {
         // The container may exist all the same (a runtime that failed after making it): the
         // node removes it with `delete --force`.
@@ -265,15 +306,45 @@ fn run(
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| format!("no pid in {}", init_pid_file.display()))?;
     let writer = Writer::open_rotated(log, rotation).map_err(|e| format!("{}: {e}", log.display()))?;
+    let hub = std::sync::Arc::new(attach::Hub::default());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    for (pipe, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
-        let (w, done) = (writer.clone(), done_tx.clone());
+    // The output: the terminal's (all of it stdout), or the two pipes.
+    let mut sources: Vec<(Box<dyn Read + Send>, Stream)> = Vec::new();
+    match &terminal {
+        Some(t) => {
+            let reader = t.try_clone().map_err(|e| format!("the container's terminal: {e}"))?;
+            sources.push((Box::new(std::fs::File::from(reader)), Stream::Stdout));
+            // Its stdout and stderr pipes carry nothing of the container's: closed.
+            drop((out_r, err_r));
+        }
+        None => {
+            sources.push((Box::new(out_r), Stream::Stdout));
+            sources.push((Box::new(err_r), Stream::Stderr));
+        }
+    }
+    let pumps = sources.len();
+    for (pipe, stream) in sources {
+        let (w, done, hub) = (writer.clone(), done_tx.clone(), hub.clone());
         std::thread::spawn(move || {
-            w.pump(pipe, stream);
+            w.pump_tee(pipe, stream, &|data| hub.send(stream, data));
             let _ = done.send(());
         });
     }
     drop(done_tx);
+    let input: attach::Input = std::sync::Arc::new(std::sync::Mutex::new(match (&terminal, stdin_w) {
+        (Some(t), _) if stdio.stdin => t.try_clone().ok().map(std::fs::File::from),
+        (None, Some(w)) => Some(std::fs::File::from(OwnedFd::from(w))),
+        _ => None,
+    }));
+    {
+        let (bundle, hub) = (bundle.to_path_buf(), hub.clone());
+        let terminal = terminal.as_ref().and_then(|t| t.try_clone().ok());
+        std::thread::spawn(move || attach::serve_control(bundle, hub, terminal));
+    }
+    if stdio.stdin {
+        let (bundle, input) = (bundle.to_path_buf(), input.clone());
+        std::thread::spawn(move || attach::serve_stdin(bundle, input));
+    }
     let _ = writeln!(report, "created {init}");
     let _ = report.flush();
     // The node reads up to the report; from here on the monitor answers to nobody.
@@ -283,12 +354,13 @@ fn run(
     let code = wait_for(init);
     let at = Timestamp::now();
     let deadline = std::time::Instant::now() + DRAIN;
-    for _ in 0..2 {
+    for _ in 0..pumps {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if done_rx.recv_timeout(left).is_err() {
             break;
         }
     }
+    hub.close();
     let tmp = bundle.join("exit.tmp");
     std::fs::write(&tmp, format!("{code} {at}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, bundle.join(EXIT_FILE)).map_err(|e| format!("{}: {e}", tmp.display()))?;
@@ -367,6 +439,82 @@ fn wait_for(init: i32) -> i32 {
             Ok(_) => continue,
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return 255,
+        }
+    }
+}
+
+/// The socket the OCI runtime hands a container's terminal over (`--console-socket`), in a
+/// private directory of its own under the temporary directory: a socket's path is short.
+mod console {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixListener;
+    use std::path::{Path, PathBuf};
+
+    pub(super) struct Socket {
+        dir: PathBuf,
+        path: PathBuf,
+        listener: UnixListener,
+    }
+
+    impl Drop for Socket {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl Socket {
+        pub(super) fn new() -> std::io::Result<Socket> {
+            use std::os::unix::fs::DirBuilderExt;
+            let mut n = 0u32;
+            let dir = loop {
+                let dir = std::env::temp_dir().join(format!("podvisor-console-{}-{n}", std::process::id()));
+                match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                    Ok(()) => break dir,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => n += 1,
+                    Err(e) => return Err(e),
+                }
+            };
+            let path = dir.join("s");
+            let listener = UnixListener::bind(&path)?;
+            Ok(Socket { dir, path, listener })
+        }
+
+        pub(super) fn path(&self) -> &Path {
+            &self.path
+        }
+
+        /// The terminal's master end, as the runtime sent it.
+        pub(super) fn receive(self) -> std::io::Result<OwnedFd> {
+            use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+            self.listener.set_nonblocking(true)?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let (conn, _) = loop {
+                match self.listener.accept() {
+                    Ok(c) => break c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            conn.set_nonblocking(false)?;
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+            let mut name = [0u8; 4096];
+            rustix::net::recvmsg(
+                &conn,
+                &mut [std::io::IoSliceMut::new(&mut name)],
+                &mut ancillary,
+                RecvFlags::CMSG_CLOEXEC,
+            )?;
+            for message in ancillary.drain() {
+                if let RecvAncillaryMessage::ScmRights(mut fds) = message
+                    && let Some(fd) = fds.next()
+                {
+                    return Ok(fd);
+                }
+            }
+            Err(std::io::Error::other("the runtime sent no terminal"))
         }
     }
 }
