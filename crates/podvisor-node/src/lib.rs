@@ -16,6 +16,7 @@ mod cleanup;
 mod driver;
 pub mod events;
 mod eviction;
+mod execs;
 mod handlers;
 mod host;
 pub mod pod_logs;
@@ -245,6 +246,13 @@ impl Node {
             .map_err(io(&lock_path))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| NodeError::Busy(config.data_dir.clone()))?;
+        // Commands a killed node process ran for its clients end with it, if late.
+        let strays = execs::end_strays(&config.data_dir);
+        if strays > 0 {
+            eprintln!(
+                "podvisor: ended {strays} command(s) a stopped node process had run in containers for its clients"
+            );
+        }
         // The bridge comes first: its address is the node's, which hostNetwork pods and probes use.
         if let Some(network) = &config.network {
             network.ensure_bridge().await?;
@@ -304,6 +312,13 @@ impl Node {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
+    }
+
+    /// A fresh file for the host PID of a command run for a client ([`Node::exec`],
+    /// [`Node::exec_tty`]): remove it when the command ends. A node process started after this
+    /// one was killed ends the commands whose files are left.
+    pub fn exec_pid_file(&self) -> std::io::Result<PathBuf> {
+        execs::pid_file(&self.host.data)
     }
 
     /// Runs `argv` in the container with runtime ID `id` with a terminal (`kubectl exec -t`):

@@ -146,15 +146,23 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-        let pid_file = std::env::temp_dir().join(format!("podvisor-exec-{}.pid", podvisor_objects::uid::new_uid()));
-        let started = if tty {
-            state.cluster.node().exec_tty(&id, &command, &pid_file).map(|(child, pty)| (child, Some(pty)))
-        } else {
-            state.cluster.node().exec(&id, &command, stdin, &pid_file).map(|child| (child, None))
-        };
+        let started = state.cluster.node().exec_pid_file().and_then(|pid_file| {
+            let started = if tty {
+                state.cluster.node().exec_tty(&id, &command, &pid_file).map(|(child, pty)| (child, Some(pty)))
+            } else {
+                state.cluster.node().exec(&id, &command, stdin, &pid_file).map(|child| (child, None))
+            };
+            started.map(|(child, pty)| (child, pty, pid_file))
+        });
         match started {
-            Ok((child, Some(pty))) => run_tty(ws, child, pty, v5, &pid_file).await,
-            Ok((child, None)) => run(ws, child, v5, &pid_file).await,
+            Ok((child, Some(pty), pid_file)) => {
+                run_tty(ws, child, pty, v5, &pid_file).await;
+                let _ = std::fs::remove_file(&pid_file);
+            }
+            Ok((child, None, pid_file)) => {
+                run(ws, child, v5, &pid_file).await;
+                let _ = std::fs::remove_file(&pid_file);
+            }
             Err(e) => {
                 let end = json!({"metadata": {}, "status": "Failure",
                     "message": format!("unable to run {command:?} in container {container:?}: {e}"),
@@ -163,7 +171,6 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
                 let _ = ws.close(None).await;
             }
         }
-        let _ = std::fs::remove_file(&pid_file);
     });
     Ok(switching(&ws_key, protocol))
 }

@@ -1183,3 +1183,34 @@ fn kubectl_run_it_and_attach_reach_the_containers_input_and_output() {
     assert_eq!(ended, "through stdin\ncat-saw-the-end\n");
     server.ok(&["delete", "pod", "att"], None);
 }
+
+/// SIGKILL of `serve` during an exec: the next server ends the command it had run (nothing
+/// stays behind in the container), the pod keeps running, and a new exec works.
+#[test]
+fn a_command_exec_ran_for_a_killed_server_does_not_outlive_it() {
+    let dir = data_dir("exec-crash");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let mut client = Command::new("kubectl")
+        .env("KUBECONFIG", dir.join("data/serve/kubeconfig"))
+        .args(["exec", "web", "-c", "app", "--", "sleep", "613"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = |s: &Server| s.ok(&["exec", "web", "-c", "app", "--", "ps"], None).contains("sleep 613");
+    for _ in 0..50 {
+        if running(&server) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(running(&server), "the command runs");
+    let server = server.crash();
+    let _ = client.kill();
+    let _ = client.wait();
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    assert!(!running(&server), "the killed server's command is gone, and a new exec works");
+    server.ok(&["delete", "pod", "web"], None);
+}
