@@ -357,16 +357,11 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| format!("truncated varint at byte {}", self.pos))?;
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(format!("varint longer than ten bytes at byte {}", self.pos))
+        let mut rest = &self.buf[self.pos.min(self.buf.len())..];
+        let before = rest.len();
+        let v = prost::encoding::decode_varint(&mut rest).map_err(|e| format!("{e} at byte {}", self.pos))?;
+        self.pos += before - rest.len();
+        Ok(v)
     }
 
     /// The next field's number and wire type, or `None` at the end.

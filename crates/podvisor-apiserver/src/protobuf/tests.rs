@@ -6,12 +6,8 @@ use super::*;
 #[derive(Default, Clone)]
 struct Msg(Vec<u8>);
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn varint(out: &mut Vec<u8>, v: u64) {
+    prost::encoding::encode_varint(v, out);
 }
 
 impl Msg {

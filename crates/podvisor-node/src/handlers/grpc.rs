@@ -106,35 +106,16 @@ fn request_message(service: &str) -> Vec<u8> {
     let mut out = Vec::new();
     if !service.is_empty() {
         out.push(0x0a);
-        varint(service.len() as u64, &mut out);
+        prost::encoding::encode_varint(service.len() as u64, &mut out);
         out.extend_from_slice(service.as_bytes());
     }
     out
 }
 
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 /// `HealthCheckResponse.status` (field 1, a varint); 0 (UNKNOWN) when absent.
 fn serving_status(mut msg: &[u8]) -> u64 {
     let mut status = 0;
-    let read_varint = |buf: &mut &[u8]| -> Option<u64> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            n |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(n);
-            }
-        }
-        None
-    };
+    let read_varint = |buf: &mut &[u8]| -> Option<u64> { prost::encoding::decode_varint(buf).ok() };
     while let Some(key) = read_varint(&mut msg) {
         let value = match key & 7 {
             0 => read_varint(&mut msg),
@@ -211,9 +192,8 @@ mod tests {
         assert_eq!(serving_status(b""), 0, "a missing status is UNKNOWN");
         assert_eq!(serving_status(b"\x12\x01x\x08\x01"), 1, "unknown fields are skipped");
         assert_eq!(serving_status(b"\x08"), 0, "a cut message stops the parse");
-        let mut v = Vec::new();
-        varint(300, &mut v);
-        assert_eq!(v, [0xac, 0x02]);
+        let long = "s".repeat(300);
+        assert_eq!(&request_message(&long)[..3], [0x0a, 0xac, 0x02], "a length of 300 as a varint");
     }
 
     #[test]
