@@ -42,6 +42,8 @@ pub struct Decision {
     pub init_starts: Vec<usize>,
     /// Regular containers (indexes) to start, ascending.
     pub regular_starts: Vec<usize>,
+    /// Ephemeral containers (indexes) to start: those never started (R23).
+    pub ephemeral_starts: Vec<usize>,
 }
 
 /// Probe results as the decision function needs them: `None` when not recorded.
@@ -59,6 +61,8 @@ pub fn decide(model: &PodModel, records: &Records, probes: &impl ProbeResults) -
         d.kill_pod = true;
         return d;
     }
+    // Ephemeral containers come first in a pass, whatever the initialization, once each (R23).
+    d.ephemeral_starts = model.ephemeral.iter().filter(|c| !records.has_record(&c.name)).map(|c| c.index).collect();
     let initialized = decide_init(model, records, probes, &mut d);
     if d.kill_pod || !initialized {
         return d;
@@ -104,7 +108,9 @@ pub fn decide(model: &PodModel, records: &Records, probes: &impl ProbeResults) -
 /// succeeded, or `Never`), and no sidecar is running (an exited or crash-looping sidecar does not count).
 fn is_done(model: &PodModel, records: &Records) -> bool {
     // Under `Always` every container is "in the process of restarting": never terminal.
-    if model.restart_policy == RestartPolicy::Always || model.regular.is_empty() || records.running().next().is_some() {
+    // A running ephemeral container (a debugger) keeps nothing alive.
+    let running = records.running().any(|i| model.get(&i.r.name).is_none_or(|c| c.role != Role::Ephemeral));
+    if model.restart_policy == RestartPolicy::Always || model.regular.is_empty() || running {
         return false;
     }
     let mut all_succeeded = true;

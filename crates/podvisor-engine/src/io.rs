@@ -262,6 +262,8 @@ pub enum Action {
         spec: Box<Container>,
         /// Whether it is an init container (sidecar or regular).
         init: bool,
+        /// For an ephemeral container, the container whose process namespace it joins.
+        target: Option<String>,
     },
     /// Abandon a start that has not yet reported [`Input::Started`]: the pod began terminating.
     /// The runtime still reports how the start ended: [`Input::StartFailed`] (or

@@ -16,6 +16,9 @@ pub enum Role {
     Sidecar,
     /// An entry of `spec.containers`.
     Regular,
+    /// An entry of `spec.ephemeralContainers` (`kubectl debug`): started once when added, even
+    /// during initialization, never restarted, and no part of the start or stop order (R23).
+    Ephemeral,
 }
 
 /// The pod's `restartPolicy`.
@@ -80,6 +83,9 @@ pub struct ContainerModel {
     pub post_start: bool,
     /// Whether `lifecycle.preStop` is set.
     pub pre_stop: bool,
+    /// For an ephemeral container, the container whose processes it sees
+    /// (`targetContainerName`).
+    pub target: Option<String>,
 }
 
 impl ContainerModel {
@@ -120,6 +126,7 @@ impl ContainerModel {
             probes,
             post_start: role != Role::Init && lifecycle.is_some_and(|l| l.post_start.is_some()),
             pre_stop: role != Role::Init && lifecycle.is_some_and(|l| l.pre_stop.is_some()),
+            target: None,
         }
     }
 }
@@ -131,6 +138,8 @@ pub struct PodModel {
     pub init: Vec<ContainerModel>,
     /// Regular containers in spec order.
     pub regular: Vec<ContainerModel>,
+    /// Ephemeral containers in spec order.
+    pub ephemeral: Vec<ContainerModel>,
     /// The pod's restart policy (default `Always`).
     pub restart_policy: RestartPolicy,
     /// `terminationGracePeriodSeconds` (default 30).
@@ -157,12 +166,24 @@ impl PodModel {
             Some("OnFailure") => RestartPolicy::OnFailure,
             _ => RestartPolicy::Always,
         };
-        PodModel { init, regular, restart_policy, termination_grace: spec.termination_grace_period_seconds }
+        // An ephemeral container has a container's fields (validation keeps out probes,
+        // lifecycle hooks, ports and resources), and a target, which is the runtime's concern.
+        let ephemeral = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, e)| ContainerModel {
+                target: e.target_container_name.clone().filter(|t| !t.is_empty()),
+                ..ContainerModel::from_api(&ephemeral_as_container(e), Role::Ephemeral, i)
+            })
+            .collect();
+        PodModel { init, regular, ephemeral, restart_policy, termination_grace: spec.termination_grace_period_seconds }
     }
 
     /// Every container, init containers first.
     pub fn all(&self) -> impl Iterator<Item = &ContainerModel> {
-        self.init.iter().chain(self.regular.iter())
+        self.init.iter().chain(self.regular.iter()).chain(self.ephemeral.iter())
     }
 
     /// The container with this name.
@@ -178,5 +199,28 @@ impl PodModel {
     /// The pod's grace period in seconds: `terminationGracePeriodSeconds`, default 30 (R12).
     pub fn grace_seconds(&self) -> i64 {
         self.termination_grace.unwrap_or(30)
+    }
+}
+
+/// The fields of an ephemeral container that a container has.
+fn ephemeral_as_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        command: e.command.clone(),
+        args: e.args.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        working_dir: e.working_dir.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        volume_devices: e.volume_devices.clone(),
+        security_context: e.security_context.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        tty: e.tty,
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        ..Default::default()
     }
 }

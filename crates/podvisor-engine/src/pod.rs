@@ -430,9 +430,10 @@ impl PodEngine {
                 backoff_since: self.records.last_finished(&c.name),
             };
             let starts: Vec<Op> = d
-                .init_starts
+                .ephemeral_starts
                 .iter()
-                .map(|i| start(&self.model.init[*i]))
+                .map(|i| start(&self.model.ephemeral[*i]))
+                .chain(d.init_starts.iter().map(|i| start(&self.model.init[*i])))
                 .chain(d.regular_starts.iter().map(|i| start(&self.model.regular[*i])))
                 .collect();
             self.queue.extend(starts);
@@ -517,7 +518,8 @@ impl PodEngine {
         self.out.push_back(Action::StartContainer {
             container: r.clone(),
             spec: Box::new(c.spec.clone()),
-            init: c.role != Role::Regular,
+            init: matches!(c.role, Role::Init | Role::Sidecar),
+            target: c.target.clone(),
         });
         self.current = Some(Current::Starting(r));
     }
@@ -1120,6 +1122,14 @@ impl PodEngine {
         for c in &mut merged.containers {
             if let Some(img) = regular.get(&c.name) {
                 c.image = img.clone();
+            }
+        }
+        // Ephemeral containers may be added, never changed or removed (R23); a new one starts on
+        // the next pass.
+        for e in spec.ephemeral_containers.iter().flatten() {
+            let list = merged.ephemeral_containers.get_or_insert_with(Vec::new);
+            if !list.iter().any(|x| x.name == e.name) {
+                list.push(e.clone());
             }
         }
         if merged == self.spec {

@@ -179,6 +179,7 @@ impl Sim {
             .iter()
             .flatten()
             .chain(st.container_statuses.iter().flatten())
+            .chain(st.ephemeral_container_statuses.iter().flatten())
             .find(|c| c.name == name)
     }
 
@@ -195,6 +196,20 @@ impl Sim {
     /// Rejects the pod now, as the node's admission does (`SysctlForbidden`, `OutOfpods`).
     pub fn reject(&mut self, reason: &str, message: &str) {
         self.feed(Input::Reject { reason: reason.into(), message: message.into() });
+    }
+
+    /// Adds an ephemeral container now (`kubectl debug`), behaving as `behaviour`, targeting
+    /// `target`'s processes if given (a spec update of `pods/ephemeralcontainers`).
+    pub fn add_ephemeral(&mut self, name: &str, target: Option<&str>, behaviour: Behaviour) {
+        let mut spec = self.engine.spec().clone();
+        spec.ephemeral_containers.get_or_insert_with(Vec::new).push(k8s_openapi::api::core::v1::EphemeralContainer {
+            name: name.into(),
+            image: Some("busybox:1.36".into()),
+            target_container_name: target.map(str::to_string),
+            ..Default::default()
+        });
+        self.behaviours.insert(name.to_string(), vec![behaviour]);
+        self.feed(Input::UpdateSpec(Box::new(spec)));
     }
 
     /// Changes a container's image now (a spec update).

@@ -24,6 +24,9 @@ pub const HOST_IP: &str = "127.0.0.1";
 pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
     let init: Vec<ContainerStatus> = e.model.init.iter().map(|c| container_status(e, c)).collect();
     let regular: Vec<ContainerStatus> = e.model.regular.iter().map(|c| container_status(e, c)).collect();
+    // An ephemeral container is never ready, has no restarts, and has a status once added.
+    let ephemeral: Vec<ContainerStatus> =
+        e.model.ephemeral.iter().map(|c| ContainerStatus { ready: false, ..container_status(e, c) }).collect();
     let previous = e.status.phase.as_deref();
     // The node ended the pod (eviction, active deadline): Failed, with its reason, once no
     // container can still be running, as the kubelet's status manager holds a terminal phase
@@ -75,6 +78,7 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
         conditions: Some(conditions),
         init_container_statuses: (!init.is_empty()).then_some(init),
         container_statuses: Some(regular),
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         start_time: Some(Time(e.start_time)),
         host_ip: Some(e.host_ip.clone()),
         host_ips: Some(vec![HostIP { ip: e.host_ip.clone() }]),

@@ -1,0 +1,74 @@
+//! R23: ephemeral containers (`kubectl debug`) start once when added, even while the pod
+//! initializes, are never restarted, keep nothing alive, and are stopped with the pod.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use podvisor_sim::order::*;
+use podvisor_sim::*;
+
+fn debugger(run: Option<u64>, exit_code: i32) -> Behaviour {
+    Behaviour { run: run.map(Duration::from_secs), exit_code, ..Behaviour::default() }
+}
+
+/// An ephemeral container added to a running pod starts at once, and is not restarted when
+/// it exits, whatever the pod's policy; its status is an ephemeral one.
+#[test]
+fn an_ephemeral_container_starts_once_and_is_never_restarted_r23() {
+    let mut sim = PodBuilder::new("Always").sidecar(Ctr::new("proxy")).container(Ctr::new("app")).sim();
+    assert!(sim.run_while_not(secs(10), |s| s.phase() == "Running"));
+    sim.add_ephemeral("debugger", Some("app"), debugger(Some(3), 1));
+    sim.run_for(secs(1));
+    assert_eq!(state(&sim, "debugger"), "running");
+    sim.run_for(secs(60));
+    assert_eq!(starts(sim.timeline(), "debugger"), 1, "never restarted");
+    assert_eq!(state(&sim, "debugger"), "terminated:1:Error");
+    assert_eq!(rc(&sim, "debugger"), 0);
+    let st = sim.engine().status();
+    assert_eq!(st.ephemeral_container_statuses.as_ref().map(Vec::len), Some(1));
+    assert!(st.container_statuses.iter().flatten().all(|c| c.name != "debugger"));
+    assert_eq!(sim.phase(), "Running");
+    assert_eq!(condition(&sim, "Ready"), "True", "an ephemeral container is no part of readiness");
+}
+
+/// Added while an init container still runs, it starts without waiting for initialization.
+#[test]
+fn an_ephemeral_container_starts_during_initialization_r23() {
+    let mut sim = PodBuilder::new("Never").init(Ctr::new("setup").run(20)).container(Ctr::new("app").run(5)).sim();
+    sim.run_for(secs(2));
+    sim.add_ephemeral("debugger", None, debugger(None, 0));
+    sim.run_for(secs(1));
+    assert_eq!(state(&sim, "debugger"), "running");
+    assert!(!started(sim.timeline(), "app"), "the app still waits for its init container");
+}
+
+/// A running debugger keeps no pod alive: the Job-like pod completes when its app does, and
+/// the debugger is stopped with it.
+#[test]
+fn a_running_ephemeral_container_does_not_hold_a_completing_pod_r23() {
+    let mut sim = PodBuilder::new("Never").sidecar(Ctr::new("proxy")).container(Ctr::new("app").run(5)).sim();
+    sim.run_for(secs(1));
+    sim.add_ephemeral("debugger", Some("app"), debugger(None, 0));
+    assert!(sim.run_to_end(secs(60)), "the pod ends");
+    assert_eq!(sim.phase(), "Succeeded");
+    assert_eq!(starts(sim.timeline(), "debugger"), 1);
+    assert!(state(&sim, "debugger").starts_with("terminated:"), "{}", state(&sim, "debugger"));
+}
+
+/// Deleted, the pod stops its debugger with the app containers, not after the sidecars.
+#[test]
+fn an_ephemeral_container_is_stopped_with_the_app_containers_r23() {
+    let mut sim =
+        PodBuilder::new("Always").grace(10).sidecar(Ctr::new("proxy").term(2)).container(Ctr::new("app").term(1)).sim();
+    sim.run_for(secs(1));
+    sim.add_ephemeral("debugger", None, debugger(None, 0));
+    sim.run_for(secs(1));
+    sim.delete(None);
+    assert!(sim.run_to_end(secs(60)));
+    let tl = sim.timeline();
+    let term = |n: &str| times(tl, n, |m| *m == Mark::Signalled("SIGTERM".into()));
+    assert_eq!(term("debugger"), term("app"), "signalled together");
+    assert!(term("proxy")[0] > term("app")[0], "the sidecar after the app");
+}
