@@ -50,8 +50,9 @@ struct Deletion {
     starts: Vec<usize>,
     /// The grace in force (the shortest asked for).
     grace: i64,
-    /// Until when a sidecar waits for its turn to stop (R43).
-    turn_until: f64,
+    /// Until when a sidecar waits for its turn to stop (R43), from each moment on: a delete sets
+    /// it (or brings it forward), a node restart sets it anew.
+    turn_until: Vec<(f64, f64)>,
     /// By when every container has ended.
     end_by: f64,
 }
@@ -147,12 +148,13 @@ proptest! {
                     let d = deleted.get_or_insert_with(|| Deletion {
                         starts: all.iter().map(|n| order::starts(tl, n)).collect(),
                         grace: g,
-                        turn_until: f64::INFINITY,
+                        turn_until: Vec::new(),
                         end_by: f64::INFINITY,
                     });
                     // A second delete may only shorten the grace (R39).
                     d.grace = d.grace.min(g);
-                    d.turn_until = d.turn_until.min(now + g as f64);
+                    let until = d.turn_until.last().map_or(f64::INFINITY, |(_, u)| *u).min(now + g as f64);
+                    d.turn_until.push((now, until));
                     d.end_by = d.end_by.min(now + Deletion::budget(g));
                 }
                 Step::RestartNode(down) => {
@@ -161,7 +163,7 @@ proptest! {
                     // restarted kubelet does: the grace counts from the restart.
                     if let Some(d) = &mut deleted {
                         let now = sim.elapsed().as_secs_f64();
-                        d.turn_until = now + d.grace as f64;
+                        d.turn_until.push((now, now + d.grace as f64));
                         d.end_by = now + Deletion::budget(d.grace);
                     }
                 }
@@ -188,7 +190,10 @@ proptest! {
         }
 
         // Stop order: sidecars get SIGTERM after the apps are gone, the last declared first.
-        let deadline = deleted.as_ref().map(|d| d.turn_until);
+        // The deadline in force at `t`.
+        let deadline_at = |t: f64| {
+            deleted.as_ref().and_then(|d| d.turn_until.iter().rev().find(|(from, _)| *from <= t + 1e-9).map(|(_, u)| *u))
+        };
         let terminated_from = tl.iter().position(|e| app_names.contains(&e.container) && is_term(&e.mark)
             || side_names.contains(&e.container) && is_term(&e.mark));
         if let Some(from) = terminated_from {
@@ -203,7 +208,7 @@ proptest! {
             for side_name in side_names.iter().rev() {
                 let Some(t) = term_at(side_name) else { continue };
                 // A sidecar waits for its turn at most until the grace runs out (R43).
-                let turn_over = deadline.is_some_and(|d| t >= d - 1e-9);
+                let turn_over = deadline_at(t).is_some_and(|d| t >= d - 1e-9);
                 prop_assert!(t >= last_app_exit || turn_over, "{side_name} signalled before the apps exited: {tl:#?}");
                 if let Some((prev, pt)) = &previous {
                     prop_assert!(*pt <= t || turn_over, "{prev} (declared later) must be signalled before {side_name}: {tl:#?}");
