@@ -195,6 +195,22 @@ pub fn admit_prepared(resource: Resource, object: &Object) -> Result<Value, Admi
     Ok(out)
 }
 
+/// What a create may not carry: a pod's ephemeral containers, which only the
+/// `pods/ephemeralcontainers` subresource adds to a running pod.
+pub fn forbid_on_create(resource: Resource, obj: &Value) -> Result<(), AdmissionError> {
+    let ephemeral = obj.pointer("/spec/ephemeralContainers").and_then(Value::as_array).is_some_and(|e| !e.is_empty());
+    if resource == Resource::Pods && ephemeral {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+        return Err(AdmissionError::field(
+            "Pod",
+            name,
+            "spec.ephemeralContainers",
+            "Forbidden: cannot be set on create",
+        ));
+    }
+    Ok(())
+}
+
 /// What only a create sets, after [`admit`]: the UID, a new pod's `Pending` phase, a
 /// Namespace's finalizer and phase, and a Job's generated selector and pod labels
 /// (`controller-uid`, `job-name`) unless it asks for a manual selector.

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod ephemeral;
 pub mod json_patch;
 pub mod managed;
 pub mod patch;

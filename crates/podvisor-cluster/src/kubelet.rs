@@ -21,23 +21,28 @@ fn uid(v: &Value) -> &str {
     v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
 }
 
-/// What of a running pod's spec may change (the images and the active deadline), read from
-/// the typed spec the node runs.
-fn mutable(spec: Option<&PodSpec>) -> (Vec<(&str, Option<&str>)>, Option<i64>) {
-    let Some(spec) = spec else { return (Vec::new(), None) };
+/// What of a running pod's spec may change: the images, the active deadline, and the
+/// ephemeral containers added (by name; they never change).
+type Mutable<'a> = (Vec<(&'a str, Option<&'a str>)>, Option<i64>, Vec<&'a str>);
+
+/// [`Mutable`], read from the typed spec the node runs.
+fn mutable(spec: Option<&PodSpec>) -> Mutable<'_> {
+    let Some(spec) = spec else { return (Vec::new(), None, Vec::new()) };
     let images =
         spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| (c.name.as_str(), c.image.as_deref()));
-    (images.collect(), spec.active_deadline_seconds)
+    let ephemeral = spec.ephemeral_containers.iter().flatten().map(|e| e.name.as_str());
+    (images.collect(), spec.active_deadline_seconds, ephemeral.collect())
 }
 
 /// The same, read from a stored pod without decoding it: most changes of a running pod are its
 /// own status written back, and they need no decode at all.
-fn mutable_stored(obj: &Value) -> (Vec<(&str, Option<&str>)>, Option<i64>) {
+fn mutable_stored(obj: &Value) -> Mutable<'_> {
     let list = |l: &str| obj.pointer(l).and_then(Value::as_array).into_iter().flatten();
     let images = list("/spec/initContainers")
         .chain(list("/spec/containers"))
         .map(|c| (c["name"].as_str().unwrap_or(""), c["image"].as_str()));
-    (images.collect(), obj.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64))
+    let ephemeral = list("/spec/ephemeralContainers").map(|e| e["name"].as_str().unwrap_or(""));
+    (images.collect(), obj.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64), ephemeral.collect())
 }
 
 pub(crate) struct Kubelet {

@@ -398,8 +398,9 @@ impl Driver {
                 let outcome = self.create_sandbox().await;
                 self.engine.handle(Timestamp::now(), outcome);
             }
-            Action::StartContainer { container, spec, .. } => {
+            Action::StartContainer { container, spec, target, .. } => {
                 let Some(ctx) = self.ctx.clone() else { return };
+                let pid_namespace = target.and_then(|t| self.pid_namespace_of(&t));
                 let cancelled = Arc::new(AtomicBool::new(false));
                 self.starts.retain(|r, _| r.name != container.name);
                 self.starts.insert(container.clone(), cancelled.clone());
@@ -412,6 +413,7 @@ impl Driver {
                     spec: *spec,
                     report: self.report.clone(),
                     publish: self.publish.clone(),
+                    pid_namespace,
                 };
                 tokio::spawn(job.run());
             }
@@ -448,6 +450,25 @@ impl Driver {
                 container: e.container.map(|c| c.name),
             }),
         }
+    }
+
+    /// The PID namespace of the running instance of container `name`, from its monitor's
+    /// record of its init (for an ephemeral container that targets it).
+    fn pid_namespace_of(&self, name: &str) -> Option<PathBuf> {
+        let status = self.engine.status();
+        let id = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+            .find(|s| s.name == name && s.state.as_ref().is_some_and(|st| st.running.is_some()))?
+            .container_id
+            .as_deref()?
+            .strip_prefix("runc://")?
+            .to_string();
+        let dir = self.host.container_dir(&uid(&self.pod), &id);
+        let pid: i32 = std::fs::read_to_string(dir.join("init.pid")).ok()?.trim().parse().ok()?;
+        Some(PathBuf::from(format!("/proc/{pid}/ns/pid")))
     }
 
     fn signal(&mut self, r: ContainerRef, signal: Signal) {

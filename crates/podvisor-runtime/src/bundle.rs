@@ -119,6 +119,9 @@ pub struct Instance<'a> {
     /// The pinned source of each `subPath` mount, by its index in `volumeMounts` (see
     /// [`crate::subpath::mount_all`]). A `subPath` mount missing here is refused.
     pub sub_paths: &'a std::collections::BTreeMap<usize, PathBuf>,
+    /// The PID namespace to join instead of a new one: an ephemeral container's target's
+    /// (`/proc/<its init>/ns/pid`).
+    pub pid_namespace: Option<&'a Path>,
 }
 
 /// The capabilities a container gets by default (those of containerd and CRI-O).
@@ -422,7 +425,7 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         mounts.push(bind(&m.mount_path, source, readonly).map_err(oci)?);
     }
     let namespaces: Vec<LinuxNamespace> = [
-        (LinuxNamespaceType::Pid, None),
+        (LinuxNamespaceType::Pid, inst.pid_namespace.map(Path::to_path_buf)),
         (LinuxNamespaceType::Mount, None),
         (LinuxNamespaceType::Network, ctx.netns.clone()),
         (LinuxNamespaceType::Uts, ctx.uts.clone()),
@@ -547,7 +550,14 @@ mod tests {
     fn instance() -> Instance<'static> {
         static NONE: std::sync::LazyLock<std::collections::BTreeMap<usize, PathBuf>> =
             std::sync::LazyLock::new(Default::default);
-        Instance { id: "p-c-0", rootfs: Path::new("/r"), env: &[], termination_log: None, sub_paths: &NONE }
+        Instance {
+            id: "p-c-0",
+            rootfs: Path::new("/r"),
+            env: &[],
+            termination_log: None,
+            sub_paths: &NONE,
+            pid_namespace: None,
+        }
     }
 
     fn image() -> ImageConfig {

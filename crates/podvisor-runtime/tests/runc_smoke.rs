@@ -58,6 +58,7 @@ fn a_busybox_container_runs_under_runc() {
             env: &[],
             termination_log: None,
             sub_paths: &Default::default(),
+            pid_namespace: None,
         },
     )
     .unwrap();
@@ -102,6 +103,7 @@ fn create_start_exec_and_stop_through_the_driver() {
             env: &[],
             termination_log: None,
             sub_paths: &Default::default(),
+            pid_namespace: None,
         },
     )
     .unwrap()

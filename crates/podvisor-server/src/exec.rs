@@ -182,7 +182,7 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
 pub fn attach(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &str) -> Result<Reply, ApiError> {
     let q = crate::request::query(req.uri().query());
     let Target { pod, container, id, protocol, ws_key } = target(state, &req, namespace, name, &q, "attach")?;
-    let spec = ["/spec/containers", "/spec/initContainers"]
+    let spec = ["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"]
         .iter()
         .filter_map(|p| pod.pointer(p)?.as_array())
         .flatten()
@@ -282,7 +282,7 @@ async fn carry_attached<S>(
 
 /// The runtime ID of the running instance of `container` in the pod's status.
 fn running_id(pod: &Value, container: &str) -> Option<String> {
-    let lists = ["/status/containerStatuses", "/status/initContainerStatuses"];
+    let lists = ["/status/containerStatuses", "/status/initContainerStatuses", "/status/ephemeralContainerStatuses"];
     lists.iter().filter_map(|p| pod.pointer(p)?.as_array()).flatten().find_map(|s| {
         (s["name"] == container && s.pointer("/state/running").is_some())
             .then(|| s["containerID"].as_str()?.strip_prefix("runc://").map(str::to_string))
@@ -296,8 +296,8 @@ async fn run<S>(ws: WebSocketStream<S>, mut child: tokio::process::Child, v5: bo
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
+    let (sink, mut source) = ws.split();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Message>(16);
     let mut pumps = Vec::new();
     for (channel, out) in [
         (1u8, child.stdout.take().map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
@@ -324,14 +324,7 @@ where
     }
     drop(tx);
     let mut stdin = child.stdin.take();
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
-            }
-        }
-        sink
-    });
+    let writer = tokio::spawn(forward_messages(rx, sink));
     // Stdin from the client until it closes it (v5) or goes away.
     let reading = async {
         while let Some(Ok(m)) = source.next().await {
@@ -423,16 +416,9 @@ async fn run_tty<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut source) = ws.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
-            }
-        }
-        sink
-    });
+    let (sink, mut source) = ws.split();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Message>(16);
+    let writer = tokio::spawn(forward_messages(rx, sink));
     let output = async {
         let mut buf = vec![0u8; CHUNK];
         while let Ok(n) = pty.read(&mut buf).await {
@@ -478,4 +464,18 @@ async fn run_tty<S>(
     drop(tx);
     let Ok(sink) = writer.await else { return };
     finish(sink, status).await;
+}
+
+/// Sends what the session's parts queue, in order, until they are all done or the client is
+/// gone; gives the sink back for the session's end.
+async fn forward_messages<K>(mut rx: tokio::sync::mpsc::Receiver<Message>, mut sink: K) -> K
+where
+    K: futures_util::Sink<Message> + Unpin,
+{
+    while let Some(m) = rx.recv().await {
+        if sink.send(m).await.is_err() {
+            break;
+        }
+    }
+    sink
 }

@@ -336,7 +336,9 @@ async fn dispatch(
                     _ => Err(ApiError::method_not_allowed()),
                 };
             }
-            if let Some(s) = sub.as_deref().filter(|s| *s != "status") {
+            let ephemeral =
+                resource == podvisor_objects::kinds::Resource::Pods && sub.as_deref() == Some("ephemeralcontainers");
+            if let Some(s) = sub.as_deref().filter(|s| *s != "status" && !ephemeral) {
                 return Err(ApiError::unserved_subresource(resource.info().plural, name.as_deref().unwrap_or(""), s));
             }
             if resource.info().namespaced && namespace.is_none() && (name.is_some() || *method != Method::GET) {

@@ -24,6 +24,19 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
                 .push(format!("{file}: no objects found (expected a Pod, Job, Deployment, ConfigMap or Secret)")),
             Ok(manifests) => {
                 for mut m in manifests {
+                    if let podvisor_manifest::Object::Pod(p) = &m.object
+                        && p.spec.as_ref().and_then(|s| s.ephemeral_containers.as_ref()).is_some_and(|e| !e.is_empty())
+                    {
+                        let pos = m.locate("spec.ephemeralContainers");
+                        problems.push(format!(
+                            "{}:{}:{}: Pod {:?} is invalid: spec.ephemeralContainers: Forbidden: cannot be set on create",
+                            m.source,
+                            pos.line,
+                            pos.column,
+                            m.object.name()
+                        ));
+                        continue;
+                    }
                     match podvisor_apiserver::admission::prepare(&mut m.object) {
                         Ok(()) => out.push(m),
                         Err(invalid) => {

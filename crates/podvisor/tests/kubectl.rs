@@ -957,10 +957,11 @@ fn kubectl_exec_runs_in_the_container_and_returns_its_exit_code() {
     let back = dir.join("from-pod.txt");
     server.ok(&["cp", "web:/tmp/in.txt", back.to_str().unwrap(), "-c", "app"], None);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied in\n");
-    // What is not served yet says so, in a Status kubectl can read (it used to panic on it).
-    let (code, _, err) = server.kubectl(&["debug", "web", "--image=busybox:1.36"], None);
+    // A subresource not served says so, in a Status kubectl can read (it used to panic on a
+    // bare 404).
+    let (code, _, err) = server.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/web/binding"], None);
     assert_eq!(code, 1, "{err}");
-    assert!(!err.contains("panic") && err.contains("podvisor does not serve pods/ephemeralcontainers yet"), "{err}");
+    assert!(!err.contains("panic") && err.contains("podvisor does not serve pods/binding yet"), "{err}");
     server.ok(&["delete", "pod", "web"], None);
 }
 
@@ -1054,39 +1055,22 @@ fn kubectl_port_forward_reaches_the_pods_loopback_over_both_protocols() {
 /// back as against a cluster.
 #[test]
 fn kubectl_exec_it_gives_a_terminal_where_ctrl_c_and_the_exit_code_work() {
-    use std::io::Write;
     let dir = data_dir("exec-tty");
     let server = serve(&dir);
     server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
     server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
     let kubeconfig = dir.join("data/serve/kubeconfig");
     let line = format!("stty cols 91 rows 17; KUBECONFIG={} kubectl exec -it web -c app -- sh", kubeconfig.display());
-    let mut script = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs");
-    let mut typing = script.stdin.take().expect("stdin");
     let started = std::time::Instant::now();
-    let pause = || std::thread::sleep(std::time::Duration::from_millis(1500));
-    pause();
-    for keys in
-        ["[ -t 0 ] && echo IS_A_TTY; stty -a | head -1\n", "sleep 60\n", "\u{3}", "echo after-$((6*7))\n", "exit 5\n"]
-    {
-        typing.write_all(keys.as_bytes()).unwrap();
-        typing.flush().unwrap();
-        pause();
-    }
-    let out = script.wait_with_output().expect("script ends");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let keys =
+        ["[ -t 0 ] && echo IS_A_TTY; stty -a | head -1\n", "sleep 60\n", "\u{3}", "echo after-$((6*7))\n", "exit 5\n"];
+    let (text, code) = under_terminal(&line, &keys);
     assert!(text.contains("IS_A_TTY"), "{text}");
     assert!(text.contains("rows 17; columns 91"), "the window size reached the container's terminal: {text}");
     assert!(text.contains("after-42"), "Ctrl-C interrupted the sleep: {text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(50), "the sleep did not run out");
     assert!(text.contains("command terminated with exit code 5"), "{text}");
-    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert_eq!(code, Some(5), "{text}");
     server.ok(&["delete", "pod", "web"], None);
 }
 
@@ -1212,5 +1196,53 @@ fn a_command_exec_ran_for_a_killed_server_does_not_outlive_it() {
     let _ = client.wait();
     server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
     assert!(!running(&server), "the killed server's command is gone, and a new exec works");
+    server.ok(&["delete", "pod", "web"], None);
+}
+
+/// `kubectl debug --target`: an ephemeral container added through `pods/ephemeralcontainers`,
+/// in the target container's PID namespace (it sees the target's processes), attached with a
+/// terminal, never restarted; and the API server's refusal of a target the pod does not have.
+#[test]
+fn kubectl_debug_adds_an_ephemeral_container_that_sees_its_targets_processes() {
+    let dir = data_dir("debug");
+    let server = serve(&dir);
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    server.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"], None);
+    let kubectl = format!("KUBECONFIG={} kubectl", dir.join("data/serve/kubeconfig").display());
+    let (out, code) = under_terminal(
+        &format!("{kubectl} debug web -it --image=busybox:1.36 --target=app -c dbg"),
+        &["ps -o pid,args; echo seen-$((40+2))\n", "exit\n"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("seen-42"), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep")),
+        "the target's init as PID 1: {out}"
+    );
+    let statuses =
+        "{range .status.ephemeralContainerStatuses[*]}{.name}={.restartCount}:{.state.terminated.reason}{end}";
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = server.ok(&["get", "pod", "web", "-o", &format!("jsonpath={statuses}")], None);
+        if seen.ends_with("Completed") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(seen, "dbg=0:Completed", "ended, not restarted");
+    let pods = server.ok(&["get", "pods"], None);
+    assert_eq!(&row(&pods, "web")[1..3], ["2/2", "Running"], "{pods}");
+    let (code, _, err) = server.kubectl(&["debug", "web", "--image=busybox:1.36", "--target=nope"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\""), "{err}");
+    // An update of the pod keeps its ephemeral containers; a create may not carry any.
+    server.ok(&["apply", "-f", "-"], Some(SIDECAR_POD));
+    let names = server.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.ephemeralContainers[*].name}"], None);
+    assert_eq!(names, "dbg");
+    let with =
+        SIDECAR_POD.replace("name: web", "name: other") + "  ephemeralContainers: [{name: d, image: busybox:1.36}]\n";
+    let (code, _, err) = server.kubectl(&["create", "-f", "-"], Some(&with));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"), "{err}");
     server.ok(&["delete", "pod", "web"], None);
 }

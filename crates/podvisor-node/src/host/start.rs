@@ -2,7 +2,7 @@
 //! root and bundle, its monitor, and the runtime's create and start, undone step by step when
 //! one fails or the pod stops wanting it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -31,6 +31,9 @@ pub(crate) struct StartJob {
     /// Set when the engine abandons this start (the pod began terminating): a container not
     /// yet started is removed, never runs, and the start is reported failed.
     pub cancelled: Arc<std::sync::atomic::AtomicBool>,
+    /// For an ephemeral container with a target: the target's PID namespace, to see its
+    /// processes (`kubectl debug --target`).
+    pub pid_namespace: Option<PathBuf>,
 }
 
 impl StartJob {
@@ -132,8 +135,14 @@ impl StartJob {
             let rootfs = overlay.rootfs();
             let sub_paths =
                 podvisor_runtime::subpath::mount_all(&self.spec, &self.ctx.volumes, &env, &dir.join(SUBPATHS))?;
-            let inst =
-                Instance { id: &id, rootfs: &rootfs, env: &env, termination_log: Some(&term), sub_paths: &sub_paths };
+            let inst = Instance {
+                id: &id,
+                rootfs: &rootfs,
+                env: &env,
+                termination_log: Some(&term),
+                sub_paths: &sub_paths,
+                pid_namespace: self.pid_namespace.as_deref(),
+            };
             let spec = bundle::spec(&self.spec, &image.config, &self.ctx, &inst).map_err(|e| e.to_string())?;
             // The container's user writes its termination message; no one else on the machine.
             if let Some(user) = spec.process().as_ref().map(|p| p.user()) {

@@ -47,6 +47,9 @@ impl Call<'_> {
         if status_only {
             return self.replace(next, true, false).await;
         }
+        if self.sub.as_deref() == Some("ephemeralcontainers") {
+            return self.update_ephemeral(next).await;
+        }
         let status = next.get("status").cloned();
         let (mut new, warnings) = self.admit(next)?;
         if let Some(s) = status {

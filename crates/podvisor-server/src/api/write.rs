@@ -15,6 +15,7 @@ impl Call<'_> {
     /// POST to a collection.
     pub async fn create(&self, obj: Value) -> Result<Reply, ApiError> {
         let (obj, warnings) = self.admit(obj)?;
+        admission::forbid_on_create(self.resource, &obj)?;
         Ok(self.create_admitted(obj, false).await?.with_warnings(&warnings))
     }
 
@@ -32,8 +33,28 @@ impl Call<'_> {
         Ok(Reply::json(201, &created))
     }
 
+    /// PUT or PATCH of `pods/ephemeralcontainers` (`kubectl debug`): the pod's ephemeral
+    /// containers as `requested` has them, and nothing else of it, as the API server rules.
+    pub(super) async fn update_ephemeral(&self, requested: Value) -> Result<Reply, ApiError> {
+        let key = self.key();
+        if self.dry_run() {
+            let cur = self.state.store().get(&key).ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            return Ok(Reply::json(200, &podvisor_apiserver::ephemeral::apply(&cur, &requested)?));
+        }
+        let updated = self.state.store().update::<ApiError>(&key, |cur| {
+            let next = podvisor_apiserver::ephemeral::apply(cur, &requested)?;
+            cur["spec"]["ephemeralContainers"] = next["spec"]["ephemeralContainers"].clone();
+            Ok(())
+        })?;
+        self.state.synced().await?;
+        Ok(Reply::json(200, &updated))
+    }
+
     /// PUT of an object (or its `status`).
     pub async fn update(&self, obj: Value) -> Result<Reply, ApiError> {
+        if self.sub.as_deref() == Some("ephemeralcontainers") {
+            return self.update_ephemeral(obj).await;
+        }
         let status_only = self.sub.as_deref() == Some("status");
         let (new, warnings) = if status_only { (obj, Vec::new()) } else { self.admit(obj)? };
         Ok(self.replace(new, status_only, false).await?.with_warnings(&warnings))
@@ -64,6 +85,18 @@ impl Call<'_> {
                 // A PUT without the generated selector keeps it, and the labels it selects by.
                 next["spec"]["selector"] = cur["spec"]["selector"].clone();
                 next["spec"]["template"]["metadata"]["labels"] = cur["spec"]["template"]["metadata"]["labels"].clone();
+            }
+            if resource == Resource::Pods {
+                // Ephemeral containers change only through their subresource: an update keeps
+                // them as they are, whatever it sends.
+                match cur.pointer("/spec/ephemeralContainers") {
+                    Some(e) => next["spec"]["ephemeralContainers"] = e.clone(),
+                    None => {
+                        if let Some(spec) = next["spec"].as_object_mut() {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
             }
             check_update(resource, cur, &next)?;
             next["status"] = cur.get("status").cloned().unwrap_or(Value::Null);
