@@ -298,6 +298,19 @@ impl PodEngine {
                 had.push((s, attempts - 1));
             }
         }
+        // An ephemeral container never runs again (R23): what it was in the lost sandbox is
+        // its end.
+        for s in prior.ephemeral_container_statuses.iter().flatten() {
+            let created = s.state.as_ref().is_some_and(|st| st.waiting.is_none());
+            if created && self.model.get(&s.name).is_some_and(|c| c.role == Role::Ephemeral) {
+                self.records.push(Instance {
+                    r: ContainerRef::new(s.name.clone(), 0),
+                    image: s.image.clone(),
+                    id: s.container_id.clone().unwrap_or_default(),
+                    state: State::Exited(lost_end(s, now)),
+                });
+            }
+        }
         // A pod being deleted when its sandbox was lost is not run again, whatever its policy.
         let deleted = self.deleted_before.take();
         if deleted.is_none() && (had.is_empty() || self.model.restart_policy != RestartPolicy::Never) {
@@ -305,22 +318,11 @@ impl PodEngine {
             return;
         }
         for (s, attempt) in had {
-            let ended = s.state.as_ref().and_then(|st| st.terminated.as_ref());
-            let exit = match ended {
-                Some(t) => adopt::exit_from_status(t, now),
-                None => Exit {
-                    started_at: s.state.as_ref().and_then(|st| st.running.as_ref()?.started_at.as_ref()).map(|x| x.0),
-                    finished_at: now,
-                    exit_code: 137,
-                    cause: ExitCause::Lost,
-                    message: Some("The container could not be located when the pod was terminated".into()),
-                },
-            };
             self.records.push(Instance {
                 r: ContainerRef::new(s.name.clone(), attempt),
                 image: s.image.clone(),
                 id: s.container_id.clone().unwrap_or_default(),
-                state: State::Exited(exit),
+                state: State::Exited(lost_end(s, now)),
             });
         }
         self.out.retain(|a| !matches!(a, Action::CreateSandbox));
@@ -1172,6 +1174,21 @@ impl PodEngine {
     /// Whether the sandbox is up (condition `PodReadyToStartContainers`).
     pub(crate) fn sandbox_ready(&self) -> bool {
         self.sandbox == Sandbox::Ready
+    }
+}
+
+/// How an instance reported in `s` ended when its sandbox was lost: as reported if it had
+/// ended, else unknown (137, `ContainerStatusUnknown`).
+fn lost_end(s: &k8s_openapi::api::core::v1::ContainerStatus, now: Timestamp) -> Exit {
+    match s.state.as_ref().and_then(|st| st.terminated.as_ref()) {
+        Some(t) => adopt::exit_from_status(t, now),
+        None => Exit {
+            started_at: s.state.as_ref().and_then(|st| st.running.as_ref()?.started_at.as_ref()).map(|x| x.0),
+            finished_at: now,
+            exit_code: 137,
+            cause: ExitCause::Lost,
+            message: Some("The container could not be located when the pod was terminated".into()),
+        },
     }
 }
 

@@ -72,3 +72,38 @@ fn an_ephemeral_container_is_stopped_with_the_app_containers_r23() {
     assert_eq!(term("debugger"), term("app"), "signalled together");
     assert!(term("proxy")[0] > term("app")[0], "the sidecar after the app");
 }
+
+/// A node process started again takes a running debugger over as it is (R75), and one that
+/// ended stays ended.
+#[test]
+fn a_node_restart_takes_an_ephemeral_container_over_without_restarting_it_r23_r75() {
+    let mut sim = PodBuilder::new("Always").sidecar(Ctr::new("proxy")).container(Ctr::new("app")).sim();
+    sim.run_for(secs(1));
+    sim.add_ephemeral("debugger", Some("app"), debugger(None, 0));
+    sim.add_ephemeral("quick", None, debugger(Some(1), 0));
+    sim.run_for(secs(3));
+    sim.restart_node(secs(2), &[]);
+    sim.run_for(secs(30));
+    assert_eq!(state(&sim, "debugger"), "running");
+    assert_eq!(state(&sim, "quick"), "terminated:0:Completed");
+    assert_eq!((starts(sim.timeline(), "debugger"), starts(sim.timeline(), "quick")), (1, 1));
+}
+
+/// After a reboot the pod starts over in a new sandbox, but its ephemeral containers do not:
+/// what they were is their end (R23, R73).
+#[test]
+fn after_a_reboot_an_ephemeral_container_does_not_run_again_r23_r73() {
+    let mut sim = PodBuilder::new("Always").container(Ctr::new("app")).sim();
+    sim.run_for(secs(1));
+    sim.add_ephemeral("debugger", None, debugger(None, 0));
+    sim.run_for(secs(2));
+    let prior = sim.engine().status().clone();
+    let mut spec = sim.engine().spec().clone();
+    assert_eq!(spec.ephemeral_containers.as_ref().map(Vec::len), Some(1));
+    spec.restart_policy = Some("Always".into());
+    let mut again = Sim::resumed("p", spec, std::collections::HashMap::new(), &prior);
+    again.run_for(secs(10));
+    assert_eq!(starts(again.timeline(), "debugger"), 0, "not started again");
+    assert_eq!(state(&again, "debugger"), "terminated:137:ContainerStatusUnknown");
+    assert_eq!(state(&again, "app"), "running");
+}

@@ -54,8 +54,13 @@ impl PodEngine {
         self.sandbox = Sandbox::Ready;
         self.pod_ip = prior.pod_ip.clone();
         let pod_ready = prior.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
-        let statuses: Vec<&ContainerStatus> =
-            prior.init_container_statuses.iter().flatten().chain(prior.container_statuses.iter().flatten()).collect();
+        let statuses: Vec<&ContainerStatus> = prior
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(prior.container_statuses.iter().flatten())
+            .chain(prior.ephemeral_container_statuses.iter().flatten())
+            .collect();
         let names: Vec<String> = self.model.all().map(|c| c.name.clone()).collect();
         for name in names {
             let reported = statuses.iter().find(|s| s.name == name).copied();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use podvisor_engine::{ContainerRef, Found, FoundExit};
 use podvisor_runtime::logs;
 use podvisor_runtime::monitor::Monitor;
@@ -59,9 +59,27 @@ impl Host {
             // Created but never started (the node process stopped in between): not adopted.
             let started =
                 dir.join(STARTED).exists() && (monitor.is_none() || self.runc.state(&id) != Some("created".into()));
-            let container = r
-                .as_ref()
-                .and_then(|r| spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == r.name));
+            // An ephemeral container is taken over too: what its end needs of it is a
+            // container's termination message settings.
+            let ephemeral: Vec<Container> = spec
+                .ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|e| Container {
+                    name: e.name.clone(),
+                    termination_message_path: e.termination_message_path.clone(),
+                    termination_message_policy: e.termination_message_policy.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            let container = r.as_ref().and_then(|r| {
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&spec.containers)
+                    .chain(&ephemeral)
+                    .find(|c| c.name == r.name)
+            });
             held.push(match (r, container, started, monitor) {
                 (Some(r), Some(_), true, Some(monitor)) => Held::Running { r, id, dir, monitor },
                 (Some(r), Some(c), true, None) => {
@@ -74,7 +92,9 @@ impl Host {
         }
         // Instances the status shows running that the runtime no longer holds: ended, if
         // their end was recorded.
-        let statuses = pod.status.iter().flat_map(|s| s.init_container_statuses.iter().chain(&s.container_statuses));
+        let statuses = pod.status.iter().flat_map(|s| {
+            s.init_container_statuses.iter().chain(&s.container_statuses).chain(&s.ephemeral_container_statuses)
+        });
         for s in statuses.flatten() {
             let running = s.state.as_ref().is_some_and(|st| st.running.is_some());
             let Ok(attempt) = u32::try_from(s.restart_count) else { continue };
