@@ -270,11 +270,10 @@ fn run(job: Job<'_>, report: &mut std::io::Stdout) -> Result<(), String> {
     // are read meanwhile (a long one would fill the pipe and block the runtime) and kept up to a
     // bound. The container init holds the pipe too, so its end never comes: the reader stops
     // when told, not at the end of the pipe.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        std::thread::spawn(move || runtime_messages(err_r, &stop))
-    };
+    // Closing `done_w` tells the reader that create has returned: it takes what is left and
+    // stops at once (a timed poll would add its period to every container's start).
+    let (done_r, done_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let reader = std::thread::spawn(move || runtime_messages(err_r, done_r));
     let mut create = std::process::Command::new(runtime);
     create.arg("--root").arg(root).arg("create").arg("--bundle").arg(bundle).arg("--pid-file").arg(&init_pid_file);
     if let Some(c) = &console {
@@ -289,7 +288,7 @@ fn run(job: Job<'_>, report: &mut std::io::Stdout) -> Result<(), String> {
     // The command holds the write ends it was given: the container's output ends only once
     // nothing but the container holds them.
     drop(create);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(done_w);
     let (err_r, said) = reader.join().map_err(|_| "reading the runtime's messages failed".to_string())?;
     let status = status.map_err(|e| format!("cannot run {}: {e}", runtime.to_string_lossy()))?;
     let terminal = match console {
@@ -370,21 +369,32 @@ fn run(job: Job<'_>, report: &mut std::io::Stdout) -> Result<(), String> {
 /// The most of the runtime's own messages kept for an error.
 const MAX_MESSAGE: usize = 16 * 1024;
 
-/// Reads `pipe` until `stop` is set (checked every 20 ms) or its end; returns it and what came,
-/// cut to [`MAX_MESSAGE`] bytes with a note of how much more there was.
-fn runtime_messages(pipe: std::io::PipeReader, stop: &std::sync::atomic::AtomicBool) -> (std::io::PipeReader, String) {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+/// Reads `pipe` until `done` ends (create has returned; what is already in the pipe is still
+/// taken) or the pipe does; returns it and what came, cut to [`MAX_MESSAGE`] bytes with a note of
+/// how much more there was.
+fn runtime_messages(pipe: std::io::PipeReader, done: std::io::PipeReader) -> (std::io::PipeReader, String) {
+    use rustix::event::{PollFd, PollFlags, poll};
     let mut kept = Vec::new();
     let mut more = 0usize;
     let mut buf = [0u8; 8192];
     let mut pipe = pipe;
+    let mut finishing = false;
     loop {
-        let ready = {
-            let mut fds = [PollFd::new(&pipe, PollFlags::IN)];
-            let wait = Timespec { tv_sec: 0, tv_nsec: 20_000_000 };
-            poll(&mut fds, Some(&wait)).map(|n| n > 0).unwrap_or(false)
+        let (data, ended) = {
+            let mut fds = [PollFd::new(&pipe, PollFlags::IN), PollFd::new(&done, PollFlags::IN)];
+            // Once create has returned, only what is already there is read: no waiting.
+            let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+            let wait = if finishing { Some(&zero) } else { None };
+            match poll(&mut fds, wait) {
+                Ok(_) => (
+                    fds[0].revents().intersects(PollFlags::IN | PollFlags::HUP),
+                    fds[1].revents().intersects(PollFlags::IN | PollFlags::HUP),
+                ),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            }
         };
-        if ready {
+        if data {
             match pipe.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
@@ -393,9 +403,10 @@ fn runtime_messages(pipe: std::io::PipeReader, stop: &std::sync::atomic::AtomicB
                     more += n.saturating_sub(room);
                 }
             }
-        } else if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        } else if finishing {
             break;
         }
+        finishing |= ended;
     }
     let mut text = String::from_utf8_lossy(&kept).into_owned();
     if more > 0 {
