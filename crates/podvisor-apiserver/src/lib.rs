@@ -13,5 +13,6 @@ pub mod json_patch;
 pub mod managed;
 pub mod patch;
 pub mod protobuf;
+pub mod scale;
 pub mod selector;
 pub mod table;

@@ -151,7 +151,7 @@ fn joined(v: &Value, pointer: &str, field: &str) -> String {
         .unwrap_or_default()
 }
 
-fn selector_string(v: &Value) -> String {
+pub(crate) fn selector_string(v: &Value) -> String {
     let mut parts: Vec<String> = v
         .pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)

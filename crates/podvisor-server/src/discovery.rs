@@ -39,9 +39,8 @@ fn resources_of(group: &str, version: &str) -> impl Iterator<Item = Resource> {
 fn subresources(r: Resource) -> &'static [&'static str] {
     match r {
         Resource::Pods => &["log", "status"],
-        Resource::Jobs | Resource::Deployments | Resource::ReplicaSets | Resource::Nodes | Resource::Namespaces => {
-            &["status"]
-        }
+        Resource::Deployments | Resource::ReplicaSets => &["scale", "status"],
+        Resource::Jobs | Resource::Nodes | Resource::Namespaces => &["status"],
         _ => &[],
     }
 }
@@ -59,9 +58,14 @@ pub fn aggregated(core: bool) -> Value {
                         "responseKind": {"group": g, "version": v, "kind": i.kind},
                         "scope": if i.namespaced { "Namespaced" } else { "Cluster" },
                         "shortNames": i.short_names, "categories": i.categories, "verbs": VERBS,
-                        "subresources": subresources(r).iter().map(|s| json!({
-                            "subresource": s, "responseKind": {"group": g, "version": v, "kind": i.kind},
-                            "verbs": ["get", "patch", "update"]})).collect::<Vec<_>>(),
+                        "subresources": subresources(r).iter().map(|s| {
+                            let kind = if *s == "scale" {
+                                json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+                            } else {
+                                json!({"group": g, "version": v, "kind": i.kind})
+                            };
+                            json!({"subresource": s, "responseKind": kind, "verbs": ["get", "patch", "update"]})
+                        }).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -99,8 +103,14 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "verbs": VERBS, "shortNames": i.short_names, "categories": i.categories,
         }));
         for s in subresources(r) {
-            resources.push(json!({"name": format!("{}/{s}", i.plural), "singularName": "", "namespaced": i.namespaced,
-                                  "kind": i.kind, "verbs": ["get", "patch", "update"]}));
+            let mut entry = json!({"name": format!("{}/{s}", i.plural), "singularName": "", "namespaced": i.namespaced,
+                                  "kind": i.kind, "verbs": ["get", "patch", "update"]});
+            if *s == "scale" {
+                entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+                entry["kind"] = json!("Scale");
+            }
+            resources.push(entry);
         }
     }
     if resources.is_empty() {

@@ -336,9 +336,14 @@ async fn dispatch(
                     _ => Err(ApiError::method_not_allowed()),
                 };
             }
-            let ephemeral =
-                resource == podvisor_objects::kinds::Resource::Pods && sub.as_deref() == Some("ephemeralcontainers");
-            if let Some(s) = sub.as_deref().filter(|s| *s != "status" && !ephemeral) {
+            use podvisor_objects::kinds::Resource as R;
+            let served = match sub.as_deref() {
+                None | Some("status") => true,
+                Some("ephemeralcontainers") => resource == R::Pods,
+                Some("scale") => matches!(resource, R::Deployments | R::ReplicaSets),
+                Some(_) => false,
+            };
+            if let Some(s) = sub.as_deref().filter(|_| !served) {
                 return Err(ApiError::unserved_subresource(resource.info().plural, name.as_deref().unwrap_or(""), s));
             }
             if resource.info().namespaced && namespace.is_none() && (name.is_some() || *method != Method::GET) {

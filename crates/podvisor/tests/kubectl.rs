@@ -1246,3 +1246,45 @@ fn kubectl_debug_adds_an_ephemeral_container_that_sees_its_targets_processes() {
     assert!(err.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"), "{err}");
     server.ok(&["delete", "pod", "web"], None);
 }
+
+/// `kubectl scale` through the `scale` subresource (`autoscaling/v1` Scale, found in
+/// discovery): a Deployment up and down, with `--current-replicas` as a precondition.
+#[test]
+fn kubectl_scale_changes_a_deployments_replicas_through_its_scale() {
+    let dir = data_dir("scale");
+    let server = serve(&dir);
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: busybox:1.36, command: [sleep, "600"]}]
+"#;
+    server.ok(&["apply", "-f", "-"], Some(deployment));
+    server.ok(&["scale", "deployment/web", "--replicas=3"], None);
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"], None);
+    let scale = server.ok(&["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"], None);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!((scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()), (Some("Scale"), Some(3)));
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let (code, _, err) = server.kubectl(&["scale", "deployment/web", "--replicas=1", "--current-replicas=2"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Expected replicas to be 2, was 3"), "{err}");
+    server.ok(&["scale", "deployment/web", "--replicas=1", "--current-replicas=3"], None);
+    let mut pods = String::new();
+    for _ in 0..100 {
+        pods = server.ok(&["get", "pods", "-l", "app=web", "-o", "name"], None);
+        if pods.lines().count() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pods.lines().count(), 1, "{pods}");
+    server.ok(&["delete", "deployment", "web"], None);
+}

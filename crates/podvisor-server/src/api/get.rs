@@ -15,6 +15,9 @@ impl Call<'_> {
     pub async fn get(&self) -> Result<Reply, ApiError> {
         if self.name.is_some() {
             let obj = self.state.store().get(&self.key()).ok_or_else(|| StoreError::NotFound(self.key()))?;
+            if self.sub.as_deref() == Some("scale") {
+                return Ok(Reply::json(200, &podvisor_apiserver::scale::view(&obj)));
+            }
             return Ok(self.object_reply(200, &obj));
         }
         if matches!(self.q("watch"), Some("true" | "1")) {

@@ -15,7 +15,11 @@ impl Call<'_> {
         let key = self.key();
         let status_only = self.sub.as_deref() == Some("status");
         let media = content_type.split(';').next().unwrap_or("").trim();
-        let current = self.state.store().get(&key);
+        let scale = self.sub.as_deref() == Some("scale");
+        let current = self.state.store().get(&key).map(|cur| {
+            // A patch of the scale subresource applies to the Scale, not to the object.
+            if scale { std::sync::Arc::new(podvisor_apiserver::scale::view(&cur)) } else { cur }
+        });
         let mut next = match (media, current) {
             ("application/apply-patch+yaml", None) => return self.create_applied(patch).await,
             (_, None) => return Err(StoreError::NotFound(key).into()),
@@ -49,6 +53,9 @@ impl Call<'_> {
         }
         if self.sub.as_deref() == Some("ephemeralcontainers") {
             return self.update_ephemeral(next).await;
+        }
+        if scale {
+            return self.update_scale(next).await;
         }
         let status = next.get("status").cloned();
         let (mut new, warnings) = self.admit(next)?;

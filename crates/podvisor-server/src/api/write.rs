@@ -50,10 +50,40 @@ impl Call<'_> {
         Ok(Reply::json(200, &updated))
     }
 
+    /// PUT or PATCH of the `scale` of a Deployment or ReplicaSet (`kubectl scale`): the
+    /// replicas the Scale asks for (with its resourceVersion as a precondition, if it has one),
+    /// and nothing else; the answer is the new Scale.
+    pub(super) async fn update_scale(&self, requested: Value) -> Result<Reply, ApiError> {
+        let key = self.key();
+        let dry = self.dry_run();
+        let rv = requested.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        let change = |cur: &mut Value| -> Result<(), ApiError> {
+            if rv
+                .as_deref()
+                .is_some_and(|rv| Some(rv) != cur.pointer("/metadata/resourceVersion").and_then(Value::as_str))
+            {
+                return Err(StoreError::Conflict(key.clone()).into());
+            }
+            cur["spec"]["replicas"] = serde_json::json!(podvisor_apiserver::scale::replicas(cur, &requested)?);
+            Ok(())
+        };
+        if dry {
+            let mut cur = (*self.state.store().get(&key).ok_or_else(|| StoreError::NotFound(key.clone()))?).clone();
+            change(&mut cur)?;
+            return Ok(Reply::json(200, &podvisor_apiserver::scale::view(&cur)));
+        }
+        let updated = self.state.store().update::<ApiError>(&key, change)?;
+        self.state.synced().await?;
+        Ok(Reply::json(200, &podvisor_apiserver::scale::view(&updated)))
+    }
+
     /// PUT of an object (or its `status`).
     pub async fn update(&self, obj: Value) -> Result<Reply, ApiError> {
         if self.sub.as_deref() == Some("ephemeralcontainers") {
             return self.update_ephemeral(obj).await;
+        }
+        if self.sub.as_deref() == Some("scale") {
+            return self.update_scale(obj).await;
         }
         let status_only = self.sub.as_deref() == Some("status");
         let (new, warnings) = if status_only { (obj, Vec::new()) } else { self.admit(obj)? };
