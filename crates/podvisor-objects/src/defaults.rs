@@ -121,6 +121,10 @@ pub fn apply(object: &mut Object) {
                 }
             }
         }
-        Object::ConfigMap(_) | Object::Secret(_) => {}
+        Object::ConfigMap(_) => {}
+        // The API server's default type of a Secret.
+        Object::Secret(s) => {
+            s.type_.get_or_insert_with(|| "Opaque".into());
+        }
     }
 }

@@ -418,3 +418,20 @@ fn job_and_deployment_fields_the_api_server_checks() {
         [r#"spec.strategy.rollingUpdate.maxUnavailable: Invalid value: "150%": must not be greater than 100%"#]
     );
 }
+
+/// A Secret without a type is `Opaque`, as the API server defaults it; one with a type keeps it.
+#[test]
+fn a_secret_is_opaque_unless_it_says_otherwise() {
+    let mut m = load_str("s.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n")
+        .unwrap()
+        .remove(0);
+    defaults::apply(&mut m.object);
+    let Object::Secret(s) = &m.object else { panic!("a Secret") };
+    assert_eq!(s.type_.as_deref(), Some("Opaque"));
+    let mut m = load_str("t.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ntype: kubernetes.io/tls\n")
+        .unwrap()
+        .remove(0);
+    defaults::apply(&mut m.object);
+    let Object::Secret(s) = &m.object else { panic!("a Secret") };
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+}
