@@ -249,19 +249,17 @@ async fn carry_attached<S>(
                     }
                     break false;
                 };
-                match data.first() {
-                    Some(0) => {
-                        let _ = attached.write(&data[1..]).await;
+                match client_message(&data, v5) {
+                    FromClient::Stdin(input) => {
+                        let _ = attached.write(input).await;
                     }
-                    Some(4) => {
-                        if let Some((width, height)) = size(&data[1..]) {
-                            let _ = attached.resize(width, height);
-                        }
+                    FromClient::Resize(width, height) => {
+                        let _ = attached.resize(width, height);
                     }
-                    Some(255) if v5 && data.get(1) == Some(&0) && close_on_leave => {
+                    FromClient::EndOfStdin if close_on_leave => {
                         let _ = attached.close_stdin().await;
                     }
-                    _ => {}
+                    FromClient::EndOfStdin | FromClient::Other => {}
                 }
             }
         }
@@ -334,16 +332,16 @@ where
                 }
                 continue;
             };
-            match data.first() {
-                Some(0) => {
+            match client_message(&data, v5) {
+                FromClient::Stdin(input) => {
                     if let Some(s) = stdin.as_mut()
-                        && s.write_all(&data[1..]).await.is_err()
+                        && s.write_all(input).await.is_err()
                     {
                         stdin = None;
                     }
                 }
-                Some(255) if v5 && data.get(1) == Some(&0) => stdin = None,
-                _ => {}
+                FromClient::EndOfStdin => stdin = None,
+                FromClient::Resize(..) | FromClient::Other => {}
             }
         }
     };
@@ -397,6 +395,27 @@ where
     let _ = sink.close().await;
 }
 
+/// What a client's binary message says.
+enum FromClient<'a> {
+    /// Input for the command (channel 0).
+    Stdin(&'a [u8]),
+    /// The terminal's new size, columns and rows (channel 4).
+    Resize(u16, u16),
+    /// The end of the input (v5's close of channel 0).
+    EndOfStdin,
+    /// Anything else: ignored.
+    Other,
+}
+
+fn client_message(data: &[u8], v5: bool) -> FromClient<'_> {
+    match data {
+        [0, input @ ..] => FromClient::Stdin(input),
+        [4, rest @ ..] => size(rest).map_or(FromClient::Other, |(w, h)| FromClient::Resize(w, h)),
+        [255, 0, ..] if v5 => FromClient::EndOfStdin,
+        _ => FromClient::Other,
+    }
+}
+
 /// The terminal's size in a resize message (`{"Width":80,"Height":24}`), if it is one.
 fn size(message: &[u8]) -> Option<(u16, u16)> {
     let v: Value = serde_json::from_slice(message).ok()?;
@@ -440,20 +459,18 @@ async fn run_tty<S>(
                 Message::Close(_) => return,
                 _ => continue,
             };
-            match data.first() {
-                Some(0) => {
-                    let _ = pty.write_all(&data[1..]).await;
+            match client_message(&data, v5) {
+                FromClient::Stdin(input) => {
+                    let _ = pty.write_all(input).await;
                 }
-                Some(4) => {
-                    if let Some((width, height)) = size(&data[1..]) {
-                        let _ = pty.resize(width, height);
-                    }
+                FromClient::Resize(width, height) => {
+                    let _ = pty.resize(width, height);
                 }
                 // The end of stdin on a terminal is an end-of-file character typed.
-                Some(255) if v5 && data.get(1) == Some(&0) => {
+                FromClient::EndOfStdin => {
                     let _ = pty.write_all(&[4]).await;
                 }
-                _ => {}
+                FromClient::Other => {}
             }
         }
     };
