@@ -663,6 +663,10 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
         (code, err.trim()),
         (1, "Error from server (Forbidden): namespaces \"default\" is forbidden: this namespace may not be deleted")
     );
+    // Nothing is created in a namespace that does not exist.
+    let (code, _, err) =
+        server.kubectl(&["create", "configmap", "settings", "-n", "ghost", "--from-literal=a=b"], None);
+    assert_eq!((code, err.trim()), (1, "error: failed to create configmap: namespaces \"ghost\" not found"));
     // A namespace deleted takes what it holds with it.
     server.ok(&["create", "namespace", "team"], None);
     server.ok(&["create", "configmap", "settings", "-n", "team", "--from-literal=a=b"], None);

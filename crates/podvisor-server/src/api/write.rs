@@ -21,6 +21,7 @@ impl Call<'_> {
 
     /// Stores a new object; `applied` when server-side apply already recorded its fields.
     pub(super) async fn create_admitted(&self, mut obj: Value, applied: bool) -> Result<Reply, ApiError> {
+        self.namespace_open(&obj)?;
         admission::on_create(self.resource, &mut obj);
         if !applied {
             managed::record_update(None, &mut obj, &self.manager(), &Self::now());
@@ -31,6 +32,28 @@ impl Call<'_> {
         let created = self.state.store().create(self.resource, obj)?;
         self.state.synced().await?;
         Ok(Reply::json(201, &created))
+    }
+
+    /// Refuses a create in a namespace that does not exist, or that is being deleted, as the
+    /// API server's NamespaceLifecycle admission does.
+    fn namespace_open(&self, obj: &Value) -> Result<(), ApiError> {
+        if !self.resource.info().namespaced || self.resource == Resource::Events {
+            return Ok(());
+        }
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+        if podvisor_cluster::IMMORTAL_NAMESPACES.contains(&ns) {
+            return Ok(());
+        }
+        let key = podvisor_cluster::Key::new(Resource::Namespaces, "", ns);
+        match self.state.store().get(&key) {
+            None => Err(StoreError::NotFound(key).into()),
+            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) => {
+                let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+                let why = format!("unable to create new content in namespace {ns} because it is being terminated");
+                Err(StoreError::Forbidden { key: podvisor_cluster::Key::new(self.resource, ns, name), why }.into())
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// PUT or PATCH of `pods/ephemeralcontainers` (`kubectl debug`): the pod's ephemeral
