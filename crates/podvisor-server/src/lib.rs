@@ -250,7 +250,11 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
-    if !authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token) {
+    // The health endpoints answer anyone, as the API server's do (system:public-info-viewer):
+    // they say nothing but that the server is up.
+    let public =
+        req.method() == Method::GET && matches!(request::route(req.uri().path()), Some(request::Route::Health(..)));
+    if !public && !authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token) {
         // The connection goes with the answer: a client without the token holds no place.
         let mut r = Reply::error(&ApiError::unauthorized());
         r.0.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -329,6 +333,7 @@ async fn dispatch(
         Route::OpenApiRoot => get_only(Reply::json(200, &discovery::openapi_root())),
         Route::OpenApi(p) => get_only(Reply::json(200, &discovery::openapi_doc(&p).ok_or_else(ApiError::no_route)?)),
         Route::Unserved => Err(ApiError::no_route()),
+        Route::Health(endpoint, check) => get_only(health(&endpoint, check.as_deref(), query.contains_key("verbose"))?),
         Route::Object { resource, namespace, name, sub } => {
             if sub.as_deref() == Some("log") {
                 return match (method, &namespace, &name) {
@@ -376,6 +381,27 @@ fn written(content_type: &str, body: &[u8]) -> Result<serde_json::Value, ApiErro
         }
         _ => Err(ApiError::unsupported_body(content_type)),
     }
+}
+
+/// The checks `/livez` and `/readyz` report, as the API server names its own: the server
+/// answers, and the store is open.
+const HEALTH_CHECKS: [&str; 3] = ["ping", "log", "etcd"];
+
+/// `/healthz`, `/livez`, `/readyz` as the API server answers them: `ok`, or with `?verbose`
+/// each check on its line and `<endpoint> check passed`; a named check answers `ok` alone, an
+/// unknown one 404. A server answering at all passes every check: its store is open.
+fn health(endpoint: &str, check: Option<&str>, verbose: bool) -> Result<Reply, ApiError> {
+    let text = match check {
+        Some(c) if HEALTH_CHECKS.contains(&c) => "ok".to_string(),
+        Some(_) => return Err(ApiError::no_route()),
+        None if verbose => {
+            let mut t: String = HEALTH_CHECKS.iter().map(|c| format!("[+]{c} ok\n")).collect();
+            t.push_str(&format!("{endpoint} check passed\n"));
+            t
+        }
+        None => "ok".to_string(),
+    };
+    Ok(Reply::bytes(200, "text/plain; charset=utf-8", text.into_bytes()))
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@ pub enum Route {
     OpenApiRoot,
     /// `/openapi/v3/<path>`.
     OpenApi(String),
-    /// `/openapi/v2`, `/healthz`, …: answered but empty.
+    /// `/openapi/v2` and other paths podvisor does not serve.
     Unserved,
+    /// `/healthz`, `/livez`, `/readyz` (the first part), and a check under it, if any.
+    Health(String, Option<String>),
     /// A collection (`name` none) or one object, perhaps a subresource of it.
     Object {
         /// The resource type.
@@ -86,6 +88,10 @@ pub fn route(path: &str) -> Option<Route> {
         ["apis"] => return Some(Route::Discovery(false)),
         ["openapi", "v3"] => return Some(Route::OpenApiRoot),
         ["openapi", "v3", rest @ ..] => return Some(Route::OpenApi(rest.join("/"))),
+        [h @ ("healthz" | "livez" | "readyz")] => return Some(Route::Health(h.to_string(), None)),
+        [h @ ("healthz" | "livez" | "readyz"), check] => {
+            return Some(Route::Health(h.to_string(), Some(check.to_string())));
+        }
         ["openapi", ..] | ["healthz" | "livez" | "readyz", ..] => return Some(Route::Unserved),
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),

@@ -705,6 +705,16 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
         .expect("curl runs");
     let head = String::from_utf8_lossy(&head.stdout).to_lowercase();
     assert!(head.starts_with("http/1.1 401") && head.contains("connection: close"), "{head}");
+    // The health endpoints answer anyone, as the API server's do; nothing else does.
+    let anonymous = |path: &str| {
+        let out = Command::new("curl").args(["-sk", &format!("{}{path}", address.trim())]).output().expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(anonymous("/healthz"), "ok");
+    assert_eq!(anonymous("/livez/ping"), "ok");
+    assert_eq!(anonymous("/readyz?verbose"), "[+]ping ok\n[+]log ok\n[+]etcd ok\nreadyz check passed\n");
+    assert!(anonymous("/api").contains("Unauthorized"));
+    assert_eq!(server.ok(&["get", "--raw", "/livez"], None), "ok");
     // Clients that connect and send nothing are dropped after the API server's 32 s, however
     // many there are, and the server answers others meanwhile and after.
     let address = std::fs::read_to_string(dir.join("data/serve/address")).unwrap();
