@@ -121,6 +121,24 @@ fn flag(q: &std::collections::HashMap<String, String>, k: &str) -> bool {
     q.get(k).is_some_and(|v| v == "true" || v == "1")
 }
 
+/// The WebSocket of a request once its connection is upgraded (`None`: the client left first).
+async fn upgraded(
+    req: Request<Incoming>,
+) -> Option<WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>> {
+    let upgraded = hyper::upgrade::on(req).await.ok()?;
+    Some(WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await)
+}
+
+/// Ends a session that could not start: its reason as a Failure on the error channel.
+async fn refuse<S>(mut ws: WebSocketStream<S>, message: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let end = json!({"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError"});
+    let _ = ws.send(status_message(&end)).await;
+    let _ = ws.close(None).await;
+}
+
 /// A `Status` on the error channel.
 fn status_message(status: &Value) -> Message {
     let mut m = vec![3u8];
@@ -143,9 +161,7 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
     let state = state.clone();
     // The command starts once the connection is upgraded: a failed upgrade leaves nothing.
     tokio::spawn(async move {
-        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
-        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let Some(ws) = upgraded(req).await else { return };
         let started = state.cluster.node().exec_pid_file().and_then(|pid_file| {
             let started = if tty {
                 state.cluster.node().exec_tty(&id, &command, &pid_file).map(|(child, pty)| (child, Some(pty)))
@@ -155,21 +171,14 @@ pub fn exec(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name: &
             started.map(|(child, pty)| (child, pty, pid_file))
         });
         match started {
-            Ok((child, Some(pty), pid_file)) => {
-                run_tty(ws, child, pty, v5, &pid_file).await;
+            Ok((child, pty, pid_file)) => {
+                match pty {
+                    Some(pty) => run_tty(ws, child, pty, v5, &pid_file).await,
+                    None => run(ws, child, v5, &pid_file).await,
+                }
                 let _ = std::fs::remove_file(&pid_file);
             }
-            Ok((child, None, pid_file)) => {
-                run(ws, child, v5, &pid_file).await;
-                let _ = std::fs::remove_file(&pid_file);
-            }
-            Err(e) => {
-                let end = json!({"metadata": {}, "status": "Failure",
-                    "message": format!("unable to run {command:?} in container {container:?}: {e}"),
-                    "reason": "InternalError"});
-                let _ = ws.send(status_message(&end)).await;
-                let _ = ws.close(None).await;
-            }
+            Err(e) => refuse(ws, format!("unable to run {command:?} in container {container:?}: {e}")).await,
         }
     });
     Ok(switching(&ws_key, protocol))
@@ -200,17 +209,10 @@ pub fn attach(state: &Arc<State>, req: Request<Incoming>, namespace: &str, name:
     let v5 = protocol == PROTOCOLS[0];
     let state = state.clone();
     tokio::spawn(async move {
-        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
-        let io = hyper_util::rt::TokioIo::new(upgraded);
-        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let Some(ws) = upgraded(req).await else { return };
         match state.cluster.node().attach(&uid, &id, stdin).await {
             Ok(attached) => carry_attached(ws, attached, tty, stdin && once, v5).await,
-            Err(e) => {
-                let end = json!({"metadata": {}, "status": "Failure",
-                    "message": format!("unable to attach to container {container:?}: {e}"), "reason": "InternalError"});
-                let _ = ws.send(status_message(&end)).await;
-                let _ = ws.close(None).await;
-            }
+            Err(e) => refuse(ws, format!("unable to attach to container {container:?}: {e}")).await,
         }
     });
     Ok(switching(&ws_key, protocol))
