@@ -111,13 +111,17 @@ mod tests {
         pty.write_all(b"typed\n").await.unwrap();
         let mut out = Vec::new();
         let mut buf = [0u8; 1024];
-        loop {
-            let n = pty.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
+        let reading = async {
+            loop {
+                let n = pty.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
             }
-            out.extend_from_slice(&buf[..n]);
-        }
+        };
+        // A master that never reads the end fails the test instead of hanging it.
+        tokio::time::timeout(std::time::Duration::from_secs(20), reading).await.expect("the end is read");
         assert!(child.wait().await.unwrap().success());
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("17 91") && text.contains("got:typed") && text.contains("tty"), "{text:?}");

@@ -233,6 +233,12 @@ pub async fn attach(bundle: &Path, stdin: bool) -> Result<Attached, AttachError>
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let path = dir.join(&name);
+    // A pipe of the same name left by an earlier node process (its PID used again) may still
+    // be held by a monitor: never reused.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AttachError::Io(path, e)),
+        _ => {}
+    }
     mkfifo(&path).map_err(io(&path))?;
     let output = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&path).map_err(io(&path))?;
     let control = bundle.join(CONTROL);

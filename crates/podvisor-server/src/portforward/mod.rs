@@ -46,6 +46,10 @@ const MAX_STREAMS: usize = 2048;
 /// The most one data frame carries from the pod.
 const CHUNK: usize = 32 * 1024;
 
+/// The client's data frames a connection may have waiting for the pod (kubectl's are at most
+/// 32 KiB: 2 MiB): past that the connection is reset rather than the session held up.
+const STREAM_BACKLOG: usize = 64;
+
 /// Answers a port-forward request on pod `name` in `namespace`: the 101 that upgrades the
 /// connection, and a task that serves the session; or the API server's error.
 pub fn port_forward(
@@ -115,7 +119,11 @@ pub fn port_forward(
         let (frames_out, frames_rx) = mpsc::channel::<Vec<u8>>(64);
         let target = Target { state, uid, pod: pod_name };
         if websocket {
-            let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+            // A message is a piece of the SPDY stream, never more than a frame's worth.
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .max_message_size(Some(spdy::MAX_FRAME + 8))
+                .max_frame_size(Some(spdy::MAX_FRAME + 8));
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             tokio::join!(websocket_transport(ws, bytes_in, frames_rx), session(target, bytes_rx, frames_out));
         } else {
             tokio::join!(raw_transport(io, bytes_in, frames_rx), session(target, bytes_rx, frames_out));
@@ -265,15 +273,25 @@ async fn session(target: Target, mut bytes_in: mpsc::Receiver<Vec<u8>>, frames_o
                             if let (Some(_), Some(_)) = (&pair.error, &pair.data)
                                 && let Some(Pair { error: Some(error), data: Some(data) }) = pending.remove(&request)
                             {
-                                let (tx, rx) = mpsc::channel(16);
+                                let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
                                 inbound.insert(data.id, tx);
                                 forwards.spawn(forward(target.clone(), error, data, rx, out_tx.clone()));
                             }
                         }
                         Frame::Data { id, fin, data } => {
+                            // Never waited on: one slow pod connection must not hold up the
+                            // session's other connections, its pings, or the pod's answers.
+                            // A connection whose backlog is full is reset.
                             if let Some(tx) = inbound.get(&id) {
-                                if !data.is_empty() && tx.send(data).await.is_err() {
-                                    inbound.remove(&id);
+                                match (data.is_empty(), tx.try_send(data)) {
+                                    (true, _) | (false, Ok(())) => {}
+                                    (false, Err(mpsc::error::TrySendError::Full(_))) => {
+                                        inbound.remove(&id);
+                                        replies.push(Encoder::rst_stream(id, spdy::FLOW_CONTROL_ERROR));
+                                    }
+                                    (false, Err(mpsc::error::TrySendError::Closed(_))) => {
+                                        inbound.remove(&id);
+                                    }
                                 }
                                 if fin {
                                     inbound.remove(&id);
@@ -322,13 +340,14 @@ async fn forward(
 ) {
     let port = data.port.or(error.port).filter(|p| *p > 0);
     let connected = match port {
-        Some(port) => target.state.cluster.node().connect(&target.uid, port).await.map(|s| (port, s)),
+        Some(port) => target.state.cluster.node().connect(&target.uid, port).await,
         None => Err("a port between 1 and 65535 is required".to_string()),
     };
-    let (port, stream) = match connected {
+    let stream = match connected {
         Ok(c) => c,
         Err(e) => {
             let message = format!(
+                // The kubelet's words; its streaming server knows no UID, so none is given.
                 "error forwarding port {} to pod {}, uid : {e}",
                 port.map_or_else(String::new, |p| p.to_string()),
                 target.pod
@@ -338,7 +357,6 @@ async fn forward(
             return;
         }
     };
-    let _ = port;
     let (mut r, mut w) = stream.into_split();
     // The client's end of its data (FIN or reset) half-closes the connection to the pod; the
     // pod's end of its data ends the forwarded connection.

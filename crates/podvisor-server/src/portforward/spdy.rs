@@ -25,6 +25,9 @@ pub const FLAG_FIN: u8 = 0x01;
 /// RST_STREAM status: the stream is refused (too many, or not understood).
 pub const REFUSED_STREAM: u32 = 3;
 
+/// RST_STREAM status: the peer sent more than the stream could take.
+pub const FLOW_CONTROL_ERROR: u32 = 7;
+
 /// A SPDY frame, as this server reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -86,12 +89,14 @@ pub enum SpdyError {
 /// Reads frames from the bytes of a session.
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Where the next frame starts in `buf` (what is before it is read).
+    start: usize,
     inflate: Decompress,
 }
 
 impl Default for Decoder {
     fn default() -> Self {
-        Decoder { buf: Vec::new(), inflate: Decompress::new(true) }
+        Decoder { buf: Vec::new(), start: 0, inflate: Decompress::new(true) }
     }
 }
 
@@ -102,22 +107,27 @@ fn word(b: &[u8]) -> u32 {
 impl Decoder {
     /// Takes the next bytes of the session.
     pub fn push(&mut self, bytes: &[u8]) {
+        // What was read goes once per push, not once per frame.
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next whole frame, if the bytes taken hold one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, SpdyError> {
-        if self.buf.len() < 8 {
+        let rest = &self.buf[self.start..];
+        if rest.len() < 8 {
             return Ok(None);
         }
-        let length = (word(&self.buf[4..8]) & 0x00ff_ffff) as usize;
+        let length = (word(&rest[4..8]) & 0x00ff_ffff) as usize;
         if length > MAX_FRAME {
             return Err(SpdyError::TooLarge(length));
         }
-        if self.buf.len() < 8 + length {
+        if rest.len() < 8 + length {
             return Ok(None);
         }
-        let frame: Vec<u8> = self.buf.drain(..8 + length).collect();
+        let frame: Vec<u8> = rest[..8 + length].to_vec();
+        self.start += 8 + length;
         let flags = frame[4];
         let body = &frame[8..];
         if frame[0] & 0x80 == 0 {
