@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 use crate::admission::AdmissionError;
 
+/// The most ephemeral containers a pod may have (the API server bounds a pod by its size;
+/// this bounds the work of checking an update).
+const MAX_EPHEMERAL: usize = 1024;
+
 /// The fields an ephemeral container may not set, as the API names them.
 const FORBIDDEN: [&str; 7] =
     ["ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resizePolicy", "restartPolicy"];
@@ -23,6 +27,22 @@ pub fn apply(current: &Value, requested: &Value) -> Result<Value, AdmissionError
         |v: &Value| v.pointer("/spec/ephemeralContainers").and_then(Value::as_array).cloned().unwrap_or_default();
     let (old, new) = (list(current), list(requested));
     let path = Path::new("spec").child("ephemeralContainers");
+    if new.len() > MAX_EPHEMERAL {
+        return Err(AdmissionError::Invalid(Invalid {
+            kind: "Pod".into(),
+            name: name.into(),
+            errors: vec![path.forbidden(&format!("{}: must have at most {MAX_EPHEMERAL} items", new.len()))],
+        }));
+    }
+    // Each new one must be an ephemeral container, strictly: what would not decode into one
+    // would fail every later read of the pod.
+    for (i, e) in new.iter().enumerate().filter(|(_, e)| !old.iter().any(|o| o["name"] == e["name"])) {
+        if let Err(err) = serde_json::from_value::<k8s_openapi::api::core::v1::EphemeralContainer>(e.clone()) {
+            return Err(AdmissionError::BadRequest(format!(
+                "Pod in version \"v1\" cannot be handled as a Pod: spec.ephemeralContainers[{i}]: {err}"
+            )));
+        }
+    }
     let mut errors = Vec::new();
     for o in &old {
         let n = o["name"].as_str().unwrap_or("");
@@ -34,13 +54,13 @@ pub fn apply(current: &Value, requested: &Value) -> Result<Value, AdmissionError
             Some(_) => {}
         }
     }
-    let names: Vec<&str> = ["/spec/initContainers", "/spec/containers"]
+    let names: std::collections::HashSet<&str> = ["/spec/initContainers", "/spec/containers"]
         .iter()
         .filter_map(|p| current.pointer(p)?.as_array())
         .flatten()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (i, e) in new.iter().enumerate() {
         let at = path.index(i);
@@ -51,10 +71,9 @@ pub fn apply(current: &Value, requested: &Value) -> Result<Value, AdmissionError
             defaults(&mut e);
         }
         let n = e["name"].as_str().unwrap_or("").to_string();
-        if names.contains(&n.as_str()) || seen.contains(&n) {
+        if names.contains(n.as_str()) || !seen.insert(n.clone()) {
             errors.push(at.child("name").duplicate(&n));
         }
-        seen.push(n);
         out.push(e);
     }
     if !errors.is_empty() {
@@ -65,7 +84,7 @@ pub fn apply(current: &Value, requested: &Value) -> Result<Value, AdmissionError
     Ok(pod)
 }
 
-fn check(e: &Value, at: &Path, names: &[&str], errors: &mut Vec<FieldError>) {
+fn check(e: &Value, at: &Path, names: &std::collections::HashSet<&str>, errors: &mut Vec<FieldError>) {
     let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
     let name = text("name");
     if name.is_empty() {
@@ -86,7 +105,7 @@ fn check(e: &Value, at: &Path, names: &[&str], errors: &mut Vec<FieldError>) {
         errors.push(at.child("resources").forbidden("cannot be set for an Ephemeral Container"));
     }
     let target = text("targetContainerName");
-    if !target.is_empty() && !names.contains(&target) {
+    if !target.is_empty() && !names.contains(target) {
         errors.push(at.child("targetContainerName").not_found(target));
     }
 }
@@ -174,5 +193,9 @@ mod tests {
             messages(apply(&added, &with(json!([]))).unwrap_err()),
             ["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"d\" may not be removed"]
         );
+        // What is not an ephemeral container is refused before it is stored.
+        let wrong_type = with(json!([{"name": "e", "image": "busybox", "command": "sh"}]));
+        let e = apply(&pod(), &wrong_type).unwrap_err();
+        assert!(matches!(&e, AdmissionError::BadRequest(m) if m.contains("spec.ephemeralContainers[0]")), "{e}");
     }
 }

@@ -28,19 +28,21 @@ pub fn view(obj: &Value) -> Value {
 /// The replicas a Scale sent for `obj` asks for, as the API server validates them.
 pub fn replicas(obj: &Value, requested: &Value) -> Result<i32, AdmissionError> {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("Scale");
     let field = Path::new("spec").child("replicas");
     let invalid = |e| AdmissionError::Invalid(Invalid { kind: "Scale".into(), name: name.into(), errors: vec![e] });
     match requested.pointer("/spec/replicas") {
         None | Some(Value::Null) => Ok(0),
         Some(v) => match v.as_i64() {
             Some(n) if n < 0 => Err(invalid(field.invalid_num(n, "must be greater than or equal to 0"))),
-            Some(n) => {
-                i32::try_from(n).map_err(|_| invalid(field.invalid_num(n, "must be less than or equal to 2147483647")))
-            }
-            None => Err(AdmissionError::BadRequest(format!(
-                "{kind} in version \"v1\" cannot be handled as a Scale: spec.replicas: expected an integer"
-            ))),
+            // An int32 field: what does not fit does not decode, as the API server answers.
+            Some(n) => i32::try_from(n).map_err(|_| {
+                AdmissionError::BadRequest(format!(
+                    "Scale in version \"v1\" cannot be handled as a Scale: spec.replicas: {n} overflows int32"
+                ))
+            }),
+            None => Err(AdmissionError::BadRequest(
+                "Scale in version \"v1\" cannot be handled as a Scale: spec.replicas: expected an integer".into(),
+            )),
         },
     }
 }
@@ -64,7 +66,15 @@ mod tests {
             e.to_string(),
             "Scale \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
         );
-        assert!(replicas(&d, &json!({"spec": {"replicas": 2147483648i64}})).is_err());
+        assert!(matches!(
+            replicas(&d, &json!({"spec": {"replicas": 2147483648i64}})),
+            Err(AdmissionError::BadRequest(_))
+        ));
+        assert_eq!(
+            replicas(&d, &json!({"spec": {}})).unwrap(),
+            0,
+            "an absent int32 is 0, as autoscaling/v1 decodes it"
+        );
         assert!(matches!(replicas(&d, &json!({"spec": {"replicas": "2"}})), Err(AdmissionError::BadRequest(_))));
     }
 }

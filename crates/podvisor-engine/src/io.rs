@@ -333,22 +333,27 @@ pub struct PodEvent {
 pub struct EventContainer {
     /// The container's name.
     pub name: String,
-    /// Declared in `spec.initContainers`.
-    pub init: bool,
+    /// The list it is declared in: `initContainers`, `containers` or `ephemeralContainers`.
+    pub list: &'static str,
 }
 
 impl EventContainer {
     /// The container `name` of `spec`, wherever it is declared.
     pub fn in_spec(spec: &k8s_openapi::api::core::v1::PodSpec, name: &str) -> EventContainer {
-        let init = spec.init_containers.iter().flatten().any(|c| c.name == name);
-        EventContainer { name: name.to_string(), init }
+        let list = if spec.init_containers.iter().flatten().any(|c| c.name == name) {
+            "initContainers"
+        } else if spec.ephemeral_containers.iter().flatten().any(|c| c.name == name) {
+            "ephemeralContainers"
+        } else {
+            "containers"
+        };
+        EventContainer { name: name.to_string(), list }
     }
 
     /// The API field path naming it in an event's `involvedObject.fieldPath`:
-    /// `spec.initContainers{name}` or `spec.containers{name}`.
+    /// `spec.initContainers{name}`, `spec.containers{name}`, `spec.ephemeralContainers{name}`.
     pub fn field_path(&self) -> String {
-        let list = if self.init { "initContainers" } else { "containers" };
-        format!("spec.{list}{{{}}}", self.name)
+        format!("spec.{}{{{}}}", self.list, self.name)
     }
 }
 
@@ -365,5 +370,13 @@ mod tests {
             PodSpec { init_containers: Some(vec![c("proxy")]), containers: vec![c("app")], ..Default::default() };
         assert_eq!(EventContainer::in_spec(&spec, "proxy").field_path(), "spec.initContainers{proxy}");
         assert_eq!(EventContainer::in_spec(&spec, "app").field_path(), "spec.containers{app}");
+        let with = PodSpec {
+            ephemeral_containers: Some(vec![k8s_openapi::api::core::v1::EphemeralContainer {
+                name: "debugger".into(),
+                ..Default::default()
+            }]),
+            ..spec
+        };
+        assert_eq!(EventContainer::in_spec(&with, "debugger").field_path(), "spec.ephemeralContainers{debugger}");
     }
 }

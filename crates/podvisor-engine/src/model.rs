@@ -101,7 +101,12 @@ impl ContainerModel {
 
     /// This container as events name it.
     pub fn event_container(&self) -> crate::io::EventContainer {
-        crate::io::EventContainer { name: self.name.clone(), init: self.role != Role::Regular }
+        let list = match self.role {
+            Role::Init | Role::Sidecar => "initContainers",
+            Role::Regular => "containers",
+            Role::Ephemeral => "ephemeralContainers",
+        };
+        crate::io::EventContainer { name: self.name.clone(), list }
     }
 
     fn from_api(c: &Container, role: Role, index: usize) -> Self {

@@ -50,6 +50,7 @@ fn job(j: &Job) -> Vec<FieldError> {
     match &spec.template.spec {
         Some(ps) => {
             errs.extend(validate_pod_spec(ps, &tp));
+            errs.extend(no_ephemeral_in_template(ps, &tp));
             match ps.restart_policy.as_deref() {
                 Some("OnFailure" | "Never") => {}
                 None | Some("" | "Always") => {
@@ -147,6 +148,7 @@ fn deployment(d: &Deployment) -> Vec<FieldError> {
     match &spec.template.spec {
         Some(ps) => {
             errs.extend(validate_pod_spec(ps, &tp));
+            errs.extend(no_ephemeral_in_template(ps, &tp));
             if let Some(p) = ps.restart_policy.as_deref().filter(|p| *p != "Always") {
                 errs.push(tp.child("restartPolicy").not_supported(p, &["Always"]));
             }
@@ -259,4 +261,12 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
         };
         Err(Invalid { kind: kind.to_string(), name: object.name().to_string(), errors })
     }
+}
+
+/// A pod template may not carry ephemeral containers (only a running pod gets them).
+fn no_ephemeral_in_template(spec: &k8s_openapi::api::core::v1::PodSpec, path: &Path) -> Option<FieldError> {
+    spec.ephemeral_containers
+        .as_ref()
+        .filter(|e| !e.is_empty())
+        .map(|_| path.child("ephemeralContainers").forbidden("ephemeral containers not allowed in pod template"))
 }

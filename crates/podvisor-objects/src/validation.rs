@@ -578,6 +578,15 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
     if spec.containers.is_empty() {
         errs.push(path.child("containers").required(""));
     }
+    // An ephemeral container's name is unique among all the pod's containers.
+    let names: HashSet<&str> =
+        spec.init_containers.iter().flatten().chain(&spec.containers).map(|c| c.name.as_str()).collect();
+    let mut ephemeral = HashSet::new();
+    for (i, e) in spec.ephemeral_containers.iter().flatten().enumerate() {
+        if names.contains(e.name.as_str()) || !ephemeral.insert(e.name.as_str()) {
+            errs.push(path.child("ephemeralContainers").index(i).child("name").duplicate(&e.name));
+        }
+    }
     if let Some(sc) = &spec.security_context {
         let sp = path.child("securityContext");
         id_range(&sp.child("runAsUser"), sc.run_as_user, &mut errs);

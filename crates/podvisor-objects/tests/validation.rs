@@ -435,3 +435,22 @@ fn a_secret_is_opaque_unless_it_says_otherwise() {
     let Object::Secret(s) = &m.object else { panic!("a Secret") };
     assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
 }
+
+/// An ephemeral container's name is unique among the pod's containers, and a pod template
+/// carries none, in the API server's words.
+#[test]
+fn ephemeral_containers_are_named_uniquely_and_kept_out_of_templates() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: busybox}]\n  ephemeralContainers: [{name: app, image: busybox}]\n";
+    let m = load_str("p.yaml", pod).unwrap().remove(0);
+    let e = validate(&m.object).unwrap_err().to_string();
+    assert!(e.contains("spec.ephemeralContainers[0].name: Duplicate value: \"app\""), "{e}");
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: app, image: busybox}]\n      ephemeralContainers: [{name: d, image: busybox}]\n";
+    let m = load_str("j.yaml", job).unwrap().remove(0);
+    let e = validate(&m.object).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "spec.template.spec.ephemeralContainers: Forbidden: ephemeral containers not allowed in pod template"
+        ),
+        "{e}"
+    );
+}

@@ -107,3 +107,22 @@ fn after_a_reboot_an_ephemeral_container_does_not_run_again_r23_r73() {
     assert_eq!(state(&again, "debugger"), "terminated:137:ContainerStatusUnknown");
     assert_eq!(state(&again, "app"), "running");
 }
+
+/// Nothing starts in a pod being deleted (R41), an ephemeral container added then included;
+/// and a pod that has ended takes none: its status stays as it ended.
+#[test]
+fn no_ephemeral_container_starts_in_a_terminating_or_finished_pod_r23_r41() {
+    let mut sim = PodBuilder::new("Always").grace(30).container(Ctr::new("app").ignores_term()).sim();
+    sim.run_for(secs(1));
+    sim.delete(None);
+    sim.add_ephemeral("debugger", None, debugger(None, 0));
+    sim.run_for(secs(5));
+    assert_eq!(starts(sim.timeline(), "debugger"), 0);
+    let mut done = PodBuilder::new("Never").container(Ctr::new("app").run(1)).sim();
+    assert!(done.run_to_end(secs(30)));
+    let before = done.engine().status().clone();
+    done.add_ephemeral("late", None, debugger(None, 0));
+    done.run_for(secs(5));
+    assert_eq!(starts(done.timeline(), "late"), 0);
+    assert_eq!(done.engine().status(), &before);
+}

@@ -177,6 +177,10 @@ impl PodEngine {
     }
 
     pub(super) fn on_update_spec(&mut self, spec: PodSpec) {
+        // A finished pod runs nothing more, and its status stays as it ended.
+        if self.finished {
+            return;
+        }
         // Only images and the active deadline are mutable on a running pod (R11). The deadline is
         // read from the spec when it is due, so it needs no new model.
         self.spec.active_deadline_seconds = spec.active_deadline_seconds;
