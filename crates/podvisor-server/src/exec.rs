@@ -287,6 +287,13 @@ fn running_id(pod: &Value, container: &str) -> Option<String> {
         (s["name"] == container && s.pointer("/state/running").is_some())
             .then(|| s["containerID"].as_str()?.strip_prefix("runc://").map(str::to_string))
             .flatten()
+            // The status is writable through the API: only an ID of podvisor's own making names
+            // a runtime container and a directory.
+            .filter(|id| {
+                id.starts_with("podvisor-")
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                    && !id.contains("..")
+            })
     })
 }
 
@@ -497,4 +504,20 @@ where
         }
     }
     sink
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status written through the API cannot make exec or attach reach a runtime container,
+    /// or a directory, that podvisor did not make.
+    #[test]
+    fn only_a_container_id_of_podvisors_own_making_is_used() {
+        let pod = |id: &str| json!({"status": {"containerStatuses": [{"name": "app", "containerID": id, "state": {"running": {}}}]}});
+        assert_eq!(running_id(&pod("runc://podvisor-u-app-0"), "app").as_deref(), Some("podvisor-u-app-0"));
+        for hostile in ["runc://--process=/x", "runc://podvisor-../../etc", "runc://other", "runc://podvisor-a b"] {
+            assert_eq!(running_id(&pod(hostile), "app"), None, "{hostile}");
+        }
+    }
 }
