@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use crate::clock::Instant;
 
 /// The kubelet's crash-loop back-off: 10 s initial, doubling to 300 s (R26).
 pub const CRASH_LOOP_INITIAL: Duration = Duration::from_secs(10);
@@ -13,7 +13,7 @@ pub const CRASH_LOOP_MAX: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 struct Entry {
     backoff: Duration,
-    last_update: Timestamp,
+    last_update: Instant,
 }
 
 /// Back-off entries by key. An entry expires when more than twice the maximum passed since
@@ -31,18 +31,17 @@ impl Backoff {
         Backoff { initial, max, entries: HashMap::new() }
     }
 
-    fn expired(&self, at: Timestamp, last_update: Timestamp) -> bool {
-        at.duration_since(last_update)
-            > jiff::SignedDuration::try_from(self.max * 2).unwrap_or(jiff::SignedDuration::MAX)
+    fn expired(&self, at: Instant, last_update: Instant) -> bool {
+        at.saturating_since(last_update) > self.max.saturating_mul(2)
     }
 
     /// If `key` is still backing off from an event at `since`, how long is left.
-    pub fn remaining(&self, key: &str, since: Timestamp, now: Timestamp) -> Option<Duration> {
+    pub fn remaining(&self, key: &str, since: Instant, now: Instant) -> Option<Duration> {
         let entry = self.entries.get(key)?;
         if self.expired(since, entry.last_update) {
             return None;
         }
-        let elapsed = now.duration_since(since).unsigned_abs();
+        let elapsed = now.saturating_since(since);
         entry.backoff.checked_sub(elapsed).filter(|d| !d.is_zero())
     }
 
@@ -54,7 +53,7 @@ impl Backoff {
     /// Records an attempt at `now` for an event (an exit) at `since`: a new entry, or one
     /// whose last update is more than twice the maximum before `since`, starts at the initial
     /// value; an existing one doubles, capped at the maximum.
-    pub fn next(&mut self, key: &str, since: Timestamp, now: Timestamp) {
+    pub fn next(&mut self, key: &str, since: Instant, now: Instant) {
         let backoff = match self.entries.get(key) {
             Some(e) if !self.expired(since, e.last_update) => (e.backoff * 2).min(self.max),
             _ => self.initial.min(self.max),
@@ -67,8 +66,8 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    fn t(secs: i64) -> Timestamp {
-        Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    fn t(secs: u64) -> Instant {
+        Instant::from_origin(Duration::from_secs(1_700_000_000 + secs))
     }
 
     #[test]

@@ -3,8 +3,7 @@
 
 use std::collections::HashSet;
 
-use jiff::Timestamp;
-
+use crate::clock::Instant;
 use crate::io::ContainerRef;
 use crate::model::{PodModel, Role};
 
@@ -36,25 +35,14 @@ pub struct KillTask {
     /// Its stage.
     pub stage: Stage,
     /// When the stage began.
-    pub since: Timestamp,
+    pub since: Instant,
     /// When the stage ends at the latest.
-    pub deadline: Option<Timestamp>,
+    pub deadline: Option<Instant>,
 }
 
 /// Whole seconds between two instants, truncated, as the kubelet subtracts them.
-pub fn whole_seconds(from: Timestamp, to: Timestamp) -> i64 {
-    to.duration_since(from).as_secs().max(0)
-}
-
-/// The instant `secs` seconds after `t`; past the end of time (a grace of `i64::MAX` seconds is
-/// legal), the end of time.
-pub fn after_secs(t: Timestamp, secs: i64) -> Timestamp {
-    t.checked_add(jiff::SignedDuration::from_secs(secs.max(0))).unwrap_or(Timestamp::MAX)
-}
-
-/// The instant `d` after `t`, saturating at the end of time as [`after_secs`] does.
-pub fn after(t: Timestamp, d: std::time::Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
+pub fn whole_seconds(from: Instant, to: Instant) -> i64 {
+    i64::try_from(to.saturating_since(from).as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The termination turn rules (R43), built from the spec and the containers running when the
@@ -143,8 +131,8 @@ mod tests {
 
     #[test]
     fn r42_whole_seconds_truncate() {
-        let t = Timestamp::from_second(100).unwrap();
-        assert_eq!(whole_seconds(t, t + jiff::SignedDuration::from_millis(2999)), 2);
-        assert_eq!(after_secs(t, 3), Timestamp::from_second(103).unwrap());
+        let t = Instant::from_origin(std::time::Duration::from_secs(100));
+        assert_eq!(whole_seconds(t, t.after(std::time::Duration::from_millis(2999))), 2);
+        assert_eq!(whole_seconds(t.after_secs(3), t), 0);
     }
 }

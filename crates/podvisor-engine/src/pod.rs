@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use jiff::Timestamp;
+
+use crate::clock::{Instant, Now};
 use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
 
 use crate::backoff::{Backoff, CRASH_LOOP_INITIAL, CRASH_LOOP_MAX};
@@ -72,7 +74,7 @@ pub(crate) struct Waiting {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
     Kill { r: ContainerRef, reason: KillReason, message: String },
-    Start { name: String, backoff_since: Option<Timestamp> },
+    Start { name: String, backoff_since: Option<Instant> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,8 @@ pub struct PodEngine {
     pub(crate) model: PodModel,
     pub(crate) spec: PodSpec,
     pub(crate) start_time: Timestamp,
+    /// `start_time` on the monotonic clock: `activeDeadlineSeconds` is measured from it.
+    pub(crate) start_mono: Instant,
     sandbox: Sandbox,
     /// The address the sandbox gave the pod; kept once known, as the kubelet keeps it.
     pub(crate) pod_ip: Option<String>,
@@ -121,11 +125,12 @@ pub struct PodEngine {
     pub(crate) probes: BTreeMap<(ContainerRef, ProbeKind), Worker>,
     crash_backoff: Backoff,
     pull_backoff: Backoff,
-    pull_failed_at: HashMap<String, Timestamp>,
+    pull_failed_at: HashMap<String, Instant>,
     sandbox_backoff: Backoff,
     /// When to ask for the sandbox again after a failed creation.
-    sandbox_retry: Option<Timestamp>,
-    retries: BTreeSet<Timestamp>,
+    sandbox_retry: Option<Instant>,
+    /// When a start held back by a back-off is due again.
+    retries: BTreeSet<Instant>,
     queue: VecDeque<Op>,
     current: Option<Current>,
     dirty: bool,
@@ -159,7 +164,7 @@ impl PodEngine {
     /// Its first action is [`Action::CreateSandbox`]; poll it after construction, as after
     /// every call.
     #[must_use]
-    pub fn new(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Timestamp) -> Self {
+    pub fn new(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Now) -> Self {
         let mut engine = Self::made(id, spec, node, now);
         engine.refresh_status(now);
         engine
@@ -172,7 +177,7 @@ impl PodEngine {
     /// deleted, is not run again (no new sandbox): what had ended keeps its end, what was
     /// running ends as `ContainerStatusUnknown` (137), and the pod finishes.
     #[must_use]
-    pub fn resumed(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Timestamp, prior: Prior<'_>) -> Self {
+    pub fn resumed(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Now, prior: Prior<'_>) -> Self {
         let mut engine = Self::made(id, spec, node, now);
         engine.deleted_before = prior.deleting;
         engine.resume(now, prior.status);
@@ -187,7 +192,7 @@ impl PodEngine {
         id: PodIdentity,
         spec: PodSpec,
         node: &NodeFacts,
-        now: Timestamp,
+        now: Now,
         prior: Prior<'_>,
         found: Vec<Found>,
     ) -> Self {
@@ -198,12 +203,13 @@ impl PodEngine {
     }
 
     /// The engine before its first status: a fresh pod asking for its sandbox.
-    fn made(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Timestamp) -> Self {
+    fn made(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Now) -> Self {
         let mut engine = PodEngine {
             id,
             model: PodModel::new(&spec),
             spec,
-            start_time: now,
+            start_time: now.wall,
+            start_mono: now.mono,
             sandbox: Sandbox::Creating,
             pod_ip: None,
             host_ip: node.host_ip.clone(),
@@ -246,7 +252,7 @@ impl PodEngine {
     /// When [`PodEngine::handle_timeout`] must be called next, if ever. Ask again after
     /// construction and after every call that takes `now`: any of them may move it.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         if self.finished {
             return None;
         }
@@ -278,11 +284,12 @@ impl PodEngine {
     }
 
     /// What [`resumed`](Self::resumed) does after making the engine.
-    fn resume(&mut self, now: Timestamp, prior: &PodStatus) {
+    fn resume(&mut self, now: Now, prior: &PodStatus) {
         // The start time is the pod's, kept across node restarts (`activeDeadlineSeconds`
         // counts from it).
         if let Some(t) = &prior.start_time {
             self.start_time = t.0;
+            self.start_mono = now.mono_of(t.0);
         }
         // A condition whose status does not change keeps its transition time.
         self.status.conditions = prior.conditions.clone();
@@ -343,20 +350,20 @@ impl PodEngine {
     }
 
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
+    pub fn handle_timeout(&mut self, now: Now) {
         self.check_deadline(now);
-        if self.sandbox_retry.is_some_and(|t| t <= now) {
+        if self.sandbox_retry.is_some_and(|t| t <= now.mono) {
             self.sandbox_retry = None;
             if self.sandbox == Sandbox::Creating && self.terminating.is_none() {
                 self.out.push_back(Action::CreateSandbox);
             }
         }
-        while self.retries.first().is_some_and(|t| *t <= now) {
+        while self.retries.first().is_some_and(|t| *t <= now.mono) {
             self.retries.pop_first();
             self.dirty = true;
         }
         let due: Vec<ContainerRef> =
-            self.kills.values().filter(|k| k.deadline.is_some_and(|d| d <= now)).map(|k| k.r.clone()).collect();
+            self.kills.values().filter(|k| k.deadline.is_some_and(|d| d <= now.mono)).map(|k| k.r.clone()).collect();
         for r in due {
             self.kill_deadline(&r, now);
         }
@@ -366,7 +373,7 @@ impl PodEngine {
     }
 
     /// Acts on one input at `now`.
-    pub fn handle(&mut self, now: Timestamp, input: Input) {
+    pub fn handle(&mut self, now: Now, input: Input) {
         match input {
             Input::SandboxReady { pod_ip } => {
                 if self.sandbox == Sandbox::Creating {
@@ -411,13 +418,13 @@ impl PodEngine {
         }));
     }
 
-    fn refresh_status(&mut self, now: Timestamp) {
+    fn refresh_status(&mut self, now: Now) {
         // The kubelet's sync is inside the container's start while postStart runs: it publishes
         // nothing new until the hook returns.
         if self.in_post_start() {
             return;
         }
-        let status = status::build(self, now);
+        let status = status::build(self, now.wall);
         self.status = status;
     }
 
@@ -436,12 +443,13 @@ impl PodEngine {
 
 /// How an instance reported in `s` ended when its sandbox was lost: as reported if it had
 /// ended, else unknown (137, `ContainerStatusUnknown`).
-fn lost_end(s: &k8s_openapi::api::core::v1::ContainerStatus, now: Timestamp) -> Exit {
+fn lost_end(s: &k8s_openapi::api::core::v1::ContainerStatus, now: Now) -> Exit {
     match s.state.as_ref().and_then(|st| st.terminated.as_ref()) {
         Some(t) => adopt::exit_from_status(t, now),
         None => Exit {
             started_at: s.state.as_ref().and_then(|st| st.running.as_ref()?.started_at.as_ref()).map(|x| x.0),
-            finished_at: now,
+            finished_at: now.wall,
+            ended: now.mono,
             exit_code: 137,
             cause: ExitCause::Lost,
             message: Some("The container could not be located when the pod was terminated".into()),

@@ -1,8 +1,7 @@
 //! A probe worker per container instance and probe kind (R31): when to probe, and how
 //! consecutive results become the cached result.
 
-use jiff::Timestamp;
-
+use crate::clock::Instant;
 use crate::io::ProbeKind;
 use crate::model::ProbeSpec;
 
@@ -33,7 +32,7 @@ pub struct Worker {
     /// Stopped for good (termination stops liveness and startup, R40).
     pub stopped: bool,
     /// When the next run is due.
-    pub next_at: Option<Timestamp>,
+    pub next_at: Option<Instant>,
     /// Whether a run is in flight.
     pub in_flight: bool,
 }

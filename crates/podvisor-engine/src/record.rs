@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 
+use crate::clock::Instant;
 use crate::io::{ContainerRef, ExitCause};
 
 /// The runtime state of one container instance.
@@ -14,8 +15,10 @@ pub enum State {
     Created,
     /// The process is running.
     Running {
-        /// When it started.
+        /// When it started, as the status says it.
         started_at: Timestamp,
+        /// When it started, on the monotonic clock: probe delays are measured from it.
+        since: Instant,
     },
     /// The process ended.
     Exited(Exit),
@@ -26,8 +29,10 @@ pub enum State {
 pub struct Exit {
     /// When it started, if it ever ran.
     pub started_at: Option<Timestamp>,
-    /// When it ended.
+    /// When it ended, as the status says it.
     pub finished_at: Timestamp,
+    /// When it ended, on the monotonic clock: the crash-loop back-off is measured from it.
+    pub ended: Instant,
     /// The exit code.
     pub exit_code: i32,
     /// What ended it.
@@ -127,9 +132,10 @@ impl Records {
         self.by_name.entry(instance.r.name.clone()).or_default().push(instance);
     }
 
-    /// `finishedAt` of the newest exited instance of `name`: the back-off reference (R26).
-    pub fn last_finished(&self, name: &str) -> Option<Timestamp> {
-        self.by_name.get(name)?.iter().rev().find_map(|i| i.exit().map(|e| e.finished_at))
+    /// When the newest exited instance of `name` ended (its `finishedAt`, on the monotonic
+    /// clock): the back-off reference (R26).
+    pub fn last_finished(&self, name: &str) -> Option<Instant> {
+        self.by_name.get(name)?.iter().rev().find_map(|i| i.exit().map(|e| e.ended))
     }
 
     /// Every running instance.

@@ -60,7 +60,7 @@ impl World {
             r,
             image: "img".into(),
             id: String::new(),
-            state: State::Running { started_at: t0() },
+            state: State::Running { started_at: t0(), since: podvisor_engine::Now::steady(t0()).mono },
         });
         self
     }
@@ -70,6 +70,7 @@ impl World {
         let exit = Exit {
             started_at: Some(t0()),
             finished_at: t0(),
+            ended: podvisor_engine::Now::steady(t0()).mono,
             exit_code: code,
             cause: ExitCause::Exited,
             message: None,

@@ -2,12 +2,13 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, ExecAction, PodSpec, Probe};
+use podvisor_engine::Now;
 use podvisor_engine::{
     Action, ContainerRef, ExitCause, Input, NodeFacts, PodEngine, PodIdentity, ProbeKind, ProbeOutcome,
 };
 
-fn t(s: i64) -> Timestamp {
-    Timestamp::from_second(1_767_225_600 + s).unwrap()
+fn t(s: i64) -> Now {
+    Now::steady(Timestamp::from_second(1_767_225_600 + s).unwrap())
 }
 
 fn engine(spec: PodSpec) -> PodEngine {
@@ -101,12 +102,12 @@ fn a_failed_sandbox_is_retried_with_back_off_and_deletion_still_ends_the_pod() {
         "{actions:?}"
     );
     assert_eq!(e.status().phase.as_deref(), Some("Pending"));
-    assert_eq!(e.poll_timeout(), Some(t(10)));
+    assert_eq!(e.poll_timeout(), Some(t(10).mono));
     e.handle_timeout(t(10));
     assert_eq!(drain(&mut e), [Action::CreateSandbox]);
     fail(&mut e, 10);
     drain(&mut e);
-    assert_eq!(e.poll_timeout(), Some(t(30)), "the second wait doubles");
+    assert_eq!(e.poll_timeout(), Some(t(30).mono), "the second wait doubles");
     e.handle(t(15), Input::Delete { grace_seconds: None });
     assert!(e.is_finished());
     assert_eq!(drain(&mut e), [Action::RemoveSandbox]);
@@ -134,7 +135,7 @@ fn r41_r42_a_container_that_starts_after_the_deletion_is_stopped_gracefully() {
         "{actions:?}"
     );
     assert!(!actions.iter().any(|a| matches!(a, Action::Signal { signal: podvisor_engine::Signal::Kill, .. })));
-    assert_eq!(e.poll_timeout(), Some(t(7)), "SIGKILL only at the end of the 5 s grace");
+    assert_eq!(e.poll_timeout(), Some(t(7).mono), "SIGKILL only at the end of the 5 s grace");
     e.handle(t(3), Input::Exited { container: r, exit_code: 143, cause: ExitCause::Exited, message: None });
     assert!(e.is_finished());
 }

@@ -87,7 +87,7 @@ impl Driver {
             namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             uid: uid(&pod),
         };
-        let now = Timestamp::now();
+        let now = clock_now();
         let spec = pod.spec.clone().unwrap_or_default();
         let node = NodeFacts { host_ip: host.host_ip() };
         // A pod with a status ran on this node before the node process stopped. If its sandbox
@@ -169,18 +169,15 @@ impl Driver {
                 (self.publish)(What::Finished { phase: self.phase.clone() });
                 return;
             }
-            let wait = self.engine.poll_timeout().map(|t| {
-                let d = t.duration_since(Timestamp::now());
-                Duration::try_from(d).unwrap_or(Duration::ZERO)
-            });
+            let wait = self.engine.poll_timeout().map(|t| t.saturating_since(clock_now().mono));
             tokio::select! {
                 input = self.rx.recv() => {
                     let Some(input) = input else { return };
                     self.observe(&input);
-                    self.engine.handle(Timestamp::now(), input);
+                    self.engine.handle(clock_now(), input);
                 }
                 _ = tokio::time::sleep(wait.unwrap_or(Duration::ZERO)), if wait.is_some() => {
-                    self.engine.handle_timeout(Timestamp::now());
+                    self.engine.handle_timeout(clock_now());
                 }
             }
         }
@@ -396,7 +393,7 @@ impl Driver {
         match action {
             Action::CreateSandbox => {
                 let outcome = self.create_sandbox().await;
-                self.engine.handle(Timestamp::now(), outcome);
+                self.engine.handle(clock_now(), outcome);
             }
             Action::StartContainer { container, spec, target, .. } => {
                 let Some(ctx) = self.ctx.clone() else { return };
@@ -589,4 +586,12 @@ impl Driver {
             let _ = report.send(Input::ProbeDone { container: r, probe: kind, outcome });
         });
     }
+}
+
+/// The moment as the engines read it: the monotonic clock, counted from this process's first
+/// reading, for their deadlines, and the wall clock for the stamps of the status.
+fn clock_now() -> podvisor_engine::Now {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    podvisor_engine::Now::new(podvisor_engine::Instant::ORIGIN.after(origin.elapsed()), Timestamp::now())
 }

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{ContainerStatus, PodSpec};
 use podvisor_engine::{
     Action, ContainerRef, ExitCause, Found, FoundExit, Hook, Input, NodeFacts, PodEngine, PodEvent, PodIdentity, Prior,
     ProbeKind, ProbeOutcome, Signal,
 };
+use podvisor_engine::{Instant, Now};
 
 use crate::behaviour::{Behaviour, HookScript, ProbeScript};
 
@@ -76,7 +77,11 @@ struct Proc {
 pub struct Sim {
     engine: PodEngine,
     t0: Timestamp,
+    /// Virtual time: the simulation's monotonic clock, read as a timestamp.
     now: Timestamp,
+    /// How far the wall clock the engine reads is off virtual time (see
+    /// [`Sim::step_wall_clock`]).
+    wall_offset: SignedDuration,
     seq: u64,
     queue: BTreeMap<(Timestamp, u64), Due>,
     procs: HashMap<ContainerRef, Proc>,
@@ -120,14 +125,17 @@ impl Sim {
         let t0 = epoch();
         let id = PodIdentity { name: name.into(), namespace: "default".into(), uid: format!("uid-{name}") };
         let node = NodeFacts::default();
+        // Virtual time starts at the monotonic clock's origin.
+        let start = Now::new(Instant::ORIGIN, t0);
         let engine = match prior {
-            Some(status) => PodEngine::resumed(id, spec, &node, t0, Prior { status, deleting: None }),
-            None => PodEngine::new(id, spec, &node, t0),
+            Some(status) => PodEngine::resumed(id, spec, &node, start, Prior { status, deleting: None }),
+            None => PodEngine::new(id, spec, &node, start),
         };
         let mut sim = Sim {
             engine,
             t0,
             now: t0,
+            wall_offset: SignedDuration::ZERO,
             seq: 0,
             queue: BTreeMap::new(),
             procs: HashMap::new(),
@@ -253,7 +261,8 @@ impl Sim {
                         p.alive = false;
                         let mark = if code == 137 { Mark::Killed } else { Mark::Exiting(code) };
                         self.mark(&r.name, mark);
-                        let exit = FoundExit { exit_code: code, cause, finished_at: at, message: None };
+                        let finished_at = self.wall_at(at);
+                        let exit = FoundExit { exit_code: code, cause, finished_at, message: None };
                         ended.insert(r, exit);
                     }
                 }
@@ -280,8 +289,32 @@ impl Sim {
         // The pod object says it is being deleted: the new node process knows it from the start.
         let prior = Prior { status: &prior, deleting: self.engine.deletion().map(Some) };
         let (id, spec) = (self.engine.identity().clone(), self.engine.spec().clone());
-        self.engine = PodEngine::adopted(id, spec, &NodeFacts::default(), self.now, prior, found);
+        self.engine = PodEngine::adopted(id, spec, &NodeFacts::default(), self.engine_now(), prior, found);
         self.after_engine();
+    }
+
+    /// Steps the wall clock the engine reads by `by` (backwards when negative), as NTP or a
+    /// user's `date -s` steps a machine's: virtual time, and so the monotonic clock, goes on
+    /// undisturbed.
+    pub fn step_wall_clock(&mut self, by: SignedDuration) {
+        self.wall_offset = self.wall_offset.saturating_add(by);
+    }
+
+    /// The wall clock's reading at virtual time `t`.
+    fn wall_at(&self, t: Timestamp) -> Timestamp {
+        t.checked_add(self.wall_offset).unwrap_or(t)
+    }
+
+    /// The moment the engine is told it is: virtual time since the start on its monotonic
+    /// clock, and the wall clock's reading.
+    fn engine_now(&self) -> Now {
+        let mono = Instant::ORIGIN.after(self.now.duration_since(self.t0).unsigned_abs());
+        Now::new(mono, self.wall_at(self.now))
+    }
+
+    /// The virtual time at which the engine's monotonic clock reads `t`.
+    fn virtual_at(&self, t: Instant) -> Timestamp {
+        self.t0.checked_add(t.since_origin()).unwrap_or(if t < Instant::ORIGIN { self.t0 } else { Timestamp::MAX })
     }
 
     /// Runs for `d` of virtual time.
@@ -312,7 +345,8 @@ impl Sim {
                 return;
             }
             let next_due = self.queue.keys().next().map(|(t, _)| *t);
-            let next = [next_due, self.engine.poll_timeout()].into_iter().flatten().min();
+            let timeout = self.engine.poll_timeout().map(|t| self.virtual_at(t));
+            let next = [next_due, timeout].into_iter().flatten().min();
             let Some(next) = next.filter(|t| *t <= limit) else {
                 self.now = self.now.max(limit);
                 return;
@@ -322,14 +356,14 @@ impl Sim {
                 let Some(((_, _), due)) = self.queue.pop_first() else { continue };
                 self.fire(due);
             } else {
-                self.engine.handle_timeout(self.now);
+                self.engine.handle_timeout(self.engine_now());
                 self.after_engine();
             }
         }
     }
 
     fn feed(&mut self, input: Input) {
-        self.engine.handle(self.now, input);
+        self.engine.handle(self.engine_now(), input);
         self.after_engine();
     }
 

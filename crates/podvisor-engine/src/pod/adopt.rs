@@ -7,15 +7,18 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, PodStatus};
 
 use super::{PodEngine, Sandbox};
+use crate::clock::Now;
 use crate::io::{Action, ContainerRef, ExitCause, Found, ProbeKind};
 use crate::probe::{Cached, Worker};
 use crate::record::{Exit, Instance, State};
 
 /// How an instance ended, as a reported `terminated` state says.
-pub(super) fn exit_from_status(t: &ContainerStateTerminated, now: Timestamp) -> Exit {
+pub(super) fn exit_from_status(t: &ContainerStateTerminated, now: Now) -> Exit {
+    let finished_at = t.finished_at.as_ref().map_or(now.wall, |x| x.0);
     Exit {
         started_at: t.started_at.as_ref().map(|x| x.0),
-        finished_at: t.finished_at.as_ref().map_or(now, |x| x.0),
+        finished_at,
+        ended: now.mono_of(finished_at),
         exit_code: t.exit_code,
         cause: match t.reason.as_deref() {
             Some("OOMKilled") => ExitCause::OomKilled,
@@ -43,9 +46,10 @@ impl PodEngine {
     /// (R76); instances that ended while nobody watched end as `found` says; and a container
     /// whose instance vanished from the runtime is simply started again where the pod's
     /// progress allows it (a sidecar of an initialized pod, R75). Restart counts go on.
-    pub(super) fn adopt(&mut self, now: Timestamp, prior: &PodStatus, found: Vec<Found>) {
+    pub(super) fn adopt(&mut self, now: Now, prior: &PodStatus, found: Vec<Found>) {
         if let Some(t) = &prior.start_time {
             self.start_time = t.0;
+            self.start_mono = now.mono_of(t.0);
         }
         // A condition whose status does not change keeps its transition time, as the kubelet's
         // status manager keeps it from the status it finds in the API.
@@ -96,7 +100,8 @@ impl PodEngine {
                     let r = ContainerRef::new(name.clone(), current);
                     let state = State::Exited(Exit {
                         started_at: Some(started_at),
-                        finished_at: now,
+                        finished_at: now.wall,
+                        ended: now.mono,
                         exit_code: 137,
                         cause: ExitCause::Lost,
                         message: Some("The container could not be located when the node process started again".into()),
@@ -115,11 +120,15 @@ impl PodEngine {
                     Some(e) => State::Exited(Exit {
                         started_at,
                         finished_at: e.finished_at,
+                        ended: now.mono_of(e.finished_at),
                         exit_code: e.exit_code,
                         cause: e.cause,
                         message: e.message.clone(),
                     }),
-                    None => State::Running { started_at: started_at.unwrap_or(now) },
+                    None => {
+                        let started_at = started_at.unwrap_or(now.wall);
+                        State::Running { started_at, since: now.mono_of(started_at) }
+                    }
                 };
                 let image =
                     same.map(|s| s.image.clone()).or_else(|| self.model.get(&name).map(|c| c.image().to_string()));
@@ -155,15 +164,15 @@ impl PodEngine {
     /// R76: probe workers for a running instance taken over. A startup probe that had passed
     /// is not run again; the readiness result is kept until the first new one (reported ready
     /// unless it has a readiness probe and the pod was not Ready); liveness goes on as it was.
-    fn take_over_probes(&mut self, now: Timestamp, inst: &Instance, started: bool, pod_ready: bool) {
+    fn take_over_probes(&mut self, now: Now, inst: &Instance, started: bool, pod_ready: bool) {
         let Some(c) = self.model.get(&inst.r.name).cloned() else { return };
         let since = match inst.state {
-            State::Running { started_at } => started_at,
-            _ => now,
+            State::Running { since, .. } => since,
+            _ => now.mono,
         };
         for spec in &c.probes {
             let mut w = Worker::new(spec.clone());
-            w.next_at = Some(crate::kill::after(since, spec.initial_delay).max(now));
+            w.next_at = Some(since.after(spec.initial_delay).max(now.mono));
             match spec.kind {
                 ProbeKind::Startup if started => {
                     w.cached = Cached::Success;

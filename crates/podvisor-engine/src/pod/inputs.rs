@@ -1,10 +1,9 @@
 //! What the runtime reports: images, creates, starts, exits, hooks and failed starts.
 
-use jiff::Timestamp;
-
 use crate::backoff::CRASH_LOOP_INITIAL;
+use crate::clock::Now;
 use crate::io::{Action, ContainerRef, EventType, ExitCause, Hook, ProbeKind};
-use crate::kill::{MIN_GRACE_SECONDS, Stage, after};
+use crate::kill::{MIN_GRACE_SECONDS, Stage};
 use crate::probe::Worker;
 
 use crate::record::{Exit, Instance, State};
@@ -24,7 +23,7 @@ impl PodEngine {
         self.record(EventType::Normal, "Pulled", message, Some(&c));
     }
 
-    pub(super) fn on_pull_failed(&mut self, now: Timestamp, r: &ContainerRef, message: String) {
+    pub(super) fn on_pull_failed(&mut self, now: Now, r: &ContainerRef, message: String) {
         if self.cancelled.remove(r) {
             return;
         }
@@ -36,9 +35,9 @@ impl PodEngine {
         self.record(EventType::Warning, "Failed", format!("Failed to pull image \"{image}\": {message}"), Some(&c));
         self.record(EventType::Warning, "Failed", "Error: ErrImagePull".into(), Some(&c));
         self.waiting.insert(c.name.clone(), Waiting { reason: "ErrImagePull".into(), message });
-        let since = self.pull_failed_at.get(&image).copied().unwrap_or(now);
-        self.pull_backoff.next(&image, since, now);
-        self.pull_failed_at.insert(image, now);
+        let since = self.pull_failed_at.get(&image).copied().unwrap_or(now.mono);
+        self.pull_backoff.next(&image, since, now.mono);
+        self.pull_failed_at.insert(image, now.mono);
         // The kubelet re-syncs after a failed start; here that happens at once.
         self.dirty = true;
         self.start_done(r, false);
@@ -54,7 +53,7 @@ impl PodEngine {
         self.record(EventType::Normal, "Created", format!("Created container: {}", c.name), Some(&c));
     }
 
-    pub(super) fn on_start_failed(&mut self, now: Timestamp, r: &ContainerRef, reason: String, message: String) {
+    pub(super) fn on_start_failed(&mut self, now: Now, r: &ContainerRef, reason: String, message: String) {
         if self.cancelled.remove(r) {
             // An abandoned start that never ran: nothing to show, nothing to retry.
             return;
@@ -70,7 +69,8 @@ impl PodEngine {
             Some(inst) => {
                 inst.state = State::Exited(Exit {
                     started_at: None,
-                    finished_at: now,
+                    finished_at: now.wall,
+                    ended: now.mono,
                     exit_code: 128,
                     cause: ExitCause::StartError,
                     message: Some(message),
@@ -82,17 +82,16 @@ impl PodEngine {
             None => {
                 self.waiting.insert(c.name.clone(), Waiting { reason, message });
                 let key = format!("create/{}", self.backoff_key(&c));
-                let since = now;
-                self.crash_backoff.next(&key, since, now);
+                self.crash_backoff.next(&key, now.mono, now.mono);
                 let wait = self.crash_backoff.current(&key).unwrap_or(CRASH_LOOP_INITIAL);
                 // Nothing exited, so the crash-loop back-off cannot hold the retry: the timer does.
-                self.retries.insert(after(now, wait));
+                self.retries.insert(now.mono.after(wait));
             }
         }
         self.start_done(r, false);
     }
 
-    pub(super) fn on_started(&mut self, now: Timestamp, r: &ContainerRef) {
+    pub(super) fn on_started(&mut self, now: Now, r: &ContainerRef) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         if self.records.get(r).is_none() {
             let image = self.instance_image(r, &c);
@@ -102,7 +101,7 @@ impl PodEngine {
             if inst.state != State::Created {
                 return;
             }
-            inst.state = State::Running { started_at: now };
+            inst.state = State::Running { started_at: now.wall, since: now.mono };
         }
         self.waiting.remove(&r.name);
         self.starting_image.remove(r);
@@ -118,7 +117,7 @@ impl PodEngine {
         self.record(EventType::Normal, "Started", format!("Started container {}", c.name), Some(&c));
         for spec in &c.probes {
             let mut w = Worker::new(spec.clone());
-            w.next_at = Some(after(now, spec.initial_delay));
+            w.next_at = Some(now.mono.after(spec.initial_delay));
             if self.terminating.is_some() && spec.kind != ProbeKind::Readiness {
                 w.stopped = true;
             }
@@ -144,7 +143,7 @@ impl PodEngine {
 
     pub(super) fn on_exited(
         &mut self,
-        now: Timestamp,
+        now: Now,
         r: &ContainerRef,
         exit_code: i32,
         cause: ExitCause,
@@ -163,10 +162,11 @@ impl PodEngine {
             return;
         }
         let started_at = match inst.state {
-            State::Running { started_at } => Some(started_at),
+            State::Running { started_at, .. } => Some(started_at),
             _ => None,
         };
-        inst.state = State::Exited(Exit { started_at, finished_at: now, exit_code, cause, message });
+        let exit = Exit { started_at, finished_at: now.wall, ended: now.mono, exit_code, cause, message };
+        inst.state = State::Exited(exit);
         self.probes.retain(|(pr, _), _| pr != r);
         self.dirty = true;
         self.kills.remove(r);
@@ -183,7 +183,7 @@ impl PodEngine {
         }
     }
 
-    pub(super) fn on_hook_done(&mut self, now: Timestamp, r: &ContainerRef, hook: Hook, result: Result<(), String>) {
+    pub(super) fn on_hook_done(&mut self, now: Now, r: &ContainerRef, hook: Hook, result: Result<(), String>) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         match hook {
             Hook::PostStart => {

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
-
 use crate::backoff::CRASH_LOOP_INITIAL;
+use crate::clock::{Instant, Now};
 use crate::io::{Action, ContainerRef, EventType, Hook, ProbeKind, Signal};
-use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, after, after_secs, whole_seconds};
+use crate::kill::{KillTask, MIN_GRACE_SECONDS, Ordering, Stage, whole_seconds};
 use crate::model::Role;
 use crate::probe::Cached;
 
@@ -16,24 +15,17 @@ use crate::record::Instance;
 use super::{Current, EVICTION_GRACE_SECONDS, PodEngine, Sandbox, Termination};
 
 impl PodEngine {
-    pub(super) fn start_kill(
-        &mut self,
-        now: Timestamp,
-        r: ContainerRef,
-        grace: i64,
-        ordered: bool,
-        message: Option<String>,
-    ) {
+    pub(super) fn start_kill(&mut self, now: Now, r: ContainerRef, grace: i64, ordered: bool, message: Option<String>) {
         if self.kills.contains_key(&r) {
             return;
         }
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         let message = message.unwrap_or_else(|| format!("Stopping container {}", c.name));
         self.record(EventType::Normal, "Killing", message, Some(&c));
-        let task = KillTask { r: r.clone(), ordered, grace, stage: Stage::PreStop, since: now, deadline: None };
+        let task = KillTask { r: r.clone(), ordered, grace, stage: Stage::PreStop, since: now.mono, deadline: None };
         self.kills.insert(r.clone(), task);
         if c.pre_stop && grace > 0 {
-            let deadline = after_secs(now, grace);
+            let deadline = now.mono.after_secs(grace);
             if let Some(t) = self.kills.get_mut(&r) {
                 t.deadline = Some(deadline);
             }
@@ -48,7 +40,7 @@ impl PodEngine {
     }
 
     /// R42 steps 1→2: the hook is done (or timed out); wait for the turn if ordered.
-    pub(super) fn after_pre_stop(&mut self, now: Timestamp, r: &ContainerRef) {
+    pub(super) fn after_pre_stop(&mut self, now: Now, r: &ContainerRef) {
         let turn = match &self.terminating {
             Some(t) => t.ordering.turn_has_come(&self.model, &r.name),
             None => true,
@@ -56,31 +48,31 @@ impl PodEngine {
         let has_sidecar = self.model.has_sidecar();
         let Some(task) = self.kills.get_mut(r) else { return };
         if task.stage == Stage::PreStop {
-            task.grace -= whole_seconds(task.since, now);
+            task.grace -= whole_seconds(task.since, now.mono);
         }
         if task.ordered && has_sidecar && task.grace > 0 && !turn {
             task.stage = Stage::WaitTurn;
-            task.since = now;
-            task.deadline = Some(after_secs(now, task.grace));
+            task.since = now.mono;
+            task.deadline = Some(now.mono.after_secs(task.grace));
             return;
         }
         self.send_stop(now, r);
     }
 
     /// R42 steps 3–4: the stop signal, then SIGKILL after at least 2 s.
-    pub(super) fn send_stop(&mut self, now: Timestamp, r: &ContainerRef) {
+    pub(super) fn send_stop(&mut self, now: Now, r: &ContainerRef) {
         let Some(task) = self.kills.get_mut(r) else { return };
         if task.stage == Stage::WaitTurn {
-            task.grace -= whole_seconds(task.since, now);
+            task.grace -= whole_seconds(task.since, now.mono);
         }
         let grace = task.grace.max(MIN_GRACE_SECONDS);
         task.stage = Stage::Stopping;
-        task.since = now;
-        task.deadline = Some(after_secs(now, grace));
+        task.since = now.mono;
+        task.deadline = Some(now.mono.after_secs(grace));
         self.out.push_back(Action::Signal { container: r.clone(), signal: Signal::Stop });
     }
 
-    pub(super) fn kill_deadline(&mut self, r: &ContainerRef, now: Timestamp) {
+    pub(super) fn kill_deadline(&mut self, r: &ContainerRef, now: Now) {
         let Some(task) = self.kills.get(r) else { return };
         match task.stage {
             Stage::PreStop => self.after_pre_stop(now, r),
@@ -96,7 +88,7 @@ impl PodEngine {
         }
     }
 
-    pub(super) fn advance_waiting_kills(&mut self, now: Timestamp) {
+    pub(super) fn advance_waiting_kills(&mut self, now: Now) {
         let Some(term) = &self.terminating else { return };
         let ready: Vec<ContainerRef> = self
             .kills
@@ -110,7 +102,7 @@ impl PodEngine {
     }
 
     /// Begins pod termination (R36 completion, R39–R47 deletion).
-    pub(super) fn begin_termination(&mut self, now: Timestamp, deleted: bool, grace: i64) {
+    pub(super) fn begin_termination(&mut self, now: Now, deleted: bool, grace: i64) {
         // The pass in flight is abandoned, as the kubelet cancels its sync (R41).
         self.queue.clear();
         if let Some(Current::Starting(r)) = self.current.take()
@@ -149,15 +141,15 @@ impl PodEngine {
 
     /// Caps every kill under way to a grace of `grace` seconds from `now`. A task's remaining
     /// grace counts from the start of its stage, so the time already spent there is added.
-    pub(super) fn cap_kills(&mut self, now: Timestamp, grace: i64) {
+    pub(super) fn cap_kills(&mut self, now: Now, grace: i64) {
         for task in self.kills.values_mut() {
             match task.stage {
                 Stage::PreStop | Stage::WaitTurn => {
-                    task.grace = task.grace.min(whole_seconds(task.since, now).saturating_add(grace));
-                    task.deadline = task.deadline.map(|d| d.min(after_secs(now, grace)));
+                    task.grace = task.grace.min(whole_seconds(task.since, now.mono).saturating_add(grace));
+                    task.deadline = task.deadline.map(|d| d.min(now.mono.after_secs(grace)));
                 }
                 Stage::Stopping => {
-                    task.deadline = task.deadline.map(|d| d.min(after_secs(now, grace.max(MIN_GRACE_SECONDS))));
+                    task.deadline = task.deadline.map(|d| d.min(now.mono.after_secs(grace.max(MIN_GRACE_SECONDS))));
                 }
                 Stage::Killed => {}
             }
@@ -180,19 +172,19 @@ impl PodEngine {
         self.out.push_back(Action::RemoveSandbox);
     }
 
-    pub(super) fn on_sandbox_failed(&mut self, now: Timestamp, reason: &str, message: String) {
+    pub(super) fn on_sandbox_failed(&mut self, now: Now, reason: &str, message: String) {
         if self.sandbox != Sandbox::Creating {
             return;
         }
         self.record(EventType::Warning, reason, message, None);
         if self.terminating.is_none() {
-            self.sandbox_backoff.next("sandbox", now, now);
+            self.sandbox_backoff.next("sandbox", now.mono, now.mono);
             let wait = self.sandbox_backoff.current("sandbox").unwrap_or(CRASH_LOOP_INITIAL);
-            self.sandbox_retry = Some(after(now, wait));
+            self.sandbox_retry = Some(now.mono.after(wait));
         }
     }
 
-    pub(super) fn on_delete(&mut self, now: Timestamp, grace_seconds: Option<i64>) {
+    pub(super) fn on_delete(&mut self, now: Now, grace_seconds: Option<i64>) {
         let grace = grace_seconds.unwrap_or_else(|| self.model.grace_seconds()).max(1);
         match &mut self.terminating {
             Some(term) => {
@@ -207,7 +199,7 @@ impl PodEngine {
         }
     }
 
-    pub(super) fn on_evict(&mut self, now: Timestamp, message: String) {
+    pub(super) fn on_evict(&mut self, now: Now, message: String) {
         if self.finished {
             return;
         }
@@ -227,7 +219,7 @@ impl PodEngine {
         }
     }
 
-    pub(super) fn on_reject(&mut self, now: Timestamp, reason: String, message: String) {
+    pub(super) fn on_reject(&mut self, now: Now, reason: String, message: String) {
         let before_sandbox = self.sandbox == Sandbox::Creating && self.records.running().next().is_none();
         if self.finished || self.terminating.is_some() || !before_sandbox {
             return;
@@ -240,8 +232,8 @@ impl PodEngine {
 
     /// The kubelet's active deadline handler: past the deadline, a Normal event, and the pod
     /// ends Failed after a kill with its own grace.
-    pub(super) fn check_deadline(&mut self, now: Timestamp) {
-        if self.active_deadline().is_some_and(|t| t <= now) && self.terminating.is_none() && !self.finished {
+    pub(super) fn check_deadline(&mut self, now: Now) {
+        if self.active_deadline().is_some_and(|t| t <= now.mono) && self.terminating.is_none() && !self.finished {
             let message = "Pod was active on the node longer than the specified deadline".to_string();
             self.record(EventType::Normal, "DeadlineExceeded", message.clone(), None);
             self.verdict = Some(("DeadlineExceeded".into(), message));
@@ -250,12 +242,12 @@ impl PodEngine {
     }
 
     /// When `activeDeadlineSeconds` runs out, counted from the pod's start time.
-    pub(super) fn active_deadline(&self) -> Option<Timestamp> {
+    pub(super) fn active_deadline(&self) -> Option<Instant> {
         let seconds = self.spec.active_deadline_seconds.filter(|s| *s > 0)?;
-        self.start_time.checked_add(jiff::SignedDuration::from_secs(seconds)).ok()
+        Some(self.start_mono.after_secs(seconds))
     }
 
-    pub(super) fn on_force_kill(&mut self, now: Timestamp) {
+    pub(super) fn on_force_kill(&mut self, now: Now) {
         if self.terminating.is_none() {
             self.begin_termination(now, true, 1);
         }

@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::PodSpec;
 
+use crate::clock::{Instant, Now};
 use crate::decide::{KillReason, decide};
 use crate::duration::go_duration;
 use crate::io::{Action, ContainerRef, EventType, ProbeKind};
-use crate::kill::after;
 use crate::model::{ContainerModel, PodModel, Role};
 use crate::record::Instance;
 
@@ -17,7 +16,7 @@ use super::{Current, Op, PodEngine, Sandbox, Waiting};
 
 impl PodEngine {
     /// Runs the current pass forward, and new passes while inputs are pending.
-    pub(super) fn drive(&mut self, now: Timestamp) {
+    pub(super) fn drive(&mut self, now: Now) {
         loop {
             if self.finished || self.current.is_some() {
                 return;
@@ -56,7 +55,7 @@ impl PodEngine {
         }
     }
 
-    pub(super) fn begin_op(&mut self, now: Timestamp, op: Op) {
+    pub(super) fn begin_op(&mut self, now: Now, op: Op) {
         match op {
             Op::Kill { r, reason, message } => {
                 if self.records.get(&r).is_some_and(Instance::running) {
@@ -81,11 +80,11 @@ impl PodEngine {
             .unwrap_or_else(|| self.model.grace_seconds())
     }
 
-    pub(super) fn begin_start(&mut self, now: Timestamp, name: &str, backoff_since: Option<Timestamp>) {
+    pub(super) fn begin_start(&mut self, now: Now, name: &str, backoff_since: Option<Instant>) {
         let Some(c) = self.model.get(name).cloned() else { return };
         let key = self.backoff_key(&c);
         if let Some(since) = backoff_since {
-            if let Some(left) = self.crash_backoff.remaining(&key, since, now) {
+            if let Some(left) = self.crash_backoff.remaining(&key, since, now.mono) {
                 let total = self.crash_backoff.current(&key).unwrap_or(left);
                 self.waiting.insert(
                     c.name.clone(),
@@ -110,22 +109,22 @@ impl PodEngine {
                     ),
                     Some(&c),
                 );
-                self.retries.insert(after(now, left));
+                self.retries.insert(now.mono.after(left));
                 self.start_refused(&c);
                 return;
             }
-            self.crash_backoff.next(&key, since, now);
+            self.crash_backoff.next(&key, since, now.mono);
         }
         let image = c.image().to_string();
         if let Some(failed_at) = self.pull_failed_at.get(&image).copied()
-            && let Some(left) = self.pull_backoff.remaining(&image, failed_at, now)
+            && let Some(left) = self.pull_backoff.remaining(&image, failed_at, now.mono)
         {
             self.waiting.insert(
                 c.name.clone(),
                 Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") },
             );
             self.record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{image}\""), Some(&c));
-            self.retries.insert(after(now, left));
+            self.retries.insert(now.mono.after(left));
             self.start_refused(&c);
             return;
         }

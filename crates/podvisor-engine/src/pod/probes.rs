@@ -1,9 +1,7 @@
 //! Probe workers: when probes run, and what their results change (R29–R35).
 
-use jiff::Timestamp;
-
+use crate::clock::Now;
 use crate::io::{Action, ContainerRef, EventType, ProbeKind, ProbeOutcome};
-use crate::kill::after;
 use crate::probe::Cached;
 
 use crate::record::{Instance, State};
@@ -11,7 +9,7 @@ use crate::record::{Instance, State};
 use super::PodEngine;
 
 impl PodEngine {
-    pub(super) fn run_due_probes(&mut self, now: Timestamp) {
+    pub(super) fn run_due_probes(&mut self, now: Now) {
         let terminating = self.terminating.is_some();
         let keys: Vec<(ContainerRef, ProbeKind)> = self.probes.keys().cloned().collect();
         for key in keys {
@@ -23,7 +21,7 @@ impl PodEngine {
                 w.stopped = true;
                 continue;
             }
-            if !w.is_due_candidate() || w.next_at.is_none_or(|t| t > now) || !running {
+            if !w.is_due_candidate() || w.next_at.is_none_or(|t| t > now.mono) || !running {
                 continue;
             }
             let eligible = match key.1 {
@@ -36,7 +34,7 @@ impl PodEngine {
                 continue;
             }
             w.in_flight = true;
-            w.next_at = Some(after(now, w.spec.period));
+            w.next_at = Some(now.mono.after(w.spec.period));
             let timeout = w.spec.timeout;
             self.out.push_back(Action::RunProbe { container: key.0.clone(), probe: key.1, timeout });
         }
@@ -53,7 +51,7 @@ impl PodEngine {
         }
     }
 
-    pub(super) fn on_probe_done(&mut self, now: Timestamp, r: &ContainerRef, kind: ProbeKind, outcome: ProbeOutcome) {
+    pub(super) fn on_probe_done(&mut self, now: Now, r: &ContainerRef, kind: ProbeKind, outcome: ProbeOutcome) {
         let Some(c) = self.model.get(&r.name).cloned() else { return };
         let Some(w) = self.probes.get_mut(&(r.clone(), kind)) else { return };
         w.in_flight = false;
@@ -78,15 +76,15 @@ impl PodEngine {
         match (kind, now_cached) {
             (ProbeKind::Startup, Cached::Success) => {
                 // Started: liveness and readiness may run now; readiness at once (R31).
-                let started_at = self.records.get(r).and_then(|i| match i.state {
-                    State::Running { started_at } => Some(started_at),
+                let since = self.records.get(r).and_then(|i| match i.state {
+                    State::Running { since, .. } => Some(since),
                     _ => None,
                 });
                 for other in [ProbeKind::Liveness, ProbeKind::Readiness] {
                     if let Some(o) = self.probes.get_mut(&(r.clone(), other)) {
                         // Readiness is probed at once; liveness at its next period.
-                        let next = if other == ProbeKind::Readiness { now } else { after(now, o.spec.period) };
-                        let earliest = started_at.map_or(next, |s| after(s, o.spec.initial_delay));
+                        let next = if other == ProbeKind::Readiness { now.mono } else { now.mono.after(o.spec.period) };
+                        let earliest = since.map_or(next, |s| s.after(o.spec.initial_delay));
                         o.next_at = Some(earliest.max(next));
                     }
                 }

@@ -129,7 +129,7 @@ fn container_status(e: &PodEngine, c: &ContainerModel) -> ContainerStatus {
             let prev = e.records.previous(&c.name).and_then(|p| p.exit().map(|x| terminated(p, x)));
             match &i.state {
                 State::Created => (waiting("ContainerCreating", None), prev),
-                State::Running { started_at } => (
+                State::Running { started_at, .. } => (
                     ContainerState {
                         running: Some(ContainerStateRunning { started_at: Some(Time(*started_at)) }),
                         ..Default::default()
