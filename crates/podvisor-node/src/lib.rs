@@ -19,6 +19,7 @@ mod eviction;
 mod execs;
 mod handlers;
 mod host;
+mod machine;
 pub mod pod_logs;
 pub mod store;
 

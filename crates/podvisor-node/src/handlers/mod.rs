@@ -1,10 +1,12 @@
-//! Probe and hook handlers on real containers: `exec` through the OCI runtime; `tcpSocket`,
-//! `httpGet` and `grpc` from inside the pod's network namespace, to the pod's address as the
-//! kubelet's probes go (so a server listening on loopback only fails them there too); `sleep`.
+//! Probe and hook handlers, dispatched from one list ([`Handler`]): `exec` through the
+//! machine's runtime; `tcpSocket`, `httpGet` and `grpc` from the node to the pod's address, as
+//! the kubelet's go (so a server listening on loopback only fails them there too), or, for a
+//! pod without an address of its own, from inside its network namespace to its loopback;
+//! `sleep`.
 //!
-//! A network check opens its socket on a short-lived thread that joins the pod's network
-//! namespace, so the node's own threads never change namespace; the socket stays in the pod's
-//! namespace wherever it is used afterwards.
+//! A check that must connect from inside a network namespace opens its socket on a short-lived
+//! thread that joins it, so the node's own threads never change namespace; the socket stays in
+//! the pod's namespace wherever it is used afterwards.
 
 mod grpc;
 mod http;
@@ -16,7 +18,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, TCPSocketAction};
+use k8s_openapi::api::core::v1::{Container, GRPCAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_engine::ProbeOutcome;
 use podvisor_runtime::runc::Runc;
@@ -28,6 +30,48 @@ pub(crate) struct Target {
     pub netns: Option<PathBuf>,
     /// The address a check without a `host` connects to: the pod's.
     pub ip: String,
+}
+
+/// What a probe or a lifecycle hook does: the one list both are dispatched from.
+pub(crate) enum Handler {
+    /// Runs a command in the container; exit code 0 passes.
+    Exec(Vec<String>),
+    /// An HTTP GET.
+    Http(HTTPGetAction),
+    /// A TCP connection.
+    Tcp(TCPSocketAction),
+    /// A gRPC health check (probes only).
+    Grpc(GRPCAction),
+    /// Waits this many seconds (hooks only).
+    Sleep(i64),
+}
+
+impl Handler {
+    /// A probe's handler, if it names one.
+    pub(crate) fn of_probe(p: &Probe) -> Option<Handler> {
+        if let Some(e) = &p.exec {
+            Some(Handler::Exec(e.command.clone().unwrap_or_default()))
+        } else if let Some(a) = &p.tcp_socket {
+            Some(Handler::Tcp(a.clone()))
+        } else if let Some(a) = &p.http_get {
+            Some(Handler::Http(a.clone()))
+        } else {
+            p.grpc.clone().map(Handler::Grpc)
+        }
+    }
+
+    /// A lifecycle hook's handler, if it names one.
+    pub(crate) fn of_hook(h: &LifecycleHandler) -> Option<Handler> {
+        if let Some(e) = &h.exec {
+            Some(Handler::Exec(e.command.clone().unwrap_or_default()))
+        } else if let Some(s) = &h.sleep {
+            Some(Handler::Sleep(s.seconds))
+        } else if let Some(a) = &h.http_get {
+            Some(Handler::Http(a.clone()))
+        } else {
+            h.tcp_socket.clone().map(Handler::Tcp)
+        }
+    }
 }
 
 /// What a handler found.

@@ -7,9 +7,11 @@
 //! - `ends`: how an instance ended, its termination message, and the record of its end kept
 //!   beside its log;
 //! - `takeover`: what a node process started again finds of a pod on the machine;
+//! - `machine`: the host as the [`Machine`](crate::machine::Machine) pods' drivers run on;
 //! - `steps`: the timing of a start's steps.
 
 mod ends;
+mod machine;
 mod start;
 mod steps;
 mod takeover;
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use podvisor_engine::{ContainerRef, Input};
+use podvisor_engine::ContainerRef;
 use podvisor_runtime::cgroup;
 use podvisor_runtime::image::ImageStore;
 use podvisor_runtime::monitor::MonitorCommand;
@@ -34,7 +36,6 @@ use podvisor_runtime::rootfs::Overlay;
 use podvisor_runtime::runc::Runc;
 
 use crate::cleanup;
-use crate::events::What;
 
 /// The parts every pod of a node shares.
 pub(crate) struct Host {
@@ -120,10 +121,7 @@ pub fn log_dir(data: &Path, pod: &Pod) -> PathBuf {
     })
 }
 
-/// Reports back to the pod's driver.
-pub(crate) type Report = tokio::sync::mpsc::UnboundedSender<Input>;
-/// Publishes node events about the pod.
-pub(crate) type Publish = Arc<dyn Fn(What) + Send + Sync>;
+pub(crate) use crate::machine::{Publish, Report};
 
 /// Where a container's `subPath` sources are pinned, in its bundle.
 const SUBPATHS: &str = "subpaths";
