@@ -38,26 +38,31 @@ pub fn oom_killed(path: &str) -> bool {
         .is_some_and(|n| n > 0)
 }
 
-/// Removes the cgroup `path` (and its empty children) in every hierarchy. Best effort: a
-/// cgroup still holding processes stays.
-pub fn remove(path: &str) {
+/// Removes the cgroup `path` (and its empty children) in every hierarchy. A cgroup still
+/// holding processes stays: the ones left are returned, with why.
+pub fn remove(path: &str) -> Vec<(PathBuf, std::io::Error)> {
     let rel = path.trim_start_matches('/');
     let mut roots: Vec<PathBuf> = vec![Path::new(ROOT).join(rel)];
     if let Ok(entries) = std::fs::read_dir(ROOT) {
         roots.extend(entries.flatten().map(|e| e.path().join(rel)));
     }
+    let mut left = Vec::new();
     for dir in roots {
-        remove_tree(&dir);
+        remove_tree(&dir, &mut left);
     }
+    left
 }
 
-fn remove_tree(dir: &Path) {
+fn remove_tree(dir: &Path, left: &mut Vec<(PathBuf, std::io::Error)>) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
+                remove_tree(&e.path(), left);
             }
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => left.push((dir.to_path_buf(), e)),
+        _ => {}
+    }
 }

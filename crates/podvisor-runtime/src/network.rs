@@ -269,15 +269,21 @@ impl PodNetwork {
 /// threads.
 pub fn detach(a: &Attachment, netns: &Path) {
     if is_namespace(netns) {
-        let _ = std::process::Command::new("nsenter")
+        // The pair goes with the namespace anyway; deleting it first frees the host end at once.
+        let deleted = std::process::Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .args(["ip", "link", "del", "eth0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        if let Err(e) = deleted {
+            eprintln!("podvisor: the veth pair of {} is left until its namespace goes: {e}", netns.display());
+        }
     }
-    let _ = release(&a.claim, netns);
+    if let Err(e) = release(&a.claim, netns) {
+        eprintln!("podvisor: the address claim {} is left behind: {e}", a.claim.display());
+    }
 }
 
 /// Runs `ip -batch -` with `commands`, in the network namespace at `netns` if given.
@@ -365,7 +371,12 @@ fn release(claim: &Path, owner: &Path) -> Result<(), NetworkError> {
     let Some(dir) = claim.parent() else { return Ok(()) };
     let _lock = Locked::take(dir)?;
     if std::fs::read_to_string(claim).is_ok_and(|holder| Path::new(holder.trim()) == owner) {
-        let _ = std::fs::remove_file(claim);
+        match std::fs::remove_file(claim) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(NetworkError::Io { path: claim.to_path_buf(), error: e });
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -46,14 +46,26 @@ pub fn read_only(pod: &Pod) -> std::collections::HashSet<String> {
 }
 
 /// Unmounts and deletes the volumes under `dir` except those named in `keep` (left with their
-/// files).
-pub fn release_except(dir: &Path, keep: &[String]) {
+/// files). Every volume is tried; the first that could not be deleted is the error.
+pub fn release_except(dir: &Path, keep: &[String]) -> std::io::Result<()> {
+    let mut first = Ok(());
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         if keep.iter().any(|k| e.file_name() == k.as_str()) {
             continue;
         }
-        let _ = unmount(e.path(), UnmountFlags::DETACH);
-        let _ = fs::remove_dir_all(e.path());
+        // Not every volume is a mount (a configMap's is a plain directory): EINVAL is expected.
+        _ = unmount(e.path(), UnmountFlags::DETACH);
+        if let Err(error) = absent_is_ok(fs::remove_dir_all(e.path())) {
+            first = first.and(Err(std::io::Error::new(error.kind(), format!("{}: {error}", e.path().display()))));
+        }
+    }
+    first
+}
+
+fn absent_is_ok(r: std::io::Result<()>) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
     }
 }
 
@@ -68,13 +80,14 @@ pub fn on_disk_empty_dirs(pod: &Pod) -> Vec<String> {
 }
 
 /// Unmounts and deletes the pod's volume directory (host paths are left alone).
-pub fn release(dir: &Path) {
+pub fn release(dir: &Path) -> std::io::Result<()> {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
-            let _ = unmount(e.path(), UnmountFlags::DETACH);
+            // Not every volume is a mount (a configMap's is a plain directory): EINVAL is expected.
+            _ = unmount(e.path(), UnmountFlags::DETACH);
         }
     }
-    let _ = fs::remove_dir_all(dir);
+    absent_is_ok(fs::remove_dir_all(dir))
 }
 
 /// Mounts a tmpfs at `dir`: `mode` 0777 for a memory emptyDir, which containers write; 0755

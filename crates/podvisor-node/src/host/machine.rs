@@ -153,7 +153,10 @@ impl Machine for Arc<Host> {
         {
             Ok(v) => v,
             Err(e) => {
-                podvisor_runtime::volumes::release(&dir.join("volumes"));
+                crate::cleanup::said(
+                    dir.join("volumes").display(),
+                    podvisor_runtime::volumes::release(&dir.join("volumes")),
+                );
                 let sandbox_dir = dir.join("sandbox");
                 match tokio::task::spawn_blocking(move || sandbox.remove()).await {
                     Ok(removed) => _ = crate::cleanup::said(sandbox_dir.display(), removed),

@@ -177,9 +177,12 @@ pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &
         }
     }
     if keep.is_empty() {
-        podvisor_runtime::volumes::release(&dir.join("volumes"));
+        cleanup::said(dir.join("volumes").display(), podvisor_runtime::volumes::release(&dir.join("volumes")));
     } else {
-        podvisor_runtime::volumes::release_except(&dir.join("volumes"), keep);
+        cleanup::said(
+            dir.join("volumes").display(),
+            podvisor_runtime::volumes::release_except(&dir.join("volumes"), keep),
+        );
     }
     let sandbox = podvisor_runtime::sandbox::Sandbox::at(&dir.join("sandbox"));
     let sandbox_dir = dir.join("sandbox");
@@ -187,7 +190,9 @@ pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &
         Ok(removed) => _ = cleanup::said(sandbox_dir.display(), removed),
         Err(e) => _ = cleanup::said(sandbox_dir.display(), Err(e)),
     }
-    cgroup::remove(&pod_cgroup(uid));
+    for (cgroup, e) in cgroup::remove(&pod_cgroup(uid)) {
+        cleanup::said(format_args!("cgroup {}", cgroup.display()), Err::<(), _>(e));
+    }
     // A subPath bind left mounted would let the removal reach into a volume (or a host path).
     if !released {
         return;

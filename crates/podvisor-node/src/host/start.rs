@@ -191,10 +191,18 @@ impl StartJob {
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
         // What a node process started again looks for: the start was asked for (whether it
         // happened, the runtime's state then says).
-        let _ = std::fs::write(dir.join(STARTED), b"");
+        if let Err(e) = std::fs::write(dir.join(STARTED), b"") {
+            eprintln!(
+                "podvisor: {}: {e} (a node process started again would not take container {id} over)",
+                dir.join(STARTED).display()
+            );
+        }
         let start = self.host.runc.start(&id).await;
         if start.is_err() {
-            let _ = self.host.runc.kill(&id, "KILL").await;
+            // The created container is ended; the watch reports the failed start either way.
+            if let Err(e) = self.host.runc.kill(&id, "KILL").await {
+                eprintln!("podvisor: ending container {id} after its failed start: {e}");
+            }
         } else {
             steps.done("runc start");
             let _ = self.report.send(Input::Started { container: r.clone() });
