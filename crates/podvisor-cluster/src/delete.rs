@@ -85,13 +85,19 @@ pub fn delete(store: &Store, key: &Key, opts: &DeleteOptions) -> Result<Obj, Sto
                 for o in store.list(r, Some(&key.namespace)).0 {
                     let refs = o.pointer("/metadata/ownerReferences").and_then(Value::as_array);
                     if refs.is_some_and(|refs| refs.iter().any(|x| x["uid"] == uid.as_str())) {
-                        let _ = store.update::<StoreError>(&Key::of(r, &o), |v| {
+                        let orphaned = store.update::<StoreError>(&Key::of(r, &o), |v| {
                             if let Some(refs) = v.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut)
                             {
                                 refs.retain(|x| x["uid"] != uid.as_str());
                             }
                             Ok(())
                         });
+                        // A dependent still naming its owner would be collected with it: the
+                        // owner stays until every dependent is orphaned.
+                        match orphaned {
+                            Ok(_) | Err(StoreError::NotFound(_)) => {}
+                            Err(e) => return Err(e),
+                        }
                     }
                 }
             }

@@ -120,7 +120,7 @@ impl Recorder {
             let last = e.get("lastTimestamp").and_then(Value::as_str).and_then(|t| t.parse::<Timestamp>().ok());
             let age = last.map(|t| now.duration_since(t).unsigned_abs()).unwrap_or(TTL);
             if age >= TTL {
-                let _ = self.store.remove(&Key::of(Resource::Events, &e));
+                crate::store::said("an expired event's removal", self.store.remove(&Key::of(Resource::Events, &e)));
             } else {
                 next = next.min(TTL - age);
             }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use crate::store::{Change, ChangeKind, Key, Start, Store, StoreError};
+use crate::store::{Change, ChangeKind, Key, Start, Store, StoreError, said};
 use crate::values::{is_deleting, is_terminal};
 
 fn uid(v: &Value) -> &str {
@@ -107,10 +107,11 @@ impl Kubelet {
                 self.node.max_pods()
             );
             self.recorder.record(&about, "Warning", "OutOfpods", &message, "kubelet");
-            let _ = self.store.update::<StoreError>(&key, |v| {
+            let rejected = self.store.update::<StoreError>(&key, |v| {
                 v["status"] = json!({"phase": "Failed", "reason": "OutOfpods", "message": format!("Pod was rejected: {message}")});
                 Ok(())
             });
+            said(format_args!("the rejection of pod {}/{}", key.namespace, key.name), rejected);
             return;
         }
         let created = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string();
@@ -126,12 +127,13 @@ impl Kubelet {
         }
         self.recorder.record(&about, "Warning", "FailedScheduling", TOO_MANY_PODS, "default-scheduler");
         let now = crate::values::stamp(jiff::Timestamp::now());
-        let _ = self.store.update::<StoreError>(&key, |v| {
+        let pending = self.store.update::<StoreError>(&key, |v| {
             v["status"]["phase"] = json!("Pending");
             v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": TOO_MANY_PODS, "lastProbeTime": null, "lastTransitionTime": now}]);
             Ok(())
         });
+        said(format_args!("the Unschedulable condition of pod {}/{}", key.namespace, key.name), pending);
     }
 
     pub async fn run(mut self) {
@@ -201,7 +203,10 @@ impl Kubelet {
         if let Some(h) = self.handles.get_mut(&uid) {
             if deleting {
                 if h.is_finished() {
-                    let _ = self.store.remove(&c.key);
+                    said(
+                        format_args!("the removal of pod {}/{}", c.key.namespace, c.key.name),
+                        self.store.remove(&c.key),
+                    );
                 } else {
                     h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
                 }
@@ -228,7 +233,7 @@ impl Kubelet {
                 return;
             }
             // Never ran here (or ran before a restart and is gone): nothing to stop.
-            let _ = self.store.remove(&c.key);
+            said(format_args!("the removal of pod {}/{}", c.key.namespace, c.key.name), self.store.remove(&c.key));
             return;
         }
         if is_terminal(obj) {
@@ -289,7 +294,7 @@ async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle
         };
         if snap.finished {
             if is_deleting(&obj) {
-                let _ = store.remove(&key);
+                said(format_args!("the removal of pod {}/{}", key.namespace, key.name), store.remove(&key));
             }
             return;
         }

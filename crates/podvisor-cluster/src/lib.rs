@@ -186,10 +186,11 @@ impl Cluster {
         });
         let key = Key::new(Resource::Nodes, "", &self.node_name);
         if self.store.create(Resource::Nodes, node.clone()).is_err() {
-            let _ = self.store.update::<StoreError>(&key, |v| {
+            let updated = self.store.update::<StoreError>(&key, |v| {
                 v["status"] = node["status"].clone();
                 Ok(())
             });
+            store::said(format_args!("the status of node {}", self.node_name), updated);
         }
     }
 
@@ -240,7 +241,9 @@ impl Cluster {
             // pods with their grace, the rest at once. Events stay until they expire.
             for r in Resource::ALL.into_iter().filter(|r| r.info().namespaced && *r != Resource::Events) {
                 for o in self.store.list(r, Some(&key.name)).0 {
-                    let _ = delete::delete(&self.store, &Key::of(r, &o), &DeleteOptions::default());
+                    let k = Key::of(r, &o);
+                    let gone = delete::delete(&self.store, &k, &DeleteOptions::default());
+                    store::said(format_args!("the deletion of {} {}/{}", r.qualified(), k.namespace, k.name), gone);
                 }
             }
         }
@@ -255,7 +258,9 @@ impl Cluster {
     pub fn shut_down(&self) {
         self.stopping.send_replace(true);
         for p in self.store.list(Resource::Pods, None).0 {
-            let _ = self.delete(&Key::of(Resource::Pods, &p), &DeleteOptions::default());
+            let k = Key::of(Resource::Pods, &p);
+            let gone = self.delete(&k, &DeleteOptions::default());
+            store::said(format_args!("the deletion of pod {}/{}", k.namespace, k.name), gone);
         }
     }
 

@@ -157,6 +157,19 @@ pub enum StoreError {
     Disk(String),
 }
 
+/// Says what a write that failed leaves undone (`what`, e.g. `pod default/web: status`); an
+/// object gone meanwhile is no failure. Whether the write happened.
+pub(crate) fn said<T>(what: impl std::fmt::Display, r: Result<T, StoreError>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(StoreError::NotFound(_)) => false,
+        Err(e) => {
+            eprintln!("podvisor: {what} was not written: {e}");
+            false
+        }
+    }
+}
+
 fn disk<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Disk(e.to_string())
 }
