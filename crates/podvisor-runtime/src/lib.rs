@@ -22,6 +22,7 @@ pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
 pub mod seccomp;
+pub mod services;
 pub mod subpath;
 pub mod usage;
 pub mod volumes;

@@ -287,7 +287,7 @@ pub fn detach(a: &Attachment, netns: &Path) {
 }
 
 /// Runs `ip -batch -` with `commands`, in the network namespace at `netns` if given.
-async fn ip_batch(netns: Option<&Path>, commands: &str, step: &str) -> Result<(), NetworkError> {
+pub(crate) async fn ip_batch(netns: Option<&Path>, commands: &str, step: &str) -> Result<(), NetworkError> {
     let failed = |message: String| NetworkError::Command { step: step.to_string(), message };
     let mut cmd = match netns {
         Some(ns) => {

@@ -1,0 +1,321 @@
+//! Service routing on this machine, in process: each Service port's virtual address (its
+//! ClusterIP, and every node address at its nodePort) is a socket podvisor listens on, and
+//! each connection is relayed to one ready endpoint picked at random, as kube-proxy picks one.
+//!
+//! Why in process rather than DNAT rules in the host's nftables: a DNAT from a pod to another
+//! pod on the same bridge needs the host to forward (`net.ipv4.ip_forward=1`, a machine-wide
+//! switch that makes a workstation a router for every interface) or `br_netfilter`; listening
+//! touches nothing of the host but `/32` addresses on podvisor's own bridge, which go with it.
+//! The cost is a copy per byte through podvisor (see `podvisor bench`), small beside what a
+//! pod on one machine does with a connection.
+//!
+//! Only TCP is relayed (a UDP Service port gets no listener; cluster DNS answers itself).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::network::{BRIDGE, NetworkError, ip_batch};
+
+/// The most connections one Service port relays at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a connection to an endpoint may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many endpoints a connection tries before it is refused.
+const ATTEMPTS: usize = 3;
+
+/// Where clients connect: a ClusterIP (or `0.0.0.0` for a nodePort) and a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frontend {
+    /// The virtual address, or the unspecified address for every node address.
+    pub ip: Ipv4Addr,
+    /// The port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for Frontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.ip, self.port)
+    }
+}
+
+/// Every frontend with the endpoints it relays to (empty: connections are refused).
+pub type Routes = BTreeMap<Frontend, Vec<SocketAddr>>;
+
+/// Why a frontend could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Its address could not be added to the bridge.
+    #[error("adding {0} to {BRIDGE}: {1}")]
+    Address(Ipv4Addr, NetworkError),
+    /// Its socket could not be bound.
+    #[error("listening on {0}: {1}")]
+    Listen(Frontend, std::io::Error),
+}
+
+struct Listener {
+    backends: watch::Sender<Vec<SocketAddr>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The listeners of every Service port, and the addresses they hold on the bridge.
+#[derive(Default)]
+pub struct Proxy {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    listeners: HashMap<Frontend, Listener>,
+    addresses: BTreeSet<Ipv4Addr>,
+}
+
+impl Proxy {
+    /// A proxy serving nothing yet. Addresses an earlier process left on the bridge in
+    /// `range` (the Service CIDR) are removed first: after a crash, nothing stale answers.
+    pub async fn open(range: (Ipv4Addr, u8)) -> Proxy {
+        for ip in bridge_addresses().await.into_iter().filter(|ip| within(*ip, range)) {
+            if let Err(e) = del_address(ip).await {
+                eprintln!("podvisor: a Service address {ip} is left on {BRIDGE}: {e}");
+            }
+        }
+        Proxy::default()
+    }
+
+    /// Serves exactly `routes`: new frontends get their address and listener, known ones
+    /// their new endpoints (connections in flight stay where they are), and frontends no
+    /// longer wanted are closed and their addresses removed. Frontends that could not be
+    /// served are returned; the others are served regardless.
+    pub async fn set(&self, routes: &Routes) -> Vec<ProxyError> {
+        let mut state = self.state.lock().await;
+        let mut errors = Vec::new();
+        state.listeners.retain(|f, _| routes.contains_key(f));
+        let wanted: BTreeSet<Ipv4Addr> = routes.keys().map(|f| f.ip).filter(|ip| !ip.is_unspecified()).collect();
+        for ip in wanted.difference(&state.addresses.clone()) {
+            match add_address(*ip).await {
+                Ok(()) => _ = state.addresses.insert(*ip),
+                Err(e) => errors.push(ProxyError::Address(*ip, e)),
+            }
+        }
+        for (frontend, backends) in routes {
+            if let Some(l) = state.listeners.get(frontend) {
+                l.backends.send_if_modified(|b| {
+                    let changed = b != backends;
+                    b.clone_from(backends);
+                    changed
+                });
+                continue;
+            }
+            if !frontend.ip.is_unspecified() && !state.addresses.contains(&frontend.ip) {
+                continue;
+            }
+            match TcpListener::bind(SocketAddr::new(IpAddr::V4(frontend.ip), frontend.port)).await {
+                Ok(socket) => {
+                    let (tx, rx) = watch::channel(backends.clone());
+                    let task = tokio::spawn(serve(socket, rx));
+                    state.listeners.insert(*frontend, Listener { backends: tx, task });
+                }
+                Err(e) => errors.push(ProxyError::Listen(*frontend, e)),
+            }
+        }
+        let unused: Vec<Ipv4Addr> = state.addresses.difference(&wanted).copied().collect();
+        for ip in unused {
+            match del_address(ip).await {
+                Ok(()) => _ = state.addresses.remove(&ip),
+                Err(e) => eprintln!("podvisor: the Service address {ip} is left on {BRIDGE}: {e}"),
+            }
+        }
+        errors
+    }
+
+    /// The frontends served now.
+    pub async fn frontends(&self) -> Vec<Frontend> {
+        let mut f: Vec<Frontend> = self.state.lock().await.listeners.keys().copied().collect();
+        f.sort();
+        f
+    }
+
+    /// Stops every listener and removes the addresses (`serve` stopping).
+    pub async fn close(&self) {
+        let errors = self.set(&Routes::new()).await;
+        for e in errors {
+            eprintln!("podvisor: {e}");
+        }
+    }
+}
+
+/// Whether `ip` is inside the CIDR `range`.
+pub fn within(ip: Ipv4Addr, (base, prefix): (Ipv4Addr, u8)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(base) & mask
+}
+
+async fn add_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
+    ip_batch(None, &format!("addr replace {ip}/32 dev {BRIDGE}\n"), "adding a Service address").await
+}
+
+async fn del_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
+    ip_batch(None, &format!("addr del {ip}/32 dev {BRIDGE}\n"), "removing a Service address").await
+}
+
+/// The IPv4 addresses on the bridge.
+async fn bridge_addresses() -> Vec<Ipv4Addr> {
+    let out = tokio::process::Command::new("ip")
+        .args(["-4", "-j", "addr", "show", "dev", BRIDGE])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await;
+    let Ok(out) = out else { return Vec::new() };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().into_iter().flatten())
+        .filter(|a| a["prefixlen"] == 32)
+        .filter_map(|a| a["local"].as_str()?.parse().ok())
+        .collect()
+}
+
+/// Accepts connections and relays each to an endpoint.
+async fn serve(socket: TcpListener, backends: watch::Receiver<Vec<SocketAddr>>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let client = match socket.accept().await {
+            Ok((client, _)) => client,
+            // Out of descriptors, or a connection reset before it was accepted: go on.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let candidates = backends.borrow().clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            relay(client, candidates).await;
+        });
+    }
+}
+
+/// Relays one client to one of `candidates`, tried in a random order; with none reachable the
+/// client is reset, as a Service without endpoints refuses connections.
+async fn relay(mut client: TcpStream, mut candidates: Vec<SocketAddr>) {
+    shuffle(&mut candidates);
+    for to in candidates.into_iter().take(ATTEMPTS) {
+        if let Ok(Ok(mut upstream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
+            _ = client.set_nodelay(true);
+            _ = upstream.set_nodelay(true);
+            // Either side closing or failing ends the relay; nothing is left to report.
+            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            return;
+        }
+    }
+    // A reset, not a clean close: the client sees "connection refused"-like failure at once.
+    _ = client.set_zero_linger();
+}
+
+/// Shuffles `v` with the kernel's randomness (Fisher–Yates).
+fn shuffle(v: &mut [SocketAddr]) {
+    for i in (1..v.len()).rev() {
+        let mut b = [0u8; 8];
+        if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+            return;
+        }
+        let j = (u64::from_ne_bytes(b) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn cidr_membership() {
+        let range = (Ipv4Addr::new(10, 96, 0, 0), 12);
+        assert!(within(Ipv4Addr::new(10, 96, 0, 10), range));
+        assert!(within(Ipv4Addr::new(10, 111, 255, 255), range));
+        assert!(!within(Ipv4Addr::new(10, 112, 0, 0), range));
+        assert!(within(Ipv4Addr::new(1, 2, 3, 4), (Ipv4Addr::UNSPECIFIED, 0)));
+    }
+
+    async fn echo_server(tag: &'static str) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    _ = s.write_all(format!("{tag}:{}", String::from_utf8_lossy(&buf[..n])).as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn ask(port: u16) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"hi").await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    /// A frontend on every address (a nodePort) relays to its endpoints, follows their change
+    /// at once, and refuses connections once it has none.
+    #[tokio::test]
+    async fn a_frontend_relays_to_its_current_endpoints() {
+        let (a, b) = (echo_server("a").await, echo_server("b").await);
+        let port = {
+            let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let proxy = Proxy::default();
+        let front = Frontend { ip: Ipv4Addr::UNSPECIFIED, port };
+        assert!(proxy.set(&Routes::from([(front, vec![a])])).await.is_empty());
+        assert_eq!(ask(port).await.unwrap(), "a:hi");
+        assert!(proxy.set(&Routes::from([(front, vec![b])])).await.is_empty());
+        assert_eq!(ask(port).await.unwrap(), "b:hi");
+        assert!(proxy.set(&Routes::from([(front, vec![])])).await.is_empty());
+        assert_eq!(ask(port).await.unwrap_or_default(), "", "no endpoints: nothing answers");
+        assert_eq!(proxy.frontends().await, [front]);
+        proxy.close().await;
+        assert!(ask(port).await.is_err(), "closed: refused");
+    }
+
+    /// An endpoint that refuses is skipped for one that answers.
+    #[tokio::test]
+    async fn a_refusing_endpoint_is_skipped() {
+        let good = echo_server("good").await;
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let port = {
+            let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let proxy = Proxy::default();
+        let front = Frontend { ip: Ipv4Addr::UNSPECIFIED, port };
+        proxy.set(&Routes::from([(front, vec![dead, good])])).await;
+        for _ in 0..5 {
+            assert_eq!(ask(port).await.unwrap(), "good:hi");
+        }
+    }
+}
