@@ -143,7 +143,12 @@ pub fn admit(
     }
     if !matches!(
         resource,
-        Resource::Pods | Resource::Jobs | Resource::Deployments | Resource::ConfigMaps | Resource::Secrets
+        Resource::Pods
+            | Resource::Jobs
+            | Resource::Deployments
+            | Resource::ConfigMaps
+            | Resource::Secrets
+            | Resource::Services
     ) {
         names(resource, &obj)?;
         normalize(resource, &mut obj);
@@ -193,6 +198,36 @@ pub fn admit_prepared(resource: Resource, object: &Object) -> Result<Value, Admi
     let mut out = object.to_json().map_err(|e| AdmissionError::BadRequest(e.to_string()))?;
     normalize(resource, &mut out);
     Ok(out)
+}
+
+/// What an update that leaves out what the API server allocated keeps of it: a Service's
+/// ClusterIP (with its families) and each port's nodePort, as the API server carries them over
+/// to an update that omits them (`kubectl apply` of a manifest without them).
+pub fn keep_allocated(resource: Resource, old: &Value, new: &mut Value) {
+    if resource != Resource::Services {
+        return;
+    }
+    let absent = |v: &Value, p: &str| v.pointer(p).is_none_or(|x| x.is_null() || x.as_str() == Some(""));
+    if absent(new, "/spec/clusterIP") {
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if let Some(v) = old.pointer(&format!("/spec/{f}")) {
+                new["spec"][f] = v.clone();
+            }
+        }
+    }
+    let old_ports: Vec<&Value> = old.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten().collect();
+    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            if !absent(p, "/nodePort") && p.pointer("/nodePort") != Some(&json!(0)) {
+                continue;
+            }
+            let same =
+                old_ports.iter().find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
+            if let Some(np) = same.and_then(|o| o.get("nodePort")) {
+                p["nodePort"] = np.clone();
+            }
+        }
+    }
 }
 
 /// What a create may not carry: a pod's ephemeral containers, which only the
@@ -307,6 +342,18 @@ fn without(spec: &Value, mutable: &[&str]) -> Value {
 pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), AdmissionError> {
     let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     match resource {
+        Resource::Services => {
+            let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let (was, now) = (ip(old), ip(new));
+            if !was.is_empty() && was != now {
+                return Err(AdmissionError::field(
+                    "Service",
+                    name,
+                    "spec.clusterIPs[0]",
+                    &format!("Invalid value: []string{{{:?}}}: may not change once set", now),
+                ));
+            }
+        }
         Resource::Pods => {
             // The deadline may be set, or shortened, never lengthened or taken away.
             let deadline = |v: &Value| v.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64);

@@ -15,4 +15,5 @@ pub mod patch;
 pub mod protobuf;
 pub mod scale;
 pub mod selector;
+pub mod services;
 pub mod table;

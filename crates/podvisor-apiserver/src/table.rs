@@ -102,7 +102,31 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
             ("Kernel-Version", 1),
             ("Container-Runtime", 1),
         ],
+        Resource::Services => &[
+            ("Name", 0),
+            ("Type", 0),
+            ("Cluster-IP", 0),
+            ("External-IP", 0),
+            ("Port(s)", 0),
+            ("Age", 0),
+            ("Selector", 1),
+        ],
+        Resource::Endpoints => &[("Name", 0), ("Endpoints", 0), ("Age", 0)],
+        Resource::EndpointSlices => &[("Name", 0), ("AddressType", 0), ("Ports", 0), ("Endpoints", 0), ("Age", 0)],
     }
+}
+
+/// At most three items, then how many more, as kubectl's printers list endpoints.
+fn first_three(items: Vec<String>) -> String {
+    if items.is_empty() {
+        return "<none>".into();
+    }
+    let shown = items.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if items.len() > 3 { format!("{shown} + {} more...", items.len() - 3) } else { shown }
+}
+
+fn list<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> {
+    v.pointer(pointer).and_then(Value::as_array).into_iter().flatten()
 }
 
 fn integer_column(name: &str) -> bool {
@@ -336,6 +360,65 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
                 json!(s(v, "/status/nodeInfo/kernelVersion")),
                 json!(s(v, "/status/nodeInfo/containerRuntimeVersion")),
             ]
+        }
+        Resource::Services => {
+            let ty = s(v, "/spec/type");
+            let cluster_ip = or_none(s(v, "/spec/clusterIP"));
+            let external = match ty {
+                "ExternalName" => s(v, "/spec/externalName").to_string(),
+                "LoadBalancer" => {
+                    let ingress: Vec<&str> = list(v, "/status/loadBalancer/ingress")
+                        .map(|i| if s(i, "/ip").is_empty() { s(i, "/hostname") } else { s(i, "/ip") })
+                        .collect();
+                    if ingress.is_empty() { "<pending>".into() } else { ingress.join(",") }
+                }
+                _ => "<none>".into(),
+            };
+            let ports: Vec<String> = list(v, "/spec/ports")
+                .map(|p| match int(p, "/nodePort") {
+                    0 => format!("{}/{}", int(p, "/port"), s(p, "/protocol")),
+                    np => format!("{}:{np}/{}", int(p, "/port"), s(p, "/protocol")),
+                })
+                .collect();
+            let ports = if ports.is_empty() { "<none>".to_string() } else { ports.join(",") };
+            let selector: Vec<String> = v
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or(""))).collect())
+                .unwrap_or_default();
+            let selector = if selector.is_empty() { "<none>".to_string() } else { selector.join(",") };
+            vec![
+                json!(name),
+                json!(ty),
+                json!(cluster_ip),
+                json!(external),
+                json!(ports),
+                json!(created),
+                json!(selector),
+            ]
+        }
+        Resource::Endpoints => {
+            let mut all = Vec::new();
+            for subset in list(v, "/subsets") {
+                for a in list(subset, "/addresses") {
+                    let ports: Vec<i64> = list(subset, "/ports").map(|p| int(p, "/port")).collect();
+                    if ports.is_empty() {
+                        all.push(s(a, "/ip").to_string());
+                    }
+                    all.extend(ports.iter().map(|p| format!("{}:{p}", s(a, "/ip"))));
+                }
+            }
+            vec![json!(name), json!(first_three(all)), json!(created)]
+        }
+        Resource::EndpointSlices => {
+            let ports: Vec<String> = list(v, "/ports").map(|p| int(p, "/port").to_string()).collect();
+            let ports = if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") };
+            let addresses: Vec<String> = list(v, "/endpoints")
+                .flat_map(|e| list(e, "/addresses"))
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            vec![json!(name), json!(s(v, "/addressType")), json!(ports), json!(first_three(addresses)), json!(created)]
         }
     }
 }

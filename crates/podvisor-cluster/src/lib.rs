@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod delete;
 pub mod events;
 mod kubelet;
+pub mod proxy;
 pub mod store;
 pub mod values;
 
@@ -80,6 +81,9 @@ pub struct Cluster {
     recorder: Recorder,
     stopping: Arc<watch::Sender<bool>>,
     detached: Arc<watch::Sender<bool>>,
+    /// Turns true to close the Service proxy; its task, to wait for the close.
+    services_stop: Arc<watch::Sender<bool>>,
+    services: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Cluster {
@@ -128,8 +132,20 @@ impl Cluster {
             recorder,
             stopping: Arc::new(stopping),
             detached: Arc::new(watch::Sender::new(false)),
+            services_stop: Arc::new(watch::Sender::new(false)),
+            services: Arc::default(),
         };
         cluster.ensure_basics();
+        if node.has_pod_network() {
+            let (store, stop) = (store.clone(), cluster.services_stop.subscribe());
+            let task = tokio::spawn(async move {
+                let proxy = podvisor_runtime::services::Proxy::open(podvisor_objects::service::SERVICE_CIDR).await;
+                proxy::run(store, Arc::new(proxy), stop).await;
+            });
+            if let Ok(mut s) = cluster.services.lock() {
+                *s = Some(task);
+            }
+        }
         let ctx =
             controllers::Ctx { store: store.clone(), recorder: cluster.recorder.clone(), bursts: Default::default() };
         tokio::spawn(controllers::run(ctx, stop_rx));
@@ -271,6 +287,16 @@ impl Cluster {
         self.stopping.send_replace(true);
         self.detached.send_replace(true);
         self.node.shut_down();
+    }
+
+    /// Stops routing Services and removes their addresses from the machine; returns once
+    /// they are gone.
+    pub async fn close_services(&self) {
+        self.services_stop.send_replace(true);
+        let task = self.services.lock().ok().and_then(|mut s| s.take());
+        if let Some(task) = task {
+            _ = task.await;
+        }
     }
 
     /// SIGKILLs every container now.

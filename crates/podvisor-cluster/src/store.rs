@@ -353,12 +353,27 @@ impl Store {
     /// Creates `obj` as a `resource`: assigns its creation time, generation and resource
     /// version, and its UID unless admission (`podvisor_apiserver::admission::on_create`) gave it one. Fails when the
     /// name is taken.
-    pub fn create(&self, resource: Resource, mut obj: Value) -> Result<Obj, StoreError> {
+    pub fn create(&self, resource: Resource, obj: Value) -> Result<Obj, StoreError> {
+        self.create_checked(resource, obj, |_, _| Ok::<(), StoreError>(()))
+    }
+
+    /// [`create`](Self::create), after `check` saw every stored object of `resource` and
+    /// completed or refused `obj`, under the same lock: what it allocates (a Service's
+    /// ClusterIP) cannot be taken by another create meanwhile.
+    pub fn create_checked<E: From<StoreError>>(
+        &self,
+        resource: Resource,
+        mut obj: Value,
+        check: impl FnOnce(&mut Value, &[&Value]) -> Result<(), E>,
+    ) -> Result<Obj, E> {
         let key = Key::of(resource, &obj);
         let mut st = self.lock();
         if st.objects.contains_key(&key) {
-            return Err(StoreError::AlreadyExists(key));
+            return Err(StoreError::AlreadyExists(key).into());
         }
+        let siblings: Vec<&Value> =
+            st.objects.iter().filter(|(k, _)| k.resource == resource).map(|(_, v)| v.as_ref()).collect();
+        check(&mut obj, &siblings)?;
         st.rv += 1;
         let meta = &mut obj["metadata"];
         if meta.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {

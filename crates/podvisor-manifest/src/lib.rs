@@ -1,7 +1,7 @@
 //! Loads Kubernetes manifests into typed API objects.
 //!
 //! A manifest file holds one or more YAML (or JSON) documents; each is a Pod, Job, Deployment,
-//! ConfigMap or Secret, or a `kind: List` of them. Decoding is strict, like the API server with
+//! Service, ConfigMap or Secret, or a `kind: List` of them. Decoding is strict, like the API server with
 //! `fieldValidation=Strict` (kubectl's default): unknown fields, wrong types and YAML syntax errors
 //! are all reported, each with its file, line, column and field path.
 //!
@@ -17,7 +17,7 @@ use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -37,6 +37,8 @@ pub enum Object {
     ConfigMap(Box<ConfigMap>),
     /// A `v1` Secret.
     Secret(Box<Secret>),
+    /// A `v1` Service.
+    Service(Box<Service>),
 }
 
 impl Object {
@@ -48,13 +50,14 @@ impl Object {
             Object::Deployment(_) => "Deployment",
             Object::ConfigMap(_) => "ConfigMap",
             Object::Secret(_) => "Secret",
+            Object::Service(_) => "Service",
         }
     }
 
     /// The object's `apiVersion`.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) => "v1",
+            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
             Object::Job(_) => "batch/v1",
             Object::Deployment(_) => "apps/v1",
         }
@@ -68,6 +71,7 @@ impl Object {
             Object::Deployment(o) => serde_json::to_value(o),
             Object::ConfigMap(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
         }
     }
 
@@ -79,6 +83,7 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
         }
     }
 
@@ -253,7 +258,7 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
                 pos,
                 message: format!(
                     "no matches for kind \"{kind}\" in version \"{api_version}\" (supported: v1 Pod, batch/v1 Job, \
-                     apps/v1 Deployment, v1 ConfigMap, v1 Secret, v1 List)"
+                     apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 List)"
                 ),
                 unknown_field: None,
             });
@@ -282,6 +287,7 @@ fn typed_kind(
         }
         ("v1", "ConfigMap") => typed::<ConfigMap>(locate, value, problems).map(|o| Object::ConfigMap(Box::new(o))),
         ("v1", "Secret") => typed::<Secret>(locate, value, problems).map(|o| Object::Secret(Box::new(o))),
+        ("v1", "Service") => typed::<Service>(locate, value, problems).map(|o| Object::Service(Box::new(o))),
         _ => return None,
     })
 }

@@ -401,6 +401,11 @@ impl Node {
         self.host.host_ip()
     }
 
+    /// Whether pods get addresses on a pod network (Services and cluster DNS serve them there).
+    pub fn has_pod_network(&self) -> bool {
+        self.host.network.is_some()
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.host.data

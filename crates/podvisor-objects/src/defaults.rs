@@ -78,6 +78,7 @@ pub fn apply(object: &mut Object) {
         Object::Deployment(o) => &mut o.metadata,
         Object::ConfigMap(o) => &mut o.metadata,
         Object::Secret(o) => &mut o.metadata,
+        Object::Service(o) => &mut o.metadata,
     };
     meta.namespace.get_or_insert_with(|| "default".into());
     match object {
@@ -126,5 +127,6 @@ pub fn apply(object: &mut Object) {
         Object::Secret(s) => {
             s.type_.get_or_insert_with(|| "Opaque".into());
         }
+        Object::Service(s) => crate::service::defaults(s),
     }
 }

@@ -22,6 +22,12 @@ pub enum Resource {
     Namespaces,
     /// `v1` nodes (cluster-scoped).
     Nodes,
+    /// `v1` services.
+    Services,
+    /// `v1` endpoints (the older view of a Service's endpoints).
+    Endpoints,
+    /// `discovery.k8s.io/v1` endpointslices.
+    EndpointSlices,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -47,7 +53,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 9] = [
+    pub const ALL: [Resource; 12] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -57,6 +63,9 @@ impl Resource {
         Resource::Events,
         Resource::Namespaces,
         Resource::Nodes,
+        Resource::Services,
+        Resource::Endpoints,
+        Resource::EndpointSlices,
     ];
 
     /// Discovery facts.
@@ -82,6 +91,11 @@ impl Resource {
             Resource::Events => i("", "v1", "Event", "events", "event", true, &["ev"], &[]),
             Resource::Namespaces => i("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[]),
             Resource::Nodes => i("", "v1", "Node", "nodes", "node", false, &["no"], &[]),
+            Resource::Services => i("", "v1", "Service", "services", "service", true, &["svc"], ALL),
+            Resource::Endpoints => i("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[]),
+            Resource::EndpointSlices => {
+                i("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[])
+            }
         }
     }
 

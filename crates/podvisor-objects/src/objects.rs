@@ -249,6 +249,7 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
         Object::Deployment(d) => deployment(d),
         Object::ConfigMap(c) => validate_metadata(&c.metadata, &Path::new("metadata")),
         Object::Secret(s) => validate_metadata(&s.metadata, &Path::new("metadata")),
+        Object::Service(s) => crate::service::validate(s),
     };
     if errors.is_empty() {
         Ok(())

@@ -18,6 +18,12 @@ pub fn is_uuid(s: &str) -> bool {
             .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
 }
 
+/// A random number from the kernel's random source (ClusterIP and nodePort allocation).
+pub fn random_u64() -> u64 {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[8], b[9]])
+}
+
 /// A random `len`-character suffix from Kubernetes' alphabet, as `generateName` makes.
 pub fn suffix(len: usize) -> String {
     let mut out = String::with_capacity(len);

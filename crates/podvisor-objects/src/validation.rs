@@ -190,13 +190,13 @@ fn port_name_errors(name: &str) -> Vec<&'static str> {
     out
 }
 
-fn port_number(path: &Path, port: i32, errs: &mut Vec<FieldError>) {
+pub(crate) fn port_number(path: &Path, port: i32, errs: &mut Vec<FieldError>) {
     if !(1..=65535).contains(&port) {
         errs.push(path.invalid_num(port.into(), "must be between 1 and 65535, inclusive"));
     }
 }
 
-fn int_or_name_port(path: &Path, port: &IntOrString, errs: &mut Vec<FieldError>) {
+pub(crate) fn int_or_name_port(path: &Path, port: &IntOrString, errs: &mut Vec<FieldError>) {
     match port {
         IntOrString::Int(p) => port_number(path, *p, errs),
         IntOrString::String(name) => {

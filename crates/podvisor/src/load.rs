@@ -20,8 +20,9 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
             load_file(Path::new(file))
         };
         match loaded {
-            Ok(manifests) if manifests.is_empty() => problems
-                .push(format!("{file}: no objects found (expected a Pod, Job, Deployment, ConfigMap or Secret)")),
+            Ok(manifests) if manifests.is_empty() => problems.push(format!(
+                "{file}: no objects found (expected a Pod, Job, Deployment, Service, ConfigMap or Secret)"
+            )),
             Ok(manifests) => {
                 for mut m in manifests {
                     if let podvisor_manifest::Object::Pod(p) = &m.object

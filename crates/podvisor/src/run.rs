@@ -255,7 +255,11 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
         let mut obj =
             admission::admit_prepared(resource, &m.object).map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
         admission::on_create(resource, &mut obj);
-        let created = store.create(resource, obj).map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
+        let created = store
+            .create_checked(resource, obj, |o, existing| {
+                podvisor_apiserver::services::allocate_for(resource, o, existing).map_err(anyhow::Error::from)
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
         match resource {
             Resource::Pods | Resource::Jobs => pending.push(Key::of(resource, &created)),
             Resource::Deployments => has_deployment = true,
@@ -306,6 +310,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     }
     printer.erase(out)?;
     printer.table = None;
+    cluster.close_services().await;
     let elapsed = Timestamp::now().duration_since(printer.start).as_secs_f64();
     results.sort();
     let mut ok = interrupts == 0;

@@ -70,6 +70,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             println!(
                 "podvisor: leaving: containers keep running; the next serve on this data directory takes them over"
             );
+            cluster.close_services().await;
             return Ok(true);
         }
         println!("podvisor: stopping: containers are stopped; pods start again with the next serve");
@@ -79,6 +80,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             _ = sigint.recv() => node.force_kill(),
         }
         node.all_finished().await;
+        cluster.close_services().await;
         Ok(true)
     });
     // What is still blocked (a `kubectl logs -f` follower waiting for a line) must not hold

@@ -26,10 +26,16 @@ impl Call<'_> {
         if !applied {
             managed::record_update(None, &mut obj, &self.manager(), &Self::now());
         }
+        let resource = self.resource;
+        let allocate = |obj: &mut Value, existing: &[&Value]| -> Result<(), ApiError> {
+            Ok(podvisor_apiserver::services::allocate_for(resource, obj, existing)?)
+        };
         if self.dry_run() {
+            let (existing, _) = self.state.store().list(self.resource, None);
+            allocate(&mut obj, &existing.iter().map(|o| o.as_ref()).collect::<Vec<_>>())?;
             return Ok(Reply::json(201, &obj));
         }
-        let created = self.state.store().create(self.resource, obj)?;
+        let created = self.state.store().create_checked(self.resource, obj, allocate)?;
         self.state.synced().await?;
         Ok(Reply::json(201, &created))
     }
@@ -151,6 +157,7 @@ impl Call<'_> {
                     }
                 }
             }
+            admission::keep_allocated(resource, cur, &mut next);
             check_update(resource, cur, &next)?;
             next["status"] = cur.get("status").cloned().unwrap_or(Value::Null);
             if next["status"].is_null()

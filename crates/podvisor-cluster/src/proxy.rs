@@ -1,0 +1,145 @@
+//! The node's Service proxy, as kube-proxy runs beside a kubelet: every change to a Service or
+//! an EndpointSlice recomputes the routes (each TCP Service port's ClusterIP and nodePort to
+//! the ready endpoints of its slices) and hands them to the in-process
+//! [`Proxy`](podvisor_runtime::services::Proxy). Nothing polls: the store's changes drive it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use podvisor_objects::kinds::Resource;
+use podvisor_runtime::services::{Frontend, Proxy, Routes};
+use serde_json::Value;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+fn s<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+fn list<'a>(v: &'a Value, p: &str) -> impl Iterator<Item = &'a Value> {
+    v.pointer(p).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The routes the stored Services and EndpointSlices ask for.
+pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>]) -> Routes {
+    let mut routes = Routes::new();
+    for svc in services {
+        let (ns, name) = (s(svc, "/metadata/namespace"), s(svc, "/metadata/name"));
+        let cluster_ip: Option<Ipv4Addr> = s(svc, "/spec/clusterIP").parse().ok();
+        let mine: Vec<&Arc<Value>> = slices
+            .iter()
+            .filter(|sl| {
+                s(sl, "/metadata/namespace") == ns && s(sl, "/metadata/labels/kubernetes.io~1service-name") == name
+            })
+            .collect();
+        for port in list(svc, "/spec/ports") {
+            if !matches!(s(port, "/protocol"), "" | "TCP") {
+                continue;
+            }
+            let port_name = s(port, "/name");
+            let mut backends = Vec::new();
+            for slice in &mine {
+                let Some(target) = list(slice, "/ports")
+                    .find(|p| s(p, "/name") == port_name && matches!(s(p, "/protocol"), "" | "TCP"))
+                    .and_then(|p| p.get("port")?.as_u64())
+                    .and_then(|p| u16::try_from(p).ok())
+                else {
+                    continue;
+                };
+                for e in list(slice, "/endpoints") {
+                    // kube-proxy routes to ready endpoints (a missing condition counts as ready).
+                    if e.pointer("/conditions/ready").and_then(Value::as_bool) == Some(false) {
+                        continue;
+                    }
+                    for a in list(e, "/addresses").filter_map(Value::as_str) {
+                        if let Ok(ip) = a.parse::<IpAddr>() {
+                            backends.push(SocketAddr::new(ip, target));
+                        }
+                    }
+                }
+            }
+            backends.sort();
+            backends.dedup();
+            let Some(front_port) = port.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()) else {
+                continue;
+            };
+            if let Some(ip) = cluster_ip {
+                routes.insert(Frontend { ip, port: front_port }, backends.clone());
+            }
+            if let Some(np) = port.get("nodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()) {
+                routes.insert(Frontend { ip: Ipv4Addr::UNSPECIFIED, port: np }, backends);
+            }
+        }
+    }
+    routes
+}
+
+/// Serves the store's Services until `stopping`, then closes every frontend.
+pub(crate) async fn run(store: Arc<Store>, proxy: Arc<Proxy>, mut stopping: watch::Receiver<bool>) {
+    let mut rx = store.subscribe();
+    loop {
+        let services = store.list(Resource::Services, None).0;
+        let slices = store.list(Resource::EndpointSlices, None).0;
+        for e in proxy.set(&routes(&services, &slices)).await {
+            eprintln!("podvisor: Service routing: {e}");
+        }
+        // Wait for a change that matters, then take every change already queued with it.
+        let wake = async {
+            loop {
+                match rx.recv().await {
+                    Ok(c) if matches!(c.key.resource, Resource::Services | Resource::EndpointSlices) => return true,
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => return true,
+                    Err(RecvError::Closed) => return false,
+                }
+            }
+        };
+        tokio::select! {
+            go = wake => if !go { break },
+            _ = stopping.wait_for(|s| *s) => break,
+        }
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
+    }
+    proxy.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routes_go_to_ready_endpoints_by_port_name() {
+        let svc = Arc::new(json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "type": "NodePort", "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080},
+                {"name": "dns", "port": 53, "protocol": "UDP"}]}}));
+        let headless = Arc::new(json!({"metadata": {"name": "db", "namespace": "default"},
+            "spec": {"clusterIP": "None", "ports": [{"port": 5432, "protocol": "TCP"}]}}));
+        let slice = Arc::new(json!({"metadata": {"name": "web-abc", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.244.0.5"], "conditions": {"ready": true}},
+                {"addresses": ["10.244.0.6"], "conditions": {"ready": false}},
+                {"addresses": ["10.244.0.7"]}]}));
+        let other_ns = Arc::new(json!({"metadata": {"name": "web-x", "namespace": "other",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "ports": [{"name": "http", "port": 9, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.0.9"]}]}));
+        let r = routes(&[svc, headless], &[slice, other_ns]);
+        let backends: Vec<SocketAddr> = vec!["10.244.0.5:8080".parse().unwrap(), "10.244.0.7:8080".parse().unwrap()];
+        assert_eq!(
+            r,
+            Routes::from([
+                (Frontend { ip: Ipv4Addr::UNSPECIFIED, port: 30080 }, backends.clone()),
+                (Frontend { ip: Ipv4Addr::new(10, 96, 0, 20), port: 80 }, backends),
+            ])
+        );
+    }
+}
