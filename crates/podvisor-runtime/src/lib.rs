@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod cgroup;
+pub mod dns;
 pub mod env;
 pub mod files;
 pub mod image;
