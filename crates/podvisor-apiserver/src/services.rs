@@ -77,7 +77,8 @@ pub fn allocate(obj: &mut Value, existing: &[&Value]) -> Result<(), AdmissionErr
                     "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {base}/{prefix}"
                 )));
             }
-            if ips.contains(&ip) {
+            let offset = u32::from(ip) - u32::from(SERVICE_CIDR.0);
+            if ips.contains(&ip) || RESERVED.contains(&offset) {
                 return Err(failed("provided IP is already allocated".into()));
             }
             asked.to_string()

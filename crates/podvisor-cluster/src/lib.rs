@@ -14,6 +14,7 @@
 
 pub mod controllers;
 pub mod delete;
+pub mod dns;
 pub mod events;
 mod kubelet;
 pub mod proxy;
@@ -98,7 +99,12 @@ impl Cluster {
         let objects = Arc::new(StoreObjects(store.clone()));
         let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods } =
             options;
+        // Pods on the pod network resolve names through cluster DNS, which serves them there.
+        let cluster_dns = network
+            .is_some()
+            .then(|| podvisor_runtime::resolv::ClusterDns { server: dns::DNS_IP, domain: dns::DOMAIN.to_string() });
         let config = podvisor_node::NodeConfig {
+            cluster_dns,
             data_dir,
             runtime,
             pull,
@@ -140,7 +146,9 @@ impl Cluster {
             let (store, stop) = (store.clone(), cluster.services_stop.subscribe());
             let task = tokio::spawn(async move {
                 let proxy = podvisor_runtime::services::Proxy::open(podvisor_objects::service::SERVICE_CIDR).await;
+                let dns = tokio::spawn(dns::serve(store.clone(), stop.clone()));
                 proxy::run(store, Arc::new(proxy), stop).await;
+                _ = dns.await;
             });
             if let Ok(mut s) = cluster.services.lock() {
                 *s = Some(task);

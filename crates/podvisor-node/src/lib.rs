@@ -109,6 +109,9 @@ pub struct NodeConfig {
     pub log_rotation: podvisor_runtime::logs::Rotation,
     /// The most pods that run at once (the kubelet's `maxPods`, 110 by default).
     pub max_pods: usize,
+    /// Cluster DNS, where pods with `dnsPolicy: ClusterFirst` resolve names (none: they use
+    /// the host's resolvers).
+    pub cluster_dns: Option<podvisor_runtime::resolv::ClusterDns>,
 }
 
 /// The kubelet's default `maxPods`.
@@ -269,6 +272,7 @@ impl Node {
             default_seccomp: config.default_seccomp,
             log_rotation: config.log_rotation,
             max_pods: config.max_pods.max(1),
+            cluster_dns: config.cluster_dns.clone(),
             stopping: Default::default(),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })

@@ -19,6 +19,7 @@ pub mod network;
 pub mod objects;
 pub mod pty;
 pub mod pull;
+pub mod resolv;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;

@@ -99,8 +99,13 @@ impl Sandbox {
     /// Creates the namespaces and files for a pod named as `names` says, networked as
     /// `net` says. Returns the pod's address on the pod network, if it got one. On failure,
     /// what was made is removed again.
-    pub async fn create(&self, names: &Names, net: Networking<'_>) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
-        let made = self.make(names, net).await;
+    pub async fn create(
+        &self,
+        names: &Names,
+        net: Networking<'_>,
+        resolv_conf: &str,
+    ) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
+        let made = self.make(names, net, resolv_conf).await;
         if made.is_err() {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.remove()).await;
@@ -108,7 +113,12 @@ impl Sandbox {
         made
     }
 
-    async fn make(&self, names: &Names, net: Networking<'_>) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
+    async fn make(
+        &self,
+        names: &Names,
+        net: Networking<'_>,
+        resolv_conf: &str,
+    ) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
         let hostname = names.uts_hostname();
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -151,10 +161,11 @@ impl Sandbox {
         };
         let etc = self.dir.join("etc");
         fs::create_dir_all(&etc).map_err(io(&etc))?;
-        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        for (name, text) in
-            [("hosts", hosts(names, net, ip)), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)]
-        {
+        for (name, text) in [
+            ("hosts", hosts(names, net, ip)),
+            ("hostname", format!("{hostname}\n")),
+            ("resolv.conf", resolv_conf.to_string()),
+        ] {
             let f = etc.join(name);
             fs::write(&f, text).map_err(io(&f))?;
         }

@@ -163,11 +163,13 @@ pub fn within(ip: Ipv4Addr, (base, prefix): (Ipv4Addr, u8)) -> bool {
     u32::from(ip) & mask == u32::from(base) & mask
 }
 
-async fn add_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
+/// Adds `ip/32` to podvisor's bridge (a Service's, or cluster DNS's, address).
+pub async fn add_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
     ip_batch(None, &format!("addr replace {ip}/32 dev {BRIDGE}\n"), "adding a Service address").await
 }
 
-async fn del_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
+/// Removes `ip/32` from podvisor's bridge.
+pub async fn del_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
     ip_batch(None, &format!("addr del {ip}/32 dev {BRIDGE}\n"), "removing a Service address").await
 }
 
