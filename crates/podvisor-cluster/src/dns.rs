@@ -19,8 +19,26 @@ use crate::store::{Key, Store};
 /// The cluster's domain.
 pub const DOMAIN: &str = "cluster.local";
 
-/// Where pods reach cluster DNS: the tenth address of the Service CIDR, as kube-dns's.
+/// Where pods reach cluster DNS: the tenth address of the Service CIDR, as kube-dns's, unless
+/// another podvisor process on the machine serves there already.
 pub const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// The file of a data directory that remembers its cluster DNS address, so that pods taken
+/// over after a restart keep resolving.
+const REMEMBERED: &str = "cluster-dns";
+
+/// Claims this process's cluster DNS address: the one the data directory used last, else
+/// [`DNS_IP`], else another free address of the Service CIDR.
+pub fn claim_address(data_dir: &std::path::Path) -> Option<Ipv4Addr> {
+    let remembered: Option<Ipv4Addr> =
+        std::fs::read_to_string(data_dir.join(REMEMBERED)).ok().and_then(|s| s.trim().parse().ok());
+    let preferred: Vec<Ipv4Addr> = remembered.into_iter().chain([DNS_IP]).collect();
+    let ip = podvisor_runtime::services::claim_one(&preferred, podvisor_objects::service::SERVICE_CIDR)?;
+    if let Err(e) = std::fs::write(data_dir.join(REMEMBERED), ip.to_string()) {
+        eprintln!("podvisor: {}: {e}", data_dir.join(REMEMBERED).display());
+    }
+    Some(ip)
+}
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or("")
@@ -30,21 +48,24 @@ fn list<'a>(v: &'a Value, p: &str) -> impl Iterator<Item = &'a Value> {
     v.pointer(p).and_then(Value::as_array).into_iter().flatten()
 }
 
-/// Serves cluster DNS at [`DNS_IP`] on the bridge until `stop`, then takes the address away.
-/// Names outside the zone go to the host's resolvers.
-pub(crate) async fn serve(store: Arc<Store>, stop: watch::Receiver<bool>) {
-    if let Err(e) = podvisor_runtime::services::add_address(DNS_IP).await {
+/// Serves cluster DNS at `ip` (claimed) on the bridge until `stop`, then takes the address
+/// away. Names outside the zone go to the host's resolvers.
+pub(crate) async fn serve(store: Arc<Store>, ip: Ipv4Addr, stop: watch::Receiver<bool>) {
+    use podvisor_runtime::services::{add_address, del_address, release};
+    if let Err(e) = add_address(ip).await {
         eprintln!("podvisor: cluster DNS is off: {e}");
+        release(ip);
         return;
     }
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let upstreams = podvisor_runtime::dns::nameservers(&host, DNS_IP);
-    let bind = SocketAddr::from((DNS_IP, 53));
+    let upstreams = podvisor_runtime::dns::nameservers(&host, ip);
+    let bind = SocketAddr::from((ip, 53));
     if let Err(e) = podvisor_runtime::dns::serve(bind, Arc::new(StoreZone(store)), upstreams, stop).await {
         eprintln!("podvisor: cluster DNS is off: listening on {bind}: {e}");
     }
-    if let Err(e) = podvisor_runtime::services::del_address(DNS_IP).await {
-        eprintln!("podvisor: the cluster DNS address {DNS_IP} is left on the bridge: {e}");
+    match del_address(ip).await {
+        Ok(()) => release(ip),
+        Err(e) => eprintln!("podvisor: the cluster DNS address {ip} is left on the bridge: {e}"),
     }
 }
 

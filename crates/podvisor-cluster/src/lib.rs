@@ -100,9 +100,9 @@ impl Cluster {
         let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods } =
             options;
         // Pods on the pod network resolve names through cluster DNS, which serves them there.
-        let cluster_dns = network
-            .is_some()
-            .then(|| podvisor_runtime::resolv::ClusterDns { server: dns::DNS_IP, domain: dns::DOMAIN.to_string() });
+        let dns_ip = if network.is_some() { dns::claim_address(&data_dir) } else { None };
+        let cluster_dns =
+            dns_ip.map(|server| podvisor_runtime::resolv::ClusterDns { server, domain: dns::DOMAIN.to_string() });
         let config = podvisor_node::NodeConfig {
             cluster_dns,
             data_dir,
@@ -116,17 +116,19 @@ impl Cluster {
             max_pods,
         };
         let node = Node::open(config, tx).await?;
-        Ok(Cluster::start(store, node, rx, observer))
+        Ok(Cluster::start(store, node, rx, observer, dns_ip))
     }
 
     /// Starts the controllers and the kubelet binding on `store` and `node`. `node_events` is
     /// the receiver of the node's events: they become Event objects and are then passed on to
-    /// `observer`, if any.
+    /// `observer`, if any. With a pod network, Services are routed, and cluster DNS is served
+    /// at `dns` (an address this process claimed) if given.
     pub fn start(
         store: Arc<Store>,
         node: Node,
         mut node_events: mpsc::UnboundedReceiver<NodeEvent>,
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
+        dns: Option<std::net::Ipv4Addr>,
     ) -> Cluster {
         let node_name = host_name();
         let recorder = Recorder::new(store.clone(), node_name.clone());
@@ -145,10 +147,12 @@ impl Cluster {
         if node.has_pod_network() {
             let (store, stop) = (store.clone(), cluster.services_stop.subscribe());
             let task = tokio::spawn(async move {
-                let proxy = podvisor_runtime::services::Proxy::open(podvisor_objects::service::SERVICE_CIDR).await;
-                let dns = tokio::spawn(dns::serve(store.clone(), stop.clone()));
+                let proxy = podvisor_runtime::services::Proxy::open().await;
+                let dns = dns.map(|ip| tokio::spawn(dns::serve(store.clone(), ip, stop.clone())));
                 proxy::run(store, Arc::new(proxy), stop).await;
-                _ = dns.await;
+                if let Some(dns) = dns {
+                    _ = dns.await;
+                }
             });
             if let Ok(mut s) = cluster.services.lock() {
                 *s = Some(task);

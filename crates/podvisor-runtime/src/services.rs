@@ -9,10 +9,16 @@
 //! The cost is a copy per byte through podvisor (see `podvisor bench`), small beside what a
 //! pod on one machine does with a connection.
 //!
+//! Several podvisor processes may share the bridge (two data directories, or the test suite):
+//! every address one of them puts there is claimed with a file under `/run/podvisor/services`
+//! naming the process, so none takes or removes another's, and a process that died leaves
+//! claims the next one reaps, with their addresses.
+//!
 //! Only TCP is relayed (a UDP Service port gets no listener; cluster DNS answers itself).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +61,9 @@ pub enum ProxyError {
     /// Its address could not be added to the bridge.
     #[error("adding {0} to {BRIDGE}: {1}")]
     Address(Ipv4Addr, NetworkError),
+    /// Another podvisor process holds its address.
+    #[error("{0} is held by another podvisor process (pid {1}): its Service is not routed here")]
+    Held(Ipv4Addr, u32),
     /// Its socket could not be bound.
     #[error("listening on {0}: {1}")]
     Listen(Frontend, std::io::Error),
@@ -84,14 +93,10 @@ struct State {
 }
 
 impl Proxy {
-    /// A proxy serving nothing yet. Addresses an earlier process left on the bridge in
-    /// `range` (the Service CIDR) are removed first: after a crash, nothing stale answers.
-    pub async fn open(range: (Ipv4Addr, u8)) -> Proxy {
-        for ip in bridge_addresses().await.into_iter().filter(|ip| within(*ip, range)) {
-            if let Err(e) = del_address(ip).await {
-                eprintln!("podvisor: a Service address {ip} is left on {BRIDGE}: {e}");
-            }
-        }
+    /// A proxy serving nothing yet. Addresses that processes no longer running left on the
+    /// bridge are removed first: after a crash, nothing stale answers.
+    pub async fn open() -> Proxy {
+        reap().await;
         Proxy::default()
     }
 
@@ -105,9 +110,16 @@ impl Proxy {
         state.listeners.retain(|f, _| routes.contains_key(f));
         let wanted: BTreeSet<Ipv4Addr> = routes.keys().map(|f| f.ip).filter(|ip| !ip.is_unspecified()).collect();
         for ip in wanted.difference(&state.addresses.clone()) {
+            if let Err(holder) = claim(*ip) {
+                errors.push(ProxyError::Held(*ip, holder));
+                continue;
+            }
             match add_address(*ip).await {
                 Ok(()) => _ = state.addresses.insert(*ip),
-                Err(e) => errors.push(ProxyError::Address(*ip, e)),
+                Err(e) => {
+                    release(*ip);
+                    errors.push(ProxyError::Address(*ip, e));
+                }
             }
         }
         for (frontend, backends) in routes {
@@ -134,7 +146,10 @@ impl Proxy {
         let unused: Vec<Ipv4Addr> = state.addresses.difference(&wanted).copied().collect();
         for ip in unused {
             match del_address(ip).await {
-                Ok(()) => _ = state.addresses.remove(&ip),
+                Ok(()) => {
+                    state.addresses.remove(&ip);
+                    release(ip);
+                }
                 Err(e) => eprintln!("podvisor: the Service address {ip} is left on {BRIDGE}: {e}"),
             }
         }
@@ -171,6 +186,98 @@ pub async fn add_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
 /// Removes `ip/32` from podvisor's bridge.
 pub async fn del_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
     ip_batch(None, &format!("addr del {ip}/32 dev {BRIDGE}\n"), "removing a Service address").await
+}
+
+/// Where the claims of the bridge's service addresses are kept (gone with a reboot, as the
+/// addresses are).
+const CLAIMS: &str = "/run/podvisor/services";
+
+/// Holds the claims directory's lock while it lives.
+struct ClaimsLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_claims() -> Option<ClaimsLock> {
+    std::fs::create_dir_all(CLAIMS).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(Path::new(CLAIMS).join("lock"))
+        .ok()?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    Some(ClaimsLock(file))
+}
+
+fn holder(ip: Ipv4Addr) -> Option<u32> {
+    std::fs::read_to_string(Path::new(CLAIMS).join(ip.to_string())).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Claims `ip` for this process; the PID of another live process that holds it is the error.
+pub fn claim(ip: Ipv4Addr) -> Result<(), u32> {
+    let _lock = lock_claims();
+    let me = std::process::id();
+    match holder(ip) {
+        Some(pid) if pid != me && alive(pid) => Err(pid),
+        _ => {
+            if let Err(e) = std::fs::write(Path::new(CLAIMS).join(ip.to_string()), me.to_string()) {
+                eprintln!("podvisor: claiming {ip} in {CLAIMS}: {e}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Gives up this process's claim on `ip`.
+pub fn release(ip: Ipv4Addr) {
+    let _lock = lock_claims();
+    if holder(ip) == Some(std::process::id())
+        && let Err(e) = std::fs::remove_file(Path::new(CLAIMS).join(ip.to_string()))
+    {
+        eprintln!("podvisor: the claim of {ip} in {CLAIMS} is left: {e}");
+    }
+}
+
+/// The first of `preferred` that this process may claim, else a free address of `range`
+/// (but its first and last), claimed.
+pub fn claim_one(preferred: &[Ipv4Addr], range: (Ipv4Addr, u8)) -> Option<Ipv4Addr> {
+    if let Some(ip) = preferred.iter().find(|ip| claim(**ip).is_ok()) {
+        return Some(*ip);
+    }
+    let size = 1u32.checked_shl(32 - u32::from(range.1.min(32))).unwrap_or(0);
+    let base = u32::from(range.0);
+    (2..size.saturating_sub(1)).map(|off| Ipv4Addr::from(base + size - 1 - off)).find(|ip| claim(*ip).is_ok())
+}
+
+/// Removes the addresses, and claims, of podvisor processes that are gone.
+async fn reap() {
+    let stale: Vec<Ipv4Addr> = {
+        let _lock = lock_claims();
+        std::fs::read_dir(CLAIMS)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<Ipv4Addr>().ok())
+            .filter(|ip| holder(*ip).is_none_or(|pid| !alive(pid)))
+            .collect()
+    };
+    let on_bridge = bridge_addresses().await;
+    for ip in stale {
+        if on_bridge.contains(&ip)
+            && let Err(e) = del_address(ip).await
+        {
+            eprintln!("podvisor: a Service address {ip} a stopped process left is still on {BRIDGE}: {e}");
+            continue;
+        }
+        let _lock = lock_claims();
+        if holder(ip).is_none_or(|pid| !alive(pid))
+            && let Err(e) = std::fs::remove_file(Path::new(CLAIMS).join(ip.to_string()))
+        {
+            eprintln!("podvisor: the stale claim of {ip} in {CLAIMS} is left (reaped next time): {e}");
+        }
+    }
 }
 
 /// The IPv4 addresses on the bridge.
