@@ -1,7 +1,11 @@
-//! Small readings of API objects in their JSON form, shared by the controllers, the kubelet
-//! binding and deletion, and the API's timestamp format.
+//! Small readings of API objects, in their JSON form (shared by the kubelet binding, deletion
+//! and the controllers' dispatch) and in their typed form (the controllers), and the API's
+//! timestamp format.
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// A timestamp as the API writes it (RFC 3339, seconds, `Z`).
@@ -29,4 +33,40 @@ pub fn is_ready(pod: &Value) -> bool {
 /// Whether the object is being deleted.
 pub fn is_deleting(v: &Value) -> bool {
     v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+/// The owner references of a stored object, each one that reads as an
+/// [`OwnerReference`] (a malformed one is skipped, as if absent).
+pub fn owner_references(v: &Value) -> Vec<OwnerReference> {
+    let refs = v.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+    refs.into_iter().flatten().filter_map(|r| OwnerReference::deserialize(r).ok()).collect()
+}
+
+/// The controller owner reference of a stored object (the first with `controller: true`), if
+/// any.
+pub fn controller_ref(v: &Value) -> Option<OwnerReference> {
+    owner_references(v).into_iter().find(|r| r.controller == Some(true))
+}
+
+/// Whether a typed object is being deleted (it has a `deletionTimestamp`).
+pub fn meta_is_deleting(meta: &ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+}
+
+/// A typed pod's phase, or `""`.
+pub fn pod_phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// Whether a typed pod's phase is final (`Succeeded` or `Failed`), as [`is_terminal`].
+pub fn pod_is_terminal(pod: &Pod) -> bool {
+    matches!(pod_phase(pod), "Succeeded" | "Failed")
+}
+
+/// Whether a typed pod's `Ready` condition is true, as [`is_ready`].
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

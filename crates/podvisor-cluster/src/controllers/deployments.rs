@@ -2,18 +2,27 @@
 //! `pod-template-hash` label), rolled out with `RollingUpdate` (`maxSurge`, `maxUnavailable`,
 //! where available means Ready, which includes sidecars' readiness) or `Recreate` (old pods gone
 //! before new ones start), and the Deployment's status and conditions.
+//!
+//! A reconcile [`observe`]s the Deployment's ReplicaSets, [`decide`]s a [`Plan`] (a pure
+//! function of the Deployment, its ReplicaSets and the time) and [`act`]s on it.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentSpec, DeploymentStatus, ReplicaSet, ReplicaSetSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_objects::kinds::Resource;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Ctx, Requeue, from_template, owned, owner_ref, safe_encode};
-use crate::events::Involved;
-use crate::store::{Key, Obj, StoreError};
-use crate::values::stamp;
+use super::{Action, Ctx, Error, encode, from_template, involved, key_of, owned, owned_count, owner_ref, safe_encode};
+use crate::store::{Key, StoreError};
 
 const COMPONENT: &str = "deployment-controller";
 const REVISION: &str = "deployment.kubernetes.io/revision";
+const HASH_LABEL: &str = "pod-template-hash";
 
 /// FNV-1a over the template's JSON: the `pod-template-hash`.
 fn template_hash(template: &Value) -> String {
@@ -25,203 +34,360 @@ fn template_hash(template: &Value) -> String {
     safe_encode(h as u64)
 }
 
-/// Resolves an int-or-percent against `total`, rounding up or down.
-fn resolve(v: Option<&Value>, default: &str, total: i64, up: bool) -> i64 {
-    let v = v.cloned().unwrap_or_else(|| json!(default));
-    if let Some(n) = v.as_i64() {
-        return n.max(0);
-    }
-    let pct = v.as_str().and_then(|s| s.strip_suffix('%')).and_then(|p| p.parse::<i64>().ok()).unwrap_or(0);
-    let x = total * pct;
-    if up { (x + 99) / 100 } else { x / 100 }
-}
-
-fn int(v: &Value, p: &str) -> i64 {
-    v.pointer(p).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn revision(rs: &Value) -> i64 {
-    rs.pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION))
-        .and_then(Value::as_str)
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-fn scale(ctx: &Ctx, about: &Involved, rs: &Value, to: i64) {
-    let from = int(rs, "/spec/replicas");
-    if from == to {
-        return;
-    }
-    let key = Key::of(Resource::ReplicaSets, rs);
-    if ctx
-        .store
-        .update::<StoreError>(&key, |v| {
-            v["spec"]["replicas"] = json!(to);
-            Ok(())
-        })
-        .is_ok()
-    {
-        let dir = if to > from { "up" } else { "down" };
-        let msg = format!("Scaled {dir} replica set {} from {from} to {to}", key.name);
-        ctx.recorder.record(about, "Normal", "ScalingReplicaSet", &msg, COMPONENT);
-    }
-}
-
-/// Reconciles one Deployment.
-pub(crate) fn reconcile(ctx: &Ctx, key: &Key, d: &Value) -> Requeue {
-    let uid = d.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
-    let name = d.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let desired = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1).max(0);
-    let about = Involved::of(Resource::Deployments, d);
-    let template = &d["spec"]["template"];
-    let hash = template_hash(template);
-    let mut rss: Vec<Obj> = owned(&ctx.store, Resource::ReplicaSets, &key.namespace, uid);
-    rss.sort_by_key(|r| revision(r));
-    let is_new =
-        |r: &Value| r.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) == Some(hash.as_str());
-    let recreate = d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
-    let old: Vec<Obj> = rss.iter().filter(|r| !is_new(r)).cloned().collect();
-    let old_pods = |ctx: &Ctx| {
-        old.iter()
-            .map(|r| {
-                owned(&ctx.store, Resource::Pods, &key.namespace, r["metadata"]["uid"].as_str().unwrap_or("")).len()
-            })
-            .sum::<usize>()
+/// Resolves an int-or-percent (`default` when absent) against `total`, rounding a percentage
+/// up or down; an integer below 0 is 0, and a string that is not a percentage is 0%.
+fn resolve(v: Option<&IntOrString>, default: &str, total: i64, up: bool) -> i64 {
+    let percent = |s: &str| s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()).unwrap_or(0);
+    let pct = match v {
+        Some(IntOrString::Int(n)) => return i64::from(*n).max(0),
+        Some(IntOrString::String(s)) => percent(s),
+        None => percent(default),
     };
-    let new = match rss.iter().find(|r| is_new(r)) {
+    let x = total.saturating_mul(pct);
+    if up { x.saturating_add(99) / 100 } else { x / 100 }
+}
+
+/// A ReplicaSet's revision (its `deployment.kubernetes.io/revision` annotation; 0 without one).
+fn revision(rs: &ReplicaSet) -> i64 {
+    let annotations = rs.metadata.annotations.as_ref();
+    annotations.and_then(|a| a.get(REVISION)).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+/// What the Deployment controller reads of one ReplicaSet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rs {
+    /// Its name.
+    name: String,
+    /// `spec.replicas` (0 when absent).
+    replicas: i64,
+    /// `status.replicas`.
+    current: i64,
+    /// `status.readyReplicas`.
+    ready: i64,
+    /// `status.availableReplicas`.
+    available: i64,
+    /// Its revision.
+    revision: i64,
+    /// Whether its `pod-template-hash` is the Deployment's template's.
+    new: bool,
+}
+
+impl Rs {
+    /// What is read of `rs`, for a Deployment whose template has `hash`.
+    fn of(rs: &ReplicaSet, hash: &str) -> Rs {
+        let status = rs.status.as_ref();
+        let labels = rs.metadata.labels.as_ref();
+        Rs {
+            name: rs.metadata.name.clone().unwrap_or_default(),
+            replicas: i64::from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)),
+            current: i64::from(status.map_or(0, |s| s.replicas)),
+            ready: i64::from(status.and_then(|s| s.ready_replicas).unwrap_or(0)),
+            available: i64::from(status.and_then(|s| s.available_replicas).unwrap_or(0)),
+            revision: revision(rs),
+            new: labels.and_then(|l| l.get(HASH_LABEL)).is_some_and(|h| h == hash),
+        }
+    }
+}
+
+/// What the store says about one Deployment besides the Deployment itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observed {
+    /// The `pod-template-hash` of the Deployment's template.
+    pub hash: String,
+    /// The ReplicaSets it controls, in the store's order (by name).
+    pub replica_sets: Vec<ReplicaSet>,
+    /// How many pods its ReplicaSets of other templates still control (read for `Recreate`
+    /// only).
+    pub old_pods: usize,
+}
+
+/// Hashes the template of `d` and reads the ReplicaSets it controls and, for `Recreate`, the
+/// pods of its old ones.
+pub(crate) fn observe(d: &Deployment, ctx: &Ctx) -> Result<Observed, Error> {
+    let namespace = d.metadata.namespace.as_deref().unwrap_or("");
+    let uid = d.metadata.uid.as_deref().unwrap_or("");
+    let key = key_of(Resource::Deployments, &d.metadata);
+    let hash = template_hash(&d.spec.as_ref().map(|s| encode(&key, &s.template)).transpose()?.unwrap_or_default());
+    let replica_sets: Vec<ReplicaSet> = owned(&ctx.store, Resource::ReplicaSets, namespace, uid)?;
+    let mut old_pods = 0;
+    if is_recreate(d.spec.as_ref()) {
+        for rs in replica_sets.iter().filter(|r| !Rs::of(r, &hash).new) {
+            let rs_uid = rs.metadata.uid.as_deref().unwrap_or("");
+            old_pods += owned_count(&ctx.store, Resource::Pods, namespace, rs_uid);
+        }
+    }
+    Ok(Observed { hash, replica_sets, old_pods })
+}
+
+/// Whether the Deployment's strategy is `Recreate`.
+fn is_recreate(spec: Option<&DeploymentSpec>) -> bool {
+    spec.and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) == Some("Recreate")
+}
+
+/// A ReplicaSet a plan creates.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewReplicaSet {
+    /// Its name, `<deployment>-<hash>`.
+    pub name: String,
+    /// Its `spec.replicas` at creation.
+    pub replicas: i64,
+    /// The object.
+    pub object: ReplicaSet,
+}
+
+/// A change of one ReplicaSet's `spec.replicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scale {
+    /// The ReplicaSet.
+    pub name: String,
+    /// Its replicas now.
+    pub from: i64,
+    /// Its replicas after.
+    pub to: i64,
+}
+
+/// What one reconcile of a Deployment does, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Plan {
+    /// The ReplicaSet of the current template, when there is none yet.
+    pub create: Option<NewReplicaSet>,
+    /// The ReplicaSets scaled (each with a `ScalingReplicaSet` event).
+    pub scales: Vec<Scale>,
+    /// The revision annotation of the Deployment (its new ReplicaSet's).
+    pub revision: String,
+    /// The Deployment's status.
+    pub status: DeploymentStatus,
+}
+
+/// A condition of the Deployment, keeping the times of the one it replaces: the transition
+/// time while the status is the same, the update time while the reason is too.
+fn condition(
+    previous: &[DeploymentCondition],
+    now: Timestamp,
+    ty: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> DeploymentCondition {
+    let status = if ok { "True" } else { "False" };
+    let old = previous.iter().find(|c| c.type_ == ty);
+    let since = old.filter(|c| c.status == status).and_then(|c| c.last_transition_time.clone());
+    let same = old.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(reason));
+    let updated = if same { old.and_then(|c| c.last_update_time.clone()) } else { None };
+    DeploymentCondition {
+        type_: ty.to_string(),
+        status: status.to_string(),
+        reason: Some(reason.to_string()),
+        message: Some(message),
+        last_transition_time: Some(since.unwrap_or(Time(now))),
+        last_update_time: Some(updated.unwrap_or(Time(now))),
+    }
+}
+
+/// A count as the status holds it (an int32), saturating.
+fn int32(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// Decides what to do with `d`, given what [`observe`] read (its template's hash, its
+/// ReplicaSets) and the time: a pure function.
+pub(crate) fn decide(d: &Deployment, observed: &Observed, now: Timestamp) -> Plan {
+    let name = d.metadata.name.as_deref().unwrap_or("");
+    let namespace = d.metadata.namespace.as_deref().unwrap_or("");
+    let default_spec = DeploymentSpec::default();
+    let spec = d.spec.as_ref().unwrap_or(&default_spec);
+    let desired = i64::from(spec.replicas.unwrap_or(1).max(0));
+    let hash = &observed.hash;
+    let by_name: Vec<Rs> = observed.replica_sets.iter().map(|r| Rs::of(r, hash)).collect();
+    let mut rss = by_name.clone();
+    rss.sort_by_key(|r| r.revision);
+    let recreate = is_recreate(Some(spec));
+    let old: Vec<&Rs> = rss.iter().filter(|r| !r.new).collect();
+    let mut create = None;
+    let new = match rss.iter().find(|r| r.new) {
         Some(r) => r.clone(),
         None => {
-            let mut labels: Map<String, Value> = Map::new();
-            labels.insert("pod-template-hash".into(), json!(hash));
             let rs_name = format!("{name}-{hash}");
-            let mut rs = from_template(
-                "apps/v1",
-                "ReplicaSet",
-                &json!({"metadata": template.get("metadata").cloned().unwrap_or(json!({}))}),
-                &rs_name,
-                &key.namespace,
-                &labels,
-                owner_ref(Resource::Deployments, d),
-            );
-            let mut tpl = template.clone();
-            tpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-            let mut selector = d["spec"]["selector"].clone();
-            selector["matchLabels"]["pod-template-hash"] = json!(hash);
             let start = if old.is_empty() && !recreate { desired } else { 0 };
-            rs["spec"] = json!({"replicas": start, "selector": selector, "template": tpl});
-            let rev = rss.iter().map(|r| revision(r)).max().unwrap_or(0) + 1;
-            rs["metadata"]["annotations"] = json!({REVISION: rev.to_string()});
-            match ctx.store.create(Resource::ReplicaSets, rs) {
-                Ok(rs) => {
-                    if start > 0 {
-                        let msg = format!("Scaled up replica set {rs_name} from 0 to {start}");
-                        ctx.recorder.record(&about, "Normal", "ScalingReplicaSet", &msg, COMPONENT);
-                    }
-                    rs
-                }
-                Err(_) => return None,
-            }
+            let rev = rss.iter().map(|r| r.revision).max().unwrap_or(0).saturating_add(1);
+            let object = new_replica_set(d, spec, hash, &rs_name, namespace, start, rev);
+            create = Some(NewReplicaSet { name: rs_name.clone(), replicas: start, object });
+            Rs { name: rs_name, replicas: start, current: 0, ready: 0, available: 0, revision: rev, new: true }
         }
     };
+    let mut scales = Vec::new();
+    let mut scale = |r: &Rs, to: i64| {
+        if r.replicas != to {
+            scales.push(Scale { name: r.name.clone(), from: r.replicas, to });
+        }
+    };
+    let strategy = spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
+    let max_unavailable = resolve(strategy.and_then(|s| s.max_unavailable.as_ref()), "25%", desired, false);
     if recreate {
         for r in &old {
-            scale(ctx, &about, r, 0);
+            scale(r, 0);
         }
-        if old_pods(ctx) == 0 {
-            scale(ctx, &about, &new, desired);
+        if observed.old_pods == 0 {
+            scale(&new, desired);
         }
     } else {
-        let strategy = d.pointer("/spec/strategy/rollingUpdate");
-        let surge = resolve(strategy.and_then(|s| s.get("maxSurge")), "25%", desired, true);
-        let mut unavailable = resolve(strategy.and_then(|s| s.get("maxUnavailable")), "25%", desired, false);
+        let surge = resolve(strategy.and_then(|s| s.max_surge.as_ref()), "25%", desired, true);
+        let mut unavailable = max_unavailable;
         if surge == 0 && unavailable == 0 {
             unavailable = 1;
         }
-        let all: i64 = rss.iter().map(|r| int(r, "/spec/replicas")).sum::<i64>()
-            + if rss.iter().any(|r| is_new(r)) { 0 } else { int(&new, "/spec/replicas") };
-        let cur = int(&new, "/spec/replicas");
-        let target = if cur > desired { desired } else { desired.min(cur + (desired + surge - all).max(0)) };
-        scale(ctx, &about, &new, target);
-        let available: i64 = rss.iter().map(|r| int(r, "/status/availableReplicas")).sum();
-        let mut can_remove = (available - (desired - unavailable)).max(0);
+        let all = rss.iter().map(|r| r.replicas).fold(0, i64::saturating_add)
+            + if create.is_some() { new.replicas } else { 0 };
+        let cur = new.replicas;
+        let room = desired.saturating_add(surge).saturating_sub(all).max(0);
+        let target = if cur > desired { desired } else { desired.min(cur.saturating_add(room)) };
+        scale(&new, target);
+        let available = rss.iter().map(|r| r.available).fold(0, i64::saturating_add);
+        let mut can_remove = available.saturating_sub(desired.saturating_sub(unavailable)).max(0);
         for r in &old {
-            let replicas = int(r, "/spec/replicas");
-            let unhealthy = (replicas - int(r, "/status/availableReplicas")).max(0);
-            let cut = replicas.min(unhealthy + can_remove);
-            can_remove -= (cut - unhealthy).max(0);
-            scale(ctx, &about, r, replicas - cut);
+            let unhealthy = r.replicas.saturating_sub(r.available).max(0);
+            let cut = r.replicas.min(unhealthy.saturating_add(can_remove));
+            can_remove -= cut.saturating_sub(unhealthy).max(0);
+            scale(r, r.replicas - cut);
         }
     }
-    // Status from the ReplicaSets as they are now.
-    let rss: Vec<Obj> = owned(&ctx.store, Resource::ReplicaSets, &key.namespace, uid);
-    let sum = |p: &str| rss.iter().map(|r| int(r, p)).sum::<i64>();
-    let new_now = rss.iter().find(|r| is_new(r)).cloned().unwrap_or(new);
-    let available = sum("/status/availableReplicas");
-    let strategy = d.pointer("/spec/strategy/rollingUpdate");
-    let max_unavailable =
-        if recreate { 0 } else { resolve(strategy.and_then(|s| s.get("maxUnavailable")), "25%", desired, false) };
-    let has_min = available >= desired - max_unavailable;
-    let old_left = rss.iter().filter(|r| !is_new(r)).map(|r| int(r, "/status/replicas")).sum::<i64>();
-    let complete = int(&new_now, "/status/availableReplicas") >= desired && old_left == 0;
-    let rs_name = new_now.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-    let now = stamp(Timestamp::now());
-    let rev = revision(&new_now).to_string();
-    let _ = ctx.store.update::<StoreError>(key, |v| {
-        v["metadata"]["annotations"][REVISION] = json!(rev);
-        let prev = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let cond = |ty: &str, ok: bool, reason: &str, message: String| {
-            let status = if ok { "True" } else { "False" };
-            let old = prev.iter().find(|c| c["type"] == ty);
-            let since = old
-                .filter(|c| c["status"] == status)
-                .and_then(|c| c.get("lastTransitionTime").cloned())
-                .unwrap_or_else(|| json!(now));
-            let same = old.is_some_and(|c| c["status"] == status && c["reason"] == reason);
-            let updated = if same {
-                old.and_then(|c| c.get("lastUpdateTime").cloned()).unwrap_or(json!(now))
-            } else {
-                json!(now)
-            };
-            json!({"type": ty, "status": status, "reason": reason, "message": message,
-                   "lastTransitionTime": since, "lastUpdateTime": updated})
-        };
-        let available_cond = if has_min {
-            cond("Available", true, "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
-        } else {
-            cond(
-                "Available",
-                false,
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.".into(),
-            )
-        };
-        let progressing = if complete {
-            cond(
-                "Progressing",
-                true,
-                "NewReplicaSetAvailable",
-                format!("ReplicaSet {rs_name:?} has successfully progressed."),
-            )
-        } else {
-            cond("Progressing", true, "ReplicaSetUpdated", format!("ReplicaSet {rs_name:?} is progressing."))
-        };
-        let mut st = json!({
-            "observedGeneration": v["metadata"]["generation"].clone(),
-            "replicas": sum("/status/replicas"),
-            "updatedReplicas": int(&new_now, "/status/replicas"),
-            "readyReplicas": sum("/status/readyReplicas"),
-            "availableReplicas": available,
-            "conditions": [available_cond, progressing],
-        });
-        let unavailable = (desired - available).max(0);
-        if unavailable > 0 {
-            st["unavailableReplicas"] = json!(unavailable);
+    // The status from the ReplicaSets as the plan leaves them: scaling changes no status.
+    let mut after = by_name;
+    if create.is_some() {
+        after.push(new.clone());
+        after.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let sum = |f: fn(&Rs) -> i64| after.iter().map(f).fold(0, i64::saturating_add);
+    let new_now = after.iter().find(|r| r.new).unwrap_or(&new);
+    let available = sum(|r| r.available);
+    let max_unavailable = if recreate { 0 } else { max_unavailable };
+    let has_min = available >= desired.saturating_sub(max_unavailable);
+    let old_left = after.iter().filter(|r| !r.new).map(|r| r.current).fold(0, i64::saturating_add);
+    let complete = new_now.available >= desired && old_left == 0;
+    let rs_name = &new_now.name;
+    let previous = d.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+    let cond = |ty: &str, ok: bool, reason: &str, message: String| condition(previous, now, ty, ok, reason, message);
+    let available_cond = if has_min {
+        cond("Available", true, "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+    } else {
+        cond("Available", false, "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
+    };
+    let progressing = if complete {
+        cond(
+            "Progressing",
+            true,
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet {rs_name:?} has successfully progressed."),
+        )
+    } else {
+        cond("Progressing", true, "ReplicaSetUpdated", format!("ReplicaSet {rs_name:?} is progressing."))
+    };
+    let unavailable = desired.saturating_sub(available).max(0);
+    let status = DeploymentStatus {
+        observed_generation: d.metadata.generation,
+        replicas: Some(int32(sum(|r| r.current))),
+        updated_replicas: Some(int32(new_now.current)),
+        ready_replicas: Some(int32(sum(|r| r.ready))),
+        available_replicas: Some(int32(available)),
+        unavailable_replicas: (unavailable > 0).then(|| int32(unavailable)),
+        conditions: Some(vec![available_cond, progressing]),
+        ..Default::default()
+    };
+    Plan { create, scales, revision: new_now.revision.to_string(), status }
+}
+
+/// The ReplicaSet of the Deployment's template: its metadata, labels and selector with the
+/// template's hash, `start` replicas, and revision `rev`.
+fn new_replica_set(
+    d: &Deployment,
+    spec: &DeploymentSpec,
+    hash: &str,
+    rs_name: &str,
+    namespace: &str,
+    start: i64,
+    rev: i64,
+) -> ReplicaSet {
+    let labels = BTreeMap::from([(HASH_LABEL.to_string(), hash.to_string())]);
+    let mut metadata = from_template(
+        spec.template.metadata.as_ref(),
+        rs_name,
+        namespace,
+        &labels,
+        owner_ref(Resource::Deployments, &d.metadata),
+    );
+    metadata.annotations = Some(BTreeMap::from([(REVISION.to_string(), rev.to_string())]));
+    let mut template = spec.template.clone();
+    let template_labels = template.metadata.get_or_insert_default().labels.get_or_insert_default();
+    template_labels.insert(HASH_LABEL.into(), hash.into());
+    let mut selector = spec.selector.clone();
+    selector.match_labels.get_or_insert_default().insert(HASH_LABEL.into(), hash.into());
+    ReplicaSet {
+        metadata,
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(int32(start)),
+            selector,
+            template: Some(template),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Applies `plan` to `d`: creates its new ReplicaSet, scales its ReplicaSets (recording
+/// `ScalingReplicaSet`) and writes its revision and status.
+pub(crate) fn act(d: &Deployment, plan: Plan, ctx: &Ctx) -> Result<Action, Error> {
+    let key = key_of(Resource::Deployments, &d.metadata);
+    let about = involved(Resource::Deployments, &d.metadata);
+    let namespace = key.namespace.as_str();
+    let scaled = |name: &str, from: i64, to: i64| {
+        let dir = if to > from { "up" } else { "down" };
+        let msg = format!("Scaled {dir} replica set {name} from {from} to {to}");
+        ctx.recorder.record(&about, "Normal", "ScalingReplicaSet", &msg, COMPONENT);
+    };
+    if let Some(new) = plan.create {
+        let rs_key = Key::new(Resource::ReplicaSets, namespace, &new.name);
+        let created = serde_json::to_value(&new.object)
+            .map_err(|e| e.to_string())
+            .and_then(|rs| ctx.store.create(Resource::ReplicaSets, rs).map_err(|e| e.to_string()));
+        match created {
+            Ok(_) if new.replicas > 0 => scaled(&new.name, 0, new.replicas),
+            Ok(_) => {}
+            // Nothing else is done before the new ReplicaSet is there.
+            Err(message) => return Err(Error::Create { key: rs_key, message }),
         }
-        v["status"] = st;
+    }
+    let mut first_error = Ok(());
+    for s in &plan.scales {
+        let rs_key = Key::new(Resource::ReplicaSets, namespace, &s.name);
+        let updated = ctx.store.update::<StoreError>(&rs_key, |v| {
+            v["spec"]["replicas"] = json!(s.to);
+            Ok(())
+        });
+        match updated {
+            Ok(_) => scaled(&s.name, s.from, s.to),
+            // Gone meanwhile: its removal reconciles the Deployment again.
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => first_error = first_error.and(Err(Error::store("scaling", &rs_key, e))),
+        }
+    }
+    let status = encode(&key, &plan.status)?;
+    let written = ctx.store.update::<StoreError>(&key, |v| {
+        v["metadata"]["annotations"][REVISION] = json!(plan.revision);
+        v["status"] = status;
         Ok(())
     });
-    None
+    match written {
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => first_error = first_error.and(Err(Error::store("writing the status of", &key, e))),
+    }
+    first_error.map(|()| Action::await_change())
+}
+
+/// Reconciles one Deployment: [`observe`], [`decide`], [`act`].
+pub(crate) fn reconcile(d: &Deployment, ctx: &Ctx) -> Result<Action, Error> {
+    let observed = observe(d, ctx)?;
+    let plan = decide(d, &observed, Timestamp::now());
+    act(d, plan, ctx)
 }
 
 #[cfg(test)]
@@ -230,10 +396,215 @@ mod tests {
 
     #[test]
     fn percentages_round_as_the_controller_does() {
+        let pct = |s: &str| IntOrString::String(s.into());
         assert_eq!(resolve(None, "25%", 3, true), 1);
         assert_eq!(resolve(None, "25%", 3, false), 0);
-        assert_eq!(resolve(Some(&json!(2)), "25%", 3, false), 2);
-        assert_eq!(resolve(Some(&json!("50%")), "25%", 5, true), 3);
+        assert_eq!(resolve(Some(&IntOrString::Int(2)), "25%", 3, false), 2);
+        assert_eq!(resolve(Some(&pct("50%")), "25%", 5, true), 3);
+        assert_eq!(resolve(Some(&pct("5")), "25%", 5, true), 0, "a string without % is 0%");
+        assert_eq!(resolve(Some(&IntOrString::Int(-3)), "25%", 5, true), 0);
+        assert_eq!(resolve(Some(&pct("9223372036854775807%")), "25%", i64::from(i32::MAX), true), i64::MAX / 100);
         assert_ne!(template_hash(&json!({"a": 1})), template_hash(&json!({"a": 2})));
+    }
+
+    fn deployment(replicas: i64, strategy: Value, image: &str) -> Deployment {
+        serde_json::from_value(
+            json!({"metadata": {"name": "web", "namespace": "default", "uid": "d-1", "generation": 7},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}, "strategy": strategy,
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}}}),
+        )
+        .unwrap()
+    }
+
+    fn hash_of(d: &Deployment) -> String {
+        template_hash(&serde_json::to_value(&d.spec.as_ref().unwrap().template).unwrap())
+    }
+
+    /// What `observe` reads for `d`: its hash, these ReplicaSets and old pods.
+    fn seen(d: &Deployment, replica_sets: Vec<ReplicaSet>, old_pods: usize) -> Observed {
+        Observed { hash: hash_of(d), replica_sets, old_pods }
+    }
+
+    /// A ReplicaSet of the Deployment: its hash, revision, `spec.replicas` and available (and
+    /// ready, and current) replicas.
+    fn rs(hash: &str, revision: i64, replicas: i64, available: i64) -> ReplicaSet {
+        serde_json::from_value(json!({"metadata": {"name": format!("web-{hash}"), "namespace": "default",
+                "labels": {"app": "web", "pod-template-hash": hash},
+                "annotations": {REVISION: revision.to_string()}},
+            "spec": {"replicas": replicas, "selector": {}},
+            "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available}}))
+        .unwrap()
+    }
+
+    fn scales(plan: &Plan) -> Vec<(String, i64, i64)> {
+        plan.scales.iter().map(|s| (s.name.clone(), s.from, s.to)).collect()
+    }
+
+    fn conditions(plan: &Plan) -> Vec<(String, String, String, String)> {
+        let all = plan.status.conditions.iter().flatten();
+        let text = |s: &Option<String>| s.clone().unwrap_or_default();
+        all.map(|c| (c.type_.clone(), c.status.clone(), text(&c.reason), text(&c.message))).collect()
+    }
+
+    /// A new template rolls out within maxSurge 1 and maxUnavailable 1 of 4 replicas: the new
+    /// ReplicaSet is created with the next revision and scaled up by the surge while the old
+    /// one is scaled down by what may be unavailable; then step by step as pods become
+    /// available, until the old one is gone and the rollout is complete.
+    #[test]
+    fn a_rolling_update_scales_the_new_replicaset_up_and_the_old_down_within_surge_and_unavailability() {
+        let rolling = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+        let before = deployment(4, rolling.clone(), "busybox:1");
+        let d = deployment(4, rolling, "busybox:2");
+        let (old, new) = (hash_of(&before), hash_of(&d));
+        assert_ne!(old, new);
+        let now = Timestamp::now();
+        let observed = seen(&d, vec![rs(&old, 1, 4, 4)], 4);
+        let plan = decide(&d, &observed, now);
+        let created = plan.create.as_ref().expect("the new template's ReplicaSet");
+        assert_eq!((created.name.as_str(), created.replicas), (format!("web-{new}").as_str(), 0));
+        let object = serde_json::to_value(&created.object).unwrap();
+        assert_eq!(object["metadata"]["annotations"], json!({REVISION: "2"}));
+        assert_eq!(object["metadata"]["labels"], json!({"app": "web", "pod-template-hash": new}));
+        assert_eq!(object["spec"]["selector"]["matchLabels"], json!({"app": "web", "pod-template-hash": new}));
+        assert_eq!(object["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], json!(new));
+        assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "d-1");
+        assert_eq!(scales(&plan), [(format!("web-{new}"), 0, 1), (format!("web-{old}"), 4, 3)]);
+        assert_eq!(plan.revision, "2");
+        assert_eq!(plan.status.observed_generation, Some(7));
+        assert_eq!(
+            (plan.status.replicas, plan.status.updated_replicas, plan.status.available_replicas),
+            (Some(4), Some(0), Some(4))
+        );
+        assert_eq!(plan.status.unavailable_replicas, None);
+        assert_eq!(conditions(&plan)[1].2, "ReplicaSetUpdated");
+        assert_eq!(conditions(&plan)[1].3, format!("ReplicaSet \"web-{new}\" is progressing."));
+
+        // The new pod is not available yet: 3 old + 1 new = 4, one more may surge; none of the
+        // 3 available old pods may go (4 - 1 must stay available).
+        let observed = seen(&d, vec![rs(&old, 1, 3, 3), rs(&new, 2, 1, 0)], 3);
+        let plan = decide(&d, &observed, now);
+        assert!(plan.create.is_none());
+        assert_eq!(scales(&plan), [(format!("web-{new}"), 1, 2)]);
+        assert_eq!(plan.status.unavailable_replicas, Some(1));
+        assert_eq!(conditions(&plan)[0].2, "MinimumReplicasAvailable", "3 of 4 available is the minimum");
+
+        // Both new pods available: 2 of the old may go.
+        let observed = seen(&d, vec![rs(&old, 1, 3, 3), rs(&new, 2, 2, 2)], 3);
+        assert_eq!(scales(&decide(&d, &observed, now)), [(format!("web-{old}"), 3, 1)]);
+
+        // All new pods available and no old pod left: complete.
+        let observed = seen(&d, vec![rs(&old, 1, 0, 0), rs(&new, 2, 4, 4)], 0);
+        let plan = decide(&d, &observed, now);
+        assert!(plan.scales.is_empty());
+        assert_eq!(
+            conditions(&plan),
+            [
+                (
+                    "Available".into(),
+                    "True".into(),
+                    "MinimumReplicasAvailable".into(),
+                    "Deployment has minimum availability.".into()
+                ),
+                (
+                    "Progressing".into(),
+                    "True".into(),
+                    "NewReplicaSetAvailable".into(),
+                    format!("ReplicaSet \"web-{new}\" has successfully progressed.")
+                ),
+            ]
+        );
+    }
+
+    /// The first ReplicaSet starts at the full count; without any surge or unavailability
+    /// allowed, one pod may still be unavailable.
+    #[test]
+    fn the_first_replicaset_starts_full_and_zero_surge_and_unavailability_still_move() {
+        let d = deployment(
+            3,
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}),
+            "busybox:1",
+        );
+        let plan = decide(&d, &seen(&d, vec![], 0), Timestamp::now());
+        assert_eq!(plan.create.as_ref().map(|c| c.replicas), Some(3));
+        assert!(plan.scales.is_empty());
+        assert_eq!(plan.revision, "1");
+        assert_eq!(plan.status.unavailable_replicas, Some(3));
+        assert_eq!(conditions(&plan)[0].2, "MinimumReplicasUnavailable");
+
+        let old = hash_of(&deployment(3, Value::Null, "busybox:0"));
+        let new = hash_of(&d);
+        let observed = seen(&d, vec![rs(&old, 4, 3, 3), rs(&new, 5, 0, 0)], 3);
+        assert_eq!(scales(&decide(&d, &observed, Timestamp::now())), [(format!("web-{old}"), 3, 2)]);
+    }
+
+    /// `Recreate`: the old ReplicaSets go to 0 first; the new one is scaled up once their pods
+    /// are gone.
+    #[test]
+    fn recreate_scales_the_new_replicaset_up_once_the_old_pods_are_gone() {
+        let d = deployment(2, json!({"type": "Recreate"}), "busybox:2");
+        let old = hash_of(&deployment(2, json!({"type": "Recreate"}), "busybox:1"));
+        let new = hash_of(&d);
+        let now = Timestamp::now();
+        let observed = seen(&d, vec![rs(&old, 1, 2, 2)], 2);
+        let plan = decide(&d, &observed, now);
+        assert_eq!(plan.create.as_ref().map(|c| c.replicas), Some(0));
+        assert_eq!(scales(&plan), [(format!("web-{old}"), 2, 0)]);
+        let observed = seen(&d, vec![rs(&old, 1, 0, 0), rs(&new, 2, 0, 0)], 1);
+        assert!(decide(&d, &observed, now).scales.is_empty(), "an old pod is still there");
+        let observed = seen(&d, vec![rs(&old, 1, 0, 0), rs(&new, 2, 0, 0)], 0);
+        assert_eq!(scales(&decide(&d, &observed, now)), [(format!("web-{new}"), 0, 2)]);
+    }
+
+    /// A condition keeps its transition time while its status stays, and its update time while
+    /// its reason does too.
+    #[test]
+    fn conditions_keep_their_times_while_they_hold() {
+        let mut d = deployment(1, Value::Null, "busybox:1");
+        let hash = hash_of(&d);
+        let then: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        d.status = Some(
+            serde_json::from_value(json!({"conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"},
+                {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"}]}))
+            .unwrap(),
+        );
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let observed = seen(&d, vec![rs(&hash, 1, 1, 1)], 0);
+        let plan = decide(&d, &observed, now);
+        let cs = plan.status.conditions.unwrap();
+        let times = |c: &DeploymentCondition| {
+            (c.last_transition_time.clone().unwrap().0, c.last_update_time.clone().unwrap().0)
+        };
+        assert_eq!(times(&cs[0]), (then, then), "Available: same status, same reason");
+        assert_eq!(times(&cs[1]), (then, now), "Progressing: same status, new reason");
+        assert_eq!(cs[1].reason.as_deref(), Some("NewReplicaSetAvailable"));
+    }
+
+    /// The hash is taken over the template as the typed Deployment writes it, which is the
+    /// stored form of every Deployment admission let in: a Deployment keeps its hash (and so
+    /// its ReplicaSet) whether its template is read from the store or from the typed object.
+    #[test]
+    fn the_template_hash_of_an_admitted_deployment_is_its_stored_templates() {
+        use podvisor_apiserver::admission::{self, FieldValidation};
+        let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}, "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}, "creationTimestamp": null},
+                    "spec": {"initContainers": [{"name": "proxy", "image": "envoy:1", "restartPolicy": "Always",
+                                                 "startupProbe": {"tcpSocket": {"port": 9901}}}],
+                             "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "sleep 1d"],
+                                             "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                                             "ports": [{"containerPort": 8080, "name": "http"}],
+                                             "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+                                             "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2},
+                                             "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                             "volumes": [{"name": "data", "emptyDir": {}}],
+                             "terminationGracePeriodSeconds": 5}}}});
+        let stored =
+            admission::admit(Resource::Deployments, d, Some("default"), FieldValidation::Strict).unwrap().object;
+        let typed: Deployment = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(hash_of(&typed), template_hash(&stored["spec"]["template"]));
     }
 }

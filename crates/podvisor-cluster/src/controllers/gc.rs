@@ -6,7 +6,7 @@
 use podvisor_objects::kinds::Resource;
 use serde_json::Value;
 
-use super::Ctx;
+use super::{Ctx, Error};
 use crate::delete::{DeleteOptions, FOREGROUND, Propagation, delete};
 use crate::store::{Change, Key, StoreError};
 use crate::values::is_deleting;
@@ -27,6 +27,22 @@ fn dependents(ctx: &Ctx, namespace: &str, uid: &str) -> Vec<Key> {
     keys
 }
 
+/// Deletes `key` with `propagation`; an object already gone is not an error.
+fn delete_quietly(ctx: &Ctx, key: &Key, propagation: Propagation) -> Result<(), Error> {
+    match delete(&ctx.store, key, &DeleteOptions { propagation: Some(propagation), ..Default::default() }) {
+        Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(Error::store("deleting", key, e)),
+    }
+}
+
+/// Logs a failure of the garbage collector, which leaves the object behind until the next
+/// sweep (at the next start, or when the controllers fall behind the store's changes).
+fn log(result: Result<(), Error>) {
+    if let Err(e) = result {
+        eprintln!("podvisor: garbage collection: {e}; the object is left until the next sweep");
+    }
+}
+
 /// Deletes the dependents of an object that was just removed.
 pub(crate) fn owner_gone(ctx: &Ctx, c: &Change) {
     let uid = c.object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
@@ -34,47 +50,49 @@ pub(crate) fn owner_gone(ctx: &Ctx, c: &Change) {
         return;
     }
     for key in dependents(ctx, &c.key.namespace, uid) {
-        let _ = delete(
-            &ctx.store,
-            &key,
-            &DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() },
-        );
+        log(delete_quietly(ctx, &key, Propagation::Background));
     }
 }
 
 /// Finishes a foreground deletion: deletes the dependents, and removes the owner once none is
-/// left.
-pub(crate) fn foreground(ctx: &Ctx, key: &Key, obj: &Value) {
+/// left. Every dependent is tried; the first failure is returned.
+pub(crate) fn foreground(ctx: &Ctx, key: &Key, obj: &Value) -> Result<(), Error> {
     let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array);
     if !finalizers.is_some_and(|f| f.iter().any(|f| f == FOREGROUND)) {
-        return;
+        return Ok(());
     }
     let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
     let left = dependents(ctx, &key.namespace, uid);
+    let mut first = Ok(());
     for d in &left {
         if ctx.store.get(d).is_some_and(|o| !is_deleting(&o)) {
-            let _ = delete(
-                &ctx.store,
-                d,
-                &DeleteOptions { propagation: Some(Propagation::Foreground), ..Default::default() },
-            );
+            let deleted = delete_quietly(ctx, d, Propagation::Foreground);
+            first = first.and(deleted);
         }
     }
     if left.is_empty() {
-        let _ = ctx.store.update::<StoreError>(key, |v| {
+        let updated = ctx.store.update::<StoreError>(key, |v| {
             if let Some(f) = v.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
                 f.retain(|f| f != FOREGROUND);
             }
             Ok(())
         });
+        match updated {
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return first.and(Err(Error::store("removing the foregroundDeletion finalizer of", key, e))),
+        }
         let done = ctx
             .store
             .get(key)
             .is_some_and(|o| o.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty()));
         if done {
-            let _ = ctx.store.remove(key);
+            match ctx.store.remove(key) {
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return first.and(Err(Error::store("removing", key, e))),
+            }
         }
     }
+    first
 }
 
 /// Deletes objects whose owners are all gone (after a restart), and finishes deletions that
@@ -87,7 +105,7 @@ pub(crate) fn sweep(ctx: &Ctx) {
         for o in ctx.store.list(r, None).0 {
             let key = Key::of(r, &o);
             if is_deleting(&o) && r != Resource::Pods {
-                foreground(ctx, &key, &o);
+                log(foreground(ctx, &key, &o));
                 continue;
             }
             let Some(refs) = o.pointer("/metadata/ownerReferences").and_then(Value::as_array) else { continue };
@@ -97,11 +115,7 @@ pub(crate) fn sweep(ctx: &Ctx) {
                 owner.is_some_and(|owner| owner.pointer("/metadata/uid") == x.get("uid"))
             });
             if !refs.is_empty() && !alive {
-                let _ = delete(
-                    &ctx.store,
-                    &key,
-                    &DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() },
-                );
+                log(delete_quietly(ctx, &key, Propagation::Background));
             }
         }
     }

@@ -5,18 +5,25 @@
 //! fails at `activeDeadlineSeconds`, and keeps the Job's status and conditions: first the
 //! interim `SuccessCriteriaMet` or `FailureTarget`, then, once no pod of the Job is left
 //! running, `Complete` or `Failed`; `ttlSecondsAfterFinished` removes a finished Job.
+//!
+//! A reconcile [`observe`]s the Job's pods, [`decide`]s a [`Plan`] (a pure function of the Job,
+//! its pods and the time) and [`act`]s on it.
 
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::batch::v1::{
+    Job, JobCondition, JobSpec, JobStatus, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
-use super::{Ctx, Requeue, create_pod, delete_pod, owned};
+use super::{Action, Ctx, Error, create_pod, delete_pod, encode, involved, key_of, owned};
 use crate::delete::{DeleteOptions, Propagation, delete};
-use crate::events::Involved;
 use crate::store::{Key, StoreError};
-use crate::values::{is_deleting, is_ready, is_terminal, stamp, time};
+use crate::values::{meta_is_deleting, pod_is_ready, pod_is_terminal, pod_phase, stamp};
 
 const COMPONENT: &str = "job-controller";
 
@@ -32,34 +39,41 @@ fn later(t: Timestamp, secs: i64) -> Timestamp {
     t.checked_add(SignedDuration::from_secs(secs)).unwrap_or(if secs < 0 { Timestamp::MIN } else { Timestamp::MAX })
 }
 
-fn phase(p: &Value) -> &str {
-    p.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
+/// A count from the spec: negative is none.
+fn count(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
 }
 
-fn condition(job: &Value, ty: &str) -> bool {
-    job.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == ty && c["status"] == "True"))
+/// A number of pods, as the status counts them.
+fn count_of(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// When a failed pod's last container ended (or now when unknown).
-fn failed_at(p: &Value) -> Timestamp {
-    ["/status/initContainerStatuses", "/status/containerStatuses"]
-        .iter()
-        .filter_map(|l| p.pointer(l).and_then(Value::as_array))
-        .flatten()
-        .filter_map(|c| time(c, "/state/terminated/finishedAt"))
+/// The condition of `ty` that is true, if any.
+fn true_condition<'a>(conditions: &'a [JobCondition], ty: &str) -> Option<&'a JobCondition> {
+    conditions.iter().find(|c| c.type_ == ty && c.status == "True")
+}
+
+/// A pod's init container statuses, then its regular ones.
+fn init_then_regular(p: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let st = p.status.as_ref();
+    let init = st.and_then(|s| s.init_container_statuses.as_ref());
+    let regular = st.and_then(|s| s.container_statuses.as_ref());
+    init.into_iter().flatten().chain(regular.into_iter().flatten())
+}
+
+/// When a failed pod's last container ended (or `now` when unknown).
+fn failed_at(p: &Pod, now: Timestamp) -> Timestamp {
+    init_then_regular(p)
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
         .max()
-        .unwrap_or_else(Timestamp::now)
+        .unwrap_or(now)
 }
 
-fn restarts(p: &Value) -> u32 {
-    ["/status/initContainerStatuses", "/status/containerStatuses"]
-        .iter()
-        .filter_map(|l| p.pointer(l).and_then(Value::as_array))
-        .flatten()
-        .map(|c| u32::try_from(c["restartCount"].as_u64().unwrap_or(0)).unwrap_or(u32::MAX))
-        .sum()
+/// How many times a pod's containers restarted.
+fn restarts(p: &Pod) -> u32 {
+    init_then_regular(p).map(|c| u32::try_from(c.restart_count).unwrap_or(0)).fold(0, u32::saturating_add)
 }
 
 /// What the `podFailurePolicy` makes of a failed pod.
@@ -76,24 +90,24 @@ enum Judgement {
 /// Matches a failed pod against the policy's rules, first match wins, as the Job controller:
 /// an exit code rule looks at terminated containers (regular ones first, then init containers
 /// and sidecars) that exited non-zero; a condition rule at the pod's conditions.
-fn judge(policy: &Value, pod: &Value) -> Judgement {
-    let name = format!("{}/{}", s(pod, "/metadata/namespace"), s(pod, "/metadata/name"));
-    for (index, rule) in policy["rules"].as_array().into_iter().flatten().enumerate() {
-        let action = s(rule, "/action");
-        let matched = if let Some(codes) = rule.get("onExitCodes").filter(|c| !c.is_null()) {
+fn judge(policy: &PodFailurePolicy, pod: &Pod) -> Judgement {
+    let name =
+        format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""));
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let action = rule.action.as_str();
+        let matched = if let Some(codes) = &rule.on_exit_codes {
             exit_code_match(pod, codes).map(|(c, code)| {
                 format!(
                     "Container {c} for pod {name} failed with exit code {code} matching {action} rule at index {index}"
                 )
             })
-        } else if let Some(patterns) = rule["onPodConditions"].as_array() {
-            pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().find_map(|c| {
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+            conditions.into_iter().flatten().find_map(|c| {
                 // A pattern's status defaults to "True".
                 let matches =
-                    |p: &Value| p["type"] == c["type"] && p["status"].as_str().unwrap_or("True") == s(c, "/status");
-                patterns.iter().any(matches).then(|| {
-                    format!("Pod {name} has condition {} matching {action} rule at index {index}", s(c, "/type"))
-                })
+                    patterns.iter().any(|p| p.type_ == c.type_ && p.status.as_deref().unwrap_or("True") == c.status);
+                matches.then(|| format!("Pod {name} has condition {} matching {action} rule at index {index}", c.type_))
             })
         } else {
             None
@@ -110,88 +124,159 @@ fn judge(policy: &Value, pod: &Value) -> Judgement {
     Judgement::Count
 }
 
-fn exit_code_match(pod: &Value, codes: &Value) -> Option<(String, i64)> {
-    let only = codes["containerName"].as_str();
-    let values: Vec<i64> = codes["values"].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
-    let within = match s(codes, "/operator") {
-        "In" => |v: &[i64], c: i64| v.contains(&c),
-        "NotIn" => |v: &[i64], c: i64| !v.contains(&c),
+/// The first terminated container (regular ones first, then init containers) that exited
+/// non-zero with a code the requirement matches: its name and exit code.
+fn exit_code_match(pod: &Pod, codes: &PodFailurePolicyOnExitCodesRequirement) -> Option<(String, i32)> {
+    let within = match codes.operator.as_str() {
+        "In" => |v: &[i32], c: i32| v.contains(&c),
+        "NotIn" => |v: &[i32], c: i32| !v.contains(&c),
         _ => return None,
     };
-    ["/status/containerStatuses", "/status/initContainerStatuses"]
-        .iter()
-        .filter_map(|l| pod.pointer(l).and_then(Value::as_array))
+    let st = pod.status.as_ref();
+    let regular = st.and_then(|s| s.container_statuses.as_ref());
+    let init = st.and_then(|s| s.init_container_statuses.as_ref());
+    regular
+        .into_iter()
         .flatten()
-        .filter(|c| only.is_none_or(|n| c["name"] == n))
+        .chain(init.into_iter().flatten())
+        .filter(|c| codes.container_name.as_ref().is_none_or(|n| c.name == *n))
         .find_map(|c| {
-            let code = c.pointer("/state/terminated/exitCode")?.as_i64()?;
-            (code != 0 && within(&values, code)).then(|| (s(c, "/name").to_string(), code))
+            let code = c.state.as_ref()?.terminated.as_ref()?.exit_code;
+            (code != 0 && within(&codes.values, code)).then(|| (c.name.clone(), code))
         })
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+/// What the store says about one Job besides the Job itself: the pods it controls.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observed {
+    /// The Job's pods, in the store's order (by name).
+    pub pods: Vec<Pod>,
 }
 
-/// The condition of `ty` that is true, if any.
-fn true_condition<'a>(job: &'a Value, ty: &str) -> Option<&'a Value> {
-    job.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == ty && c["status"] == "True")
+/// Reads the pods `job` controls.
+pub(crate) fn observe(job: &Job, ctx: &Ctx) -> Result<Observed, Error> {
+    let namespace = job.metadata.namespace.as_deref().unwrap_or("");
+    let uid = job.metadata.uid.as_deref().unwrap_or("");
+    Ok(Observed { pods: owned(&ctx.store, Resource::Pods, namespace, uid)? })
 }
 
-/// Reconciles one Job.
-pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
-    let spec = &job["spec"];
-    let uid = job.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
-    let now = Timestamp::now();
-    let pods = owned(&ctx.store, Resource::Pods, &key.namespace, uid);
-    let about = Involved::of(Resource::Jobs, job);
-    let finished = condition(job, "Complete") || condition(job, "Failed");
-    if finished {
-        let ttl = spec["ttlSecondsAfterFinished"].as_i64()?;
-        let done = time(job, "/status/completionTime").or_else(|| {
-            job.pointer("/status/conditions")?.as_array()?.iter().filter_map(|c| time(c, "/lastTransitionTime")).max()
-        })?;
-        let left = later(done, ttl).duration_since(now);
-        if left.is_positive() {
-            return Some(left.unsigned_abs());
-        }
-        let _ = delete(
-            &ctx.store,
-            key,
-            &DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() },
-        );
-        return None;
+/// An event a plan records about the Job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    /// `Normal` or `Warning`.
+    pub type_: &'static str,
+    /// The reason.
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+/// The status a [`Plan::Sync`] writes. Fields the plan does not name are kept as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StatusPlan {
+    /// `startTime`, when the Job has none yet.
+    pub start_time: Option<Timestamp>,
+    /// `active`, not counting the pods the plan creates (those created are added); absent when
+    /// 0.
+    pub active: usize,
+    /// `succeeded`, absent when 0.
+    pub succeeded: u32,
+    /// `failed`, absent when 0.
+    pub failed: u32,
+    /// `terminating`.
+    pub terminating: usize,
+    /// `ready`.
+    pub ready: usize,
+    /// Conditions appended to the Job's.
+    pub conditions: Vec<JobCondition>,
+    /// `completionTime`, set when the Job completes.
+    pub completion_time: Option<Timestamp>,
+}
+
+/// What one reconcile of a Job does.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Plan {
+    /// The Job has finished: it waits for its `ttlSecondsAfterFinished` (`requeue`), or is
+    /// removed with its pods (`remove`), or is left as it is.
+    Finished {
+        /// Whether the Job is removed now.
+        remove: bool,
+        /// When to look again.
+        requeue: Option<Duration>,
+    },
+    /// The Job runs or is finishing.
+    Sync {
+        /// How many pods to create.
+        create: usize,
+        /// The pods to delete.
+        delete: Vec<Key>,
+        /// The events to record, after the pods are created and deleted.
+        events: Vec<Event>,
+        /// The status to write, last.
+        status: StatusPlan,
+        /// When to look again.
+        requeue: Option<Duration>,
+    },
+}
+
+/// The plan of a finished Job: removed `ttlSecondsAfterFinished` after it finished.
+fn decide_finished(spec: &JobSpec, status: Option<&JobStatus>, now: Timestamp) -> Plan {
+    let wait = Plan::Finished { remove: false, requeue: None };
+    let Some(ttl) = spec.ttl_seconds_after_finished else { return wait };
+    let last_transition = || {
+        let conditions = status.and_then(|s| s.conditions.as_ref());
+        conditions.into_iter().flatten().filter_map(|c| c.last_transition_time.as_ref()).map(|t| t.0).max()
+    };
+    let Some(done) = status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0).or_else(last_transition) else {
+        return wait;
+    };
+    let left = later(done, i64::from(ttl)).duration_since(now);
+    if left.is_positive() {
+        return Plan::Finished { remove: false, requeue: Some(left.unsigned_abs()) };
     }
-    let active: Vec<&Value> = pods.iter().map(|p| &**p).filter(|p| !is_terminal(p) && !is_deleting(p)).collect();
-    let terminating = pods.iter().filter(|p| !is_terminal(p) && is_deleting(p)).count();
-    let succeeded = pods.iter().filter(|p| phase(p) == "Succeeded").count() as u32;
-    let policy = spec.get("podFailurePolicy").filter(|p| !p.is_null());
-    let judged: Vec<(&Value, Judgement)> = pods
+    Plan::Finished { remove: true, requeue: None }
+}
+
+/// Decides what to do with `job`, given its pods and the time: a pure function.
+pub(crate) fn decide(job: &Job, observed: &Observed, now: Timestamp) -> Plan {
+    let default_spec = JobSpec::default();
+    let spec = job.spec.as_ref().unwrap_or(&default_spec);
+    let status = job.status.as_ref();
+    let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or(&[]);
+    if true_condition(conditions, "Complete").is_some() || true_condition(conditions, "Failed").is_some() {
+        return decide_finished(spec, status, now);
+    }
+    let pods = &observed.pods;
+    let deleting = |p: &Pod| meta_is_deleting(&p.metadata);
+    let active: Vec<&Pod> = pods.iter().filter(|p| !pod_is_terminal(p) && !deleting(p)).collect();
+    let terminating = pods.iter().filter(|p| !pod_is_terminal(p) && deleting(p)).count();
+    let succeeded = count_of(pods.iter().filter(|p| pod_phase(p) == "Succeeded").count());
+    let policy = spec.pod_failure_policy.as_ref();
+    let judged: Vec<(&Pod, Judgement)> = pods
         .iter()
-        .map(|p| &**p)
-        .filter(|p| phase(p) == "Failed")
+        .filter(|p| pod_phase(p) == "Failed")
         .map(|p| (p, policy.map_or(Judgement::Count, |pol| judge(pol, p))))
         .collect();
-    let failed_pods: Vec<&Value> = judged.iter().filter(|(_, j)| *j != Judgement::Ignore).map(|(p, _)| *p).collect();
+    let failed_pods: Vec<&Pod> = judged.iter().filter(|(_, j)| *j != Judgement::Ignore).map(|(p, _)| *p).collect();
     let fail_job = judged.iter().find_map(|(_, j)| match j {
         Judgement::FailJob(m) => Some(m.clone()),
         _ => None,
     });
-    let on_failure = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str) == Some("OnFailure");
-    let restarted: u32 = if on_failure { active.iter().map(|p| restarts(p)).sum() } else { 0 };
-    let failed = failed_pods.len() as u32;
-    let count = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
-    let parallelism = count(spec["parallelism"].as_i64().unwrap_or(1));
-    let completions = spec["completions"].as_i64().map(count);
-    let backoff_limit = count(spec["backoffLimit"].as_i64().unwrap_or(6));
-    let start = time(job, "/status/startTime").unwrap_or(now);
-    let mut conditions: Vec<Value> = Vec::new();
-    let mut requeue: Requeue = None;
+    let pod_spec = spec.template.spec.as_ref();
+    let on_failure = pod_spec.and_then(|s| s.restart_policy.as_deref()) == Some("OnFailure");
+    let restarted: u32 = if on_failure { active.iter().map(|p| restarts(p)).fold(0, u32::saturating_add) } else { 0 };
+    let failed = count_of(failed_pods.len());
+    let parallelism = count(spec.parallelism.unwrap_or(1));
+    let completions = spec.completions.map(count);
+    let backoff_limit = count(spec.backoff_limit.unwrap_or(6));
+    let start = status.and_then(|s| s.start_time.as_ref()).map_or(now, |t| t.0);
+    let mut requeue: Option<Duration> = None;
     // The outcome, once reached, stays: its interim condition holds it while pods stop.
-    let interim = true_condition(job, "FailureTarget").or_else(|| true_condition(job, "SuccessCriteriaMet"));
+    let interim =
+        true_condition(conditions, "FailureTarget").or_else(|| true_condition(conditions, "SuccessCriteriaMet"));
     let mut outcome: Option<(&str, String, String)> = interim.map(|c| {
-        let ty = if c["type"] == "FailureTarget" { "Failed" } else { "Complete" };
-        (ty, s(c, "/reason").to_string(), s(c, "/message").to_string())
+        let ty = if c.type_ == "FailureTarget" { "Failed" } else { "Complete" };
+        (ty, c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())
     });
     if outcome.is_none()
         && let Some(message) = fail_job
@@ -202,7 +287,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
         outcome = Some(("Failed", "BackoffLimitExceeded".into(), "Job has reached the specified backoff limit".into()));
     }
     if outcome.is_none()
-        && let Some(deadline) = spec["activeDeadlineSeconds"].as_i64()
+        && let Some(deadline) = spec.active_deadline_seconds
     {
         let left = later(start, deadline).duration_since(now);
         if left.is_positive() {
@@ -219,7 +304,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
     if outcome.is_none() && complete {
         outcome = Some(("Complete", "CompletionsReached".into(), "Reached expected number of succeeded pods".into()));
     }
-    let mut created = 0;
+    let mut create = 0;
     if outcome.is_none() {
         let wanted = match completions {
             Some(c) => parallelism.min(c.saturating_sub(succeeded)),
@@ -227,10 +312,10 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
             None => parallelism,
         } as usize;
         let not_before =
-            failed_pods.iter().map(|p| failed_at(p)).max().map(|t| later(t, job_backoff(failed).as_secs() as i64));
+            failed_pods.iter().map(|p| failed_at(p, now)).max().map(|t| later(t, job_backoff(failed).as_secs() as i64));
         // With a podFailurePolicy, podReplacementPolicy defaults to Failed: a pod that is
         // still stopping is replaced only once it has failed.
-        let replace_when_failed = match spec["podReplacementPolicy"].as_str() {
+        let replace_when_failed = match spec.pod_replacement_policy.as_deref() {
             Some(p) => p == "Failed",
             None => policy.is_some(),
         };
@@ -241,44 +326,91 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
                     let wait = wait.unsigned_abs();
                     requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
                 }
-                None => {
-                    created = (holding..wanted).filter(|_| create_pod(ctx, Resource::Jobs, job, COMPONENT)).count();
-                }
+                None => create = wanted - holding,
             }
         }
     }
-    let condition = |ty: &str, reason: &str, message: &str| {
-        json!({"type": ty, "status": "True", "reason": reason, "message": message,
-               "lastProbeTime": stamp(now), "lastTransitionTime": stamp(now)})
+    let condition = |ty: &str, reason: &str, message: &str| JobCondition {
+        type_: ty.to_string(),
+        status: "True".into(),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        last_probe_time: Some(Time(now)),
+        last_transition_time: Some(Time(now)),
     };
+    let mut new_conditions = Vec::new();
+    let mut events = Vec::new();
+    let mut delete = Vec::new();
     let mut finished_now = false;
     if let Some((ty, reason, message)) = &outcome {
         if interim.is_none() {
             // The interim condition first; the Job's pods are stopped.
             let target = if *ty == "Failed" { "FailureTarget" } else { "SuccessCriteriaMet" };
-            conditions.push(condition(target, reason, message));
+            new_conditions.push(condition(target, reason, message));
         }
-        for p in &active {
-            delete_pod(ctx, Resource::Jobs, job, p, COMPONENT);
-        }
+        delete = active.iter().map(|p| key_of(Resource::Pods, &p.metadata)).collect();
         // The terminal condition once no pod of the Job is left running.
         if active.is_empty() && terminating == 0 {
             finished_now = true;
-            conditions.push(condition(ty, reason, message));
-            if *ty == "Complete" {
-                ctx.recorder.record(&about, "Normal", "Completed", "Job completed", COMPONENT);
+            new_conditions.push(condition(ty, reason, message));
+            events.push(if *ty == "Complete" {
+                Event { type_: "Normal", reason: "Completed".into(), message: "Job completed".into() }
             } else {
-                ctx.recorder.record(&about, "Warning", reason, message, COMPONENT);
-            }
-            requeue = spec["ttlSecondsAfterFinished"].as_i64().map(|ttl| Duration::from_secs(ttl.max(0) as u64));
+                Event { type_: "Warning", reason: reason.clone(), message: message.clone() }
+            });
+            requeue = spec.ttl_seconds_after_finished.map(|ttl| Duration::from_secs(u64::from(count(ttl))));
         } else {
             requeue = None;
         }
     }
-    let ready = active.iter().filter(|p| is_ready(p)).count();
-    let _ = ctx.store.update::<StoreError>(key, |v| {
+    let ready = active.iter().filter(|p| pod_is_ready(p)).count();
+    let ended = outcome.is_some();
+    let status = StatusPlan {
+        start_time: status.and_then(|s| s.start_time.as_ref()).is_none().then_some(start),
+        active: if ended { 0 } else { active.len() },
+        succeeded,
+        failed,
+        terminating: if ended && !finished_now { terminating + active.len() } else { terminating },
+        ready: if ended { 0 } else { ready },
+        conditions: new_conditions,
+        completion_time: (finished_now && outcome.as_ref().is_some_and(|o| o.0 == "Complete")).then_some(now),
+    };
+    Plan::Sync { create, delete, events, status, requeue }
+}
+
+/// Applies `plan` to `job`: creates and deletes its pods, records the events and writes the
+/// status (or removes the finished Job).
+pub(crate) fn act(job: &Job, plan: Plan, ctx: &Ctx) -> Result<Action, Error> {
+    let key = key_of(Resource::Jobs, &job.metadata);
+    let (create, delete_pods, events, status, requeue) = match plan {
+        Plan::Finished { remove: false, requeue } => return Ok(Action::requeue_or_await(requeue)),
+        Plan::Finished { remove: true, .. } => {
+            let opts = DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() };
+            return match delete(&ctx.store, &key, &opts) {
+                Ok(_) | Err(StoreError::NotFound(_)) => Ok(Action::await_change()),
+                Err(e) => Err(Error::store("removing the finished", &key, e)),
+            };
+        }
+        Plan::Sync { create, delete, events, status, requeue } => (create, delete, events, status, requeue),
+    };
+    let conditions = status.conditions.iter().map(|c| encode(&key, c)).collect::<Result<Vec<Value>, _>>()?;
+    let template = job.spec.as_ref().map(|s| &s.template);
+    let default_template = Default::default();
+    let template = template.unwrap_or(&default_template);
+    let created = (0..create).filter(|_| create_pod(ctx, Resource::Jobs, &job.metadata, template, COMPONENT)).count();
+    let mut first_error = Ok(());
+    for pod in &delete_pods {
+        if let Err(e) = delete_pod(ctx, Resource::Jobs, &job.metadata, pod, COMPONENT) {
+            first_error = first_error.and(Err(e));
+        }
+    }
+    let about = involved(Resource::Jobs, &job.metadata);
+    for e in &events {
+        ctx.recorder.record(&about, e.type_, &e.reason, &e.message, COMPONENT);
+    }
+    let written = ctx.store.update::<StoreError>(&key, |v| {
         let st = &mut v["status"];
-        if st.get("startTime").is_none() {
+        if let Some(start) = status.start_time {
             st["startTime"] = json!(stamp(start));
         }
         let set = |st: &mut Value, field: &str, n: usize| {
@@ -288,25 +420,35 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, job: &Value) -> Requeue {
                 m.remove(field);
             }
         };
-        let still_active = if outcome.is_some() { 0 } else { active.len() + created };
-        set(st, "active", still_active);
-        set(st, "succeeded", succeeded as usize);
-        set(st, "failed", failed as usize);
-        let stopping = if outcome.is_some() && !finished_now { terminating + active.len() } else { terminating };
-        st["terminating"] = json!(stopping);
-        st["ready"] = json!(if outcome.is_some() { 0 } else { ready });
+        set(st, "active", status.active + created);
+        set(st, "succeeded", status.succeeded as usize);
+        set(st, "failed", status.failed as usize);
+        st["terminating"] = json!(status.terminating);
+        st["ready"] = json!(status.ready);
         st["uncountedTerminatedPods"] = json!({});
         if !conditions.is_empty() {
-            let mut all = st.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-            all.extend(conditions.iter().cloned());
-            st["conditions"] = Value::Array(all);
-            if finished_now && outcome.as_ref().is_some_and(|o| o.0 == "Complete") {
-                st["completionTime"] = json!(stamp(now));
+            match st.get_mut("conditions").and_then(Value::as_array_mut) {
+                Some(all) => all.extend(conditions.iter().cloned()),
+                None => st["conditions"] = Value::Array(conditions.clone()),
+            }
+            if let Some(t) = status.completion_time {
+                st["completionTime"] = json!(stamp(t));
             }
         }
         Ok(())
     });
-    requeue
+    match written {
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => first_error = first_error.and(Err(Error::store("writing the status of", &key, e))),
+    }
+    first_error.map(|()| Action::requeue_or_await(requeue))
+}
+
+/// Reconciles one Job: [`observe`], [`decide`], [`act`].
+pub(crate) fn reconcile(job: &Job, ctx: &Ctx) -> Result<Action, Error> {
+    let observed = observe(job, ctx)?;
+    let plan = decide(job, &observed, Timestamp::now());
+    act(job, plan, ctx)
 }
 
 #[cfg(test)]
@@ -315,37 +457,54 @@ mod tests {
 
     use crate::events::Recorder;
     use crate::store::Store;
+    use crate::values::is_deleting;
 
-    fn failed_pod(codes: &[(&str, i64)], sidecar: (&str, i64)) -> Value {
+    fn ctx(store: &std::sync::Arc<Store>) -> Ctx {
+        Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() }
+    }
+
+    /// Reconciles the stored Job at `key` as the controllers do: decoded, then reconciled.
+    fn sync(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
+        super::super::reconcile(ctx, key)
+    }
+
+    fn failed_pod(codes: &[(&str, i64)], sidecar: (&str, i64)) -> Pod {
         let st = |(n, c): (&str, i64)| json!({"name": n, "state": {"terminated": {"exitCode": c}}});
-        json!({"metadata": {"name": "p", "namespace": "ns"},
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns"},
                "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}],
                           "containerStatuses": codes.iter().map(|c| st(*c)).collect::<Vec<_>>(),
-                          "initContainerStatuses": [st(sidecar)]}})
+                          "initContainerStatuses": [st(sidecar)]}}))
+        .unwrap()
+    }
+
+    fn policy(v: Value) -> PodFailurePolicy {
+        serde_json::from_value(v).unwrap()
     }
 
     #[test]
     fn the_first_matching_rule_judges_a_failed_pod() {
-        let policy = json!({"rules": [
+        let policy_ = policy(json!({"rules": [
             {"action": "Ignore", "onExitCodes": {"containerName": "main", "operator": "In", "values": [3]}},
             {"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [0, 1]}},
             {"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        ]});
-        assert_eq!(judge(&policy, &failed_pod(&[("main", 3)], ("proxy", 0))), Judgement::Ignore);
+        ]}));
+        assert_eq!(judge(&policy_, &failed_pod(&[("main", 3)], ("proxy", 0))), Judgement::Ignore);
         assert_eq!(
-            judge(&policy, &failed_pod(&[("main", 1)], ("proxy", 0))),
+            judge(&policy_, &failed_pod(&[("main", 1)], ("proxy", 0))),
             Judgement::Count,
             "exit 1 is in NotIn's values; exit 0 never matches"
         );
         // Without a containerName, a sidecar stopped with SIGTERM (143) matches too: a pitfall
         // of exit code rules in pods with sidecars.
         assert_eq!(
-            judge(&policy, &failed_pod(&[("main", 1)], ("proxy", 143))),
+            judge(&policy_, &failed_pod(&[("main", 1)], ("proxy", 143))),
             Judgement::FailJob(
                 "Container proxy for pod ns/p failed with exit code 143 matching FailJob rule at index 1".into()
             )
         );
-        let on_condition = json!({"rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]});
+        let on_condition = policy(
+            json!({"rules": [{"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}),
+        );
         assert_eq!(
             judge(&on_condition, &failed_pod(&[("main", 1)], ("proxy", 0))),
             Judgement::FailJob("Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0".into())
@@ -358,26 +517,31 @@ mod tests {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| format!("{}/{}", s(c, "/type"), s(c, "/reason")))
+            .map(|c| format!("{}/{}", c["type"].as_str().unwrap_or(""), c["reason"].as_str().unwrap_or("")))
+            .collect()
+    }
+
+    fn stored_pods(store: &Store, uid: &str) -> Vec<crate::store::Obj> {
+        store
+            .list(Resource::Pods, Some("default"))
+            .0
+            .into_iter()
+            .filter(|p| crate::values::controller_ref(p).is_some_and(|c| c.uid == uid))
             .collect()
     }
 
     #[test]
     fn a_failed_job_says_failure_target_first_and_failed_once_its_pods_are_gone() {
         let store = Store::in_memory();
-        let ctx = Ctx {
-            store: store.clone(),
-            recorder: Recorder::new(store.clone(), "node".into()),
-            bursts: Default::default(),
-        };
+        let ctx = ctx(&store);
         let job = json!({"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": "j", "namespace": "default", "uid": "u-1"},
             "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0,
                      "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}});
         let job = store.create(Resource::Jobs, job).unwrap();
         let key = Key::of(Resource::Jobs, &job);
-        reconcile(&ctx, &key, &job);
-        let pods = owned(&store, Resource::Pods, "default", "u-1");
+        sync(&ctx, &key).unwrap();
+        let pods = stored_pods(&store, "u-1");
         assert_eq!(pods.len(), 2);
         for (p, phase) in pods.iter().zip(["Failed", "Running"]) {
             store
@@ -388,14 +552,13 @@ mod tests {
                 })
                 .unwrap();
         }
-        reconcile(&ctx, &key, &store.get(&key).unwrap());
+        sync(&ctx, &key).unwrap();
         assert_eq!(
             conditions(&store, &key),
             ["FailureTarget/BackoffLimitExceeded"],
             "the running pod is still stopping"
         );
-        let running =
-            owned(&store, Resource::Pods, "default", "u-1").into_iter().find(|p| phase(p) == "Running").unwrap();
+        let running = stored_pods(&store, "u-1").into_iter().find(|p| p["status"]["phase"] == "Running").unwrap();
         assert!(is_deleting(&running), "the Job's pods are stopped");
         assert_eq!(store.get(&key).unwrap()["status"]["terminating"], 1);
         store
@@ -404,12 +567,15 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        reconcile(&ctx, &key, &store.get(&key).unwrap());
+        sync(&ctx, &key).unwrap();
         assert_eq!(conditions(&store, &key), ["FailureTarget/BackoffLimitExceeded", "Failed/BackoffLimitExceeded"]);
     }
 
     /// Issue: `activeDeadlineSeconds: 9223372036854775807` panicked the controller, and every
-    /// other controller with it. Every int64 a user may write is now an instant or a count.
+    /// other controller with it. Every int64 a user may write is now an instant or a count: a
+    /// number the field's type holds (int32 max for the int32 fields, int64 max for
+    /// `activeDeadlineSeconds`) is reconciled, and one it does not hold is a decode error
+    /// naming the Job, never a panic.
     mod extremes {
         use super::*;
         use proptest::prelude::*;
@@ -418,29 +584,36 @@ mod tests {
             proptest::option::of(prop_oneof![
                 Just(i64::MAX),
                 Just(i64::MIN),
+                Just(i64::from(i32::MAX)),
+                Just(i64::from(i32::MIN)),
                 Just(0i64),
                 Just(-1i64),
                 0..10i64,
+                any::<i32>().prop_map(i64::from),
                 any::<i64>()
             ])
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
             #[test]
             fn every_int64_in_a_job_spec_is_reconciled_without_a_panic(
                 deadline in extreme(), ttl in extreme(), parallelism in extreme(),
                 completions in extreme(), backoff in extreme(),
+                on_failure in any::<bool>(),
                 phases in proptest::collection::vec(prop::sample::select(vec!["Pending", "Running", "Succeeded", "Failed"]), 0..4),
             ) {
                 let store = Store::in_memory();
-                let ctx = Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() };
-                let mut spec = json!({"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}});
-                for (field, v) in [("activeDeadlineSeconds", deadline), ("ttlSecondsAfterFinished", ttl),
-                                   ("parallelism", parallelism.map(|p| p % 4)), ("completions", completions),
-                                   ("backoffLimit", backoff)] {
+                let ctx = ctx(&store);
+                let restart = if on_failure { "OnFailure" } else { "Never" };
+                let mut spec = json!({"template": {"spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "busybox"}]}}});
+                let mut fits = true;
+                for (field, v, int32) in [("activeDeadlineSeconds", deadline, false), ("ttlSecondsAfterFinished", ttl, true),
+                                   ("parallelism", parallelism.map(|p| p % 4), true), ("completions", completions, true),
+                                   ("backoffLimit", backoff, true)] {
                     if let Some(v) = v {
                         spec[field] = json!(v);
+                        fits &= !int32 || i32::try_from(v).is_ok();
                     }
                 }
                 let job = json!({"apiVersion": "batch/v1", "kind": "Job",
@@ -449,22 +622,282 @@ mod tests {
                     "spec": spec, "status": {"startTime": "2026-01-01T00:00:00Z"}});
                 let job = store.create(Resource::Jobs, job).unwrap();
                 let key = Key::of(Resource::Jobs, &job);
-                let _ = reconcile(&ctx, &key, &job);
-                for (p, phase) in owned(&store, Resource::Pods, "default", "u-1").iter().zip(&phases) {
+                let check = |r: Result<Action, Error>| -> Result<(), TestCaseError> {
+                    match r {
+                        Ok(_) => prop_assert!(fits, "a number beyond int32 read as a count"),
+                        Err(Error::Decode { key: k, .. }) => prop_assert!(!fits && k == key),
+                        Err(e) => prop_assert!(false, "{}", e),
+                    }
+                    Ok(())
+                };
+                check(sync(&ctx, &key))?;
+                for (p, phase) in stored_pods(&store, "u-1").iter().zip(&phases) {
                     let _ = store.update::<StoreError>(&Key::of(Resource::Pods, p), |v| {
                         v["spec"]["nodeName"] = json!("node");
-                        v["status"] = json!({"phase": phase, "containerStatuses": [{"name": "c", "restartCount": i64::MAX}]});
+                        v["status"] = json!({"phase": phase, "containerStatuses": [{"name": "c", "restartCount": i32::MAX}]});
                         Ok(())
                     });
                 }
                 // A finished Job with a TTL may be gone already.
                 for _ in 0..2 {
-                    if let Some(j) = store.get(&key) {
-                        let _ = reconcile(&ctx, &key, &j);
+                    if store.get(&key).is_some() {
+                        check(sync(&ctx, &key))?;
                     }
                 }
             }
         }
+    }
+
+    fn job(spec: Value, status: Value) -> Job {
+        let mut spec = spec;
+        spec["template"] =
+            json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}});
+        serde_json::from_value(
+            json!({"metadata": {"name": "j", "namespace": "ns", "uid": "u"}, "spec": spec, "status": status}),
+        )
+        .unwrap()
+    }
+
+    /// A pod of the Job named `name`: `phase`, its containers' statuses `containers` (JSON).
+    fn pod(name: &str, phase: &str, containers: Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"},
+            "status": {"phase": phase, "containerStatuses": containers}}))
+        .unwrap()
+    }
+
+    fn exited(name: &str, code: i64, at: &str) -> Value {
+        json!({"name": name, "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+               "state": {"terminated": {"exitCode": code, "finishedAt": at}}})
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn sync_plan(plan: Plan) -> (usize, Vec<String>, Vec<Event>, StatusPlan, Option<Duration>) {
+        match plan {
+            Plan::Sync { create, delete, events, status, requeue } => {
+                (create, delete.into_iter().map(|k| k.name).collect(), events, status, requeue)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn conds(status: &StatusPlan) -> Vec<(String, String, String)> {
+        let text = |s: &Option<String>| s.clone().unwrap_or_default();
+        status.conditions.iter().map(|c| (c.type_.clone(), text(&c.reason), text(&c.message))).collect()
+    }
+
+    /// backoffLimit 1: two failed pods fail the Job. The running pod is stopped under
+    /// `FailureTarget`; once it is gone, `Failed` follows, with the Warning event.
+    #[test]
+    fn reaching_the_backoff_limit_fails_the_job_once_its_pods_are_gone() {
+        let now = at("2026-01-01T00:10:00Z");
+        let j = job(
+            json!({"parallelism": 2, "completions": 3, "backoffLimit": 1}),
+            json!({"startTime": "2026-01-01T00:00:00Z"}),
+        );
+        let failed = |n| pod(n, "Failed", json!([exited("main", 1, "2026-01-01T00:01:00Z")]));
+        let one = Observed { pods: vec![failed("a"), pod("b", "Running", json!([]))] };
+        let (create, delete, events, status, requeue) = sync_plan(decide(&j, &one, now));
+        assert_eq!(
+            (create, delete.len(), events.len(), requeue),
+            (1, 0, 0, None),
+            "1 failure is within the limit: replaced"
+        );
+        assert_eq!((status.active, status.failed, status.start_time), (1, 1, None));
+
+        let two = Observed { pods: vec![failed("a"), failed("c"), pod("b", "Running", json!([]))] };
+        let (create, delete, events, status, requeue) = sync_plan(decide(&j, &two, now));
+        let target = (
+            "FailureTarget".into(),
+            "BackoffLimitExceeded".into(),
+            "Job has reached the specified backoff limit".into(),
+        );
+        assert_eq!(conds(&status), std::slice::from_ref(&target));
+        assert_eq!((create, delete, events, requeue), (0, vec!["b".to_string()], vec![], None));
+        assert_eq!((status.active, status.terminating, status.ready, status.failed), (0, 1, 0, 2));
+
+        let mut j = j;
+        j.status.as_mut().unwrap().conditions = Some(status.conditions.clone());
+        let gone = Observed { pods: vec![failed("a"), failed("c")] };
+        let (_, delete, events, status, requeue) = sync_plan(decide(&j, &gone, now));
+        assert!(delete.is_empty());
+        assert_eq!(conds(&status), [("Failed".into(), target.1.clone(), target.2.clone())]);
+        assert_eq!(events, [Event { type_: "Warning", reason: target.1, message: target.2 }]);
+        assert_eq!((status.terminating, status.completion_time, requeue), (0, None, None));
+    }
+
+    /// With `OnFailure`, container restarts count towards the limit too.
+    #[test]
+    fn restarts_of_on_failure_pods_count_towards_the_backoff_limit() {
+        let mut j = job(json!({"backoffLimit": 2}), json!({}));
+        j.spec.as_mut().unwrap().template.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+        let restarted = |n: i32| {
+            let mut c = exited("main", 1, "2026-01-01T00:01:00Z");
+            c["restartCount"] = json!(n);
+            pod("a", "Running", json!([c]))
+        };
+        let (_, _, _, status, _) = sync_plan(decide(&j, &Observed { pods: vec![restarted(2)] }, Timestamp::now()));
+        assert!(status.conditions.is_empty());
+        let (_, _, _, status, _) = sync_plan(decide(&j, &Observed { pods: vec![restarted(3)] }, Timestamp::now()));
+        assert_eq!(conds(&status)[0].1, "BackoffLimitExceeded");
+        let (_, _, _, status, _) =
+            sync_plan(decide(&j, &Observed { pods: vec![restarted(i32::MAX), restarted(i32::MAX)] }, Timestamp::now()));
+        assert_eq!(conds(&status)[0].1, "BackoffLimitExceeded", "restarts add up without overflowing");
+    }
+
+    /// A sidecar stopped with SIGTERM exits 143. A FailJob rule on exit codes that names the
+    /// main container does not match it: the failed pod only counts, and is replaced after the
+    /// back-off (10 s after the failure). The same rule without a container name fails the Job.
+    #[test]
+    fn a_sidecar_exit_143_does_not_match_a_rule_for_another_container() {
+        let rule = |container: Option<&str>| {
+            let mut codes = json!({"operator": "NotIn", "values": [0]});
+            if let Some(c) = container {
+                codes["containerName"] = json!(c);
+            }
+            json!({"backoffLimit": 3, "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": codes}]}})
+        };
+        let failed = pod("a", "Failed", json!([exited("main", 0, "2026-01-01T00:00:04Z")]));
+        let mut failed = failed;
+        let sidecar = serde_json::from_value(exited("proxy", 143, "2026-01-01T00:00:05Z")).unwrap();
+        failed.status.as_mut().unwrap().init_container_statuses = Some(vec![sidecar]);
+        let observed = Observed { pods: vec![failed] };
+        let now = at("2026-01-01T00:00:08Z");
+
+        let (create, _, events, status, requeue) =
+            sync_plan(decide(&job(rule(Some("main")), json!({})), &observed, now));
+        assert!(status.conditions.is_empty() && events.is_empty(), "{status:?}");
+        assert_eq!((create, status.failed), (0, 1));
+        assert_eq!(requeue, Some(Duration::from_secs(7)), "10 s after the last container ended, 3 s ago");
+        let later_on = at("2026-01-01T00:00:15Z");
+        let (create, _, _, _, requeue) = sync_plan(decide(&job(rule(Some("main")), json!({})), &observed, later_on));
+        assert_eq!((create, requeue), (1, None), "replaced once the back-off is over");
+
+        let (create, delete, _, status, _) = sync_plan(decide(&job(rule(None), json!({})), &observed, now));
+        assert_eq!(create, 0);
+        assert!(delete.is_empty());
+        assert_eq!(
+            conds(&status),
+            [
+                (
+                    "FailureTarget".into(),
+                    "PodFailurePolicy".into(),
+                    "Container proxy for pod ns/a failed with exit code 143 matching FailJob rule at index 0".into()
+                ),
+                (
+                    "Failed".into(),
+                    "PodFailurePolicy".into(),
+                    "Container proxy for pod ns/a failed with exit code 143 matching FailJob rule at index 0".into()
+                ),
+            ]
+        );
+    }
+
+    /// `completions` reached: `SuccessCriteriaMet` while a pod still runs (it is stopped), then
+    /// `Complete`, `completionTime` and the `Completed` event once none runs, and a look again
+    /// at the TTL.
+    #[test]
+    fn reaching_the_completions_meets_the_success_criteria_then_completes() {
+        let now = at("2026-01-01T00:10:00Z");
+        let j = job(
+            json!({"parallelism": 2, "completions": 1, "ttlSecondsAfterFinished": 30}),
+            json!({"startTime": "2026-01-01T00:00:00Z"}),
+        );
+        let observed = Observed { pods: vec![pod("a", "Succeeded", json!([])), pod("b", "Running", json!([]))] };
+        let (create, delete, events, status, requeue) = sync_plan(decide(&j, &observed, now));
+        let met = (
+            "SuccessCriteriaMet".to_string(),
+            "CompletionsReached".to_string(),
+            "Reached expected number of succeeded pods".to_string(),
+        );
+        assert_eq!(conds(&status), std::slice::from_ref(&met));
+        assert_eq!((create, delete, events, requeue), (0, vec!["b".to_string()], vec![], None));
+        assert_eq!((status.succeeded, status.terminating, status.completion_time), (1, 1, None));
+        assert_eq!(status.conditions[0].last_transition_time, Some(Time(now)));
+
+        let mut j = j;
+        j.status.as_mut().unwrap().conditions = Some(status.conditions.clone());
+        let mut stopping = pod("b", "Running", json!([]));
+        stopping.metadata.deletion_timestamp = Some(Time(now));
+        let still = Observed { pods: vec![pod("a", "Succeeded", json!([])), stopping] };
+        let (_, delete, _, status, _) = sync_plan(decide(&j, &still, now));
+        assert!(status.conditions.is_empty() && delete.is_empty(), "waits for the stopping pod");
+        assert_eq!(status.terminating, 1);
+
+        let done = Observed { pods: vec![pod("a", "Succeeded", json!([]))] };
+        let (_, _, events, status, requeue) = sync_plan(decide(&j, &done, now));
+        assert_eq!(conds(&status), [("Complete".into(), met.1, met.2)]);
+        assert_eq!(events, [Event { type_: "Normal", reason: "Completed".into(), message: "Job completed".into() }]);
+        assert_eq!((status.completion_time, requeue), (Some(now), Some(Duration::from_secs(30))));
+    }
+
+    /// Without `completions`, the first success completes the Job once no pod runs.
+    #[test]
+    fn without_completions_one_success_completes_once_no_pod_runs() {
+        let j = job(json!({"parallelism": 2}), json!({}));
+        let observed = Observed { pods: vec![pod("a", "Succeeded", json!([])), pod("b", "Running", json!([]))] };
+        let (create, _, _, status, _) = sync_plan(decide(&j, &observed, Timestamp::now()));
+        assert_eq!((create, status.conditions.len(), status.active), (0, 0, 1), "no new pod after a success");
+        let (create, _, _, status, _) = sync_plan(decide(&j, &Observed::default(), Timestamp::now()));
+        assert_eq!((create, status.conditions.len()), (2, 0));
+        assert!(status.start_time.is_some(), "the first sync starts the Job");
+    }
+
+    /// `activeDeadlineSeconds` counts from `startTime`: a look again when it is due, then
+    /// `DeadlineExceeded`; int64 max is far away, not a panic.
+    #[test]
+    fn the_active_deadline_is_awaited_then_fails_the_job() {
+        let start = json!({"startTime": "2026-01-01T00:00:00Z"});
+        let (create, _, _, _, requeue) = sync_plan(decide(
+            &job(json!({"activeDeadlineSeconds": 60}), start.clone()),
+            &Observed::default(),
+            at("2026-01-01T00:00:45Z"),
+        ));
+        assert_eq!((create, requeue), (1, Some(Duration::from_secs(15))));
+        let (_, _, events, status, _) = sync_plan(decide(
+            &job(json!({"activeDeadlineSeconds": 60}), start.clone()),
+            &Observed::default(),
+            at("2026-01-01T00:01:00Z"),
+        ));
+        assert_eq!(conds(&status)[1].1, "DeadlineExceeded");
+        assert_eq!(events[0].message, "Job was active longer than specified deadline");
+        let (_, _, _, _, requeue) = sync_plan(decide(
+            &job(json!({"activeDeadlineSeconds": i64::MAX}), start),
+            &Observed::default(),
+            at("2026-01-01T00:01:00Z"),
+        ));
+        assert!(requeue.is_some_and(|r| r > Duration::from_secs(86_400 * 365 * 1000)));
+    }
+
+    /// A finished Job is removed `ttlSecondsAfterFinished` after it finished.
+    #[test]
+    fn a_finished_job_is_removed_after_its_ttl() {
+        let status = json!({"completionTime": "2026-01-01T00:00:00Z",
+            "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        let j = job(json!({"ttlSecondsAfterFinished": 100}), status.clone());
+        assert_eq!(
+            decide(&j, &Observed::default(), at("2026-01-01T00:01:00Z")),
+            Plan::Finished { remove: false, requeue: Some(Duration::from_secs(40)) }
+        );
+        assert_eq!(
+            decide(&j, &Observed::default(), at("2026-01-01T00:01:40Z")),
+            Plan::Finished { remove: true, requeue: None }
+        );
+        let kept = job(json!({}), status);
+        assert_eq!(
+            decide(&kept, &Observed::default(), at("2026-01-01T00:01:40Z")),
+            Plan::Finished { remove: false, requeue: None }
+        );
+        let max = job(
+            json!({"ttlSecondsAfterFinished": i32::MAX}),
+            json!({"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
+        );
+        assert!(matches!(
+            decide(&max, &Observed::default(), at("2026-01-01T00:01:40Z")),
+            Plan::Finished { remove: false, requeue: Some(_) }
+        ));
     }
 
     #[test]

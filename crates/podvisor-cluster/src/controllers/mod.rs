@@ -2,30 +2,43 @@
 //! to every store change by reconciling the objects it touches (an object, its controller
 //! owner), level-triggered and idempotent; timers (Job back-off and deadlines) wake it when
 //! something is due.
+//!
+//! Each controller is shaped as kube-runtime's: the stored object is decoded once into its
+//! k8s-openapi type here, and `reconcile(&obj, &Ctx) -> Result<Action, Error>` says what comes
+//! next ([`Action`]) or why it failed ([`Error`]); [`error_policy`] turns a failure into a
+//! Warning event and a retry after a per-object back-off. Inside, a reconcile `observe`s the
+//! store into a typed struct, `decide`s a plan in a pure function (no store, no recorder, the
+//! time passed in) and `act`s on it.
 
 pub mod deployments;
 pub mod gc;
 pub mod jobs;
 pub mod replicasets;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use podvisor_apiserver::admission::{self, FieldValidation};
 use podvisor_objects::kinds::Resource;
-use serde_json::{Map, Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::delete::{DeleteOptions, delete};
 use crate::events::{Involved, Recorder};
-use crate::store::{Change, Key, Obj, Store};
-use crate::values::is_deleting;
+use crate::store::{Change, Key, Store, StoreError};
+use crate::values::{controller_ref, is_deleting, owner_references};
 
 /// The characters Kubernetes uses for generated names.
 const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// The component that reports failed reconciles.
+const COMPONENT: &str = "podvisor-controllers";
 
 /// Encodes a number as the API machinery's `SafeEncodeString` of its decimal form.
 fn safe_encode(n: u64) -> String {
@@ -35,94 +48,201 @@ fn safe_encode(n: u64) -> String {
 /// What every controller needs.
 #[derive(Clone)]
 pub(crate) struct Ctx {
+    /// The object store.
     pub store: Arc<Store>,
+    /// Where the controllers' events go.
     pub recorder: Recorder,
     /// When each ReplicaSet last created a burst of pods: bursts come at most once a second,
     /// as the controller's API client paces them.
     pub bursts: Arc<std::sync::Mutex<std::collections::HashMap<Key, Instant>>>,
 }
 
-/// What a reconcile asks for next.
-pub(crate) type Requeue = Option<Duration>;
-
-fn s<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+/// What a reconcile asks for next, as kube-runtime's `Action`: to be reconciled again after a
+/// while, or only when something it watches changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Action {
+    requeue_after: Option<Duration>,
 }
 
-/// The controller owner reference of an object, if any.
-pub(crate) fn controller_of(v: &Value) -> Option<&Value> {
-    v.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["controller"] == json!(true))
+impl Action {
+    /// Reconcile again after `after` (and at any change before).
+    pub(crate) fn requeue(after: Duration) -> Action {
+        Action { requeue_after: Some(after) }
+    }
+
+    /// Reconcile again only when something the object depends on changes.
+    pub(crate) fn await_change() -> Action {
+        Action { requeue_after: None }
+    }
+
+    /// [`Action::requeue`] when `after` is some, else [`Action::await_change`].
+    pub(crate) fn requeue_or_await(after: Option<Duration>) -> Action {
+        Action { requeue_after: after }
+    }
+
+    /// When to reconcile again, if the object asked for a time.
+    pub(crate) fn requeue_after(self) -> Option<Duration> {
+        self.requeue_after
+    }
 }
 
-/// The objects of `resource` in `namespace` whose controller is the object with `uid`.
-pub(crate) fn owned(store: &Store, resource: Resource, namespace: &str, uid: &str) -> Vec<Obj> {
-    store
-        .list(resource, Some(namespace))
-        .0
-        .into_iter()
-        .filter(|o| controller_of(o).is_some_and(|c| c["uid"] == uid))
-        .collect()
+/// Why a reconcile failed. [`error_policy`] reports it and retries the object after a back-off.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A stored object does not read as its type.
+    #[error("{} {}/{} cannot be read: {source}", .key.resource.qualified(), .key.namespace, .key.name)]
+    Decode {
+        /// The object.
+        key: Key,
+        /// What does not read.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// What a reconcile writes (a status, a template to hash) does not write as JSON.
+    #[error("{} {}/{} cannot be written: {source}", .key.resource.qualified(), .key.namespace, .key.name)]
+    Encode {
+        /// The object.
+        key: Key,
+        /// What does not write.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A store operation failed; `what` says what it was to do, and so what is left undone.
+    #[error("{what}: {source}")]
+    Store {
+        /// What the operation was to do (`writing the status of jobs.batch default/pi`).
+        what: String,
+        /// How it failed.
+        #[source]
+        source: StoreError,
+    },
+    /// An object could not be created.
+    #[error("creating {} {}/{}: {message}", .key.resource.qualified(), .key.namespace, .key.name)]
+    Create {
+        /// The object that was to be created.
+        key: Key,
+        /// Why it was not.
+        message: String,
+    },
 }
 
-/// The owner reference that names `owner` as controller.
-pub(crate) fn owner_ref(resource: Resource, owner: &Value) -> Value {
-    json!({
-        "apiVersion": resource.api_version(),
-        "kind": resource.info().kind,
-        "name": s(owner, "/metadata/name"),
-        "uid": s(owner, "/metadata/uid"),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
+impl Error {
+    /// A failed store operation on `key`, `doing` what (`writing the status of`).
+    pub(crate) fn store(doing: &str, key: &Key, source: StoreError) -> Error {
+        let what = format!("{doing} {} {}/{}", key.resource.qualified(), key.namespace, key.name);
+        Error::Store { what, source }
+    }
 }
 
-/// A new pod (or ReplicaSet) object from a template's metadata and spec.
+/// Decodes a stored object of `resource` as its typed form `K`.
+pub(crate) fn decode<K: DeserializeOwned>(resource: Resource, obj: &Value) -> Result<K, Error> {
+    K::deserialize(obj).map_err(|source| Error::Decode { key: Key::of(resource, obj), source })
+}
+
+/// The JSON form of `value`, a part of the object at `key`.
+pub(crate) fn encode(key: &Key, value: &impl serde::Serialize) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|source| Error::Encode { key: key.clone(), source })
+}
+
+/// The key of a typed object of `resource`.
+pub(crate) fn key_of(resource: Resource, meta: &ObjectMeta) -> Key {
+    Key::new(resource, meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
+}
+
+/// The typed object of `resource` an event is about.
+pub(crate) fn involved(resource: Resource, meta: &ObjectMeta) -> Involved {
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    Involved {
+        kind: resource.info().kind.to_string(),
+        api_version: resource.api_version(),
+        namespace: text(&meta.namespace),
+        name: text(&meta.name),
+        uid: text(&meta.uid),
+        field_path: None,
+    }
+}
+
+/// Whether a stored object's controller is the object with `uid`.
+fn controlled_by(obj: &Value, uid: &str) -> bool {
+    controller_ref(obj).is_some_and(|c| c.uid == uid)
+}
+
+/// The objects of `resource` in `namespace` whose controller is the object with `uid`,
+/// decoded as `K`, in the store's order (by name).
+pub(crate) fn owned<K: DeserializeOwned>(
+    store: &Store,
+    resource: Resource,
+    namespace: &str,
+    uid: &str,
+) -> Result<Vec<K>, Error> {
+    let (objects, _) = store.list(resource, Some(namespace));
+    objects.iter().filter(|o| controlled_by(o, uid)).map(|o| decode(resource, o)).collect()
+}
+
+/// How many objects of `resource` in `namespace` the object with `uid` controls.
+pub(crate) fn owned_count(store: &Store, resource: Resource, namespace: &str, uid: &str) -> usize {
+    store.list(resource, Some(namespace)).0.iter().filter(|o| controlled_by(o, uid)).count()
+}
+
+/// The owner reference that names `owner` (of type `resource`) as controller.
+pub(crate) fn owner_ref(resource: Resource, owner: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: resource.api_version(),
+        kind: resource.info().kind.to_string(),
+        name: owner.name.clone().unwrap_or_default(),
+        uid: owner.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The metadata of a new pod (or ReplicaSet) made from a template's: its labels with `labels`
+/// added, its name, namespace and owner, and no creation time.
 pub(crate) fn from_template(
-    api_version: &str,
-    kind: &str,
-    template: &Value,
+    template: Option<&ObjectMeta>,
     name: &str,
     namespace: &str,
-    labels: &Map<String, Value>,
-    owner: Value,
-) -> Value {
-    let mut meta = template.get("metadata").cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
-    let mut all = meta.get("labels").and_then(Value::as_object).cloned().unwrap_or_default();
-    all.extend(labels.clone());
-    meta["labels"] = Value::Object(all);
-    meta["name"] = json!(name);
-    meta["namespace"] = json!(namespace);
-    meta["ownerReferences"] = json!([owner]);
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("creationTimestamp");
-    }
-    json!({"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": template.get("spec").cloned().unwrap_or(json!({}))})
+    labels: &BTreeMap<String, String>,
+    owner: OwnerReference,
+) -> ObjectMeta {
+    let mut meta = template.cloned().unwrap_or_default();
+    meta.labels.get_or_insert_default().extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    meta.name = Some(name.to_string());
+    meta.namespace = Some(namespace.to_string());
+    meta.owner_references = Some(vec![owner]);
+    meta.creation_timestamp = None;
+    meta
 }
 
-/// Creates a pod from the pod template of `owner` (a Job or ReplicaSet, of type `resource`),
-/// named `<owner>-<5 characters>`, and records `SuccessfulCreate` as `component`.
-pub(crate) fn create_pod(ctx: &Ctx, resource: Resource, owner: &Value, component: &'static str) -> bool {
-    let name = s(owner, "/metadata/name");
-    let namespace = s(owner, "/metadata/namespace");
+/// Creates a pod from `template`, the pod template of `owner` (a Job or ReplicaSet, of type
+/// `resource`), named `<owner>-<5 characters>`, and records `SuccessfulCreate` as `component`;
+/// a pod that cannot be created is a `FailedCreate` event, and `false`.
+pub(crate) fn create_pod(
+    ctx: &Ctx,
+    resource: Resource,
+    owner: &ObjectMeta,
+    template: &PodTemplateSpec,
+    component: &'static str,
+) -> bool {
+    let name = owner.name.as_deref().unwrap_or("");
+    let namespace = owner.namespace.as_deref().unwrap_or("");
     let pod_name = format!("{name}-{}", podvisor_objects::uid::suffix(5));
-    let mut pod = from_template(
-        "v1",
-        "Pod",
-        &owner["spec"]["template"],
-        &pod_name,
-        namespace,
-        &Map::new(),
-        owner_ref(resource, owner),
-    );
-    pod["metadata"]["generateName"] = json!(format!("{name}-"));
-    let about = Involved::of(resource, owner);
+    let mut metadata =
+        from_template(template.metadata.as_ref(), &pod_name, namespace, &BTreeMap::new(), owner_ref(resource, owner));
+    metadata.generate_name = Some(format!("{name}-"));
+    let pod = Pod { metadata, spec: Some(template.spec.clone().unwrap_or_default()), status: None };
+    let about = involved(resource, owner);
     // A controller's pod is admitted as a kubectl's is: decoded, defaulted, validated.
-    let admitted = admission::admit(Resource::Pods, pod, Some(namespace), FieldValidation::Strict).map(|mut a| {
-        admission::on_create(Resource::Pods, &mut a.object);
-        a.object
-    });
-    let created = admitted
+    let created = serde_json::to_value(&pod)
         .map_err(|e| e.to_string())
+        .and_then(|pod| {
+            admission::admit(Resource::Pods, pod, Some(namespace), FieldValidation::Strict)
+                .map(|mut a| {
+                    admission::on_create(Resource::Pods, &mut a.object);
+                    a.object
+                })
+                .map_err(|e| e.to_string())
+        })
         .and_then(|pod| ctx.store.create(Resource::Pods, pod).map_err(|e| e.to_string()));
     match created {
         Ok(_) => {
@@ -136,15 +256,24 @@ pub(crate) fn create_pod(ctx: &Ctx, resource: Resource, owner: &Value, component
     }
 }
 
-/// Deletes a pod `owner` controls and records `SuccessfulDelete` as `component`.
-pub(crate) fn delete_pod(ctx: &Ctx, resource: Resource, owner: &Value, pod: &Value, component: &'static str) -> bool {
-    let key = Key::of(Resource::Pods, pod);
-    let deleted = delete(&ctx.store, &key, &DeleteOptions::default()).is_ok();
-    if deleted {
-        let about = Involved::of(resource, owner);
-        ctx.recorder.record(&about, "Normal", "SuccessfulDelete", &format!("Deleted pod: {}", key.name), component);
+/// Deletes the pod at `pod`, which `owner` (of type `resource`) controls, and records
+/// `SuccessfulDelete` as `component`. A pod already gone is not deleted (`false`).
+pub(crate) fn delete_pod(
+    ctx: &Ctx,
+    resource: Resource,
+    owner: &ObjectMeta,
+    pod: &Key,
+    component: &'static str,
+) -> Result<bool, Error> {
+    match delete(&ctx.store, pod, &DeleteOptions::default()) {
+        Ok(_) => {
+            let about = involved(resource, owner);
+            ctx.recorder.record(&about, "Normal", "SuccessfulDelete", &format!("Deleted pod: {}", pod.name), component);
+            Ok(true)
+        }
+        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(e) => Err(Error::store("deleting", pod, e)),
     }
-    deleted
 }
 
 /// The keys a change asks to reconcile: the object itself when a controller owns its kind, and
@@ -156,9 +285,9 @@ fn affected(c: &Change) -> Vec<Key> {
     {
         keys.push(c.key.clone());
     }
-    for o in c.object.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(r) = Resource::of_kind(s(o, "/apiVersion"), s(o, "/kind")) {
-            keys.push(Key::new(r, &c.key.namespace, s(o, "/name")));
+    for o in owner_references(&c.object) {
+        if let Some(r) = Resource::of_kind(&o.api_version, &o.kind) {
+            keys.push(Key::new(r, &c.key.namespace, &o.name));
         }
     }
     keys
@@ -169,6 +298,7 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
     let mut rx = ctx.store.subscribe();
     let mut queue = BTreeSet::new();
     let mut timers: BTreeMap<Key, Instant> = BTreeMap::new();
+    let mut failures = Failures::default();
     let all = |queue: &mut BTreeSet<Key>| {
         for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments] {
             queue.extend(ctx.store.list(r, None).0.iter().map(|o| Key::of(r, o)));
@@ -181,7 +311,7 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
             return;
         }
         while let Some(key) = queue.pop_first() {
-            match isolated(&ctx, &key) {
+            match isolated(&ctx, &key, &mut failures).requeue_after() {
                 // tokio's own bound for "never": about 30 years.
                 Some(d) => timers.insert(key, Instant::now() + d.min(FAR)),
                 None => timers.remove(&key),
@@ -189,19 +319,36 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
         }
         let next = timers.values().min().copied();
         tokio::select! {
-            r = rx.recv() => match r {
-                Ok(c) => {
-                    queue.extend(affected(&c));
-                    if c.kind == crate::store::ChangeKind::Deleted {
-                        gc::owner_gone(&ctx, &c);
+            r = rx.recv() => {
+                // The changes already waiting join this one, up to a batch: the objects they
+                // touch are reconciled once, on the store as it is now (level-triggered),
+                // rather than once per change.
+                let mut r = r;
+                for taken in 1.. {
+                    match r {
+                        Ok(c) => {
+                            queue.extend(affected(&c));
+                            if c.kind == crate::store::ChangeKind::Deleted {
+                                gc::owner_gone(&ctx, &c);
+                            }
+                        }
+                        Err(RecvError::Lagged(_)) => {
+                            all(&mut queue);
+                            gc::sweep(&ctx);
+                        }
+                        Err(RecvError::Closed) => return,
                     }
+                    if taken == BATCH {
+                        break;
+                    }
+                    r = match rx.try_recv() {
+                        Ok(c) => Ok(c),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                    };
                 }
-                Err(RecvError::Lagged(_)) => {
-                    all(&mut queue);
-                    gc::sweep(&ctx);
-                }
-                Err(RecvError::Closed) => return,
-            },
+            }
             _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 let now = Instant::now();
                 let due: Vec<Key> = timers.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
@@ -215,22 +362,76 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
     }
 }
 
+/// The most store changes taken at once before the objects they touch are reconciled.
+const BATCH: usize = 1024;
+
 /// The longest a timer waits.
 const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// How long after a reconcile that panicked it is tried again.
 const AFTER_PANIC: Duration = Duration::from_secs(60);
 
-/// One reconcile, its panic contained: the object gets a Warning event and is tried again
-/// later, and every other object goes on being reconciled.
-fn isolated(ctx: &Ctx, key: &Key) -> Requeue {
-    isolated_with(ctx, key, reconcile)
+/// The first wait after a reconcile that failed; it doubles with every failure in a row.
+const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The longest wait after failed reconciles.
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// How many reconciles of each object failed in a row (none once one succeeds).
+#[derive(Debug, Default)]
+struct Failures(HashMap<Key, u32>);
+
+/// The wait before retrying an object whose last `failures` reconciles failed: 5 s doubling,
+/// at most 5 minutes.
+fn error_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    ERROR_BACKOFF.saturating_mul(1 << doublings).min(ERROR_BACKOFF_MAX)
+}
+
+/// What follows a reconcile of `key` that failed with `error` for the `failures`-th time in a
+/// row, as kube-runtime's error policy: the failure is logged and recorded as a Warning event
+/// on the object (`ReconcileError`), and the object is tried again after [`error_backoff`].
+pub(crate) fn error_policy(key: &Key, error: &Error, ctx: &Ctx, failures: u32) -> Action {
+    let wait = error_backoff(failures);
+    eprintln!(
+        "podvisor: reconciling {} {}/{} failed: {error}; trying again in {}s",
+        key.resource.qualified(),
+        key.namespace,
+        key.name,
+        wait.as_secs()
+    );
+    if let Some(obj) = ctx.store.get(key) {
+        let about = Involved::of(key.resource, &obj);
+        let message = format!("reconcile failed: {error}; trying again in {}s", wait.as_secs());
+        ctx.recorder.record(&about, "Warning", "ReconcileError", &message, COMPONENT);
+    }
+    Action::requeue(wait)
+}
+
+/// One reconcile, its failure handled by [`error_policy`] and its panic contained: the object
+/// gets a Warning event and is tried again later, and every other object goes on being
+/// reconciled.
+fn isolated(ctx: &Ctx, key: &Key, failures: &mut Failures) -> Action {
+    isolated_with(ctx, key, failures, reconcile)
 }
 
 /// [`isolated`] around any reconcile function.
-fn isolated_with(ctx: &Ctx, key: &Key, reconcile: impl FnOnce(&Ctx, &Key) -> Requeue) -> Requeue {
+fn isolated_with(
+    ctx: &Ctx,
+    key: &Key,
+    failures: &mut Failures,
+    reconcile: impl FnOnce(&Ctx, &Key) -> Result<Action, Error>,
+) -> Action {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconcile(ctx, key))) {
-        Ok(requeue) => requeue,
+        Ok(Ok(action)) => {
+            failures.0.remove(key);
+            action
+        }
+        Ok(Err(error)) => {
+            let n = failures.0.entry(key.clone()).or_default();
+            *n = n.saturating_add(1);
+            error_policy(key, &error, ctx, *n)
+        }
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -246,47 +447,58 @@ fn isolated_with(ctx: &Ctx, key: &Key, reconcile: impl FnOnce(&Ctx, &Key) -> Req
             if let Some(obj) = ctx.store.get(key) {
                 let about = Involved::of(key.resource, &obj);
                 let message = format!("reconcile failed: {what}; trying again in {}s", AFTER_PANIC.as_secs());
-                ctx.recorder.record(&about, "Warning", "ReconcileError", &message, "podvisor-controllers");
+                ctx.recorder.record(&about, "Warning", "ReconcileError", &message, COMPONENT);
             }
-            Some(AFTER_PANIC)
+            Action::requeue(AFTER_PANIC)
         }
     }
 }
 
-fn reconcile(ctx: &Ctx, key: &Key) -> Requeue {
-    let obj = ctx.store.get(key)?;
+/// Reconciles the object at `key`: finishes its foreground deletion, or decodes it and runs its
+/// controller.
+fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
+    let Some(obj) = ctx.store.get(key) else { return Ok(Action::await_change()) };
     if is_deleting(&obj) {
-        gc::foreground(ctx, key, &obj);
-        return None;
+        gc::foreground(ctx, key, &obj)?;
+        return Ok(Action::await_change());
     }
     match key.resource {
-        Resource::Jobs => jobs::reconcile(ctx, key, &obj),
-        Resource::ReplicaSets => replicasets::reconcile(ctx, key, &obj),
-        Resource::Deployments => deployments::reconcile(ctx, key, &obj),
-        _ => None,
+        Resource::Jobs => jobs::reconcile(&decode(key.resource, &obj)?, ctx),
+        Resource::ReplicaSets => replicasets::reconcile(&decode(key.resource, &obj)?, ctx),
+        Resource::Deployments => deployments::reconcile(&decode(key.resource, &obj)?, ctx),
+        _ => Ok(Action::await_change()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn ctx(store: &Arc<Store>) -> Ctx {
+        Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() }
+    }
+
+    /// The events of the default namespace with `reason`, as `(message, count)`.
+    fn events(store: &Store, reason: &str) -> Vec<(String, i64)> {
+        let events = store.list(Resource::Events, Some("default")).0;
+        let of = |e: &Value| (e["message"].as_str().unwrap_or("").to_string(), e["count"].as_i64().unwrap_or(0));
+        events.iter().filter(|e| e["reason"] == reason).map(|e| of(e)).collect()
+    }
 
     /// Issue: a panic in the Job controller stopped every controller. One reconcile's panic
     /// is an event on its object and a retry later; the next object is reconciled as usual.
     #[test]
     fn a_reconcile_that_panics_is_contained() {
         let store = Store::in_memory();
-        let ctx = Ctx {
-            store: store.clone(),
-            recorder: Recorder::new(store.clone(), "node".into()),
-            bursts: Default::default(),
-        };
+        let ctx = ctx(&store);
         let job = store
             .create(Resource::Jobs, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bad", "namespace": "default", "uid": "u"}}))
             .unwrap();
         let key = Key::of(Resource::Jobs, &job);
-        let requeue = isolated_with(&ctx, &key, |_, _| panic!("a bug"));
-        assert_eq!(requeue, Some(AFTER_PANIC));
+        let mut failures = Failures::default();
+        let action = isolated_with(&ctx, &key, &mut failures, |_, _| panic!("a bug"));
+        assert_eq!(action, Action::requeue(AFTER_PANIC));
         let events = store.list(Resource::Events, Some("default")).0;
         assert!(
             events
@@ -294,7 +506,94 @@ mod tests {
                 .any(|e| e["reason"] == "ReconcileError" && e["message"].as_str().is_some_and(|m| m.contains("a bug"))),
             "{events:?}"
         );
-        assert_eq!(isolated_with(&ctx, &key, |_, _| Some(Duration::from_secs(1))), Some(Duration::from_secs(1)));
+        let once = Action::requeue(Duration::from_secs(1));
+        assert_eq!(isolated_with(&ctx, &key, &mut failures, |_, _| Ok(once)), once);
+    }
+
+    /// A reconcile that fails is a `ReconcileError` event naming the failure and a retry after
+    /// 5 s, doubling with each failure in a row up to 5 minutes; a success resets the back-off.
+    #[test]
+    fn a_failed_reconcile_is_reported_and_retried_after_a_growing_back_off() {
+        let store = Store::in_memory();
+        let ctx = ctx(&store);
+        let job = store
+            .create(Resource::Jobs, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "default", "uid": "u"}}))
+            .unwrap();
+        let key = Key::of(Resource::Jobs, &job);
+        let mut failures = Failures::default();
+        let fail = |_: &Ctx, k: &Key| -> Result<Action, Error> {
+            Err(Error::Create { key: Key::new(Resource::Pods, &k.namespace, "p"), message: "no room".into() })
+        };
+        let waits: Vec<u64> =
+            (0..9).map(|_| isolated_with(&ctx, &key, &mut failures, fail).requeue_after().unwrap().as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        let reported = events(&store, "ReconcileError");
+        assert!(
+            reported.contains(&("reconcile failed: creating pods default/p: no room; trying again in 5s".into(), 1)),
+            "{reported:?}"
+        );
+        assert!(
+            reported.contains(&("reconcile failed: creating pods default/p: no room; trying again in 300s".into(), 3))
+        );
+        assert_eq!(isolated_with(&ctx, &key, &mut failures, |_, _| Ok(Action::await_change())), Action::await_change());
+        assert_eq!(isolated_with(&ctx, &key, &mut failures, fail), Action::requeue(Duration::from_secs(5)));
+        assert_eq!(error_backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    /// A stored Job that does not read as a Job (a string where a count goes) is not
+    /// reconciled: the failure names the Job and what does not read, and is retried.
+    #[test]
+    fn an_object_that_does_not_decode_is_a_reconcile_error_naming_it() {
+        let store = Store::in_memory();
+        let ctx = ctx(&store);
+        let job = store
+            .create(
+                Resource::Jobs,
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "odd", "namespace": "default", "uid": "u"},
+                       "spec": {"parallelism": "two", "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}),
+            )
+            .unwrap();
+        let key = Key::of(Resource::Jobs, &job);
+        let err = reconcile(&ctx, &key).unwrap_err();
+        assert!(matches!(&err, Error::Decode { key: k, .. } if *k == key), "{err:?}");
+        assert!(err.to_string().starts_with("jobs.batch default/odd cannot be read: invalid type"), "{err}");
+        let mut failures = Failures::default();
+        assert_eq!(isolated(&ctx, &key, &mut failures), Action::requeue(Duration::from_secs(5)));
+        assert_eq!(events(&store, "ReconcileError").len(), 1);
+        assert!(store.list(Resource::Pods, None).0.is_empty(), "no pod of an unreadable Job");
+    }
+
+    /// Changes that come together are taken together, and none is lost: every ReplicaSet of a
+    /// burst of creations gets its pods.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_object_a_burst_of_changes_touches_is_reconciled() {
+        let store = Store::in_memory();
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(run(ctx(&store), stopping));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for i in 0..40 {
+            let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": format!("rs-{i}"), "namespace": "default", "uid": format!("u-{i}")},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "a"}},
+                         "template": {"metadata": {"labels": {"app": "a"}},
+                                      "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+            store.create(Resource::ReplicaSets, rs).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ready = || {
+            (0..40).all(|i| {
+                let rs = store.get(&Key::new(Resource::ReplicaSets, "default", &format!("rs-{i}")));
+                owned_count(&store, Resource::Pods, "default", &format!("u-{i}")) == 2
+                    && rs.is_some_and(|r| r["status"]["replicas"] == 2)
+            })
+        };
+        while !ready() {
+            assert!(Instant::now() < deadline, "not every ReplicaSet got its pods");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.list(Resource::Pods, None).0.len(), 80);
+        stop.send_replace(true);
+        task.await.unwrap();
     }
 
     #[test]
