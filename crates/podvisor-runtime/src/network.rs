@@ -252,6 +252,10 @@ impl PodNetwork {
         let infos = addrs.as_ref().and_then(|v| v.get(0)).and_then(|i| i["addr_info"].as_array());
         for a in infos.into_iter().flatten() {
             let (local, prefix) = (a["local"].as_str().unwrap_or(""), a["prefixlen"].as_u64().unwrap_or(0));
+            // A single address is a Service's or cluster DNS's (see `services`), not a subnet.
+            if prefix == 32 {
+                continue;
+            }
             if local != self.subnet.gateway().to_string() || prefix != u64::from(self.subnet.prefix) {
                 return Err(overlap(format!(
                     "the bridge {BRIDGE}, which serves {local}/{prefix} (another podvisor with another --pod-network?)"

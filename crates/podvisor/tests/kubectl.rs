@@ -1302,3 +1302,169 @@ spec:
     assert_eq!(pods.lines().count(), 1, "{pods}");
     server.ok(&["delete", "deployment", "web"], None);
 }
+
+/// Polls `f` every 200 ms for up to 60 s until it returns `Some`.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(t) = f() {
+            return t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// #17: a Deployment and its Services applied from one directory. The Service's name resolves
+/// in a pod through cluster DNS (the search path and the full name), its ClusterIP relays to
+/// the ready pods from pods and from the host, and traffic moves to the new pods of a rolling
+/// update; a pod whose sidecar fails readiness is listed not ready in the EndpointSlice; a
+/// headless Service resolves to the pods' addresses; the ClusterIP leaves with the server.
+#[test]
+fn services_route_by_name_to_ready_pods_and_follow_a_rolling_update() {
+    let dir = data_dir("services");
+    let server = serve(&dir);
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let web = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:1.36
+        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+"#;
+    let services = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 8080}]
+"#;
+    std::fs::write(manifests.join("web.yaml"), web).unwrap();
+    std::fs::write(manifests.join("services.yaml"), services).unwrap();
+    let applied = server.ok(&["apply", "-f", manifests.to_str().unwrap()], None);
+    assert!(applied.contains("service/web created") && applied.contains("deployment.apps/web created"), "{applied}");
+    let lame = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: lame, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sleep, "600"]
+    readinessProbe: {exec: {command: ["false"]}, periodSeconds: 1}
+  containers:
+  - {name: app, image: busybox:1.36, command: [sleep, "600"], ports: [{name: http, containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: busybox:1.36, command: [sleep, "600"]}]
+"#;
+    server.ok(&["apply", "-f", "-"], Some(lame));
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/client", "--timeout=60s"], None);
+    let svc = server.ok(&["get", "svc", "web"], None);
+    let cluster_ip = row(&svc, "web")[2].to_string();
+    assert_eq!(&row(&svc, "web")[..2], ["web", "ClusterIP"], "{svc}");
+    assert!(cluster_ip.starts_with("10."), "{svc}");
+    assert_eq!(row(&server.ok(&["get", "svc", "db"], None), "db")[2], "None");
+    // The EndpointSlice: the two web pods ready, the pod whose sidecar is not ready listed
+    // not ready.
+    let pod_ips = |selector: &str| -> std::collections::BTreeMap<String, String> {
+        let out = server.ok(
+            &[
+                "get",
+                "pods",
+                "-l",
+                selector,
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        out.lines().filter_map(|l| l.split_once(' ')).map(|(n, ip)| (n.to_string(), ip.to_string())).collect()
+    };
+    let readiness = || -> Vec<(String, bool)> {
+        let out = server.ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"], None);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut got: Vec<(String, bool)> = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .map(|e| (e["targetRef"]["name"].as_str().unwrap_or("").to_string(), e["conditions"]["ready"] == true))
+            .collect();
+        got.sort();
+        got
+    };
+    let web_pods: Vec<String> = pod_ips("app=web").into_keys().filter(|n| n != "lame").collect();
+    eventually("the EndpointSlice", || {
+        let got = readiness();
+        let mut want: Vec<(String, bool)> = web_pods.iter().map(|n| (n.clone(), true)).collect();
+        want.push(("lame".into(), false));
+        want.sort();
+        (got == want).then_some(())
+    });
+    // From a pod, by short name and by full name (the test image's static busybox wget
+    // crashes, so nc speaks HTTP); from the host, by ClusterIP.
+    for name in ["web", "web.default.svc.cluster.local"] {
+        let ask = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {name} 80");
+        let reply = server.ok(&["exec", "client", "--", "sh", "-c", &ask], None);
+        let body = reply.lines().last().unwrap_or_default().to_string();
+        assert!(web_pods.contains(&body), "{name}: {reply}");
+    }
+    let from_host = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((cluster_ip.as_str(), 80)).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.lines().last().map(str::to_string)
+    };
+    assert!(web_pods.contains(&from_host().unwrap_or_default()), "the host reaches the ClusterIP");
+    // The headless Service: the ready pods' addresses.
+    let lookup = server.ok(&["exec", "client", "--", "nslookup", "db.default.svc.cluster.local"], None);
+    for (name, ip) in pod_ips("app=web") {
+        assert_eq!(lookup.contains(&ip), name != "lame", "{name} {ip}: {lookup}");
+    }
+    // A rolling update: the Service then answers from the new pods only.
+    server.ok(&["set", "env", "deployment/web", "GENERATION=2"], None);
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"], None);
+    let new_pods: Vec<String> = eventually("the old pods to go", || {
+        let names: Vec<String> = pod_ips("app=web").into_keys().filter(|n| n != "lame").collect();
+        (names.len() == 2 && names.iter().all(|n| !web_pods.contains(n))).then_some(names)
+    });
+    eventually("traffic on the new pods", || {
+        let answers: Vec<String> = (0..4).filter_map(|_| from_host()).collect();
+        (answers.len() == 4 && answers.iter().all(|a| new_pods.contains(a))).then_some(())
+    });
+    drop(server);
+    let addrs = Command::new("ip").args(["-br", "addr", "show", "podvisor0"]).output().unwrap();
+    let addrs = String::from_utf8_lossy(&addrs.stdout);
+    assert!(!addrs.contains(&format!("{cluster_ip}/32")), "the ClusterIP left with the server: {addrs}");
+}

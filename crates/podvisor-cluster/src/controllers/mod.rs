@@ -1,4 +1,4 @@
-//! The controllers: Job, Deployment and ReplicaSet, and the garbage collector. One task reacts
+//! The controllers: Job, Deployment, ReplicaSet and EndpointSlice, and the garbage collector. One task reacts
 //! to every store change by reconciling the objects it touches (an object, its controller
 //! owner), level-triggered and idempotent; timers (Job back-off and deadlines) wake it when
 //! something is due.
@@ -11,6 +11,7 @@
 //! time passed in) and `act`s on it.
 
 pub mod deployments;
+pub mod endpointslices;
 pub mod gc;
 pub mod jobs;
 pub mod replicasets;
@@ -277,13 +278,18 @@ pub(crate) fn delete_pod(
 }
 
 /// The keys a change asks to reconcile: the object itself when a controller owns its kind, and
-/// its controller owner.
-fn affected(c: &Change) -> Vec<Key> {
+/// its controller owner; for a pod, every Service of its namespace (its labels, address or
+/// readiness may change which endpoints they have).
+fn affected(c: &Change, store: &Store) -> Vec<Key> {
     let mut keys = Vec::new();
-    if matches!(c.key.resource, Resource::Jobs | Resource::ReplicaSets | Resource::Deployments)
+    if matches!(c.key.resource, Resource::Jobs | Resource::ReplicaSets | Resource::Deployments | Resource::Services)
         || is_deleting(&c.object)
     {
         keys.push(c.key.clone());
+    }
+    if c.key.resource == Resource::Pods {
+        let services = store.list(Resource::Services, Some(&c.key.namespace)).0;
+        keys.extend(services.iter().map(|s| Key::of(Resource::Services, s)));
     }
     for o in owner_references(&c.object) {
         if let Some(r) = Resource::of_kind(&o.api_version, &o.kind) {
@@ -300,7 +306,7 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
     let mut timers: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut failures = Failures::default();
     let all = |queue: &mut BTreeSet<Key>| {
-        for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments] {
+        for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments, Resource::Services] {
             queue.extend(ctx.store.list(r, None).0.iter().map(|o| Key::of(r, o)));
         }
     };
@@ -327,7 +333,7 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
                 for taken in 1.. {
                     match r {
                         Ok(c) => {
-                            queue.extend(affected(&c));
+                            queue.extend(affected(&c, &ctx.store));
                             if c.kind == crate::store::ChangeKind::Deleted {
                                 gc::owner_gone(&ctx, &c);
                             }
@@ -466,6 +472,7 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         Resource::Jobs => jobs::reconcile(&decode(key.resource, &obj)?, ctx),
         Resource::ReplicaSets => replicasets::reconcile(&decode(key.resource, &obj)?, ctx),
         Resource::Deployments => deployments::reconcile(&decode(key.resource, &obj)?, ctx),
+        Resource::Services => endpointslices::reconcile(ctx, &decode(key.resource, &obj)?),
         _ => Ok(Action::await_change()),
     }
 }
