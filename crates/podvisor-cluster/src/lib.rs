@@ -100,11 +100,8 @@ impl Cluster {
         let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods } =
             options;
         // Pods on the pod network resolve names through cluster DNS, which serves them there.
-        let dns_ip = if network.is_some() { dns::claim_address(&data_dir) } else { None };
-        let cluster_dns =
-            dns_ip.map(|server| podvisor_runtime::resolv::ClusterDns { server, domain: dns::DOMAIN.to_string() });
+        let dns_dir = data_dir.clone();
         let config = podvisor_node::NodeConfig {
-            cluster_dns,
             data_dir,
             runtime,
             pull,
@@ -116,6 +113,12 @@ impl Cluster {
             max_pods,
         };
         let node = Node::open(config, tx).await?;
+        // The node is open (root, runtime, data directory checked): pods on the pod network
+        // resolve names through cluster DNS, at an address this process claims.
+        let dns_ip = if node.has_pod_network() { dns::claim_address(&dns_dir) } else { None };
+        if let Some(server) = dns_ip {
+            node.set_cluster_dns(podvisor_runtime::resolv::ClusterDns { server, domain: dns::DOMAIN.to_string() });
+        }
         Ok(Cluster::start(store, node, rx, observer, dns_ip))
     }
 

@@ -109,9 +109,6 @@ pub struct NodeConfig {
     pub log_rotation: podvisor_runtime::logs::Rotation,
     /// The most pods that run at once (the kubelet's `maxPods`, 110 by default).
     pub max_pods: usize,
-    /// Cluster DNS, where pods with `dnsPolicy: ClusterFirst` resolve names (none: they use
-    /// the host's resolvers).
-    pub cluster_dns: Option<podvisor_runtime::resolv::ClusterDns>,
 }
 
 /// The kubelet's default `maxPods`.
@@ -272,7 +269,7 @@ impl Node {
             default_seccomp: config.default_seccomp,
             log_rotation: config.log_rotation,
             max_pods: config.max_pods.max(1),
-            cluster_dns: config.cluster_dns.clone(),
+            cluster_dns: Default::default(),
             stopping: Default::default(),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
@@ -403,6 +400,12 @@ impl Node {
     /// host, or loopback without a pod network.
     pub fn host_ip(&self) -> String {
         self.host.host_ip()
+    }
+
+    /// Gives pods with `dnsPolicy: ClusterFirst` cluster DNS (the kubelet's `--cluster-dns` and
+    /// `--cluster-domain`); without it they use the host's resolvers. Set once, before pods run.
+    pub fn set_cluster_dns(&self, dns: podvisor_runtime::resolv::ClusterDns) {
+        _ = self.host.cluster_dns.set(dns);
     }
 
     /// Whether pods get addresses on a pod network (Services and cluster DNS serve them there).

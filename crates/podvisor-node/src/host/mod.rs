@@ -54,8 +54,8 @@ pub(crate) struct Host {
     pub log_rotation: podvisor_runtime::logs::Rotation,
     /// The most pods that run at once.
     pub max_pods: usize,
-    /// Cluster DNS for pods that ask for it.
-    pub cluster_dns: Option<podvisor_runtime::resolv::ClusterDns>,
+    /// Cluster DNS for pods that ask for it, once the cluster serves it.
+    pub cluster_dns: std::sync::OnceLock<podvisor_runtime::resolv::ClusterDns>,
     /// Set when the node stops its pods because it stops itself (`serve` exiting): they end as
     /// on a machine going down, their on-disk emptyDirs kept for their next start.
     pub stopping: std::sync::atomic::AtomicBool,

@@ -85,7 +85,6 @@ pub async fn reopen(data: &std::path::Path) -> (Node, mpsc::UnboundedReceiver<No
 /// The node configuration of the tests: the data directory `data`, pods reading `objects`.
 pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::ObjectStore>) -> NodeConfig {
     NodeConfig {
-        cluster_dns: None,
         data_dir: data,
         runtime: runtime().into(),
         pull: Default::default(),
