@@ -1463,6 +1463,14 @@ spec:
         let answers: Vec<String> = (0..4).filter_map(|_| from_host()).collect();
         (answers.len() == 4 && answers.iter().all(|a| new_pods.contains(a))).then_some(())
     });
+    // The typed commands (protobuf bodies) and expose.
+    server.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"], None);
+    let np = server.ok(&["get", "svc", "np"], None);
+    let ports = row(&np, "np")[4].to_string();
+    assert!(ports.starts_with("80:3") && ports.ends_with("/TCP"), "{np}");
+    server.ok(&["expose", "deployment", "web", "--name=web2", "--port=8081", "--target-port=http"], None);
+    let selector = server.ok(&["get", "svc", "web2", "-o", "jsonpath={.spec.selector.app}"], None);
+    assert_eq!(selector, "web");
     drop(server);
     let addrs = Command::new("ip").args(["-br", "addr", "show", "podvisor0"]).output().unwrap();
     let addrs = String::from_utf8_lossy(&addrs.stdout);

@@ -265,6 +265,7 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "secretRef", Kind::Message("core.v1.LocalObjectReference"), 0),
         ],
     ),
+    ("core.v1.ClientIPConfig", &[f(1, "timeoutSeconds", Kind::Int32, 0)]),
     (
         "core.v1.ClusterTrustBundleProjection",
         &[
@@ -452,6 +453,39 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     ("core.v1.EmptyDirVolumeSource", &[f(1, "medium", Kind::String, OMIT_ZERO), f(2, "sizeLimit", Kind::Quantity, 0)]),
+    (
+        "core.v1.EndpointAddress",
+        &[
+            f(1, "ip", Kind::String, 0),
+            f(3, "hostname", Kind::String, OMIT_ZERO),
+            f(4, "nodeName", Kind::String, 0),
+            f(2, "targetRef", Kind::Message("core.v1.ObjectReference"), 0),
+        ],
+    ),
+    (
+        "core.v1.EndpointPort",
+        &[
+            f(1, "name", Kind::String, OMIT_ZERO),
+            f(2, "port", Kind::Int32, 0),
+            f(3, "protocol", Kind::String, OMIT_ZERO),
+            f(4, "appProtocol", Kind::String, 0),
+        ],
+    ),
+    (
+        "core.v1.EndpointSubset",
+        &[
+            f(1, "addresses", Kind::Message("core.v1.EndpointAddress"), REPEATED | OMIT_ZERO),
+            f(2, "notReadyAddresses", Kind::Message("core.v1.EndpointAddress"), REPEATED | OMIT_ZERO),
+            f(3, "ports", Kind::Message("core.v1.EndpointPort"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.Endpoints",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "subsets", Kind::Message("core.v1.EndpointSubset"), REPEATED | OMIT_ZERO),
+        ],
+    ),
     (
         "core.v1.EnvFromSource",
         &[
@@ -659,6 +693,19 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(2, "gid", Kind::Int64, 0),
             f(3, "supplementalGroups", Kind::Int64, REPEATED | OMIT_ZERO),
         ],
+    ),
+    (
+        "core.v1.LoadBalancerIngress",
+        &[
+            f(1, "ip", Kind::String, OMIT_ZERO),
+            f(2, "hostname", Kind::String, OMIT_ZERO),
+            f(3, "ipMode", Kind::String, 0),
+            f(4, "ports", Kind::Message("core.v1.PortStatus"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.LoadBalancerStatus",
+        &[f(1, "ingress", Kind::Message("core.v1.LoadBalancerIngress"), REPEATED | OMIT_ZERO)],
     ),
     ("core.v1.LocalObjectReference", &[f(1, "name", Kind::String, OMIT_ZERO)]),
     (
@@ -1053,6 +1100,10 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.PortStatus",
+        &[f(1, "port", Kind::Int32, 0), f(2, "protocol", Kind::String, 0), f(3, "error", Kind::String, 0)],
+    ),
+    (
         "core.v1.PortworxVolumeSource",
         &[
             f(1, "volumeID", Kind::String, 0),
@@ -1220,6 +1271,14 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.Service",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("core.v1.ServiceSpec"), OMIT_ZERO),
+            f(3, "status", Kind::Message("core.v1.ServiceStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
         "core.v1.ServiceAccountTokenProjection",
         &[
             f(1, "audience", Kind::String, OMIT_ZERO),
@@ -1227,6 +1286,50 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(3, "path", Kind::String, 0),
         ],
     ),
+    (
+        "core.v1.ServicePort",
+        &[
+            f(1, "name", Kind::String, OMIT_ZERO),
+            f(2, "protocol", Kind::String, OMIT_ZERO),
+            f(6, "appProtocol", Kind::String, 0),
+            f(3, "port", Kind::Int32, 0),
+            f(4, "targetPort", Kind::IntOrString, OMIT_ZERO),
+            f(5, "nodePort", Kind::Int32, OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.ServiceSpec",
+        &[
+            f(1, "ports", Kind::Message("core.v1.ServicePort"), REPEATED | OMIT_ZERO),
+            f(2, "selector", Kind::Map(&Kind::String), OMIT_ZERO),
+            f(3, "clusterIP", Kind::String, OMIT_ZERO),
+            f(18, "clusterIPs", Kind::String, REPEATED | OMIT_ZERO),
+            f(4, "type", Kind::String, OMIT_ZERO),
+            f(5, "externalIPs", Kind::String, REPEATED | OMIT_ZERO),
+            f(7, "sessionAffinity", Kind::String, OMIT_ZERO),
+            f(8, "loadBalancerIP", Kind::String, OMIT_ZERO),
+            f(9, "loadBalancerSourceRanges", Kind::String, REPEATED | OMIT_ZERO),
+            f(10, "externalName", Kind::String, OMIT_ZERO),
+            f(11, "externalTrafficPolicy", Kind::String, OMIT_ZERO),
+            f(12, "healthCheckNodePort", Kind::Int32, OMIT_ZERO),
+            f(13, "publishNotReadyAddresses", Kind::Bool, OMIT_ZERO),
+            f(14, "sessionAffinityConfig", Kind::Message("core.v1.SessionAffinityConfig"), 0),
+            f(19, "ipFamilies", Kind::String, REPEATED | OMIT_ZERO),
+            f(17, "ipFamilyPolicy", Kind::String, 0),
+            f(20, "allocateLoadBalancerNodePorts", Kind::Bool, 0),
+            f(21, "loadBalancerClass", Kind::String, 0),
+            f(22, "internalTrafficPolicy", Kind::String, 0),
+            f(23, "trafficDistribution", Kind::String, 0),
+        ],
+    ),
+    (
+        "core.v1.ServiceStatus",
+        &[
+            f(1, "loadBalancer", Kind::Message("core.v1.LoadBalancerStatus"), OMIT_ZERO),
+            f(2, "conditions", Kind::Message("meta.v1.Condition"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    ("core.v1.SessionAffinityConfig", &[f(1, "clientIP", Kind::Message("core.v1.ClientIPConfig"), 0)]),
     ("core.v1.SleepAction", &[f(1, "seconds", Kind::Int64, 0)]),
     (
         "core.v1.StorageOSVolumeSource",
@@ -1389,6 +1492,61 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(1, "name", Kind::String, 0),
             f(2, "podGroup", Kind::String, 0),
             f(3, "podGroupReplicaKey", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
+        "discovery.k8s.io.v1.Endpoint",
+        &[
+            f(1, "addresses", Kind::String, REPEATED),
+            f(2, "conditions", Kind::Message("discovery.k8s.io.v1.EndpointConditions"), OMIT_ZERO),
+            f(3, "hostname", Kind::String, 0),
+            f(4, "targetRef", Kind::Message("core.v1.ObjectReference"), 0),
+            f(5, "deprecatedTopology", Kind::Map(&Kind::String), OMIT_ZERO),
+            f(6, "nodeName", Kind::String, 0),
+            f(7, "zone", Kind::String, 0),
+            f(8, "hints", Kind::Message("discovery.k8s.io.v1.EndpointHints"), 0),
+        ],
+    ),
+    (
+        "discovery.k8s.io.v1.EndpointConditions",
+        &[f(1, "ready", Kind::Bool, 0), f(2, "serving", Kind::Bool, 0), f(3, "terminating", Kind::Bool, 0)],
+    ),
+    (
+        "discovery.k8s.io.v1.EndpointHints",
+        &[
+            f(1, "forZones", Kind::Message("discovery.k8s.io.v1.ForZone"), REPEATED | OMIT_ZERO),
+            f(2, "forNodes", Kind::Message("discovery.k8s.io.v1.ForNode"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "discovery.k8s.io.v1.EndpointPort",
+        &[
+            f(1, "name", Kind::String, 0),
+            f(2, "protocol", Kind::String, 0),
+            f(3, "port", Kind::Int32, 0),
+            f(4, "appProtocol", Kind::String, 0),
+        ],
+    ),
+    (
+        "discovery.k8s.io.v1.EndpointSlice",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(4, "addressType", Kind::String, 0),
+            f(2, "endpoints", Kind::Message("discovery.k8s.io.v1.Endpoint"), REPEATED),
+            f(3, "ports", Kind::Message("discovery.k8s.io.v1.EndpointPort"), REPEATED),
+        ],
+    ),
+    ("discovery.k8s.io.v1.ForNode", &[f(1, "name", Kind::String, 0)]),
+    ("discovery.k8s.io.v1.ForZone", &[f(1, "name", Kind::String, 0)]),
+    (
+        "meta.v1.Condition",
+        &[
+            f(1, "type", Kind::String, 0),
+            f(2, "status", Kind::String, 0),
+            f(3, "observedGeneration", Kind::Int64, OMIT_ZERO),
+            f(4, "lastTransitionTime", Kind::Time, 0),
+            f(5, "reason", Kind::String, 0),
+            f(6, "message", Kind::String, 0),
         ],
     ),
     (
