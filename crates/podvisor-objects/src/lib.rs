@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod columns;
+pub mod cron;
 pub mod defaults;
 pub mod field;
 pub mod kinds;
