@@ -7,13 +7,15 @@
 //! that queued up meanwhile). Writers that answer a client wait with [`Store::synced`] until
 //! their change is on disk.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
 use podvisor_objects::kinds::Resource;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
@@ -214,6 +216,15 @@ pub struct Store {
     changes: broadcast::Sender<Arc<Change>>,
     disk: Option<std::sync::mpsc::Sender<(u64, Op)>>,
     persisted: watch::Receiver<Durable>,
+    /// Typed forms of stored objects, per object: one per type, of the version last decoded.
+    typed: Mutex<HashMap<Key, Vec<Typed>>>,
+}
+
+/// One typed form of a stored object's version.
+struct Typed {
+    ty: TypeId,
+    rv: String,
+    value: Arc<dyn Any + Send + Sync>,
 }
 
 impl std::fmt::Debug for Store {
@@ -241,7 +252,36 @@ impl Store {
             changes,
             disk,
             persisted,
+            typed: Mutex::default(),
         }
+    }
+
+    /// `obj` (a stored object of `key`) as its typed form `K`, decoded once per version and
+    /// type: reconciles that read the same version again share it.
+    pub fn typed<K: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        key: &Key,
+        obj: &Value,
+    ) -> Result<Arc<K>, serde_json::Error> {
+        let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+        let ty = TypeId::of::<K>();
+        let lock = || self.typed.lock().unwrap_or_else(|e| e.into_inner());
+        if !rv.is_empty()
+            && let Some(hit) = lock()
+                .get(key)
+                .and_then(|v| v.iter().find(|t| t.ty == ty && t.rv == rv))
+                .and_then(|t| t.value.clone().downcast::<K>().ok())
+        {
+            return Ok(hit);
+        }
+        let decoded = Arc::new(K::deserialize(obj)?);
+        if !rv.is_empty() && self.lock().objects.contains_key(key) {
+            let mut typed = lock();
+            let forms = typed.entry(key.clone()).or_default();
+            forms.retain(|t| t.ty != ty);
+            forms.push(Typed { ty, rv: rv.to_string(), value: decoded.clone() });
+        }
+        Ok(decoded)
     }
 
     /// Opens (or creates) the store file at `path` and loads every object.
@@ -330,6 +370,7 @@ impl Store {
         let change = Arc::new(Change { rv: st.rv, kind, key: key.clone(), object: object.clone(), previous });
         if kind == ChangeKind::Deleted {
             st.objects.remove(&key);
+            self.typed.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         } else {
             st.objects.insert(key.clone(), object.clone());
         }
@@ -605,6 +646,30 @@ mod tests {
     fn pod(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
                "spec": {"containers": [{"name": "a", "image": "busybox"}]}})
+    }
+
+    /// Issue #22: a version is decoded once, however many reconciles read it; a new version
+    /// is decoded anew, and an object gone takes its typed forms with it.
+    #[test]
+    fn each_version_is_decoded_once() {
+        use k8s_openapi::api::core::v1::Pod;
+        let store = Store::in_memory();
+        let created = store.create(Resource::Pods, pod("p")).unwrap();
+        let key = Key::of(Resource::Pods, &created);
+        let first = store.typed::<Pod>(&key, &created).unwrap();
+        let again = store.typed::<Pod>(&key, &store.get(&key).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same version is not decoded twice");
+        let updated = store
+            .update::<StoreError>(&key, |v| {
+                v["metadata"]["labels"] = json!({"x": "y"});
+                Ok(())
+            })
+            .unwrap();
+        let next = store.typed::<Pod>(&key, &updated).unwrap();
+        assert!(!Arc::ptr_eq(&first, &next));
+        assert_eq!(next.metadata.labels.as_ref().and_then(|l| l.get("x")).map(String::as_str), Some("y"));
+        store.remove(&key).unwrap();
+        assert!(store.typed.lock().unwrap().get(&key).is_none());
     }
 
     #[test]

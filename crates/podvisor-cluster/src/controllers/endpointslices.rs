@@ -144,7 +144,7 @@ fn selected(ctx: &Ctx, svc: &Service, namespace: &str) -> Result<Option<Vec<Pod>
         let labels = o.pointer("/metadata/labels").and_then(Value::as_object);
         let matches = selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v));
         if matches {
-            pods.push(decode::<Pod>(Resource::Pods, &o)?);
+            pods.push(decode::<Pod>(&ctx.store, Resource::Pods, &o)?);
         }
     }
     Ok(Some(pods))

@@ -135,9 +135,15 @@ impl Error {
     }
 }
 
-/// Decodes a stored object of `resource` as its typed form `K`.
-pub(crate) fn decode<K: DeserializeOwned>(resource: Resource, obj: &Value) -> Result<K, Error> {
-    K::deserialize(obj).map_err(|source| Error::Decode { key: Key::of(resource, obj), source })
+/// A stored object of `resource` as its typed form `K`: each version is decoded once (the
+/// store keeps its typed form), and read again as a copy.
+pub(crate) fn decode<K: DeserializeOwned + Clone + Send + Sync + 'static>(
+    store: &Store,
+    resource: Resource,
+    obj: &Value,
+) -> Result<K, Error> {
+    let key = Key::of(resource, obj);
+    store.typed::<K>(&key, obj).map(|k| K::clone(&k)).map_err(|source| Error::Decode { key, source })
 }
 
 /// The JSON form of `value`, a part of the object at `key`.
@@ -170,14 +176,14 @@ fn controlled_by(obj: &Value, uid: &str) -> bool {
 
 /// The objects of `resource` in `namespace` whose controller is the object with `uid`,
 /// decoded as `K`, in the store's order (by name).
-pub(crate) fn owned<K: DeserializeOwned>(
+pub(crate) fn owned<K: DeserializeOwned + Clone + Send + Sync + 'static>(
     store: &Store,
     resource: Resource,
     namespace: &str,
     uid: &str,
 ) -> Result<Vec<K>, Error> {
     let (objects, _) = store.list(resource, Some(namespace));
-    objects.iter().filter(|o| controlled_by(o, uid)).map(|o| decode(resource, o)).collect()
+    objects.iter().filter(|o| controlled_by(o, uid)).map(|o| decode(store, resource, o)).collect()
 }
 
 /// How many objects of `resource` in `namespace` the object with `uid` controls.
@@ -469,10 +475,10 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     match key.resource {
-        Resource::Jobs => jobs::reconcile(&decode(key.resource, &obj)?, ctx),
-        Resource::ReplicaSets => replicasets::reconcile(&decode(key.resource, &obj)?, ctx),
-        Resource::Deployments => deployments::reconcile(&decode(key.resource, &obj)?, ctx),
-        Resource::Services => endpointslices::reconcile(ctx, &decode(key.resource, &obj)?),
+        Resource::Jobs => jobs::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
+        Resource::ReplicaSets => replicasets::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
+        Resource::Deployments => deployments::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
+        Resource::Services => endpointslices::reconcile(ctx, &decode(&ctx.store, key.resource, &obj)?),
         _ => Ok(Action::await_change()),
     }
 }
