@@ -94,6 +94,20 @@ enum Sandbox {
     Removed,
 }
 
+/// A wake-up the engine asked for, named by what it is for. Kill deadlines, probe periods and
+/// the active deadline are kept with what they time (a kill, a probe worker, the spec).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// The sandbox is asked for again after a failed creation.
+    SandboxRetry,
+    /// A container held back by the crash-loop back-off (R26) may start.
+    CrashLoopBackOff(String),
+    /// A container whose image could not be pulled may try again.
+    ImagePullBackOff(String),
+    /// A container whose creation failed is created again.
+    CreateRetry(String),
+}
+
 /// How the pod is being terminated.
 #[derive(Debug, Clone)]
 pub(crate) struct Termination {
@@ -127,10 +141,8 @@ pub struct PodEngine {
     pull_backoff: Backoff,
     pull_failed_at: HashMap<String, Instant>,
     sandbox_backoff: Backoff,
-    /// When to ask for the sandbox again after a failed creation.
-    sandbox_retry: Option<Instant>,
-    /// When a start held back by a back-off is due again.
-    retries: BTreeSet<Instant>,
+    /// The named wake-ups pending.
+    timers: BTreeMap<Timer, Instant>,
     queue: VecDeque<Op>,
     current: Option<Current>,
     dirty: bool,
@@ -220,8 +232,7 @@ impl PodEngine {
             pull_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
             pull_failed_at: HashMap::new(),
             sandbox_backoff: Backoff::new(CRASH_LOOP_INITIAL, CRASH_LOOP_MAX),
-            sandbox_retry: None,
-            retries: BTreeSet::new(),
+            timers: BTreeMap::new(),
             queue: VecDeque::new(),
             current: None,
             dirty: false,
@@ -256,11 +267,11 @@ impl PodEngine {
         if self.finished {
             return None;
         }
-        let retry = self.retries.first().copied();
+        let timer = self.timers.values().min().copied();
         let probe = self.probes.values().filter(|w| w.is_due_candidate()).filter_map(|w| w.next_at).min();
         let kill = self.kills.values().filter_map(|k| k.deadline).min();
         let deadline = self.active_deadline().filter(|_| self.terminating.is_none());
-        [retry, probe, kill, self.sandbox_retry, deadline].into_iter().flatten().min()
+        [timer, probe, kill, deadline].into_iter().flatten().min()
     }
 
     /// The pod's API status as of the last input.
@@ -352,15 +363,18 @@ impl PodEngine {
     /// Acts on the passing of time: due probes, back-off retries and kill deadlines.
     pub fn handle_timeout(&mut self, now: Now) {
         self.check_deadline(now);
-        if self.sandbox_retry.is_some_and(|t| t <= now.mono) {
-            self.sandbox_retry = None;
-            if self.sandbox == Sandbox::Creating && self.terminating.is_none() {
-                self.out.push_back(Action::CreateSandbox);
+        let due: Vec<Timer> = self.timers.iter().filter(|(_, at)| **at <= now.mono).map(|(t, _)| t.clone()).collect();
+        for timer in due {
+            self.timers.remove(&timer);
+            match timer {
+                Timer::SandboxRetry => {
+                    if self.sandbox == Sandbox::Creating && self.terminating.is_none() {
+                        self.out.push_back(Action::CreateSandbox);
+                    }
+                }
+                // A held-back start: the next pass decides it again.
+                Timer::CrashLoopBackOff(_) | Timer::ImagePullBackOff(_) | Timer::CreateRetry(_) => self.dirty = true,
             }
-        }
-        while self.retries.first().is_some_and(|t| *t <= now.mono) {
-            self.retries.pop_first();
-            self.dirty = true;
         }
         let due: Vec<ContainerRef> =
             self.kills.values().filter(|k| k.deadline.is_some_and(|d| d <= now.mono)).map(|k| k.r.clone()).collect();

@@ -85,7 +85,7 @@ impl PodEngine {
                 self.crash_backoff.next(&key, now.mono, now.mono);
                 let wait = self.crash_backoff.current(&key).unwrap_or(CRASH_LOOP_INITIAL);
                 // Nothing exited, so the crash-loop back-off cannot hold the retry: the timer does.
-                self.retries.insert(now.mono.after(wait));
+                self.timers.insert(super::Timer::CreateRetry(c.name.clone()), now.mono.after(wait));
             }
         }
         self.start_done(r, false);

@@ -166,9 +166,8 @@ impl PodEngine {
         }
         self.finished = true;
         self.sandbox = Sandbox::Removed;
-        self.sandbox_retry = None;
         self.probes.clear();
-        self.retries.clear();
+        self.timers.clear();
         self.out.push_back(Action::RemoveSandbox);
     }
 
@@ -180,7 +179,7 @@ impl PodEngine {
         if self.terminating.is_none() {
             self.sandbox_backoff.next("sandbox", now.mono, now.mono);
             let wait = self.sandbox_backoff.current("sandbox").unwrap_or(CRASH_LOOP_INITIAL);
-            self.sandbox_retry = Some(now.mono.after(wait));
+            self.timers.insert(super::Timer::SandboxRetry, now.mono.after(wait));
         }
     }
 

@@ -109,7 +109,7 @@ impl PodEngine {
                     ),
                     Some(&c),
                 );
-                self.retries.insert(now.mono.after(left));
+                self.timers.insert(super::Timer::CrashLoopBackOff(c.name.clone()), now.mono.after(left));
                 self.start_refused(&c);
                 return;
             }
@@ -124,7 +124,7 @@ impl PodEngine {
                 Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") },
             );
             self.record(EventType::Normal, "BackOff", format!("Back-off pulling image \"{image}\""), Some(&c));
-            self.retries.insert(now.mono.after(left));
+            self.timers.insert(super::Timer::ImagePullBackOff(c.name.clone()), now.mono.after(left));
             self.start_refused(&c);
             return;
         }
