@@ -149,6 +149,7 @@ pub fn admit(
             | Resource::ConfigMaps
             | Resource::Secrets
             | Resource::Services
+            | Resource::CronJobs
     ) {
         names(resource, &obj)?;
         normalize(resource, &mut obj);

@@ -55,6 +55,18 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
             ("Images", 1),
             ("Selector", 1),
         ],
+        Resource::CronJobs => &[
+            ("Name", 0),
+            ("Schedule", 0),
+            ("Timezone", 0),
+            ("Suspend", 0),
+            ("Active", 0),
+            ("Last Schedule", 0),
+            ("Age", 0),
+            ("Containers", 1),
+            ("Images", 1),
+            ("Selector", 1),
+        ],
         Resource::Deployments => &[
             ("Name", 0),
             ("Ready", 0),
@@ -130,7 +142,7 @@ fn list<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> {
 }
 
 fn integer_column(name: &str) -> bool {
-    matches!(name, "Up-to-date" | "Available" | "Desired" | "Current" | "Count" | "Data")
+    matches!(name, "Up-to-date" | "Available" | "Desired" | "Current" | "Count" | "Data" | "Active")
 }
 
 /// The column definitions of `resource`'s Table.
@@ -271,6 +283,26 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
                 json!(joined(v, cs, "name")),
                 json!(joined(v, cs, "image")),
                 json!(selector_string(v)),
+            ]
+        }
+        Resource::CronJobs => {
+            let cs = "/spec/jobTemplate/spec/template/spec/containers";
+            let active = v.pointer("/status/active").and_then(Value::as_array).map_or(0, Vec::len);
+            let last = time(v, "/status/lastScheduleTime").map_or_else(|| "<none>".into(), |t| age(Some(t), now));
+            let selector = v
+                .pointer("/spec/jobTemplate/spec/selector")
+                .map_or_else(|| "<none>".to_string(), |sel| selector_string(&json!({"spec": {"selector": sel}})));
+            vec![
+                json!(name),
+                json!(s(v, "/spec/schedule")),
+                json!(or_none(s(v, "/spec/timeZone"))),
+                json!(if v.pointer("/spec/suspend") == Some(&json!(true)) { "True" } else { "False" }),
+                json!(active),
+                json!(last),
+                json!(created),
+                json!(joined(v, cs, "name")),
+                json!(joined(v, cs, "image")),
+                json!(selector),
             ]
         }
         Resource::Deployments | Resource::ReplicaSets => {

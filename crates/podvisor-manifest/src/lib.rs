@@ -1,7 +1,7 @@
 //! Loads Kubernetes manifests into typed API objects.
 //!
 //! A manifest file holds one or more YAML (or JSON) documents; each is a Pod, Job, Deployment,
-//! Service, ConfigMap or Secret, or a `kind: List` of them. Decoding is strict, like the API server with
+//! CronJob, Service, ConfigMap or Secret, or a `kind: List` of them. Decoding is strict, like the API server with
 //! `fieldValidation=Strict` (kubectl's default): unknown fields, wrong types and YAML syntax errors
 //! are all reported, each with its file, line, column and field path.
 //!
@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,6 +39,8 @@ pub enum Object {
     Secret(Box<Secret>),
     /// A `v1` Service.
     Service(Box<Service>),
+    /// A `batch/v1` CronJob.
+    CronJob(Box<CronJob>),
 }
 
 impl Object {
@@ -51,6 +53,7 @@ impl Object {
             Object::ConfigMap(_) => "ConfigMap",
             Object::Secret(_) => "Secret",
             Object::Service(_) => "Service",
+            Object::CronJob(_) => "CronJob",
         }
     }
 
@@ -58,7 +61,7 @@ impl Object {
     pub fn api_version(&self) -> &'static str {
         match self {
             Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
-            Object::Job(_) => "batch/v1",
+            Object::Job(_) | Object::CronJob(_) => "batch/v1",
             Object::Deployment(_) => "apps/v1",
         }
     }
@@ -72,6 +75,7 @@ impl Object {
             Object::ConfigMap(o) => serde_json::to_value(o),
             Object::Secret(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
+            Object::CronJob(o) => serde_json::to_value(o),
         }
     }
 
@@ -84,6 +88,7 @@ impl Object {
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::CronJob(o) => &o.metadata,
         }
     }
 
@@ -258,7 +263,7 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
                 pos,
                 message: format!(
                     "no matches for kind \"{kind}\" in version \"{api_version}\" (supported: v1 Pod, batch/v1 Job, \
-                     apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 List)"
+                     batch/v1 CronJob, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 List)"
                 ),
                 unknown_field: None,
             });
@@ -282,6 +287,7 @@ fn typed_kind(
     Some(match (api_version, kind) {
         ("v1", "Pod") => typed::<Pod>(locate, value, problems).map(|o| Object::Pod(Box::new(o))),
         ("batch/v1", "Job") => typed::<Job>(locate, value, problems).map(|o| Object::Job(Box::new(o))),
+        ("batch/v1", "CronJob") => typed::<CronJob>(locate, value, problems).map(|o| Object::CronJob(Box::new(o))),
         ("apps/v1", "Deployment") => {
             typed::<Deployment>(locate, value, problems).map(|o| Object::Deployment(Box::new(o)))
         }

@@ -79,6 +79,7 @@ pub fn apply(object: &mut Object) {
         Object::ConfigMap(o) => &mut o.metadata,
         Object::Secret(o) => &mut o.metadata,
         Object::Service(o) => &mut o.metadata,
+        Object::CronJob(o) => &mut o.metadata,
     };
     meta.namespace.get_or_insert_with(|| "default".into());
     match object {
@@ -128,5 +129,6 @@ pub fn apply(object: &mut Object) {
             s.type_.get_or_insert_with(|| "Opaque".into());
         }
         Object::Service(s) => crate::service::defaults(s),
+        Object::CronJob(c) => crate::cronjob::defaults(c),
     }
 }

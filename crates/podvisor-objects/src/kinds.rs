@@ -28,6 +28,8 @@ pub enum Resource {
     Endpoints,
     /// `discovery.k8s.io/v1` endpointslices.
     EndpointSlices,
+    /// `batch/v1` cronjobs.
+    CronJobs,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -53,7 +55,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 12] = [
+    pub const ALL: [Resource; 13] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -66,6 +68,7 @@ impl Resource {
         Resource::Services,
         Resource::Endpoints,
         Resource::EndpointSlices,
+        Resource::CronJobs,
     ];
 
     /// Discovery facts.
@@ -93,6 +96,7 @@ impl Resource {
             Resource::Nodes => i("", "v1", "Node", "nodes", "node", false, &["no"], &[]),
             Resource::Services => i("", "v1", "Service", "services", "service", true, &["svc"], ALL),
             Resource::Endpoints => i("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[]),
+            Resource::CronJobs => i("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL),
             Resource::EndpointSlices => {
                 i("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[])
             }

@@ -9,6 +9,7 @@
 
 pub mod columns;
 pub mod cron;
+pub mod cronjob;
 pub mod defaults;
 pub mod field;
 pub mod kinds;

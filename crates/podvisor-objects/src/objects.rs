@@ -40,7 +40,7 @@ fn template_labels(t: &k8s_openapi::api::core::v1::PodTemplateSpec, errs: &mut V
     }
 }
 
-fn job(j: &Job) -> Vec<FieldError> {
+pub(crate) fn job(j: &Job) -> Vec<FieldError> {
     let mut errs = validate_metadata(&j.metadata, &Path::new("metadata"));
     let Some(spec) = &j.spec else {
         errs.push(Path::new("spec").required(""));
@@ -250,6 +250,7 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
         Object::ConfigMap(c) => validate_metadata(&c.metadata, &Path::new("metadata")),
         Object::Secret(s) => validate_metadata(&s.metadata, &Path::new("metadata")),
         Object::Service(s) => crate::service::validate(s),
+        Object::CronJob(c) => crate::cronjob::validate(c),
     };
     if errors.is_empty() {
         Ok(())
@@ -258,6 +259,7 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
         let kind = match object {
             Object::Job(_) => "Job.batch",
             Object::Deployment(_) => "Deployment.apps",
+            Object::CronJob(_) => "CronJob.batch",
             other => other.kind(),
         };
         Err(Invalid { kind: kind.to_string(), name: object.name().to_string(), errors })

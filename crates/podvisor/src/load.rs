@@ -21,7 +21,7 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
         };
         match loaded {
             Ok(manifests) if manifests.is_empty() => problems.push(format!(
-                "{file}: no objects found (expected a Pod, Job, Deployment, Service, ConfigMap or Secret)"
+                "{file}: no objects found (expected a Pod, Job, CronJob, Deployment, Service, ConfigMap or Secret)"
             )),
             Ok(manifests) => {
                 for mut m in manifests {

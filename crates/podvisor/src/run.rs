@@ -262,12 +262,12 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
             .map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
         match resource {
             Resource::Pods | Resource::Jobs => pending.push(Key::of(resource, &created)),
-            Resource::Deployments => has_deployment = true,
+            Resource::Deployments | Resource::CronJobs => has_deployment = true,
             _ => {}
         }
     }
     if has_deployment {
-        writeln!(out, "podvisor: Deployments run until interrupted (Ctrl-C)")?;
+        writeln!(out, "podvisor: Deployments and CronJobs run until interrupted (Ctrl-C)")?;
     }
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;

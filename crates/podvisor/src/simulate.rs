@@ -21,6 +21,9 @@ fn pod_of(m: &Manifest) -> Option<(String, PodSpec)> {
         Object::Pod(p) => Some((m.object.name().to_string(), p.spec.clone()?)),
         Object::Job(j) => Some((m.object.name().to_string(), j.spec.as_ref()?.template.spec.clone()?)),
         Object::Deployment(d) => Some((m.object.name().to_string(), d.spec.as_ref()?.template.spec.clone()?)),
+        Object::CronJob(c) => {
+            Some((m.object.name().to_string(), c.spec.as_ref()?.job_template.spec.as_ref()?.template.spec.clone()?))
+        }
         Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => None,
     }
 }

@@ -1476,3 +1476,53 @@ spec:
     let addrs = String::from_utf8_lossy(&addrs.stdout);
     assert!(!addrs.contains(&format!("{cluster_ip}/32")), "the ClusterIP left with the server: {addrs}");
 }
+
+/// #17: a CronJob whose Jobs have a sidecar runs on its schedule (`* * * * *`: within a
+/// minute), `kubectl create job --from=cronjob/…` runs it at once, both complete (the sidecar
+/// does not hold them), the history keeps one successful Job, and `get cronjobs` shows
+/// kubectl's columns.
+#[test]
+fn a_cronjob_with_a_sidecar_runs_on_schedule_and_keeps_its_history() {
+    let dir = data_dir("cronjob");
+    let server = serve(&dir);
+    let cronjob = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  timeZone: UTC
+  successfulJobsHistoryLimit: 1
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 1
+          initContainers:
+          - {name: shipper, image: busybox:1.36, restartPolicy: Always, command: [sleep, "600"]}
+          containers:
+          - {name: work, image: busybox:1.36, command: [sh, -c, "echo tick"]}
+"#;
+    server.ok(&["apply", "-f", "-"], Some(cronjob));
+    server.ok(&["create", "job", "manual", "--from=cronjob/tick"], None);
+    server.ok(&["wait", "--for=condition=Complete", "job/manual", "--timeout=60s"], None);
+    let scheduled = eventually("a scheduled Job", || {
+        let names = server.ok(&["get", "jobs", "-o", "name"], None);
+        names.lines().find(|n| n.starts_with("job.batch/tick-")).map(str::to_string)
+    });
+    server.ok(&["wait", "--for=condition=Complete", &scheduled, "--timeout=60s"], None);
+    // One successful Job kept: the manual run, older, goes.
+    eventually("the history pruned", || {
+        let names = server.ok(&["get", "jobs", "-o", "name"], None);
+        (names.trim() == scheduled).then_some(())
+    });
+    let table = server.ok(&["get", "cronjobs"], None);
+    let r = row(&table, "tick");
+    assert_eq!(&r[..4], ["tick", "*", "*", "*"], "{table}");
+    assert!(table.contains("UTC") && table.contains("False"), "{table}");
+    assert!(!r.contains(&"<none>"), "a last schedule: {table}");
+    let events = server.ok(&["get", "events", "--field-selector", "involvedObject.kind=CronJob"], None);
+    assert!(events.contains("SuccessfulCreate") && events.contains("SawCompletedJob"), "{events}");
+    server.ok(&["delete", "cronjob", "tick"], None);
+}

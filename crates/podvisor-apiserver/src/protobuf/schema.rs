@@ -103,6 +103,35 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         &[f(1, "maxUnavailable", Kind::IntOrString, 0), f(2, "maxSurge", Kind::IntOrString, 0)],
     ),
     (
+        "batch.v1.CronJob",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("batch.v1.CronJobSpec"), OMIT_ZERO),
+            f(3, "status", Kind::Message("batch.v1.CronJobStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "batch.v1.CronJobSpec",
+        &[
+            f(1, "schedule", Kind::String, 0),
+            f(8, "timeZone", Kind::String, 0),
+            f(2, "startingDeadlineSeconds", Kind::Int64, 0),
+            f(3, "concurrencyPolicy", Kind::String, OMIT_ZERO),
+            f(4, "suspend", Kind::Bool, 0),
+            f(5, "jobTemplate", Kind::Message("batch.v1.JobTemplateSpec"), 0),
+            f(6, "successfulJobsHistoryLimit", Kind::Int32, 0),
+            f(7, "failedJobsHistoryLimit", Kind::Int32, 0),
+        ],
+    ),
+    (
+        "batch.v1.CronJobStatus",
+        &[
+            f(1, "active", Kind::Message("core.v1.ObjectReference"), REPEATED | OMIT_ZERO),
+            f(4, "lastScheduleTime", Kind::Time, 0),
+            f(5, "lastSuccessfulTime", Kind::Time, 0),
+        ],
+    ),
+    (
         "batch.v1.Job",
         &[
             f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
@@ -156,6 +185,13 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(10, "failedIndexes", Kind::String, 0),
             f(8, "uncountedTerminatedPods", Kind::Message("batch.v1.UncountedTerminatedPods"), 0),
             f(9, "ready", Kind::Int32, 0),
+        ],
+    ),
+    (
+        "batch.v1.JobTemplateSpec",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("batch.v1.JobSpec"), OMIT_ZERO),
         ],
     ),
     ("batch.v1.PodFailurePolicy", &[f(1, "rules", Kind::Message("batch.v1.PodFailurePolicyRule"), REPEATED)]),

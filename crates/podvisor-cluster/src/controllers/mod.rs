@@ -1,4 +1,5 @@
-//! The controllers: Job, Deployment, ReplicaSet and EndpointSlice, and the garbage collector. One task reacts
+//! The controllers: Job, CronJob, Deployment, ReplicaSet and EndpointSlice, and the garbage
+//! collector. One task reacts
 //! to every store change by reconciling the objects it touches (an object, its controller
 //! owner), level-triggered and idempotent; timers (Job back-off and deadlines) wake it when
 //! something is due.
@@ -10,6 +11,7 @@
 //! store into a typed struct, `decide`s a plan in a pure function (no store, no recorder, the
 //! time passed in) and `act`s on it.
 
+pub mod cronjobs;
 pub mod deployments;
 pub mod endpointslices;
 pub mod gc;
@@ -288,8 +290,10 @@ pub(crate) fn delete_pod(
 /// readiness may change which endpoints they have).
 fn affected(c: &Change, store: &Store) -> Vec<Key> {
     let mut keys = Vec::new();
-    if matches!(c.key.resource, Resource::Jobs | Resource::ReplicaSets | Resource::Deployments | Resource::Services)
-        || is_deleting(&c.object)
+    if matches!(
+        c.key.resource,
+        Resource::Jobs | Resource::ReplicaSets | Resource::Deployments | Resource::Services | Resource::CronJobs
+    ) || is_deleting(&c.object)
     {
         keys.push(c.key.clone());
     }
@@ -312,7 +316,8 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
     let mut timers: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut failures = Failures::default();
     let all = |queue: &mut BTreeSet<Key>| {
-        for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments, Resource::Services] {
+        for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments, Resource::Services, Resource::CronJobs]
+        {
             queue.extend(ctx.store.list(r, None).0.iter().map(|o| Key::of(r, o)));
         }
     };
@@ -479,6 +484,7 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         Resource::ReplicaSets => replicasets::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         Resource::Deployments => deployments::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         Resource::Services => endpointslices::reconcile(ctx, &decode(&ctx.store, key.resource, &obj)?),
+        Resource::CronJobs => cronjobs::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         _ => Ok(Action::await_change()),
     }
 }
