@@ -27,6 +27,9 @@ pub fn default_pull_policy(image: &str) -> &'static str {
 }
 
 fn container(c: &mut Container) {
+    // The API server's stored form always has `resources` (`{}` when empty), as its Go type
+    // is a struct: a template sent with it and one sent without are the same template.
+    c.resources.get_or_insert_with(Default::default);
     c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
     c.termination_message_policy.get_or_insert_with(|| "File".into());
     if c.image_pull_policy.is_none() {
@@ -129,6 +132,16 @@ pub fn apply(object: &mut Object) {
             s.type_.get_or_insert_with(|| "Opaque".into());
         }
         Object::Service(s) => crate::service::defaults(s),
-        Object::CronJob(c) => crate::cronjob::defaults(c),
+        // The API server's defaults (`SetDefaults_CronJob`), and the pod defaults of its template.
+        Object::CronJob(c) => {
+            let spec = c.spec.get_or_insert_with(Default::default);
+            spec.concurrency_policy.get_or_insert_with(|| "Allow".into());
+            spec.suspend.get_or_insert(false);
+            spec.successful_jobs_history_limit.get_or_insert(3);
+            spec.failed_jobs_history_limit.get_or_insert(1);
+            if let Some(ps) = spec.job_template.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+                pod_spec(ps);
+            }
+        }
     }
 }

@@ -9,7 +9,6 @@
 
 pub mod columns;
 pub mod cron;
-pub mod cronjob;
 pub mod defaults;
 pub mod field;
 pub mod kinds;

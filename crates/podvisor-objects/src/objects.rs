@@ -2,7 +2,7 @@
 //! rules. Errors come worded as the API server's `… is invalid` response.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use podvisor_manifest::Object;
 
@@ -40,7 +40,7 @@ fn template_labels(t: &k8s_openapi::api::core::v1::PodTemplateSpec, errs: &mut V
     }
 }
 
-pub(crate) fn job(j: &Job) -> Vec<FieldError> {
+fn job(j: &Job) -> Vec<FieldError> {
     let mut errs = validate_metadata(&j.metadata, &Path::new("metadata"));
     let Some(spec) = &j.spec else {
         errs.push(Path::new("spec").required(""));
@@ -241,6 +241,63 @@ fn strategy(s: &k8s_openapi::api::apps::v1::DeploymentStrategy, errs: &mut Vec<F
     }
 }
 
+const CONCURRENCY_POLICIES: &[&str] = &["Allow", "Forbid", "Replace"];
+
+/// The longest CronJob name: its Jobs add 11 characters (`-<minutes>`) and must fit 63.
+const MAX_CRONJOB_NAME: usize = 52;
+
+/// The API server's validation of a CronJob on create.
+fn cronjob(cj: &CronJob) -> Vec<FieldError> {
+    let meta = Path::new("metadata");
+    let mut errs = validate_metadata(&cj.metadata, &meta);
+    if let Some(name) = cj.metadata.name.as_deref()
+        && name.len() > MAX_CRONJOB_NAME
+    {
+        errs.push(meta.child("name").invalid(name, &format!("must be no more than {MAX_CRONJOB_NAME} characters")));
+    }
+    let path = Path::new("spec");
+    let Some(spec) = &cj.spec else {
+        errs.push(path.required(""));
+        return errs;
+    };
+    if spec.schedule.is_empty() {
+        errs.push(path.child("schedule").required(""));
+    } else if spec.schedule.contains("TZ") {
+        errs.push(
+            path.child("schedule")
+                .invalid(&spec.schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"),
+        );
+    } else if let Err(e) = crate::cron::parse(&spec.schedule) {
+        errs.push(path.child("schedule").invalid(&spec.schedule, &e));
+    }
+    if let Some(tz) = spec.time_zone.as_deref()
+        && jiff::tz::TimeZone::get(tz).is_err()
+    {
+        errs.push(path.child("timeZone").invalid(tz, &format!("unknown time zone {tz}")));
+    }
+    if let Some(p) = spec.concurrency_policy.as_deref()
+        && !CONCURRENCY_POLICIES.contains(&p)
+    {
+        errs.push(path.child("concurrencyPolicy").not_supported(p, CONCURRENCY_POLICIES));
+    }
+    for (name, v) in [
+        ("startingDeadlineSeconds", spec.starting_deadline_seconds),
+        ("successfulJobsHistoryLimit", spec.successful_jobs_history_limit.map(i64::from)),
+        ("failedJobsHistoryLimit", spec.failed_jobs_history_limit.map(i64::from)),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 0) {
+            errs.push(path.child(name).invalid_num(v, "must be greater than or equal to 0"));
+        }
+    }
+    // The Job template is validated as a Job's spec, under `spec.jobTemplate.spec`.
+    let template = Job { spec: spec.job_template.spec.clone(), ..Default::default() };
+    for mut e in job(&template).into_iter().filter(|e| !e.field.starts_with("metadata")) {
+        e.field = e.field.replacen("spec", "spec.jobTemplate.spec", 1);
+        errs.push(e);
+    }
+    errs
+}
+
 /// Validates an object as the API server would on create. `Ok` when valid.
 pub fn validate(object: &Object) -> Result<(), Invalid> {
     let errors = match object {
@@ -250,7 +307,7 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
         Object::ConfigMap(c) => validate_metadata(&c.metadata, &Path::new("metadata")),
         Object::Secret(s) => validate_metadata(&s.metadata, &Path::new("metadata")),
         Object::Service(s) => crate::service::validate(s),
-        Object::CronJob(c) => crate::cronjob::validate(c),
+        Object::CronJob(c) => cronjob(c),
     };
     if errors.is_empty() {
         Ok(())
@@ -272,4 +329,55 @@ fn no_ephemeral_in_template(spec: &k8s_openapi::api::core::v1::PodSpec, path: &P
         .as_ref()
         .filter(|e| !e.is_empty())
         .map(|_| path.child("ephemeralContainers").forbidden("ephemeral containers not allowed in pod template"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cronjob_of(spec: serde_json::Value) -> CronJob {
+        serde_json::from_value(json!({"metadata": {"name": "nightly", "namespace": "default"}, "spec": spec})).unwrap()
+    }
+
+    fn template(restart: &str) -> serde_json::Value {
+        json!({"spec": {"template": {"spec": {"restartPolicy": restart, "containers": [{"name": "c", "image": "busybox"}]}}}})
+    }
+
+    #[test]
+    fn defaults_and_errors_as_the_api_server_has_them() {
+        let mut o = Object::CronJob(Box::new(cronjob_of(
+            json!({"schedule": "*/5 * * * *", "jobTemplate": template("OnFailure")}),
+        )));
+        crate::defaults::apply(&mut o);
+        let Object::CronJob(ok) = o else { panic!("a CronJob") };
+        let spec = ok.spec.as_ref().unwrap();
+        assert_eq!(
+            (
+                spec.concurrency_policy.as_deref(),
+                spec.suspend,
+                spec.successful_jobs_history_limit,
+                spec.failed_jobs_history_limit
+            ),
+            (Some("Allow"), Some(false), Some(3), Some(1))
+        );
+        assert!(cronjob(&ok).is_empty(), "{:?}", cronjob(&ok));
+        let bad = cronjob_of(json!({"schedule": "* * *", "timeZone": "Mars/Olympus", "concurrencyPolicy": "Sometimes",
+            "startingDeadlineSeconds": -1, "jobTemplate": template("Always")}));
+        let shown: Vec<String> = cronjob(&bad).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "spec.schedule: Invalid value: \"* * *\": expected exactly 5 fields, found 3: [* * *]",
+                "spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus",
+                "spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\"",
+                "spec.startingDeadlineSeconds: Invalid value: -1: must be greater than or equal to 0",
+                "spec.jobTemplate.spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"",
+            ]
+        );
+        let tz = cronjob_of(json!({"schedule": "TZ=UTC 0 * * * *", "jobTemplate": template("Never")}));
+        assert!(
+            cronjob(&tz)[0].to_string().ends_with("cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
+        );
+    }
 }

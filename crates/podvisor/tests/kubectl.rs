@@ -1526,3 +1526,58 @@ spec:
     assert!(events.contains("SuccessfulCreate") && events.contains("SawCompletedJob"), "{events}");
     server.ok(&["delete", "cronjob", "tick"], None);
 }
+
+/// #17: `kubectl rollout pause` holds a template change back (no new ReplicaSet), `resume`
+/// rolls it out, `rollout history` shows the change cause, and `rollout undo` goes back to
+/// the first ReplicaSet itself, which takes the next revision.
+#[test]
+fn rollout_pause_resume_history_and_undo() {
+    let dir = data_dir("rollout");
+    let server = serve(&dir);
+    let deployment = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations: {kubernetes.io/change-cause: first}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: busybox:1.36, command: [sleep, "600"]}]
+"#;
+    server.ok(&["apply", "-f", "-"], Some(deployment));
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"], None);
+    let replica_sets = || server.ok(&["get", "rs", "-l", "app=web", "-o", "name"], None).lines().count();
+    server.ok(&["rollout", "pause", "deployment/web"], None);
+    server.ok(&["set", "image", "deployment/web", "c=alpine:latest"], None);
+    server.ok(&["annotate", "deployment/web", "kubernetes.io/change-cause=to alpine", "--overwrite"], None);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(replica_sets(), 1, "paused: no rollout");
+    let progressing = server
+        .ok(&["get", "deployment/web", "-o", "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}"], None);
+    assert_eq!(progressing, "DeploymentPaused");
+    server.ok(&["rollout", "resume", "deployment/web"], None);
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"], None);
+    assert_eq!(replica_sets(), 2);
+    let history = server.ok(&["rollout", "history", "deployment/web"], None);
+    assert!(history.contains("first") && history.contains("to alpine"), "{history}");
+    server.ok(&["rollout", "undo", "deployment/web"], None);
+    server.ok(&["rollout", "status", "deployment/web", "--timeout=60s"], None);
+    assert_eq!(replica_sets(), 2, "the first ReplicaSet is reused");
+    let image = server.ok(&["get", "deployment/web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"], None);
+    assert_eq!(image, "busybox:1.36");
+    let revision = server.ok(
+        &["get", "deployment/web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"],
+        None,
+    );
+    assert_eq!(revision, "3");
+    eventually("one pod of the first template", || {
+        let images =
+            server.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"], None);
+        (images.trim() == "busybox:1.36").then_some(())
+    });
+}

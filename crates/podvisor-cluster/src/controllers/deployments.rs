@@ -155,6 +155,9 @@ pub(crate) struct Plan {
     pub scales: Vec<Scale>,
     /// The revision annotation of the Deployment (its new ReplicaSet's).
     pub revision: String,
+    /// An older ReplicaSet of the current template that is new again (`kubectl rollout
+    /// undo`): it takes this revision, after every other.
+    pub promote: Option<(String, i64)>,
     /// The Deployment's status.
     pub status: DeploymentStatus,
 }
@@ -169,7 +172,18 @@ fn condition(
     reason: &str,
     message: String,
 ) -> DeploymentCondition {
-    let status = if ok { "True" } else { "False" };
+    condition_of(previous, now, ty, if ok { "True" } else { "False" }, reason, message)
+}
+
+/// [`condition`] with any status (`Unknown` for a paused rollout).
+fn condition_of(
+    previous: &[DeploymentCondition],
+    now: Timestamp,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+) -> DeploymentCondition {
     let old = previous.iter().find(|c| c.type_ == ty);
     let since = old.filter(|c| c.status == status).and_then(|c| c.last_transition_time.clone());
     let same = old.is_some_and(|c| c.status == status && c.reason.as_deref() == Some(reason));
@@ -202,10 +216,29 @@ pub(crate) fn decide(d: &Deployment, observed: &Observed, now: Timestamp) -> Pla
     let mut rss = by_name.clone();
     rss.sort_by_key(|r| r.revision);
     let recreate = is_recreate(Some(spec));
+    let paused = spec.paused == Some(true);
     let old: Vec<&Rs> = rss.iter().filter(|r| !r.new).collect();
     let mut create = None;
+    let newest = rss.iter().map(|r| r.revision).max().unwrap_or(0);
+    let mut promote = None;
     let new = match rss.iter().find(|r| r.new) {
+        Some(r) if !paused && r.revision < newest => {
+            // The template went back to an older ReplicaSet's: it is the newest revision again.
+            let rev = newest.saturating_add(1);
+            promote = Some((r.name.clone(), rev));
+            Rs { revision: rev, ..r.clone() }
+        }
         Some(r) => r.clone(),
+        // A paused Deployment makes no new ReplicaSet: its rollout waits for the resume.
+        None if paused => rss.last().cloned().unwrap_or(Rs {
+            name: String::new(),
+            replicas: 0,
+            current: 0,
+            ready: 0,
+            available: 0,
+            revision: 0,
+            new: true,
+        }),
         None => {
             let rs_name = format!("{name}-{hash}");
             let start = if old.is_empty() && !recreate { desired } else { 0 };
@@ -223,7 +256,15 @@ pub(crate) fn decide(d: &Deployment, observed: &Observed, now: Timestamp) -> Pla
     };
     let strategy = spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
     let max_unavailable = resolve(strategy.and_then(|s| s.max_unavailable.as_ref()), "25%", desired, false);
-    if recreate {
+    if paused {
+        // Only scaling goes on while paused: the difference goes to the newest ReplicaSet that
+        // runs pods (the controller's proportional scaling, for the usual single one).
+        let total = rss.iter().map(|r| r.replicas).fold(0, i64::saturating_add);
+        let target = rss.iter().rev().find(|r| r.replicas > 0).or(rss.last());
+        if let Some(r) = target.filter(|_| total != desired) {
+            scale(r, r.replicas.saturating_add(desired.saturating_sub(total)).max(0));
+        }
+    } else if recreate {
         for r in &old {
             scale(r, 0);
         }
@@ -272,7 +313,9 @@ pub(crate) fn decide(d: &Deployment, observed: &Observed, now: Timestamp) -> Pla
     } else {
         cond("Available", false, "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
     };
-    let progressing = if complete {
+    let progressing = if paused {
+        condition_of(previous, now, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into())
+    } else if complete {
         cond(
             "Progressing",
             true,
@@ -293,7 +336,12 @@ pub(crate) fn decide(d: &Deployment, observed: &Observed, now: Timestamp) -> Pla
         conditions: Some(vec![available_cond, progressing]),
         ..Default::default()
     };
-    Plan { create, scales, revision: new_now.revision.to_string(), status }
+    let revision = match &promote {
+        Some((_, rev)) => *rev,
+        None if paused => newest.max(new_now.revision),
+        None => new_now.revision,
+    };
+    Plan { create, scales, revision: revision.to_string(), promote, status }
 }
 
 /// The ReplicaSet of the Deployment's template: its metadata, labels and selector with the
@@ -315,7 +363,7 @@ fn new_replica_set(
         &labels,
         owner_ref(Resource::Deployments, &d.metadata),
     );
-    metadata.annotations = Some(BTreeMap::from([(REVISION.to_string(), rev.to_string())]));
+    metadata.annotations = Some(replica_set_annotations(d, rev));
     let mut template = spec.template.clone();
     let template_labels = template.metadata.get_or_insert_default().labels.get_or_insert_default();
     template_labels.insert(HASH_LABEL.into(), hash.into());
@@ -331,6 +379,18 @@ fn new_replica_set(
         }),
         status: None,
     }
+}
+
+/// The annotations a Deployment gives its new ReplicaSet: its own (`kubernetes.io/change-cause`
+/// among them, which `kubectl rollout history` shows) but what only the Deployment has, and
+/// the revision.
+fn replica_set_annotations(d: &Deployment, rev: i64) -> BTreeMap<String, String> {
+    let mut a = d.metadata.annotations.clone().unwrap_or_default();
+    a.retain(|k, _| {
+        k != "kubectl.kubernetes.io/last-applied-configuration" && !k.starts_with("deployment.kubernetes.io/")
+    });
+    a.insert(REVISION.to_string(), rev.to_string());
+    a
 }
 
 /// Applies `plan` to `d`: creates its new ReplicaSet, scales its ReplicaSets (recording
@@ -357,6 +417,20 @@ pub(crate) fn act(d: &Deployment, plan: Plan, ctx: &Ctx) -> Result<Action, Error
         }
     }
     let mut first_error = Ok(());
+    if let Some((name, rev)) = &plan.promote {
+        let rs_key = Key::new(Resource::ReplicaSets, namespace, name);
+        let annotations = json!(replica_set_annotations(d, *rev));
+        let promoted = ctx.store.update::<StoreError>(&rs_key, |v| {
+            for (k, value) in annotations.as_object().into_iter().flatten() {
+                v["metadata"]["annotations"][k] = value.clone();
+            }
+            Ok(())
+        });
+        match promoted {
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => first_error = Err(Error::store("setting the revision of", &rs_key, e)),
+        }
+    }
     for s in &plan.scales {
         let rs_key = Key::new(Resource::ReplicaSets, namespace, &s.name);
         let updated = ctx.store.update::<StoreError>(&rs_key, |v| {
@@ -606,5 +680,33 @@ mod tests {
             admission::admit(Resource::Deployments, d, Some("default"), FieldValidation::Strict).unwrap().object;
         let typed: Deployment = serde_json::from_value(stored.clone()).unwrap();
         assert_eq!(hash_of(&typed), template_hash(&stored["spec"]["template"]));
+    }
+
+    /// `kubectl rollout pause`: a changed template makes no new ReplicaSet and moves no pod,
+    /// scaling still applies, and Progressing says the Deployment is paused.
+    #[test]
+    fn a_paused_deployment_scales_but_does_not_roll_out() {
+        let mut d = deployment(3, json!({"type": "RollingUpdate"}), "busybox:2");
+        d.spec.as_mut().unwrap().paused = Some(true);
+        let plan = decide(&d, &seen(&d, vec![rs("old", 1, 2, 2)], 2), Timestamp::now());
+        assert!(plan.create.is_none());
+        assert_eq!(scales(&plan), [("web-old".to_string(), 2, 3)]);
+        let progressing = conditions(&plan).into_iter().find(|c| c.0 == "Progressing").unwrap();
+        assert_eq!((progressing.1.as_str(), progressing.2.as_str()), ("Unknown", "DeploymentPaused"));
+        d.spec.as_mut().unwrap().paused = Some(false);
+        assert!(decide(&d, &seen(&d, vec![rs("old", 1, 3, 3)], 3), Timestamp::now()).create.is_some(), "resumed");
+    }
+
+    /// `kubectl rollout undo`: the template of an older ReplicaSet makes it new again, with the
+    /// next revision, and no ReplicaSet is created.
+    #[test]
+    fn an_undone_template_reuses_its_replicaset_with_the_next_revision() {
+        let d = deployment(2, json!({"type": "RollingUpdate"}), "busybox:1");
+        let hash = hash_of(&d);
+        let plan = decide(&d, &seen(&d, vec![rs(&hash, 1, 0, 0), rs("newer", 2, 2, 2)], 2), Timestamp::now());
+        assert!(plan.create.is_none());
+        assert_eq!(plan.promote, Some((format!("web-{hash}"), 3)));
+        assert_eq!(plan.revision, "3");
+        assert!(scales(&plan).iter().any(|(n, from, to)| *n == format!("web-{hash}") && to > from));
     }
 }
