@@ -343,6 +343,18 @@ fn without(spec: &Value, mutable: &[&str]) -> Value {
 pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), AdmissionError> {
     let name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
     match resource {
+        Resource::ConfigMaps | Resource::Secrets if old.get("immutable") == Some(&json!(true)) => {
+            let kind = resource.info().kind;
+            let message = "Forbidden: field is immutable when `immutable` is set";
+            if new.get("immutable") != Some(&json!(true)) {
+                return Err(AdmissionError::field(kind, name, "immutable", message));
+            }
+            for field in ["data", "binaryData"] {
+                if old.get(field) != new.get(field) {
+                    return Err(AdmissionError::field(kind, name, field, message));
+                }
+            }
+        }
         Resource::Services => {
             let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
             let (was, now) = (ip(old), ip(new));

@@ -151,6 +151,18 @@ impl Kubelet {
             };
             match next {
                 Ok(c) if c.key.resource == Resource::Pods => self.on_change(&c),
+                // An edited ConfigMap or Secret reaches the volumes that read it.
+                Ok(c)
+                    if c.kind != ChangeKind::Deleted
+                        && matches!(c.key.resource, Resource::ConfigMaps | Resource::Secrets) =>
+                {
+                    let kind = if c.key.resource == Resource::ConfigMaps {
+                        podvisor_runtime::objects::Kind::ConfigMap
+                    } else {
+                        podvisor_runtime::objects::Kind::Secret
+                    };
+                    self.node.refresh_volumes(&c.key.namespace, kind, &c.key.name);
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
                     let (pods, _) = self.store.list(Resource::Pods, None);

@@ -463,6 +463,30 @@ impl Node {
         handle
     }
 
+    /// Rewrites the volumes that read ConfigMap or Secret `name` of `namespace` in every pod
+    /// still running, after it changed (event-driven, where the kubelet takes up to a minute).
+    /// A volume that cannot be rewritten keeps its files and gets a `FailedMount` event.
+    pub fn refresh_volumes(&self, namespace: &str, kind: podvisor_runtime::objects::Kind, name: &str) {
+        for h in self.pods() {
+            if h.is_finished() || h.pod().metadata.namespace.as_deref() != Some(namespace) {
+                continue;
+            }
+            let dir = self.host.run_dir(h.uid()).join("volumes");
+            let (_, errors) = podvisor_runtime::volumes::refresh(h.pod(), &dir, self.host.objects.as_ref(), kind, name);
+            for e in errors {
+                let what = events::What::Event {
+                    kind: "Warning",
+                    reason: "FailedMount".into(),
+                    message: e.to_string(),
+                    container: None,
+                    field_path: None,
+                };
+                // The receiver goes only with the node: nothing is left to tell then.
+                _ = self.events.send(NodeEvent { at: Timestamp::now(), pod: h.key(), uid: h.uid().to_string(), what });
+            }
+        }
+    }
+
     /// Every pod run and not forgotten.
     pub fn pods(&self) -> Vec<PodHandle> {
         self.pods.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()

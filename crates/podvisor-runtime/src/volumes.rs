@@ -1,6 +1,12 @@
 //! A pod's volumes on the host: `emptyDir` (on disk, or `medium: Memory` as a tmpfs with its
 //! `sizeLimit`), `hostPath` (with its type checks), and `configMap`, `secret`, `downwardAPI` and
 //! `projected` volumes written as files with their modes. Secrets live on a tmpfs, never on disk.
+//!
+//! Files of API objects are written as the kubelet's atomic writer writes them: into a new
+//! timestamped directory, made current by renaming the `..data` symlink over the old one, with
+//! each visible name a symlink through `..data`. A container reading the volume sees the old
+//! files or the new, never a mix; [`refresh`] rewrites them when a ConfigMap or Secret
+//! changes (a `subPath` mount keeps the file it bound, as upstream).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -104,7 +110,6 @@ fn tmpfs(dir: &Path, size: Option<i128>, mode: u32) -> Result<(), String> {
 }
 
 fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Result<PathBuf, String> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     if let Some(e) = &v.empty_dir {
         if e.medium.as_deref() == Some("Memory") {
             let size = match &e.size_limit {
@@ -156,7 +161,24 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
         }
         return Ok(p);
     }
-    let mut files: Vec<(String, Vec<u8>, i32)> = Vec::new();
+    let (files, secret) = object_files(pod, v, objects)?;
+    if secret {
+        tmpfs(dir, None, 0o755)?;
+    } else {
+        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    write_atomic(dir, &files)?;
+    Ok(dir.to_path_buf())
+}
+
+/// One file of an API-object volume: its path in the volume, its bytes and its mode.
+type File = (String, Vec<u8>, i32);
+
+/// The files a configMap, secret, downwardAPI or projected volume holds now, and whether any
+/// comes from a Secret (the volume is then a tmpfs).
+fn object_files(pod: &Pod, v: &Volume, objects: &dyn Objects) -> Result<(Vec<File>, bool), String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut files: Vec<File> = Vec::new();
     let mut secret = false;
     // The files of one ConfigMap or Secret source (nothing when it is optional and missing).
     let mut source = |kind: Kind, name: &str, items: Option<&[KeyToPath]>, optional, mode| {
@@ -193,21 +215,126 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
                 .into(),
         );
     }
-    if secret {
-        tmpfs(dir, None, 0o755)?;
-    } else {
-        fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    Ok((files, secret))
+}
+
+/// The symlink that names the current data directory of a volume.
+const DATA: &str = "..data";
+
+/// Writes `files` into `dir` as the kubelet's atomic writer does; nothing is written when they
+/// are what `dir` already holds. Returns whether anything changed.
+fn write_atomic(dir: &Path, files: &[File]) -> Result<bool, String> {
+    let io = |what: &Path| {
+        let what = what.display().to_string();
+        move |e: std::io::Error| format!("{what}: {e}")
+    };
+    let current = fs::read_link(dir.join(DATA)).ok().map(|t| dir.join(t));
+    if let Some(cur) = &current
+        && same_files(cur, files)
+    {
+        return Ok(false);
     }
+    let stamp = jiff::Timestamp::now().strftime("..%Y_%m_%d_%H_%M_%S.%f").to_string();
+    let fresh = dir.join(&stamp);
+    fs::create_dir(&fresh).map_err(io(&fresh))?;
     for (rel, data, mode) in files {
-        let rel = safe(&rel).ok_or_else(|| format!("invalid path {rel:?}"))?;
-        let target = dir.join(rel);
+        let rel = safe(rel).ok_or_else(|| format!("invalid path {rel:?}"))?;
+        let target = fresh.join(rel);
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        fs::write(&target, &data).map_err(|e| format!("{}: {e}", target.display()))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode as u32 & 0o777)).map_err(|e| e.to_string())?;
+        fs::write(&target, data).map_err(io(&target))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(*mode as u32 & 0o777)).map_err(io(&target))?;
     }
-    Ok(dir.to_path_buf())
+    fs::set_permissions(&fresh, fs::Permissions::from_mode(0o755)).map_err(io(&fresh))?;
+    // The switch: a new symlink renamed over `..data` in one step.
+    let tmp = dir.join("..data_tmp");
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
+        _ => {}
+    }
+    std::os::unix::fs::symlink(&stamp, &tmp).map_err(io(&tmp))?;
+    fs::rename(&tmp, dir.join(DATA)).map_err(io(&tmp))?;
+    // Every visible name goes through `..data`; names no longer there go.
+    let visible: std::collections::BTreeSet<String> =
+        files.iter().filter_map(|(rel, _, _)| rel.split('/').next().map(str::to_string)).collect();
+    for name in &visible {
+        let link = dir.join(name);
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new(DATA).join(name), &link).map_err(io(&link))?;
+        }
+    }
+    for e in fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale_link = !name.starts_with("..") && !visible.contains(&name);
+        let old_data = name.starts_with("..") && name != DATA && name != stamp;
+        if stale_link {
+            fs::remove_file(e.path()).map_err(io(&e.path()))?;
+        } else if old_data && e.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(e.path()).map_err(io(&e.path()))?;
+        }
+    }
+    Ok(true)
+}
+
+/// Whether the data directory `cur` holds exactly `files`, with their modes.
+fn same_files(cur: &Path, files: &[File]) -> bool {
+    let mut count = 0;
+    for (rel, data, mode) in files {
+        let path = cur.join(rel);
+        let ok = fs::read(&path).is_ok_and(|d| d == *data)
+            && fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o777 == (*mode as u32 & 0o777));
+        if !ok {
+            return false;
+        }
+        count += 1;
+    }
+    fn walk(p: &Path) -> usize {
+        fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| if e.file_type().is_ok_and(|t| t.is_dir()) { walk(&e.path()) } else { 1 })
+            .sum()
+    }
+    walk(cur) == count
+}
+
+/// Whether volume `v` reads the object `kind` `name` (as a whole, or as a projection source).
+fn reads(v: &Volume, kind: Kind, name: &str) -> bool {
+    let is = |k: Kind, n: &str| k == kind && n == name;
+    v.config_map.as_ref().is_some_and(|c| is(Kind::ConfigMap, &c.name))
+        || v.secret.as_ref().is_some_and(|s| is(Kind::Secret, s.secret_name.as_deref().unwrap_or("")))
+        || v.projected.iter().flat_map(|p| p.sources.iter().flatten()).any(|src| {
+            src.config_map.as_ref().is_some_and(|c| is(Kind::ConfigMap, &c.name))
+                || src.secret.as_ref().is_some_and(|s| is(Kind::Secret, &s.name))
+        })
+}
+
+/// Rewrites the volumes of `pod` (set up under `dir`) that read ConfigMap or Secret `name`,
+/// after it changed, as the kubelet's volume manager does (here at once, not within a
+/// minute). Returns the names of the volumes that changed, and the errors of those that could
+/// not be rewritten (their files stay as they were).
+pub fn refresh(
+    pod: &Pod,
+    dir: &Path,
+    objects: &dyn Objects,
+    kind: Kind,
+    name: &str,
+) -> (Vec<String>, Vec<VolumeError>) {
+    let (mut changed, mut errors) = (Vec::new(), Vec::new());
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).filter(|v| reads(v, kind, name)) {
+        let vdir = dir.join(&v.name);
+        if !vdir.is_dir() {
+            continue;
+        }
+        match object_files(pod, v, objects).and_then(|(files, _)| write_atomic(&vdir, &files)) {
+            Ok(true) => changed.push(v.name.clone()),
+            Ok(false) => {}
+            Err(message) => errors.push(VolumeError { volume: v.name.clone(), message }),
+        }
+    }
+    (changed, errors)
 }
 
 /// A relative path that stays inside its volume.
@@ -252,4 +379,58 @@ fn downward<'a>(
             Ok((i.path.clone(), value.into_bytes(), i.mode.unwrap_or(default_mode)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use std::sync::Mutex;
+
+    struct One(Mutex<ConfigMap>);
+
+    impl Objects for One {
+        fn config_map(&self, _: &str, name: &str) -> Option<ConfigMap> {
+            let cm = self.0.lock().unwrap().clone();
+            (cm.metadata.name.as_deref() == Some(name)).then_some(cm)
+        }
+        fn secret(&self, _: &str, _: &str) -> Option<Secret> {
+            None
+        }
+    }
+
+    fn cm(data: &[(&str, &str)]) -> ConfigMap {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "settings"},
+            "data": data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()}))
+        .unwrap()
+    }
+
+    /// #17: an edited ConfigMap reaches its volume at once through the `..data` switch: the
+    /// new key appears, the removed one goes, the old data directory is gone, and a second
+    /// refresh with nothing new writes nothing.
+    #[test]
+    fn a_configmap_volume_follows_edits_through_the_data_symlink() {
+        let root = std::env::temp_dir().join(format!("podvisor-atomic-{}", std::process::id()));
+        _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [], "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}]}}))
+        .unwrap();
+        let objects = One(Mutex::new(cm(&[("mode", "fast"), ("old", "1")])));
+        let volumes = prepare(&pod, &root, &objects).unwrap();
+        let dir = &volumes["cfg"];
+        assert_eq!(fs::read_to_string(dir.join("mode")).unwrap(), "fast");
+        assert_eq!(fs::read_link(dir.join("mode")).unwrap(), Path::new("..data/mode"));
+        let first = fs::read_link(dir.join(DATA)).unwrap();
+        *objects.0.lock().unwrap() = cm(&[("mode", "slow"), ("new", "2")]);
+        let (changed, errors) = refresh(&pod, &root, &objects, Kind::ConfigMap, "settings");
+        assert_eq!((changed, errors), (vec!["cfg".to_string()], vec![]));
+        assert_eq!(fs::read_to_string(dir.join("mode")).unwrap(), "slow");
+        assert_eq!(fs::read_to_string(dir.join("new")).unwrap(), "2");
+        assert!(fs::symlink_metadata(dir.join("old")).is_err(), "a removed key goes");
+        assert!(!dir.join(&first).exists(), "the old data directory goes");
+        assert_eq!(refresh(&pod, &root, &objects, Kind::ConfigMap, "settings").0, Vec::<String>::new());
+        assert_eq!(refresh(&pod, &root, &objects, Kind::ConfigMap, "other").0, Vec::<String>::new());
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

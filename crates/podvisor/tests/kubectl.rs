@@ -1581,3 +1581,52 @@ spec:
         (images.trim() == "busybox:1.36").then_some(())
     });
 }
+
+/// #17: an edited ConfigMap reaches the pods that mount it (at once, as the kubelet's atomic
+/// writer swaps `..data`), a subPath mount keeps its file as upstream, and an immutable
+/// ConfigMap refuses edits in the API server's words.
+#[test]
+fn configmap_edits_reach_mounted_volumes_and_immutable_ones_refuse_them() {
+    let dir = data_dir("cmupdate");
+    let server = serve(&dir);
+    let manifests = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: frozen}
+immutable: true
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sleep, "600"]
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: cfg, mountPath: /pinned, subPath: mode}
+  volumes:
+  - {name: cfg, configMap: {name: settings}}
+"#;
+    server.ok(&["apply", "-f", "-"], Some(manifests));
+    server.ok(&["wait", "--for=condition=Ready", "pod/reader", "--timeout=60s"], None);
+    assert_eq!(server.ok(&["exec", "reader", "--", "cat", "/cfg/mode"], None), "fast");
+    server.ok(&["patch", "configmap", "settings", "-p", r#"{"data":{"mode":"slow","extra":"1"}}"#], None);
+    eventually("the edit in the volume", || {
+        let now = server.ok(&["exec", "reader", "--", "cat", "/cfg/mode"], None);
+        (now == "slow").then_some(())
+    });
+    assert_eq!(server.ok(&["exec", "reader", "--", "cat", "/cfg/extra"], None), "1");
+    assert_eq!(server.ok(&["exec", "reader", "--", "cat", "/pinned"], None), "fast", "subPath keeps its file");
+    let (code, _, err) = server.kubectl(&["patch", "configmap", "frozen", "-p", r#"{"data":{"mode":"slow"}}"#], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("data: Forbidden: field is immutable when `immutable` is set"), "{err}");
+}
