@@ -267,16 +267,17 @@ impl Cluster {
             return Err(StoreError::Forbidden { key: key.clone(), why: "this namespace may not be deleted".into() });
         }
         if key.resource == Resource::Namespaces {
-            self.store.get(key).ok_or_else(|| StoreError::NotFound(key.clone()))?;
-            // What the namespace holds goes with it, as the namespace controller deletes it:
-            // pods with their grace, the rest at once. Events stay until they expire.
-            for r in Resource::ALL.into_iter().filter(|r| r.info().namespaced && *r != Resource::Events) {
-                for o in self.store.list(r, Some(&key.name)).0 {
-                    let k = Key::of(r, &o);
-                    let gone = delete::delete(&self.store, &k, &DeleteOptions::default());
-                    store::said(format_args!("the deletion of {} {}/{}", r.qualified(), k.namespace, k.name), gone);
+            // As the API server: the namespace is Terminating, and stays until the namespace
+            // controller has deleted what it holds (pods with their grace).
+            let now = values::stamp(jiff::Timestamp::now());
+            return self.store.update::<StoreError>(key, |v| {
+                if v.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null) {
+                    v["metadata"]["deletionTimestamp"] = json!(now);
+                    v["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 }
-            }
+                v["status"]["phase"] = json!("Terminating");
+                Ok(())
+            });
         }
         let gone = delete::delete(&self.store, key, opts)?;
         if key.resource == Resource::Nodes && key.name == self.node_name {

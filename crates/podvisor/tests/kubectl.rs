@@ -667,10 +667,20 @@ fn the_api_refuses_what_the_api_server_refuses_and_drops_idle_clients() {
     let (code, _, err) =
         server.kubectl(&["create", "configmap", "settings", "-n", "ghost", "--from-literal=a=b"], None);
     assert_eq!((code, err.trim()), (1, "error: failed to create configmap: namespaces \"ghost\" not found"));
-    // A namespace deleted takes what it holds with it.
+    // A namespace deleted is Terminating while what it holds goes (a pod with its grace),
+    // takes nothing new, and goes once it is empty.
     server.ok(&["create", "namespace", "team"], None);
     server.ok(&["create", "configmap", "settings", "-n", "team", "--from-literal=a=b"], None);
-    server.ok(&["delete", "namespace", "team"], None);
+    let slow = "apiVersion: v1\nkind: Pod\nmetadata: {name: slow, namespace: team}\nspec:\n  terminationGracePeriodSeconds: 2\n  containers: [{name: c, image: busybox:1.36, command: [sh, -c, 'trap \"\" TERM; sleep 600']}]\n";
+    server.ok(&["apply", "-f", "-"], Some(slow));
+    server.ok(&["wait", "--for=condition=Ready", "pod/slow", "-n", "team", "--timeout=60s"], None);
+    server.ok(&["delete", "namespace", "team", "--wait=false"], None);
+    let phase = server.ok(&["get", "namespace", "team", "-o", "jsonpath={.status.phase}"], None);
+    assert_eq!(phase, "Terminating");
+    let (code, _, err) = server.kubectl(&["create", "configmap", "more", "-n", "team", "--from-literal=a=b"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("because it is being terminated"), "{err}");
+    server.ok(&["wait", "--for=delete", "namespace/team", "--timeout=60s"], None);
     let (code, _, err) = server.kubectl(&["get", "configmap", "settings", "-n", "team"], None);
     assert_eq!(code, 1, "{err}");
     let (code, _, err) = server.kubectl(&["create", "namespace", "Bad_Name"], None);

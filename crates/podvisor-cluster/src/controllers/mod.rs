@@ -16,6 +16,7 @@ pub mod deployments;
 pub mod endpointslices;
 pub mod gc;
 pub mod jobs;
+pub mod namespaces;
 pub mod replicasets;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -301,6 +302,15 @@ fn affected(c: &Change, store: &Store) -> Vec<Key> {
         let services = store.list(Resource::Services, Some(&c.key.namespace)).0;
         keys.extend(services.iter().map(|s| Key::of(Resource::Services, s)));
     }
+    // A terminating namespace waits for what it holds: each change in it may be the last.
+    if c.key.resource == Resource::Namespaces {
+        keys.push(c.key.clone());
+    } else if c.key.resource.info().namespaced {
+        let ns = Key::new(Resource::Namespaces, "", &c.key.namespace);
+        if store.get(&ns).is_some_and(|n| is_deleting(&n)) {
+            keys.push(ns);
+        }
+    }
     for o in owner_references(&c.object) {
         if let Some(r) = Resource::of_kind(&o.api_version, &o.kind) {
             keys.push(Key::new(r, &c.key.namespace, &o.name));
@@ -316,8 +326,14 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
     let mut timers: BTreeMap<Key, Instant> = BTreeMap::new();
     let mut failures = Failures::default();
     let all = |queue: &mut BTreeSet<Key>| {
-        for r in [Resource::Jobs, Resource::ReplicaSets, Resource::Deployments, Resource::Services, Resource::CronJobs]
-        {
+        for r in [
+            Resource::Jobs,
+            Resource::ReplicaSets,
+            Resource::Deployments,
+            Resource::Services,
+            Resource::CronJobs,
+            Resource::Namespaces,
+        ] {
             queue.extend(ctx.store.list(r, None).0.iter().map(|o| Key::of(r, o)));
         }
     };
@@ -475,6 +491,9 @@ fn isolated_with(
 /// controller.
 fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let Some(obj) = ctx.store.get(key) else { return Ok(Action::await_change()) };
+    if key.resource == Resource::Namespaces {
+        return namespaces::reconcile(ctx, key, &obj);
+    }
     if is_deleting(&obj) {
         gc::foreground(ctx, key, &obj)?;
         return Ok(Action::await_change());
