@@ -124,6 +124,7 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
             ("Selector", 1),
         ],
         Resource::Endpoints => &[("Name", 0), ("Endpoints", 0), ("Age", 0)],
+        Resource::Leases => &[("Name", 0), ("Holder", 0), ("Age", 0)],
         Resource::EndpointSlices => &[("Name", 0), ("AddressType", 0), ("Ports", 0), ("Endpoints", 0), ("Age", 0)],
     }
 }
@@ -442,6 +443,7 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
             }
             vec![json!(name), json!(first_three(all)), json!(created)]
         }
+        Resource::Leases => vec![json!(name), json!(s(v, "/spec/holderIdentity")), json!(created)],
         Resource::EndpointSlices => {
             let ports: Vec<String> = list(v, "/ports").map(|p| int(p, "/port").to_string()).collect();
             let ports = if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") };

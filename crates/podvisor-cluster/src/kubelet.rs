@@ -80,10 +80,10 @@ impl Kubelet {
             .count()
     }
 
-    /// Starts the pods left unscheduled while the node has room, oldest first.
+    /// Tries the pods left unscheduled again, oldest first, each once: those that fit now start.
     fn schedule_waiting(&mut self) {
-        while self.active() < self.node.max_pods() {
-            let Some((_, key)) = self.unscheduled.pop_first() else { return };
+        let waiting = std::mem::take(&mut self.unscheduled);
+        for (_, key) in waiting {
             if let Some(obj) = self.store.get(&key)
                 && !is_terminal(&obj)
                 && !is_deleting(&obj)
@@ -92,6 +92,41 @@ impl Kubelet {
                 self.start(key, &obj);
             }
         }
+    }
+
+    /// Why the scheduler would not place the unbound pod `obj` on this node, in its words: the
+    /// node is cordoned (`spec.unschedulable`), or has a `NoSchedule` or `NoExecute` taint the
+    /// pod does not tolerate.
+    fn unschedulable(&self, obj: &Value) -> Option<String> {
+        let node = self.store.get(&Key::new(Resource::Nodes, "", &self.node_name))?;
+        let tolerations: Vec<&Value> =
+            obj.pointer("/spec/tolerations").and_then(Value::as_array).into_iter().flatten().collect();
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let tolerates = |key: &str, value: &str, effect: &str| {
+            tolerations.iter().any(|t| {
+                let effect_ok = text(t, "effect").is_empty() || text(t, "effect") == effect;
+                let key_ok = match text(t, "operator").as_str() {
+                    "Exists" => text(t, "key").is_empty() || text(t, "key") == key,
+                    _ => text(t, "key") == key && text(t, "value") == value,
+                };
+                effect_ok && key_ok
+            })
+        };
+        const TAIL: &str = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+        if node.pointer("/spec/unschedulable") == Some(&json!(true))
+            && !tolerates("node.kubernetes.io/unschedulable", "", "NoSchedule")
+        {
+            return Some(format!("0/1 nodes are available: 1 node(s) were unschedulable. {TAIL}"));
+        }
+        for taint in node.pointer("/spec/taints").and_then(Value::as_array).into_iter().flatten() {
+            let (key, value, effect) = (text(taint, "key"), text(taint, "value"), text(taint, "effect"));
+            if matches!(effect.as_str(), "NoSchedule" | "NoExecute") && !tolerates(&key, &value, &effect) {
+                return Some(format!(
+                    "0/1 nodes are available: 1 node(s) had untolerated taint {{{key}: {value}}}. {TAIL}"
+                ));
+            }
+        }
+        None
     }
 
     /// A pod that does not fit: one bound to this node already is rejected as the kubelet's
@@ -114,23 +149,29 @@ impl Kubelet {
             said(format_args!("the rejection of pod {}/{}", key.namespace, key.name), rejected);
             return;
         }
+        self.wait_unscheduled(key, obj, TOO_MANY_PODS);
+    }
+
+    /// Leaves the unbound pod `obj` Pending as the scheduler leaves it, `PodScheduled` False
+    /// with `message` (and a `FailedScheduling` event when the message is new), until it is
+    /// tried again.
+    fn wait_unscheduled(&mut self, key: Key, obj: &Value, message: &str) {
+        let about = crate::events::Involved::of(Resource::Pods, obj);
         let created = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string();
-        if !self.unscheduled.insert((created, key.clone())) {
-            return;
-        }
+        self.unscheduled.insert((created, key.clone()));
         let already = obj
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable"));
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "PodScheduled" && c["message"] == message));
         if already {
             return;
         }
-        self.recorder.record(&about, "Warning", "FailedScheduling", TOO_MANY_PODS, "default-scheduler");
+        self.recorder.record(&about, "Warning", "FailedScheduling", message, "default-scheduler");
         let now = crate::values::stamp(jiff::Timestamp::now());
         let pending = self.store.update::<StoreError>(&key, |v| {
             v["status"]["phase"] = json!("Pending");
             v["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": TOO_MANY_PODS, "lastProbeTime": null, "lastTransitionTime": now}]);
+                "message": message, "lastProbeTime": null, "lastTransitionTime": now}]);
             Ok(())
         });
         said(format_args!("the Unschedulable condition of pod {}/{}", key.namespace, key.name), pending);
@@ -151,6 +192,8 @@ impl Kubelet {
             };
             match next {
                 Ok(c) if c.key.resource == Resource::Pods => self.on_change(&c),
+                // A node uncordoned, or a taint gone, lets waiting pods on.
+                Ok(c) if c.key.resource == Resource::Nodes => self.schedule_waiting(),
                 // An edited ConfigMap or Secret reaches the volumes that read it.
                 Ok(c)
                     if c.kind != ChangeKind::Deleted
@@ -260,6 +303,15 @@ impl Kubelet {
         // At most maxPods run at once; a pod already held on the machine is always taken over.
         if self.active() >= self.node.max_pods() && !self.node.holds(uid(obj)) {
             return self.no_room(key, obj);
+        }
+        // The scheduler's part: an unbound pod goes to a node that is not cordoned and whose
+        // taints it tolerates.
+        let unbound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+        if unbound
+            && !self.node.holds(uid(obj))
+            && let Some(message) = self.unschedulable(obj)
+        {
+            return self.wait_unscheduled(key, obj, &message);
         }
         let node_name = self.node_name.clone();
         let bound = self.store.update::<StoreError>(&key, |v| {

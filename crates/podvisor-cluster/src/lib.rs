@@ -70,6 +70,9 @@ fn capacity(max_pods: usize) -> Value {
     json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": max_pods.to_string()})
 }
 
+/// How often the node renews its Lease and heartbeat.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The namespaces the API server never deletes.
 pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
@@ -188,15 +191,66 @@ impl Cluster {
                 tokio::time::sleep(next).await;
             }
         });
+        // The kubelet's heartbeat: the node's Lease renewed, its conditions' heartbeat times.
+        let c = cluster.clone();
+        let mut stopping = cluster.stopping.subscribe();
+        tokio::spawn(async move {
+            loop {
+                c.heartbeat();
+                tokio::select! {
+                    _ = tokio::time::sleep(HEARTBEAT) => {}
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
         cluster
     }
 
+    /// Renews the node's Lease in `kube-node-lease` and the heartbeat times of its conditions,
+    /// as the kubelet does (every 10 s here; the kubelet renews the Lease every 10 s too).
+    fn heartbeat(&self) {
+        let now = jiff::Timestamp::now();
+        let micro = now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+        let lease = Key::new(Resource::Leases, "kube-node-lease", &self.node_name);
+        let renewed = self.store.update::<StoreError>(&lease, |v| {
+            v["spec"]["renewTime"] = json!(micro);
+            Ok(())
+        });
+        if let Err(StoreError::NotFound(_)) = renewed {
+            let obj = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": "kube-node-lease", "uid": podvisor_objects::uid::new_uid()},
+                "spec": {"holderIdentity": self.node_name, "leaseDurationSeconds": 40, "renewTime": micro}});
+            store::said("the node's Lease", self.store.create(Resource::Leases, obj));
+        } else {
+            store::said("the node's Lease", renewed);
+        }
+        let node = Key::new(Resource::Nodes, "", &self.node_name);
+        let stamp = values::stamp(now);
+        let beat = self.store.update::<StoreError>(&node, |v| {
+            for c in v.pointer_mut("/status/conditions").and_then(Value::as_array_mut).into_iter().flatten() {
+                c["lastHeartbeatTime"] = json!(stamp);
+            }
+            Ok(())
+        });
+        store::said("the node's heartbeat", beat);
+    }
+
     fn ensure_basics(&self) {
-        let _ = self.store.create(
-            Resource::Namespaces,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"},
-                   "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
-        );
+        for ns in IMMORTAL_NAMESPACES.iter().chain(&["kube-node-lease"]) {
+            let made = self.store.create(
+                Resource::Namespaces,
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
+                       "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+            );
+            if !matches!(made, Err(StoreError::AlreadyExists(_))) {
+                store::said(format_args!("namespace {ns}"), made);
+            }
+        }
+        let now = values::stamp(jiff::Timestamp::now());
+        let condition = |ty: &str, status: &str, reason: &str, message: &str| {
+            json!({"type": ty, "status": status, "reason": reason, "message": message,
+                   "lastHeartbeatTime": now, "lastTransitionTime": now})
+        };
         let uname = os_and_kernel();
         let node = json!({
             "apiVersion": "v1", "kind": "Node",
@@ -205,8 +259,12 @@ impl Cluster {
                 "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")}},
             "spec": {},
             "status": {
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                "message": "podvisor is posting ready status"}],
+                "conditions": [
+                    condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                ],
                 "addresses": [{"type": "InternalIP", "address": self.node.host_ip()}, {"type": "Hostname", "address": self.node_name}],
                 "capacity": capacity(self.node.max_pods()),
                 "allocatable": capacity(self.node.max_pods()),

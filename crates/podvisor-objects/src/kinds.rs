@@ -30,6 +30,8 @@ pub enum Resource {
     EndpointSlices,
     /// `batch/v1` cronjobs.
     CronJobs,
+    /// `coordination.k8s.io/v1` leases (the node's heartbeat).
+    Leases,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -55,7 +57,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 13] = [
+    pub const ALL: [Resource; 14] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -69,6 +71,7 @@ impl Resource {
         Resource::Endpoints,
         Resource::EndpointSlices,
         Resource::CronJobs,
+        Resource::Leases,
     ];
 
     /// Discovery facts.
@@ -97,6 +100,7 @@ impl Resource {
             Resource::Services => i("", "v1", "Service", "services", "service", true, &["svc"], ALL),
             Resource::Endpoints => i("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[]),
             Resource::CronJobs => i("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL),
+            Resource::Leases => i("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[]),
             Resource::EndpointSlices => {
                 i("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[])
             }

@@ -1640,3 +1640,51 @@ spec:
     assert_eq!(code, 1);
     assert!(err.contains("data: Forbidden: field is immutable when `immutable` is set"), "{err}");
 }
+
+/// #17: a cordoned node, or one with a taint a pod does not tolerate, leaves new pods Pending
+/// with the scheduler's `FailedScheduling` message until it is uncordoned or the taint goes; a
+/// pod that tolerates the taint runs; `describe node` shows the node's renewed Lease and sane
+/// figures.
+#[test]
+fn cordons_and_taints_hold_pods_back_and_the_node_has_a_lease() {
+    let dir = data_dir("cordon");
+    let server = serve(&dir);
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    let pod = |name: &str, tolerate: bool| {
+        let tolerations = if tolerate {
+            "\n  tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1{tolerations}\n  containers: [{{name: c, image: busybox:1.36, command: [sleep, \"600\"]}}]\n"
+        )
+    };
+    let scheduled_message = |name: &str| {
+        server
+            .ok(&["get", "pod", name, "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"], None)
+    };
+    server.ok(&["cordon", &node], None);
+    server.ok(&["apply", "-f", "-"], Some(&pod("held", false)));
+    let message = eventually("the scheduler's verdict", || Some(scheduled_message("held")).filter(|m| !m.is_empty()));
+    assert!(message.starts_with("0/1 nodes are available: 1 node(s) were unschedulable."), "{message}");
+    let events = server.ok(&["get", "events", "--field-selector", "involvedObject.name=held"], None);
+    assert!(events.contains("FailedScheduling"), "{events}");
+    server.ok(&["uncordon", &node], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/held", "--timeout=60s"], None);
+    server.ok(&["taint", "nodes", &node, "dedicated=gpu:NoSchedule"], None);
+    server.ok(&["apply", "-f", "-"], Some(&pod("plain", false)));
+    server.ok(&["apply", "-f", "-"], Some(&pod("tolerant", true)));
+    server.ok(&["wait", "--for=condition=Ready", "pod/tolerant", "--timeout=60s"], None);
+    let message = eventually("the taint's verdict", || Some(scheduled_message("plain")).filter(|m| !m.is_empty()));
+    assert!(message.contains("1 node(s) had untolerated taint {dedicated: gpu}"), "{message}");
+    server.ok(&["taint", "nodes", &node, "dedicated-"], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/plain", "--timeout=60s"], None);
+    let lease =
+        server.ok(&["get", "lease", "-n", "kube-node-lease", &node, "-o", "jsonpath={.spec.holderIdentity}"], None);
+    assert_eq!(lease, node);
+    let described = server.ok(&["describe", "node", &node], None);
+    assert!(described.contains("HolderIdentity:") && !described.contains("Failed to get lease"), "{described}");
+    assert!(!described.contains("-9223372036854775808"), "{described}");
+    assert!(described.contains("KubeletHasSufficientMemory"), "{described}");
+}

@@ -230,6 +230,25 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         &[f(1, "succeeded", Kind::String, REPEATED | OMIT_ZERO), f(2, "failed", Kind::String, REPEATED | OMIT_ZERO)],
     ),
     (
+        "coordination.k8s.io.v1.Lease",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("coordination.k8s.io.v1.LeaseSpec"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "coordination.k8s.io.v1.LeaseSpec",
+        &[
+            f(1, "holderIdentity", Kind::String, 0),
+            f(2, "leaseDurationSeconds", Kind::Int32, 0),
+            f(3, "acquireTime", Kind::MicroTime, 0),
+            f(4, "renewTime", Kind::MicroTime, 0),
+            f(5, "leaseTransitions", Kind::Int32, 0),
+            f(6, "strategy", Kind::String, 0),
+            f(7, "preferredHolder", Kind::String, 0),
+        ],
+    ),
+    (
         "core.v1.AWSElasticBlockStoreVolumeSource",
         &[
             f(1, "volumeID", Kind::String, 0),
