@@ -161,9 +161,48 @@ pub fn openapi_doc(path: &str) -> Option<Value> {
     Some(json!({"openapi": "3.0.0", "info": {"title": "podvisor", "version": "v1.32.0"}, "paths": paths}))
 }
 
+/// The content type kubectl asks `/openapi/v2` for: gnostic's OpenAPI v2 protobuf document.
+pub const OPENAPI_V2_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2`: a valid document with no definitions. kubectl validates a kind that the
+/// OpenAPI v3 documents do not name (a `kind: List`, a kind podvisor does not serve) against
+/// it; a kind it does not find there is not validated client-side, so `apply -f dir/` goes on
+/// to kubectl's own `no matches for kind` for an unserved kind, and applies a List's items.
+pub fn openapi_v2() -> Vec<u8> {
+    // A length-delimited field of a protobuf message.
+    fn field(number: u8, bytes: &[u8], out: &mut Vec<u8>) {
+        out.push(number << 3 | 2);
+        let mut n = bytes.len();
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(1, b"podvisor", &mut info);
+    field(2, b"v1.35.0", &mut info);
+    let mut doc = Vec::new();
+    field(1, b"2.0", &mut doc); // swagger
+    field(2, &info, &mut doc); // info
+    field(8, &[], &mut doc); // paths
+    field(9, &[], &mut doc); // definitions
+    doc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_v2_document_is_the_protobuf_kubectl_reads() {
+        let doc = openapi_v2();
+        // swagger "2.0", info {title, version}, empty paths and definitions.
+        assert_eq!(&doc[..5], b"\x0a\x032.0");
+        assert_eq!(&doc[doc.len() - 4..], b"\x42\x00\x4a\x00");
+        assert_eq!(doc[5..7], [0x12, 19]);
+    }
 
     #[test]
     fn discovery_names_every_resource_once() {

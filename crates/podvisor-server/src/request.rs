@@ -17,7 +17,9 @@ pub enum Route {
     OpenApiRoot,
     /// `/openapi/v3/<path>`.
     OpenApi(String),
-    /// `/openapi/v2` and other paths podvisor does not serve.
+    /// `/openapi/v2`.
+    OpenApiV2,
+    /// Other OpenAPI and health paths podvisor does not serve.
     Unserved,
     /// `/healthz`, `/livez`, `/readyz` (the first part), and a check under it, if any.
     Health(String, Option<String>),
@@ -88,6 +90,7 @@ pub fn route(path: &str) -> Option<Route> {
         ["apis"] => return Some(Route::Discovery(false)),
         ["openapi", "v3"] => return Some(Route::OpenApiRoot),
         ["openapi", "v3", rest @ ..] => return Some(Route::OpenApi(rest.join("/"))),
+        ["openapi", "v2"] => return Some(Route::OpenApiV2),
         [h @ ("healthz" | "livez" | "readyz")] => return Some(Route::Health(h.to_string(), None)),
         [h @ ("healthz" | "livez" | "readyz"), check] => {
             return Some(Route::Health(h.to_string(), Some(check.to_string())));

@@ -1688,3 +1688,24 @@ fn cordons_and_taints_hold_pods_back_and_the_node_has_a_lease() {
     assert!(!described.contains("-9223372036854775808"), "{described}");
     assert!(described.contains("KubeletHasSufficientMemory"), "{described}");
 }
+
+/// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve
+/// applies the List's items and names the other kind in kubectl's own words, instead of
+/// stopping at `failed to download openapi`; `cluster-info` answers.
+#[test]
+fn apply_of_a_mixed_directory_applies_what_is_served_and_names_the_rest() {
+    let dir = data_dir("mixed");
+    let server = serve(&dir);
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let list = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}, data: {x: \"1\"}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: c, image: busybox:1.36}]}\n";
+    std::fs::write(manifests.join("list.yaml"), list).unwrap();
+    std::fs::write(manifests.join("sts.yaml"), sts).unwrap();
+    let (code, out, err) = server.kubectl(&["apply", "-f", manifests.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("configmap/a created") && out.contains("configmap/b created"), "{out}");
+    assert!(err.contains("no matches for kind \"StatefulSet\" in version \"apps/v1\""), "{err}");
+    let info = server.ok(&["cluster-info"], None);
+    assert!(info.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{info}");
+}
