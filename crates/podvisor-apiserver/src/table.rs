@@ -125,6 +125,7 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
         ],
         Resource::Endpoints => &[("Name", 0), ("Endpoints", 0), ("Age", 0)],
         Resource::Leases => &[("Name", 0), ("Holder", 0), ("Age", 0)],
+        Resource::PodMetrics | Resource::NodeMetrics => &[("Name", 0), ("CPU", 0), ("Memory", 0), ("Window", 0)],
         Resource::EndpointSlices => &[("Name", 0), ("AddressType", 0), ("Ports", 0), ("Endpoints", 0), ("Age", 0)],
     }
 }
@@ -444,6 +445,19 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
             vec![json!(name), json!(first_three(all)), json!(created)]
         }
         Resource::Leases => vec![json!(name), json!(s(v, "/spec/holderIdentity")), json!(created)],
+        Resource::PodMetrics | Resource::NodeMetrics => {
+            // A pod's use is its containers' together; a node's is its own.
+            let usages: Vec<&Value> = match v.get("containers").and_then(Value::as_array) {
+                Some(cs) => cs.iter().filter_map(|c| c.get("usage")).collect(),
+                None => v.get("usage").into_iter().collect(),
+            };
+            let total = |key: &str, unit: &str| {
+                let n: u128 =
+                    usages.iter().filter_map(|u| u.get(key)?.as_str()?.strip_suffix(unit)?.parse::<u128>().ok()).sum();
+                format!("{n}{unit}")
+            };
+            vec![json!(name), json!(total("cpu", "n")), json!(total("memory", "Ki")), json!(s(v, "/window"))]
+        }
         Resource::EndpointSlices => {
             let ports: Vec<String> = list(v, "/ports").map(|p| int(p, "/port").to_string()).collect();
             let ports = if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") };

@@ -17,6 +17,7 @@ pub mod delete;
 pub mod dns;
 pub mod events;
 mod kubelet;
+pub mod metrics;
 pub mod proxy;
 pub mod store;
 pub mod values;

@@ -32,6 +32,10 @@ pub enum Resource {
     CronJobs,
     /// `coordination.k8s.io/v1` leases (the node's heartbeat).
     Leases,
+    /// `metrics.k8s.io/v1beta1` pods: the resource use of running pods (read only).
+    PodMetrics,
+    /// `metrics.k8s.io/v1beta1` nodes: the node's resource use (read only).
+    NodeMetrics,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -57,7 +61,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 14] = [
+    pub const ALL: [Resource; 16] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -72,6 +76,8 @@ impl Resource {
         Resource::EndpointSlices,
         Resource::CronJobs,
         Resource::Leases,
+        Resource::PodMetrics,
+        Resource::NodeMetrics,
     ];
 
     /// Discovery facts.
@@ -101,10 +107,17 @@ impl Resource {
             Resource::Endpoints => i("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[]),
             Resource::CronJobs => i("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL),
             Resource::Leases => i("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[]),
+            Resource::PodMetrics => i("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", "", true, &[], &[]),
+            Resource::NodeMetrics => i("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "", false, &[], &[]),
             Resource::EndpointSlices => {
                 i("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[])
             }
         }
+    }
+
+    /// Whether the resource is measured, not stored: it is only read (the metrics API).
+    pub fn is_read_only(self) -> bool {
+        matches!(self, Resource::PodMetrics | Resource::NodeMetrics)
     }
 
     /// `apiVersion` of its objects (`v1`, `batch/v1`).

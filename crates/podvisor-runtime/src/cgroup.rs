@@ -18,6 +18,54 @@ pub fn hybrid_unified_controllers() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What a cgroup (or the whole machine) has used: CPU time and the memory working set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// CPU time, in nanoseconds, since the cgroup began.
+    pub cpu_ns: u64,
+    /// Memory in use but the inactive file cache, in bytes (the kubelet's working set).
+    pub memory: u64,
+}
+
+/// A value of a `key value` file (`memory.stat`, `cpu.stat`).
+fn stat(text: &str, key: &str) -> Option<u64> {
+    text.lines().filter_map(|l| l.split_once(' ')).find(|(k, _)| *k == key).and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// The use of the cgroup at `path` (an absolute `cgroupsPath`), if it is there.
+pub fn usage(path: &str) -> Option<Usage> {
+    let rel = path.trim_start_matches('/');
+    let read = |p: PathBuf| std::fs::read_to_string(p).ok();
+    if is_v2() {
+        let dir = Path::new(ROOT).join(rel);
+        let cpu = stat(&read(dir.join("cpu.stat"))?, "usage_usec")?.saturating_mul(1000);
+        let current: u64 = read(dir.join("memory.current"))?.trim().parse().ok()?;
+        let inactive = read(dir.join("memory.stat")).and_then(|t| stat(&t, "inactive_file")).unwrap_or(0);
+        return Some(Usage { cpu_ns: cpu, memory: current.saturating_sub(inactive) });
+    }
+    let cpu: u64 = read(Path::new(ROOT).join("cpuacct").join(rel).join("cpuacct.usage"))?.trim().parse().ok()?;
+    let memory = Path::new(ROOT).join("memory").join(rel);
+    let used: u64 = read(memory.join("memory.usage_in_bytes"))?.trim().parse().ok()?;
+    let inactive = read(memory.join("memory.stat")).and_then(|t| stat(&t, "total_inactive_file")).unwrap_or(0);
+    Some(Usage { cpu_ns: cpu, memory: used.saturating_sub(inactive) })
+}
+
+/// The whole machine's use: busy CPU time from `/proc/stat` and memory in use from
+/// `/proc/meminfo` (total less available).
+pub fn machine_usage() -> Option<Usage> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let busy = cpu.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4 && *i < 8).map(|(_, v)| v).sum::<u64>();
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = |key: &str| {
+        meminfo.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+    };
+    let memory = kib("MemTotal:")?.saturating_sub(kib("MemAvailable:")?).saturating_mul(1024);
+    Some(Usage { cpu_ns: busy.saturating_mul(1_000_000_000 / ticks), memory })
+}
+
 /// Whether the kernel's OOM killer killed a process in the cgroup at `path` (an absolute
 /// `cgroupsPath`). Read before the runtime deletes the container.
 pub fn oom_killed(path: &str) -> bool {

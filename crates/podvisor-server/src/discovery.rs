@@ -36,6 +36,11 @@ fn resources_of(group: &str, version: &str) -> impl Iterator<Item = Resource> {
     Resource::ALL.into_iter().filter(move |r| r.info().group == group && r.info().version == version)
 }
 
+/// The verbs of a resource: all, or only reading for the metrics API.
+fn verbs(r: Resource) -> &'static [&'static str] {
+    if r.is_read_only() { &["get", "list"] } else { &VERBS }
+}
+
 fn subresources(r: Resource) -> &'static [&'static str] {
     match r {
         Resource::Pods => &["log", "status"],
@@ -59,7 +64,7 @@ pub fn aggregated(core: bool) -> Value {
                         "resource": i.plural, "singularResource": i.singular,
                         "responseKind": {"group": g, "version": v, "kind": i.kind},
                         "scope": if i.namespaced { "Namespaced" } else { "Cluster" },
-                        "shortNames": i.short_names, "categories": i.categories, "verbs": VERBS,
+                        "shortNames": i.short_names, "categories": i.categories, "verbs": verbs(r),
                         "subresources": subresources(r).iter().map(|s| {
                             let kind = if *s == "scale" {
                                 json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
@@ -102,7 +107,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         let i = r.info();
         resources.push(json!({
             "name": i.plural, "singularName": i.singular, "namespaced": i.namespaced, "kind": i.kind,
-            "verbs": VERBS, "shortNames": i.short_names, "categories": i.categories,
+            "verbs": verbs(r), "shortNames": i.short_names, "categories": i.categories,
         }));
         for s in subresources(r) {
             let mut entry = json!({"name": format!("{}/{s}", i.plural), "singularName": "", "namespaced": i.namespaced,
@@ -215,7 +220,7 @@ mod tests {
         let groups = aggregated(false);
         let names: Vec<&str> =
             groups["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["batch", "apps", "discovery.k8s.io", "coordination.k8s.io"]);
+        assert_eq!(names, ["batch", "apps", "discovery.k8s.io", "coordination.k8s.io", "metrics.k8s.io"]);
         assert!(openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());
         assert!(resource_list("nope", "v1").is_none());
     }

@@ -356,6 +356,15 @@ async fn dispatch(
                 return Err(ApiError::no_route());
             }
             let table = request::wants_table(accept);
+            if resource.is_read_only() {
+                // The metrics API: measured at each request, only read.
+                return match method {
+                    &Method::GET if sub.is_none() => {
+                        api::metrics(state, resource, namespace.as_deref(), name.as_deref(), table).await
+                    }
+                    _ => Err(ApiError::method_not_allowed()),
+                };
+            }
             let user_agent = user_agent.to_string();
             let call = api::Call { state, resource, namespace, name: name.clone(), sub, query, table, user_agent };
             match (method.clone(), name.is_some()) {

@@ -1709,3 +1709,39 @@ fn apply_of_a_mixed_directory_applies_what_is_served_and_names_the_rest() {
     let info = server.ok(&["cluster-info"], None);
     assert!(info.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{info}");
 }
+
+/// #17: `kubectl top pod` (with `--containers`) and `kubectl top node` through the
+/// `metrics.k8s.io` API: a container spinning shows most of a core, a sleeping sidecar next to
+/// nothing; writes to the metrics API are refused.
+#[test]
+fn kubectl_top_shows_pods_containers_and_the_node() {
+    let dir = data_dir("top");
+    let server = serve(&dir);
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: busy}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: idle, image: busybox:1.36, restartPolicy: Always, command: [sleep, "600"]}
+  containers:
+  - {name: spin, image: busybox:1.36, command: [sh, -c, "while :; do :; done"]}
+"#;
+    server.ok(&["apply", "-f", "-"], Some(pod));
+    server.ok(&["wait", "--for=condition=Ready", "pod/busy", "--timeout=60s"], None);
+    let millicores = |cell: &str| cell.strip_suffix('m').and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    let top = server.ok(&["top", "pod", "busy"], None);
+    assert!(millicores(row(&top, "busy")[1]) > 300, "{top}");
+    let containers = server.ok(&["top", "pod", "busy", "--containers"], None);
+    let spin = containers.lines().find(|l| l.contains(" spin ")).unwrap_or_default().to_string();
+    let idle = containers.lines().find(|l| l.contains(" idle ")).unwrap_or_default().to_string();
+    let cpu = |line: &str| millicores(line.split_whitespace().nth(2).unwrap_or(""));
+    assert!(cpu(&spin) > 300 && cpu(&idle) < 50, "{containers}");
+    let node = server.ok(&["top", "node"], None);
+    assert!(node.lines().count() == 2 && node.contains('%'), "{node}");
+    let (code, _, err) =
+        server.kubectl(&["delete", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/busy"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("MethodNotAllowed") || err.contains("method"), "{err}");
+}

@@ -41,3 +41,38 @@ impl Call<'_> {
         Ok(Reply::json(200, &list))
     }
 }
+
+/// GET of the metrics API (`metrics.k8s.io`): pods' and the node's resource use, measured now.
+pub async fn metrics(
+    state: &crate::State,
+    resource: podvisor_objects::kinds::Resource,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    table: bool,
+) -> Result<Reply, ApiError> {
+    use podvisor_objects::kinds::Resource;
+    let items = match resource {
+        Resource::NodeMetrics => {
+            let node = state.cluster.node_name();
+            if name.is_some_and(|n| n != node) {
+                return Err(StoreError::NotFound(podvisor_cluster::Key::new(resource, "", name.unwrap_or(""))).into());
+            }
+            podvisor_cluster::metrics::node(node).await.into_iter().collect()
+        }
+        _ => podvisor_cluster::metrics::pods(state.store(), namespace, name).await,
+    };
+    if let Some(n) = name {
+        let key = podvisor_cluster::Key::new(resource, namespace.unwrap_or(""), n);
+        return items.into_iter().next().map(|o| Reply::json(200, &o)).ok_or_else(|| StoreError::NotFound(key).into());
+    }
+    if table {
+        let refs: Vec<&Value> = items.iter().collect();
+        return Ok(Reply::json(200, &table::table(resource, &refs, 0, Timestamp::now(), Include::Metadata)));
+    }
+    let info = resource.info();
+    Ok(Reply::json(
+        200,
+        &json!({"kind": format!("{}List", info.kind), "apiVersion": resource.api_version(),
+        "metadata": {}, "items": items}),
+    ))
+}

@@ -5,6 +5,8 @@
 
 mod delete;
 mod get;
+
+pub(crate) use get::metrics;
 mod patch;
 mod watch;
 mod write;
