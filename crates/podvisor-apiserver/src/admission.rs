@@ -216,6 +216,10 @@ pub fn keep_allocated(resource: Resource, old: &Value, new: &mut Value) {
             }
         }
     }
+    // NodePorts are kept only for a type that has them.
+    if !matches!(new.pointer("/spec/type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer")) {
+        return;
+    }
     let old_ports: Vec<&Value> = old.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten().collect();
     if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports {
@@ -358,6 +362,17 @@ pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), 
         Resource::Services => {
             let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
             let (was, now) = (ip(old), ip(new));
+            // A ClusterIP is only ever one the allocator gave at creation.
+            if was.is_empty() && !now.is_empty() {
+                return Err(AdmissionError::field(
+                    "Service",
+                    name,
+                    "spec.clusterIPs[0]",
+                    &format!(
+                        "Invalid value: []string{{{now:?}}}: may not be set on an update of a Service that has none"
+                    ),
+                ));
+            }
             if !was.is_empty() && was != now {
                 return Err(AdmissionError::field(
                     "Service",

@@ -155,8 +155,9 @@ impl Cluster {
             let (store, stop) = (store.clone(), cluster.services_stop.subscribe());
             let task = tokio::spawn(async move {
                 let proxy = podvisor_runtime::services::Proxy::open().await;
+                let reserved: Vec<std::net::Ipv4Addr> = dns.into_iter().collect();
                 let dns = dns.map(|ip| tokio::spawn(dns::serve(store.clone(), ip, stop.clone())));
-                proxy::run(store, Arc::new(proxy), stop).await;
+                proxy::run(store, Arc::new(proxy), reserved, stop).await;
                 if let Some(dns) = dns {
                     _ = dns.await;
                 }

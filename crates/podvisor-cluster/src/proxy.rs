@@ -25,12 +25,45 @@ fn list<'a>(v: &'a Value, p: &str) -> impl Iterator<Item = &'a Value> {
     v.pointer(p).and_then(Value::as_array).into_iter().flatten()
 }
 
-/// The routes the stored Services and EndpointSlices ask for.
-pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>]) -> Routes {
+/// Whether an endpoint address may be relayed to: never the host's loopback, an unspecified,
+/// link-local or multicast address (the API server refuses them in EndpointSlices), nor a
+/// frontend of the proxy itself (a loop).
+fn relayable(ip: IpAddr, frontends: &std::collections::HashSet<Ipv4Addr>) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || frontends.contains(&v4))
+        }
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+/// The routes the stored Services and EndpointSlices ask for. A ClusterIP is routed only from
+/// the Service CIDR and never at `reserved` (cluster DNS's address); a nodePort only for a
+/// NodePort or LoadBalancer Service; nothing for an ExternalName one.
+pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>], reserved: &[Ipv4Addr]) -> Routes {
     let mut routes = Routes::new();
+    let frontends: std::collections::HashSet<Ipv4Addr> = services
+        .iter()
+        .filter_map(|s| s.pointer("/spec/clusterIP")?.as_str()?.parse().ok())
+        .chain(reserved.iter().copied())
+        .collect();
     for svc in services {
         let (ns, name) = (s(svc, "/metadata/namespace"), s(svc, "/metadata/name"));
-        let cluster_ip: Option<Ipv4Addr> = s(svc, "/spec/clusterIP").parse().ok();
+        let ty = s(svc, "/spec/type");
+        if ty == "ExternalName" {
+            continue;
+        }
+        let node_ports = matches!(ty, "NodePort" | "LoadBalancer");
+        let cluster_ip: Option<Ipv4Addr> = s(svc, "/spec/clusterIP")
+            .parse()
+            .ok()
+            .filter(|ip| podvisor_runtime::services::within(*ip, podvisor_objects::service::SERVICE_CIDR))
+            .filter(|ip| !reserved.contains(ip));
         let mine: Vec<&Arc<Value>> = slices
             .iter()
             .filter(|sl| {
@@ -57,7 +90,9 @@ pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>]) -> Routes {
                         continue;
                     }
                     for a in list(e, "/addresses").filter_map(Value::as_str) {
-                        if let Ok(ip) = a.parse::<IpAddr>() {
+                        if let Ok(ip) = a.parse::<IpAddr>()
+                            && relayable(ip, &frontends)
+                        {
                             backends.push(SocketAddr::new(ip, target));
                         }
                     }
@@ -71,7 +106,12 @@ pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>]) -> Routes {
             if let Some(ip) = cluster_ip {
                 routes.insert(Frontend { ip, port: front_port }, backends.clone());
             }
-            if let Some(np) = port.get("nodePort").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()) {
+            if let Some(np) = port
+                .get("nodePort")
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| node_ports && podvisor_objects::service::NODE_PORTS.contains(p))
+            {
                 routes.insert(Frontend { ip: Ipv4Addr::UNSPECIFIED, port: np }, backends);
             }
         }
@@ -80,12 +120,17 @@ pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>]) -> Routes {
 }
 
 /// Serves the store's Services until `stopping`, then closes every frontend.
-pub(crate) async fn run(store: Arc<Store>, proxy: Arc<Proxy>, mut stopping: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    store: Arc<Store>,
+    proxy: Arc<Proxy>,
+    reserved: Vec<Ipv4Addr>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut rx = store.subscribe();
     loop {
         let services = store.list(Resource::Services, None).0;
         let slices = store.list(Resource::EndpointSlices, None).0;
-        for e in proxy.set(&routes(&services, &slices)).await {
+        for e in proxy.set(&routes(&services, &slices, &reserved)).await {
             eprintln!("podvisor: Service routing: {e}");
         }
         // Wait for a change that matters, then take every change already queued with it.
@@ -132,7 +177,7 @@ mod tests {
                 "labels": {"kubernetes.io/service-name": "web"}},
             "ports": [{"name": "http", "port": 9, "protocol": "TCP"}],
             "endpoints": [{"addresses": ["10.244.0.9"]}]}));
-        let r = routes(&[svc, headless], &[slice, other_ns]);
+        let r = routes(&[svc, headless], &[slice, other_ns], &[]);
         let backends: Vec<SocketAddr> = vec!["10.244.0.5:8080".parse().unwrap(), "10.244.0.7:8080".parse().unwrap()];
         assert_eq!(
             r,
@@ -141,5 +186,33 @@ mod tests {
                 (Frontend { ip: Ipv4Addr::new(10, 96, 0, 20), port: 80 }, backends),
             ])
         );
+    }
+
+    /// Review: a Service could put any address on the host's bridge (an ExternalName with a
+    /// clusterIP, an address outside the Service CIDR, cluster DNS's own) and relay to the
+    /// host's loopback or to itself.
+    #[test]
+    fn hostile_services_and_endpoints_route_nowhere() {
+        let svc = |name: &str, spec: Value| {
+            Arc::new(json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec}))
+        };
+        let services = [
+            svc(
+                "ext",
+                json!({"type": "ExternalName", "clusterIP": "10.96.0.30", "ports": [{"port": 53, "protocol": "TCP"}]}),
+            ),
+            svc("far", json!({"clusterIP": "8.8.8.8", "ports": [{"port": 53, "protocol": "TCP"}]})),
+            svc("dns", json!({"clusterIP": "10.96.0.10", "ports": [{"port": 53, "protocol": "TCP"}]})),
+            svc(
+                "cip",
+                json!({"type": "ClusterIP", "clusterIP": "10.96.0.40", "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+            ),
+        ];
+        let slice = Arc::new(json!({"metadata": {"name": "cip-x", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "cip"}},
+            "ports": [{"name": "", "port": 80, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["127.0.0.1"]}, {"addresses": ["10.96.0.40"]}, {"addresses": ["169.254.169.254"]}]}));
+        let r = routes(&services, &[slice], &[Ipv4Addr::new(10, 96, 0, 10)]);
+        assert_eq!(r, Routes::from([(Frontend { ip: Ipv4Addr::new(10, 96, 0, 40), port: 80 }, vec![])]));
     }
 }

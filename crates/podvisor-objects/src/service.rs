@@ -100,6 +100,9 @@ pub fn validate(svc: &Service) -> Vec<FieldError> {
         if spec.external_name.as_deref().is_none_or(str::is_empty) {
             errs.push(path.child("externalName").required(""));
         }
+        if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) {
+            errs.push(path.child("clusterIP").invalid(ip, "must be empty for ExternalName services"));
+        }
     } else if headless && ty != "ClusterIP" {
         let detail = format!("may not be set to 'None' for {ty} services");
         errs.push(path.child("clusterIPs").index(0).invalid("None", &detail));

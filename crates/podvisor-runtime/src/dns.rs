@@ -123,7 +123,7 @@ pub async fn serve(
             r = udp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let query = buf[..n].to_vec();
-                match respond(zone.as_ref(), &query) {
+                match respond(zone.as_ref(), &query, false) {
                     Some(reply) => _ = udp.send_to(&reply, from).await,
                     None => {
                         let Ok(permit) = relays.clone().try_acquire_owned() else { continue };
@@ -140,7 +140,11 @@ pub async fn serve(
                 }
             }
             r = tcp.accept() => {
-                let Ok((stream, _)) = r else { continue };
+                let Ok((stream, _)) = r else {
+                    // Out of descriptors: the listener stays readable; wait instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let Ok(permit) = clients.clone().try_acquire_owned() else { continue };
                 let (zone, upstreams) = (zone.clone(), upstreams.clone());
                 tokio::spawn(async move {
@@ -167,7 +171,7 @@ async fn write_framed(s: &mut TcpStream, msg: &[u8]) -> Option<()> {
 
 async fn tcp_client(mut s: TcpStream, zone: &dyn Zone, upstreams: &[SocketAddr]) {
     while let Some(query) = read_framed(&mut s).await {
-        let reply = match respond(zone, &query) {
+        let reply = match respond(zone, &query, true) {
             Some(r) => Some(r),
             None => relay_tcp(upstreams, &query).await.or_else(|| servfail(&query)),
         };
@@ -255,8 +259,10 @@ fn soa(apex: &str) -> Option<Record> {
 }
 
 /// The answer to `query` from the zone, or `None` when it is to be relayed. A message that
-/// does not decode as a query gets FORMERR.
-pub fn respond(zone: &dyn Zone, query: &[u8]) -> Option<Vec<u8>> {
+/// does not decode as a query gets FORMERR. Over UDP (`tcp` false) an answer larger than the
+/// client takes (512 bytes, or its EDNS payload size up to 4096) is truncated, and the client
+/// asks again over TCP, where it is whole.
+pub fn respond(zone: &dyn Zone, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let q = match Message::from_vec(query) {
         Ok(q) => q,
         Err(_) => {
@@ -278,6 +284,8 @@ pub fn respond(zone: &dyn Zone, query: &[u8]) -> Option<Vec<u8>> {
     m.metadata.recursion_available = true;
     m.metadata.authoritative = true;
     m.add_query(question.clone());
+    // A query with EDNS gets an OPT record back.
+    m.edns = q.edns.clone();
     match answer {
         Answer::NotOurs => return None,
         Answer::NxDomain => {
@@ -287,9 +295,12 @@ pub fn respond(zone: &dyn Zone, query: &[u8]) -> Option<Vec<u8>> {
         Answer::Records(rrs) if rrs.is_empty() => _ = m.add_authorities(soa(zone.apex())),
         Answer::Records(rrs) => _ = m.add_answers(rrs.iter().filter_map(record)),
     }
-    let bytes = m.to_vec().ok()?;
-    if bytes.len() > 512 && q.edns.is_none() {
-        // Too big for a plain UDP answer: truncated, the client asks again over TCP.
+    let Ok(bytes) = m.to_vec() else {
+        // An answer too large to write is still the zone's: it fails, it is never relayed.
+        return servfail(query);
+    };
+    let limit = q.edns.as_ref().map_or(512, |e| usize::from(e.max_payload()).clamp(512, 4096));
+    if !tcp && bytes.len() > limit {
         let mut t = m.truncate();
         t.metadata.truncation = true;
         return t.to_vec().ok();
@@ -320,6 +331,10 @@ mod tests {
         }
     }
 
+    fn respond_udp(zone: &dyn Zone, query: &[u8]) -> Option<Vec<u8>> {
+        respond(zone, query, false)
+    }
+
     fn ask(name: &str, t: RecordType) -> Vec<u8> {
         let mut m = Message::query();
         m.metadata.recursion_desired = true;
@@ -329,25 +344,47 @@ mod tests {
 
     #[test]
     fn the_zone_answers_its_names_and_leaves_others_to_the_relay() {
-        let reply = Message::from_vec(&respond(&Fixed, &ask("WEB.default.svc.cluster.local.", RecordType::A)).unwrap())
-            .unwrap();
+        let reply =
+            Message::from_vec(&respond_udp(&Fixed, &ask("WEB.default.svc.cluster.local.", RecordType::A)).unwrap())
+                .unwrap();
         assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
         assert!(reply.metadata.authoritative && reply.metadata.recursion_available);
         assert_eq!(reply.answers.len(), 1);
         assert_eq!(reply.answers[0].data, RData::A(A(Ipv4Addr::new(10, 96, 0, 20))));
         let nodata =
-            Message::from_vec(&respond(&Fixed, &ask("web.default.svc.cluster.local.", RecordType::AAAA)).unwrap())
+            Message::from_vec(&respond_udp(&Fixed, &ask("web.default.svc.cluster.local.", RecordType::AAAA)).unwrap())
                 .unwrap();
         assert_eq!(
             (nodata.metadata.response_code, nodata.answers.len(), nodata.authorities.len()),
             (ResponseCode::NoError, 0, 1)
         );
-        let nx = Message::from_vec(&respond(&Fixed, &ask("nope.default.svc.cluster.local.", RecordType::A)).unwrap())
-            .unwrap();
+        let nx =
+            Message::from_vec(&respond_udp(&Fixed, &ask("nope.default.svc.cluster.local.", RecordType::A)).unwrap())
+                .unwrap();
         assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
-        assert!(respond(&Fixed, &ask("example.com.", RecordType::A)).is_none());
-        let garbage = Message::from_vec(&respond(&Fixed, &[0x12, 0x34, 0xff]).unwrap()).unwrap();
+        assert!(respond_udp(&Fixed, &ask("example.com.", RecordType::A)).is_none());
+        let garbage = Message::from_vec(&respond_udp(&Fixed, &[0x12, 0x34, 0xff]).unwrap()).unwrap();
         assert_eq!((garbage.metadata.id, garbage.metadata.response_code), (0x1234, ResponseCode::FormErr));
+    }
+
+    /// Review: a large answer was truncated over TCP too, so a client never got it whole.
+    #[test]
+    fn a_large_answer_is_truncated_over_udp_only() {
+        struct Many;
+        impl Zone for Many {
+            fn apex(&self) -> &str {
+                "cluster.local"
+            }
+            fn answer(&self, q: &Question) -> Answer {
+                Answer::Records((0..60).map(|i| Rr::A(q.name.clone(), Ipv4Addr::new(10, 244, 0, i))).collect())
+            }
+        }
+        let query = ask("db.default.svc.cluster.local.", RecordType::A);
+        let udp = Message::from_vec(&respond(&Many, &query, false).unwrap()).unwrap();
+        assert!(udp.metadata.truncation && udp.answers.is_empty());
+        let tcp = Message::from_vec(&respond(&Many, &query, true).unwrap()).unwrap();
+        assert!(!tcp.metadata.truncation);
+        assert_eq!(tcp.answers.len(), 60);
     }
 
     #[test]

@@ -28,8 +28,12 @@ use tokio::task::JoinHandle;
 
 use crate::network::{BRIDGE, NetworkError, ip_batch};
 
-/// The most connections one Service port relays at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 4096;
+/// The most connections all Service ports together relay at once (each holds two
+/// descriptors); more wait to be accepted.
+const MAX_CONNECTIONS: usize = 2048;
+
+/// How long a relayed connection may stay silent both ways before it is closed.
+const IDLE: Duration = Duration::from_secs(600);
 
 /// How long a connection to an endpoint may take before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -299,9 +303,15 @@ async fn bridge_addresses() -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The relays of every frontend of the process.
+fn slots() -> Arc<Semaphore> {
+    static SLOTS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| Arc::new(Semaphore::new(MAX_CONNECTIONS))).clone()
+}
+
 /// Accepts connections and relays each to an endpoint.
 async fn serve(socket: TcpListener, backends: watch::Receiver<Vec<SocketAddr>>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = slots();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let client = match socket.accept().await {
@@ -328,13 +338,36 @@ async fn relay(mut client: TcpStream, mut candidates: Vec<SocketAddr>) {
         if let Ok(Ok(mut upstream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to)).await {
             _ = client.set_nodelay(true);
             _ = upstream.set_nodelay(true);
-            // Either side closing or failing ends the relay; nothing is left to report.
-            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            // Either side closing or failing ends the relay (nothing is left to report), and so
+            // does a connection silent both ways for ten minutes.
+            idle_bounded_copy(&mut client, &mut upstream).await;
             return;
         }
     }
     // A reset, not a clean close: the client sees "connection refused"-like failure at once.
     _ = client.set_zero_linger();
+}
+
+/// Copies both ways until either side closes; each period of [`IDLE`] must see traffic.
+async fn idle_bounded_copy(client: &mut TcpStream, upstream: &mut TcpStream) {
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = upstream.split();
+    let (mut a, mut b) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut up_open, mut down_open) = (true, true);
+    while up_open || down_open {
+        tokio::select! {
+            r = cr.read(&mut a), if up_open => match r {
+                Ok(0) | Err(_) => { up_open = false; _ = uw.shutdown().await; }
+                Ok(n) => if uw.write_all(&a[..n]).await.is_err() { return },
+            },
+            r = ur.read(&mut b), if down_open => match r {
+                Ok(0) | Err(_) => { down_open = false; _ = cw.shutdown().await; }
+                Ok(n) => if cw.write_all(&b[..n]).await.is_err() { return },
+            },
+            () = tokio::time::sleep(IDLE) => return,
+        }
+    }
 }
 
 /// Shuffles `v` with the kernel's randomness (Fisher–Yates).

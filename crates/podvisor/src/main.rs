@@ -180,6 +180,14 @@ fn main() -> ExitCode {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
+    // The daemon holds many descriptors (containers' pipes, watches, relayed connections):
+    // its soft limit is raised to the hard one, as container runtimes do.
+    if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.ok_or(()) {
+        let raised = rustix::process::Rlimit { current: Some(limit), maximum: Some(limit) };
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised) {
+            eprintln!("podvisor: raising the open-file limit to {limit}: {e}");
+        }
+    }
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
