@@ -48,21 +48,49 @@ fn list<'a>(v: &'a Value, p: &str) -> impl Iterator<Item = &'a Value> {
     v.pointer(p).and_then(Value::as_array).into_iter().flatten()
 }
 
-/// Serves cluster DNS at `ip` (claimed) on the bridge until `stop`, then takes the address
-/// away. Names outside the zone go to the host's resolvers.
-pub(crate) async fn serve(store: Arc<Store>, ip: Ipv4Addr, stop: watch::Receiver<bool>) {
+/// Cluster DNS's address and sockets, bound before any pod is pointed at it.
+pub struct Bound {
+    /// The address, claimed and on the bridge.
+    pub ip: Ipv4Addr,
+    udp: tokio::net::UdpSocket,
+    tcp: tokio::net::TcpListener,
+}
+
+/// Claims cluster DNS's address ([`claim_address`]), puts it on the bridge and binds port 53
+/// there. `None` (said on stderr) when it cannot: pods then use the host's resolvers rather
+/// than a nameserver that does not answer.
+pub async fn bind(data_dir: &std::path::Path) -> Option<Bound> {
     use podvisor_runtime::services::{add_address, del_address, release};
+    let ip = claim_address(data_dir)?;
     if let Err(e) = add_address(ip).await {
-        eprintln!("podvisor: cluster DNS is off: {e}");
+        eprintln!("podvisor: cluster DNS is off (pods use the host's resolvers): {e}");
         release(ip);
-        return;
+        return None;
     }
+    let at = SocketAddr::from((ip, 53));
+    let bound = async {
+        Ok::<_, std::io::Error>((tokio::net::UdpSocket::bind(at).await?, tokio::net::TcpListener::bind(at).await?))
+    };
+    match bound.await {
+        Ok((udp, tcp)) => Some(Bound { ip, udp, tcp }),
+        Err(e) => {
+            eprintln!("podvisor: cluster DNS is off (pods use the host's resolvers): listening on {at}: {e}");
+            if del_address(ip).await.is_ok() {
+                release(ip);
+            }
+            None
+        }
+    }
+}
+
+/// Serves cluster DNS on `bound` until `stop`, then takes the address away. Names outside the
+/// zone go to the host's resolvers.
+pub(crate) async fn serve(store: Arc<Store>, bound: Bound, stop: watch::Receiver<bool>) {
+    use podvisor_runtime::services::{del_address, release};
+    let Bound { ip, udp, tcp } = bound;
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let upstreams = podvisor_runtime::dns::nameservers(&host, ip);
-    let bind = SocketAddr::from((ip, 53));
-    if let Err(e) = podvisor_runtime::dns::serve(bind, Arc::new(StoreZone(store)), upstreams, stop).await {
-        eprintln!("podvisor: cluster DNS is off: listening on {bind}: {e}");
-    }
+    podvisor_runtime::dns::serve_on(udp, tcp, Arc::new(StoreZone(store)), upstreams, stop).await;
     match del_address(ip).await {
         Ok(()) => release(ip),
         Err(e) => eprintln!("podvisor: the cluster DNS address {ip} is left on the bridge: {e}"),

@@ -119,23 +119,26 @@ impl Cluster {
         let node = Node::open(config, tx).await?;
         // The node is open (root, runtime, data directory checked): pods on the pod network
         // resolve names through cluster DNS, at an address this process claims.
-        let dns_ip = if node.has_pod_network() { dns::claim_address(&dns_dir) } else { None };
-        if let Some(server) = dns_ip {
-            node.set_cluster_dns(podvisor_runtime::resolv::ClusterDns { server, domain: dns::DOMAIN.to_string() });
+        let dns = if node.has_pod_network() { dns::bind(&dns_dir).await } else { None };
+        if let Some(bound) = &dns {
+            node.set_cluster_dns(podvisor_runtime::resolv::ClusterDns {
+                server: bound.ip,
+                domain: dns::DOMAIN.to_string(),
+            });
         }
-        Ok(Cluster::start(store, node, rx, observer, dns_ip))
+        Ok(Cluster::start(store, node, rx, observer, dns))
     }
 
     /// Starts the controllers and the kubelet binding on `store` and `node`. `node_events` is
     /// the receiver of the node's events: they become Event objects and are then passed on to
     /// `observer`, if any. With a pod network, Services are routed, and cluster DNS is served
-    /// at `dns` (an address this process claimed) if given.
+    /// on `dns` (bound by [`dns::bind`]) if given.
     pub fn start(
         store: Arc<Store>,
         node: Node,
         mut node_events: mpsc::UnboundedReceiver<NodeEvent>,
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
-        dns: Option<std::net::Ipv4Addr>,
+        dns: Option<dns::Bound>,
     ) -> Cluster {
         let node_name = host_name();
         let recorder = Recorder::new(store.clone(), node_name.clone());
@@ -155,8 +158,8 @@ impl Cluster {
             let (store, stop) = (store.clone(), cluster.services_stop.subscribe());
             let task = tokio::spawn(async move {
                 let proxy = podvisor_runtime::services::Proxy::open().await;
-                let reserved: Vec<std::net::Ipv4Addr> = dns.into_iter().collect();
-                let dns = dns.map(|ip| tokio::spawn(dns::serve(store.clone(), ip, stop.clone())));
+                let reserved: Vec<std::net::Ipv4Addr> = dns.iter().map(|b| b.ip).collect();
+                let dns = dns.map(|bound| tokio::spawn(dns::serve(store.clone(), bound, stop.clone())));
                 proxy::run(store, Arc::new(proxy), reserved, stop).await;
                 if let Some(dns) = dns {
                     _ = dns.await;

@@ -275,11 +275,17 @@ impl Store {
             return Ok(hit);
         }
         let decoded = Arc::new(K::deserialize(obj)?);
-        if !rv.is_empty() && self.lock().objects.contains_key(key) {
-            let mut typed = lock();
-            let forms = typed.entry(key.clone()).or_default();
-            forms.retain(|t| t.ty != ty);
-            forms.push(Typed { ty, rv: rv.to_string(), value: decoded.clone() });
+        if !rv.is_empty() {
+            // Under the state lock (then the typed one, as a commit takes them): an object
+            // removed meanwhile leaves no typed form behind.
+            let state = self.lock();
+            if state.objects.contains_key(key) {
+                let mut typed = lock();
+                let forms = typed.entry(key.clone()).or_default();
+                forms.retain(|t| t.ty != ty);
+                forms.push(Typed { ty, rv: rv.to_string(), value: decoded.clone() });
+            }
+            drop(state);
         }
         Ok(decoded)
     }

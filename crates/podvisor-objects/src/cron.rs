@@ -1,6 +1,6 @@
 //! Cron schedules as the CronJob controller reads them (robfig/cron's standard parser): five
 //! fields (minute, hour, day of month, month, day of week) with `*`, `?`, lists, ranges, steps
-//! and month and weekday names; the descriptors `@yearly`, `@annually`, `@monthly`, `@weekly`,
+//! and month and weekday names (days of the week 0–6, Sunday 0); the descriptors `@yearly`, `@annually`, `@monthly`, `@weekly`,
 //! `@daily`, `@midnight`, `@hourly` and `@every <duration>`. A day matches when both day fields
 //! match, or, when neither is `*`, when either does, as cron has it. Times are found in the
 //! CronJob's time zone, so a schedule follows its daylight-saving changes.
@@ -168,9 +168,7 @@ pub fn parse(spec: &str) -> Result<Schedule, String> {
     let (hour, _) = field(parts[1], &HOUR)?;
     let (dom, dom_star) = field(parts[2], &DOM)?;
     let (month, _) = field(parts[3], &MONTH)?;
-    // 7 is Sunday too.
-    let (mut dow, dow_star) = field(&parts[4].replace('7', "0"), &DOW)?;
-    dow &= 0x7f;
+    let (dow, dow_star) = field(parts[4], &DOW)?;
     Ok(Schedule::Cron(Fields { minute, hour, dom, month, dow, dom_star, dow_star }))
 }
 
@@ -285,7 +283,8 @@ mod tests {
         assert_eq!(next("0 9 * * MON-FRI", "2026-01-02T09:00:00Z", "UTC").as_deref(), Some("2026-01-05T09:00:00Z"));
         assert_eq!(next("30 2 1 jan,jul *", "2026-01-01T03:00:00Z", "UTC").as_deref(), Some("2026-07-01T02:30:00Z"));
         assert_eq!(next("@hourly", "2026-01-01T00:00:00Z", "UTC").as_deref(), Some("2026-01-01T01:00:00Z"));
-        assert_eq!(next("0 0 * * 7", "2026-01-01T00:00:00Z", "UTC").as_deref(), Some("2026-01-04T00:00:00Z"));
+        assert_eq!(next("0 0 * * 0", "2026-01-01T00:00:00Z", "UTC").as_deref(), Some("2026-01-04T00:00:00Z"));
+        assert_eq!(next("0 0 * * */7", "2026-01-01T00:00:00Z", "UTC").as_deref(), Some("2026-01-04T00:00:00Z"));
         // Day of month or day of week when neither is `*`: the 13th, or any Friday.
         assert_eq!(next("0 0 13 * 5", "2026-01-01T00:00:00Z", "UTC").as_deref(), Some("2026-01-02T00:00:00Z"));
         assert_eq!(next("0 0 30 2 *", "2026-01-01T00:00:00Z", "UTC"), None);
@@ -309,6 +308,7 @@ mod tests {
         assert_eq!(parse("*/0 * * * *").unwrap_err(), "step of range should be a positive number: */0");
         assert_eq!(parse("5-1 * * * *").unwrap_err(), "beginning of range (5) beyond end of range (1): 5-1");
         assert_eq!(parse("@fortnightly").unwrap_err(), "unrecognized descriptor: @fortnightly");
+        assert_eq!(parse("0 0 * * 7").unwrap_err(), "end of range (7) above maximum (6): 7");
         assert!(parse("x * * * *").unwrap_err().starts_with("failed to parse int from x"));
         assert_eq!(parse("").unwrap_err(), "empty spec string");
     }

@@ -298,14 +298,44 @@ fn cronjob(cj: &CronJob) -> Vec<FieldError> {
     errs
 }
 
+/// The keys of a ConfigMap's or Secret's data, as the API server checks them (they become
+/// file names in volumes): `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`, and
+/// not starting with `..`.
+fn config_keys<'a>(keys: impl Iterator<Item = (&'a str, &'a String)>, errs: &mut Vec<FieldError>) {
+    const FMT: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. \
+        'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')";
+    for (field, key) in keys {
+        let at = Path::new(field).key(key);
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+            errs.push(at.invalid(key, FMT));
+        } else if key.len() > 253 {
+            errs.push(at.invalid(key, "must be no more than 253 characters"));
+        } else if key == "." || key == ".." {
+            errs.push(at.invalid(key, "must not be '.' or '..'"));
+        } else if key.starts_with("..") {
+            errs.push(at.invalid(key, "must not start with '..'"));
+        }
+    }
+}
+
 /// Validates an object as the API server would on create. `Ok` when valid.
 pub fn validate(object: &Object) -> Result<(), Invalid> {
     let errors = match object {
         Object::Pod(p) => pod(p),
         Object::Job(j) => job(j),
         Object::Deployment(d) => deployment(d),
-        Object::ConfigMap(c) => validate_metadata(&c.metadata, &Path::new("metadata")),
-        Object::Secret(s) => validate_metadata(&s.metadata, &Path::new("metadata")),
+        Object::ConfigMap(c) => {
+            let mut errs = validate_metadata(&c.metadata, &Path::new("metadata"));
+            let keys = c.data.iter().flat_map(|d| d.keys()).map(|k| ("data", k));
+            config_keys(keys.chain(c.binary_data.iter().flat_map(|d| d.keys()).map(|k| ("binaryData", k))), &mut errs);
+            errs
+        }
+        Object::Secret(s) => {
+            let mut errs = validate_metadata(&s.metadata, &Path::new("metadata"));
+            let keys = s.data.iter().flat_map(|d| d.keys()).map(|k| ("data", k));
+            config_keys(keys.chain(s.string_data.iter().flat_map(|d| d.keys()).map(|k| ("stringData", k))), &mut errs);
+            errs
+        }
         Object::Service(s) => crate::service::validate(s),
         Object::CronJob(c) => cronjob(c),
     };
@@ -379,5 +409,20 @@ mod tests {
         assert!(
             cronjob(&tz)[0].to_string().ends_with("cannot use TZ or CRON_TZ in schedule, use timeZone field instead")
         );
+    }
+
+    /// Review: ConfigMap keys become file names; one that climbs out of the volume, or names
+    /// the atomic writer's own `..data`, is refused as the API server refuses it.
+    #[test]
+    fn config_keys_are_file_names() {
+        let cm = |key: &str| {
+            let v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {key: "x"}});
+            Object::ConfigMap(Box::new(serde_json::from_value(v).unwrap()))
+        };
+        assert!(validate(&cm("key.name_1-a")).is_ok());
+        for bad in ["../../etc/hostname", "..data", ".."] {
+            let e = validate(&cm(bad)).unwrap_err().to_string();
+            assert!(e.contains(&format!("data[{bad}]: Invalid value")), "{e}");
+        }
     }
 }

@@ -107,8 +107,22 @@ pub async fn serve(
     upstreams: Vec<SocketAddr>,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let udp = Arc::new(UdpSocket::bind(bind).await?);
+    let udp = UdpSocket::bind(bind).await?;
     let tcp = TcpListener::bind(bind).await?;
+    serve_on(udp, tcp, zone, upstreams, stop).await;
+    Ok(())
+}
+
+/// [`serve`] on sockets already bound (so that a caller knows the server can answer before
+/// it points anyone at it).
+pub async fn serve_on(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    zone: Arc<dyn Zone>,
+    upstreams: Vec<SocketAddr>,
+    stop: watch::Receiver<bool>,
+) {
+    let udp = Arc::new(udp);
     let upstreams = Arc::new(upstreams);
     let relays = Arc::new(Semaphore::new(MAX_RELAYS));
     let clients = Arc::new(Semaphore::new(MAX_TCP_CLIENTS));
@@ -119,7 +133,7 @@ pub async fn serve(
     });
     loop {
         tokio::select! {
-            () = &mut stopped => return Ok(()),
+            () = &mut stopped => return,
             r = udp.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let query = buf[..n].to_vec();

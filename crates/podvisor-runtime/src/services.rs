@@ -255,18 +255,20 @@ pub fn claim_one(preferred: &[Ipv4Addr], range: (Ipv4Addr, u8)) -> Option<Ipv4Ad
     (2..size.saturating_sub(1)).map(|off| Ipv4Addr::from(base + size - 1 - off)).find(|ip| claim(*ip).is_ok())
 }
 
-/// Removes the addresses, and claims, of podvisor processes that are gone.
+/// Removes the addresses, and claims, of podvisor processes that are gone. The claims' lock is
+/// held throughout, so no process claims an address between its check and its removal.
 async fn reap() {
-    let stale: Vec<Ipv4Addr> = {
-        let _lock = lock_claims();
-        std::fs::read_dir(CLAIMS)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<Ipv4Addr>().ok())
-            .filter(|ip| holder(*ip).is_none_or(|pid| !alive(pid)))
-            .collect()
-    };
+    let _lock = lock_claims();
+    let stale: Vec<Ipv4Addr> = std::fs::read_dir(CLAIMS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<Ipv4Addr>().ok())
+        .filter(|ip| holder(*ip).is_none_or(|pid| !alive(pid)))
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
     let on_bridge = bridge_addresses().await;
     for ip in stale {
         if on_bridge.contains(&ip)
@@ -275,10 +277,7 @@ async fn reap() {
             eprintln!("podvisor: a Service address {ip} a stopped process left is still on {BRIDGE}: {e}");
             continue;
         }
-        let _lock = lock_claims();
-        if holder(ip).is_none_or(|pid| !alive(pid))
-            && let Err(e) = std::fs::remove_file(Path::new(CLAIMS).join(ip.to_string()))
-        {
+        if let Err(e) = std::fs::remove_file(Path::new(CLAIMS).join(ip.to_string())) {
             eprintln!("podvisor: the stale claim of {ip} in {CLAIMS} is left (reaped next time): {e}");
         }
     }

@@ -224,6 +224,9 @@ const DATA: &str = "..data";
 /// Writes `files` into `dir` as the kubelet's atomic writer does; nothing is written when they
 /// are what `dir` already holds. Returns whether anything changed.
 fn write_atomic(dir: &Path, files: &[File]) -> Result<bool, String> {
+    // One writer at a time: a pod's start and a refresh of its volumes may meet.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let io = |what: &Path| {
         let what = what.display().to_string();
         move |e: std::io::Error| format!("{what}: {e}")
@@ -281,6 +284,8 @@ fn write_atomic(dir: &Path, files: &[File]) -> Result<bool, String> {
 fn same_files(cur: &Path, files: &[File]) -> bool {
     let mut count = 0;
     for (rel, data, mode) in files {
+        // A path that would leave the volume is never read (`write_atomic` refuses it too).
+        let Some(rel) = safe(rel) else { return false };
         let path = cur.join(rel);
         let ok = fs::read(&path).is_ok_and(|d| d == *data)
             && fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o777 == (*mode as u32 & 0o777));

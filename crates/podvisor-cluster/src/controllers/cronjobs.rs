@@ -142,7 +142,7 @@ pub(crate) fn reconcile(cj: &CronJob, ctx: &Ctx) -> Result<Action, Error> {
             let message = "Not starting job because prior execution is running and concurrency policy is Forbid";
             ctx.recorder.record(&about, "Normal", "JobAlreadyActive", message, COMPONENT);
             write_status(ctx, &key, &active, last_schedule, last_success)?;
-            return Ok(wake_at(&schedule, &tz, now));
+            return Ok(wake_at(&schedule, &tz, now, last_schedule));
         } else {
             if spec.concurrency_policy.as_deref() == Some("Replace") {
                 for job in active.drain(..) {
@@ -170,13 +170,18 @@ pub(crate) fn reconcile(cj: &CronJob, ctx: &Ctx) -> Result<Action, Error> {
         jobs.iter().filter(|j| finished(j).is_none() && j.metadata.deletion_timestamp.is_none()).collect();
     write_status(ctx, &key, &active, last_schedule, last_success)?;
     cleanup(ctx, cj, &jobs)?;
-    Ok(wake_at(&schedule, &tz, now))
+    Ok(wake_at(&schedule, &tz, now, last_schedule))
 }
 
 /// When to reconcile again: at the next scheduled time after `now` (a little after, so that
 /// the clock has passed it), or never if the schedule has none within five years.
-fn wake_at(schedule: &Schedule, tz: &TimeZone, now: Timestamp) -> Action {
-    match schedule.next_after(now, tz) {
+fn wake_at(schedule: &Schedule, tz: &TimeZone, now: Timestamp, last: Option<Timestamp>) -> Action {
+    // `@every` counts from the last run, not from this reconcile (upstream likewise).
+    let from = match schedule {
+        Schedule::Every(_) => last.filter(|l| *l <= now).unwrap_or(now),
+        Schedule::Cron(_) => now,
+    };
+    match schedule.next_after(from, tz).filter(|n| *n > now).or_else(|| schedule.next_after(now, tz)) {
         Some(next) => {
             let wait = next.duration_since(now).unsigned_abs() + Duration::from_millis(100);
             Action::requeue(wait)

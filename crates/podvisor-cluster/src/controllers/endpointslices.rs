@@ -91,11 +91,12 @@ fn endpoints(svc: &Service, pods: &[Pod]) -> BTreeMap<Vec<SlicePort>, Vec<Endpoi
             })
             .collect();
         let terminating = pod.metadata.deletion_timestamp.is_some();
-        let ready = is_ready(pod) || publish_not_ready;
+        let pod_ready = is_ready(pod);
         groups.entry(ports).or_default().push(Endpoint {
             ip,
-            ready: ready && !terminating,
-            serving: ready,
+            // publishNotReadyAddresses lists every pod ready, terminating ones too.
+            ready: publish_not_ready || (pod_ready && !terminating),
+            serving: pod_ready,
             terminating,
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             hostname: pod
@@ -138,7 +139,10 @@ fn slice_body(ports: &[SlicePort], eps: &[Endpoint], namespace: &str) -> (Value,
 
 /// The selected pods of `svc`, as the selector (a plain label map) picks them.
 fn selected(ctx: &Ctx, svc: &Service, namespace: &str) -> Result<Option<Vec<Pod>>, Error> {
-    let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.clone()) else { return Ok(None) };
+    // An empty selector is no selector, as upstream: the endpoints are the user's.
+    let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.clone()).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
     let mut pods = Vec::new();
     for o in ctx.store.list(Resource::Pods, Some(namespace)).0 {
         let labels = o.pointer("/metadata/labels").and_then(Value::as_object);
