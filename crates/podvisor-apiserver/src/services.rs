@@ -48,6 +48,22 @@ pub fn allocate_for(
     if resource == podvisor_objects::kinds::Resource::Services { allocate(obj, existing) } else { Ok(()) }
 }
 
+/// An update that makes a NodePort (or LoadBalancer) Service one of a type without nodePorts
+/// drops the nodePorts it still carries (a merge patch of only `type` keeps them), as the API
+/// server drops type-dependent fields.
+pub fn drop_type_dependent(old: &Value, new: &mut Value) {
+    let has_node_ports =
+        |v: &Value| matches!(v.pointer("/spec/type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer"));
+    if !has_node_ports(old) || has_node_ports(new) {
+        return;
+    }
+    for p in new.pointer_mut("/spec/ports").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(m) = p.as_object_mut() {
+            m.remove("nodePort");
+        }
+    }
+}
+
 /// Gives the new Service `obj` its ClusterIP (unless headless or `ExternalName`) and its
 /// nodePorts (a NodePort or LoadBalancer Service), beside the `existing` Services.
 pub fn allocate(obj: &mut Value, existing: &[&Value]) -> Result<(), AdmissionError> {

@@ -1481,6 +1481,12 @@ spec:
     server.ok(&["expose", "deployment", "web", "--name=web2", "--port=8081", "--target-port=http"], None);
     let selector = server.ok(&["get", "svc", "web2", "-o", "jsonpath={.spec.selector.app}"], None);
     assert_eq!(selector, "web");
+    // A type change gets a nodePort, and gives it back.
+    server.ok(&["patch", "svc", "web2", "-p", r#"{"spec":{"type":"NodePort"}}"#], None);
+    let ports = row(&server.ok(&["get", "svc", "web2"], None), "web2")[4].to_string();
+    assert!(ports.starts_with("8081:3") && ports.ends_with("/TCP"), "{ports}");
+    server.ok(&["patch", "svc", "web2", "-p", r#"{"spec":{"type":"ClusterIP"}}"#], None);
+    assert_eq!(row(&server.ok(&["get", "svc", "web2"], None), "web2")[4], "8081/TCP");
     drop(server);
     let addrs = Command::new("ip").args(["-br", "addr", "show", "podvisor0"]).output().unwrap();
     let addrs = String::from_utf8_lossy(&addrs.stdout);

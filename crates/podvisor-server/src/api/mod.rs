@@ -85,7 +85,13 @@ impl Call<'_> {
     }
 
     /// Admits a body with the request's `fieldValidation`.
-    fn admit(&self, obj: Value) -> Result<(Value, Vec<String>), ApiError> {
+    fn admit(&self, mut obj: Value) -> Result<(Value, Vec<String>), ApiError> {
+        if self.resource == podvisor_objects::kinds::Resource::Services
+            && self.name.is_some()
+            && let Some(cur) = self.state.store().get(&self.key())
+        {
+            podvisor_apiserver::services::drop_type_dependent(&cur, &mut obj);
+        }
         let validation = FieldValidation::parse(self.q("fieldValidation"))?;
         let admitted = admission::admit(self.resource, obj, self.namespace.as_deref(), validation)?;
         Ok((admitted.object, admitted.warnings))

@@ -128,6 +128,14 @@ impl Call<'_> {
         }
         let resource = self.resource;
         let dry = self.dry_run();
+        // What the other Services hold, for what a type change allocates (read before the
+        // store's lock, which the update holds).
+        let siblings: Vec<Value> = if resource == Resource::Services {
+            let (all, _) = self.state.store().list(resource, None);
+            all.iter().filter(|o| podvisor_cluster::Key::of(resource, o) != key).map(|o| (**o).clone()).collect()
+        } else {
+            Vec::new()
+        };
         let (manager, now) = (self.manager(), Self::now());
         let apply = |cur: &mut Value| -> Result<(), ApiError> {
             if let Some(rv) = new.pointer("/metadata/resourceVersion").and_then(Value::as_str)
@@ -159,6 +167,10 @@ impl Call<'_> {
             }
             admission::keep_allocated(resource, cur, &mut next);
             check_update(resource, cur, &next)?;
+            if !status_only && resource == Resource::Services {
+                // A type change gets what the new type needs (a nodePort, a ClusterIP).
+                podvisor_apiserver::services::allocate(&mut next, &siblings.iter().collect::<Vec<_>>())?;
+            }
             next["status"] = cur.get("status").cloned().unwrap_or(Value::Null);
             if next["status"].is_null()
                 && let Some(m) = next.as_object_mut()
