@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use podvisor_objects::service::{NODE_PORTS, SERVICE_CIDR};
+use podvisor_objects::service::{NODE_PORTS, SERVICE_CIDR, in_service_cidr};
 use podvisor_objects::uid::random_u64;
 use serde_json::{Value, json};
 
@@ -88,7 +88,7 @@ pub fn allocate(obj: &mut Value, existing: &[&Value]) -> Result<(), AdmissionErr
             };
             let ip: Ipv4Addr = asked.parse().map_err(|_| failed("not a valid IP".into()))?;
             let (base, prefix) = SERVICE_CIDR;
-            if !within(ip) {
+            if !in_service_cidr(ip) {
                 return Err(failed(format!(
                     "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {base}/{prefix}"
                 )));
@@ -138,12 +138,6 @@ pub fn allocate(obj: &mut Value, existing: &[&Value]) -> Result<(), AdmissionErr
     Ok(())
 }
 
-fn within(ip: Ipv4Addr) -> bool {
-    let (base, prefix) = SERVICE_CIDR;
-    let mask = u32::MAX << (32 - u32::from(prefix));
-    u32::from(ip) & mask == u32::from(base) & mask
-}
-
 /// A free address of the Service CIDR, but its network and broadcast addresses and the reserved.
 fn pick_ip(taken: &HashSet<Ipv4Addr>) -> Option<String> {
     let (base, prefix) = SERVICE_CIDR;
@@ -177,7 +171,7 @@ mod tests {
         let mut a = svc(json!({"ports": [{"port": 80}]}));
         allocate(&mut a, &[]).unwrap();
         let ip: Ipv4Addr = a["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
-        assert!(within(ip));
+        assert!(in_service_cidr(ip));
         assert_eq!(a["spec"]["clusterIPs"], json!([ip.to_string()]));
         assert_eq!(a["spec"]["ipFamilyPolicy"], "SingleStack");
         let mut b = svc(json!({"clusterIP": ip.to_string(), "ports": [{"port": 80}]}));

@@ -27,7 +27,7 @@ fn containers(pod: &Value) -> Vec<(String, String)> {
         .filter(|c| c.pointer("/state/running").is_some())
         .filter_map(|c| {
             let id = c.get("containerID")?.as_str()?.strip_prefix("runc://")?;
-            Some((c.get("name")?.as_str()?.to_string(), format!("/podvisor/{uid}/{id}")))
+            Some((c.get("name")?.as_str()?.to_string(), podvisor_node::Node::container_cgroup(uid, id)))
         })
         .collect()
 }

@@ -62,7 +62,7 @@ pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>], reserved: &[Ipv4Ad
         let cluster_ip: Option<Ipv4Addr> = s(svc, "/spec/clusterIP")
             .parse()
             .ok()
-            .filter(|ip| podvisor_runtime::services::within(*ip, podvisor_objects::service::SERVICE_CIDR))
+            .filter(|ip| podvisor_objects::service::in_service_cidr(*ip))
             .filter(|ip| !reserved.contains(ip));
         let mine: Vec<&Arc<Value>> = slices
             .iter()

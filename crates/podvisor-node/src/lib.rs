@@ -487,6 +487,11 @@ impl Node {
         }
     }
 
+    /// The cgroup (`cgroupsPath`) of the container with runtime ID `id` of the pod `uid`.
+    pub fn container_cgroup(uid: &str, id: &str) -> String {
+        format!("{}/{id}", host::pod_cgroup(uid))
+    }
+
     /// Every pod run and not forgotten.
     pub fn pods(&self) -> Vec<PodHandle> {
         self.pods.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()

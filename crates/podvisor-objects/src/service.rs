@@ -14,6 +14,13 @@ use crate::validation::{int_or_name_port, label, port_number, validate_metadata}
 /// The Service CIDR ClusterIPs come from: the API server's default `10.96.0.0/12`.
 pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 96, 0, 0), 12);
 
+/// Whether `ip` is in the Service CIDR.
+pub fn in_service_cidr(ip: Ipv4Addr) -> bool {
+    let (base, prefix) = SERVICE_CIDR;
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(base) & mask
+}
+
 /// The nodePorts allocated: the API server's default `--service-node-port-range`.
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
@@ -188,6 +195,14 @@ mod tests {
 
     fn port(name: Option<&str>, port: i32) -> ServicePort {
         ServicePort { name: name.map(str::to_string), port, ..Default::default() }
+    }
+
+    #[test]
+    fn the_service_cidr() {
+        assert!(in_service_cidr(Ipv4Addr::new(10, 96, 0, 10)));
+        assert!(in_service_cidr(Ipv4Addr::new(10, 111, 255, 255)));
+        assert!(!in_service_cidr(Ipv4Addr::new(10, 112, 0, 0)));
+        assert!(!in_service_cidr(Ipv4Addr::new(8, 8, 8, 8)));
     }
 
     #[test]

@@ -176,12 +176,6 @@ impl Proxy {
     }
 }
 
-/// Whether `ip` is inside the CIDR `range`.
-pub fn within(ip: Ipv4Addr, (base, prefix): (Ipv4Addr, u8)) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(base) & mask
-}
-
 /// Adds `ip/32` to podvisor's bridge (a Service's, or cluster DNS's, address).
 pub async fn add_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
     ip_batch(None, &format!("addr replace {ip}/32 dev {BRIDGE}\n"), "adding a Service address").await
@@ -385,15 +379,6 @@ fn shuffle(v: &mut [SocketAddr]) {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[test]
-    fn cidr_membership() {
-        let range = (Ipv4Addr::new(10, 96, 0, 0), 12);
-        assert!(within(Ipv4Addr::new(10, 96, 0, 10), range));
-        assert!(within(Ipv4Addr::new(10, 111, 255, 255), range));
-        assert!(!within(Ipv4Addr::new(10, 112, 0, 0), range));
-        assert!(within(Ipv4Addr::new(1, 2, 3, 4), (Ipv4Addr::UNSPECIFIED, 0)));
-    }
 
     async fn echo_server(tag: &'static str) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
