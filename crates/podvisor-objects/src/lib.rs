@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod field;
 pub mod kinds;
 pub mod objects;
+pub mod openapi;
 pub mod resources;
 pub mod service;
 pub mod uid;

@@ -1,6 +1,9 @@
 //! What kubectl reads before anything else: `/version` (whose `minor` picks the kubectl the
 //! dispatcher runs), aggregated and legacy discovery, and the OpenAPI v3 documents that tell
-//! kubectl the server validates fields itself (`fieldValidation`).
+//! kubectl the server validates fields itself (`fieldValidation`) and carry the kinds' schemas.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
@@ -142,9 +145,21 @@ pub fn openapi_root() -> Value {
 }
 
 /// `/openapi/v3/<gv path>`: a PATCH operation per kind that advertises `fieldValidation`, which
-/// is what makes kubectl leave validation to the server. No schemas: kubectl then computes
-/// apply patches from its compiled-in types, which are the real ones.
-pub fn openapi_doc(path: &str) -> Option<Value> {
+/// is what makes kubectl leave validation to the server, and the kinds' schemas, which
+/// `kubectl explain` reads and `kubectl apply` computes its patches from. Built once per
+/// group-version.
+pub fn openapi_doc(path: &str) -> Option<Arc<Vec<u8>>> {
+    static DOCS: LazyLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = LazyLock::new(Default::default);
+    let mut docs = DOCS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(doc) = docs.get(path) {
+        return Some(doc.clone());
+    }
+    let doc = Arc::new(serde_json::to_vec(&build_openapi_doc(path)?).ok()?);
+    docs.insert(path.to_string(), doc.clone());
+    Some(doc)
+}
+
+fn build_openapi_doc(path: &str) -> Option<Value> {
     let (g, v) = group_versions(true).into_iter().chain(group_versions(false)).find(|(g, v)| gv_path(g, v) == path)?;
     let mut paths = serde_json::Map::new();
     for r in resources_of(g, v) {
@@ -163,7 +178,11 @@ pub fn openapi_doc(path: &str) -> Option<Value> {
             }}),
         );
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "podvisor", "version": "v1.32.0"}, "paths": paths}))
+    let schemas = podvisor_objects::openapi::schemas(&resources_of(g, v).collect::<Vec<_>>());
+    Some(json!({
+        "openapi": "3.0.0", "info": {"title": "podvisor", "version": "v1.32.0"}, "paths": paths,
+        "components": {"schemas": schemas},
+    }))
 }
 
 /// The content type kubectl asks `/openapi/v2` for: gnostic's OpenAPI v2 protobuf document.
@@ -221,7 +240,7 @@ mod tests {
         let names: Vec<&str> =
             groups["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["batch", "apps", "discovery.k8s.io", "coordination.k8s.io", "metrics.k8s.io"]);
-        assert!(openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());
+        assert!(build_openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());
         assert!(resource_list("nope", "v1").is_none());
     }
 }

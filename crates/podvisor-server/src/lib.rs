@@ -331,7 +331,11 @@ async fn dispatch(
             get_only(Reply::json(200, &discovery::resource_list(&g, &v).ok_or_else(ApiError::no_route)?))
         }
         Route::OpenApiRoot => get_only(Reply::json(200, &discovery::openapi_root())),
-        Route::OpenApi(p) => get_only(Reply::json(200, &discovery::openapi_doc(&p).ok_or_else(ApiError::no_route)?)),
+        Route::OpenApi(p) => get_only(Reply::bytes(
+            200,
+            "application/json",
+            discovery::openapi_doc(&p).ok_or_else(ApiError::no_route)?.to_vec(),
+        )),
         Route::OpenApiV2 => get_only(Reply::bytes(200, discovery::OPENAPI_V2_TYPE, discovery::openapi_v2())),
         Route::Unserved => Err(ApiError::no_route()),
         Route::Health(endpoint, check) => get_only(health(&endpoint, check.as_deref(), query.contains_key("verbose"))?),

@@ -1716,6 +1716,29 @@ fn apply_of_a_mixed_directory_applies_what_is_served_and_names_the_rest() {
     assert!(info.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{info}");
 }
 
+/// #17: `kubectl explain` reads the kinds' schemas from the OpenAPI v3 documents, down to a
+/// sidecar's `restartPolicy`, in every served group; `--recursive` walks the references.
+#[test]
+fn kubectl_explain_reads_the_schemas_of_the_served_kinds() {
+    let dir = data_dir("explain");
+    let server = serve(&dir);
+    let field = server.ok(&["explain", "pod.spec.initContainers.restartPolicy"], None);
+    assert!(field.contains("KIND:       Pod") && field.contains("FIELD: restartPolicy <string>"), "{field}");
+    assert!(field.contains("\"sidecar\" container"), "{field}");
+    let strategy = server.ok(&["explain", "deploy.spec.strategy"], None);
+    assert!(
+        strategy.contains("GROUP:      apps") && strategy.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{strategy}"
+    );
+    let cron = server.ok(&["explain", "cronjobs.spec.timeZone"], None);
+    assert!(cron.contains("GROUP:      batch") && cron.contains("FIELD: timeZone <string>"), "{cron}");
+    let tree = server.ok(&["explain", "svc.spec", "--recursive"], None);
+    assert!(tree.contains("ports\t<[]ServicePort>") && tree.contains("targetPort\t<IntOrString>"), "{tree}");
+    let (code, _, err) = server.kubectl(&["explain", "pod.spec.nosuch"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("field \"nosuch\" does not exist"), "{err}");
+}
+
 /// #17: `kubectl top pod` (with `--containers`) and `kubectl top node` through the
 /// `metrics.k8s.io` API: a container spinning shows most of a core, a sleeping sidecar next to
 /// nothing; writes to the metrics API are refused.
