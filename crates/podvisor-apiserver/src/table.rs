@@ -127,6 +127,11 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
         Resource::Leases => &[("Name", 0), ("Holder", 0), ("Age", 0)],
         Resource::PodMetrics | Resource::NodeMetrics => &[("Name", 0), ("CPU", 0), ("Memory", 0), ("Window", 0)],
         Resource::EndpointSlices => &[("Name", 0), ("AddressType", 0), ("Ports", 0), ("Endpoints", 0), ("Age", 0)],
+        Resource::ServiceAccounts => &[("Name", 0), ("Secrets", 0), ("Age", 0)],
+        Resource::Roles | Resource::ClusterRoles => &[("Name", 0), ("Created At", 0)],
+        Resource::RoleBindings | Resource::ClusterRoleBindings => {
+            &[("Name", 0), ("Role", 0), ("Age", 0), ("Users", 1), ("Groups", 1), ("ServiceAccounts", 1)]
+        }
     }
 }
 
@@ -467,6 +472,29 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
                 .map(str::to_string)
                 .collect();
             vec![json!(name), json!(s(v, "/addressType")), json!(ports), json!(first_three(addresses)), json!(created)]
+        }
+        Resource::ServiceAccounts => vec![json!(name), json!(list(v, "/secrets").count()), json!(created)],
+        Resource::Roles | Resource::ClusterRoles => vec![json!(name), json!(s(v, "/metadata/creationTimestamp"))],
+        Resource::RoleBindings | Resource::ClusterRoleBindings => {
+            let subjects = |kind: &str| {
+                let names: Vec<String> = list(v, "/subjects")
+                    .filter(|x| s(x, "/kind") == kind)
+                    .map(|x| match (kind, s(x, "/namespace")) {
+                        ("ServiceAccount", ns) => format!("{ns}/{}", s(x, "/name")),
+                        _ => s(x, "/name").to_string(),
+                    })
+                    .collect();
+                names.join(", ")
+            };
+            let role = format!("{}/{}", s(v, "/roleRef/kind"), s(v, "/roleRef/name"));
+            vec![
+                json!(name),
+                json!(role),
+                json!(created),
+                json!(subjects("User")),
+                json!(subjects("Group")),
+                json!(subjects("ServiceAccount")),
+            ]
         }
     }
 }

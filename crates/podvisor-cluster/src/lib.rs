@@ -19,7 +19,10 @@ pub mod events;
 mod kubelet;
 pub mod metrics;
 pub mod proxy;
+pub mod rbac;
+pub mod serviceaccounts;
 pub mod store;
+pub mod tokens;
 pub mod values;
 
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub struct NodeOptions {
     pub log_rotation: podvisor_runtime::logs::Rotation,
     /// The most pods that run at once.
     pub max_pods: usize,
+    /// The API pods may talk to, when there is one (`serve`): pods then run as service
+    /// accounts with tokens, and the `kubernetes` Service leads to it.
+    pub api: Option<Arc<serviceaccounts::ApiAccess>>,
 }
 
 /// What this machine offers pods, as a kubelet reports it: its CPUs, its memory, and `maxPods`.
@@ -89,6 +95,7 @@ pub struct Cluster {
     /// Turns true to close the Service proxy; its task, to wait for the close.
     services_stop: Arc<watch::Sender<bool>>,
     services: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    api: Option<Arc<serviceaccounts::ApiAccess>>,
 }
 
 impl Cluster {
@@ -100,9 +107,9 @@ impl Cluster {
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let objects = Arc::new(StoreObjects(store.clone()));
-        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods } =
+        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods, api } =
             options;
+        let objects = Arc::new(StoreObjects { store: store.clone(), api: api.clone() });
         // Pods on the pod network resolve names through cluster DNS, which serves them there.
         let dns_dir = data_dir.clone();
         let config = podvisor_node::NodeConfig {
@@ -126,19 +133,21 @@ impl Cluster {
                 domain: dns::DOMAIN.to_string(),
             });
         }
-        Ok(Cluster::start(store, node, rx, observer, dns))
+        Ok(Cluster::start(store, node, rx, observer, dns, api))
     }
 
     /// Starts the controllers and the kubelet binding on `store` and `node`. `node_events` is
     /// the receiver of the node's events: they become Event objects and are then passed on to
     /// `observer`, if any. With a pod network, Services are routed, and cluster DNS is served
-    /// on `dns` (bound by [`dns::bind`]) if given.
+    /// on `dns` (bound by [`dns::bind`]) if given. With `api`, pods run as service accounts
+    /// (see [`serviceaccounts`]).
     pub fn start(
         store: Arc<Store>,
         node: Node,
         mut node_events: mpsc::UnboundedReceiver<NodeEvent>,
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
         dns: Option<dns::Bound>,
+        api: Option<Arc<serviceaccounts::ApiAccess>>,
     ) -> Cluster {
         let node_name = host_name();
         let recorder = Recorder::new(store.clone(), node_name.clone());
@@ -152,6 +161,7 @@ impl Cluster {
             detached: Arc::new(watch::Sender::new(false)),
             services_stop: Arc::new(watch::Sender::new(false)),
             services: Arc::default(),
+            api: api.clone(),
         };
         cluster.ensure_basics();
         if node.has_pod_network() {
@@ -160,7 +170,8 @@ impl Cluster {
                 let proxy = podvisor_runtime::services::Proxy::open().await;
                 let reserved: Vec<std::net::Ipv4Addr> = dns.iter().map(|b| b.ip).collect();
                 let dns = dns.map(|bound| tokio::spawn(dns::serve(store.clone(), bound, stop.clone())));
-                proxy::run(store, Arc::new(proxy), reserved, stop).await;
+                let to_api = api.as_ref().and_then(|a| Some((a.service_ip?, a.address)));
+                proxy::run(store, Arc::new(proxy), reserved, to_api, stop).await;
                 if let Some(dns) = dns {
                     _ = dns.await;
                 }
@@ -169,8 +180,12 @@ impl Cluster {
                 *s = Some(task);
             }
         }
-        let ctx =
-            controllers::Ctx { store: store.clone(), recorder: cluster.recorder.clone(), bursts: Default::default() };
+        let ctx = controllers::Ctx {
+            store: store.clone(),
+            recorder: cluster.recorder.clone(),
+            bursts: Default::default(),
+            api: cluster.api.clone(),
+        };
         tokio::spawn(controllers::run(ctx, stop_rx));
         let kubelet = kubelet::Kubelet::new(
             store.clone(),
@@ -251,6 +266,19 @@ impl Cluster {
                 store::said(format_args!("namespace {ns}"), made);
             }
         }
+        for role in rbac::default_cluster_roles() {
+            let name = role.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            if self.store.get(&Key::new(Resource::ClusterRoles, "", &name)).is_none() {
+                store::said(format_args!("clusterrole {name}"), self.store.create(Resource::ClusterRoles, role));
+            }
+        }
+        if let Some(api) = &self.api {
+            let (namespaces, _) = self.store.list(Resource::Namespaces, None);
+            for ns in namespaces.iter().filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str)) {
+                serviceaccounts::ensure_namespace(&self.store, api, ns);
+            }
+            serviceaccounts::ensure_kubernetes_service(&self.store, api, &self.node.host_ip());
+        }
         let now = values::stamp(jiff::Timestamp::now());
         let condition = |ty: &str, status: &str, reason: &str, message: &str| {
             json!({"type": ty, "status": status, "reason": reason, "message": message,
@@ -300,6 +328,11 @@ impl Cluster {
             field_path: field_path.clone(),
         };
         self.recorder.record(&about, kind, reason, message, "kubelet");
+    }
+
+    /// The API pods talk to, if there is one.
+    pub fn api(&self) -> Option<&Arc<serviceaccounts::ApiAccess>> {
+        self.api.as_ref()
     }
 
     /// The object store.
@@ -385,19 +418,41 @@ impl Cluster {
     }
 }
 
-/// The ConfigMaps and Secrets of a store, as the node reads them.
+/// The ConfigMaps, Secrets, Services and service-account tokens of a store, as the node
+/// reads them.
 #[derive(Debug, Clone)]
-pub struct StoreObjects(pub Arc<Store>);
+pub struct StoreObjects {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The API that issues tokens, if any.
+    pub api: Option<Arc<serviceaccounts::ApiAccess>>,
+}
 
 impl podvisor_runtime::objects::Objects for StoreObjects {
     fn config_map(&self, namespace: &str, name: &str) -> Option<k8s_openapi::api::core::v1::ConfigMap> {
-        let v = self.0.get(&Key::new(Resource::ConfigMaps, namespace, name))?;
+        let v = self.store.get(&Key::new(Resource::ConfigMaps, namespace, name))?;
         serde_json::from_value((*v).clone()).ok()
     }
 
     fn secret(&self, namespace: &str, name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
-        let v = self.0.get(&Key::new(Resource::Secrets, namespace, name))?;
+        let v = self.store.get(&Key::new(Resource::Secrets, namespace, name))?;
         serde_json::from_value((*v).clone()).ok()
+    }
+
+    fn services(&self, namespace: &str) -> Vec<k8s_openapi::api::core::v1::Service> {
+        let (items, _) = self.store.list(Resource::Services, Some(namespace));
+        items.iter().filter_map(|v| serde_json::from_value((**v).clone()).ok()).collect()
+    }
+
+    fn service_account_token(
+        &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        audience: Option<&str>,
+        expiration_seconds: i64,
+    ) -> Result<String, String> {
+        let api =
+            self.api.as_ref().ok_or("no API issues service-account tokens here (only `podvisor serve` has one)")?;
+        serviceaccounts::token_for(&self.store, api, pod, audience, expiration_seconds)
     }
 }
 

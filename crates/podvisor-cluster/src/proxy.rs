@@ -119,18 +119,32 @@ pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>], reserved: &[Ipv4Ad
     routes
 }
 
-/// Serves the store's Services until `stopping`, then closes every frontend.
+/// Serves the store's Services until `stopping`, then closes every frontend. The
+/// `default/kubernetes` Service leads to `api` (the API's own listener, which may be on
+/// loopback: it is podvisor's, not an endpoint a user wrote).
 pub(crate) async fn run(
     store: Arc<Store>,
     proxy: Arc<Proxy>,
     reserved: Vec<Ipv4Addr>,
+    api: Option<(Ipv4Addr, SocketAddr)>,
     mut stopping: watch::Receiver<bool>,
 ) {
+    use crate::serviceaccounts::KUBERNETES_PORT;
     let mut rx = store.subscribe();
     loop {
         let services = store.list(Resource::Services, None).0;
         let slices = store.list(Resource::EndpointSlices, None).0;
-        for e in proxy.set(&routes(&services, &slices, &reserved)).await {
+        let mut routes = routes(&services, &slices, &reserved);
+        if let Some((ip, to)) = api
+            && services.iter().any(|s| {
+                s.pointer("/metadata/name").and_then(Value::as_str) == Some("kubernetes")
+                    && s.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default")
+                    && s.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(&ip.to_string())
+            })
+        {
+            routes.insert(Frontend { ip, port: KUBERNETES_PORT }, vec![to]);
+        }
+        for e in proxy.set(&routes).await {
             eprintln!("podvisor: Service routing: {e}");
         }
         // Wait for a change that matters, then take every change already queued with it.

@@ -36,6 +36,16 @@ pub enum Resource {
     PodMetrics,
     /// `metrics.k8s.io/v1beta1` nodes: the node's resource use (read only).
     NodeMetrics,
+    /// `v1` serviceaccounts: the identities pods talk to the API as.
+    ServiceAccounts,
+    /// `rbac.authorization.k8s.io/v1` roles: rules within a namespace.
+    Roles,
+    /// `rbac.authorization.k8s.io/v1` rolebindings: who holds a role in a namespace.
+    RoleBindings,
+    /// `rbac.authorization.k8s.io/v1` clusterroles (cluster-scoped).
+    ClusterRoles,
+    /// `rbac.authorization.k8s.io/v1` clusterrolebindings (cluster-scoped).
+    ClusterRoleBindings,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -61,7 +71,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 16] = [
+    pub const ALL: [Resource; 21] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -78,6 +88,11 @@ impl Resource {
         Resource::Leases,
         Resource::PodMetrics,
         Resource::NodeMetrics,
+        Resource::ServiceAccounts,
+        Resource::Roles,
+        Resource::RoleBindings,
+        Resource::ClusterRoles,
+        Resource::ClusterRoleBindings,
     ];
 
     /// Discovery facts.
@@ -93,6 +108,7 @@ impl Resource {
             categories,
         };
         const ALL: &[&str] = &["all"];
+        const RBAC: &str = "rbac.authorization.k8s.io";
         match self {
             Resource::Pods => i("", "v1", "Pod", "pods", "pod", true, &["po"], ALL),
             Resource::Jobs => i("batch", "v1", "Job", "jobs", "job", true, &[], ALL),
@@ -111,6 +127,15 @@ impl Resource {
             Resource::NodeMetrics => i("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", "", false, &[], &[]),
             Resource::EndpointSlices => {
                 i("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[])
+            }
+            Resource::ServiceAccounts => {
+                i("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[])
+            }
+            Resource::Roles => i(RBAC, "v1", "Role", "roles", "role", true, &[], &[]),
+            Resource::RoleBindings => i(RBAC, "v1", "RoleBinding", "rolebindings", "rolebinding", true, &[], &[]),
+            Resource::ClusterRoles => i(RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", false, &[], &[]),
+            Resource::ClusterRoleBindings => {
+                i(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, &[], &[])
             }
         }
     }

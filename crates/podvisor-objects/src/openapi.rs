@@ -11,7 +11,7 @@
 
 mod patch_meta;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, rbac};
 use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
@@ -41,6 +41,11 @@ fn root(resource: Resource, generator: &mut SchemaGenerator) -> Option<String> {
         Resource::EndpointSlices => add::<discovery::v1::EndpointSlice>(generator),
         Resource::CronJobs => add::<batch::v1::CronJob>(generator),
         Resource::Leases => add::<coordination::v1::Lease>(generator),
+        Resource::ServiceAccounts => add::<core::v1::ServiceAccount>(generator),
+        Resource::Roles => add::<rbac::v1::Role>(generator),
+        Resource::RoleBindings => add::<rbac::v1::RoleBinding>(generator),
+        Resource::ClusterRoles => add::<rbac::v1::ClusterRole>(generator),
+        Resource::ClusterRoleBindings => add::<rbac::v1::ClusterRoleBinding>(generator),
         Resource::PodMetrics | Resource::NodeMetrics => return None,
     })
 }

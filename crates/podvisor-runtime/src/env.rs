@@ -3,7 +3,7 @@
 //! `valueFrom` read from ConfigMaps, Secrets, the pod (downward API) and the container's
 //! resources.
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
 
 use crate::objects::{Kind, NotFound, Objects, data, field_value};
 
@@ -86,10 +86,57 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Builds the environment of container `c` of `pod`.
+/// The service environment variables the kubelet gives a container: for each Service of the
+/// pod's namespace with a cluster IP (unless `enableServiceLinks` is false) and for
+/// `default/kubernetes` always, `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORT NAME>]` and
+/// the Docker-link `<NAME>_PORT*` variables.
+pub fn service_links(pod: &Pod, objects: &dyn Objects) -> Vec<(String, String)> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let mut services: Vec<Service> = if links { objects.services(ns) } else { Vec::new() };
+    let named = |s: &Service, n: &str| s.metadata.name.as_deref() == Some(n);
+    if !services.iter().any(|s| named(s, "kubernetes")) {
+        services.extend(objects.services("default").into_iter().filter(|s| named(s, "kubernetes")));
+    }
+    services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let upper = |s: &str| s.to_uppercase().replace('-', "_");
+    let mut env = Vec::new();
+    for svc in &services {
+        let Some(spec) = &svc.spec else { continue };
+        let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None") else { continue };
+        let name = upper(svc.metadata.name.as_deref().unwrap_or(""));
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        env.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        if let Some(first) = ports.first() {
+            env.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        }
+        for p in ports {
+            if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                env.push((format!("{name}_SERVICE_PORT_{}", upper(n)), p.port.to_string()));
+            }
+        }
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| p.protocol.as_deref().unwrap_or("TCP").to_string();
+        if let Some(first) = ports.first() {
+            env.push((format!("{name}_PORT"), format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port)));
+        }
+        for p in ports {
+            let (lower, upper_proto) = (proto(p).to_lowercase(), proto(p).to_uppercase());
+            let prefix = format!("{name}_PORT_{}_{upper_proto}", p.port);
+            env.push((prefix.clone(), format!("{lower}://{ip}:{}", p.port)));
+            env.push((format!("{prefix}_PROTO"), lower));
+            env.push((format!("{prefix}_PORT"), p.port.to_string()));
+            env.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    env
+}
+
+/// Builds the environment of container `c` of `pod`: the service variables first (a
+/// container's own variables of the same name win, and may refer to them), then `envFrom`
+/// and `env`.
 pub fn resolve(pod: &Pod, c: &Container, objects: &dyn Objects) -> Result<Vec<(String, String)>, EnvError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = service_links(pod, objects);
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (kind, name, optional) = match (&from.config_map_ref, &from.secret_ref) {

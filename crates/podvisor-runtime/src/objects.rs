@@ -1,16 +1,33 @@
 //! The objects a pod's containers may read from: ConfigMaps and Secrets (for env, envFrom and
-//! volumes), and the pod itself (for the downward API).
+//! volumes), Services (for the service environment variables), service-account tokens, and the
+//! pod itself (for the downward API).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 
-/// Where ConfigMaps and Secrets are looked up.
+/// Where ConfigMaps, Secrets, Services and service-account tokens are looked up.
 pub trait Objects: Send + Sync {
     /// The ConfigMap `name` in `namespace`.
     fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap>;
     /// The Secret `name` in `namespace`.
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+    /// The Services of `namespace` (for the service environment variables). None by default.
+    fn services(&self, namespace: &str) -> Vec<Service> {
+        let _ = namespace;
+        Vec::new()
+    }
+    /// A token for `pod`'s service account, for `audience`, lasting `expiration_seconds`: what
+    /// a `serviceAccountToken` projection holds. Refused where no API issues tokens.
+    fn service_account_token(
+        &self,
+        pod: &Pod,
+        audience: Option<&str>,
+        expiration_seconds: i64,
+    ) -> Result<String, String> {
+        let _ = (pod, audience, expiration_seconds);
+        Err("no API issues service-account tokens here".into())
+    }
 }
 
 /// A ConfigMap's keys and values (`data` and `binaryData`).

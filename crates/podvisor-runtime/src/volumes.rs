@@ -175,7 +175,7 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
 type File = (String, Vec<u8>, i32);
 
 /// The files a configMap, secret, downwardAPI or projected volume holds now, and whether any
-/// comes from a Secret (the volume is then a tmpfs).
+/// comes from a Secret or is a token (the volume is then a tmpfs).
 fn object_files(pod: &Pod, v: &Volume, objects: &dyn Objects) -> Result<(Vec<File>, bool), String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut files: Vec<File> = Vec::new();
@@ -205,8 +205,14 @@ fn object_files(pod: &Pod, v: &Volume, objects: &dyn Objects) -> Result<(Vec<Fil
                 source(Kind::Secret, &s.name, s.items.as_deref(), s.optional, mode)?
             } else if let Some(d) = &src.downward_api {
                 downward(pod, d.items.iter().flatten(), mode)?
+            } else if let Some(t) = &src.service_account_token {
+                let token =
+                    objects.service_account_token(pod, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600))?;
+                vec![(t.path.clone(), token.into_bytes(), mode)]
             } else {
-                return Err("only configMap, secret and downwardAPI projections are supported".into());
+                return Err(
+                    "only configMap, secret, downwardAPI and serviceAccountToken projections are supported".into()
+                );
             });
         }
     } else {
@@ -215,7 +221,9 @@ fn object_files(pod: &Pod, v: &Volume, objects: &dyn Objects) -> Result<(Vec<Fil
                 .into(),
         );
     }
-    Ok((files, secret))
+    // A token is a secret too: its volume is a tmpfs.
+    let token = v.projected.iter().flat_map(|p| p.sources.iter().flatten()).any(|s| s.service_account_token.is_some());
+    Ok((files, secret || token))
 }
 
 /// The symlink that names the current data directory of a volume.

@@ -239,7 +239,10 @@ mod tests {
         let groups = aggregated(false);
         let names: Vec<&str> =
             groups["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["batch", "apps", "discovery.k8s.io", "coordination.k8s.io", "metrics.k8s.io"]);
+        assert_eq!(
+            names,
+            ["batch", "apps", "discovery.k8s.io", "coordination.k8s.io", "metrics.k8s.io", "rbac.authorization.k8s.io"]
+        );
         assert!(build_openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());
         assert!(resource_list("nope", "v1").is_none());
     }

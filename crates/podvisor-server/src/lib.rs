@@ -229,10 +229,8 @@ async fn read_body(mut body: Incoming) -> Result<Bytes, ApiError> {
 /// (`Bearer`, any case, then the token; surrounding space is not part of a header's value), the
 /// token compared in constant time so its bytes cannot be guessed from the time an answer takes.
 pub fn authorized(header: Option<&[u8]>, token: &str) -> bool {
-    let Some(value) = header.and_then(|v| std::str::from_utf8(v).ok()) else { return false };
-    let mut parts = value.trim_matches([' ', '\t']).split(' ');
-    let (Some(scheme), Some(given), None) = (parts.next(), parts.next(), parts.next()) else { return false };
-    if !scheme.eq_ignore_ascii_case("bearer") || given.is_empty() || token.is_empty() {
+    let Some(given) = bearer(header) else { return false };
+    if token.is_empty() {
         return false;
     }
     let (a, b) = (given.as_bytes(), token.as_bytes());
@@ -242,6 +240,72 @@ pub fn authorized(header: Option<&[u8]>, token: &str) -> bool {
         diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
     }
     diff == 0
+}
+
+/// The bearer token of an `Authorization` header, read as the API server reads it.
+fn bearer(header: Option<&[u8]>) -> Option<&str> {
+    let value = header.and_then(|v| std::str::from_utf8(v).ok())?;
+    let mut parts = value.trim_matches([' ', '\t']).split(' ');
+    let (Some(scheme), Some(given), None) = (parts.next(), parts.next(), parts.next()) else { return None };
+    (scheme.eq_ignore_ascii_case("bearer") && !given.is_empty()).then_some(given)
+}
+
+/// Who a request comes from.
+enum Caller {
+    /// The holder of the node's token: everything is allowed.
+    Admin,
+    /// A service account (a pod's token): RBAC decides.
+    Account(podvisor_cluster::rbac::User),
+}
+
+/// The caller an `Authorization` header proves, if any.
+fn authenticate(state: &State, header: Option<&[u8]>) -> Option<Caller> {
+    if authorized(header, &state.token) {
+        return Some(Caller::Admin);
+    }
+    let api = state.cluster.api()?;
+    let token = bearer(header)?;
+    podvisor_cluster::serviceaccounts::authenticate(state.store(), api, token).map(Caller::Account)
+}
+
+/// The refusal, if any, of a request by `user` to `route`: RBAC decides requests about
+/// objects; the discovery, OpenAPI, version and health paths are open to every authenticated
+/// user (the API server's `system:discovery` and `system:public-info-viewer`).
+fn refusal(
+    state: &State,
+    user: &podvisor_cluster::rbac::User,
+    method: &Method,
+    route: Option<&Route>,
+    query: Option<&str>,
+) -> Option<ApiError> {
+    let Some(Route::Object { resource, namespace, name, sub }) = route else { return None };
+    let watch = request::query(query).get("watch").is_some_and(|w| w == "true" || w == "1");
+    let connect = matches!(sub.as_deref(), Some("exec" | "attach" | "portforward"));
+    let verb = match *method {
+        _ if connect => "create",
+        Method::GET if watch => "watch",
+        Method::GET | Method::HEAD if name.is_none() => "list",
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if name.is_none() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => return None,
+    };
+    let info = resource.info();
+    let req = podvisor_cluster::rbac::Request {
+        verb,
+        group: info.group,
+        resource: info.plural,
+        subresource: sub.as_deref(),
+        namespace: namespace.as_deref(),
+        name: name.as_deref(),
+    };
+    if podvisor_cluster::rbac::allows(state.store(), user, &req) {
+        return None;
+    }
+    Some(ApiError::forbidden(podvisor_cluster::rbac::forbidden(user, &req)))
 }
 
 /// Whether `addr` may be served without an explicit opt-in.
@@ -254,11 +318,18 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     // they say nothing but that the server is up.
     let public =
         req.method() == Method::GET && matches!(request::route(req.uri().path()), Some(request::Route::Health(..)));
-    if !public && !authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token) {
+    let caller = authenticate(state, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+    if !public && caller.is_none() {
         // The connection goes with the answer: a client without the token holds no place.
         let mut r = Reply::error(&ApiError::unauthorized());
         r.0.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         return r;
+    }
+    if let Some(Caller::Account(user)) = &caller
+        && let Some(e) =
+            refusal(state, user, req.method(), request::route(req.uri().path()).as_ref(), req.uri().query())
+    {
+        return Reply::error(&e);
     }
     // `pods/exec` upgrades the connection: it keeps the request whole.
     if let Some(Route::Object {

@@ -28,6 +28,11 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message)
     }
 
+    /// 403 Forbidden, for a request the caller's roles do not allow.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "Forbidden", message)
+    }
+
     /// 401 Unauthorized.
     pub fn unauthorized() -> ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")

@@ -1,6 +1,6 @@
 //! The server's credentials: a CA made on first start, a serving certificate it signs for
-//! `127.0.0.1` and `localhost`, and a bearer token, all kept (mode 0600) under
-//! `<data-dir>/serve/` so that a kubeconfig stays valid across restarts.
+//! `127.0.0.1`, `localhost` and the `kubernetes` Service, and a bearer token, all kept (mode
+//! 0600) under `<data-dir>/serve/` so that a kubeconfig stays valid across restarts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,9 +46,38 @@ fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
         .map_err(|error| TlsError::Io { path: path.to_path_buf(), error })
 }
 
+/// The names the serving certificate is always for: loopback, and the names of the
+/// `kubernetes` Service by which pods reach the API. Its cluster IP is added per run.
+const SERVING_NAMES: [&str; 6] = [
+    "localhost",
+    "127.0.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
+
+/// The CA's own certificate parameters; the same each time, so that a certificate signed
+/// with the kept key verifies against the kept CA certificate.
+fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "podvisor-ca");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    Ok(ca_params)
+}
+
 impl Credentials {
-    /// Reads the credentials under `dir`, making them first when absent.
-    pub fn load_or_create(dir: &Path) -> Result<Credentials, TlsError> {
+    /// Reads the credentials under `dir`, making what is missing first. With `service_ip`
+    /// (the `kubernetes` Service's address this run), the serving certificate is made again,
+    /// by the same CA, if it is not for exactly [`SERVING_NAMES`] and that address; without,
+    /// an existing one is kept. The token and the CA are kept: a kubeconfig stays valid. A
+    /// data directory whose CA key was not kept (an earlier version) gets a new CA.
+    pub fn load_or_create(dir: &Path, service_ip: Option<std::net::Ipv4Addr>) -> Result<Credentials, TlsError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |error| TlsError::Io { path, error }
@@ -57,41 +86,53 @@ impl Credentials {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
         }
-        let files = ["ca.crt", "server.crt", "server.key", "token"].map(|f| dir.join(f));
-        if files.iter().all(|f| f.exists()) {
-            // Made by an earlier version with the umask's mode: the key and token are secrets.
-            for f in &files {
+        let [ca_crt, ca_key, server_crt, server_key, token_file, names_file] =
+            ["ca.crt", "ca.key", "server.crt", "server.key", "token", "server.names"].map(|f| dir.join(f));
+        // Made by an earlier version with the umask's mode: keys and the token are secrets.
+        for f in [&ca_crt, &ca_key, &server_crt, &server_key, &token_file, &names_file] {
+            if f.exists() {
                 podvisor_runtime::files::make_private(f).map_err(io(f))?;
             }
-            let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(io(p));
-            return Ok(Credentials {
-                ca_pem: read(&files[0])?,
-                cert_pem: read(&files[1])?,
-                key_pem: read(&files[2])?,
-                token: read(&files[3])?.trim().to_string(),
-            });
         }
-        let ca_key = rcgen::KeyPair::generate()?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "podvisor-ca");
-        ca_params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+        let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(io(p));
+        let token = match read(&token_file).map(|t| t.trim().to_string()) {
+            Ok(t) if t.len() >= 32 => t,
+            _ => {
+                let t: String = podvisor_objects::uid::new_uid().chars().filter(char::is_ascii_hexdigit).collect();
+                write_private(&token_file, &t)?;
+                t
+            }
+        };
+        let (ca_pem, ca_key_pair, new_ca) = if ca_crt.exists() && ca_key.exists() {
+            let key = rcgen::KeyPair::from_pem(&read(&ca_key)?).map_err(|_| TlsError::Pem(ca_key.clone()))?;
+            (read(&ca_crt)?, key, false)
+        } else {
+            let key = rcgen::KeyPair::generate()?;
+            let key_pem = key.serialize_pem();
+            let pem = rcgen::CertifiedIssuer::self_signed(ca_params()?, key)?.pem();
+            let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|_| TlsError::Pem(ca_key.clone()))?;
+            write_private(&ca_key, &key_pem)?;
+            write_private(&ca_crt, &pem)?;
+            (pem, key, true)
+        };
+        let mut names: Vec<String> = SERVING_NAMES.map(str::to_string).to_vec();
+        names.extend(service_ip.map(|ip| ip.to_string()));
+        let have = std::fs::read_to_string(&names_file).unwrap_or_default();
+        let keep =
+            !new_ca && server_crt.exists() && server_key.exists() && (service_ip.is_none() || have == names.join("\n"));
+        if keep {
+            return Ok(Credentials { ca_pem, token, cert_pem: read(&server_crt)?, key_pem: read(&server_key)? });
+        }
+        let issuer = rcgen::Issuer::new(ca_params()?, ca_key_pair);
         let key = rcgen::KeyPair::generate()?;
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        let mut params = rcgen::CertificateParams::new(names.clone())?;
         params.distinguished_name.push(rcgen::DnType::CommonName, "podvisor");
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &ca)?;
-        let token: String = podvisor_objects::uid::new_uid().chars().filter(char::is_ascii_hexdigit).collect();
-        let c = Credentials { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem(), token };
-        write_private(&files[0], &c.ca_pem)?;
-        write_private(&files[1], &c.cert_pem)?;
-        write_private(&files[2], &c.key_pem)?;
-        write_private(&files[3], &c.token)?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let c = Credentials { ca_pem, token, cert_pem: cert.pem(), key_pem: key.serialize_pem() };
+        write_private(&server_crt, &c.cert_pem)?;
+        write_private(&server_key, &c.key_pem)?;
+        write_private(&names_file, &names.join("\n"))?;
         Ok(c)
     }
 

@@ -74,6 +74,8 @@ impl NodeArgs {
                 max_files: self.container_log_max_files as usize,
             },
             max_pods: self.max_pods as usize,
+            // Only `serve` has an API for pods to talk to; it sets this.
+            api: None,
         }
     }
 }

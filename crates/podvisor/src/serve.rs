@@ -43,7 +43,12 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         // The store holds Secrets.
         podvisor_runtime::files::make_private(&store_path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", store_path.display()))?;
-        let creds = Credentials::load_or_create(&dir)?;
+        // The `kubernetes` Service's address, which the serving certificate names.
+        let service_ip = match opts.node.network {
+            Some(_) => podvisor_cluster::serviceaccounts::claim_ip(&opts.node.data_dir),
+            None => None,
+        };
+        let creds = Credentials::load_or_create(&dir, service_ip)?;
         let tls = creds.server_config(&dir)?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
@@ -55,7 +60,19 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         podvisor_runtime::files::write_private(&kubeconfig, creds.kubeconfig(&server).as_bytes())
             .map_err(|e| anyhow::anyhow!("{}: {e}", kubeconfig.display()))?;
         std::fs::write(dir.join("address"), &server)?;
-        let cluster = Cluster::open(store, opts.node.clone(), None).await?;
+        // Pods talk to this API as service accounts, with tokens signed by a key kept here.
+        let key = dir.join("serviceaccount.key");
+        let issuer = podvisor_cluster::tokens::Issuer::load_or_create(&key)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+        let api = podvisor_cluster::serviceaccounts::ApiAccess {
+            issuer,
+            ca_pem: creds.ca_pem.clone(),
+            address: addr,
+            service_ip,
+        };
+        let mut node = opts.node.clone();
+        node.api = Some(std::sync::Arc::new(api));
+        let cluster = Cluster::open(store, node, None).await?;
         let node = cluster.node().clone();
         println!("podvisor: serving the Kubernetes API at {server}");
         println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());
@@ -95,7 +112,7 @@ pub fn kubeconfig(out: &mut impl std::io::Write, data: &Path) -> anyhow::Result<
     let server = std::fs::read_to_string(dir.join("address")).map_err(|_| {
         anyhow::anyhow!("{}: no server has run here yet; start one with `podvisor serve`", dir.display())
     })?;
-    let creds = Credentials::load_or_create(&dir)?;
+    let creds = Credentials::load_or_create(&dir, None)?;
     write!(out, "{}", creds.kubeconfig(server.trim()))?;
     Ok(true)
 }

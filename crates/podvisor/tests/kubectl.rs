@@ -1774,3 +1774,105 @@ spec:
     assert_eq!(code, 1);
     assert!(err.contains("MethodNotAllowed") || err.contains("method"), "{err}");
 }
+
+/// #17: a pod runs as its ServiceAccount, with the kubelet's `kube-api-access-*` volume (token,
+/// `ca.crt`, `namespace`) and the `KUBERNETES_SERVICE_*` variables; its token, used as an
+/// in-pod client would (through the `kubernetes` Service with that CA), is allowed what its
+/// RoleBinding grants and refused the rest in the API server's words; it stops working when
+/// the pod is gone. A missing account is refused; `automountServiceAccountToken: false` is
+/// honoured.
+#[test]
+fn service_account_tokens_reach_the_api_through_the_kubernetes_service_under_rbac() {
+    let dir = data_dir("sa");
+    let server = serve(&dir);
+    let manifest = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader}
+rules: [{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: read-pods}
+subjects: [{kind: ServiceAccount, name: reader, namespace: default}]
+roleRef: {kind: Role, name: pod-reader, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  serviceAccountName: reader
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: "busybox:1.36", command: [sh, -c, "sleep 3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: "busybox:1.36", command: [sh, -c, "sleep 3600"]}]
+"#;
+    server.ok(&["apply", "-f", "-"], Some(manifest));
+    server.ok(&["wait", "--for=condition=Ready", "pod/client", "pod/quiet", "--timeout=60s"], None);
+    let bindings = server.ok(&["get", "rolebindings", "-o", "wide"], None);
+    assert!(bindings.contains("Role/pod-reader") && bindings.contains("default/reader"), "{bindings}");
+    let files = server.ok(&["exec", "client", "--", "ls", "/var/run/secrets/kubernetes.io/serviceaccount"], None);
+    assert_eq!(files.split_whitespace().collect::<Vec<_>>(), ["ca.crt", "namespace", "token"]);
+    // The `kubernetes` Service is at 10.96.0.1 unless another server on the machine has it.
+    let svc = server.ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"], None);
+    let env = server.ok(&["exec", "client", "--", "env"], None);
+    assert!(env.contains(&format!("KUBERNETES_SERVICE_HOST={svc}\n")), "{env}");
+    assert!(env.contains(&format!("KUBERNETES_PORT_443_TCP=tcp://{svc}:443")), "{env}");
+    let (code, out, _) =
+        server.kubectl(&["exec", "quiet", "--", "ls", "/var/run/secrets/kubernetes.io/serviceaccount"], None);
+    assert_ne!(code, 0, "no token for a pod that asks for none: {out}");
+    let cat = |f: &str| {
+        server.ok(&["exec", "client", "--", "cat", &format!("/var/run/secrets/kubernetes.io/serviceaccount/{f}")], None)
+    };
+    let ca = dir.join("pod-ca.crt");
+    std::fs::write(&ca, cat("ca.crt")).unwrap();
+    let token = cat("token");
+    let as_pod = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .args([
+                "--kubeconfig=/dev/null",
+                &format!("--server=https://{svc}"),
+                &format!("--certificate-authority={}", ca.display()),
+            ])
+            .arg(format!("--token={token}"))
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = as_pod(&["get", "pods"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("client"), "{out}");
+    let (_, _, err) = as_pod(&["get", "secrets"]);
+    assert!(err.contains(r#"Error from server (Forbidden): secrets is forbidden: User "system:serviceaccount:default:reader" cannot list resource "secrets" in API group "" in the namespace "default""#), "{err}");
+    let (_, _, err) = as_pod(&["delete", "pod", "quiet"]);
+    assert!(
+        err.contains(
+            r#"pods "quiet" is forbidden: User "system:serviceaccount:default:reader" cannot delete resource "pods""#
+        ),
+        "{err}"
+    );
+    let (_, _, err) = server.kubectl(
+        &["run", "ghost", "--image=busybox:1.36", "--overrides", r#"{"spec":{"serviceAccountName":"nobody"}}"#],
+        None,
+    );
+    assert!(err.contains(r#"pods "ghost" is forbidden: error looking up service account default/nobody: serviceaccount "nobody" not found"#), "{err}");
+    server.ok(&["delete", "pod", "client", "--wait=true"], None);
+    let (code, _, err) = as_pod(&["get", "pods"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("Unauthorized"), "a bound token ends with its pod: {err}");
+}

@@ -7,6 +7,56 @@ use super::{Field, INLINE, Kind, OMIT_ZERO, REPEATED, f};
 /// Every message reachable from the served kinds, sorted by name.
 pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     (
+        "apps.v1.DaemonSet",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("apps.v1.DaemonSetSpec"), OMIT_ZERO),
+            f(3, "status", Kind::Message("apps.v1.DaemonSetStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "apps.v1.DaemonSetCondition",
+        &[
+            f(1, "type", Kind::String, 0),
+            f(2, "status", Kind::String, 0),
+            f(3, "lastTransitionTime", Kind::Time, OMIT_ZERO),
+            f(4, "reason", Kind::String, OMIT_ZERO),
+            f(5, "message", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
+        "apps.v1.DaemonSetSpec",
+        &[
+            f(1, "selector", Kind::Message("meta.v1.LabelSelector"), 0),
+            f(2, "template", Kind::Message("core.v1.PodTemplateSpec"), 0),
+            f(3, "updateStrategy", Kind::Message("apps.v1.DaemonSetUpdateStrategy"), OMIT_ZERO),
+            f(4, "minReadySeconds", Kind::Int32, OMIT_ZERO),
+            f(6, "revisionHistoryLimit", Kind::Int32, 0),
+        ],
+    ),
+    (
+        "apps.v1.DaemonSetStatus",
+        &[
+            f(1, "currentNumberScheduled", Kind::Int32, 0),
+            f(2, "numberMisscheduled", Kind::Int32, 0),
+            f(3, "desiredNumberScheduled", Kind::Int32, 0),
+            f(4, "numberReady", Kind::Int32, 0),
+            f(5, "observedGeneration", Kind::Int64, OMIT_ZERO),
+            f(6, "updatedNumberScheduled", Kind::Int32, OMIT_ZERO),
+            f(7, "numberAvailable", Kind::Int32, OMIT_ZERO),
+            f(8, "numberUnavailable", Kind::Int32, OMIT_ZERO),
+            f(9, "collisionCount", Kind::Int32, 0),
+            f(10, "conditions", Kind::Message("apps.v1.DaemonSetCondition"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "apps.v1.DaemonSetUpdateStrategy",
+        &[
+            f(1, "type", Kind::String, OMIT_ZERO),
+            f(2, "rollingUpdate", Kind::Message("apps.v1.RollingUpdateDaemonSet"), 0),
+        ],
+    ),
+    (
         "apps.v1.Deployment",
         &[
             f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
@@ -99,8 +149,111 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "apps.v1.RollingUpdateDaemonSet",
+        &[f(1, "maxUnavailable", Kind::IntOrString, 0), f(2, "maxSurge", Kind::IntOrString, 0)],
+    ),
+    (
         "apps.v1.RollingUpdateDeployment",
         &[f(1, "maxUnavailable", Kind::IntOrString, 0), f(2, "maxSurge", Kind::IntOrString, 0)],
+    ),
+    (
+        "apps.v1.RollingUpdateStatefulSetStrategy",
+        &[f(1, "partition", Kind::Int32, 0), f(2, "maxUnavailable", Kind::IntOrString, 0)],
+    ),
+    (
+        "apps.v1.StatefulSet",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("apps.v1.StatefulSetSpec"), OMIT_ZERO),
+            f(3, "status", Kind::Message("apps.v1.StatefulSetStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "apps.v1.StatefulSetCondition",
+        &[
+            f(1, "type", Kind::String, 0),
+            f(2, "status", Kind::String, 0),
+            f(3, "lastTransitionTime", Kind::Time, OMIT_ZERO),
+            f(4, "reason", Kind::String, OMIT_ZERO),
+            f(5, "message", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    ("apps.v1.StatefulSetOrdinals", &[f(1, "start", Kind::Int32, 0)]),
+    (
+        "apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+        &[f(1, "whenDeleted", Kind::String, OMIT_ZERO), f(2, "whenScaled", Kind::String, OMIT_ZERO)],
+    ),
+    (
+        "apps.v1.StatefulSetSpec",
+        &[
+            f(1, "replicas", Kind::Int32, 0),
+            f(2, "selector", Kind::Message("meta.v1.LabelSelector"), 0),
+            f(3, "template", Kind::Message("core.v1.PodTemplateSpec"), 0),
+            f(4, "volumeClaimTemplates", Kind::Message("core.v1.PersistentVolumeClaim"), REPEATED | OMIT_ZERO),
+            f(5, "serviceName", Kind::String, 0),
+            f(6, "podManagementPolicy", Kind::String, OMIT_ZERO),
+            f(7, "updateStrategy", Kind::Message("apps.v1.StatefulSetUpdateStrategy"), OMIT_ZERO),
+            f(8, "revisionHistoryLimit", Kind::Int32, 0),
+            f(9, "minReadySeconds", Kind::Int32, OMIT_ZERO),
+            f(
+                10,
+                "persistentVolumeClaimRetentionPolicy",
+                Kind::Message("apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy"),
+                0,
+            ),
+            f(11, "ordinals", Kind::Message("apps.v1.StatefulSetOrdinals"), 0),
+        ],
+    ),
+    (
+        "apps.v1.StatefulSetStatus",
+        &[
+            f(1, "observedGeneration", Kind::Int64, OMIT_ZERO),
+            f(2, "replicas", Kind::Int32, 0),
+            f(3, "readyReplicas", Kind::Int32, OMIT_ZERO),
+            f(4, "currentReplicas", Kind::Int32, OMIT_ZERO),
+            f(5, "updatedReplicas", Kind::Int32, OMIT_ZERO),
+            f(6, "currentRevision", Kind::String, OMIT_ZERO),
+            f(7, "updateRevision", Kind::String, OMIT_ZERO),
+            f(9, "collisionCount", Kind::Int32, 0),
+            f(10, "conditions", Kind::Message("apps.v1.StatefulSetCondition"), REPEATED | OMIT_ZERO),
+            f(11, "availableReplicas", Kind::Int32, 0),
+        ],
+    ),
+    (
+        "apps.v1.StatefulSetUpdateStrategy",
+        &[
+            f(1, "type", Kind::String, OMIT_ZERO),
+            f(2, "rollingUpdate", Kind::Message("apps.v1.RollingUpdateStatefulSetStrategy"), 0),
+        ],
+    ),
+    (
+        "authentication.k8s.io.v1.BoundObjectReference",
+        &[
+            f(1, "kind", Kind::String, OMIT_ZERO),
+            f(2, "apiVersion", Kind::String, OMIT_ZERO),
+            f(3, "name", Kind::String, OMIT_ZERO),
+            f(4, "uid", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
+        "authentication.k8s.io.v1.TokenRequest",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("authentication.k8s.io.v1.TokenRequestSpec"), 0),
+            f(3, "status", Kind::Message("authentication.k8s.io.v1.TokenRequestStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "authentication.k8s.io.v1.TokenRequestSpec",
+        &[
+            f(1, "audiences", Kind::String, REPEATED),
+            f(4, "expirationSeconds", Kind::Int64, 0),
+            f(3, "boundObjectRef", Kind::Message("authentication.k8s.io.v1.BoundObjectReference"), 0),
+        ],
+    ),
+    (
+        "authentication.k8s.io.v1.TokenRequestStatus",
+        &[f(1, "token", Kind::String, 0), f(2, "expirationTimestamp", Kind::Time, 0)],
     ),
     (
         "batch.v1.CronJob",
@@ -279,11 +432,35 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.AzureFilePersistentVolumeSource",
+        &[
+            f(1, "secretName", Kind::String, 0),
+            f(2, "shareName", Kind::String, 0),
+            f(3, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(4, "secretNamespace", Kind::String, 0),
+        ],
+    ),
+    (
         "core.v1.AzureFileVolumeSource",
         &[
             f(1, "secretName", Kind::String, 0),
             f(2, "shareName", Kind::String, 0),
             f(3, "readOnly", Kind::Bool, OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.CSIPersistentVolumeSource",
+        &[
+            f(1, "driver", Kind::String, 0),
+            f(2, "volumeHandle", Kind::String, 0),
+            f(3, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(4, "fsType", Kind::String, OMIT_ZERO),
+            f(5, "volumeAttributes", Kind::Map(&Kind::String), OMIT_ZERO),
+            f(6, "controllerPublishSecretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(7, "nodeStageSecretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(8, "nodePublishSecretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(9, "controllerExpandSecretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(10, "nodeExpandSecretRef", Kind::Message("core.v1.SecretReference"), 0),
         ],
     ),
     (
@@ -301,6 +478,17 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         &[f(1, "add", Kind::String, REPEATED | OMIT_ZERO), f(2, "drop", Kind::String, REPEATED | OMIT_ZERO)],
     ),
     (
+        "core.v1.CephFSPersistentVolumeSource",
+        &[
+            f(1, "monitors", Kind::String, REPEATED),
+            f(2, "path", Kind::String, OMIT_ZERO),
+            f(3, "user", Kind::String, OMIT_ZERO),
+            f(4, "secretFile", Kind::String, OMIT_ZERO),
+            f(5, "secretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(6, "readOnly", Kind::Bool, OMIT_ZERO),
+        ],
+    ),
+    (
         "core.v1.CephFSVolumeSource",
         &[
             f(1, "monitors", Kind::String, REPEATED),
@@ -309,6 +497,15 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "secretFile", Kind::String, OMIT_ZERO),
             f(5, "secretRef", Kind::Message("core.v1.LocalObjectReference"), 0),
             f(6, "readOnly", Kind::Bool, OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.CinderPersistentVolumeSource",
+        &[
+            f(1, "volumeID", Kind::String, 0),
+            f(2, "fsType", Kind::String, OMIT_ZERO),
+            f(3, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(4, "secretRef", Kind::Message("core.v1.SecretReference"), 0),
         ],
     ),
     (
@@ -654,6 +851,16 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.FlexPersistentVolumeSource",
+        &[
+            f(1, "driver", Kind::String, 0),
+            f(2, "fsType", Kind::String, OMIT_ZERO),
+            f(3, "secretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(4, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(5, "options", Kind::Map(&Kind::String), OMIT_ZERO),
+        ],
+    ),
+    (
         "core.v1.FlexVolumeSource",
         &[
             f(1, "driver", Kind::String, 0),
@@ -686,6 +893,15 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.GlusterfsPersistentVolumeSource",
+        &[
+            f(1, "endpoints", Kind::String, 0),
+            f(2, "path", Kind::String, 0),
+            f(3, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(4, "endpointsNamespace", Kind::String, 0),
+        ],
+    ),
+    (
         "core.v1.GlusterfsVolumeSource",
         &[f(1, "endpoints", Kind::String, 0), f(2, "path", Kind::String, 0), f(3, "readOnly", Kind::Bool, OMIT_ZERO)],
     ),
@@ -703,6 +919,22 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     ("core.v1.HostAlias", &[f(1, "ip", Kind::String, 0), f(2, "hostnames", Kind::String, REPEATED | OMIT_ZERO)]),
     ("core.v1.HostIP", &[f(1, "ip", Kind::String, 0)]),
     ("core.v1.HostPathVolumeSource", &[f(1, "path", Kind::String, 0), f(2, "type", Kind::String, 0)]),
+    (
+        "core.v1.ISCSIPersistentVolumeSource",
+        &[
+            f(1, "targetPortal", Kind::String, 0),
+            f(2, "iqn", Kind::String, 0),
+            f(3, "lun", Kind::Int32, 0),
+            f(4, "iscsiInterface", Kind::String, OMIT_ZERO),
+            f(5, "fsType", Kind::String, OMIT_ZERO),
+            f(6, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(7, "portals", Kind::String, REPEATED | OMIT_ZERO),
+            f(8, "chapAuthDiscovery", Kind::Bool, OMIT_ZERO),
+            f(11, "chapAuthSession", Kind::Bool, OMIT_ZERO),
+            f(10, "secretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(12, "initiatorName", Kind::String, 0),
+        ],
+    ),
     (
         "core.v1.ISCSIVolumeSource",
         &[
@@ -763,6 +995,11 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         &[f(1, "ingress", Kind::Message("core.v1.LoadBalancerIngress"), REPEATED | OMIT_ZERO)],
     ),
     ("core.v1.LocalObjectReference", &[f(1, "name", Kind::String, OMIT_ZERO)]),
+    ("core.v1.LocalVolumeSource", &[f(1, "path", Kind::String, 0), f(2, "fsType", Kind::String, 0)]),
+    (
+        "core.v1.ModifyVolumeStatus",
+        &[f(1, "targetVolumeAttributesClassName", Kind::String, OMIT_ZERO), f(2, "status", Kind::String, 0)],
+    ),
     (
         "core.v1.NFSVolumeSource",
         &[f(1, "server", Kind::String, 0), f(2, "path", Kind::String, 0), f(3, "readOnly", Kind::Bool, OMIT_ZERO)],
@@ -923,6 +1160,33 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.PersistentVolume",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("core.v1.PersistentVolumeSpec"), OMIT_ZERO),
+            f(3, "status", Kind::Message("core.v1.PersistentVolumeStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.PersistentVolumeClaim",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("core.v1.PersistentVolumeClaimSpec"), OMIT_ZERO),
+            f(3, "status", Kind::Message("core.v1.PersistentVolumeClaimStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.PersistentVolumeClaimCondition",
+        &[
+            f(1, "type", Kind::String, 0),
+            f(2, "status", Kind::String, 0),
+            f(3, "lastProbeTime", Kind::Time, OMIT_ZERO),
+            f(4, "lastTransitionTime", Kind::Time, OMIT_ZERO),
+            f(5, "reason", Kind::String, OMIT_ZERO),
+            f(6, "message", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
         "core.v1.PersistentVolumeClaimSpec",
         &[
             f(1, "accessModes", Kind::String, REPEATED | OMIT_ZERO),
@@ -937,6 +1201,19 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.PersistentVolumeClaimStatus",
+        &[
+            f(1, "phase", Kind::String, OMIT_ZERO),
+            f(2, "accessModes", Kind::String, REPEATED | OMIT_ZERO),
+            f(3, "capacity", Kind::Map(&Kind::Quantity), OMIT_ZERO),
+            f(4, "conditions", Kind::Message("core.v1.PersistentVolumeClaimCondition"), REPEATED | OMIT_ZERO),
+            f(5, "allocatedResources", Kind::Map(&Kind::Quantity), OMIT_ZERO),
+            f(7, "allocatedResourceStatuses", Kind::Map(&Kind::String), OMIT_ZERO),
+            f(8, "currentVolumeAttributesClassName", Kind::String, 0),
+            f(9, "modifyVolumeStatus", Kind::Message("core.v1.ModifyVolumeStatus"), 0),
+        ],
+    ),
+    (
         "core.v1.PersistentVolumeClaimTemplate",
         &[
             f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
@@ -946,6 +1223,57 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     (
         "core.v1.PersistentVolumeClaimVolumeSource",
         &[f(1, "claimName", Kind::String, 0), f(2, "readOnly", Kind::Bool, OMIT_ZERO)],
+    ),
+    (
+        "core.v1.PersistentVolumeSource",
+        &[
+            f(1, "gcePersistentDisk", Kind::Message("core.v1.GCEPersistentDiskVolumeSource"), 0),
+            f(2, "awsElasticBlockStore", Kind::Message("core.v1.AWSElasticBlockStoreVolumeSource"), 0),
+            f(3, "hostPath", Kind::Message("core.v1.HostPathVolumeSource"), 0),
+            f(4, "glusterfs", Kind::Message("core.v1.GlusterfsPersistentVolumeSource"), 0),
+            f(5, "nfs", Kind::Message("core.v1.NFSVolumeSource"), 0),
+            f(6, "rbd", Kind::Message("core.v1.RBDPersistentVolumeSource"), 0),
+            f(7, "iscsi", Kind::Message("core.v1.ISCSIPersistentVolumeSource"), 0),
+            f(8, "cinder", Kind::Message("core.v1.CinderPersistentVolumeSource"), 0),
+            f(9, "cephfs", Kind::Message("core.v1.CephFSPersistentVolumeSource"), 0),
+            f(10, "fc", Kind::Message("core.v1.FCVolumeSource"), 0),
+            f(11, "flocker", Kind::Message("core.v1.FlockerVolumeSource"), 0),
+            f(12, "flexVolume", Kind::Message("core.v1.FlexPersistentVolumeSource"), 0),
+            f(13, "azureFile", Kind::Message("core.v1.AzureFilePersistentVolumeSource"), 0),
+            f(14, "vsphereVolume", Kind::Message("core.v1.VsphereVirtualDiskVolumeSource"), 0),
+            f(15, "quobyte", Kind::Message("core.v1.QuobyteVolumeSource"), 0),
+            f(16, "azureDisk", Kind::Message("core.v1.AzureDiskVolumeSource"), 0),
+            f(17, "photonPersistentDisk", Kind::Message("core.v1.PhotonPersistentDiskVolumeSource"), 0),
+            f(18, "portworxVolume", Kind::Message("core.v1.PortworxVolumeSource"), 0),
+            f(19, "scaleIO", Kind::Message("core.v1.ScaleIOPersistentVolumeSource"), 0),
+            f(20, "local", Kind::Message("core.v1.LocalVolumeSource"), 0),
+            f(21, "storageos", Kind::Message("core.v1.StorageOSPersistentVolumeSource"), 0),
+            f(22, "csi", Kind::Message("core.v1.CSIPersistentVolumeSource"), 0),
+        ],
+    ),
+    (
+        "core.v1.PersistentVolumeSpec",
+        &[
+            f(1, "capacity", Kind::Map(&Kind::Quantity), OMIT_ZERO),
+            f(2, "", Kind::Message("core.v1.PersistentVolumeSource"), INLINE),
+            f(3, "accessModes", Kind::String, REPEATED | OMIT_ZERO),
+            f(4, "claimRef", Kind::Message("core.v1.ObjectReference"), 0),
+            f(5, "persistentVolumeReclaimPolicy", Kind::String, OMIT_ZERO),
+            f(6, "storageClassName", Kind::String, OMIT_ZERO),
+            f(7, "mountOptions", Kind::String, REPEATED | OMIT_ZERO),
+            f(8, "volumeMode", Kind::String, 0),
+            f(9, "nodeAffinity", Kind::Message("core.v1.VolumeNodeAffinity"), 0),
+            f(10, "volumeAttributesClassName", Kind::String, 0),
+        ],
+    ),
+    (
+        "core.v1.PersistentVolumeStatus",
+        &[
+            f(1, "phase", Kind::String, OMIT_ZERO),
+            f(2, "message", Kind::String, OMIT_ZERO),
+            f(3, "reason", Kind::String, OMIT_ZERO),
+            f(4, "lastPhaseTransitionTime", Kind::Time, 0),
+        ],
     ),
     (
         "core.v1.PhotonPersistentDiskVolumeSource",
@@ -1207,6 +1535,19 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "core.v1.RBDPersistentVolumeSource",
+        &[
+            f(1, "monitors", Kind::String, REPEATED),
+            f(2, "image", Kind::String, 0),
+            f(3, "fsType", Kind::String, OMIT_ZERO),
+            f(4, "pool", Kind::String, OMIT_ZERO),
+            f(5, "user", Kind::String, OMIT_ZERO),
+            f(6, "keyring", Kind::String, OMIT_ZERO),
+            f(7, "secretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(8, "readOnly", Kind::Bool, OMIT_ZERO),
+        ],
+    ),
+    (
         "core.v1.RBDVolumeSource",
         &[
             f(1, "monitors", Kind::String, REPEATED),
@@ -1251,6 +1592,21 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(2, "role", Kind::String, OMIT_ZERO),
             f(3, "type", Kind::String, OMIT_ZERO),
             f(4, "level", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.ScaleIOPersistentVolumeSource",
+        &[
+            f(1, "gateway", Kind::String, 0),
+            f(2, "system", Kind::String, 0),
+            f(3, "secretRef", Kind::Message("core.v1.SecretReference"), 0),
+            f(4, "sslEnabled", Kind::Bool, OMIT_ZERO),
+            f(5, "protectionDomain", Kind::String, OMIT_ZERO),
+            f(6, "storagePool", Kind::String, OMIT_ZERO),
+            f(7, "storageMode", Kind::String, OMIT_ZERO),
+            f(8, "volumeName", Kind::String, OMIT_ZERO),
+            f(9, "fsType", Kind::String, OMIT_ZERO),
+            f(10, "readOnly", Kind::Bool, OMIT_ZERO),
         ],
     ),
     (
@@ -1299,6 +1655,7 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "optional", Kind::Bool, 0),
         ],
     ),
+    ("core.v1.SecretReference", &[f(1, "name", Kind::String, OMIT_ZERO), f(2, "namespace", Kind::String, OMIT_ZERO)]),
     (
         "core.v1.SecretVolumeSource",
         &[
@@ -1331,6 +1688,15 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
             f(2, "spec", Kind::Message("core.v1.ServiceSpec"), OMIT_ZERO),
             f(3, "status", Kind::Message("core.v1.ServiceStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "core.v1.ServiceAccount",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "secrets", Kind::Message("core.v1.ObjectReference"), REPEATED | OMIT_ZERO),
+            f(3, "imagePullSecrets", Kind::Message("core.v1.LocalObjectReference"), REPEATED | OMIT_ZERO),
+            f(4, "automountServiceAccountToken", Kind::Bool, 0),
         ],
     ),
     (
@@ -1387,6 +1753,16 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
     ("core.v1.SessionAffinityConfig", &[f(1, "clientIP", Kind::Message("core.v1.ClientIPConfig"), 0)]),
     ("core.v1.SleepAction", &[f(1, "seconds", Kind::Int64, 0)]),
     (
+        "core.v1.StorageOSPersistentVolumeSource",
+        &[
+            f(1, "volumeName", Kind::String, OMIT_ZERO),
+            f(2, "volumeNamespace", Kind::String, OMIT_ZERO),
+            f(3, "fsType", Kind::String, OMIT_ZERO),
+            f(4, "readOnly", Kind::Bool, OMIT_ZERO),
+            f(5, "secretRef", Kind::Message("core.v1.ObjectReference"), 0),
+        ],
+    ),
+    (
         "core.v1.StorageOSVolumeSource",
         &[
             f(1, "volumeName", Kind::String, OMIT_ZERO),
@@ -1416,6 +1792,19 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "effect", Kind::String, OMIT_ZERO),
             f(5, "tolerationSeconds", Kind::Int64, 0),
         ],
+    ),
+    (
+        "core.v1.TopologySelectorLabelRequirement",
+        &[f(1, "key", Kind::String, 0), f(2, "values", Kind::String, REPEATED)],
+    ),
+    (
+        "core.v1.TopologySelectorTerm",
+        &[f(
+            1,
+            "matchLabelExpressions",
+            Kind::Message("core.v1.TopologySelectorLabelRequirement"),
+            REPEATED | OMIT_ZERO,
+        )],
     ),
     (
         "core.v1.TopologySpreadConstraint",
@@ -1466,6 +1855,7 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "recursiveReadOnly", Kind::String, 0),
         ],
     ),
+    ("core.v1.VolumeNodeAffinity", &[f(1, "required", Kind::Message("core.v1.NodeSelector"), 0)]),
     (
         "core.v1.VolumeProjection",
         &[
@@ -1660,6 +2050,77 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "uid", Kind::String, 0),
             f(6, "controller", Kind::Bool, 0),
             f(7, "blockOwnerDeletion", Kind::Bool, 0),
+        ],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.AggregationRule",
+        &[f(1, "clusterRoleSelectors", Kind::Message("meta.v1.LabelSelector"), REPEATED | OMIT_ZERO)],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.ClusterRole",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "rules", Kind::Message("rbac.authorization.k8s.io.v1.PolicyRule"), REPEATED),
+            f(3, "aggregationRule", Kind::Message("rbac.authorization.k8s.io.v1.AggregationRule"), 0),
+        ],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.ClusterRoleBinding",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "subjects", Kind::Message("rbac.authorization.k8s.io.v1.Subject"), REPEATED | OMIT_ZERO),
+            f(3, "roleRef", Kind::Message("rbac.authorization.k8s.io.v1.RoleRef"), 0),
+        ],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.PolicyRule",
+        &[
+            f(1, "verbs", Kind::String, REPEATED),
+            f(2, "apiGroups", Kind::String, REPEATED | OMIT_ZERO),
+            f(3, "resources", Kind::String, REPEATED | OMIT_ZERO),
+            f(4, "resourceNames", Kind::String, REPEATED | OMIT_ZERO),
+            f(5, "nonResourceURLs", Kind::String, REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.Role",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "rules", Kind::Message("rbac.authorization.k8s.io.v1.PolicyRule"), REPEATED),
+        ],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.RoleBinding",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "subjects", Kind::Message("rbac.authorization.k8s.io.v1.Subject"), REPEATED | OMIT_ZERO),
+            f(3, "roleRef", Kind::Message("rbac.authorization.k8s.io.v1.RoleRef"), 0),
+        ],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.RoleRef",
+        &[f(1, "apiGroup", Kind::String, 0), f(2, "kind", Kind::String, 0), f(3, "name", Kind::String, 0)],
+    ),
+    (
+        "rbac.authorization.k8s.io.v1.Subject",
+        &[
+            f(1, "kind", Kind::String, 0),
+            f(2, "apiGroup", Kind::String, OMIT_ZERO),
+            f(3, "name", Kind::String, 0),
+            f(4, "namespace", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
+        "storage.k8s.io.v1.StorageClass",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "provisioner", Kind::String, 0),
+            f(3, "parameters", Kind::Map(&Kind::String), OMIT_ZERO),
+            f(4, "reclaimPolicy", Kind::String, 0),
+            f(5, "mountOptions", Kind::String, REPEATED | OMIT_ZERO),
+            f(6, "allowVolumeExpansion", Kind::Bool, 0),
+            f(7, "volumeBindingMode", Kind::String, 0),
+            f(8, "allowedTopologies", Kind::Message("core.v1.TopologySelectorTerm"), REPEATED | OMIT_ZERO),
         ],
     ),
 ];

@@ -303,7 +303,12 @@ mod tests {
 
     fn ctx() -> Ctx {
         let store = Store::in_memory();
-        Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() }
+        Ctx {
+            store: store.clone(),
+            recorder: Recorder::new(store.clone(), "node".into()),
+            bursts: Default::default(),
+            api: None,
+        }
     }
 
     fn cronjob(ctx: &Ctx, policy: &str, minutes_ago: i64) -> Key {

@@ -460,7 +460,12 @@ mod tests {
     use crate::values::is_deleting;
 
     fn ctx(store: &std::sync::Arc<Store>) -> Ctx {
-        Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() }
+        Ctx {
+            store: store.clone(),
+            recorder: Recorder::new(store.clone(), "node".into()),
+            bursts: Default::default(),
+            api: None,
+        }
     }
 
     /// Reconciles the stored Job at `key` as the controllers do: decoded, then reconciled.

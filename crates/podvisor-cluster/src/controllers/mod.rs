@@ -59,6 +59,9 @@ pub(crate) struct Ctx {
     /// When each ReplicaSet last created a burst of pods: bursts come at most once a second,
     /// as the controller's API client paces them.
     pub bursts: Arc<std::sync::Mutex<std::collections::HashMap<Key, Instant>>>,
+    /// The API pods talk to, if any: new pods then go through ServiceAccount admission, and
+    /// new namespaces get their `default` account and root CA.
+    pub api: Option<Arc<crate::serviceaccounts::ApiAccess>>,
 }
 
 /// What a reconcile asks for next, as kube-runtime's `Action`: to be reconciled again after a
@@ -253,7 +256,12 @@ pub(crate) fn create_pod(
                 })
                 .map_err(|e| e.to_string())
         })
-        .and_then(|pod| ctx.store.create(Resource::Pods, pod).map_err(|e| e.to_string()));
+        .and_then(|mut pod| {
+            if ctx.api.is_some() {
+                crate::serviceaccounts::admit_pod(&ctx.store, &mut pod).map_err(|e| e.to_string())?;
+            }
+            ctx.store.create(Resource::Pods, pod).map_err(|e| e.to_string())
+        });
     match created {
         Ok(_) => {
             ctx.recorder.record(&about, "Normal", "SuccessfulCreate", &format!("Created pod: {pod_name}"), component);
@@ -302,7 +310,13 @@ fn affected(c: &Change, store: &Store) -> Vec<Key> {
         let services = store.list(Resource::Services, Some(&c.key.namespace)).0;
         keys.extend(services.iter().map(|s| Key::of(Resource::Services, s)));
     }
+    // A namespace's default account and root CA are kept: their removal or change is its.
+    let kept = (c.key.resource == Resource::ServiceAccounts && c.key.name == "default")
+        || (c.key.resource == Resource::ConfigMaps && c.key.name == crate::serviceaccounts::ROOT_CA);
     // A terminating namespace waits for what it holds: each change in it may be the last.
+    if kept {
+        keys.push(Key::new(Resource::Namespaces, "", &c.key.namespace));
+    }
     if c.key.resource == Resource::Namespaces {
         keys.push(c.key.clone());
     } else if c.key.resource.info().namespaced {
@@ -514,7 +528,12 @@ mod tests {
     use serde_json::json;
 
     fn ctx(store: &Arc<Store>) -> Ctx {
-        Ctx { store: store.clone(), recorder: Recorder::new(store.clone(), "node".into()), bursts: Default::default() }
+        Ctx {
+            store: store.clone(),
+            recorder: Recorder::new(store.clone(), "node".into()),
+            bursts: Default::default(),
+            api: None,
+        }
     }
 
     /// The events of the default namespace with `reason`, as `(message, count)`.

@@ -1,7 +1,8 @@
 //! The namespace controller's deletion: a namespace being deleted (`Terminating`) has what it
 //! holds deleted (pods with their grace, the rest at once, events last), and goes once
 //! nothing is left in it, as the API server removes it when the controller takes its
-//! `kubernetes` finalizer away.
+//! `kubernetes` finalizer away. A live namespace keeps its `default` ServiceAccount and its
+//! `kube-root-ca.crt` ConfigMap, as the service-account and root-CA-publisher controllers do.
 
 use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
@@ -11,9 +12,13 @@ use crate::delete::{DeleteOptions, delete};
 use crate::store::{Key, StoreError};
 use crate::values::is_deleting;
 
-/// Deletes what the terminating namespace `ns` holds, and the namespace once it is empty.
+/// Deletes what the terminating namespace `ns` holds, and the namespace once it is empty. A
+/// live namespace has its `default` ServiceAccount and root CA kept, where pods talk to an API.
 pub(crate) fn reconcile(ctx: &Ctx, key: &Key, ns: &Value) -> Result<Action, Error> {
     if !is_deleting(ns) {
+        if let Some(api) = &ctx.api {
+            crate::serviceaccounts::ensure_namespace(&ctx.store, api, &key.name);
+        }
         return Ok(Action::await_change());
     }
     for r in Resource::ALL.into_iter().filter(|r| r.info().namespaced && *r != Resource::Events) {

@@ -23,6 +23,9 @@ impl Call<'_> {
     pub(super) async fn create_admitted(&self, mut obj: Value, applied: bool) -> Result<Reply, ApiError> {
         self.namespace_open(&obj)?;
         admission::on_create(self.resource, &mut obj);
+        if self.resource == Resource::Pods && self.state.cluster.api().is_some() {
+            podvisor_cluster::serviceaccounts::admit_pod(self.state.store(), &mut obj)?;
+        }
         if !applied {
             managed::record_update(None, &mut obj, &self.manager(), &Self::now());
         }
