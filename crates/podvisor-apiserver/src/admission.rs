@@ -150,6 +150,9 @@ pub fn admit(
             | Resource::Secrets
             | Resource::Services
             | Resource::CronJobs
+            | Resource::StatefulSets
+            | Resource::DaemonSets
+            | Resource::PersistentVolumeClaims
     ) {
         names(resource, &obj)?;
         normalize(resource, &mut obj);
@@ -431,6 +434,65 @@ pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), 
                 "spec.selector",
                 "Invalid value: field is immutable",
             ));
+        }
+        Resource::DaemonSets if old.pointer("/spec/selector") != new.pointer("/spec/selector") => {
+            return Err(AdmissionError::field(
+                "DaemonSet.apps",
+                name,
+                "spec.selector",
+                "Invalid value: field is immutable",
+            ));
+        }
+        Resource::StatefulSets => {
+            let mutable = [
+                "replicas",
+                "ordinals",
+                "template",
+                "updateStrategy",
+                "revisionHistoryLimit",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ];
+            let rest = |v: &Value| {
+                let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+                if let Some(m) = spec.as_object_mut() {
+                    m.retain(|k, _| !mutable.contains(&k.as_str()));
+                }
+                spec
+            };
+            if rest(old) != rest(new) {
+                return Err(AdmissionError::field(
+                    "StatefulSet.apps",
+                    name,
+                    "spec",
+                    "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                ));
+            }
+        }
+        Resource::PersistentVolumeClaims => {
+            // Only a bound claim's storage request may grow; the rest of its spec is fixed.
+            let rest = |v: &Value| {
+                let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+                if let Some(r) = spec.pointer_mut("/resources/requests").and_then(Value::as_object_mut) {
+                    r.remove("storage");
+                }
+                if let Some(m) = spec.as_object_mut() {
+                    m.remove("volumeAttributesClassName");
+                    // The binder names the volume once.
+                    if old.pointer("/spec/volumeName").is_none_or(Value::is_null) {
+                        m.remove("volumeName");
+                    }
+                }
+                spec
+            };
+            if rest(old) != rest(new) {
+                return Err(AdmissionError::field(
+                    "PersistentVolumeClaim",
+                    name,
+                    "spec",
+                    "Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+                ));
+            }
         }
         _ => {}
     }

@@ -132,7 +132,78 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
         Resource::RoleBindings | Resource::ClusterRoleBindings => {
             &[("Name", 0), ("Role", 0), ("Age", 0), ("Users", 1), ("Groups", 1), ("ServiceAccounts", 1)]
         }
+        Resource::StatefulSets => &[("Name", 0), ("Ready", 0), ("Age", 0), ("Containers", 1), ("Images", 1)],
+        Resource::DaemonSets => &[
+            ("Name", 0),
+            ("Desired", 0),
+            ("Current", 0),
+            ("Ready", 0),
+            ("Up-to-date", 0),
+            ("Available", 0),
+            ("Node Selector", 0),
+            ("Age", 0),
+            ("Containers", 1),
+            ("Images", 1),
+            ("Selector", 1),
+        ],
+        Resource::PersistentVolumeClaims => &[
+            ("Name", 0),
+            ("Status", 0),
+            ("Volume", 0),
+            ("Capacity", 0),
+            ("Access Modes", 0),
+            ("StorageClass", 0),
+            ("VolumeAttributesClass", 0),
+            ("Age", 0),
+            ("VolumeMode", 1),
+        ],
+        Resource::PersistentVolumes => &[
+            ("Name", 0),
+            ("Capacity", 0),
+            ("Access Modes", 0),
+            ("Reclaim Policy", 0),
+            ("Status", 0),
+            ("Claim", 0),
+            ("StorageClass", 0),
+            ("VolumeAttributesClass", 0),
+            ("Reason", 0),
+            ("Age", 0),
+            ("VolumeMode", 1),
+        ],
+        Resource::StorageClasses => &[
+            ("Name", 0),
+            ("Provisioner", 0),
+            ("ReclaimPolicy", 0),
+            ("VolumeBindingMode", 0),
+            ("AllowVolumeExpansion", 0),
+            ("Age", 0),
+        ],
     }
+}
+
+/// Access modes as kubectl abbreviates them (`RWO,ROX`).
+fn access_modes(v: &Value, p: &str) -> String {
+    let short: Vec<&str> = list(v, p)
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    short.join(",")
+}
+
+/// `Terminating` for an object being deleted, as kubectl shows a claim's or volume's status.
+fn terminating_or<'a>(v: &Value, phase: &'a str) -> &'a str {
+    if v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) { "Terminating" } else { phase }
+}
+
+/// A text cell that kubectl shows as `<unset>` when empty.
+fn or_unset(t: &str) -> String {
+    if t.is_empty() { "<unset>".to_string() } else { t.to_string() }
 }
 
 /// At most three items, then how many more, as kubectl's printers list endpoints.
@@ -474,6 +545,85 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
             vec![json!(name), json!(s(v, "/addressType")), json!(ports), json!(first_three(addresses)), json!(created)]
         }
         Resource::ServiceAccounts => vec![json!(name), json!(list(v, "/secrets").count()), json!(created)],
+        Resource::StatefulSets => {
+            let cs = "/spec/template/spec/containers";
+            let desired = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            vec![
+                json!(name),
+                json!(format!("{}/{desired}", int(v, "/status/readyReplicas"))),
+                json!(created),
+                json!(joined(v, cs, "name")),
+                json!(joined(v, cs, "image")),
+            ]
+        }
+        Resource::DaemonSets => {
+            let cs = "/spec/template/spec/containers";
+            let selector: Vec<String> = v
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, x)| format!("{k}={}", x.as_str().unwrap_or("")))
+                .collect();
+            let selector = if selector.is_empty() { "<none>".to_string() } else { selector.join(",") };
+            vec![
+                json!(name),
+                json!(int(v, "/status/desiredNumberScheduled")),
+                json!(int(v, "/status/currentNumberScheduled")),
+                json!(int(v, "/status/numberReady")),
+                json!(int(v, "/status/updatedNumberScheduled")),
+                json!(int(v, "/status/numberAvailable")),
+                json!(selector),
+                json!(created),
+                json!(joined(v, cs, "name")),
+                json!(joined(v, cs, "image")),
+                json!(selector_string(v)),
+            ]
+        }
+        Resource::PersistentVolumeClaims => vec![
+            json!(name),
+            json!(terminating_or(v, s(v, "/status/phase"))),
+            json!(s(v, "/spec/volumeName")),
+            json!(s(v, "/status/capacity/storage")),
+            json!(access_modes(v, "/status/accessModes")),
+            json!(s(v, "/spec/storageClassName")),
+            json!(or_unset(s(v, "/spec/volumeAttributesClassName"))),
+            json!(created),
+            json!(s(v, "/spec/volumeMode")),
+        ],
+        Resource::PersistentVolumes => {
+            let claim = match (s(v, "/spec/claimRef/namespace"), s(v, "/spec/claimRef/name")) {
+                (_, "") => String::new(),
+                (ns, n) => format!("{ns}/{n}"),
+            };
+            vec![
+                json!(name),
+                json!(s(v, "/spec/capacity/storage")),
+                json!(access_modes(v, "/spec/accessModes")),
+                json!(s(v, "/spec/persistentVolumeReclaimPolicy")),
+                json!(terminating_or(v, s(v, "/status/phase"))),
+                json!(claim),
+                json!(s(v, "/spec/storageClassName")),
+                json!(or_unset(s(v, "/spec/volumeAttributesClassName"))),
+                json!(s(v, "/status/reason")),
+                json!(created),
+                json!(s(v, "/spec/volumeMode")),
+            ]
+        }
+        Resource::StorageClasses => {
+            let default = s(v, "/metadata/annotations/storageclass.kubernetes.io~1is-default-class") == "true";
+            let shown = if default { format!("{name} (default)") } else { name.to_string() };
+            let policy = s(v, "/reclaimPolicy");
+            let mode = s(v, "/volumeBindingMode");
+            vec![
+                json!(shown),
+                json!(s(v, "/provisioner")),
+                json!(if policy.is_empty() { "Delete" } else { policy }),
+                json!(if mode.is_empty() { "Immediate" } else { mode }),
+                json!(v.get("allowVolumeExpansion").and_then(Value::as_bool).unwrap_or(false)),
+                json!(created),
+            ]
+        }
         Resource::Roles | Resource::ClusterRoles => vec![json!(name), json!(s(v, "/metadata/creationTimestamp"))],
         Resource::RoleBindings | Resource::ClusterRoleBindings => {
             let subjects = |kind: &str| {

@@ -129,6 +129,55 @@ impl Kubelet {
         None
     }
 
+    /// What keeps the unbound pod `obj` from its claims, as the scheduler's volume binding
+    /// sees it: `Err` with the scheduler's message for a claim missing, being deleted, or
+    /// unbound in an `Immediate` class; `Ok(false)` while a `WaitForFirstConsumer` claim is
+    /// being provisioned for this node (it is asked for here); `Ok(true)` when all are bound.
+    fn claims_ready(&self, obj: &Value) -> Result<bool, String> {
+        const TAIL: &str = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
+        let mut ready = true;
+        let claims = obj.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten();
+        for name in claims.filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str()) {
+            let key = Key::new(Resource::PersistentVolumeClaims, ns, name);
+            let Some(claim) = self.store.get(&key) else {
+                return Err(format!("0/1 nodes are available: persistentvolumeclaim \"{name}\" not found. {TAIL}"));
+            };
+            if is_deleting(&claim) {
+                return Err(format!(
+                    "0/1 nodes are available: persistentvolumeclaim \"{name}\" is being deleted. {TAIL}"
+                ));
+            }
+            if claim.pointer("/status/phase").and_then(Value::as_str) == Some("Bound") {
+                continue;
+            }
+            let class = claim.pointer("/spec/storageClassName").and_then(Value::as_str).unwrap_or("");
+            let waits = self
+                .store
+                .get(&Key::new(Resource::StorageClasses, "", class))
+                .is_some_and(|c| c.get("volumeBindingMode").and_then(Value::as_str) == Some("WaitForFirstConsumer"));
+            if !waits {
+                return Err(format!(
+                    "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. {TAIL}"
+                ));
+            }
+            ready = false;
+            let annotation = crate::controllers::volumes::SELECTED_NODE;
+            if claim.pointer(&format!("/metadata/annotations/{}", annotation.replace('/', "~1"))).is_none() {
+                let node = self.node_name.clone();
+                let asked = self.store.update::<StoreError>(&key, |v| {
+                    if !v["metadata"]["annotations"].is_object() {
+                        v["metadata"]["annotations"] = json!({});
+                    }
+                    v["metadata"]["annotations"][annotation] = json!(node);
+                    Ok(())
+                });
+                said(format_args!("the selected node of claim {ns}/{name}"), asked);
+            }
+        }
+        Ok(ready)
+    }
+
     /// A pod that does not fit: one bound to this node already is rejected as the kubelet's
     /// admission rejects it (`OutOfpods`); an unbound one stays Pending as the scheduler leaves
     /// it, `PodScheduled` False with its message, and waits for room.
@@ -192,8 +241,10 @@ impl Kubelet {
             };
             match next {
                 Ok(c) if c.key.resource == Resource::Pods => self.on_change(&c),
-                // A node uncordoned, or a taint gone, lets waiting pods on.
-                Ok(c) if c.key.resource == Resource::Nodes => self.schedule_waiting(),
+                // A node uncordoned, a taint gone, or a claim bound lets waiting pods on.
+                Ok(c) if matches!(c.key.resource, Resource::Nodes | Resource::PersistentVolumeClaims) => {
+                    self.schedule_waiting()
+                }
                 // An edited ConfigMap or Secret reaches the volumes that read it.
                 Ok(c)
                     if c.kind != ChangeKind::Deleted
@@ -312,6 +363,18 @@ impl Kubelet {
             && let Some(message) = self.unschedulable(obj)
         {
             return self.wait_unscheduled(key, obj, &message);
+        }
+        // The scheduler's volume binding: the pod waits for its claims to be bound.
+        if unbound && !self.node.holds(uid(obj)) {
+            match self.claims_ready(obj) {
+                Err(message) => return self.wait_unscheduled(key, obj, &message),
+                Ok(false) => {
+                    let created = obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("");
+                    self.unscheduled.insert((created.to_string(), key));
+                    return;
+                }
+                Ok(true) => {}
+            }
         }
         let node_name = self.node_name.clone();
         let bound = self.store.update::<StoreError>(&key, |v| {

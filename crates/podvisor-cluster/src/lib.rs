@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod controllers;
 pub mod delete;
 pub mod dns;
@@ -185,6 +186,7 @@ impl Cluster {
             recorder: cluster.recorder.clone(),
             bursts: Default::default(),
             api: cluster.api.clone(),
+            local_path: Some(node.data_dir().join("local-path")),
         };
         tokio::spawn(controllers::run(ctx, stop_rx));
         let kubelet = kubelet::Kubelet::new(
@@ -271,6 +273,10 @@ impl Cluster {
             if self.store.get(&Key::new(Resource::ClusterRoles, "", &name)).is_none() {
                 store::said(format_args!("clusterrole {name}"), self.store.create(Resource::ClusterRoles, role));
             }
+        }
+        if self.store.get(&Key::new(Resource::StorageClasses, "", "standard")).is_none() {
+            let class = controllers::volumes::default_class();
+            store::said("storageclass standard", self.store.create(Resource::StorageClasses, class));
         }
         if let Some(api) = &self.api {
             let (namespaces, _) = self.store.list(Resource::Namespaces, None);
@@ -442,6 +448,28 @@ impl podvisor_runtime::objects::Objects for StoreObjects {
     fn services(&self, namespace: &str) -> Vec<k8s_openapi::api::core::v1::Service> {
         let (items, _) = self.store.list(Resource::Services, Some(namespace));
         items.iter().filter_map(|v| serde_json::from_value((**v).clone()).ok()).collect()
+    }
+
+    fn claim_path(&self, namespace: &str, name: &str) -> Result<std::path::PathBuf, String> {
+        let claim = self
+            .store
+            .get(&Key::new(Resource::PersistentVolumeClaims, namespace, name))
+            .ok_or_else(|| format!("persistentvolumeclaim {name:?} not found"))?;
+        let volume = claim
+            .pointer("/spec/volumeName")
+            .and_then(Value::as_str)
+            .filter(|v| claim.pointer("/status/phase").and_then(Value::as_str) == Some("Bound") && !v.is_empty())
+            .ok_or_else(|| format!("persistentvolumeclaim {name:?} is not bound"))?;
+        let pv = self
+            .store
+            .get(&Key::new(Resource::PersistentVolumes, "", volume))
+            .ok_or_else(|| format!("persistentvolume {volume:?} not found"))?;
+        let path = pv
+            .pointer("/spec/hostPath/path")
+            .or_else(|| pv.pointer("/spec/local/path"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("persistentvolume {volume:?}: only hostPath and local volumes are supported"))?;
+        Ok(std::path::PathBuf::from(path))
     }
 
     fn service_account_token(

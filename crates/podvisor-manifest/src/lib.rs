@@ -1,7 +1,8 @@
 //! Loads Kubernetes manifests into typed API objects.
 //!
 //! A manifest file holds one or more YAML (or JSON) documents; each is a Pod, Job, Deployment,
-//! CronJob, Service, ConfigMap or Secret, or a `kind: List` of them. Decoding is strict, like the API server with
+//! StatefulSet, DaemonSet, CronJob, Service, ConfigMap, Secret or PersistentVolumeClaim, or a
+//! `kind: List` of them. Decoding is strict, like the API server with
 //! `fieldValidation=Strict` (kubectl's default): unknown fields, wrong types and YAML syntax errors
 //! are all reported, each with its file, line, column and field path.
 //!
@@ -15,9 +16,9 @@ pub mod yaml;
 use std::fmt;
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -41,6 +42,12 @@ pub enum Object {
     Service(Box<Service>),
     /// A `batch/v1` CronJob.
     CronJob(Box<CronJob>),
+    /// An `apps/v1` StatefulSet.
+    StatefulSet(Box<StatefulSet>),
+    /// An `apps/v1` DaemonSet.
+    DaemonSet(Box<DaemonSet>),
+    /// A `v1` PersistentVolumeClaim.
+    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
 }
 
 impl Object {
@@ -54,15 +61,22 @@ impl Object {
             Object::Secret(_) => "Secret",
             Object::Service(_) => "Service",
             Object::CronJob(_) => "CronJob",
+            Object::StatefulSet(_) => "StatefulSet",
+            Object::DaemonSet(_) => "DaemonSet",
+            Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
         }
     }
 
     /// The object's `apiVersion`.
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Pod(_) | Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => "v1",
+            Object::Pod(_)
+            | Object::ConfigMap(_)
+            | Object::Secret(_)
+            | Object::Service(_)
+            | Object::PersistentVolumeClaim(_) => "v1",
             Object::Job(_) | Object::CronJob(_) => "batch/v1",
-            Object::Deployment(_) => "apps/v1",
+            Object::Deployment(_) | Object::StatefulSet(_) | Object::DaemonSet(_) => "apps/v1",
         }
     }
 
@@ -76,6 +90,9 @@ impl Object {
             Object::Secret(o) => serde_json::to_value(o),
             Object::Service(o) => serde_json::to_value(o),
             Object::CronJob(o) => serde_json::to_value(o),
+            Object::StatefulSet(o) => serde_json::to_value(o),
+            Object::DaemonSet(o) => serde_json::to_value(o),
+            Object::PersistentVolumeClaim(o) => serde_json::to_value(o),
         }
     }
 
@@ -89,6 +106,9 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::CronJob(o) => &o.metadata,
+            Object::StatefulSet(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
+            Object::PersistentVolumeClaim(o) => &o.metadata,
         }
     }
 
@@ -263,7 +283,8 @@ fn decode_document(source: &str, doc: Node, out: &mut Vec<Manifest>, problems: &
                 pos,
                 message: format!(
                     "no matches for kind \"{kind}\" in version \"{api_version}\" (supported: v1 Pod, batch/v1 Job, \
-                     batch/v1 CronJob, apps/v1 Deployment, v1 Service, v1 ConfigMap, v1 Secret, v1 List)"
+                     batch/v1 CronJob, apps/v1 Deployment, apps/v1 StatefulSet, apps/v1 DaemonSet, v1 Service, v1 ConfigMap, \
+                     v1 Secret, v1 PersistentVolumeClaim, v1 List)"
                 ),
                 unknown_field: None,
             });
@@ -294,6 +315,13 @@ fn typed_kind(
         ("v1", "ConfigMap") => typed::<ConfigMap>(locate, value, problems).map(|o| Object::ConfigMap(Box::new(o))),
         ("v1", "Secret") => typed::<Secret>(locate, value, problems).map(|o| Object::Secret(Box::new(o))),
         ("v1", "Service") => typed::<Service>(locate, value, problems).map(|o| Object::Service(Box::new(o))),
+        ("apps/v1", "StatefulSet") => {
+            typed::<StatefulSet>(locate, value, problems).map(|o| Object::StatefulSet(Box::new(o)))
+        }
+        ("apps/v1", "DaemonSet") => typed::<DaemonSet>(locate, value, problems).map(|o| Object::DaemonSet(Box::new(o))),
+        ("v1", "PersistentVolumeClaim") => {
+            typed::<PersistentVolumeClaim>(locate, value, problems).map(|o| Object::PersistentVolumeClaim(Box::new(o)))
+        }
         _ => return None,
     })
 }

@@ -102,9 +102,11 @@ fn lists_and_multiple_documents_and_kinds() {
 
 #[test]
 fn unknown_kinds_and_missing_kind_are_errors() {
-    let p = problems(load_str("x.yaml", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\n").unwrap_err());
+    let p = problems(
+        load_str("x.yaml", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: s}\n").unwrap_err(),
+    );
     assert_eq!(p[0].pos, Pos { line: 2, column: 7 });
-    assert!(p[0].message.starts_with("no matches for kind \"StatefulSet\" in version \"apps/v1\""));
+    assert!(p[0].message.starts_with("no matches for kind \"PodDisruptionBudget\" in version \"policy/v1\""));
     let p = problems(load_str("x.yaml", "apiVersion: batch/v1\nmetadata: {name: s}\n").unwrap_err());
     assert_eq!(p[0].message, "Object 'Kind' is missing");
 }

@@ -73,6 +73,11 @@ pub fn pod_spec(spec: &mut PodSpec) {
     }
 }
 
+/// A claim's defaults: a filesystem volume.
+fn claim_spec(spec: &mut k8s_openapi::api::core::v1::PersistentVolumeClaimSpec) {
+    spec.volume_mode.get_or_insert_with(|| "Filesystem".into());
+}
+
 /// Applies an object's defaults in place, including those of the pod template it carries.
 pub fn apply(object: &mut Object) {
     let meta = match object {
@@ -83,6 +88,9 @@ pub fn apply(object: &mut Object) {
         Object::Secret(o) => &mut o.metadata,
         Object::Service(o) => &mut o.metadata,
         Object::CronJob(o) => &mut o.metadata,
+        Object::StatefulSet(o) => &mut o.metadata,
+        Object::DaemonSet(o) => &mut o.metadata,
+        Object::PersistentVolumeClaim(o) => &mut o.metadata,
     };
     meta.namespace.get_or_insert_with(|| "default".into());
     match object {
@@ -125,6 +133,51 @@ pub fn apply(object: &mut Object) {
                     pod_spec(ps);
                 }
             }
+        }
+        // The API server's `SetDefaults_StatefulSet`.
+        Object::StatefulSet(o) => {
+            if let Some(spec) = &mut o.spec {
+                spec.replicas.get_or_insert(1);
+                spec.pod_management_policy.get_or_insert_with(|| "OrderedReady".into());
+                spec.revision_history_limit.get_or_insert(10);
+                let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+                strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+                if strategy.type_.as_deref() == Some("RollingUpdate") {
+                    let ru = strategy.rolling_update.get_or_insert_with(Default::default);
+                    ru.partition.get_or_insert(0);
+                    ru.max_unavailable.get_or_insert(IntOrString::Int(1));
+                }
+                let retention = spec.persistent_volume_claim_retention_policy.get_or_insert_with(Default::default);
+                retention.when_deleted.get_or_insert_with(|| "Retain".into());
+                retention.when_scaled.get_or_insert_with(|| "Retain".into());
+                for claim in spec.volume_claim_templates.iter_mut().flatten() {
+                    claim_spec(claim.spec.get_or_insert_with(Default::default));
+                    claim.status.get_or_insert_with(Default::default).phase.get_or_insert_with(|| "Pending".into());
+                }
+                if let Some(ps) = &mut spec.template.spec {
+                    pod_spec(ps);
+                }
+            }
+        }
+        // `SetDefaults_DaemonSet`.
+        Object::DaemonSet(o) => {
+            if let Some(spec) = &mut o.spec {
+                spec.revision_history_limit.get_or_insert(10);
+                let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+                strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
+                if strategy.type_.as_deref() == Some("RollingUpdate") {
+                    let ru = strategy.rolling_update.get_or_insert_with(Default::default);
+                    ru.max_unavailable.get_or_insert(IntOrString::Int(1));
+                    ru.max_surge.get_or_insert(IntOrString::Int(0));
+                }
+                if let Some(ps) = &mut spec.template.spec {
+                    pod_spec(ps);
+                }
+            }
+        }
+        Object::PersistentVolumeClaim(o) => {
+            claim_spec(o.spec.get_or_insert_with(Default::default));
+            o.status.get_or_insert_with(Default::default).phase.get_or_insert_with(|| "Pending".into());
         }
         Object::ConfigMap(_) => {}
         // The API server's default type of a Secret.

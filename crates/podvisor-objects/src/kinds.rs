@@ -46,6 +46,16 @@ pub enum Resource {
     ClusterRoles,
     /// `rbac.authorization.k8s.io/v1` clusterrolebindings (cluster-scoped).
     ClusterRoleBindings,
+    /// `apps/v1` statefulsets.
+    StatefulSets,
+    /// `apps/v1` daemonsets.
+    DaemonSets,
+    /// `v1` persistentvolumeclaims.
+    PersistentVolumeClaims,
+    /// `v1` persistentvolumes (cluster-scoped).
+    PersistentVolumes,
+    /// `storage.k8s.io/v1` storageclasses (cluster-scoped).
+    StorageClasses,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -71,7 +81,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 21] = [
+    pub const ALL: [Resource; 26] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -93,6 +103,11 @@ impl Resource {
         Resource::RoleBindings,
         Resource::ClusterRoles,
         Resource::ClusterRoleBindings,
+        Resource::StatefulSets,
+        Resource::DaemonSets,
+        Resource::PersistentVolumeClaims,
+        Resource::PersistentVolumes,
+        Resource::StorageClasses,
     ];
 
     /// Discovery facts.
@@ -136,6 +151,26 @@ impl Resource {
             Resource::ClusterRoles => i(RBAC, "v1", "ClusterRole", "clusterroles", "clusterrole", false, &[], &[]),
             Resource::ClusterRoleBindings => {
                 i(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, &[], &[])
+            }
+            Resource::StatefulSets => {
+                i("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], ALL)
+            }
+            Resource::DaemonSets => i("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], ALL),
+            Resource::PersistentVolumeClaims => i(
+                "",
+                "v1",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                "persistentvolumeclaim",
+                true,
+                &["pvc"],
+                &[],
+            ),
+            Resource::PersistentVolumes => {
+                i("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], &[])
+            }
+            Resource::StorageClasses => {
+                i("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], &[])
             }
         }
     }

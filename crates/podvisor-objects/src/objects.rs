@@ -126,6 +126,125 @@ fn job(j: &Job) -> Vec<FieldError> {
     errs
 }
 
+/// The rules a controller's selector and pod template share (Deployment, StatefulSet,
+/// DaemonSet): a selector that matches the template's labels, a valid template whose pods
+/// restart `Always`, no deadline, no ephemeral containers, and replicas not below zero.
+fn workload(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    replicas: Option<i32>,
+    errs: &mut Vec<FieldError>,
+) {
+    let labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let matching = selector.match_labels.clone().unwrap_or_default();
+    if matching.is_empty() && selector.match_expressions.as_ref().is_none_or(Vec::is_empty) {
+        errs.push(Path::new("spec").child("selector").required(""));
+    } else if !matching.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        errs.push(crate::field::FieldError {
+            field: "spec.template.metadata.labels".into(),
+            kind: crate::field::ErrorType::Invalid(format!("{{{}}}", shown.join(","))),
+            detail: "`selector` does not match template `labels`".into(),
+        });
+    }
+    let tp = Path::new("spec").child("template").child("spec");
+    match &template.spec {
+        Some(ps) => {
+            errs.extend(validate_pod_spec(ps, &tp));
+            errs.extend(no_ephemeral_in_template(ps, &tp));
+            if let Some(p) = ps.restart_policy.as_deref().filter(|p| *p != "Always") {
+                errs.push(tp.child("restartPolicy").not_supported(p, &["Always"]));
+            }
+            if ps.active_deadline_seconds.is_some() {
+                errs.push(
+                    tp.child("activeDeadlineSeconds").forbidden("activeDeadlineSeconds in ReplicaSet is not Supported"),
+                );
+            }
+        }
+        None => errs.push(tp.required("")),
+    }
+    if let Some(r) = replicas.filter(|r| *r < 0) {
+        errs.push(Path::new("spec").child("replicas").invalid_num(r.into(), "must be greater than or equal to 0"));
+    }
+    template_labels(template, errs);
+}
+
+fn statefulset(o: &k8s_openapi::api::apps::v1::StatefulSet) -> Vec<FieldError> {
+    let mut errs = validate_metadata(&o.metadata, &Path::new("metadata"));
+    let Some(spec) = &o.spec else {
+        errs.push(Path::new("spec").required(""));
+        return errs;
+    };
+    workload(&spec.selector, &spec.template, spec.replicas, &mut errs);
+    let sp = Path::new("spec");
+    if let Some(p) = spec.pod_management_policy.as_deref().filter(|p| !matches!(*p, "OrderedReady" | "Parallel")) {
+        errs.push(sp.child("podManagementPolicy").not_supported(p, &["OrderedReady", "Parallel"]));
+    }
+    if let Some(t) = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
+        && !matches!(t, "RollingUpdate" | "OnDelete")
+    {
+        errs.push(sp.child("updateStrategy").child("type").not_supported(t, &["OnDelete", "RollingUpdate"]));
+    }
+    for (i, claim) in spec.volume_claim_templates.iter().flatten().enumerate() {
+        let cp = sp.child("volumeClaimTemplates").index(i);
+        match claim.metadata.name.as_deref() {
+            Some(n) if crate::validation::is_dns1123_subdomain(n) => {}
+            Some(n) if !n.is_empty() => errs.push(cp.child("metadata").child("name").invalid(
+                n,
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            )),
+            _ => errs.push(cp.child("metadata").child("name").required("name or generateName is required")),
+        }
+        if let Some(c) = &claim.spec {
+            claim_spec(c, &cp.child("spec"), &mut errs);
+        }
+    }
+    errs
+}
+
+fn daemonset(o: &k8s_openapi::api::apps::v1::DaemonSet) -> Vec<FieldError> {
+    let mut errs = validate_metadata(&o.metadata, &Path::new("metadata"));
+    let Some(spec) = &o.spec else {
+        errs.push(Path::new("spec").required(""));
+        return errs;
+    };
+    workload(&spec.selector, &spec.template, None, &mut errs);
+    if let Some(t) = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref())
+        && !matches!(t, "RollingUpdate" | "OnDelete")
+    {
+        errs.push(
+            Path::new("spec").child("updateStrategy").child("type").not_supported(t, &["OnDelete", "RollingUpdate"]),
+        );
+    }
+    errs
+}
+
+/// A claim's spec: at least one supported access mode, and a storage request.
+fn claim_spec(spec: &k8s_openapi::api::core::v1::PersistentVolumeClaimSpec, sp: &Path, errs: &mut Vec<FieldError>) {
+    const MODES: [&str; 4] = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+    let modes = spec.access_modes.as_deref().unwrap_or_default();
+    if modes.is_empty() {
+        errs.push(sp.child("accessModes").required("at least 1 access mode is required"));
+    }
+    for m in modes.iter().filter(|m| !MODES.contains(&m.as_str())) {
+        errs.push(sp.child("accessModes").not_supported(m, &MODES));
+    }
+    let storage = spec.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"));
+    match storage {
+        None => errs.push(sp.child("resources").key("storage").required("")),
+        Some(q) if crate::resources::parse_milli(&q.0).is_ok_and(|v| v <= 0) => {
+            errs.push(sp.child("resources").child("requests").key("storage").invalid(&q.0, "must be greater than zero"))
+        }
+        Some(q) if crate::resources::parse_milli(&q.0).is_err() => errs.push(
+            sp.child("resources")
+                .child("requests")
+                .key("storage")
+                .invalid(&q.0, "must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"),
+        ),
+        Some(_) => {}
+    }
+}
+
 fn deployment(d: &Deployment) -> Vec<FieldError> {
     let mut errs = validate_metadata(&d.metadata, &Path::new("metadata"));
     let Some(spec) = &d.spec else {
@@ -338,6 +457,16 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
         }
         Object::Service(s) => crate::service::validate(s),
         Object::CronJob(c) => cronjob(c),
+        Object::StatefulSet(o) => statefulset(o),
+        Object::DaemonSet(o) => daemonset(o),
+        Object::PersistentVolumeClaim(o) => {
+            let mut errs = validate_metadata(&o.metadata, &Path::new("metadata"));
+            match &o.spec {
+                Some(spec) => claim_spec(spec, &Path::new("spec"), &mut errs),
+                None => errs.push(Path::new("spec").required("")),
+            }
+            errs
+        }
     };
     if errors.is_empty() {
         Ok(())
@@ -347,6 +476,8 @@ pub fn validate(object: &Object) -> Result<(), Invalid> {
             Object::Job(_) => "Job.batch",
             Object::Deployment(_) => "Deployment.apps",
             Object::CronJob(_) => "CronJob.batch",
+            Object::StatefulSet(_) => "StatefulSet.apps",
+            Object::DaemonSet(_) => "DaemonSet.apps",
             other => other.kind(),
         };
         Err(Invalid { kind: kind.to_string(), name: object.name().to_string(), errors })

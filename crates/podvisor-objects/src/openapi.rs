@@ -11,7 +11,7 @@
 
 mod patch_meta;
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, rbac};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, rbac, storage};
 use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
@@ -46,6 +46,11 @@ fn root(resource: Resource, generator: &mut SchemaGenerator) -> Option<String> {
         Resource::RoleBindings => add::<rbac::v1::RoleBinding>(generator),
         Resource::ClusterRoles => add::<rbac::v1::ClusterRole>(generator),
         Resource::ClusterRoleBindings => add::<rbac::v1::ClusterRoleBinding>(generator),
+        Resource::StatefulSets => add::<apps::v1::StatefulSet>(generator),
+        Resource::DaemonSets => add::<apps::v1::DaemonSet>(generator),
+        Resource::PersistentVolumeClaims => add::<core::v1::PersistentVolumeClaim>(generator),
+        Resource::PersistentVolumes => add::<core::v1::PersistentVolume>(generator),
+        Resource::StorageClasses => add::<storage::v1::StorageClass>(generator),
         Resource::PodMetrics | Resource::NodeMetrics => return None,
     })
 }

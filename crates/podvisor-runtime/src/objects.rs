@@ -17,6 +17,12 @@ pub trait Objects: Send + Sync {
         let _ = namespace;
         Vec::new()
     }
+    /// The directory on this machine that holds the volume bound to claim `name` of
+    /// `namespace`. Refused where there are no claims.
+    fn claim_path(&self, namespace: &str, name: &str) -> Result<std::path::PathBuf, String> {
+        let _ = namespace;
+        Err(format!("persistentvolumeclaim {name:?} not found"))
+    }
     /// A token for `pod`'s service account, for `audience`, lasting `expiration_seconds`: what
     /// a `serviceAccountToken` projection holds. Refused where no API issues tokens.
     fn service_account_token(

@@ -41,12 +41,19 @@ pub fn prepare(pod: &Pod, dir: &Path, objects: &dyn Objects) -> Result<HashMap<S
 }
 
 /// The volumes of `pod` that containers only read (configMap, secret, downwardAPI and
-/// projected): the kubelet mounts them read-only whatever the mount says.
+/// projected, and a claim mounted `readOnly`): the kubelet mounts them read-only whatever the
+/// mount says.
 pub fn read_only(pod: &Pod) -> std::collections::HashSet<String> {
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
-        .filter(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some())
+        .filter(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+                || v.persistent_volume_claim.as_ref().is_some_and(|c| c.read_only == Some(true))
+        })
         .map(|v| v.name.clone())
         .collect()
 }
@@ -126,6 +133,17 @@ fn prepare_one(pod: &Pod, v: &Volume, dir: &Path, objects: &dyn Objects) -> Resu
             fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).map_err(|e| e.to_string())?;
         }
         return Ok(dir.to_path_buf());
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        // The claim's volume is a directory on this machine (a local-path or hostPath volume),
+        // made on first use, writable by any user as the local-path provisioner makes it.
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let p = objects.claim_path(ns, &c.claim_name)?;
+        if fs::symlink_metadata(&p).is_err() {
+            fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).map_err(|e| format!("{}: {e}", p.display()))?;
+        }
+        return Ok(p);
     }
     if let Some(h) = &v.host_path {
         let p = PathBuf::from(&h.path);
@@ -217,7 +235,7 @@ fn object_files(pod: &Pod, v: &Volume, objects: &dyn Objects) -> Result<(Vec<Fil
         }
     } else {
         return Err(
-            "this volume type is not supported (emptyDir, hostPath, configMap, secret, downwardAPI and projected are)"
+            "this volume type is not supported (emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected are)"
                 .into(),
         );
     }

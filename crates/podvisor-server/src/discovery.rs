@@ -47,7 +47,8 @@ fn verbs(r: Resource) -> &'static [&'static str] {
 fn subresources(r: Resource) -> &'static [&'static str] {
     match r {
         Resource::Pods => &["log", "status"],
-        Resource::Deployments | Resource::ReplicaSets => &["scale", "status"],
+        Resource::Deployments | Resource::ReplicaSets | Resource::StatefulSets => &["scale", "status"],
+        Resource::DaemonSets | Resource::PersistentVolumeClaims | Resource::PersistentVolumes => &["status"],
         Resource::Jobs | Resource::CronJobs | Resource::Nodes | Resource::Namespaces | Resource::Services => {
             &["status"]
         }
@@ -241,7 +242,15 @@ mod tests {
             groups["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["batch", "apps", "discovery.k8s.io", "coordination.k8s.io", "metrics.k8s.io", "rbac.authorization.k8s.io"]
+            [
+                "batch",
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "metrics.k8s.io",
+                "rbac.authorization.k8s.io",
+                "storage.k8s.io"
+            ]
         );
         assert!(build_openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());
         assert!(resource_list("nope", "v1").is_none());

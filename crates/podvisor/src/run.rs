@@ -255,6 +255,8 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
         let mut obj =
             admission::admit_prepared(resource, &m.object).map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
         admission::on_create(resource, &mut obj);
+        podvisor_cluster::admission::admit_create(&store, None, resource, &mut obj)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", m.source))?;
         let created = store
             .create_checked(resource, obj, |o, existing| {
                 podvisor_apiserver::services::allocate_for(resource, o, existing).map_err(anyhow::Error::from)

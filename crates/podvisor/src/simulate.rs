@@ -24,7 +24,9 @@ fn pod_of(m: &Manifest) -> Option<(String, PodSpec)> {
         Object::CronJob(c) => {
             Some((m.object.name().to_string(), c.spec.as_ref()?.job_template.spec.as_ref()?.template.spec.clone()?))
         }
-        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) => None,
+        Object::StatefulSet(o) => Some((m.object.name().to_string(), o.spec.as_ref()?.template.spec.clone()?)),
+        Object::DaemonSet(o) => Some((m.object.name().to_string(), o.spec.as_ref()?.template.spec.clone()?)),
+        Object::ConfigMap(_) | Object::Secret(_) | Object::Service(_) | Object::PersistentVolumeClaim(_) => None,
     }
 }
 

@@ -1705,13 +1705,13 @@ fn apply_of_a_mixed_directory_applies_what_is_served_and_names_the_rest() {
     let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
     let list = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}, data: {x: \"1\"}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
-    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec: {containers: [{name: c, image: busybox:1.36}]}\n";
+    let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: db}\nspec:\n  minAvailable: 1\n  selector: {matchLabels: {app: db}}\n";
     std::fs::write(manifests.join("list.yaml"), list).unwrap();
-    std::fs::write(manifests.join("sts.yaml"), sts).unwrap();
+    std::fs::write(manifests.join("pdb.yaml"), pdb).unwrap();
     let (code, out, err) = server.kubectl(&["apply", "-f", manifests.to_str().unwrap()], None);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("configmap/a created") && out.contains("configmap/b created"), "{out}");
-    assert!(err.contains("no matches for kind \"StatefulSet\" in version \"apps/v1\""), "{err}");
+    assert!(err.contains("no matches for kind \"PodDisruptionBudget\" in version \"policy/v1\""), "{err}");
     let info = server.ok(&["cluster-info"], None);
     assert!(info.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{info}");
 }

@@ -184,8 +184,8 @@ fn unknown_fields_are_skipped_as_the_api_server_skips_them() {
 fn bad_bodies_get_precise_errors() {
     assert_eq!(decode(b"{\"kind\":\"Pod\"}"), Err(ProtobufError::NoEnvelope));
     assert_eq!(
-        decode(&envelope("v1", "PersistentVolumeClaim", Msg::default())),
-        Err(ProtobufError::UnknownKind { api_version: "v1".into(), kind: "PersistentVolumeClaim".into() })
+        decode(&envelope("v1", "ReplicationController", Msg::default())),
+        Err(ProtobufError::UnknownKind { api_version: "v1".into(), kind: "ReplicationController".into() })
     );
     let mut truncated = envelope("v1", "ConfigMap", Msg::default().msg(1, meta("x")));
     truncated.truncate(truncated.len() - 3);

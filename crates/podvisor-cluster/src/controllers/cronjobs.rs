@@ -308,6 +308,7 @@ mod tests {
             recorder: Recorder::new(store.clone(), "node".into()),
             bursts: Default::default(),
             api: None,
+            local_path: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod gc;
 pub mod jobs;
 pub mod namespaces;
 pub mod replicasets;
+pub mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub(crate) struct Ctx {
     /// The API pods talk to, if any: new pods then go through ServiceAccount admission, and
     /// new namespaces get their `default` account and root CA.
     pub api: Option<Arc<crate::serviceaccounts::ApiAccess>>,
+    /// Where local-path volumes live (`<data-dir>/local-path`).
+    pub local_path: Option<std::path::PathBuf>,
 }
 
 /// What a reconcile asks for next, as kube-runtime's `Action`: to be reconciled again after a
@@ -257,9 +260,8 @@ pub(crate) fn create_pod(
                 .map_err(|e| e.to_string())
         })
         .and_then(|mut pod| {
-            if ctx.api.is_some() {
-                crate::serviceaccounts::admit_pod(&ctx.store, &mut pod).map_err(|e| e.to_string())?;
-            }
+            crate::admission::admit_create(&ctx.store, ctx.api.as_deref(), Resource::Pods, &mut pod)
+                .map_err(|e| e.to_string())?;
             ctx.store.create(Resource::Pods, pod).map_err(|e| e.to_string())
         });
     match created {
@@ -309,6 +311,32 @@ fn affected(c: &Change, store: &Store) -> Vec<Key> {
     if c.key.resource == Resource::Pods {
         let services = store.list(Resource::Services, Some(&c.key.namespace)).0;
         keys.extend(services.iter().map(|s| Key::of(Resource::Services, s)));
+        // The claims it mounts: one it no longer uses may go.
+        let claims = c.object.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten();
+        keys.extend(
+            claims
+                .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str())
+                .map(|n| Key::new(Resource::PersistentVolumeClaims, &c.key.namespace, n)),
+        );
+    }
+    if matches!(c.key.resource, Resource::PersistentVolumeClaims | Resource::PersistentVolumes) {
+        keys.push(c.key.clone());
+    }
+    // A claim's volume follows it (Released when it goes).
+    if c.key.resource == Resource::PersistentVolumeClaims
+        && let Some(pv) = c.object.pointer("/spec/volumeName").and_then(Value::as_str).filter(|n| !n.is_empty())
+    {
+        keys.push(Key::new(Resource::PersistentVolumes, "", pv));
+    }
+    // A volume's claim may bind once it is there.
+    if c.key.resource == Resource::PersistentVolumes && c.kind != crate::store::ChangeKind::Deleted {
+        let pending = store.list(Resource::PersistentVolumeClaims, None).0;
+        keys.extend(
+            pending
+                .iter()
+                .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) != Some("Bound"))
+                .map(|p| Key::of(Resource::PersistentVolumeClaims, p)),
+        );
     }
     // A namespace's default account and root CA are kept: their removal or change is its.
     let kept = (c.key.resource == Resource::ServiceAccounts && c.key.name == "default")
@@ -505,8 +533,11 @@ fn isolated_with(
 /// controller.
 fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let Some(obj) = ctx.store.get(key) else { return Ok(Action::await_change()) };
-    if key.resource == Resource::Namespaces {
-        return namespaces::reconcile(ctx, key, &obj);
+    match key.resource {
+        Resource::Namespaces => return namespaces::reconcile(ctx, key, &obj),
+        Resource::PersistentVolumeClaims => return volumes::reconcile_claim(ctx, key, &obj),
+        Resource::PersistentVolumes => return volumes::reconcile_volume(ctx, key, &obj),
+        _ => {}
     }
     if is_deleting(&obj) {
         gc::foreground(ctx, key, &obj)?;
@@ -533,6 +564,7 @@ mod tests {
             recorder: Recorder::new(store.clone(), "node".into()),
             bursts: Default::default(),
             api: None,
+            local_path: None,
         }
     }
 

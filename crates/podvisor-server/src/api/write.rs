@@ -23,9 +23,12 @@ impl Call<'_> {
     pub(super) async fn create_admitted(&self, mut obj: Value, applied: bool) -> Result<Reply, ApiError> {
         self.namespace_open(&obj)?;
         admission::on_create(self.resource, &mut obj);
-        if self.resource == Resource::Pods && self.state.cluster.api().is_some() {
-            podvisor_cluster::serviceaccounts::admit_pod(self.state.store(), &mut obj)?;
-        }
+        podvisor_cluster::admission::admit_create(
+            self.state.store(),
+            self.state.cluster.api().map(|a| a.as_ref()),
+            self.resource,
+            &mut obj,
+        )?;
         if !applied {
             managed::record_update(None, &mut obj, &self.manager(), &Self::now());
         }
