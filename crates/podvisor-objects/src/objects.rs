@@ -175,7 +175,25 @@ fn statefulset(o: &k8s_openapi::api::apps::v1::StatefulSet) -> Vec<FieldError> {
         errs.push(Path::new("spec").required(""));
         return errs;
     };
-    workload(&spec.selector, &spec.template, spec.replicas, &mut errs);
+    // The pods get a volume per claim template: the template's mounts may name them.
+    let mut template = spec.template.clone();
+    if let Some(ps) = &mut template.spec {
+        let volumes = ps.volumes.get_or_insert_default();
+        for t in spec.volume_claim_templates.iter().flatten() {
+            let name = t.metadata.name.clone().unwrap_or_default();
+            if !volumes.iter().any(|v| v.name == name) {
+                volumes.push(k8s_openapi::api::core::v1::Volume {
+                    name: name.clone(),
+                    persistent_volume_claim: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                        claim_name: name,
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    workload(&spec.selector, &template, spec.replicas, &mut errs);
     let sp = Path::new("spec");
     if let Some(p) = spec.pod_management_policy.as_deref().filter(|p| !matches!(*p, "OrderedReady" | "Parallel")) {
         errs.push(sp.child("podManagementPolicy").not_supported(p, &["OrderedReady", "Parallel"]));

@@ -421,7 +421,7 @@ async fn dispatch(
             let served = match sub.as_deref() {
                 None | Some("status") => true,
                 Some("ephemeralcontainers") => resource == R::Pods,
-                Some("scale") => matches!(resource, R::Deployments | R::ReplicaSets),
+                Some("scale") => matches!(resource, R::Deployments | R::ReplicaSets | R::StatefulSets),
                 Some(_) => false,
             };
             if let Some(s) = sub.as_deref().filter(|_| !served) {

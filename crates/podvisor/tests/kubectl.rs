@@ -1876,3 +1876,88 @@ spec:
     assert_ne!(code, Some(0));
     assert!(err.contains("Unauthorized"), "a bound token ends with its pod: {err}");
 }
+
+/// #17: a StatefulSet gets stable pod names made in order, a claim per pod provisioned on the
+/// local-path default class (data outlives the pod: a remade `db-0` finds what the first one
+/// wrote), a stable DNS name under its headless Service, `kubectl scale` from the highest
+/// ordinal down keeping the claims; a DaemonSet runs one pod on the node; a claim deleted goes
+/// with its volume and directory once no pod uses it.
+#[test]
+fn statefulsets_keep_names_and_claims_daemonsets_run_on_the_node() {
+    let dir = data_dir("sts");
+    let server = serve(&dir);
+    let manifest = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {clusterIP: None, selector: {app: db}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:1.36
+        command: [sh, -c, "hostname >> /data/log; trap 'exit 0' TERM; sleep 3600 & wait"]
+        volumeMounts: [{name: data, mountPath: /data}]
+        readinessProbe: {exec: {command: [test, -f, /data/log]}, periodSeconds: 1}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 100Mi}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: c, image: "busybox:1.36", command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]}]
+"#;
+    server.ok(&["apply", "-f", "-"], Some(manifest));
+    server.ok(&["rollout", "status", "sts/db", "--timeout=90s"], None);
+    server.ok(&["rollout", "status", "ds/agent", "--timeout=60s"], None);
+    let sts = server.ok(&["get", "sts", "db"], None);
+    assert!(row(&sts, "db").starts_with(&["db", "2/2"]), "{sts}");
+    let ds = server.ok(&["get", "ds", "agent"], None);
+    assert!(row(&ds, "agent").starts_with(&["agent", "1", "1", "1", "1", "1"]), "{ds}");
+    let claims = server.ok(&["get", "pvc"], None);
+    for c in ["data-db-0", "data-db-1"] {
+        assert!(row(&claims, c).starts_with(&[c, "Bound"]) && row(&claims, c).contains(&"standard"), "{claims}");
+    }
+    // Made in order: db-0 was Ready before db-1 was created.
+    let created = |p: &str| server.ok(&["get", "pod", p, "-o", "jsonpath={.metadata.creationTimestamp}"], None);
+    assert!(created("db-0") <= created("db-1"));
+    let resolved = server.ok(&["exec", "db-1", "--", "nslookup", "db-0.db.default.svc.cluster.local"], None);
+    let ip0 = server.ok(&["get", "pod", "db-0", "-o", "jsonpath={.status.podIP}"], None);
+    assert!(resolved.contains(&format!("Address: {ip0}")), "{resolved}");
+    server.ok(&["delete", "pod", "db-0"], None);
+    eventually("db-0 made again and Ready", || {
+        let (code, _, _) = server.kubectl(&["wait", "--for=condition=Ready", "pod/db-0", "--timeout=2s"], None);
+        (code == 0).then_some(())
+    });
+    let log = server.ok(&["exec", "db-0", "--", "cat", "/data/log"], None);
+    assert_eq!(log, "db-0\ndb-0\n", "the claim kept what the first db-0 wrote");
+    server.ok(&["scale", "sts", "db", "--replicas=1"], None);
+    eventually("db-1 gone", || server.kubectl(&["get", "pod", "db-1"], None).0.ne(&0).then_some(()));
+    assert!(server.ok(&["get", "pvc"], None).contains("data-db-1"), "claims outlive a scale down");
+    server.ok(&["delete", "sts", "db"], None);
+    eventually("db-0 gone", || server.kubectl(&["get", "pod", "db-0"], None).0.ne(&0).then_some(()));
+    let volume = server.ok(&["get", "pvc", "data-db-1", "-o", "jsonpath={.spec.volumeName}"], None);
+    let path = server.ok(&["get", "pv", &volume, "-o", "jsonpath={.spec.hostPath.path}"], None);
+    assert!(Path::new(&path).starts_with(dir.join("data/local-path")), "{path}");
+    assert!(Path::new(&path).join("log").exists());
+    server.ok(&["delete", "pvc", "data-db-1"], None);
+    eventually("the volume gone", || server.kubectl(&["get", "pv", &volume], None).0.ne(&0).then_some(()));
+    assert!(!Path::new(&path).exists(), "a deleted provisioned volume takes its directory");
+}

@@ -15,24 +15,16 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podvisor_objects::kinds::Resource;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Action, Ctx, Error, encode, from_template, involved, key_of, owned, owned_count, owner_ref, safe_encode};
+use super::{
+    Action, Ctx, Error, encode, from_template, involved, key_of, owned, owned_count, owner_ref, template_hash,
+};
 use crate::store::{Key, StoreError};
 
 const COMPONENT: &str = "deployment-controller";
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
-
-/// FNV-1a over the template's JSON: the `pod-template-hash`.
-fn template_hash(template: &Value) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in template.to_string().bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    safe_encode(h as u64)
-}
 
 /// Resolves an int-or-percent (`default` when absent) against `total`, rounding a percentage
 /// up or down; an integer below 0 is 0, and a string that is not a percentage is 0%.
@@ -467,6 +459,7 @@ pub(crate) fn reconcile(d: &Deployment, ctx: &Ctx) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn percentages_round_as_the_controller_does() {

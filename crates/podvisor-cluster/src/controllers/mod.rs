@@ -1,5 +1,5 @@
-//! The controllers: Job, CronJob, Deployment, ReplicaSet and EndpointSlice, and the garbage
-//! collector. One task reacts
+//! The controllers: Job, CronJob, Deployment, ReplicaSet, StatefulSet, DaemonSet,
+//! EndpointSlice, the persistent-volume binder and provisioner, and the garbage collector. One task reacts
 //! to every store change by reconciling the objects it touches (an object, its controller
 //! owner), level-triggered and idempotent; timers (Job back-off and deadlines) wake it when
 //! something is due.
@@ -12,12 +12,14 @@
 //! time passed in) and `act`s on it.
 
 pub mod cronjobs;
+pub mod daemonsets;
 pub mod deployments;
 pub mod endpointslices;
 pub mod gc;
 pub mod jobs;
 pub mod namespaces;
 pub mod replicasets;
+pub mod statefulsets;
 pub mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -48,6 +50,17 @@ const COMPONENT: &str = "podvisor-controllers";
 /// Encodes a number as the API machinery's `SafeEncodeString` of its decimal form.
 fn safe_encode(n: u64) -> String {
     n.to_string().bytes().map(|b| ALPHABET[b as usize % ALPHABET.len()] as char).collect()
+}
+
+/// FNV-1a over a template's JSON, in the Kubernetes alphabet: the `pod-template-hash` of a
+/// Deployment's ReplicaSets, and the revision of a StatefulSet's or DaemonSet's pods.
+pub(crate) fn template_hash(template: &Value) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in template.to_string().bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    safe_encode(h as u64)
 }
 
 /// What every controller needs.
@@ -241,31 +254,11 @@ pub(crate) fn create_pod(
     component: &'static str,
 ) -> bool {
     let name = owner.name.as_deref().unwrap_or("");
-    let namespace = owner.namespace.as_deref().unwrap_or("");
     let pod_name = format!("{name}-{}", podvisor_objects::uid::suffix(5));
-    let mut metadata =
-        from_template(template.metadata.as_ref(), &pod_name, namespace, &BTreeMap::new(), owner_ref(resource, owner));
-    metadata.generate_name = Some(format!("{name}-"));
-    let pod = Pod { metadata, spec: Some(template.spec.clone().unwrap_or_default()), status: None };
+    let made = create_pod_as(ctx, resource, owner, template, &pod_name, Some(format!("{name}-")), |_| {});
     let about = involved(resource, owner);
-    // A controller's pod is admitted as a kubectl's is: decoded, defaulted, validated.
-    let created = serde_json::to_value(&pod)
-        .map_err(|e| e.to_string())
-        .and_then(|pod| {
-            admission::admit(Resource::Pods, pod, Some(namespace), FieldValidation::Strict)
-                .map(|mut a| {
-                    admission::on_create(Resource::Pods, &mut a.object);
-                    a.object
-                })
-                .map_err(|e| e.to_string())
-        })
-        .and_then(|mut pod| {
-            crate::admission::admit_create(&ctx.store, ctx.api.as_deref(), Resource::Pods, &mut pod)
-                .map_err(|e| e.to_string())?;
-            ctx.store.create(Resource::Pods, pod).map_err(|e| e.to_string())
-        });
-    match created {
-        Ok(_) => {
+    match made {
+        Ok(()) => {
             ctx.recorder.record(&about, "Normal", "SuccessfulCreate", &format!("Created pod: {pod_name}"), component);
             true
         }
@@ -274,6 +267,36 @@ pub(crate) fn create_pod(
             false
         }
     }
+}
+
+/// Creates pod `pod_name` from `template`, the pod template of `owner` (of type `resource`),
+/// after `shape` has had its say on the pod, admitted as a kubectl's pod is (decoded,
+/// defaulted, validated, the store's admission plugins).
+pub(crate) fn create_pod_as(
+    ctx: &Ctx,
+    resource: Resource,
+    owner: &ObjectMeta,
+    template: &PodTemplateSpec,
+    pod_name: &str,
+    generate_name: Option<String>,
+    shape: impl FnOnce(&mut Pod),
+) -> Result<(), String> {
+    let namespace = owner.namespace.as_deref().unwrap_or("");
+    let mut metadata =
+        from_template(template.metadata.as_ref(), pod_name, namespace, &BTreeMap::new(), owner_ref(resource, owner));
+    metadata.generate_name = generate_name;
+    let mut pod = Pod { metadata, spec: Some(template.spec.clone().unwrap_or_default()), status: None };
+    shape(&mut pod);
+    let pod = serde_json::to_value(&pod).map_err(|e| e.to_string())?;
+    let mut pod = admission::admit(Resource::Pods, pod, Some(namespace), FieldValidation::Strict)
+        .map(|mut a| {
+            admission::on_create(Resource::Pods, &mut a.object);
+            a.object
+        })
+        .map_err(|e| e.to_string())?;
+    crate::admission::admit_create(&ctx.store, ctx.api.as_deref(), Resource::Pods, &mut pod)
+        .map_err(|e| e.to_string())?;
+    ctx.store.create(Resource::Pods, pod).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Deletes the pod at `pod`, which `owner` (of type `resource`) controls, and records
@@ -303,7 +326,13 @@ fn affected(c: &Change, store: &Store) -> Vec<Key> {
     let mut keys = Vec::new();
     if matches!(
         c.key.resource,
-        Resource::Jobs | Resource::ReplicaSets | Resource::Deployments | Resource::Services | Resource::CronJobs
+        Resource::Jobs
+            | Resource::ReplicaSets
+            | Resource::Deployments
+            | Resource::Services
+            | Resource::CronJobs
+            | Resource::StatefulSets
+            | Resource::DaemonSets
     ) || is_deleting(&c.object)
     {
         keys.push(c.key.clone());
@@ -318,6 +347,10 @@ fn affected(c: &Change, store: &Store) -> Vec<Key> {
                 .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName")?.as_str())
                 .map(|n| Key::new(Resource::PersistentVolumeClaims, &c.key.namespace, n)),
         );
+    }
+    // A node's labels and taints decide where daemons run.
+    if c.key.resource == Resource::Nodes {
+        keys.extend(store.list(Resource::DaemonSets, None).0.iter().map(|d| Key::of(Resource::DaemonSets, d)));
     }
     if matches!(c.key.resource, Resource::PersistentVolumeClaims | Resource::PersistentVolumes) {
         keys.push(c.key.clone());
@@ -549,6 +582,8 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         Resource::Deployments => deployments::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         Resource::Services => endpointslices::reconcile(ctx, &decode(&ctx.store, key.resource, &obj)?),
         Resource::CronJobs => cronjobs::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
+        Resource::StatefulSets => statefulsets::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
+        Resource::DaemonSets => daemonsets::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         _ => Ok(Action::await_change()),
     }
 }
