@@ -215,10 +215,16 @@ fn alive(pid: u32) -> bool {
 
 /// Claims `ip` for this process; the PID of another live process that holds it is the error.
 pub fn claim(ip: Ipv4Addr) -> Result<(), u32> {
+    claim_as(ip, false)
+}
+
+/// Claims `ip` for this process; with `fresh`, an address this process holds already is
+/// refused too (it serves something else).
+fn claim_as(ip: Ipv4Addr, fresh: bool) -> Result<(), u32> {
     let _lock = lock_claims();
     let me = std::process::id();
     match holder(ip) {
-        Some(pid) if pid != me && alive(pid) => Err(pid),
+        Some(pid) if (pid != me || fresh) && alive(pid) => Err(pid),
         _ => {
             if let Err(e) = std::fs::write(Path::new(CLAIMS).join(ip.to_string()), me.to_string()) {
                 eprintln!("podvisor: claiming {ip} in {CLAIMS}: {e}");
@@ -238,15 +244,16 @@ pub fn release(ip: Ipv4Addr) {
     }
 }
 
-/// The first of `preferred` that this process may claim, else a free address of `range`
-/// (but its first and last), claimed.
+/// The first of `preferred` that no live process holds, else such a free address of `range`
+/// (but its first and last), claimed. An address this process holds already is not free: two
+/// services of one process (cluster DNS, the `kubernetes` Service) never share one.
 pub fn claim_one(preferred: &[Ipv4Addr], range: (Ipv4Addr, u8)) -> Option<Ipv4Addr> {
-    if let Some(ip) = preferred.iter().find(|ip| claim(**ip).is_ok()) {
+    if let Some(ip) = preferred.iter().find(|ip| claim_as(**ip, true).is_ok()) {
         return Some(*ip);
     }
     let size = 1u32.checked_shl(32 - u32::from(range.1.min(32))).unwrap_or(0);
     let base = u32::from(range.0);
-    (2..size.saturating_sub(1)).map(|off| Ipv4Addr::from(base + size - 1 - off)).find(|ip| claim(*ip).is_ok())
+    (2..size.saturating_sub(1)).map(|off| Ipv4Addr::from(base + size - 1 - off)).find(|ip| claim_as(*ip, true).is_ok())
 }
 
 /// Removes the addresses, and claims, of podvisor processes that are gone. The claims' lock is
@@ -443,5 +450,27 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(ask(port).await.unwrap(), "good:hi");
         }
+    }
+
+    /// Two services of one process asking for the same preferred address get two addresses.
+    #[test]
+    fn one_process_never_claims_one_address_for_two_services() {
+        if !is_root() {
+            return;
+        }
+        // A range of its own (TEST-NET-2), so that no server's claims are touched.
+        let range = (Ipv4Addr::new(198, 51, 100, 0), 29);
+        let preferred = Ipv4Addr::new(198, 51, 100, 1);
+        let first = claim_one(&[preferred], range).expect("an address");
+        let second = claim_one(&[preferred], range).expect("another address");
+        assert_eq!(first, preferred);
+        assert_ne!(first, second, "the second service gets an address of its own");
+        assert!(claim(first).is_ok(), "a service may claim its own address again");
+        release(first);
+        release(second);
+    }
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
     }
 }
