@@ -3,6 +3,7 @@
 mod bench;
 mod exec;
 mod image;
+mod lint;
 mod load;
 mod logs;
 mod node_args;
@@ -51,6 +52,22 @@ enum Command {
         /// Manifest files (`-` for standard input).
         #[arg(required = true)]
         files: Vec<String>,
+    },
+    /// Find the sidecar pitfalls in manifests (files, directories, `-`): each finding with its
+    /// place, what happens at run time, and the fix. Rules: docs/lint.md.
+    Lint {
+        /// Manifest files or directories (`-` for standard input).
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        /// The report's format.
+        #[arg(long, short = 'o', value_enum, default_value = "human")]
+        output: lint::Output,
+        /// Exit 1 when a finding at this level or worse is found.
+        #[arg(long, value_enum, default_value = "error")]
+        fail_on: lint::FailOn,
+        /// Colour the human report (`auto`: on a terminal, unless NO_COLOR is set or TERM=dumb).
+        #[arg(long, value_enum, default_value = "auto")]
+        color: lint::Colour,
     },
     /// Run the pods of the manifests in virtual time against simulated containers and print
     /// their lifecycle.
@@ -196,6 +213,14 @@ fn main() -> ExitCode {
             return finish(serve::run(serve::Options { node, listen, allow_remote, leave_pods_running }));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
+        Command::Lint { inputs, output, fail_on, color } => {
+            let opts = lint::Options { inputs, output, fail_on, colour: color };
+            // Findings that fail the run exit 1, as linters do.
+            return match lint::run(&mut std::io::stdout().lock(), opts) {
+                Ok(false) => ExitCode::from(1),
+                other => finish(other),
+            };
+        }
         Command::Bench { iterations, pods, out, runtime } => {
             let opts = bench::Options { data_dir: cli.data_dir, runtime, iterations, pods, out };
             return finish(bench::run(&mut std::io::stdout().lock(), opts));
@@ -245,6 +270,7 @@ fn main() -> ExitCode {
         | Command::Exec { .. }
         | Command::Serve { .. }
         | Command::Kubeconfig
+        | Command::Lint { .. }
         | Command::Bench { .. } => Ok(true),
     };
     finish(result)

@@ -618,3 +618,31 @@ spec:
     let _ = child.wait();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// #18: `podvisor lint` on the seed directory: each finding placed, the invalid YAML an error
+/// (exit 1), warnings alone exit 0 unless `--fail-on warning`; JSON and SARIF on request; a
+/// manifest on standard input.
+#[test]
+fn lint_reports_the_seed_pitfalls_with_exit_codes_and_formats() {
+    let (code, out, err) = podvisor(&["lint", "--color", "never", "."], None);
+    assert_eq!(code, 1, "the invalid seeds are errors: {out}{err}");
+    assert!(out.contains("./seed002-1.yaml\n  14:9  warning  pid1-shell-ignores-sigterm (PV004)"), "{out}");
+    assert!(out.contains("./seed004-5-legacy.yaml\n  11:5  warning  legacy-sidecar (PV001)"), "{out}");
+    assert!(out.contains("./seed003-1.yaml\n  33:19  error  invalid (PV000)"), "{out}");
+    assert!(out.ends_with("2 errors, 6 warnings\n"), "{out}");
+    let (code, out, _) = podvisor(&["lint", "seed002-1.yaml", "seed004-2.yaml"], None);
+    assert_eq!(code, 0, "warnings alone pass: {out}");
+    assert!(!out.contains('\x1b'), "no colour off a terminal");
+    let (code, _, _) = podvisor(&["lint", "--fail-on", "warning", "seed002-1.yaml"], None);
+    assert_eq!(code, 1);
+    let (code, out, _) = podvisor(&["lint", "-o", "json", "seed004-2.yaml"], None);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json[0]["rule"], "readiness-does-not-gate");
+    let (_, out, _) = podvisor(&["lint", "-o", "sarif", "seed004-5-legacy.yaml"], None);
+    let sarif: serde_json::Value = serde_json::from_str(&out).expect("SARIF");
+    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "PV001");
+    let clean = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: a, image: busybox}]}\n";
+    let (code, out, _) = podvisor(&["lint", "-"], Some(clean));
+    assert_eq!((code, out.as_str()), (0, "0 errors, 0 warnings\n"));
+}
