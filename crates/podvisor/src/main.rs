@@ -10,6 +10,7 @@ mod node_args;
 mod run;
 mod serve;
 mod simulate;
+mod timeline;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,6 +82,18 @@ enum Command {
         /// Stop after this many seconds of virtual time.
         #[arg(long, default_value_t = 3600)]
         until: u64,
+        /// Draw the lifecycle as a picture: FILE.html or FILE.svg.
+        #[arg(long, value_name = "FILE.html|FILE.svg")]
+        timeline: Option<std::path::PathBuf>,
+    },
+    /// Draw the lifecycle timeline of a run (`podvisor run --timeline RUN.json`) as a picture:
+    /// one row per container, states as bars, probes, hooks and signals as marks.
+    Timeline {
+        /// The events a run wrote.
+        input: std::path::PathBuf,
+        /// The picture: FILE.html (with a legend) or FILE.svg.
+        #[arg(short = 'o', long, value_name = "FILE.html|FILE.svg")]
+        output: std::path::PathBuf,
     },
     /// Run the Pods, Jobs and Deployments of the manifests on real containers, in the
     /// foreground, until they end (Ctrl-C deletes them gracefully; a second Ctrl-C kills).
@@ -88,8 +101,9 @@ enum Command {
         /// Manifest files (`-` for standard input).
         #[arg(required = true)]
         files: Vec<String>,
-        /// Write every event, with timestamps, to this JSON file.
-        #[arg(long, value_name = "FILE.json")]
+        /// Write every event, with timestamps, to FILE.json; or draw them as a picture,
+        /// FILE.html or FILE.svg.
+        #[arg(long, value_name = "FILE.json|FILE.html|FILE.svg")]
         timeline: Option<std::path::PathBuf>,
         #[command(flatten)]
         node: node_args::NodeArgs,
@@ -213,6 +227,7 @@ fn main() -> ExitCode {
             return finish(serve::run(serve::Options { node, listen, allow_remote, leave_pods_running }));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
+        Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
         Command::Lint { inputs, output, fail_on, color } => {
             let opts = lint::Options { inputs, output, fail_on, colour: color };
             // Findings that fail the run exit 1, as linters do.
@@ -254,8 +269,8 @@ fn main() -> ExitCode {
             .try_for_each(|m| writeln!(out, "{}: {} {:?} is valid", m.source, m.object.kind(), m.object.name()))
             .map(|()| true)
             .map_err(anyhow::Error::from),
-        Command::Simulate { behave, until, .. } => {
-            simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until))
+        Command::Simulate { behave, until, timeline, .. } => {
+            simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until), timeline.as_deref())
         }
         Command::Run { timeline, node, .. } => {
             let opts = run::Options { node: node.options(&cli.data_dir), timeline };
@@ -271,6 +286,7 @@ fn main() -> ExitCode {
         | Command::Serve { .. }
         | Command::Kubeconfig
         | Command::Lint { .. }
+        | Command::Timeline { .. }
         | Command::Bench { .. } => Ok(true),
     };
     finish(result)

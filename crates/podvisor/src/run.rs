@@ -322,7 +322,15 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     }
     writeln!(out, "podvisor: done in {elapsed:.3}s")?;
     if let (Some(path), Some(tl)) = (&opts.timeline, &printer.timeline) {
-        std::fs::write(path, serde_json::to_vec_pretty(tl)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if crate::timeline::picture(path).is_some() {
+            let events: Vec<serde_json::Value> = tl.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+            let title = format!("podvisor run, {}", printer.start);
+            let picture = podvisor_timeline::from_run_events(&title, &events, &std::collections::HashMap::new());
+            crate::timeline::write(path, &picture)?;
+        } else {
+            std::fs::write(path, serde_json::to_vec_pretty(tl)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
     }
     Ok(if interrupts > 0 { Outcome::Interrupted } else { Outcome::Done(ok) })
 }

@@ -59,7 +59,15 @@ pub fn run(
     manifests: &[Manifest],
     overrides: &[String],
     limit: Duration,
+    picture: Option<&std::path::Path>,
 ) -> anyhow::Result<bool> {
+    if let Some(p) = picture
+        && crate::timeline::picture(p).is_none()
+    {
+        anyhow::bail!("{}: a timeline picture is written as .html or .svg", p.display());
+    }
+    let title = manifests.iter().map(|m| m.source.as_str()).collect::<Vec<_>>().join(", ");
+    let mut recorder = podvisor_timeline::Recorder::new(&format!("{title} (simulated)"));
     let mut all_ok = true;
     for m in manifests {
         let Some((name, spec)) = pod_of(m) else { continue };
@@ -86,7 +94,7 @@ pub fn run(
         for s in &summaries {
             writeln!(out, "{s}")?;
         }
-        let mut sim = Sim::new(&name, spec, behaviours);
+        let mut sim = Sim::new(&name, spec.clone(), behaviours);
         let finished = sim.run_to_end(limit);
         for e in sim.timeline() {
             if let Some(text) = describe(&e.mark) {
@@ -94,6 +102,7 @@ pub fn run(
                 writeln!(out, "[{:>8.3}s] {who:<16} {text}", e.at.as_secs_f64())?;
             }
         }
+        crate::timeline::record_sim(&mut recorder, &name, &spec, sim.timeline());
         let phase = sim.phase().to_string();
         if finished {
             writeln!(out, "{name}: {phase} after {:.3}s of virtual time", sim.elapsed().as_secs_f64())?;
@@ -106,6 +115,10 @@ pub fn run(
             )?;
         }
         writeln!(out)?;
+    }
+    if let Some(p) = picture {
+        crate::timeline::write(p, &recorder.finish())?;
+        writeln!(out, "timeline: {}", p.display())?;
     }
     Ok(all_ok)
 }

@@ -646,3 +646,57 @@ fn lint_reports_the_seed_pitfalls_with_exit_codes_and_formats() {
     let (code, out, _) = podvisor(&["lint", "-"], Some(clean));
     assert_eq!((code, out.as_str()), (0, "0 errors, 0 warnings\n"));
 }
+
+/// #18: the seed Job's timeline drawn from a simulation: one row per container in start order
+/// (the sidecar first), bars, the SIGTERM and SIGKILL marks on the sidecar, the grace window,
+/// the phases; and a run's events (`--timeline RUN.json`) drawn by `podvisor timeline`.
+#[test]
+fn the_seed_jobs_timeline_is_drawn_with_rows_marks_and_the_grace_window() {
+    let dir = std::env::temp_dir().join(format!("podvisor-timeline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("seed002-1.html");
+    let (code, out, err) = podvisor(&["simulate", "seed002-1.yaml", "--timeline", html.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>") && page.contains("<svg"), "self-contained HTML with the picture");
+    assert!(!page.contains("<script"), "no script");
+    assert_eq!(page.matches("http").count(), page.matches("http://www.w3.org/2000/svg").count(), "nothing fetched");
+    let sidecar = page.find(r#"data-container="log-shipper" data-kind="sidecar""#).expect("the sidecar's row");
+    let app = page.find(r#"data-container="main-task" data-kind="app""#).expect("the app's row");
+    assert!(sidecar < app, "rows in start order");
+    let sidecar_row = &page[sidecar..app];
+    assert!(sidecar_row.contains(r#"class="mark sigterm""#) && sidecar_row.contains(r#"class="mark sigkill""#));
+    assert!(sidecar_row.contains("exited 137"), "{sidecar_row}");
+    assert!(page[app..].contains("main-task exited 0 (Completed) at 5.080 s"));
+    assert!(page.contains("grace period (30 s) from the first SIGTERM at 5.080 s"));
+    assert!(page.contains("phase Succeeded from 35.080 s"));
+    let (code, _, err) = podvisor(&["simulate", "seed002-1.yaml", "--timeline", "/tmp/x.png"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("a timeline picture is written as .html or .svg"), "{err}");
+    // A run's events, as `run --timeline RUN.json` writes them.
+    let events = r#"[
+      {"at": "2026-01-01T00:00:00Z", "pod": "default/p", "uid": "u", "type": "started", "container": "proxy", "attempt": 0},
+      {"at": "2026-01-01T00:00:00.5Z", "pod": "default/p", "uid": "u", "type": "event", "kind": "Normal", "reason": "Pulled", "message": "ok", "container": "proxy", "fieldPath": "spec.initContainers{proxy}"},
+      {"at": "2026-01-01T00:00:02Z", "pod": "default/p", "uid": "u", "type": "handler", "container": "proxy", "handler": "startupProbe", "result": "ok"},
+      {"at": "2026-01-01T00:00:02.1Z", "pod": "default/p", "uid": "u", "type": "started", "container": "app", "attempt": 0},
+      {"at": "2026-01-01T00:00:04Z", "pod": "default/p", "uid": "u", "type": "exited", "container": "app", "attempt": 0, "exitCode": 0, "reason": "Completed"},
+      {"at": "2026-01-01T00:00:04Z", "pod": "default/p", "uid": "u", "type": "signalled", "container": "proxy", "signal": "SIGTERM", "why": "the regular containers have exited"},
+      {"at": "2026-01-01T00:00:04.2Z", "pod": "default/p", "uid": "u", "type": "exited", "container": "proxy", "attempt": 0, "exitCode": 143, "reason": "Error"},
+      {"at": "2026-01-01T00:00:04.3Z", "pod": "default/p", "uid": "u", "type": "finished", "phase": "Succeeded"}
+    ]"#;
+    let json = dir.join("run.json");
+    std::fs::write(&json, events).unwrap();
+    let svg = dir.join("run.svg");
+    let (code, _, err) = podvisor(&["timeline", json.to_str().unwrap(), "-o", svg.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg"));
+    let proxy = picture.find(r#"data-container="proxy" data-kind="sidecar""#).expect("the sidecar is recognised");
+    let app = picture.find(r#"data-container="app" data-kind="app""#).expect("the app");
+    assert!(proxy < app);
+    assert!(
+        picture.contains("proxy: running from 0.000 s to 2.000 s") && picture.contains("proxy: started from 2.000 s")
+    );
+    assert!(picture.contains("proxy exited 143 (Error) at 4.200 s"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

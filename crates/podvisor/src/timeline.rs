@@ -1,0 +1,103 @@
+//! Timeline pictures on the command line: `podvisor timeline RUN.json -o out.html|out.svg`, and
+//! `--timeline out.html|out.svg` on `run` and `simulate` (`.json` keeps the raw events).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use podvisor_engine::{EventType, Hook, ProbeKind};
+use podvisor_sim::{Entry, Mark};
+use podvisor_timeline::{Kind, Recorder, Timeline};
+
+/// The picture format a path asks for by its extension, if it asks for one.
+pub fn picture(path: &Path) -> Option<&'static str> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => Some("html"),
+        Some("svg") => Some("svg"),
+        _ => None,
+    }
+}
+
+/// Writes `t` to `path` as the picture its extension names.
+pub fn write(path: &Path, t: &Timeline) -> anyhow::Result<()> {
+    let text = match picture(path) {
+        Some("svg") => podvisor_timeline::svg(t),
+        Some(_) => podvisor_timeline::html(t),
+        None => anyhow::bail!("{}: a timeline picture is written as .html or .svg", path.display()),
+    };
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `podvisor timeline RUN.json -o OUT`: the picture of a run's events.
+pub fn from_file(input: &Path, output: &Path) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
+    let events: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("{}: not the events of `podvisor run --timeline FILE.json`: {e}", input.display())
+    })?;
+    let title = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    write(output, &podvisor_timeline::from_run_events(&title, &events, &HashMap::new()))?;
+    Ok(true)
+}
+
+/// The kind of each container of `spec`, in start order.
+pub fn kinds(spec: &PodSpec) -> Vec<(String, Kind)> {
+    let init = spec.init_containers.iter().flatten().map(|c| {
+        let kind = if c.restart_policy.as_deref() == Some("Always") { Kind::Sidecar } else { Kind::Init };
+        (c.name.clone(), kind)
+    });
+    init.chain(spec.containers.iter().map(|c| (c.name.clone(), Kind::App))).collect()
+}
+
+/// Records a simulated pod's marks (`pod` named, `spec` its spec) into `r`.
+pub fn record_sim(r: &mut Recorder, pod: &str, spec: &PodSpec, entries: &[Entry]) {
+    for (name, kind) in kinds(spec) {
+        r.container(pod, &name, kind);
+    }
+    let gated = |name: &str| {
+        spec.init_containers.iter().flatten().chain(&spec.containers).find(|c| c.name == name).is_some_and(|c| {
+            c.startup_probe.is_some() || c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()).is_some()
+        })
+    };
+    let grace = spec.termination_grace_period_seconds.map(|g| g as f64).or(Some(30.0));
+    let mut attempts: HashMap<String, u32> = HashMap::new();
+    for e in entries {
+        let (at, c) = (e.at.as_secs_f64(), e.container.as_str());
+        match &e.mark {
+            Mark::Starting => {
+                let n = attempts.entry(c.to_string()).or_insert(0);
+                r.started(pod, c, at, *n, gated(c));
+                *n += 1;
+            }
+            Mark::Exiting(code) => r.exited(pod, c, at, *code, if *code == 0 { "Completed" } else { "Error" }),
+            Mark::Killed => r.exited(pod, c, at, 137, "Error: killed"),
+            Mark::Signalled(sig) => r.signalled(pod, c, at, sig, "", grace),
+            Mark::HookStart(h) => r.hook(pod, c, at, hook_name(*h), "started"),
+            Mark::HookEnd(h) => {
+                r.hook(pod, c, at, hook_name(*h), "finished");
+                if *h == Hook::PostStart {
+                    r.became_started(pod, c, at, "postStart hook returned");
+                }
+            }
+            Mark::Probe(kind, ok) => {
+                r.probe(pod, c, at, &kind.title().to_lowercase(), *ok, "");
+                if *kind == ProbeKind::Startup && *ok {
+                    r.became_started(pod, c, at, "startup probe passed");
+                }
+            }
+            Mark::Event(ev) if ev.kind == EventType::Warning || ev.reason == "BackOff" => {
+                let who = ev.container.as_ref().map(|c| c.name.as_str());
+                r.event(pod, who, at, &format!("{}: {}", ev.reason, ev.message), ev.kind == EventType::Warning);
+            }
+            Mark::Phase(p) => r.phase(pod, at, p),
+            Mark::SandboxRemoved => r.finished(pod, at),
+            _ => {}
+        }
+    }
+}
+
+fn hook_name(h: Hook) -> &'static str {
+    match h {
+        Hook::PostStart => "postStart",
+        Hook::PreStop => "preStop",
+    }
+}
