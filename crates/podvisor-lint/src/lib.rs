@@ -165,6 +165,12 @@ pub fn lint_manifests(manifests: &[Manifest]) -> Vec<Finding> {
     out
 }
 
+/// Whether `c` runs a shell script as PID 1 that leaves SIGTERM unhandled (no `trap`, no
+/// `exec`): stopping it then waits out the whole grace period (rule PV004).
+pub fn shell_ignores_sigterm(c: &k8s_openapi::api::core::v1::Container) -> bool {
+    shell::pid1_script(c).is_some_and(shell::ignores_sigterm)
+}
+
 /// Whether `findings` fail a run that fails on `threshold` and worse (`None`: never).
 pub fn fails(findings: &[Finding], threshold: Option<Severity>) -> bool {
     threshold.is_some_and(|t| findings.iter().any(|f| f.severity <= t))

@@ -2,6 +2,7 @@
 
 mod bench;
 mod exec;
+mod explain;
 mod image;
 mod lint;
 mod load;
@@ -85,6 +86,21 @@ enum Command {
         /// Draw the lifecycle as a picture: FILE.html or FILE.svg.
         #[arg(long, value_name = "FILE.html|FILE.svg")]
         timeline: Option<std::path::PathBuf>,
+    },
+    /// Say why a pod (or a Job's pods) is where it is and what happens next, from its spec,
+    /// status and events, through a kubeconfig (this machine's serve by default, or any cluster).
+    Explain {
+        /// `POD`, `pod/NAME` or `job/NAME`.
+        what: String,
+        /// The namespace (default: the context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The kubeconfig (default: KUBECONFIG, ~/.kube/config, else serve's under the data dir).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// The kubeconfig context (default: its current one).
+        #[arg(long)]
+        context: Option<String>,
     },
     /// Draw the lifecycle timeline of a run (`podvisor run --timeline RUN.json`) as a picture:
     /// one row per container, states as bars, probes, hooks and signals as marks.
@@ -228,6 +244,10 @@ fn main() -> ExitCode {
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
+        Command::Explain { what, namespace, kubeconfig, context } => {
+            let opts = explain::Options { what, namespace, kubeconfig, context };
+            return finish(explain::run(&mut std::io::stdout().lock(), &cli.data_dir, opts));
+        }
         Command::Lint { inputs, output, fail_on, color } => {
             let opts = lint::Options { inputs, output, fail_on, colour: color };
             // Findings that fail the run exit 1, as linters do.
@@ -287,6 +307,7 @@ fn main() -> ExitCode {
         | Command::Kubeconfig
         | Command::Lint { .. }
         | Command::Timeline { .. }
+        | Command::Explain { .. }
         | Command::Bench { .. } => Ok(true),
     };
     finish(result)

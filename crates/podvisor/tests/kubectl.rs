@@ -1961,3 +1961,112 @@ spec:
     eventually("the volume gone", || server.kubectl(&["get", "pv", &volume], None).0.ne(&0).then_some(()));
     assert!(!Path::new(&path).exists(), "a deleted provisioned volume takes its directory");
 }
+
+/// #18: `podvisor explain` through the API tells the truth on five stuck states: a sidecar's
+/// failing startupProbe holding the app, an image that cannot be pulled, a sidecar crash-looping,
+/// a pod terminating on a PID-1 shell, and a Job's pod stopping its sidecar after the work.
+#[test]
+fn explain_says_why_pods_are_stuck_and_what_happens_next() {
+    let dir = data_dir("explain-pods");
+    let server = serve(&dir);
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: gated}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: busybox:1.36
+    restartPolicy: Always
+    command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+    startupProbe: {tcpSocket: {port: 5432}, periodSeconds: 1, failureThreshold: 300}
+  containers: [{name: app, image: "busybox:1.36", command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  containers: [{name: app, image: "nowhere.invalid/app:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashy}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers: [{name: agent, image: "busybox:1.36", restartPolicy: Always, command: [sh, -c, "exit 3"]}]
+  containers: [{name: app, image: "busybox:1.36", command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers: [{name: web, image: "busybox:1.36", command: [sh, -c, "while true; do sleep 1; done"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: shipper}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 30
+      initContainers:
+      - {name: log-shipper, image: "busybox:1.36", restartPolicy: Always, command: [sh, -c, "while true; do sleep 1; done"]}
+      containers:
+      - {name: main-task, image: "busybox:1.36", command: [sh, -c, "sleep 1"]}
+"#;
+    server.ok(&["apply", "-f", "-"], Some(manifest));
+    server.ok(&["wait", "--for=condition=Ready", "pod/stubborn", "--timeout=60s"], None);
+    server.ok(&["delete", "pod", "stubborn", "--wait=false"], None);
+    let kubeconfig = dir.join("data/serve/kubeconfig");
+    let explain = |what: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+            .args(["explain", what, "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (gated, failures) = eventually("the startup probe failed twice", || {
+        let e = explain("gated");
+        let n: u32 = e.split_once("(failed ")?.1.split_once(" times")?.0.parse().ok()?;
+        (n >= 2).then_some((e, n))
+    });
+    assert!(
+        gated.starts_with(
+            "pod gated is Pending: app has not started: it waits for sidecar proxy's startupProbe (failed"
+        ),
+        "{gated}"
+    );
+    assert!(gated.contains(&format!("connection refused); after {} more failures", 300 - failures)), "{gated}");
+    let nopull = eventually("the pull failed", || {
+        let e = explain("nopull");
+        e.contains("cannot be pulled").then_some(e)
+    });
+    assert!(
+        nopull.starts_with(
+            "pod nopull is Pending: container app cannot start: its image nowhere.invalid/app:1 cannot be pulled"
+        ),
+        "{nopull}"
+    );
+    let crashy = eventually("the sidecar crash-looping", || {
+        let e = explain("crashy");
+        e.contains("keeps crashing").then_some(e)
+    });
+    assert!(crashy.contains("sidecar agent keeps crashing") && crashy.contains("last exit code 3 (Error)"), "{crashy}");
+    let stubborn = explain("stubborn");
+    assert!(
+        stubborn.starts_with("pod stubborn is terminating: web still running, killed at the latest in"),
+        "{stubborn}"
+    );
+    assert!(stubborn.contains("its PID 1 is a shell without a trap, which ignores SIGTERM"), "{stubborn}");
+    let job = eventually("the work done, the sidecar stopping", || {
+        let e = explain("job/shipper");
+        e.contains("its work is done").then_some(e)
+    });
+    assert!(job.starts_with("job shipper is running: 1 active"), "{job}");
+    assert!(job.contains("its work is done (main-task exited 0 (Completed)); it is stopping its sidecars"), "{job}");
+    assert!(job.contains("sidecar log-shipper got SIGTERM") && job.contains("lint PV004"), "{job}");
+}

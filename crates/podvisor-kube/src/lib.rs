@@ -1,0 +1,133 @@
+//! podvisor as a client of a Kubernetes API: its own `serve`, or any cluster a kubeconfig
+//! reaches. [`connect`] makes the client as kubectl would (`KUBECONFIG`, `--kubeconfig`,
+//! `--context`); [`explain`] says why a pod is where it is; [`explain_target`] reads what it
+//! needs from the API.
+
+#![warn(missing_docs)]
+
+pub mod explain;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams};
+
+pub use explain::{Explanation, explain};
+
+/// Why the API could not be reached or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig could not be read or has no such context.
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    /// The API answered with an error, or could not be reached.
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    /// What was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Where to find the API: a kubeconfig file (else `KUBECONFIG`, else `~/.kube/config`) and a
+/// context in it (else its current one).
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// The kubeconfig file.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The context.
+    pub context: Option<String>,
+}
+
+/// A client for the API `target` names, as kubectl would make it; also the context's default
+/// namespace.
+pub async fn connect(target: &Target) -> Result<(kube::Client, String), ClientError> {
+    let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
+    let kubeconfig = match &target.kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?,
+        None => kube::config::Kubeconfig::read().map_err(|e| ClientError::Config(e.to_string()))?,
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config).map_err(ClientError::Api)?;
+    Ok((client, namespace))
+}
+
+async fn pod_events(client: &kube::Client, namespace: &str, pod: &Pod) -> Result<Vec<Event>, ClientError> {
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.name={name}");
+    let uid = pod.metadata.uid.clone();
+    Ok(events
+        .list(&ListParams::default().fields(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod") && (uid.is_none() || e.involved_object.uid == uid))
+        .collect())
+}
+
+/// Explains `what` (`POD`, `pod/NAME` or `job/NAME`) in `namespace`: a pod, or a Job and each
+/// of its pods that has not ended (its last pod when all have).
+pub async fn explain_target(
+    client: &kube::Client,
+    namespace: &str,
+    what: &str,
+) -> Result<Vec<Explanation>, ClientError> {
+    let now = jiff::Timestamp::now();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let (kind, name) = what.split_once('/').unwrap_or(("pod", what));
+    match kind {
+        "pod" | "pods" | "po" => {
+            let pod =
+                pods.get_opt(name).await?.ok_or_else(|| ClientError::NotFound(format!("pods {name:?} not found")))?;
+            let events = pod_events(client, namespace, &pod).await?;
+            Ok(vec![explain(&pod, &events, now)])
+        }
+        "job" | "jobs" => {
+            let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+            let job = jobs
+                .get_opt(name)
+                .await?
+                .ok_or_else(|| ClientError::NotFound(format!("jobs.batch {name:?} not found")))?;
+            let status = job.status.clone().unwrap_or_default();
+            let done = status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| matches!(c.type_.as_str(), "Complete" | "Failed") && c.status == "True");
+            let headline = match done {
+                Some(c) => format!(
+                    "job {name} is {}{}.",
+                    c.type_,
+                    c.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                ),
+                None => format!(
+                    "job {name} is running: {} active, {} succeeded, {} failed.",
+                    status.active.unwrap_or(0),
+                    status.succeeded.unwrap_or(0),
+                    status.failed.unwrap_or(0)
+                ),
+            };
+            let mut out = vec![Explanation { headline, details: Vec::new() }];
+            let mut list =
+                pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await?.items;
+            list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            let live: Vec<&Pod> = list
+                .iter()
+                .filter(|p| {
+                    !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+                        || p.metadata.deletion_timestamp.is_some()
+                })
+                .collect();
+            let shown: Vec<&Pod> = if live.is_empty() { list.last().into_iter().collect() } else { live };
+            for pod in shown {
+                let events = pod_events(client, namespace, pod).await?;
+                out.push(explain(pod, &events, now));
+            }
+            Ok(out)
+        }
+        other => Err(ClientError::NotFound(format!("explain works on pods and jobs, not {other:?}"))),
+    }
+}
