@@ -7,10 +7,13 @@
 //! `invalid`), placed as the API server would place it. [`report`] renders findings for people,
 //! as JSON, or as SARIF 2.1.0 for code scanning.
 //!
-//! The rules read the typed objects only; they never run anything.
+//! The rules read the typed objects only; they never run anything. [`migrate`] rewrites what
+//! two of them find (legacy sidecars, sidecars relied on for readiness) in the manifest's own
+//! text.
 
 #![warn(missing_docs)]
 
+pub mod migrate;
 pub mod report;
 mod rules;
 mod shell;

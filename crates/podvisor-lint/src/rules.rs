@@ -170,6 +170,33 @@ fn sidecar_by_trade(c: &Container) -> Option<String> {
     None
 }
 
+/// The indexes in `containers` of the legacy sidecars of `w` (what `legacy-sidecar` finds).
+pub(crate) fn legacy_containers(w: &Workload<'_>) -> Vec<usize> {
+    let containers = &w.spec.containers;
+    if containers.len() < 2 {
+        return Vec::new();
+    }
+    let traded: Vec<bool> = containers.iter().map(|c| sidecar_by_trade(c).is_some()).collect();
+    if traded.iter().all(|t| *t) {
+        return Vec::new();
+    }
+    traded.iter().enumerate().filter(|(_, t)| **t).map(|(i, _)| i).collect()
+}
+
+/// The sidecars (index in `initContainers`, name) whose readinessProbe is relied on to hold
+/// back what comes after them (what `readiness-does-not-gate` finds).
+pub(crate) fn ungated_by_readiness(w: &Workload<'_>) -> Vec<(usize, String)> {
+    let slots = w.slots();
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| {
+            s.is_sidecar() && !gates(s.c) && s.c.readiness_probe.is_some() && dependents(&slots, *i).is_some()
+        })
+        .map(|(_, s)| (s.index, s.c.name.clone()))
+        .collect()
+}
+
 fn legacy_sidecar(w: &Workload<'_>, out: &mut Vec<Found>) {
     let containers = &w.spec.containers;
     if containers.len() < 2 {

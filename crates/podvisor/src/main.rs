@@ -7,6 +7,7 @@ mod image;
 mod lint;
 mod load;
 mod logs;
+mod migrate;
 mod node_args;
 mod run;
 mod serve;
@@ -86,6 +87,20 @@ enum Command {
         /// Draw the lifecycle as a picture: FILE.html or FILE.svg.
         #[arg(long, value_name = "FILE.html|FILE.svg")]
         timeline: Option<std::path::PathBuf>,
+    },
+    /// Rewrite legacy sidecars (regular containers that are sidecars by trade) as native ones,
+    /// keeping comments and layout; print a unified diff (or write with --in-place) and check
+    /// the old and the new manifest in virtual time.
+    Migrate {
+        /// Manifest files.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Write the migrated text over each file.
+        #[arg(long)]
+        in_place: bool,
+        /// Container behaviour for the check: NAME=run:5s,exit:0,… (as simulate takes it).
+        #[arg(long = "behave", value_name = "NAME=SPEC")]
+        behave: Vec<String>,
     },
     /// Say why a pod (or a Job's pods) is where it is and what happens next, from its spec,
     /// status and events, through a kubeconfig (this machine's serve by default, or any cluster).
@@ -244,6 +259,10 @@ fn main() -> ExitCode {
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
+        Command::Migrate { files, in_place, behave } => {
+            let opts = migrate::Options { files, in_place, behave };
+            return finish(migrate::run(&mut std::io::stdout().lock(), opts));
+        }
         Command::Explain { what, namespace, kubeconfig, context } => {
             let opts = explain::Options { what, namespace, kubeconfig, context };
             return finish(explain::run(&mut std::io::stdout().lock(), &cli.data_dir, opts));
@@ -308,6 +327,7 @@ fn main() -> ExitCode {
         | Command::Lint { .. }
         | Command::Timeline { .. }
         | Command::Explain { .. }
+        | Command::Migrate { .. }
         | Command::Bench { .. } => Ok(true),
     };
     finish(result)

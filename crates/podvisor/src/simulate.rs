@@ -15,6 +15,57 @@ use podvisor_sim::{Mark, Sim};
 /// machine (see the runtime notes), so that start order shows in the timestamps.
 const RUNTIME_START: Duration = Duration::from_millis(40);
 
+/// What a pod did in virtual time: its phase at the end, whether it ended, when, and the
+/// order its containers started and stopped in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The pod's name.
+    pub name: String,
+    /// Its phase at the end.
+    pub phase: String,
+    /// Whether it ended (its sandbox removed) within the limit.
+    pub ended: bool,
+    /// Virtual seconds until it ended, or the limit.
+    pub seconds: f64,
+    /// Containers in the order they first started.
+    pub started: Vec<String>,
+    /// Containers in the order they last stopped.
+    pub stopped: Vec<String>,
+}
+
+/// Simulates the pod of `m` (if it runs one) with guessed behaviours and `overrides`.
+pub fn outcome(m: &Manifest, overrides: &[String], limit: Duration) -> anyhow::Result<Option<Outcome>> {
+    let Some((name, spec)) = pod_of(m) else { return Ok(None) };
+    let mut behaviours = HashMap::new();
+    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+        let mut g = guess(c);
+        g.behaviour.runtime_start = RUNTIME_START;
+        behaviours.insert(c.name.clone(), vec![g.behaviour]);
+    }
+    for o in overrides {
+        let (cname, b) = parse_override(o, |n| behaviours.get(n).and_then(|v| v.first().cloned()).unwrap_or_default())?;
+        if behaviours.contains_key(&cname) {
+            behaviours.insert(cname, vec![b]);
+        }
+    }
+    let mut sim = Sim::new(&name, spec, behaviours);
+    let ended = sim.run_to_end(limit);
+    let mut started = Vec::new();
+    let mut stopped: Vec<String> = Vec::new();
+    for e in sim.timeline() {
+        match e.mark {
+            Mark::Starting if !started.contains(&e.container) => started.push(e.container.clone()),
+            Mark::Exiting(_) | Mark::Killed => {
+                stopped.retain(|c| *c != e.container);
+                stopped.push(e.container.clone());
+            }
+            _ => {}
+        }
+    }
+    let seconds = if ended { sim.elapsed().as_secs_f64() } else { limit.as_secs_f64() };
+    Ok(Some(Outcome { name, phase: sim.phase().to_string(), ended, seconds, started, stopped }))
+}
+
 /// The pod a manifest runs, if it runs one: its name and spec.
 fn pod_of(m: &Manifest) -> Option<(String, PodSpec)> {
     match &m.object {
@@ -68,6 +119,16 @@ pub fn run(
     }
     let title = manifests.iter().map(|m| m.source.as_str()).collect::<Vec<_>>().join(", ");
     let mut recorder = podvisor_timeline::Recorder::new(&format!("{title} (simulated)"));
+    // A --behave for a container no manifest has is a mistake, not something to ignore.
+    for o in overrides {
+        let name = o.split_once('=').map(|(n, _)| n).unwrap_or(o);
+        let known = manifests.iter().filter_map(pod_of).any(|(_, spec)| {
+            spec.init_containers.iter().flatten().chain(spec.containers.iter()).any(|c| c.name == name)
+        });
+        if !known {
+            anyhow::bail!("--behave {o}: no container is named {name:?} in the manifests");
+        }
+    }
     let mut all_ok = true;
     for m in manifests {
         let Some((name, spec)) = pod_of(m) else { continue };

@@ -700,3 +700,68 @@ fn the_seed_jobs_timeline_is_drawn_with_rows_marks_and_the_grace_window() {
     assert!(picture.contains("proxy exited 143 (Error) at 4.200 s"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// #18: `podvisor migrate` rewrites a legacy sidecar in a Job as a native one, keeping the
+/// rest of the text; the check in virtual time shows the Job now completes where it never did;
+/// the result validates, lints clean, and completes on real containers.
+#[test]
+fn migrate_turns_a_legacy_sidecar_job_into_one_that_completes() {
+    let dir = data_dir_with_image("migrate");
+    let manifest = dir.join("job.yaml");
+    let legacy = r#"# A report with its log shipper, written the old way.
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: report
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: report   # the work
+        image: busybox:1.36
+        command: [sh, -c, "echo working > /logs/out; sleep 1"]
+        volumeMounts: [{name: logs, mountPath: /logs}]
+      - name: log-shipper
+        image: busybox:1.36
+        command: [sh, -c, "trap 'exit 0' TERM; tail -F /logs/out & wait"]
+        volumeMounts: [{name: logs, mountPath: /logs}]
+      volumes: [{name: logs, emptyDir: {}}]
+"#;
+    std::fs::write(&manifest, legacy).unwrap();
+    let path = manifest.to_str().unwrap();
+    let (code, out, err) = podvisor(&["migrate", path, "--behave", "report=run:1s,exit:0"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("log-shipper moved from containers to initContainers with restartPolicy: Always"), "{out}");
+    assert!(out.contains("before: still Running after 600 s (never completes)"), "{out}");
+    assert!(out.contains("after:  Succeeded after"), "{out}");
+    assert!(
+        out.contains("+      initContainers:\n+      - name: log-shipper\n+        restartPolicy: Always\n"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), legacy, "without --in-place the file is left as it is");
+    let (code, out, _) = podvisor(&["migrate", path, "--in-place"], None);
+    assert_eq!(code, 0, "{out}");
+    let migrated = std::fs::read_to_string(&manifest).unwrap();
+    assert!(migrated.starts_with("# A report with its log shipper, written the old way.\n"));
+    assert!(migrated.contains("      - name: report   # the work\n"), "comments kept: {migrated}");
+    assert_eq!(podvisor(&["validate", path], None).0, 0);
+    let (code, out, _) = podvisor(&["lint", "--fail-on", "warning", path], None);
+    assert_eq!(code, 0, "lints clean: {out}");
+    let data = dir.join("data");
+    let (code, out, err) = podvisor(&["run", path, "--data-dir", data.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("job/report: Complete") || out.contains("report: Complete"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// #18: a `--behave` for a container no manifest has is an error, not ignored.
+#[test]
+fn simulate_refuses_a_behaviour_for_a_container_that_does_not_exist() {
+    let (code, out, err) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shiper=run:1s"], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("--behave log-shiper=run:1s: no container is named \"log-shiper\" in the manifests"), "{err}");
+    let (code, _, err) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shipper=term:1s"], None);
+    assert_eq!(code, 0, "{err}");
+}
