@@ -15,6 +15,44 @@ use podvisor_sim::{Mark, Sim};
 /// machine (see the runtime notes), so that start order shows in the timestamps.
 const RUNTIME_START: Duration = Duration::from_millis(40);
 
+/// The same note `run` prints when a container starts while a sidecar before it has a
+/// readinessProbe that has not passed: readiness never holds the next container back.
+fn readiness_note(spec: &PodSpec, container: &str, ready: &std::collections::HashSet<String>) -> Option<String> {
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let before = match inits.iter().position(|c| c.name == container) {
+        Some(i) => &inits[..i],
+        None => inits,
+    };
+    let waiting: Vec<&str> = before
+        .iter()
+        .filter(|c| {
+            c.restart_policy.as_deref() == Some("Always") && c.readiness_probe.is_some() && !ready.contains(&c.name)
+        })
+        .map(|c| c.name.as_str())
+        .collect();
+    (!waiting.is_empty()).then(|| {
+        format!(
+            "note: started before sidecar {} passed its readinessProbe; readiness never holds back the next container, \
+             only a startupProbe (or postStart hook) does",
+            waiting.join(", ")
+        )
+    })
+}
+
+/// Why a container was killed at the end of its grace period, when its command says: a shell
+/// as PID 1 without a trap ignores SIGTERM.
+fn pid1_hint(spec: &PodSpec, e: &podvisor_sim::Entry) -> &'static str {
+    if e.mark != Mark::Signalled("SIGKILL".into()) {
+        return "";
+    }
+    let c = spec.init_containers.iter().flatten().chain(spec.containers.iter()).find(|c| c.name == e.container);
+    if c.is_some_and(podvisor_lint::shell_ignores_sigterm) {
+        " (its PID 1 is a shell without a trap, which ignores SIGTERM: lint PV004)"
+    } else {
+        " (a PID 1 without a handler for the stop signal ignores it)"
+    }
+}
+
 /// What a pod did in virtual time: its phase at the end, whether it ended, when, and the
 /// order its containers started and stopped in.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,10 +195,21 @@ pub fn run(
         }
         let mut sim = Sim::new(&name, spec.clone(), behaviours);
         let finished = sim.run_to_end(limit);
+        let mut ready: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for e in sim.timeline() {
+            if let Mark::Probe(ProbeKind::Readiness, true) = e.mark {
+                ready.insert(e.container.clone());
+            }
             if let Some(text) = describe(&e.mark) {
                 let who = if e.container.is_empty() { "pod".to_string() } else { e.container.clone() };
-                writeln!(out, "[{:>8.3}s] {who:<16} {text}", e.at.as_secs_f64())?;
+                let at = e.at.as_secs_f64();
+                writeln!(out, "[{at:>8.3}s] {who:<16} {text}{}", pid1_hint(&spec, e))?;
+                if e.mark == Mark::Starting && seen.insert(e.container.clone()) {
+                    if let Some(note) = readiness_note(&spec, &e.container, &ready) {
+                        writeln!(out, "[{at:>8.3}s] {who:<16} {note}")?;
+                    }
+                }
             }
         }
         crate::timeline::record_sim(&mut recorder, &name, &spec, sim.timeline());

@@ -756,6 +756,23 @@ spec:
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// #18: simulate prints the notes `run` prints: why a sidecar was killed at the end of its grace
+/// (a PID-1 shell), and that readiness held nothing back.
+#[test]
+fn simulate_says_why_a_shell_is_killed_and_that_readiness_does_not_gate() {
+    let (code, out, _) = podvisor(&["simulate", "seed002-1.yaml"], None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("log-shipper      sent SIGKILL: the grace period is over (its PID 1 is a shell without a trap"),
+        "{out}"
+    );
+    let (_, out, _) = podvisor(&["simulate", "seed004-2.yaml", "--until", "5"], None);
+    assert!(
+        out.contains("app              note: started before sidecar istio-proxy passed its readinessProbe"),
+        "{out}"
+    );
+}
+
 /// #18: a `--behave` for a container no manifest has is an error, not ignored.
 #[test]
 fn simulate_refuses_a_behaviour_for_a_container_that_does_not_exist() {
