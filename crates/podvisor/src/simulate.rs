@@ -205,10 +205,11 @@ pub fn run(
                 let who = if e.container.is_empty() { "pod".to_string() } else { e.container.clone() };
                 let at = e.at.as_secs_f64();
                 writeln!(out, "[{at:>8.3}s] {who:<16} {text}{}", pid1_hint(&spec, e))?;
-                if e.mark == Mark::Starting && seen.insert(e.container.clone()) {
-                    if let Some(note) = readiness_note(&spec, &e.container, &ready) {
-                        writeln!(out, "[{at:>8.3}s] {who:<16} {note}")?;
-                    }
+                if e.mark == Mark::Starting
+                    && seen.insert(e.container.clone())
+                    && let Some(note) = readiness_note(&spec, &e.container, &ready)
+                {
+                    writeln!(out, "[{at:>8.3}s] {who:<16} {note}")?;
                 }
             }
         }
