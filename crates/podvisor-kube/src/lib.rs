@@ -7,11 +7,13 @@
 
 pub mod explain;
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 
 pub use explain::{Explanation, explain};
+pub use kube;
 
 /// Why the API could not be reached or read.
 #[derive(Debug, thiserror::Error)]
@@ -37,9 +39,9 @@ pub struct Target {
     pub context: Option<String>,
 }
 
-/// A client for the API `target` names, as kubectl would make it; also the context's default
-/// namespace.
-pub async fn connect(target: &Target) -> Result<(kube::Client, String), ClientError> {
+/// A client for the API `target` names, as kubectl would make it, the context's default
+/// namespace, and the server's address (for messages).
+pub async fn connect(target: &Target) -> Result<(kube::Client, String, String), ClientError> {
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let kubeconfig = match &target.kubeconfig {
         Some(path) => kube::config::Kubeconfig::read_from(path)
@@ -50,8 +52,9 @@ pub async fn connect(target: &Target) -> Result<(kube::Client, String), ClientEr
         .await
         .map_err(|e| ClientError::Config(e.to_string()))?;
     let namespace = config.default_namespace.clone();
+    let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(ClientError::Api)?;
-    Ok((client, namespace))
+    Ok((client, namespace, server))
 }
 
 async fn pod_events(client: &kube::Client, namespace: &str, pod: &Pod) -> Result<Vec<Event>, ClientError> {
@@ -130,4 +133,53 @@ pub async fn explain_target(
         }
         other => Err(ClientError::NotFound(format!("explain works on pods and jobs, not {other:?}"))),
     }
+}
+
+/// The workloads of `namespace` (every namespace when none) as lint reads them: Deployments,
+/// StatefulSets, DaemonSets, CronJobs, the Jobs no CronJob made, and the Pods no controller
+/// made (a controller's pods are linted through its template). Each with its namespace.
+pub async fn workloads(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Vec<(String, podvisor_manifest::Object)>, ClientError> {
+    use podvisor_manifest::Object;
+    fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let lp = ListParams::default();
+    let ns_of =
+        |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.namespace.clone().unwrap_or_default();
+    let owned = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.owner_references.as_ref().is_some_and(|o| !o.is_empty())
+    };
+    let mut out = Vec::new();
+    for o in api::<Deployment>(client, namespace).list(&lp).await?.items {
+        out.push((ns_of(&o.metadata), Object::Deployment(Box::new(o))));
+    }
+    for o in api::<StatefulSet>(client, namespace).list(&lp).await?.items {
+        out.push((ns_of(&o.metadata), Object::StatefulSet(Box::new(o))));
+    }
+    for o in api::<DaemonSet>(client, namespace).list(&lp).await?.items {
+        out.push((ns_of(&o.metadata), Object::DaemonSet(Box::new(o))));
+    }
+    for o in api::<CronJob>(client, namespace).list(&lp).await?.items {
+        out.push((ns_of(&o.metadata), Object::CronJob(Box::new(o))));
+    }
+    for o in api::<Job>(client, namespace).list(&lp).await?.items.into_iter().filter(|j| !owned(&j.metadata)) {
+        out.push((ns_of(&o.metadata), Object::Job(Box::new(o))));
+    }
+    for o in api::<Pod>(client, namespace).list(&lp).await?.items.into_iter().filter(|p| !owned(&p.metadata)) {
+        out.push((ns_of(&o.metadata), Object::Pod(Box::new(o))));
+    }
+    Ok(out)
 }

@@ -126,18 +126,32 @@ pub fn load_problems(e: LoadError) -> Vec<Finding> {
 /// Lints loaded manifests: each is defaulted and validated as the API server would (its
 /// problems are `invalid` findings), then every rule runs on the valid ones.
 pub fn lint_manifests(manifests: &[Manifest]) -> Vec<Finding> {
+    manifests.iter().flat_map(|m| lint_one(&m.object, &m.source, &|field| m.locate(field))).collect()
+}
+
+/// Lints objects read from an API (`source` names where, `cluster/namespace`): the rules run
+/// on them as stored, with no place in a file (line and column 0).
+pub fn lint_objects(source: &str, objects: &[podvisor_manifest::Object]) -> Vec<Finding> {
+    objects.iter().flat_map(|o| lint_one(o, source, &|_| podvisor_manifest::Pos { line: 0, column: 0 })).collect()
+}
+
+fn lint_one(
+    object: &podvisor_manifest::Object,
+    source: &str,
+    locate: &dyn Fn(&str) -> podvisor_manifest::Pos,
+) -> Vec<Finding> {
     let mut out = Vec::new();
-    for m in manifests {
-        let mut object = m.object.clone();
+    {
+        let mut object = object.clone();
         podvisor_objects::defaults::apply(&mut object);
         let object_name = format!("{}/{}", object.kind(), object.name());
         if let Err(invalid) = podvisor_objects::validate(&object) {
             for e in &invalid.errors {
-                let pos = m.locate(&e.field);
+                let pos = locate(&e.field);
                 out.push(Finding {
                     rule: &rules::INVALID,
                     severity: Severity::Error,
-                    file: m.source.clone(),
+                    file: source.to_string(),
                     line: pos.line,
                     column: pos.column,
                     field: e.field.clone(),
@@ -146,15 +160,15 @@ pub fn lint_manifests(manifests: &[Manifest]) -> Vec<Finding> {
                     fix: String::new(),
                 });
             }
-            continue;
+            return out;
         }
         for w in workload::of(&object) {
             for f in rules::check(&w) {
-                let pos = m.locate(&f.field);
+                let pos = locate(&f.field);
                 out.push(Finding {
                     rule: f.rule,
                     severity: f.severity,
-                    file: m.source.clone(),
+                    file: source.to_string(),
                     line: pos.line,
                     column: pos.column,
                     field: f.field,

@@ -25,7 +25,9 @@ pub fn human(findings: &[Finding], colour: bool) -> String {
             Severity::Error => paint("31", "error"),
             Severity::Warning => paint("33", "warning"),
         };
-        out.push_str(&format!("  {}:{}  {severity}  {} ({})", f.line, f.column, f.rule.name, f.rule.id));
+        // Live objects have no place in a file.
+        let place = if f.line > 0 { format!("{}:{}  ", f.line, f.column) } else { String::new() };
+        out.push_str(&format!("  {place}{severity}  {} ({})", f.rule.name, f.rule.id));
         if !f.object.is_empty() {
             out.push_str(&format!("  {}", f.object));
         }
@@ -96,9 +98,12 @@ pub fn sarif(findings: &[Finding], version: &str) -> String {
                     "region": {"startLine": f.line.max(1), "startColumn": f.column.max(1)},
                 }}],
             });
-            if !f.field.is_empty() {
-                result["locations"][0]["logicalLocations"] =
-                    json!([{"fullyQualifiedName": format!("{}.{}", f.object, f.field), "kind": "member"}]);
+            let logical = json!([{"fullyQualifiedName": format!("{}.{}", f.object, f.field), "kind": "member"}]);
+            if f.line == 0 {
+                // A live object: named, with no file to point at.
+                result["locations"] = json!([{"logicalLocations": logical}]);
+            } else if !f.field.is_empty() {
+                result["locations"][0]["logicalLocations"] = logical;
             }
             result
         })

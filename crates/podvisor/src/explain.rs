@@ -18,7 +18,7 @@ pub struct Options {
 
 /// The kubeconfig to use: the one given, else `KUBECONFIG` or `~/.kube/config` when they
 /// exist, else the one `serve` wrote under `data_dir`.
-fn kubeconfig(given: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
+pub fn kubeconfig(given: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
     if given.is_some() {
         return given;
     }
@@ -35,9 +35,9 @@ pub fn run(out: &mut impl Write, data_dir: &Path, opts: Options) -> anyhow::Resu
     let target = podvisor_kube::Target { kubeconfig: kubeconfig(opts.kubeconfig, data_dir), context: opts.context };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let explanations = rt.block_on(async {
-        let (client, default_ns) = podvisor_kube::connect(&target).await?;
+        let (client, default_ns, server) = podvisor_kube::connect(&target).await?;
         let ns = opts.namespace.unwrap_or(default_ns);
-        podvisor_kube::explain_target(&client, &ns, &opts.what).await
+        podvisor_kube::explain_target(&client, &ns, &opts.what).await.map_err(|e| crate::lint::at(&server, e))
     })?;
     for e in explanations {
         write!(out, "{e}")?;

@@ -39,10 +39,24 @@ pub enum Colour {
     Never,
 }
 
+/// The live workloads to lint, from an API.
+pub struct Live {
+    /// The kubeconfig (else the usual ones).
+    pub kubeconfig: Option<PathBuf>,
+    /// The context.
+    pub context: Option<String>,
+    /// The namespace (else the context's).
+    pub namespace: Option<String>,
+    /// Every namespace.
+    pub all_namespaces: bool,
+}
+
 /// Options of `podvisor lint`.
 pub struct Options {
     /// Files, directories, `-`.
     pub inputs: Vec<String>,
+    /// Live workloads too.
+    pub live: Option<Live>,
     /// The format.
     pub output: Output,
     /// What fails the run.
@@ -72,6 +86,36 @@ fn manifests_in(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// An API error with the server it came from; a server that cannot be reached is said so.
+pub fn at(server: &str, e: podvisor_kube::ClientError) -> anyhow::Error {
+    match e {
+        podvisor_kube::ClientError::NotFound(m) => anyhow::anyhow!("{m}"),
+        podvisor_kube::ClientError::Api(podvisor_kube::kube::Error::Api(status)) => {
+            anyhow::anyhow!("{server}: {}", status.message)
+        }
+        other => anyhow::anyhow!(
+            "cannot reach the API at {server}: {other} (is `podvisor serve` running, or is --kubeconfig/--context the one meant?)"
+        ),
+    }
+}
+
+/// The findings on the live workloads an API holds; each is named `<namespace>` as its file.
+fn lint_live(live: &Live) -> anyhow::Result<Vec<Finding>> {
+    let target = podvisor_kube::Target { kubeconfig: live.kubeconfig.clone(), context: live.context.clone() };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let objects = rt.block_on(async {
+        let (client, default_ns, server) = podvisor_kube::connect(&target).await?;
+        let ns = if live.all_namespaces { None } else { Some(live.namespace.clone().unwrap_or(default_ns)) };
+        podvisor_kube::workloads(&client, ns.as_deref()).await.map_err(|e| at(&server, e))
+    })?;
+    let mut findings = Vec::new();
+    for (ns, object) in objects {
+        findings.extend(podvisor_lint::lint_objects(&format!("namespace {ns}"), std::slice::from_ref(&object)));
+    }
+    findings.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(findings)
 }
 
 fn lint_path(path: &Path) -> Vec<Finding> {
@@ -106,6 +150,9 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
         } else {
             findings.extend(lint_path(path));
         }
+    }
+    if let Some(live) = &opts.live {
+        findings.extend(lint_live(live)?);
     }
     let colour = match opts.colour {
         Colour::Always => true,

@@ -59,9 +59,22 @@ enum Command {
     /// Find the sidecar pitfalls in manifests (files, directories, `-`): each finding with its
     /// place, what happens at run time, and the fix. Rules: docs/lint.md.
     Lint {
-        /// Manifest files or directories (`-` for standard input).
-        #[arg(required = true)]
+        /// Manifest files or directories (`-` for standard input); none with --context,
+        /// --kubeconfig, -n or -A: the workloads of an API instead.
+        #[arg(required_unless_present_any = ["kubeconfig", "context", "namespace", "all_namespaces"])]
         inputs: Vec<String>,
+        /// Lint the live workloads of the API this kubeconfig reaches.
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Lint the live workloads of this kubeconfig context.
+        #[arg(long)]
+        context: Option<String>,
+        /// The namespace of the live workloads (default: the context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Live workloads of every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
         /// The report's format.
         #[arg(long, short = 'o', value_enum, default_value = "human")]
         output: lint::Output,
@@ -267,8 +280,17 @@ fn main() -> ExitCode {
             let opts = explain::Options { what, namespace, kubeconfig, context };
             return finish(explain::run(&mut std::io::stdout().lock(), &cli.data_dir, opts));
         }
-        Command::Lint { inputs, output, fail_on, color } => {
-            let opts = lint::Options { inputs, output, fail_on, colour: color };
+        Command::Lint { inputs, kubeconfig, context, namespace, all_namespaces, output, fail_on, color } => {
+            let live =
+                (kubeconfig.is_some() || context.is_some() || namespace.is_some() || all_namespaces).then(|| {
+                    lint::Live {
+                        kubeconfig: explain::kubeconfig(kubeconfig, &cli.data_dir),
+                        context,
+                        namespace,
+                        all_namespaces,
+                    }
+                });
+            let opts = lint::Options { inputs, live, output, fail_on, colour: color };
             // Findings that fail the run exit 1, as linters do.
             return match lint::run(&mut std::io::stdout().lock(), opts) {
                 Ok(false) => ExitCode::from(1),

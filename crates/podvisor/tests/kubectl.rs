@@ -2069,4 +2069,18 @@ spec:
     assert!(job.starts_with("job shipper is running: 1 active"), "{job}");
     assert!(job.contains("its work is done (main-task exited 0 (Completed)); it is stopping its sidecars"), "{job}");
     assert!(job.contains("sidecar log-shipper got SIGTERM") && job.contains("lint PV004"), "{job}");
+    // The same pitfalls, linted on the live objects.
+    let out = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["lint", "--kubeconfig", kubeconfig.to_str().unwrap(), "-n", "default", "--color", "never"])
+        .output()
+        .expect("runs");
+    let live = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "warnings only: {live}");
+    assert!(
+        live.contains(
+            "warning  pid1-shell-ignores-sigterm (PV004)  Job/shipper  spec.template.spec.initContainers[0].command"
+        ),
+        "{live}"
+    );
+    assert!(!live.contains("Pod/shipper-"), "a Job's pods are linted through its template: {live}");
 }
