@@ -12,6 +12,7 @@ mod node_args;
 mod run;
 mod serve;
 mod simulate;
+mod simulate_job;
 mod timeline;
 
 use std::process::ExitCode;

@@ -193,26 +193,50 @@ pub fn run(
         for s in &summaries {
             writeln!(out, "{s}")?;
         }
-        let mut sim = Sim::new(&name, spec.clone(), behaviours);
-        let finished = sim.run_to_end(limit);
-        let mut ready: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for e in sim.timeline() {
-            if let Mark::Probe(ProbeKind::Readiness, true) = e.mark {
-                ready.insert(e.container.clone());
-            }
-            if let Some(text) = describe(&e.mark) {
-                let who = if e.container.is_empty() { "pod".to_string() } else { e.container.clone() };
-                let at = e.at.as_secs_f64();
-                writeln!(out, "[{at:>8.3}s] {who:<16} {text}{}", pid1_hint(&spec, e))?;
-                if e.mark == Mark::Starting
-                    && seen.insert(e.container.clone())
-                    && let Some(note) = readiness_note(&spec, &e.container, &ready)
-                {
-                    writeln!(out, "[{at:>8.3}s] {who:<16} {note}")?;
+        if let Object::Job(job) = &m.object {
+            let run = crate::simulate_job::run(&name, job, &spec, &behaviours, limit)?;
+            let several = run.pods.len() > 1;
+            let entries: Vec<(String, Vec<podvisor_sim::Entry>)> =
+                run.pods.iter().map(|p| (p.name.clone(), p.entries())).collect();
+            // All the pods' marks in one order of time.
+            let mut merged: Vec<(Option<&str>, &podvisor_sim::Entry)> =
+                entries.iter().flat_map(|(n, es)| es.iter().map(move |e| (several.then_some(n.as_str()), e))).collect();
+            merged.sort_by_key(|(_, e)| e.at);
+            // The controller's steps come first at their time.
+            let mut steps = run.steps.iter().peekable();
+            let mut start = 0;
+            for (i, (_, e)) in merged.iter().enumerate() {
+                while let Some((at, step)) = steps.next_if(|(at, _)| *at <= e.at) {
+                    print_entries(out, &spec, &merged[start..i])?;
+                    start = i;
+                    writeln!(out, "[{:>8.3}s] {:<16} {step}", at.as_secs_f64(), "job")?;
                 }
             }
+            print_entries(out, &spec, &merged[start..])?;
+            for (at, step) in steps {
+                writeln!(out, "[{:>8.3}s] {:<16} {step}", at.as_secs_f64(), "job")?;
+            }
+            for (pod, es) in &entries {
+                crate::timeline::record_sim(&mut recorder, pod, &spec, es);
+            }
+            let status = |phase: &str| run.pods.iter().filter(|p| p.sim.phase() == phase).count();
+            let counts = format!("{} pod(s) succeeded, {} failed", status("Succeeded"), status("Failed"));
+            match &run.outcome {
+                Some(o) => {
+                    writeln!(out, "{name}: {o} after {:.3}s of virtual time ({counts})", run.elapsed.as_secs_f64())?;
+                    all_ok &= o == "Complete";
+                }
+                None => {
+                    writeln!(out, "{name}: not finished after {:.0}s of virtual time ({counts})", limit.as_secs_f64())?
+                }
+            }
+            writeln!(out)?;
+            continue;
         }
+        let mut sim = Sim::new(&name, spec.clone(), behaviours);
+        let finished = sim.run_to_end(limit);
+        let marks: Vec<(Option<&str>, &podvisor_sim::Entry)> = sim.timeline().iter().map(|e| (None, e)).collect();
+        print_entries(out, &spec, &marks)?;
         crate::timeline::record_sim(&mut recorder, &name, &spec, sim.timeline());
         let phase = sim.phase().to_string();
         if finished {
@@ -232,4 +256,40 @@ pub fn run(
         writeln!(out, "timeline: {}", p.display())?;
     }
     Ok(all_ok)
+}
+
+/// Prints a pod's marks, one line each with its time, and the notes `run` prints; each
+/// container named by `pod/container` when `pod` is given (a Job with several pods).
+fn print_entries(
+    out: &mut impl Write,
+    spec: &PodSpec,
+    entries: &[(Option<&str>, &podvisor_sim::Entry)],
+) -> anyhow::Result<()> {
+    {
+        let mut ready: std::collections::HashMap<Option<&str>, std::collections::HashSet<String>> = Default::default();
+        let mut seen: std::collections::HashSet<(Option<&str>, String)> = std::collections::HashSet::new();
+        for &(pod, e) in entries {
+            let ready = ready.entry(pod).or_default();
+            if let Mark::Probe(ProbeKind::Readiness, true) = e.mark {
+                ready.insert(e.container.clone());
+            }
+            if let Some(text) = describe(&e.mark) {
+                let who = match (pod, e.container.is_empty()) {
+                    (Some(p), true) => p.to_string(),
+                    (Some(p), false) => format!("{p}/{}", e.container),
+                    (None, true) => "pod".to_string(),
+                    (None, false) => e.container.clone(),
+                };
+                let at = e.at.as_secs_f64();
+                writeln!(out, "[{at:>8.3}s] {who:<16} {text}{}", pid1_hint(spec, e))?;
+                if e.mark == Mark::Starting
+                    && seen.insert((pod, e.container.clone()))
+                    && let Some(note) = readiness_note(spec, &e.container, ready)
+                {
+                    writeln!(out, "[{at:>8.3}s] {who:<16} {note}")?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -98,14 +98,17 @@ fn simulate_prints_the_seed_job_lifecycle_in_order() {
     assert!(out.contains("[   0.040s] log-shipper      started"), "{out}");
     assert!(out.contains("[   0.080s] main-task        started"), "{out}");
     assert!(out.contains("[  35.080s] log-shipper      killed (exit 137)"), "{out}");
-    assert!(out.contains("sidecar-job: Succeeded after 35.080s of virtual time"), "{out}");
+    assert!(
+        out.contains("sidecar-job: Complete after 35.080s of virtual time (1 pod(s) succeeded, 0 failed)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn simulate_with_a_sidecar_that_handles_sigterm_finishes_at_once() {
     let (code, out, _) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shipper=forever,term:0.5s"], None);
     assert_eq!(code, 0);
-    assert!(out.contains("sidecar-job: Succeeded after 5.580s of virtual time"), "{out}");
+    assert!(out.contains("sidecar-job: Complete after 5.580s of virtual time"), "{out}");
     let (code, _, err) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shipper=run:x"], None);
     assert_eq!(code, 1);
     assert!(err.contains("run needs seconds"), "{err}");
@@ -781,4 +784,37 @@ fn simulate_refuses_a_behaviour_for_a_container_that_does_not_exist() {
     assert!(err.contains("--behave log-shiper=run:1s: no container is named \"log-shiper\" in the manifests"), "{err}");
     let (code, _, err) = podvisor(&["simulate", "seed002-1.yaml", "--behave", "log-shipper=term:1s"], None);
     assert_eq!(code, 0, "{err}");
+}
+
+/// #18: simulate runs a Job as the Job controller does: completions with parallelism, the
+/// back-off between failed pods, backoffLimit, and a podFailurePolicy that fails the Job at
+/// once on an exit code.
+#[test]
+fn simulate_runs_jobs_as_the_job_controller_does() {
+    let job = |extra: &str, command: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: work}}\nspec:\n{extra}  template:\n    spec:\n      restartPolicy: Never\n      containers: [{{name: w, image: busybox, command: [sh, -c, \"{command}\"]}}]\n"
+        )
+    };
+    let (code, out, err) = podvisor(&["simulate", "-"], Some(&job("  completions: 4\n  parallelism: 2\n", "sleep 2")));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "[   0.000s] job              created pod work-1\n[   0.000s] job              created pod work-2\n"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("work-5"), "four completions, four pods: {out}");
+    assert!(out.contains("work: Complete after 4.1"), "two rounds of two pods: {out}");
+    let (code, out, _) = podvisor(&["simulate", "-"], Some(&job("  backoffLimit: 1\n", "sleep 1; exit 1")));
+    assert_eq!(code, 2, "{out}");
+    let line = out.lines().find(|l| l.ends_with("job              created pod work-2")).expect("a second pod");
+    let at: f64 = line.trim_start_matches('[').split('s').next().unwrap().trim().parse().unwrap();
+    assert!((11.0..11.5).contains(&at), "the second pod after the first failure (1 s) and a 10 s back-off: {out}");
+    assert!(out.contains("work: Failed: BackoffLimitExceeded"), "{out}");
+    let policy = "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {containerName: w, operator: In, values: [42]}\n";
+    let (code, out, _) = podvisor(&["simulate", "-"], Some(&job(policy, "sleep 1; exit 42")));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("work: Failed: PodFailurePolicy"), "{out}");
+    assert!(!out.contains("work-2"), "failed at once, no retry: {out}");
 }

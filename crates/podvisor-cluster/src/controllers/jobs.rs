@@ -148,7 +148,7 @@ fn exit_code_match(pod: &Pod, codes: &PodFailurePolicyOnExitCodesRequirement) ->
 
 /// What the store says about one Job besides the Job itself: the pods it controls.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Observed {
+pub struct Observed {
     /// The Job's pods, in the store's order (by name).
     pub pods: Vec<Pod>,
 }
@@ -162,7 +162,7 @@ pub(crate) fn observe(job: &Job, ctx: &Ctx) -> Result<Observed, Error> {
 
 /// An event a plan records about the Job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Event {
+pub struct Event {
     /// `Normal` or `Warning`.
     pub type_: &'static str,
     /// The reason.
@@ -173,7 +173,7 @@ pub(crate) struct Event {
 
 /// The status a [`Plan::Sync`] writes. Fields the plan does not name are kept as they are.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StatusPlan {
+pub struct StatusPlan {
     /// `startTime`, when the Job has none yet.
     pub start_time: Option<Timestamp>,
     /// `active`, not counting the pods the plan creates (those created are added); absent when
@@ -195,7 +195,7 @@ pub(crate) struct StatusPlan {
 
 /// What one reconcile of a Job does.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Plan {
+pub enum Plan {
     /// The Job has finished: it waits for its `ttlSecondsAfterFinished` (`requeue`), or is
     /// removed with its pods (`remove`), or is left as it is.
     Finished {
@@ -238,7 +238,7 @@ fn decide_finished(spec: &JobSpec, status: Option<&JobStatus>, now: Timestamp) -
 }
 
 /// Decides what to do with `job`, given its pods and the time: a pure function.
-pub(crate) fn decide(job: &Job, observed: &Observed, now: Timestamp) -> Plan {
+pub fn decide(job: &Job, observed: &Observed, now: Timestamp) -> Plan {
     let default_spec = JobSpec::default();
     let spec = job.spec.as_ref().unwrap_or(&default_spec);
     let status = job.status.as_ref();
@@ -409,32 +409,7 @@ pub(crate) fn act(job: &Job, plan: Plan, ctx: &Ctx) -> Result<Action, Error> {
         ctx.recorder.record(&about, e.type_, &e.reason, &e.message, COMPONENT);
     }
     let written = ctx.store.update::<StoreError>(&key, |v| {
-        let st = &mut v["status"];
-        if let Some(start) = status.start_time {
-            st["startTime"] = json!(stamp(start));
-        }
-        let set = |st: &mut Value, field: &str, n: usize| {
-            if n > 0 {
-                st[field] = json!(n);
-            } else if let Some(m) = st.as_object_mut() {
-                m.remove(field);
-            }
-        };
-        set(st, "active", status.active + created);
-        set(st, "succeeded", status.succeeded as usize);
-        set(st, "failed", status.failed as usize);
-        st["terminating"] = json!(status.terminating);
-        st["ready"] = json!(status.ready);
-        st["uncountedTerminatedPods"] = json!({});
-        if !conditions.is_empty() {
-            match st.get_mut("conditions").and_then(Value::as_array_mut) {
-                Some(all) => all.extend(conditions.iter().cloned()),
-                None => st["conditions"] = Value::Array(conditions.clone()),
-            }
-            if let Some(t) = status.completion_time {
-                st["completionTime"] = json!(stamp(t));
-            }
-        }
+        write_status(&mut v["status"], &status, created, &conditions);
         Ok(())
     });
     match written {
@@ -442,6 +417,37 @@ pub(crate) fn act(job: &Job, plan: Plan, ctx: &Ctx) -> Result<Action, Error> {
         Err(e) => first_error = first_error.and(Err(Error::store("writing the status of", &key, e))),
     }
     first_error.map(|()| Action::requeue_or_await(requeue))
+}
+
+/// Writes `status` (a plan's) into a Job's stored `status`, `created` pods counted active and
+/// `conditions` (the plan's, encoded) appended: what [`act`] stores, and what a virtual-time
+/// run of the Job controller keeps.
+pub fn write_status(st: &mut Value, status: &StatusPlan, created: usize, conditions: &[Value]) {
+    if let Some(start) = status.start_time {
+        st["startTime"] = json!(stamp(start));
+    }
+    let set = |st: &mut Value, field: &str, n: usize| {
+        if n > 0 {
+            st[field] = json!(n);
+        } else if let Some(m) = st.as_object_mut() {
+            m.remove(field);
+        }
+    };
+    set(st, "active", status.active + created);
+    set(st, "succeeded", status.succeeded as usize);
+    set(st, "failed", status.failed as usize);
+    st["terminating"] = json!(status.terminating);
+    st["ready"] = json!(status.ready);
+    st["uncountedTerminatedPods"] = json!({});
+    if !conditions.is_empty() {
+        match st.get_mut("conditions").and_then(Value::as_array_mut) {
+            Some(all) => all.extend(conditions.iter().cloned()),
+            None => st["conditions"] = Value::Array(conditions.to_vec()),
+        }
+        if let Some(t) = status.completion_time {
+            st["completionTime"] = json!(stamp(t));
+        }
+    }
 }
 
 /// Reconciles one Job: [`observe`], [`decide`], [`act`].
