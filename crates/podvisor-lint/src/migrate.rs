@@ -22,6 +22,8 @@ pub struct Migration {
     pub changes: Vec<String>,
     /// What could not be migrated, and why.
     pub skipped: Vec<String>,
+    /// Hand-made workarounds found that native sidecars make unneeded, to remove by hand.
+    pub notes: Vec<String>,
 }
 
 /// One edit on the original lines: remove `remove` (a range of line indexes) and insert
@@ -115,11 +117,14 @@ pub fn migrate_text(source: &str, text: &str) -> Result<Migration, podvisor_mani
     let mut edits = Edits::default();
     let mut changes = Vec::new();
     let mut skipped = Vec::new();
+    let mut notes = Vec::new();
     for m in &manifests {
         let mut object = m.object.clone();
         podvisor_objects::defaults::apply(&mut object);
         let who = format!("{}/{}", object.kind(), object.name());
+        hold_until_proxy_starts(&lines, m, &object, &who, &mut edits, &mut changes);
         for w in workload::of(&object) {
+            done_file(&w, &who, &mut notes);
             let legacy = rules::legacy_containers(&w);
             let base = w.base;
             if !legacy.is_empty() {
@@ -173,7 +178,91 @@ pub fn migrate_text(source: &str, text: &str) -> Result<Migration, podvisor_mani
     if text.ends_with('\n') {
         text_out.push('\n');
     }
-    Ok(Migration { text: text_out, changes, skipped })
+    Ok(Migration { text: text_out, changes, skipped, notes })
+}
+
+/// The Istio annotation that holds the app until a legacy proxy sidecar starts
+/// (`proxy.istio.io/config: {"holdApplicationUntilProxyStarts": true}`): with native sidecars
+/// the proxy's own startupProbe holds the app (R16), so an annotation that says only that goes.
+fn hold_until_proxy_starts(
+    lines: &[&str],
+    m: &Manifest,
+    object: &podvisor_manifest::Object,
+    who: &str,
+    edits: &mut Edits,
+    changes: &mut Vec<String>,
+) {
+    const KEY: &str = "proxy.istio.io/config";
+    let base = match object {
+        podvisor_manifest::Object::Pod(_) => "metadata.annotations",
+        podvisor_manifest::Object::Deployment(_)
+        | podvisor_manifest::Object::StatefulSet(_)
+        | podvisor_manifest::Object::DaemonSet(_)
+        | podvisor_manifest::Object::Job(_) => "spec.template.metadata.annotations",
+        _ => return,
+    };
+    let Ok(json) = object.to_json() else { return };
+    let pointer = format!("/{}/{}", base.replace('.', "/"), KEY.replace('/', "~1"));
+    let Some(value) = json.pointer(&pointer).and_then(|v| v.as_str()) else { return };
+    let compact: String = value.chars().filter(|c| !c.is_whitespace() && *c != '"' && *c != '{' && *c != '}').collect();
+    if compact != "holdApplicationUntilProxyStarts:true" {
+        return;
+    }
+    let path = format!("{base}.{KEY}");
+    let key = m.node.locate(&parse_field_path(&path), true);
+    let Some(first) = key.line.checked_sub(1) else { return };
+    let Some(line) = lines.get(first) else { return };
+    if !line.trim_start().starts_with(KEY) && !line.trim_start().starts_with(&format!("\"{KEY}\"")) {
+        return;
+    }
+    // The key and any lines of a block value under it.
+    let col = indent(line);
+    let mut end = first + 1;
+    while end < lines.len() && !lines[end].trim().is_empty() && indent(lines[end]) > col {
+        end += 1;
+    }
+    // An annotations map left empty goes too.
+    let map = m.node.locate(&parse_field_path(base), true);
+    let only =
+        json.pointer(&format!("/{}", base.replace('.', "/"))).and_then(|v| v.as_object()).is_some_and(|o| o.len() == 1);
+    let start = match map.line.checked_sub(1) {
+        Some(l) if only && l + 1 == first && lines.get(l).is_some_and(|t| t.trim_end().ends_with("annotations:")) => l,
+        _ => first,
+    };
+    edits.remove.push(start..end);
+    changes.push(format!(
+        "{who}: the holdApplicationUntilProxyStarts annotation removed: a native proxy sidecar with a startupProbe holds \
+         the app by itself (R16); Istio must inject it as one (ENABLE_NATIVE_SIDECARS)"
+    ));
+}
+
+/// The done-file workaround: a sidecar that loops until a file appears that the main container
+/// creates when it is done. Native sidecars are stopped once the main containers exit (R36), so
+/// both halves can go; scripts are not rewritten, the note says where.
+fn done_file(w: &workload::Workload<'_>, who: &str, notes: &mut Vec<String>) {
+    let script = |c: &k8s_openapi::api::core::v1::Container| crate::shell::argv(c).join(" ");
+    for side in w.spec.init_containers.iter().flatten().chain(&w.spec.containers) {
+        let text = script(side);
+        let waits =
+            ["while [ ! -f ", "while [ ! -e ", "until [ -f ", "until [ -e ", "while ! test -f ", "until test -f "];
+        let Some(path) = waits
+            .iter()
+            .find_map(|p| text.split_once(p).map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string()))
+        else {
+            continue;
+        };
+        let path = path.trim_end_matches([']', ';']).to_string();
+        let Some(main) =
+            w.spec.containers.iter().find(|c| c.name != side.name && script(c).contains(&format!("touch {path}")))
+        else {
+            continue;
+        };
+        notes.push(format!(
+            "{who}: {} waits for {path}, which {} touches when done: a hand-made stop signal that a native sidecar does not \
+             need (it is stopped once the main containers exit, R36); remove the loop and the touch by hand",
+            side.name, main.name
+        ));
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,6 +352,21 @@ mod tests {
         let m = migrate_text("pod.yaml", flow).unwrap();
         assert_eq!(m.text, flow);
         assert!(m.skipped[0].contains("flow-style"), "{:?}", m.skipped);
+    }
+
+    #[test]
+    fn the_istio_hold_annotation_goes_and_a_done_file_is_pointed_out() {
+        let text = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    metadata:\n      annotations:\n        proxy.istio.io/config: '{\"holdApplicationUntilProxyStarts\": true}'\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: main\n        image: myorg/work:1\n        command: [sh, -c, \"work; touch /shared/done\"]\n      - name: log-shipper\n        image: busybox\n        command: [sh, -c, \"while [ ! -f /shared/done ]; do sleep 1; done\"]\n";
+        let m = migrate_text("job.yaml", text).unwrap();
+        assert!(!m.text.contains("annotations:") && !m.text.contains("holdApplicationUntilProxyStarts"), "{}", m.text);
+        assert!(m.text.contains("  template:\n    metadata:\n    spec:\n      restartPolicy: Never\n"), "{}", m.text);
+        assert!(m.changes.iter().any(|c| c.contains("holdApplicationUntilProxyStarts")), "{:?}", m.changes);
+        assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
+        assert!(
+            m.notes[0].contains("log-shipper waits for /shared/done, which main touches when done"),
+            "{:?}",
+            m.notes
+        );
     }
 
     #[test]

@@ -42,8 +42,13 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
             writeln!(out, "{file}: not migrated: {s}")?;
             all = false;
         }
+        for n in &m.notes {
+            writeln!(out, "{file}: note: {n}")?;
+        }
         if m.changes.is_empty() {
-            writeln!(out, "{file}: nothing to migrate")?;
+            if m.notes.is_empty() {
+                writeln!(out, "{file}: nothing to migrate")?;
+            }
             continue;
         }
         for c in &m.changes {
@@ -74,7 +79,10 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
             write!(
                 out,
                 "{}",
-                diff.unified_diff().context_radius(3).header(&format!("a/{file}"), &format!("b/{file}"))
+                diff.unified_diff().context_radius(3).header(
+                    &format!("a/{}", file.trim_start_matches('/')),
+                    &format!("b/{}", file.trim_start_matches('/'))
+                )
             )?;
         }
     }
