@@ -444,7 +444,12 @@ mod tests {
                     "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}),
         );
         let e = explain(&p, &[], now());
-        assert!(e.details[0].contains("its image nowhere.invalid/app:1 cannot be pulled (ImagePullBackOff)"), "{e}");
+        assert_eq!(
+            e.headline,
+            "pod p is Pending: container app cannot start: its image nowhere.invalid/app:1 cannot be pulled \
+             (ImagePullBackOff): Back-off pulling image."
+        );
+        assert_eq!(e.details, ["The kubelet tries again with a back-off that doubles up to 5 minutes (R22)."]);
     }
 
     #[test]
