@@ -47,7 +47,9 @@ pub enum NodeError {
     #[error("podvisor needs root to run containers (namespaces, mounts, cgroups): run it as root, e.g. with sudo")]
     NotRoot,
     /// The OCI runtime binary is missing.
-    #[error("OCI runtime {0:?} not found: install it (apt-get install runc) or name another with --runtime")]
+    #[error(
+        "OCI runtime {0:?} not found: install it (Debian: apt-get install runc crun; youki: cargo install youki) or name another with --runtime"
+    )]
     NoRuntime(String),
     /// crun on a hybrid cgroup host whose cgroup2 hierarchy holds controllers, which crun
     /// refuses for every container.

@@ -18,7 +18,7 @@ use tokio::process::{ChildStderr, ChildStdout, Command};
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
     /// The runtime binary could not be run.
-    #[error("cannot run {binary}: {error} (install it with: apt-get install runc)")]
+    #[error("cannot run {binary}: {error} (Debian: apt-get install runc crun; youki: cargo install youki)")]
     Spawn {
         /// The binary.
         binary: PathBuf,
@@ -271,11 +271,14 @@ impl Runc {
     }
 
     /// `delete --force` for a clean-up: a container the runtime does not know is already gone,
-    /// and not an error.
+    /// and not an error. runc says `does not exist`; crun, when another delete (the container's
+    /// monitor's) removed its state first, that the state directory is missing.
     pub async fn delete_if_present(&self, id: &str) -> Result<(), RuncError> {
         match self.delete(id).await {
             Err(RuncError::Failed { message, .. })
-                if message.contains("does not exist") || message.contains("not found") =>
+                if message.contains("does not exist")
+                    || message.contains("not found")
+                    || (message.contains(id) && message.contains("No such file or directory")) =>
             {
                 Ok(())
             }

@@ -190,8 +190,8 @@ enum Command {
         /// Give the command a terminal.
         #[arg(short = 't', long)]
         tty: bool,
-        /// The OCI runtime the pod runs on.
-        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
+        /// The OCI runtime the pod runs on (`auto`: the one the data directory uses).
+        #[arg(long, env = "PODVISOR_RUNTIME", default_value = "auto")]
         runtime: std::path::PathBuf,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
@@ -268,8 +268,9 @@ fn main() -> ExitCode {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
         Command::Serve { listen, allow_remote, leave_pods_running, node } => {
+            let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
             let node = node.options(&cli.data_dir);
-            return finish(serve::run(serve::Options { node, listen, allow_remote, leave_pods_running }));
+            return finish(serve::run(serve::Options { node, listen, allow_remote, leave_pods_running, runtime_why }));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
@@ -303,6 +304,7 @@ fn main() -> ExitCode {
             return finish(bench::run(&mut std::io::stdout().lock(), opts));
         }
         Command::Exec { pod, container, namespace, stdin: _, tty, runtime, command } => {
+            let runtime = node_args::resolve_runtime(&runtime, &cli.data_dir).0;
             let o = exec::Options { pod, namespace, container, tty, command, runtime };
             return match exec::run(&cli.data_dir, o) {
                 Ok(code) => code,
@@ -335,7 +337,8 @@ fn main() -> ExitCode {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until), timeline.as_deref())
         }
         Command::Run { timeline, node, .. } => {
-            let opts = run::Options { node: node.options(&cli.data_dir), timeline };
+            let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
+            let opts = run::Options { node: node.options(&cli.data_dir), timeline, runtime_why };
             match run::run(&mut out, manifests, opts) {
                 Ok(run::Outcome::Done(ok)) => Ok(ok),
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),

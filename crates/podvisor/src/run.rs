@@ -32,6 +32,8 @@ pub struct Options {
     pub node: podvisor_cluster::NodeOptions,
     /// Where to write the timeline JSON.
     pub timeline: Option<PathBuf>,
+    /// Why the node's runtime was chosen.
+    pub runtime_why: &'static str,
 }
 
 const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
@@ -232,6 +234,8 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let store = Store::in_memory();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let cluster = Cluster::open(store.clone(), opts.node.clone(), Some(tx)).await?;
+    crate::node_args::remember_runtime(&opts.node.runtime, &opts.node.data_dir);
+    writeln!(out, "podvisor: OCI runtime {} ({})", opts.node.runtime.display(), opts.runtime_why)?;
     let node = cluster.node().clone();
     let mut changes = store.subscribe();
     let tty = std::io::stdout().is_terminal();

@@ -18,6 +18,8 @@ pub struct Options {
     pub allow_remote: bool,
     /// On SIGINT or SIGTERM, leave the containers running for the next server to take over.
     pub leave_pods_running: bool,
+    /// Why the node's runtime was chosen.
+    pub runtime_why: &'static str,
 }
 
 fn serve_dir(data: &Path) -> PathBuf {
@@ -74,7 +76,12 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         node.api = Some(std::sync::Arc::new(api));
         let cluster = Cluster::open(store, node, None).await?;
         let node = cluster.node().clone();
-        println!("podvisor: serving the Kubernetes API at {server}");
+        crate::node_args::remember_runtime(&opts.node.runtime, &opts.node.data_dir);
+        println!(
+            "podvisor: serving the Kubernetes API at {server} (OCI runtime {}: {})",
+            opts.node.runtime.display(),
+            opts.runtime_why
+        );
         println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());
         let serving = tokio::spawn(podvisor_server::serve(cluster.clone(), listener, tls, creds.token.clone()));
         let mut sigint = signal(SignalKind::interrupt())?;

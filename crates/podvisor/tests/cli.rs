@@ -241,7 +241,7 @@ fn run_refuses_an_unknown_runtime_before_starting_anything() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(
         err.trim(),
-        "podvisor: OCI runtime \"no-such-runtime\" not found: install it (apt-get install runc) or name another with --runtime"
+        "podvisor: OCI runtime \"no-such-runtime\" not found: install it (Debian: apt-get install runc crun; youki: cargo install youki) or name another with --runtime"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

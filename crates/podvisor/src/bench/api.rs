@@ -123,7 +123,8 @@ fn start(exe: &Path, runtime: &Path, data: &Path) -> anyhow::Result<(Child, Stri
     let addr = loop {
         let Some(line) = lines.next().transpose()? else { anyhow::bail!("serve ended before it listened") };
         if let Some(url) = line.split("API at https://").nth(1) {
-            break url.trim().to_string();
+            // The address, before the words on the runtime.
+            break url.split_whitespace().next().unwrap_or("").to_string();
         }
     };
     std::thread::spawn(move || lines.for_each(drop));
