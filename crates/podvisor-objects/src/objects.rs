@@ -155,11 +155,6 @@ fn workload(
             if let Some(p) = ps.restart_policy.as_deref().filter(|p| *p != "Always") {
                 errs.push(tp.child("restartPolicy").not_supported(p, &["Always"]));
             }
-            if ps.active_deadline_seconds.is_some() {
-                errs.push(
-                    tp.child("activeDeadlineSeconds").forbidden("activeDeadlineSeconds in ReplicaSet is not Supported"),
-                );
-            }
         }
         None => errs.push(tp.required("")),
     }
@@ -167,6 +162,9 @@ fn workload(
         errs.push(Path::new("spec").child("replicas").invalid_num(r.into(), "must be greater than or equal to 0"));
     }
     template_labels(template, errs);
+    if template.spec.as_ref().is_some_and(|s| s.active_deadline_seconds.is_some()) {
+        errs.push(tp.child("activeDeadlineSeconds").forbidden("activeDeadlineSeconds in ReplicaSet is not Supported"));
+    }
 }
 
 fn statefulset(o: &k8s_openapi::api::apps::v1::StatefulSet) -> Vec<FieldError> {
@@ -269,36 +267,7 @@ fn deployment(d: &Deployment) -> Vec<FieldError> {
         errs.push(Path::new("spec").required(""));
         return errs;
     };
-    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
-    let selector = spec.selector.match_labels.clone().unwrap_or_default();
-    if selector.is_empty() && spec.selector.match_expressions.as_ref().is_none_or(Vec::is_empty) {
-        errs.push(Path::new("spec").child("selector").required(""));
-    } else if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-        errs.push(crate::field::FieldError {
-            field: "spec.template.metadata.labels".into(),
-            kind: crate::field::ErrorType::Invalid(format!("{{{}}}", shown.join(","))),
-            detail: "`selector` does not match template `labels`".into(),
-        });
-    }
-    let tp = Path::new("spec").child("template").child("spec");
-    match &spec.template.spec {
-        Some(ps) => {
-            errs.extend(validate_pod_spec(ps, &tp));
-            errs.extend(no_ephemeral_in_template(ps, &tp));
-            if let Some(p) = ps.restart_policy.as_deref().filter(|p| *p != "Always") {
-                errs.push(tp.child("restartPolicy").not_supported(p, &["Always"]));
-            }
-        }
-        None => errs.push(tp.required("")),
-    }
-    if let Some(r) = spec.replicas.filter(|r| *r < 0) {
-        errs.push(Path::new("spec").child("replicas").invalid_num(r.into(), "must be greater than or equal to 0"));
-    }
-    template_labels(&spec.template, &mut errs);
-    if spec.template.spec.as_ref().is_some_and(|s| s.active_deadline_seconds.is_some()) {
-        errs.push(tp.child("activeDeadlineSeconds").forbidden("activeDeadlineSeconds in ReplicaSet is not Supported"));
-    }
+    workload(&spec.selector, &spec.template, spec.replicas, &mut errs);
     if let Some(s) = &spec.strategy {
         strategy(s, &mut errs);
     }

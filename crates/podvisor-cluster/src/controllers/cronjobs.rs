@@ -297,19 +297,11 @@ fn cleanup(ctx: &Ctx, cj: &CronJob, jobs: &[Job]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Recorder;
     use crate::store::Store;
     use std::sync::Arc;
 
     fn ctx() -> Ctx {
-        let store = Store::in_memory();
-        Ctx {
-            store: store.clone(),
-            recorder: Recorder::new(store.clone(), "node".into()),
-            bursts: Default::default(),
-            api: None,
-            local_path: None,
-        }
+        crate::controllers::test_ctx(&Store::in_memory())
     }
 
     fn cronjob(ctx: &Ctx, policy: &str, minutes_ago: i64) -> Key {

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
-use super::{Action, Ctx, Error, create_pod_as, decode, encode, involved, key_of, owned, template_hash};
+use super::{Action, Ctx, Error, create_pod_as, decode, involved, key_of, owned, template_hash, write_status};
 use crate::store::{Key, StoreError};
 use crate::values::{meta_is_deleting, pod_is_ready, pod_is_terminal};
 
@@ -263,15 +263,8 @@ pub(crate) fn act(set: &DaemonSet, plan: Plan, ctx: &Ctx) -> Result<Action, Erro
             }
         }
     }
-    let status = encode(&key, &plan.status)?;
-    let written = ctx.store.update::<StoreError>(&key, |v| {
-        v["status"] = status;
-        Ok(())
-    });
-    match written {
-        Ok(_) | Err(StoreError::NotFound(_)) => Ok(Action::await_change()),
-        Err(e) => Err(Error::store("writing the status of", &key, e)),
-    }
+    write_status(ctx, &key, &plan.status)?;
+    Ok(Action::await_change())
 }
 
 /// Reconciles one DaemonSet: [`observe`], [`decide`], [`act`].

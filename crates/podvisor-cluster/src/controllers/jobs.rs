@@ -461,18 +461,11 @@ pub(crate) fn reconcile(job: &Job, ctx: &Ctx) -> Result<Action, Error> {
 mod tests {
     use super::*;
 
-    use crate::events::Recorder;
     use crate::store::Store;
     use crate::values::is_deleting;
 
     fn ctx(store: &std::sync::Arc<Store>) -> Ctx {
-        Ctx {
-            store: store.clone(),
-            recorder: Recorder::new(store.clone(), "node".into()),
-            bursts: Default::default(),
-            api: None,
-            local_path: None,
-        }
+        crate::controllers::test_ctx(store)
     }
 
     /// Reconciles the stored Job at `key` as the controllers do: decoded, then reconciled.

@@ -63,6 +63,18 @@ pub(crate) fn template_hash(template: &Value) -> String {
     safe_encode(h as u64)
 }
 
+/// A context on `store` for the controllers' tests: its own recorder, no API, no volumes.
+#[cfg(test)]
+pub(crate) fn test_ctx(store: &Arc<Store>) -> Ctx {
+    Ctx {
+        store: store.clone(),
+        recorder: Recorder::new(store.clone(), "node".into()),
+        bursts: Default::default(),
+        api: None,
+        local_path: None,
+    }
+}
+
 /// What every controller needs.
 #[derive(Clone)]
 pub(crate) struct Ctx {
@@ -171,6 +183,19 @@ pub(crate) fn decode<K: DeserializeOwned + Clone + Send + Sync + 'static>(
 /// The JSON form of `value`, a part of the object at `key`.
 pub(crate) fn encode(key: &Key, value: &impl serde::Serialize) -> Result<Value, Error> {
     serde_json::to_value(value).map_err(|source| Error::Encode { key: key.clone(), source })
+}
+
+/// Writes `status` as the status of the object at `key`; one gone meanwhile is no error.
+pub(crate) fn write_status(ctx: &Ctx, key: &Key, status: &impl serde::Serialize) -> Result<(), Error> {
+    let status = encode(key, status)?;
+    let written = ctx.store.update::<StoreError>(key, |v| {
+        v["status"] = status;
+        Ok(())
+    });
+    match written {
+        Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
+        Err(e) => Err(Error::store("writing the status of", key, e)),
+    }
 }
 
 /// The key of a typed object of `resource`.
@@ -594,13 +619,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx(store: &Arc<Store>) -> Ctx {
-        Ctx {
-            store: store.clone(),
-            recorder: Recorder::new(store.clone(), "node".into()),
-            bursts: Default::default(),
-            api: None,
-            local_path: None,
-        }
+        test_ctx(store)
     }
 
     /// The events of the default namespace with `reason`, as `(message, count)`.
