@@ -66,7 +66,7 @@ pub struct Options {
 }
 
 /// The manifest files of `dir`, recursively, sorted; hidden entries and symlinks are skipped.
-fn manifests_in(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> std::io::Result<()> {
+pub fn manifests_in(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> std::io::Result<()> {
     if depth > 32 {
         return Ok(());
     }

@@ -8,12 +8,33 @@ use podvisor_manifest::{Manifest, load_file, load_str};
 /// A problem found in the inputs, already rendered for the user.
 pub struct Problems(pub Vec<String>);
 
-/// Loads, defaults and validates every file. Either everything is valid, or every problem of
-/// every file is returned and nothing may start.
-pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
+/// The files `inputs` name: a directory stands for its `.yaml`, `.yml` and `.json` files
+/// (recursively, sorted, hidden ones and symlinks skipped); `-` is standard input.
+pub fn expand(inputs: &[String]) -> Result<Vec<String>, Problems> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        if input != "-" && path.is_dir() {
+            let mut files = Vec::new();
+            crate::lint::manifests_in(path, &mut files, 0).map_err(|e| Problems(vec![format!("{input}: {e}")]))?;
+            if files.is_empty() {
+                return Err(Problems(vec![format!("{input}: no .yaml, .yml or .json files in it")]));
+            }
+            out.extend(files.into_iter().map(|f| f.display().to_string()));
+        } else {
+            out.push(input.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Loads, defaults and validates every file (a directory stands for its manifests). Either
+/// everything is valid, or every problem of every file is returned and nothing may start.
+pub fn load_all(inputs: &[String]) -> Result<Vec<Manifest>, Problems> {
+    let files = expand(inputs)?;
     let mut out = Vec::new();
     let mut problems = Vec::new();
-    for file in files {
+    for file in &files {
         let loaded = if file == "-" {
             podvisor_manifest::read_bounded("-", std::io::stdin().lock()).and_then(|text| load_str("-", &text))
         } else {
@@ -21,7 +42,7 @@ pub fn load_all(files: &[String]) -> Result<Vec<Manifest>, Problems> {
         };
         match loaded {
             Ok(manifests) if manifests.is_empty() => problems.push(format!(
-                "{file}: no objects found (expected a Pod, Job, CronJob, Deployment, Service, ConfigMap or Secret)"
+                "{file}: no objects found (expected a Pod, Job, CronJob, Deployment, StatefulSet, DaemonSet, Service, ConfigMap, Secret or PersistentVolumeClaim)"
             )),
             Ok(manifests) => {
                 for mut m in manifests {

@@ -53,7 +53,7 @@ struct Cli {
 enum Command {
     /// Check manifests as the API server would; print every problem with its place.
     Validate {
-        /// Manifest files (`-` for standard input).
+        /// Manifest files or directories (`-` for standard input).
         #[arg(required = true)]
         files: Vec<String>,
     },
@@ -89,7 +89,7 @@ enum Command {
     /// Run the pods of the manifests in virtual time against simulated containers and print
     /// their lifecycle.
     Simulate {
-        /// Manifest files (`-` for standard input).
+        /// Manifest files or directories (`-` for standard input).
         #[arg(required = true)]
         files: Vec<String>,
         /// Override a container's guessed behaviour: NAME=run:5s,exit:1,term:2s|ignore,forever,start-delay:1s
@@ -116,6 +116,14 @@ enum Command {
         #[arg(long = "behave", value_name = "NAME=SPEC")]
         behave: Vec<String>,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    /// (`podvisor completion bash > /etc/bash_completion.d/podvisor`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `podvisor man | man -l -`.
+    Man,
     /// Say why a pod (or a Job's pods) is where it is and what happens next, from its spec,
     /// status and events, through a kubeconfig (this machine's serve by default, or any cluster).
     Explain {
@@ -143,7 +151,7 @@ enum Command {
     /// Run the Pods, Jobs and Deployments of the manifests on real containers, in the
     /// foreground, until they end (Ctrl-C deletes them gracefully; a second Ctrl-C kills).
     Run {
-        /// Manifest files (`-` for standard input).
+        /// Manifest files or directories (`-` for standard input).
         #[arg(required = true)]
         files: Vec<String>,
         /// Write every event, with timestamps, to FILE.json; or draw them as a picture,
@@ -274,6 +282,16 @@ fn main() -> ExitCode {
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
+        Command::Completion { shell } => {
+            // Rendered whole first: the generator panics on a closed pipe (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "podvisor", &mut script);
+            return finish(std::io::stdout().write_all(&script).map(|()| true).map_err(anyhow::Error::from));
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            return finish(page.render(&mut std::io::stdout().lock()).map(|()| true).map_err(anyhow::Error::from));
+        }
         Command::Migrate { files, in_place, behave } => {
             let opts = migrate::Options { files, in_place, behave };
             return finish(migrate::run(&mut std::io::stdout().lock(), opts));
@@ -353,6 +371,8 @@ fn main() -> ExitCode {
         | Command::Lint { .. }
         | Command::Timeline { .. }
         | Command::Explain { .. }
+        | Command::Completion { .. }
+        | Command::Man
         | Command::Migrate { .. }
         | Command::Bench { .. } => Ok(true),
     };

@@ -238,11 +238,13 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     writeln!(out, "podvisor: OCI runtime {} ({})", opts.node.runtime.display(), opts.runtime_why)?;
     let node = cluster.node().clone();
     let mut changes = store.subscribe();
-    let tty = std::io::stdout().is_terminal();
+    // A terminal that can move the cursor keeps the pod table; colour unless NO_COLOR says no.
+    let tty = std::io::stdout().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
+    let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut printer = Printer {
         node: node.clone(),
         start: Timestamp::now(),
-        colour: tty,
+        colour,
         table: tty.then(|| (node.clone(), 0)),
         colours: BTreeMap::new(),
         timeline: opts.timeline.as_ref().map(|_| Vec::new()),

@@ -818,3 +818,27 @@ fn simulate_runs_jobs_as_the_job_controller_does() {
     assert!(out.contains("work: Failed: PodFailurePolicy"), "{out}");
     assert!(!out.contains("work-2"), "failed at once, no retry: {out}");
 }
+
+/// #24: a directory stands for its manifests; completions and the man page come from the
+/// command line itself.
+#[test]
+fn directories_completions_and_the_man_page() {
+    let dir = std::env::temp_dir().join(format!("podvisor-dir-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("more")).unwrap();
+    std::fs::write(dir.join("a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n").unwrap();
+    std::fs::write(dir.join("more/b.yml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n").unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a manifest").unwrap();
+    let (code, out, err) = podvisor(&["validate", dir.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("a.yaml: ConfigMap \"a\" is valid") && out.contains("more/b.yml: ConfigMap \"b\" is valid"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (code, out, _) = podvisor(&["completion", "bash"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("_podvisor()") && out.contains("lint") && out.contains("migrate"));
+    let (code, out, _) = podvisor(&["man"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains(".TH podvisor 1"));
+}
