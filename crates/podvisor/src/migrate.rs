@@ -35,7 +35,8 @@ fn describe(o: &crate::simulate::Outcome) -> String {
 /// Migrates every file; `Ok(false)` when a file could not be migrated whole.
 pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
     let mut all = true;
-    for file in &opts.files {
+    let files = crate::load::expand(&opts.files).map_err(|p| anyhow::anyhow!("{}", p.0.join("\n")))?;
+    for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         let m = podvisor_lint::migrate::migrate_text(file, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
         for s in &m.skipped {
