@@ -38,7 +38,16 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
     let files = crate::load::expand(&opts.files).map_err(|p| anyhow::anyhow!("{}", p.0.join("\n")))?;
     for file in &files {
         let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-        let m = podvisor_lint::migrate::migrate_text(file, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // A file that does not load is said and skipped; the others are still migrated.
+        let m = match podvisor_lint::migrate::migrate_text(file, &text) {
+            Ok(m) => m,
+            Err(e) => {
+                writeln!(out, "{e}")?;
+                writeln!(out, "{file}: not migrated: it does not load (`podvisor lint` says more)")?;
+                all = false;
+                continue;
+            }
+        };
         for s in &m.skipped {
             writeln!(out, "{file}: not migrated: {s}")?;
             all = false;
