@@ -41,7 +41,14 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let dir = serve_dir(&opts.node.data_dir);
         podvisor_runtime::files::secure_data_dir(&opts.node.data_dir)?;
         let store_path = opts.node.data_dir.join("store.redb");
-        let store = Store::open(&store_path)?;
+        // The store is locked by the process that has it open: say who, as `run` says it.
+        let store = Store::open(&store_path).map_err(|e| match e.to_string().contains("already open") {
+            true => anyhow::anyhow!(
+                "{}: another podvisor is using this data directory (use --data-dir for a separate one)",
+                opts.node.data_dir.display()
+            ),
+            false => anyhow::Error::from(e),
+        })?;
         // The store holds Secrets.
         podvisor_runtime::files::make_private(&store_path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", store_path.display()))?;

@@ -1716,6 +1716,21 @@ fn apply_of_a_mixed_directory_applies_what_is_served_and_names_the_rest() {
     assert!(info.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{info}");
 }
 
+/// #24: a second server on a data directory in use says so, as `run` does, instead of the
+/// store's own words.
+#[test]
+fn a_second_server_on_the_same_data_directory_says_it_is_in_use() {
+    let dir = data_dir("twice");
+    let _first = serve(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["--data-dir", dir.join("data").to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another podvisor is using this data directory (use --data-dir for a separate one)"), "{err}");
+}
+
 /// #17: `kubectl explain` reads the kinds' schemas from the OpenAPI v3 documents, down to a
 /// sidecar's `restartPolicy`, in every served group; `--recursive` walks the references.
 #[test]
