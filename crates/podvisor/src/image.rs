@@ -79,10 +79,35 @@ pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::
             Ok(true)
         }
         ImageCommand::Ls => {
-            writeln!(out, "{:<50} IMAGE ID", "IMAGE")?;
-            for (name, id) in store.list() {
-                let short: String = id.trim_start_matches("sha256:").chars().take(12).collect();
-                writeln!(out, "{name:<50} {short}")?;
+            let images = data_dir.join("images");
+            let rows: Vec<[String; 4]> = store
+                .list()
+                .into_iter()
+                .map(|(name, id)| {
+                    let hex = id.trim_start_matches("sha256:").to_string();
+                    let dir = images.join(&hex);
+                    let age = std::fs::metadata(&dir)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .map(|d| {
+                            format!(
+                                "{} ago",
+                                podvisor_objects::human_duration(
+                                    jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX)
+                                )
+                            )
+                        })
+                        .unwrap_or_else(|| "?".into());
+                    let size = format!("{:.1} MB", dir_size(&dir.join("rootfs")) as f64 / 1e6);
+                    [name, hex.chars().take(12).collect(), age, size]
+                })
+                .collect();
+            let header = ["IMAGE", "IMAGE ID", "STORED", "SIZE"].map(String::from);
+            let width = |i: usize| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0);
+            let (w0, w1, w2) = (width(0), width(1), width(2));
+            for r in std::iter::once(&header).chain(&rows) {
+                writeln!(out, "{:<w0$}   {:<w1$}   {:<w2$}   {}", r[0], r[1], r[2], r[3])?;
             }
             Ok(true)
         }
@@ -99,4 +124,28 @@ pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::
             Ok(ok)
         }
     }
+}
+
+/// The bytes the files under `dir` take, not following symlinks (a bound on depth and entries
+/// keeps a strange tree from holding the listing).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 1_000_000 {
+                return total;
+            }
+            let Ok(meta) = e.path().symlink_metadata() else { continue };
+            if meta.is_dir() && depth < 64 {
+                stack.push((e.path(), depth + 1));
+            } else if meta.is_file() {
+                total = total.saturating_add(meta.len());
+            }
+        }
+    }
+    total
 }

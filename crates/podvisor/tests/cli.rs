@@ -135,6 +135,12 @@ fn the_test_image_builds_and_loads_under_busybox_and_alpine() {
     assert!(out.contains("Loaded image: docker.io/library/alpine:latest"), "{out}");
     let (_, out, _) = podvisor(&["image", "ls", "--data-dir", data], None);
     assert_eq!(out.lines().count(), 3, "{out}");
+    let header = out.lines().next().unwrap();
+    assert!(header.starts_with("IMAGE ") && header.contains("   IMAGE ID   ") && header.ends_with("SIZE"), "{out}");
+    let busybox = out.lines().find(|l| l.starts_with("docker.io/library/busybox:1.36")).expect("a row");
+    let col = header.find("IMAGE ID").unwrap();
+    assert!(busybox[col..col + 12].chars().all(|c| c.is_ascii_hexdigit()), "the ID under its heading: {out}");
+    assert!(busybox.ends_with(" MB") && busybox.contains(" ago "), "{busybox}");
     let store = podvisor_runtime::image::ImageStore::open(std::path::Path::new(data)).unwrap();
     let image = store.resolve("alpine").expect("alpine resolves to the test image");
     assert_eq!(std::fs::read_link(image.rootfs.join("bin/sh")).unwrap(), std::path::Path::new("/bin/busybox"));
