@@ -67,8 +67,37 @@ pub(crate) fn strip(v: &Value) -> Value {
     }
 }
 
-/// Applies a strategic merge patch to `target`.
+/// Applies a strategic merge patch to `target`, an object of `resource`: lists merge by the
+/// merge keys of its Go types (a Service's `ports` by `port`, a container's by
+/// `containerPort`), read from the schemas podvisor serves.
+pub fn strategic_merge_for(
+    resource: podvisor_objects::kinds::Resource,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), BadPatch> {
+    merge_in(target, patch, podvisor_objects::openapi::root_schema(resource))
+}
+
+/// Applies a strategic merge patch to `target` whose type is not known: lists merge by the
+/// merge key their field's name usually has.
 pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), BadPatch> {
+    merge_in(target, patch, None)
+}
+
+/// How the list `field` of an object of schema `schema` merges: its merge key, whether it is a
+/// set of scalars, and the schema of its items. By the field's name where the schema is not
+/// known.
+fn list_meta(schema: Option<&str>, field: &str) -> (Option<&'static str>, bool, Option<&'static str>) {
+    match schema {
+        Some(s) => match podvisor_objects::openapi::field_patch(s, field) {
+            Some(m) => (m.merge_key, m.merge && m.merge_key.is_none(), m.schema),
+            None => (None, false, None),
+        },
+        None => (merge_key(field), is_set_list(field), None),
+    }
+}
+
+fn merge_in(target: &mut Value, patch: &Value, schema: Option<&str>) -> Result<(), BadPatch> {
     let Value::Object(p) = patch else {
         return Err(BadPatch("a strategic merge patch must be a JSON object".into()));
     };
@@ -101,21 +130,22 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), BadPatch
         } else if v.is_null() {
             t.remove(k);
         } else {
+            let (key, set, child) = list_meta(schema, k);
             match (t.get_mut(k), v) {
-                (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic_merge(cur, v)?,
-                (Some(Value::Array(cur)), Value::Array(items)) if merge_key(k).is_some() => {
-                    merge_list(cur, items, merge_key(k).unwrap_or("name"))?
+                (Some(cur @ Value::Object(_)), Value::Object(_)) => merge_in(cur, v, child)?,
+                (Some(Value::Array(cur)), Value::Array(items)) if key.is_some() => {
+                    merge_list(cur, items, key.unwrap_or("name"), child)?
                 }
-                (Some(Value::Array(cur)), Value::Array(items)) if is_set_list(k) => {
+                (Some(Value::Array(cur)), Value::Array(items)) if set => {
                     for i in items {
                         if !cur.contains(i) {
                             cur.push(i.clone());
                         }
                     }
                 }
-                (_, Value::Array(items)) if merge_key(k).is_some() => {
+                (_, Value::Array(items)) if key.is_some() => {
                     let mut cur = Vec::new();
-                    merge_list(&mut cur, items, merge_key(k).unwrap_or("name"))?;
+                    merge_list(&mut cur, items, key.unwrap_or("name"), child)?;
                     t.insert(k.clone(), Value::Array(cur));
                 }
                 _ => {
@@ -125,7 +155,8 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), BadPatch
         }
     }
     for (list, order) in orders {
-        let (Some(Value::Array(items)), Value::Array(order), Some(key)) = (t.get_mut(&list), &order, merge_key(&list))
+        let (Some(Value::Array(items)), Value::Array(order), Some(key)) =
+            (t.get_mut(&list), &order, list_meta(schema, &list).0)
         else {
             continue;
         };
@@ -139,7 +170,7 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) -> Result<(), BadPatch
     Ok(())
 }
 
-fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) -> Result<(), BadPatch> {
+fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str, schema: Option<&str>) -> Result<(), BadPatch> {
     if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
         *cur = items.iter().filter(|i| i.get("$patch").is_none()).map(strip).collect();
         return Ok(());
@@ -154,7 +185,7 @@ fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) -> Result<(), Ba
                 cur.remove(i);
             }
             (Some("delete"), None) => {}
-            (_, Some(i)) => strategic_merge(&mut cur[i], item)?,
+            (_, Some(i)) => merge_in(&mut cur[i], item, schema)?,
             (_, None) => cur.push(strip(item)),
         }
     }
@@ -225,5 +256,36 @@ mod tests {
         assert_eq!(live, json!({"containers": [{"name": "b"}, {"name": "a"}], "args": ["3"]}));
         let err = strategic_merge(&mut live, &json!({"containers": [{"image": "x"}]})).unwrap_err();
         assert!(err.0.contains("merge key: name"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+    use podvisor_objects::kinds::Resource;
+    use serde_json::json;
+
+    #[test]
+    fn lists_merge_by_the_merge_keys_of_their_types() {
+        let mut svc = json!({"spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "https", "port": 443}]}});
+        let patch = json!({"spec": {"$setElementOrder/ports": [{"port": 80}, {"port": 443}], "ports": [{"port": 80, "targetPort": 9090}]}});
+        strategic_merge_for(Resource::Services, &mut svc, &patch).unwrap();
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "http", "port": 80, "targetPort": 9090}, {"name": "https", "port": 443}])
+        );
+        // A container's ports still merge by containerPort, deep inside a Deployment.
+        let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 80, "name": "web"}]}]}}}});
+        let patch =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "ports": [{"containerPort": 81}]}]}}}});
+        strategic_merge_for(Resource::Deployments, &mut d, &patch).unwrap();
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 80, "name": "web"}, {"containerPort": 81}])
+        );
+        // A list its type does not merge (EndpointSlice ports) is replaced whole.
+        let mut slice = json!({"ports": [{"port": 1}]});
+        strategic_merge_for(Resource::EndpointSlices, &mut slice, &json!({"ports": [{"port": 2}]})).unwrap();
+        assert_eq!(slice["ports"], json!([{"port": 2}]));
     }
 }

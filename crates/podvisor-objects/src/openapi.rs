@@ -71,6 +71,11 @@ pub fn schemas(resources: &[Resource]) -> Map<String, Value> {
             );
         }
     }
+    add_patch_meta(&mut schemas);
+    schemas
+}
+
+fn add_patch_meta(schemas: &mut Map<String, Value>) {
     for (schema, field, strategy, key) in patch_meta::PATCH_META {
         let Some(Value::Object(property)) =
             schemas.get_mut(*schema).and_then(|s| s.pointer_mut(&format!("/properties/{field}")))
@@ -82,7 +87,52 @@ pub fn schemas(resources: &[Resource]) -> Map<String, Value> {
             property.insert("x-kubernetes-patch-merge-key".into(), Value::from(*key));
         }
     }
-    schemas
+}
+
+/// Every served kind's schemas, built once, and each kind's root schema name.
+fn all() -> &'static (Map<String, Value>, Vec<(Resource, String)>) {
+    type All = (Map<String, Value>, Vec<(Resource, String)>);
+    static ALL: std::sync::LazyLock<All> = std::sync::LazyLock::new(|| {
+        let mut generator = SchemaSettings::openapi3().into_generator();
+        let roots: Vec<(Resource, String)> =
+            Resource::ALL.iter().filter_map(|&r| root(r, &mut generator).map(|name| (r, name))).collect();
+        let mut s = generator.take_definitions(true);
+        add_patch_meta(&mut s);
+        (s, roots)
+    });
+    &ALL
+}
+
+/// What a strategic merge patch needs to know of one field of a schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FieldPatch<'a> {
+    /// `x-kubernetes-patch-merge-key`: a list of objects merged by this key.
+    pub merge_key: Option<&'a str>,
+    /// `x-kubernetes-patch-strategy` contains `merge` (a list of scalars merged as a set when
+    /// there is no key).
+    pub merge: bool,
+    /// The schema of the field's value, or of its items for a list.
+    pub schema: Option<&'a str>,
+}
+
+/// The root schema of `resource`'s objects, if it has one.
+pub fn root_schema(resource: Resource) -> Option<&'static str> {
+    all().1.iter().find(|(r, _)| *r == resource).map(|(_, n)| n.as_str())
+}
+
+/// What the patch machinery needs of `field` in schema `schema` (`None` when the schema does
+/// not name the field).
+pub fn field_patch(schema: &str, field: &str) -> Option<FieldPatch<'static>> {
+    let property = all().0.get(schema)?.pointer(&format!("/properties/{field}"))?;
+    fn reference(v: &'static Value) -> Option<&'static str> {
+        v.get("$ref").or_else(|| v.pointer("/allOf/0/$ref"))?.as_str()?.strip_prefix("#/components/schemas/")
+    }
+    let schema = reference(property).or_else(|| property.get("items").and_then(reference));
+    Some(FieldPatch {
+        merge_key: property.get("x-kubernetes-patch-merge-key").and_then(Value::as_str),
+        merge: property.get("x-kubernetes-patch-strategy").and_then(Value::as_str).is_some_and(|s| s.contains("merge")),
+        schema,
+    })
 }
 
 #[cfg(test)]
@@ -113,6 +163,23 @@ mod tests {
         let meta = &s["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"];
         assert_eq!(meta["ownerReferences"]["x-kubernetes-patch-merge-key"], "uid");
         assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
+    }
+
+    #[test]
+    fn a_fields_patch_meta_and_schema_are_found_from_the_kinds_root() {
+        let svc = root_schema(Resource::Services).unwrap();
+        let spec = field_patch(svc, "spec").unwrap().schema.unwrap();
+        let ports = field_patch(spec, "ports").unwrap();
+        assert_eq!(
+            (ports.merge_key, ports.merge, ports.schema),
+            (Some("port"), true, Some("io.k8s.api.core.v1.ServicePort"))
+        );
+        let pod_spec = field_patch(root_schema(Resource::Pods).unwrap(), "spec").unwrap().schema.unwrap();
+        let containers = field_patch(pod_spec, "containers").unwrap();
+        assert_eq!(containers.merge_key, Some("name"));
+        let ports = field_patch(containers.schema.unwrap(), "ports").unwrap();
+        assert_eq!(ports.merge_key, Some("containerPort"));
+        assert_eq!(field_patch(pod_spec, "nosuch"), None);
     }
 
     #[test]

@@ -1752,6 +1752,12 @@ fn kubectl_explain_reads_the_schemas_of_the_served_kinds() {
     let (code, _, err) = server.kubectl(&["explain", "pod.spec.nosuch"], None);
     assert_ne!(code, 0);
     assert!(err.contains("field \"nosuch\" does not exist"), "{err}");
+    // kubectl computes its apply patch from the schemas: a Service's ports merge by `port`.
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n  - {name: https, port: 443, targetPort: 8443}\n";
+    server.ok(&["apply", "-f", "-"], Some(svc));
+    server.ok(&["apply", "-f", "-"], Some(&svc.replace("8080", "9090")));
+    let ports = server.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[*].targetPort}"], None);
+    assert_eq!(ports, "9090 8443");
 }
 
 /// #17: `kubectl top pod` (with `--containers`) and `kubectl top node` through the

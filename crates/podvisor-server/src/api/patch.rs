@@ -38,7 +38,8 @@ impl Call<'_> {
             }
             "application/apply-patch+yaml" if !status_only => next = self.apply(&next, &patch)?,
             "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
-                podvisor_apiserver::patch::strategic_merge(&mut next, &patch).map_err(|e| ApiError::bad_request(e.0))?
+                podvisor_apiserver::patch::strategic_merge_for(self.resource, &mut next, &patch)
+                    .map_err(|e| ApiError::bad_request(e.0))?
             }
             other => return Err(ApiError::unsupported_media(other)),
         }
