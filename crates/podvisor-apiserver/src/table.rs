@@ -126,6 +126,7 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
         Resource::Endpoints => &[("Name", 0), ("Endpoints", 0), ("Age", 0)],
         Resource::Leases => &[("Name", 0), ("Holder", 0), ("Age", 0)],
         Resource::PodMetrics | Resource::NodeMetrics => &[("Name", 0), ("CPU", 0), ("Memory", 0), ("Window", 0)],
+        Resource::SelfSubjectAccessReviews => &[("Name", 0)],
         Resource::EndpointSlices => &[("Name", 0), ("AddressType", 0), ("Ports", 0), ("Endpoints", 0), ("Age", 0)],
         Resource::ServiceAccounts => &[("Name", 0), ("Secrets", 0), ("Age", 0)],
         Resource::Roles | Resource::ClusterRoles => &[("Name", 0), ("Created At", 0)],
@@ -521,6 +522,7 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
             vec![json!(name), json!(first_three(all)), json!(created)]
         }
         Resource::Leases => vec![json!(name), json!(s(v, "/spec/holderIdentity")), json!(created)],
+        Resource::SelfSubjectAccessReviews => vec![json!(name)],
         Resource::PodMetrics | Resource::NodeMetrics => {
             // A pod's use is its containers' together; a node's is its own.
             let usages: Vec<&Value> = match v.get("containers").and_then(Value::as_array) {

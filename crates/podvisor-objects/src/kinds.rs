@@ -56,6 +56,9 @@ pub enum Resource {
     PersistentVolumes,
     /// `storage.k8s.io/v1` storageclasses (cluster-scoped).
     StorageClasses,
+    /// `authorization.k8s.io/v1` selfsubjectaccessreviews: "may I?" (`kubectl auth can-i`),
+    /// answered at once and never stored.
+    SelfSubjectAccessReviews,
 }
 
 /// What discovery tells about a [`Resource`].
@@ -81,7 +84,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 26] = [
+    pub const ALL: [Resource; 27] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -108,6 +111,7 @@ impl Resource {
         Resource::PersistentVolumeClaims,
         Resource::PersistentVolumes,
         Resource::StorageClasses,
+        Resource::SelfSubjectAccessReviews,
     ];
 
     /// Discovery facts.
@@ -172,12 +176,28 @@ impl Resource {
             Resource::StorageClasses => {
                 i("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], &[])
             }
+            Resource::SelfSubjectAccessReviews => i(
+                "authorization.k8s.io",
+                "v1",
+                "SelfSubjectAccessReview",
+                "selfsubjectaccessreviews",
+                "",
+                false,
+                &[],
+                &[],
+            ),
         }
     }
 
     /// Whether the resource is measured, not stored: it is only read (the metrics API).
     pub fn is_read_only(self) -> bool {
         matches!(self, Resource::PodMetrics | Resource::NodeMetrics)
+    }
+
+    /// Whether the resource is a question asked by creating it and answered at once, never
+    /// stored (`SelfSubjectAccessReview`).
+    pub fn is_review(self) -> bool {
+        self == Resource::SelfSubjectAccessReviews
     }
 
     /// `apiVersion` of its objects (`v1`, `batch/v1`).

@@ -41,7 +41,13 @@ fn resources_of(group: &str, version: &str) -> impl Iterator<Item = Resource> {
 
 /// The verbs of a resource: all, or only reading for the metrics API.
 fn verbs(r: Resource) -> &'static [&'static str] {
-    if r.is_read_only() { &["get", "list"] } else { &VERBS }
+    if r.is_review() {
+        &["create"]
+    } else if r.is_read_only() {
+        &["get", "list"]
+    } else {
+        &VERBS
+    }
 }
 
 fn subresources(r: Resource) -> &'static [&'static str] {
@@ -249,7 +255,8 @@ mod tests {
                 "coordination.k8s.io",
                 "metrics.k8s.io",
                 "rbac.authorization.k8s.io",
-                "storage.k8s.io"
+                "storage.k8s.io",
+                "authorization.k8s.io"
             ]
         );
         assert!(build_openapi_doc("apis/batch/v1").unwrap()["paths"]["/apis/batch/v1/namespaces/{namespace}/jobs/{name}"]["patch"].is_object());

@@ -258,10 +258,24 @@ enum Caller {
     Account(podvisor_cluster::rbac::User),
 }
 
-/// The caller an `Authorization` header proves, if any.
-fn authenticate(state: &State, header: Option<&[u8]>) -> Option<Caller> {
+/// The caller a request's headers prove, if any: the administrator (who may act as another
+/// user with `Impersonate-User` and `Impersonate-Group`, as `kubectl --as` sends them), or a
+/// service account by its token.
+fn authenticate(state: &State, headers: &http::HeaderMap) -> Option<Caller> {
+    let header = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     if authorized(header, &state.token) {
-        return Some(Caller::Admin);
+        let Some(user) = headers.get("impersonate-user").and_then(|v| v.to_str().ok()) else {
+            return Some(Caller::Admin);
+        };
+        let mut groups: Vec<String> =
+            headers.get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+        if let Some(sa) = user.strip_prefix("system:serviceaccount:")
+            && let Some((ns, _)) = sa.split_once(':')
+        {
+            groups.extend(["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}")]);
+        }
+        groups.push("system:authenticated".into());
+        return Some(Caller::Account(podvisor_cluster::rbac::User { name: user.to_string(), groups }));
     }
     let api = state.cluster.api()?;
     let token = bearer(header)?;
@@ -279,6 +293,10 @@ fn refusal(
     query: Option<&str>,
 ) -> Option<ApiError> {
     let Some(Route::Object { resource, namespace, name, sub }) = route else { return None };
+    // Asking what one may do is open to every authenticated user (`system:basic-user`).
+    if resource.is_review() {
+        return None;
+    }
     let watch = request::query(query).get("watch").is_some_and(|w| w == "true" || w == "1");
     let connect = matches!(sub.as_deref(), Some("exec" | "attach" | "portforward"));
     let verb = match *method {
@@ -308,6 +326,46 @@ fn refusal(
     Some(ApiError::forbidden(podvisor_cluster::rbac::forbidden(user, &req)))
 }
 
+/// A `SelfSubjectAccessReview`: whether the caller may do what `spec.resourceAttributes` (or
+/// `nonResourceAttributes`) says, as the API server's authorizer answers it.
+fn access_review(state: &State, caller: Option<&Caller>, body: &serde_json::Value) -> Result<Reply, ApiError> {
+    let mut review = body.clone();
+    let text = |p: &str| body.pointer(p).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
+    let (allowed, reason) = match caller {
+        None => (false, "no user".to_string()),
+        Some(Caller::Admin) => (true, "the node's administrator".to_string()),
+        Some(Caller::Account(user)) => {
+            if body.pointer("/spec/nonResourceAttributes").is_some() {
+                // Discovery, OpenAPI, version and health are open to every authenticated user.
+                let path = text("/spec/nonResourceAttributes/path").unwrap_or("");
+                let open = ["/api", "/apis", "/openapi", "/version", "/healthz", "/livez", "/readyz"]
+                    .iter()
+                    .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+                let verb_ok = text("/spec/nonResourceAttributes/verb") == Some("get");
+                (open && verb_ok, String::new())
+            } else {
+                let req = podvisor_cluster::rbac::Request {
+                    verb: text("/spec/resourceAttributes/verb").unwrap_or(""),
+                    group: text("/spec/resourceAttributes/group").unwrap_or(""),
+                    resource: text("/spec/resourceAttributes/resource").unwrap_or(""),
+                    subresource: text("/spec/resourceAttributes/subresource"),
+                    namespace: text("/spec/resourceAttributes/namespace"),
+                    name: text("/spec/resourceAttributes/name"),
+                };
+                let ok = podvisor_cluster::rbac::allows(state.store(), user, &req);
+                (ok, if ok { "allowed by a RoleBinding or ClusterRoleBinding".into() } else { String::new() })
+            }
+        }
+    };
+    review["apiVersion"] = serde_json::json!("authorization.k8s.io/v1");
+    review["kind"] = serde_json::json!("SelfSubjectAccessReview");
+    review["status"] = serde_json::json!({"allowed": allowed});
+    if !reason.is_empty() {
+        review["status"]["reason"] = serde_json::json!(reason);
+    }
+    Ok(Reply::json(201, &review))
+}
+
 /// Whether `addr` may be served without an explicit opt-in.
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
@@ -318,18 +376,29 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     // they say nothing but that the server is up.
     let public =
         req.method() == Method::GET && matches!(request::route(req.uri().path()), Some(request::Route::Health(..)));
-    let caller = authenticate(state, req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+    let caller = authenticate(state, req.headers());
     if !public && caller.is_none() {
         // The connection goes with the answer: a client without the token holds no place.
         let mut r = Reply::error(&ApiError::unauthorized());
         r.0.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
         return r;
     }
-    if let Some(Caller::Account(user)) = &caller
-        && let Some(e) =
+    if let Some(Caller::Account(user)) = &caller {
+        // Only the administrator may act as another user.
+        let admin = authorized(req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()), &state.token);
+        if let Some(other) = req.headers().get("impersonate-user").and_then(|v| v.to_str().ok())
+            && !admin
+        {
+            return Reply::error(&ApiError::forbidden(format!(
+                "users {other:?} is forbidden: User {:?} cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+                user.name
+            )));
+        }
+        if let Some(e) =
             refusal(state, user, req.method(), request::route(req.uri().path()).as_ref(), req.uri().query())
-    {
-        return Reply::error(&e);
+        {
+            return Reply::error(&e);
+        }
     }
     // `pods/exec` upgrades the connection: it keeps the request whole.
     if let Some(Route::Object {
@@ -357,8 +426,14 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         Ok(b) => b,
         Err(e) => return Reply::error(&e),
     };
-    let head =
-        Head { method: &method, path: &path, accept: &accept, content_type: &content_type, user_agent: &user_agent };
+    let head = Head {
+        caller: caller.as_ref(),
+        method: &method,
+        path: &path,
+        accept: &accept,
+        content_type: &content_type,
+        user_agent: &user_agent,
+    };
     let large = body.len() > LARGE_BODY;
     let reply = match dispatch(state, &head, query, &body).await {
         Ok(r) => r,
@@ -374,6 +449,7 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
 
 /// What a request says beside its query and body.
 struct Head<'a> {
+    caller: Option<&'a Caller>,
     method: &'a Method,
     path: &'a str,
     accept: &'a str,
@@ -387,7 +463,7 @@ async fn dispatch(
     query: std::collections::HashMap<String, String>,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
-    let Head { method, path, accept, content_type, user_agent } = *head;
+    let Head { caller, method, path, accept, content_type, user_agent } = *head;
     let route = request::route(path).ok_or_else(ApiError::no_route)?;
     let get_only = |r: Reply| if method == Method::GET { Ok(r) } else { Err(ApiError::method_not_allowed()) };
     match route {
@@ -431,6 +507,13 @@ async fn dispatch(
                 return Err(ApiError::no_route());
             }
             let table = request::wants_table(accept);
+            if resource.is_review() {
+                // "May I?": answered at once for the caller, never stored.
+                return match method {
+                    &Method::POST if name.is_none() => access_review(state, caller, &written(content_type, body)?),
+                    _ => Err(ApiError::method_not_allowed()),
+                };
+            }
             if resource.is_read_only() {
                 // The metrics API: measured at each request, only read.
                 return match method {

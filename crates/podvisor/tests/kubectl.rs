@@ -1880,6 +1880,24 @@ spec:
     assert!(out.contains("client"), "{out}");
     let (_, _, err) = as_pod(&["get", "secrets"]);
     assert!(err.contains(r#"Error from server (Forbidden): secrets is forbidden: User "system:serviceaccount:default:reader" cannot list resource "secrets" in API group "" in the namespace "default""#), "{err}");
+    // `kubectl auth can-i`, as the pod and as the administrator acting as the account.
+    assert_eq!(as_pod(&["auth", "can-i", "list", "pods"]).1.trim(), "yes");
+    assert_eq!(as_pod(&["auth", "can-i", "get", "secrets"]).1.trim(), "no");
+    let reader = "--as=system:serviceaccount:default:reader";
+    assert_eq!(server.kubectl(&["auth", "can-i", "watch", "pods", reader], None).1.trim(), "yes");
+    assert_eq!(server.kubectl(&["auth", "can-i", "list", "pods", "-n", "kube-system", reader], None).1.trim(), "no");
+    assert_eq!(
+        server.ok(&["auth", "can-i", "delete", "nodes"], None).trim(),
+        "yes",
+        "the administrator may do anything"
+    );
+    let (_, _, err) = server.kubectl(&["get", "secrets", reader], None);
+    assert!(err.contains(r#"User "system:serviceaccount:default:reader" cannot list resource "secrets""#), "{err}");
+    let (_, _, err) = as_pod(&["get", "pods", "--as=admin"]);
+    assert!(
+        err.contains(r#"users "admin" is forbidden: User "system:serviceaccount:default:reader" cannot impersonate"#),
+        "{err}"
+    );
     let (_, _, err) = as_pod(&["delete", "pod", "quiet"]);
     assert!(
         err.contains(

@@ -256,6 +256,62 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         &[f(1, "token", Kind::String, 0), f(2, "expirationTimestamp", Kind::Time, 0)],
     ),
     (
+        "authorization.k8s.io.v1.FieldSelectorAttributes",
+        &[
+            f(1, "rawSelector", Kind::String, OMIT_ZERO),
+            f(2, "requirements", Kind::Message("meta.v1.FieldSelectorRequirement"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "authorization.k8s.io.v1.LabelSelectorAttributes",
+        &[
+            f(1, "rawSelector", Kind::String, OMIT_ZERO),
+            f(2, "requirements", Kind::Message("meta.v1.LabelSelectorRequirement"), REPEATED | OMIT_ZERO),
+        ],
+    ),
+    (
+        "authorization.k8s.io.v1.NonResourceAttributes",
+        &[f(1, "path", Kind::String, OMIT_ZERO), f(2, "verb", Kind::String, OMIT_ZERO)],
+    ),
+    (
+        "authorization.k8s.io.v1.ResourceAttributes",
+        &[
+            f(1, "namespace", Kind::String, OMIT_ZERO),
+            f(2, "verb", Kind::String, OMIT_ZERO),
+            f(3, "group", Kind::String, OMIT_ZERO),
+            f(4, "version", Kind::String, OMIT_ZERO),
+            f(5, "resource", Kind::String, OMIT_ZERO),
+            f(6, "subresource", Kind::String, OMIT_ZERO),
+            f(7, "name", Kind::String, OMIT_ZERO),
+            f(8, "fieldSelector", Kind::Message("authorization.k8s.io.v1.FieldSelectorAttributes"), 0),
+            f(9, "labelSelector", Kind::Message("authorization.k8s.io.v1.LabelSelectorAttributes"), 0),
+        ],
+    ),
+    (
+        "authorization.k8s.io.v1.SelfSubjectAccessReview",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "spec", Kind::Message("authorization.k8s.io.v1.SelfSubjectAccessReviewSpec"), 0),
+            f(3, "status", Kind::Message("authorization.k8s.io.v1.SubjectAccessReviewStatus"), OMIT_ZERO),
+        ],
+    ),
+    (
+        "authorization.k8s.io.v1.SelfSubjectAccessReviewSpec",
+        &[
+            f(1, "resourceAttributes", Kind::Message("authorization.k8s.io.v1.ResourceAttributes"), 0),
+            f(2, "nonResourceAttributes", Kind::Message("authorization.k8s.io.v1.NonResourceAttributes"), 0),
+        ],
+    ),
+    (
+        "authorization.k8s.io.v1.SubjectAccessReviewStatus",
+        &[
+            f(1, "allowed", Kind::Bool, 0),
+            f(4, "denied", Kind::Bool, OMIT_ZERO),
+            f(2, "reason", Kind::String, OMIT_ZERO),
+            f(3, "evaluationError", Kind::String, OMIT_ZERO),
+        ],
+    ),
+    (
         "batch.v1.CronJob",
         &[
             f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
@@ -1992,6 +2048,14 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
             f(4, "lastTransitionTime", Kind::Time, 0),
             f(5, "reason", Kind::String, 0),
             f(6, "message", Kind::String, 0),
+        ],
+    ),
+    (
+        "meta.v1.FieldSelectorRequirement",
+        &[
+            f(1, "key", Kind::String, 0),
+            f(2, "operator", Kind::String, 0),
+            f(3, "values", Kind::String, REPEATED | OMIT_ZERO),
         ],
     ),
     (
