@@ -121,7 +121,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
     if !encoding.is_empty() {
         return Err(ProtobufError::Encoded(encoding));
     }
-    if Resource::of_kind(&api_version, &kind).is_none() {
+    // The served kinds, and the bodies of the subresources that take one (`serviceaccounts/token`).
+    let subresource_body = api_version == "authentication.k8s.io/v1" && kind == "TokenRequest";
+    if Resource::of_kind(&api_version, &kind).is_none() && !subresource_body {
         return Err(ProtobufError::UnknownKind { api_version, kind });
     }
     let (group, version) = api_version.split_once('/').unwrap_or(("core", &api_version));

@@ -326,6 +326,73 @@ fn refusal(
     Some(ApiError::forbidden(podvisor_cluster::rbac::forbidden(user, &req)))
 }
 
+/// `serviceaccounts/token` (`kubectl create token`): a token for the account, for the
+/// audiences asked (this API's by default), lasting `expirationSeconds` (an hour by default,
+/// at least 10 minutes), bound to a pod when `boundObjectRef` names one.
+fn token_request(state: &State, namespace: &str, name: &str, body: &serde_json::Value) -> Result<Reply, ApiError> {
+    use podvisor_cluster::tokens::{Bound, Claims, MIN_EXPIRATION};
+    use podvisor_objects::kinds::Resource as R;
+    let api =
+        state.cluster.api().ok_or_else(|| ApiError::bad_request("this server issues no service-account tokens"))?;
+    let store = state.store();
+    let sa = store.get(&podvisor_cluster::Key::new(R::ServiceAccounts, namespace, name)).ok_or_else(|| {
+        ApiError::from(podvisor_cluster::StoreError::NotFound(podvisor_cluster::Key::new(
+            R::ServiceAccounts,
+            namespace,
+            name,
+        )))
+    })?;
+    let text =
+        |v: &serde_json::Value, p: &str| v.pointer(p).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
+    let expiration = body.pointer("/spec/expirationSeconds").and_then(serde_json::Value::as_i64).unwrap_or(3600);
+    if expiration < MIN_EXPIRATION {
+        return Err(ApiError::bad_request(format!(
+            "TokenRequest.authentication.k8s.io {name:?} is invalid: spec.expirationSeconds: Invalid value: {expiration}: may not specify a duration less than 10 minutes"
+        )));
+    }
+    let audiences: Vec<String> = body
+        .pointer("/spec/audiences")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let pod = match (text(body, "/spec/boundObjectRef/kind").as_str(), text(body, "/spec/boundObjectRef/name")) {
+        ("Pod", pod) if !pod.is_empty() => {
+            let obj = store.get(&podvisor_cluster::Key::new(R::Pods, namespace, &pod)).ok_or_else(|| {
+                ApiError::from(podvisor_cluster::StoreError::NotFound(podvisor_cluster::Key::new(
+                    R::Pods,
+                    namespace,
+                    &pod,
+                )))
+            })?;
+            Some(Bound { name: pod, uid: text(&obj, "/metadata/uid") })
+        }
+        _ => None,
+    };
+    let now = jiff::Timestamp::now();
+    let claims = Claims::new(
+        namespace,
+        Bound { name: name.to_string(), uid: text(&sa, "/metadata/uid") },
+        pod,
+        audiences.clone(),
+        now.as_second(),
+        expiration,
+    );
+    let expires = jiff::Timestamp::from_second(claims.exp).unwrap_or(jiff::Timestamp::MAX);
+    let token = api.issuer.issue(&claims);
+    let mut reply = body.clone();
+    reply["apiVersion"] = serde_json::json!("authentication.k8s.io/v1");
+    reply["kind"] = serde_json::json!("TokenRequest");
+    reply["metadata"] = serde_json::json!({"name": name, "namespace": namespace,
+        "creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    reply["spec"]["audiences"] = serde_json::json!(claims.aud);
+    reply["spec"]["expirationSeconds"] = serde_json::json!(expiration);
+    reply["status"] =
+        serde_json::json!({"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()});
+    Ok(Reply::json(201, &reply))
+}
+
 /// A `SelfSubjectAccessReview`: whether the caller may do what `spec.resourceAttributes` (or
 /// `nonResourceAttributes`) says, as the API server's authorizer answers it.
 fn access_review(state: &State, caller: Option<&Caller>, body: &serde_json::Value) -> Result<Reply, ApiError> {
@@ -498,6 +565,7 @@ async fn dispatch(
                 None | Some("status") => true,
                 Some("ephemeralcontainers") => resource == R::Pods,
                 Some("scale") => matches!(resource, R::Deployments | R::ReplicaSets | R::StatefulSets),
+                Some("token") => resource == R::ServiceAccounts,
                 Some(_) => false,
             };
             if let Some(s) = sub.as_deref().filter(|_| !served) {
@@ -507,6 +575,12 @@ async fn dispatch(
                 return Err(ApiError::no_route());
             }
             let table = request::wants_table(accept);
+            if sub.as_deref() == Some("token") {
+                return match (method, &namespace, &name) {
+                    (&Method::POST, Some(ns), Some(n)) => token_request(state, ns, n, &written(content_type, body)?),
+                    _ => Err(ApiError::method_not_allowed()),
+                };
+            }
             if resource.is_review() {
                 // "May I?": answered at once for the caller, never stored.
                 return match method {

@@ -1898,6 +1898,13 @@ spec:
         err.contains(r#"users "admin" is forbidden: User "system:serviceaccount:default:reader" cannot impersonate"#),
         "{err}"
     );
+    // `kubectl create token`: a token of the account, not bound to a pod, for this API.
+    let minted = server.ok(&["create", "token", "reader"], None);
+    let (code, out, err) =
+        server.kubectl(&["auth", "can-i", "list", "pods", &format!("--token={}", minted.trim())], None);
+    assert_eq!((code, out.trim()), (0, "yes"), "{err}");
+    let (_, _, err) = server.kubectl(&["create", "token", "reader", "--duration=1m"], None);
+    assert!(err.contains("may not specify a duration less than 10 minutes"), "{err}");
     let (_, _, err) = as_pod(&["delete", "pod", "quiet"]);
     assert!(
         err.contains(
