@@ -74,6 +74,38 @@ impl PodLogs {
         Ok(PodLogs { dir: newest.path(), uid, name: name.to_string() })
     }
 
+    /// The newest pod of `namespace` whose name is `<owner>-` and then what a controller adds:
+    /// `<5 characters>` for a Job's pods (`job/NAME`), `<template hash>-<5 characters>` for a
+    /// Deployment's (`deploy/NAME`). The logs keep no owner, so the names tell.
+    pub fn find_of(data: &Path, namespace: &str, owner: &str, deployment: bool) -> Result<PodLogs, LogError> {
+        let prefix = format!("{namespace}_{owner}-");
+        let suffix_ok = |s: &str| s.len() == 5 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let newest = std::fs::read_dir(data.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let rest = file.strip_prefix(&prefix)?;
+                let (generated, uid) = rest.split_once('_')?;
+                let fits = match (deployment, generated.split_once('-')) {
+                    (false, None) => suffix_ok(generated),
+                    (true, Some((hash, tail))) => !hash.is_empty() && suffix_ok(tail),
+                    _ => false,
+                };
+                fits.then(|| (e, format!("{owner}-{generated}"), uid.to_string()))
+            })
+            .max_by_key(|(e, _, _)| e.metadata().and_then(|m| m.modified()).ok())
+            .ok_or_else(|| LogError::NoPod(owner.to_string()))?;
+        let (entry, name, uid) = newest;
+        Ok(PodLogs { dir: entry.path(), uid, name })
+    }
+
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The containers that wrote logs, sorted.
     pub fn containers(&self) -> Vec<String> {
         let mut out: Vec<String> = std::fs::read_dir(&self.dir)

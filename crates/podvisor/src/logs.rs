@@ -1,5 +1,5 @@
-//! `podvisor logs POD [-c CONTAINER] [-f] [--previous] [--timestamps]`: a container's output
-//! from its CRI log file, during or after `podvisor run`.
+//! `podvisor logs POD|job/NAME|deploy/NAME [-c CONTAINER] [-f] [--previous] [--timestamps]
+//! [--tail N]`: a container's output from its CRI log file, during or after `podvisor run`.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +20,8 @@ pub struct Options {
     pub previous: bool,
     /// Prefix each line with its RFC 3339 timestamp.
     pub timestamps: bool,
+    /// Only the last lines.
+    pub tail: Option<usize>,
 }
 
 /// Prints what a [`Tail`] read.
@@ -35,10 +37,29 @@ fn print(out: &mut impl Write, tail: &mut Tail, timestamps: bool) -> std::io::Re
 
 /// Prints the log; returns whether it was found.
 pub fn run(out: &mut impl Write, data: &Path, o: Options) -> anyhow::Result<bool> {
-    let pod = PodLogs::find(data, &o.namespace, &o.pod)?;
+    // `job/NAME` and `deploy/NAME` name a controller's newest pod, as kubectl takes them.
+    let pod = match o.pod.split_once('/') {
+        Some(("job" | "jobs", owner)) => PodLogs::find_of(data, &o.namespace, owner, false)?,
+        Some(("deploy" | "deployment" | "deployments", owner)) => PodLogs::find_of(data, &o.namespace, owner, true)?,
+        Some(("pod" | "pods" | "po", name)) => PodLogs::find(data, &o.namespace, name)?,
+        Some((kind, _)) => anyhow::bail!("logs of a {kind}: name a pod, job/NAME or deploy/NAME"),
+        None => PodLogs::find(data, &o.namespace, &o.pod)?,
+    };
     let container = pod.container(o.container.as_deref())?;
     let path = pod.file(&container, o.previous)?;
-    let mut tail = Tail::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut tail = match o.tail {
+        Some(n) => {
+            let (tail, lines) = Tail::open_last(&path, n).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for l in lines {
+                if o.timestamps {
+                    write!(out, "{} ", l.0)?;
+                }
+                writeln!(out, "{}", l.2)?;
+            }
+            tail
+        }
+        None => Tail::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+    };
     print(out, &mut tail, o.timestamps)?;
     if o.follow && !o.previous {
         follow(&pod, data, &path, &mut || print(out, &mut tail, o.timestamps).map(|()| true))?;

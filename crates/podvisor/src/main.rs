@@ -163,7 +163,7 @@ enum Command {
     },
     /// Print a container's logs (kept after the pod ends; current and previous instance).
     Logs {
-        /// The pod.
+        /// The pod, or `job/NAME` or `deploy/NAME` (its newest pod).
         pod: String,
         /// The container (required when the pod has several).
         #[arg(short = 'c', long)]
@@ -180,6 +180,9 @@ enum Command {
         /// Prefix each line with its timestamp.
         #[arg(long)]
         timestamps: bool,
+        /// Only the last N lines (then new ones with -f).
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
     },
     /// Run a command in a running container of a pod of this machine (`podvisor run` or
     /// `serve`), with this terminal: `podvisor exec POD -c app -- sh`.
@@ -329,8 +332,8 @@ fn main() -> ExitCode {
                 Err(e) => finish(Err(e)),
             };
         }
-        Command::Logs { pod, container, namespace, follow, previous, timestamps } => {
-            let o = logs::Options { pod, namespace, container, follow, previous, timestamps };
+        Command::Logs { pod, container, namespace, follow, previous, timestamps, tail } => {
+            let o = logs::Options { pod, namespace, container, follow, previous, timestamps, tail };
             return finish(logs::run(&mut std::io::stdout().lock(), &cli.data_dir, o));
         }
     };

@@ -762,6 +762,18 @@ spec:
     let (code, out, err) = podvisor(&["run", path, "--data-dir", data.to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("job/report: Complete") || out.contains("report: Complete"), "{out}");
+    // The Job's logs, by the Job's name, kept after the run.
+    let data = data.to_str().unwrap();
+    let (code, out, err) = podvisor(&["logs", "job/report", "-c", "log-shipper", "--data-dir", data], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "working"), "the shipper started first, waited, then shipped: {out}");
+    let all = out.lines().count();
+    let (code, out, _) =
+        podvisor(&["logs", "job/report", "-c", "log-shipper", "--tail", "1", "--data-dir", data], None);
+    assert_eq!((code, out.lines().count()), (0, 1), "{out}");
+    assert!(all > 1);
+    let (code, _, err) = podvisor(&["logs", "job/nosuch", "--data-dir", data], None);
+    assert_eq!(code, 1, "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
