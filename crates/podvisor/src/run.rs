@@ -40,6 +40,7 @@ const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
 
 struct Printer {
     node: Node,
+    store: std::sync::Arc<Store>,
     start: Timestamp,
     colour: bool,
     /// On a terminal, the pod table kept under the output, and how many lines it has.
@@ -131,12 +132,30 @@ impl Printer {
                 Some(line(format!("pod/{pod} {container}:"), format!("exited {exit_code} ({reason})")))
             }
             What::Signalled { container, signal, why } => {
-                let hint = if signal == "SIGKILL" && why.contains("grace period is over") {
-                    " (a PID 1 without a handler for the stop signal ignores it)"
-                } else {
-                    ""
+                let shell = self.shell_ignores_sigterm(&e.uid, container);
+                let hint = match (signal.as_str(), why.contains("grace period is over"), shell) {
+                    ("SIGKILL", true, true) => {
+                        " (its PID 1 is a shell without a trap, which ignores SIGTERM: lint PV004)"
+                    }
+                    ("SIGKILL", true, false) => " (a PID 1 without a handler for the stop signal ignores it)",
+                    _ => "",
                 };
-                Some(line(format!("pod/{pod} {container}:"), format!("sent {signal}: {why}{hint}")))
+                let who = format!("pod/{pod} {container}:");
+                let sent = line(who.clone(), format!("sent {signal}: {why}{hint}"));
+                // Said when it is sent, not when the grace runs out: the wait is coming.
+                let note = (signal != "SIGKILL" && shell).then(|| {
+                    let grace = self.grace(&e.uid);
+                    line(
+                        who,
+                        format!(
+                            "note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in {grace} s (Ctrl-C again to kill now)"
+                        ),
+                    )
+                });
+                Some(match note {
+                    Some(n) => format!("{sent}\n{n}"),
+                    None => sent,
+                })
             }
             What::Handler { container, handler, .. } if handler == "startupProbe" => {
                 Some(line(format!("pod/{pod} {container}:"), "startup probe passed".into()))
@@ -151,7 +170,13 @@ impl Printer {
                 (!noisy).then(|| line(format!("pod/{pod}"), format!("event {reason}: {message}")))
             }
             What::Phase { phase } => Some(line(format!("pod/{pod}"), format!("phase {phase}"))),
-            What::Finished { phase } => Some(line(format!("pod/{pod}"), format!("finished: {phase}"))),
+            What::Finished { phase } => {
+                let done = line(format!("pod/{pod}"), format!("finished: {phase}"));
+                Some(match (phase == "Failed").then(|| self.job_retry(&e.pod)).flatten() {
+                    Some(retry) => format!("{done}\n{}", line(format!("pod/{pod}"), retry)),
+                    None => done,
+                })
+            }
         };
         if let Some(t) = text {
             writeln!(out, "{t}")?;
@@ -164,6 +189,66 @@ impl Printer {
 }
 
 impl Printer {
+    /// Whether `container` of the pod with `uid` runs a shell as PID 1 that ignores SIGTERM.
+    fn shell_ignores_sigterm(&self, uid: &str, container: &str) -> bool {
+        let Some(handle) = self.node.pods().into_iter().find(|p| p.uid() == uid) else { return false };
+        let spec = handle.pod().spec.clone().unwrap_or_default();
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .find(|c| c.name == container)
+            .is_some_and(podvisor_lint::shell_ignores_sigterm)
+    }
+
+    /// For a failed pod of a Job (`namespace/name`): when the Job controller makes the next one,
+    /// and which attempt of how many that is, or that the back-off limit is reached.
+    fn job_retry(&self, pod: &str) -> Option<String> {
+        let (ns, name) = pod.split_once('/')?;
+        let obj = self.store.get(&Key::new(Resource::Pods, ns, name))?;
+        let owner = obj.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["kind"] == "Job")?;
+        let job_name = owner["name"].as_str()?;
+        let job = self.store.get(&Key::new(Resource::Jobs, ns, job_name))?;
+        let failing = job
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|c| matches!(c["type"].as_str(), Some("Failed" | "FailureTarget")) && c["status"] == "True");
+        if let Some(c) = failing {
+            return Some(format!(
+                "job/{job_name}: no retry: {}",
+                c["message"].as_str().unwrap_or("the Job has failed")
+            ));
+        }
+        let limit = job.pointer("/spec/backoffLimit").and_then(Value::as_i64).unwrap_or(6);
+        let uid = owner["uid"].as_str().unwrap_or("");
+        let failed = self
+            .store
+            .list(Resource::Pods, Some(ns))
+            .0
+            .iter()
+            .filter(|p| p.pointer("/metadata/ownerReferences/0/uid").and_then(Value::as_str) == Some(uid))
+            .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
+            .count() as i64;
+        if failed > limit {
+            return Some(format!("job/{job_name}: no retry: {failed} failed pods, past backoffLimit {limit}"));
+        }
+        let delay = podvisor_cluster::controllers::jobs::job_backoff(u32::try_from(failed).unwrap_or(u32::MAX));
+        Some(format!(
+            "job/{job_name}: retrying in {} s, attempt {} of {}",
+            delay.as_secs(),
+            failed + 1,
+            limit.saturating_add(1)
+        ))
+    }
+
+    /// The grace period of the pod with `uid`, in seconds.
+    fn grace(&self, uid: &str) -> i64 {
+        let handle = self.node.pods().into_iter().find(|p| p.uid() == uid);
+        handle.and_then(|h| h.pod().spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30)
+    }
+
     /// When `container` starts while a sidecar before it has a readinessProbe that has not
     /// passed: a word that this is how Kubernetes works (readiness never holds back the next
     /// container; a startupProbe does), since many manifests say otherwise in their comments.
@@ -243,6 +328,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut printer = Printer {
         node: node.clone(),
+        store: store.clone(),
         start: Timestamp::now(),
         colour,
         table: tty.then(|| (node.clone(), 0)),

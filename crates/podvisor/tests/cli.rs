@@ -860,3 +860,40 @@ fn directories_completions_and_the_man_page() {
     assert_eq!(code, 0);
     assert!(out.contains(".TH podvisor 1"));
 }
+
+/// #24: run says when a Job's failed pod is retried (after the controller's back-off, which
+/// attempt of how many) and when it is not, and says at SIGTERM that a PID-1 shell will make
+/// the stop wait out its grace.
+#[test]
+fn run_says_when_a_job_retries_and_why_a_sidecar_stop_waits() {
+    let dir = data_dir_with_image("retry");
+    let manifest = dir.join("job.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: flaky}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 1
+      initContainers:
+      - {name: side, image: "busybox:1.36", restartPolicy: Always, command: [sh, -c, "while true; do sleep 1; done"]}
+      containers:
+      - {name: work, image: "busybox:1.36", command: [sh, -c, "exit 1"]}
+"#,
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let (code, out, err) = podvisor(&["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("side: note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in 1 s"),
+        "{out}"
+    );
+    assert!(out.contains("job/flaky: retrying in 10 s, attempt 2 of 2"), "{out}");
+    assert!(out.contains("job/flaky: no retry: Job has reached the specified backoff limit"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
