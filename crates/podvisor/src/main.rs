@@ -9,6 +9,7 @@ mod load;
 mod logs;
 mod migrate;
 mod node_args;
+mod prune;
 mod run;
 mod serve;
 mod simulate;
@@ -115,6 +116,17 @@ enum Command {
         /// Container behaviour for the check: NAME=run:5s,exit:0,… (as simulate takes it).
         #[arg(long = "behave", value_name = "NAME=SPEC")]
         behave: Vec<String>,
+    },
+    /// Remove what the data directory keeps that nothing uses: the logs of pods that are gone,
+    /// and unpacked images no name refers to (both unless one is named). Only while no podvisor
+    /// uses the data directory.
+    Prune {
+        /// The logs of pods that are gone.
+        #[arg(long)]
+        logs: bool,
+        /// Unpacked images no name refers to.
+        #[arg(long)]
+        images: bool,
     },
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     /// (`podvisor completion bash > /etc/bash_completion.d/podvisor`).
@@ -285,6 +297,9 @@ fn main() -> ExitCode {
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
+        Command::Prune { logs, images } => {
+            return finish(prune::run(&mut std::io::stdout().lock(), &cli.data_dir, prune::Options { logs, images }));
+        }
         Command::Completion { shell } => {
             // Rendered whole first: the generator panics on a closed pipe (`| head`).
             let mut script = Vec::new();
@@ -375,6 +390,7 @@ fn main() -> ExitCode {
         | Command::Timeline { .. }
         | Command::Explain { .. }
         | Command::Completion { .. }
+        | Command::Prune { .. }
         | Command::Man
         | Command::Migrate { .. }
         | Command::Bench { .. } => Ok(true),

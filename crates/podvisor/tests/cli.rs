@@ -895,5 +895,18 @@ spec:
     );
     assert!(out.contains("job/flaky: retrying in 10 s, attempt 2 of 2"), "{out}");
     assert!(out.contains("job/flaky: no retry: Job has reached the specified backoff limit"), "{out}");
+    // The logs stay after the run, until pruned; an unpacked image no name refers to goes too.
+    let data = data.to_str().unwrap();
+    assert_eq!(podvisor(&["logs", "job/flaky", "-c", "work", "--data-dir", data], None).0, 0);
+    let orphan = dir.join("data/images").join("0".repeat(64));
+    std::fs::create_dir_all(orphan.join("rootfs")).unwrap();
+    let (code, out, err) = podvisor(&["prune", "--data-dir", data], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("removed the logs of pod default/flaky-").count(), 2, "{out}");
+    assert!(out.contains("removed image 000000000000") && out.ends_with(" MB\n"), "{out}");
+    assert!(!orphan.exists());
+    assert_eq!(podvisor(&["logs", "job/flaky", "-c", "work", "--data-dir", data], None).0, 1);
+    let images = podvisor(&["image", "ls", "--data-dir", data], None).1;
+    assert!(images.contains("docker.io/library/busybox:1.36"), "named images stay: {images}");
     std::fs::remove_dir_all(&dir).ok();
 }
