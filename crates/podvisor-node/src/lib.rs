@@ -273,6 +273,7 @@ impl Node {
             max_pods: config.max_pods.max(1),
             cluster_dns: Default::default(),
             stopping: Default::default(),
+            offline_noted: Default::default(),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }

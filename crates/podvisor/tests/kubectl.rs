@@ -287,6 +287,9 @@ fn r69_a_changed_sidecar_image_restarts_only_the_sidecar_and_deployments_run_2_o
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(pods.lines().filter(|l| l.contains(" 2/2 ") && l.contains("Running")).count(), 2, "{pods}");
+    // `alpine:latest` is pulled at every start (Always); offline, the local copy runs, said once.
+    let messages = server.ok(&["get", "events", "-o", "jsonpath={.items[*].message}"], None);
+    assert!(messages.matches("running the copy in the local image store").count() <= 1, "{messages}");
     // A deleted pod is replaced while it terminates.
     let victim = row(&pods, "myapp-")[0].to_string();
     server.ok(&["delete", "pod", &victim], None);

@@ -59,6 +59,9 @@ pub(crate) struct Host {
     /// Set when the node stops its pods because it stops itself (`serve` exiting): they end as
     /// on a machine going down, their on-disk emptyDirs kept for their next start.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The images (`imagePullPolicy: Always`) whose pull failed and whose local copy runs: said
+    /// once, not at every start.
+    pub offline_noted: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The cgroup of a pod (its containers' cgroups are children).

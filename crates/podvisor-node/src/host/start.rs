@@ -82,12 +82,17 @@ impl StartJob {
                 if policy == "Always"
                     && let Some(image) = self.host.images.resolve(&reference)
                 {
-                    // Offline with a loaded copy: run it, and say that the pull failed.
+                    // Offline with a loaded copy: run it, and say once that the pull failed.
+                    let first = self.host.offline_noted.lock().map(|mut n| n.insert(reference.clone())).unwrap_or(true);
+                    if !first {
+                        ready(false);
+                        return Some(image);
+                    }
                     (self.publish)(What::Event {
                         kind: "Warning",
                         reason: "Failed".into(),
                         message: format!(
-                            "Failed to pull image {reference:?}: {e}; running the copy in the local image store"
+                            "Failed to pull image {reference:?}: {e}; running the copy in the local image store (said once)"
                         ),
                         container: Some(r.name.clone()),
                         field_path: self.pod.spec.as_ref().map(|s| EventContainer::in_spec(s, &r.name).field_path()),
