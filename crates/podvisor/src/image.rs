@@ -62,6 +62,12 @@ impl RegistryArgs {
 
 /// Runs an image command; returns whether it fully succeeded.
 pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::Result<bool> {
+    // Unpacking keeps the layers' owners, modes and device files: that takes root.
+    if matches!(cmd, ImageCommand::Load { .. } | ImageCommand::Pull { .. }) && !rustix::process::geteuid().is_root() {
+        anyhow::bail!(
+            "image load and pull need root (layers are unpacked with their owners, modes and device files): run it as root, e.g. with sudo"
+        );
+    }
     let store = ImageStore::open(data_dir)?;
     match cmd {
         ImageCommand::Load { file, tags } => {

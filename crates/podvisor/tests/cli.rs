@@ -370,6 +370,17 @@ fn run_without_root_says_how_to_fix_it_and_starts_nothing() {
         )
     );
     assert!(!data.exists(), "nothing was created");
+    // Loading an image says the same, not a failure deep in the unpacking.
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["--data-dir", data.to_str().unwrap(), "image", "load", "job.yaml"])
+        .current_dir(&dir)
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("image load and pull need root"), "{out:?}");
+    assert!(!data.exists(), "nothing was created");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
