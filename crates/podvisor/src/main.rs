@@ -170,6 +170,10 @@ enum Command {
         /// FILE.html or FILE.svg.
         #[arg(long, value_name = "FILE.json|FILE.html|FILE.svg")]
         timeline: Option<std::path::PathBuf>,
+        /// When to pull images, for every container: never (the local store only), missing, or
+        /// always; the manifests' imagePullPolicy otherwise.
+        #[arg(long, value_enum)]
+        pull: Option<run::PullPolicy>,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -372,9 +376,9 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, timeline, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until), timeline.as_deref())
         }
-        Command::Run { timeline, node, .. } => {
+        Command::Run { timeline, node, pull, .. } => {
             let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
-            let opts = run::Options { node: node.options(&cli.data_dir), timeline, runtime_why };
+            let opts = run::Options { node: node.options(&cli.data_dir), timeline, runtime_why, pull };
             match run::run(&mut out, manifests, opts) {
                 Ok(run::Outcome::Done(ok)) => Ok(ok),
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),

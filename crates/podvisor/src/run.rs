@@ -34,6 +34,79 @@ pub struct Options {
     pub timeline: Option<PathBuf>,
     /// Why the node's runtime was chosen.
     pub runtime_why: &'static str,
+    /// The pull policy for every container, overriding the manifests' (`--pull`).
+    pub pull: Option<PullPolicy>,
+}
+
+/// `--pull`: when images are pulled, for every container of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Never: only what the local store has (`imagePullPolicy: Never`).
+    Never,
+    /// When not in the local store (`IfNotPresent`).
+    Missing,
+    /// At every start (`Always`).
+    Always,
+}
+
+/// The pod specs an object carries, to change.
+fn pod_specs(object: &mut podvisor_manifest::Object) -> Vec<&mut k8s_openapi::api::core::v1::PodSpec> {
+    use podvisor_manifest::Object as O;
+    match object {
+        O::Pod(p) => p.spec.iter_mut().collect(),
+        O::Job(j) => j.spec.iter_mut().filter_map(|s| s.template.spec.as_mut()).collect(),
+        O::CronJob(c) => c
+            .spec
+            .iter_mut()
+            .filter_map(|s| s.job_template.spec.as_mut())
+            .filter_map(|s| s.template.spec.as_mut())
+            .collect(),
+        O::Deployment(d) => d.spec.iter_mut().filter_map(|s| s.template.spec.as_mut()).collect(),
+        O::StatefulSet(d) => d.spec.iter_mut().filter_map(|s| s.template.spec.as_mut()).collect(),
+        O::DaemonSet(d) => d.spec.iter_mut().filter_map(|s| s.template.spec.as_mut()).collect(),
+        O::ConfigMap(_) | O::Secret(_) | O::Service(_) | O::PersistentVolumeClaim(_) => Vec::new(),
+    }
+}
+
+/// Applies `--pull` to every container, then names up front the images the local store lacks:
+/// an error with `--pull never` (nothing starts), a line otherwise.
+fn images_up_front(out: &mut impl Write, manifests: &mut [Manifest], opts: &Options) -> anyhow::Result<()> {
+    let policy = opts.pull.map(|p| match p {
+        PullPolicy::Never => "Never",
+        PullPolicy::Missing => "IfNotPresent",
+        PullPolicy::Always => "Always",
+    });
+    let mut images = std::collections::BTreeSet::new();
+    let mut never = std::collections::BTreeSet::new();
+    for m in manifests.iter_mut() {
+        for spec in pod_specs(&mut m.object) {
+            for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+                if let Some(p) = policy {
+                    c.image_pull_policy = Some(p.to_string());
+                }
+                let image = c.image.clone().unwrap_or_default();
+                if c.image_pull_policy.as_deref() == Some("Never") {
+                    never.insert(image.clone());
+                }
+                images.insert(image);
+            }
+        }
+    }
+    let store = podvisor_runtime::image::ImageStore::open(&opts.node.data_dir)?;
+    let missing: Vec<&String> = images.iter().filter(|i| store.resolve(i).is_none()).collect();
+    let refused: Vec<&String> = missing.iter().copied().filter(|i| never.contains(*i)).collect();
+    if !refused.is_empty() {
+        let names: Vec<&str> = refused.iter().map(|s| s.as_str()).collect();
+        anyhow::bail!(
+            "not in the local image store, and not to be pulled (imagePullPolicy Never): {}; nothing was started (load one with `podvisor image load FILE --tag NAME`)",
+            names.join(", ")
+        );
+    }
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        writeln!(out, "podvisor: to pull, not in the local image store: {}", names.join(", "))?;
+    }
+    Ok(())
 }
 
 const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
@@ -302,7 +375,7 @@ pub fn run(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> any
     rt.block_on(run_async(out, manifests, opts))
 }
 
-async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
+async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
     // As the API server refuses a second create of one name, nothing starts when names repeat.
     let mut names = std::collections::BTreeSet::new();
     for m in &manifests {
@@ -321,6 +394,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let cluster = Cluster::open(store.clone(), opts.node.clone(), Some(tx)).await?;
     crate::node_args::remember_runtime(&opts.node.runtime, &opts.node.data_dir);
     writeln!(out, "podvisor: OCI runtime {} ({})", opts.node.runtime.display(), opts.runtime_why)?;
+    images_up_front(out, &mut manifests, &opts)?;
     let node = cluster.node().clone();
     let mut changes = store.subscribe();
     // A terminal that can move the cursor keeps the pod table; colour unless NO_COLOR says no.

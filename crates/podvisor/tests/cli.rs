@@ -921,3 +921,26 @@ spec:
     assert!(images.contains("docker.io/library/busybox:1.36"), "named images stay: {images}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// #24: the images a run needs and the local store lacks are named up front, all of them;
+/// with `--pull never` that is an error and nothing starts.
+#[test]
+fn run_names_every_missing_image_up_front() {
+    let dir = data_dir_with_image("missing");
+    let manifest = dir.join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: two}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: a, image: \"nowhere.invalid/a:1\"}\n  - {name: b, image: \"nowhere.invalid/b:1\"}\n  - {name: c, image: \"busybox:1.36\", command: [\"true\"]}\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let (code, out, err) =
+        podvisor(&["run", manifest.to_str().unwrap(), "--pull", "never", "--data-dir", data.to_str().unwrap()], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("not in the local image store, and not to be pulled (imagePullPolicy Never): nowhere.invalid/a:1, nowhere.invalid/b:1; nothing was started"),
+        "{err}"
+    );
+    assert!(!out.contains("phase Pending"), "nothing started: {out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
