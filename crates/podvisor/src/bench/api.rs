@@ -20,6 +20,9 @@ pub(crate) struct Served {
     /// All pods of the scale test Running, from the first POST.
     pub scale_ms: f64,
     pub rss_per_pod_kib: f64,
+    /// What each running pod costs the host in proportional memory: the daemon's growth and
+    /// the holders (`podvisor monitor`) of its containers, as PSS.
+    pub pss_per_pod_kib: f64,
     /// Processes the daemon keeps per pod that are not the pod's containers.
     pub helpers_per_pod: f64,
     pub idle_rss_kib: f64,
@@ -94,6 +97,32 @@ fn rss_kib(pid: u32) -> f64 {
 
 /// The daemon's child processes that are not in a pod's cgroup (a container's init is the
 /// daemon's child: it is the containers' subreaper).
+/// A process's proportional set size (`Pss:` of `smaps_rollup`), in KiB.
+fn pss_kib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Pss:")?.trim().strip_suffix("kB")?.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// The PSS of the container holders of `data` (their command line names its runtime root).
+fn holders_pss_kib(data: &Path) -> f64 {
+    let root = data.join("runc").display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).map(str::to_string))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.iter().any(|a| *a == b"monitor") && args.iter().any(|a| *a == root.as_bytes())
+            })
+        })
+        .map(|pid| pss_kib(&pid))
+        .sum()
+}
+
 fn helpers(pid: u32) -> usize {
     let tasks =
         std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
@@ -150,6 +179,7 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
         seen.until(Duration::from_secs(60), |p| p.present.is_empty())?;
         std::thread::sleep(Duration::from_secs(1));
         let idle_rss_kib = rss_kib(child.id());
+        let idle_pss_kib = pss_kib(&child.id().to_string());
 
         let mut start = Samples::default();
         for i in 0..n {
@@ -174,6 +204,7 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
             names.iter().map(|n| seen.running[n].duration_since(t)).max().unwrap_or_default().as_secs_f64() * 1000.0;
         std::thread::sleep(Duration::from_secs(2));
         let busy_rss = rss_kib(child.id());
+        let busy_pss = pss_kib(&child.id().to_string()) + holders_pss_kib(data);
         let helpers = helpers(child.id());
         client.call("DELETE", &format!("{PODS}?{selector}"), None)?;
         seen.until(Duration::from_secs(120), |p| p.present.is_empty())?;
@@ -181,6 +212,7 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
             start,
             scale_ms,
             rss_per_pod_kib: (busy_rss - idle_rss_kib) / pods.max(1) as f64,
+            pss_per_pod_kib: (busy_pss - idle_pss_kib) / pods.max(1) as f64,
             helpers_per_pod: helpers as f64 / pods.max(1) as f64,
             idle_rss_kib,
         })
