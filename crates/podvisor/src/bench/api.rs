@@ -116,7 +116,7 @@ fn holders_pss_kib(data: &Path) -> f64 {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                args.iter().any(|a| *a == b"monitor") && args.iter().any(|a| *a == root.as_bytes())
+                args.contains(&b"monitor".as_slice()) && args.contains(&root.as_bytes())
             })
         })
         .map(|pid| pss_kib(&pid))
