@@ -30,14 +30,7 @@ const REMEMBERED: &str = "cluster-dns";
 /// Claims this process's cluster DNS address: the one the data directory used last, else
 /// [`DNS_IP`], else another free address of the Service CIDR.
 pub fn claim_address(data_dir: &std::path::Path) -> Option<Ipv4Addr> {
-    let remembered: Option<Ipv4Addr> =
-        std::fs::read_to_string(data_dir.join(REMEMBERED)).ok().and_then(|s| s.trim().parse().ok());
-    let preferred: Vec<Ipv4Addr> = remembered.into_iter().chain([DNS_IP]).collect();
-    let ip = podvisor_runtime::services::claim_one(&preferred, podvisor_objects::service::SERVICE_CIDR)?;
-    if let Err(e) = std::fs::write(data_dir.join(REMEMBERED), ip.to_string()) {
-        eprintln!("podvisor: {}: {e}", data_dir.join(REMEMBERED).display());
-    }
-    Some(ip)
+    podvisor_runtime::services::claim_remembered(data_dir, REMEMBERED, DNS_IP, podvisor_objects::service::SERVICE_CIDR)
 }
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {

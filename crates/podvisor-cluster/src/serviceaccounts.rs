@@ -38,14 +38,12 @@ const REMEMBERED: &str = "kubernetes-ip";
 /// Claims this process's address for the `kubernetes` Service: the one the data directory
 /// used last, else [`KUBERNETES_IP`], else another free address of the Service CIDR.
 pub fn claim_ip(data_dir: &std::path::Path) -> Option<Ipv4Addr> {
-    let remembered: Option<Ipv4Addr> =
-        std::fs::read_to_string(data_dir.join(REMEMBERED)).ok().and_then(|s| s.trim().parse().ok());
-    let preferred: Vec<Ipv4Addr> = remembered.into_iter().chain([KUBERNETES_IP]).collect();
-    let ip = podvisor_runtime::services::claim_one(&preferred, podvisor_objects::service::SERVICE_CIDR)?;
-    if let Err(e) = std::fs::write(data_dir.join(REMEMBERED), ip.to_string()) {
-        eprintln!("podvisor: {}: {e}", data_dir.join(REMEMBERED).display());
-    }
-    Some(ip)
+    podvisor_runtime::services::claim_remembered(
+        data_dir,
+        REMEMBERED,
+        KUBERNETES_IP,
+        podvisor_objects::service::SERVICE_CIDR,
+    )
 }
 
 /// The `kubernetes` Service's port.

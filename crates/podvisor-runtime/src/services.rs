@@ -256,6 +256,25 @@ pub fn claim_one(preferred: &[Ipv4Addr], range: (Ipv4Addr, u8)) -> Option<Ipv4Ad
     (2..size.saturating_sub(1)).map(|off| Ipv4Addr::from(base + size - 1 - off)).find(|ip| claim_as(*ip, true).is_ok())
 }
 
+/// Claims an address for one of this process's services, as [`claim_one`] does, preferring the
+/// one `data_dir` remembers in its file `remembered` (so that pods taken over after a restart
+/// keep theirs), then `preferred`; the address claimed is remembered.
+pub fn claim_remembered(
+    data_dir: &Path,
+    remembered: &str,
+    preferred: Ipv4Addr,
+    range: (Ipv4Addr, u8),
+) -> Option<Ipv4Addr> {
+    let file = data_dir.join(remembered);
+    let last: Option<Ipv4Addr> = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok());
+    let wanted: Vec<Ipv4Addr> = last.into_iter().chain([preferred]).collect();
+    let ip = claim_one(&wanted, range)?;
+    if let Err(e) = std::fs::write(&file, ip.to_string()) {
+        eprintln!("podvisor: {}: {e}", file.display());
+    }
+    Some(ip)
+}
+
 /// Removes the addresses, and claims, of podvisor processes that are gone. The claims' lock is
 /// held throughout, so no process claims an address between its check and its removal.
 async fn reap() {
