@@ -108,6 +108,8 @@ pub struct State {
     pub cluster: Cluster,
     token: String,
     address: String,
+    /// Log each request (method, path, status, time) on standard error.
+    verbose: bool,
 }
 
 impl State {
@@ -136,9 +138,15 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// Serves the API on `listener` with TLS until the task is dropped.
-pub async fn serve(cluster: Cluster, listener: TcpListener, tls: Arc<rustls::ServerConfig>, token: String) {
+pub async fn serve(
+    cluster: Cluster,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    token: String,
+    verbose: bool,
+) {
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let state = Arc::new(State { cluster, token, address });
+    let state = Arc::new(State { cluster, token, address, verbose });
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = std::time::Duration::ZERO;
@@ -438,7 +446,23 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
+/// Serves one request; with `verbose`, logs it as an access log does.
 async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
+    if !state.verbose {
+        return handle_request(state, req).await;
+    }
+    let started = std::time::Instant::now();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let reply = handle_request(state, req).await;
+    eprintln!(
+        "podvisor: {method} {uri} {} {:.1} ms",
+        reply.0.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    reply
+}
+
+async fn handle_request(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     // The health endpoints answer anyone, as the API server's do (system:public-info-viewer):
     // they say nothing but that the server is up.
     let public =

@@ -174,6 +174,10 @@ enum Command {
         /// always; the manifests' imagePullPolicy otherwise.
         #[arg(long, value_enum)]
         pull: Option<run::PullPolicy>,
+        /// Colour the output and keep the pod table under it (`auto`: on a terminal, unless
+        /// NO_COLOR is set or TERM=dumb).
+        #[arg(long, value_enum, default_value = "auto")]
+        color: lint::Colour,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -239,6 +243,10 @@ enum Command {
         /// service managers). Without it, the pods are stopped in order first.
         #[arg(long)]
         leave_pods_running: bool,
+        /// Log each request (method, path, status, time) and each pod's lifecycle steps on
+        /// standard error.
+        #[arg(short = 'v', long)]
+        verbose: bool,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -294,10 +302,11 @@ fn main() -> ExitCode {
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
-        Command::Serve { listen, allow_remote, leave_pods_running, node } => {
+        Command::Serve { listen, allow_remote, leave_pods_running, verbose, node } => {
             let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
             let node = node.options(&cli.data_dir);
-            return finish(serve::run(serve::Options { node, listen, allow_remote, leave_pods_running, runtime_why }));
+            let opts = serve::Options { node, listen, allow_remote, leave_pods_running, runtime_why, verbose };
+            return finish(serve::run(opts));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
         Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
@@ -376,9 +385,9 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, timeline, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until), timeline.as_deref())
         }
-        Command::Run { timeline, node, pull, .. } => {
+        Command::Run { timeline, node, pull, color, .. } => {
             let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
-            let opts = run::Options { node: node.options(&cli.data_dir), timeline, runtime_why, pull };
+            let opts = run::Options { node: node.options(&cli.data_dir), timeline, runtime_why, pull, colour: color };
             match run::run(&mut out, manifests, opts) {
                 Ok(run::Outcome::Done(ok)) => Ok(ok),
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),

@@ -36,6 +36,8 @@ pub struct Options {
     pub runtime_why: &'static str,
     /// The pull policy for every container, overriding the manifests' (`--pull`).
     pub pull: Option<PullPolicy>,
+    /// When to colour the output (and keep the pod table under it).
+    pub colour: crate::lint::Colour,
 }
 
 /// `--pull`: when images are pulled, for every container of the run.
@@ -399,7 +401,11 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     let mut changes = store.subscribe();
     // A terminal that can move the cursor keeps the pod table; colour unless NO_COLOR says no.
     let tty = std::io::stdout().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
-    let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let (colour, tty) = match opts.colour {
+        crate::lint::Colour::Always => (true, tty),
+        crate::lint::Colour::Never => (false, false),
+        crate::lint::Colour::Auto => (tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()), tty),
+    };
     let mut printer = Printer {
         node: node.clone(),
         store: store.clone(),

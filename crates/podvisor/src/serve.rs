@@ -20,6 +20,24 @@ pub struct Options {
     pub leave_pods_running: bool,
     /// Why the node's runtime was chosen.
     pub runtime_why: &'static str,
+    /// Log each request and each pod's lifecycle steps on standard error.
+    pub verbose: bool,
+}
+
+/// One pod lifecycle step in a line, for `serve -v` (container output is not repeated).
+fn step(e: &podvisor_node::NodeEvent) -> Option<String> {
+    use podvisor_node::What;
+    let what = match &e.what {
+        What::Log { .. } | What::Timing { .. } => return None,
+        What::Started { container, attempt } => format!("{container} started (attempt {attempt})"),
+        What::Exited { container, exit_code, reason, .. } => format!("{container} exited {exit_code} ({reason})"),
+        What::Signalled { container, signal, why } => format!("{container} sent {signal}: {why}"),
+        What::Handler { container, handler, result } => format!("{container} {handler}: {result}"),
+        What::Event { kind, reason, message, .. } => format!("{kind} {reason}: {message}"),
+        What::Phase { phase } => format!("phase {phase}"),
+        What::Finished { phase } => format!("finished: {phase}"),
+    };
+    Some(format!("podvisor: pod {}: {what}", e.pod))
 }
 
 fn serve_dir(data: &Path) -> PathBuf {
@@ -81,7 +99,18 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         };
         let mut node = opts.node.clone();
         node.api = Some(std::sync::Arc::new(api));
-        let cluster = Cluster::open(store, node, None).await?;
+        let observer = opts.verbose.then(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<podvisor_node::NodeEvent>();
+            tokio::spawn(async move {
+                while let Some(e) = rx.recv().await {
+                    if let Some(line) = step(&e) {
+                        eprintln!("{line}");
+                    }
+                }
+            });
+            tx
+        });
+        let cluster = Cluster::open(store, node, observer).await?;
         let node = cluster.node().clone();
         crate::node_args::remember_runtime(&opts.node.runtime, &opts.node.data_dir);
         println!(
@@ -90,7 +119,8 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             opts.runtime_why
         );
         println!("podvisor: kubeconfig at {} (export KUBECONFIG={0})", kubeconfig.display());
-        let serving = tokio::spawn(podvisor_server::serve(cluster.clone(), listener, tls, creds.token.clone()));
+        let serving =
+            tokio::spawn(podvisor_server::serve(cluster.clone(), listener, tls, creds.token.clone(), opts.verbose));
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} }

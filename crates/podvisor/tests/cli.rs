@@ -340,6 +340,17 @@ spec:
     assert!(text.contains("tty    2/2     Running"), "both containers ready while the app runs: {text}");
     assert!(text.contains("tty    0/2     Completed"), "{text}");
     assert!(text.contains("\x1b[36m"), "prefixes are coloured on a terminal");
+    // NO_COLOR, and --color never, on the same terminal: no colour, no table.
+    for (env, flag) in [("NO_COLOR=1 ", ""), ("", " --color never")] {
+        let cmd = format!("{env}{cmd}{flag}");
+        let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(!text.contains("\x1b[36m"), "{cmd}: {text}");
+        if !flag.is_empty() {
+            assert!(!text.contains("NAME   READY   STATUS"), "no table with --color never: {text}");
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

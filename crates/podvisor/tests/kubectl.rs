@@ -2133,3 +2133,22 @@ spec:
     );
     assert!(!live.contains("Pod/shipper-"), "a Job's pods are linted through its template: {live}");
 }
+
+/// #24: `serve -v` logs each request (method, path, status, time) and each pod's lifecycle
+/// steps on standard error, as a service manager's journal would keep them.
+#[test]
+fn serve_verbose_logs_requests_and_pod_steps() {
+    let dir = data_dir("verbose");
+    let log = dir.join("serve.err");
+    let mut wrapper = Command::new("sh");
+    wrapper.args(["-c", &format!("exec \"$0\" \"$@\" 2>>{}", log.display()), env!("CARGO_BIN_EXE_podvisor")]);
+    let server = serve_under(&dir, &["-v"], wrapper);
+    server.ok(&["run", "x", "--image=busybox:1.36", "--restart=Never", "--", "true"], None);
+    let text = eventually("the pod's steps in the log", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("podvisor: pod default/x: x exited 0 (Completed)").then_some(text)
+    });
+    assert!(text.contains("podvisor: POST /api/v1/namespaces/default/pods"), "{text}");
+    assert!(text.contains(" 201 "), "{text}");
+    assert!(!text.contains("Unauthorized"), "{text}");
+}
