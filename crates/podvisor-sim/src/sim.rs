@@ -317,6 +317,15 @@ impl Sim {
         self.t0.checked_add(t.since_origin()).unwrap_or(if t < Instant::ORIGIN { self.t0 } else { Timestamp::MAX })
     }
 
+    /// How long after the start the next thing is due (a simulated process's step, or a timer
+    /// of the engine's), if anything is: a driver of several simulations steps to the earliest.
+    pub fn next_event(&self) -> Option<Duration> {
+        let next_due = self.queue.keys().next().map(|(t, _)| *t);
+        let timeout = self.engine.poll_timeout().map(|t| self.virtual_at(t));
+        let next = [next_due, timeout].into_iter().flatten().min()?;
+        Some(next.duration_since(self.t0).unsigned_abs())
+    }
+
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let limit = self.now + d;

@@ -13,8 +13,8 @@ use podvisor_cluster::controllers::jobs::{Observed, Plan, decide, write_status};
 use podvisor_sim::{Behaviour, Entry, Sim, epoch};
 use serde_json::{Value, json};
 
-/// How often the controller looks, in virtual time (it also looks at every change).
-const QUANTUM: Duration = Duration::from_millis(100);
+/// The most pods a simulated Job makes: past it, the run stops and says so.
+const MAX_PODS: usize = 1000;
 
 /// One pod of the Job.
 pub struct JobPod {
@@ -83,6 +83,8 @@ pub fn run(
     let mut t = Duration::ZERO;
     let mut seq = 0;
     let mut steps = Vec::new();
+    // Whether a pod ended in the last step: the controller has not looked since.
+    let mut ended = false;
     let outcome = loop {
         let typed: Job = serde_json::from_value(stored.clone())?;
         if let Some(c) = typed
@@ -105,7 +107,11 @@ pub fn run(
         }
         let observed = Observed { pods: pods.iter().map(|p| p.as_pod(spec, &labels)).collect() };
         let now = epoch().checked_add(t).unwrap_or(epoch());
-        if let Plan::Sync { create, delete, events, status, .. } = decide(&typed, &observed, now) {
+        let mut requeue = None;
+        let mut changed = false;
+        if let Plan::Sync { create, delete, events, status, requeue: again } = decide(&typed, &observed, now) {
+            requeue = again;
+            changed = create > 0 || !delete.is_empty() || !events.is_empty();
             for key in &delete {
                 if let Some(p) = pods.iter_mut().find(|p| p.name == key.name && !p.deleted) {
                     p.sim.delete(None);
@@ -129,10 +135,30 @@ pub fn run(
         if t >= limit {
             break None;
         }
-        t += QUANTUM;
+        if pods.len() > MAX_PODS {
+            steps.push((t, format!("stopped: more than {MAX_PODS} pods")));
+            break None;
+        }
+        // On to the next thing due: a pod's step or timer, or the controller's requeue. With
+        // nothing due, nothing will change.
+        let next = pods
+            .iter()
+            .filter(|p| !p.sim.engine().is_finished())
+            .filter_map(|p| p.sim.next_event().map(|d| p.created + d))
+            .chain(requeue.map(|r| t + r))
+            .min();
+        let step = match next {
+            Some(next) => next.saturating_sub(t).max(Duration::from_micros(1)).min(limit.saturating_sub(t)),
+            // Nothing due: the controller looks once more after a change, then all is still.
+            None if changed || ended => Duration::ZERO,
+            None => break None,
+        };
+        t += step;
+        ended = false;
         for p in &mut pods {
-            p.sim.run_for(QUANTUM);
+            p.sim.run_for(step);
             if p.ended.is_none() && p.sim.engine().is_finished() {
+                ended = true;
                 // The moment its sandbox went, from its own marks.
                 let end = p.sim.timeline().last().map(|e| e.at).unwrap_or_default();
                 p.ended = Some(p.created + end);

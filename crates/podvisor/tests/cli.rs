@@ -847,7 +847,10 @@ fn simulate_runs_jobs_as_the_job_controller_does() {
         "{out}"
     );
     assert!(!out.contains("work-5"), "four completions, four pods: {out}");
-    assert!(out.contains("work: Complete after 4.1"), "two rounds of two pods: {out}");
+    assert!(
+        out.contains("work: Complete after 4.080s"),
+        "two rounds of two pods, each 40 ms to start and 2 s to run: {out}"
+    );
     let (code, out, _) = podvisor(&["simulate", "-"], Some(&job("  backoffLimit: 1\n", "sleep 1; exit 1")));
     assert_eq!(code, 2, "{out}");
     let line = out.lines().find(|l| l.ends_with("job              created pod work-2")).expect("a second pod");

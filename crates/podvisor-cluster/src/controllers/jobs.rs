@@ -326,7 +326,9 @@ pub fn decide(job: &Job, observed: &Observed, now: Timestamp) -> Plan {
                     let wait = wait.unsigned_abs();
                     requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
                 }
-                None => create = wanted - holding,
+                // At most a burst per sync, as the controller's `MaxPodCreateDeletePerSync`:
+                // the pods created are changes that bring the next sync.
+                None => create = (wanted - holding).min(super::replicasets::BURST_REPLICAS),
             }
         }
     }
@@ -750,6 +752,13 @@ mod tests {
         let (_, _, _, status, _) =
             sync_plan(decide(&j, &Observed { pods: vec![restarted(i32::MAX), restarted(i32::MAX)] }, Timestamp::now()));
         assert_eq!(conds(&status)[0].1, "BackoffLimitExceeded", "restarts add up without overflowing");
+    }
+
+    #[test]
+    fn a_huge_parallelism_creates_a_burst_per_sync() {
+        let j = job(json!({"parallelism": i32::MAX, "completions": i32::MAX}), json!({}));
+        let (create, ..) = sync_plan(decide(&j, &Observed { pods: vec![] }, Timestamp::now()));
+        assert_eq!(create, crate::controllers::replicasets::BURST_REPLICAS);
     }
 
     /// A sidecar stopped with SIGTERM exits 143. A FailJob rule on exit codes that names the

@@ -120,7 +120,10 @@ pub(crate) fn decide(set: &StatefulSet, observed: &Observed) -> Plan {
                     }
                 }
                 steps.push(Step::CreatePod(o));
-                if !parallel {
+                // One at a time in order; in Parallel, at most a burst per sync (the pods made
+                // bring the next one).
+                let made = steps.iter().filter(|s| matches!(s, Step::CreatePod(_))).count();
+                if !parallel || made >= super::replicasets::BURST_REPLICAS {
                     break;
                 }
             }
@@ -400,6 +403,9 @@ mod tests {
             decide(&parallel, &observed(vec![], &["data-db-0", "data-db-1", "data-db-2"])).steps,
             [Step::CreatePod(0), Step::CreatePod(1), Step::CreatePod(2)]
         );
+        let huge = set(i32::MAX, json!({"podManagementPolicy": "Parallel", "volumeClaimTemplates": []}));
+        let steps = decide(&huge, &observed(vec![], &[])).steps;
+        assert_eq!(steps.len(), crate::controllers::replicasets::BURST_REPLICAS, "a burst per sync, not int32 max");
     }
 
     #[test]
