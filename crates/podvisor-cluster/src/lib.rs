@@ -307,7 +307,7 @@ impl Cluster {
                 "addresses": [{"type": "InternalIP", "address": self.node.host_ip()}, {"type": "Hostname", "address": self.node_name}],
                 "capacity": capacity(self.node.max_pods()),
                 "allocatable": capacity(self.node.max_pods()),
-                "nodeInfo": {"kubeletVersion": "v1.35.0-podvisor", "osImage": uname.0, "kernelVersion": uname.1,
+                "nodeInfo": {"kubeletVersion": format!("{}-podvisor", podvisor_objects::KUBERNETES_VERSION), "osImage": uname.0, "kernelVersion": uname.1,
                              "containerRuntimeVersion": "podvisor", "operatingSystem": "linux",
                              "architecture": std::env::consts::ARCH.replace("x86_64", "amd64")}
             }

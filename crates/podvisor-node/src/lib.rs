@@ -48,7 +48,8 @@ pub enum NodeError {
     NotRoot,
     /// The OCI runtime binary is missing.
     #[error(
-        "OCI runtime {0:?} not found: install it (Debian: apt-get install runc crun; youki: cargo install youki) or name another with --runtime"
+        "OCI runtime {0:?} not found: install it ({hint}) or name another with --runtime",
+        hint = podvisor_runtime::runc::install_hint(std::path::Path::new(.0))
     )]
     NoRuntime(String),
     /// crun on a hybrid cgroup host whose cgroup2 hierarchy holds controllers, which crun

@@ -20,5 +20,15 @@ pub mod uid;
 pub mod validation;
 
 pub use columns::{PodColumns, human_duration, pod_columns};
+
+/// The Kubernetes version podvisor reports, the same everywhere: the API's `/version`, the
+/// node's `kubeletVersion` and `podvisor --version`. Its minor is 1.32 because kubectl's
+/// dispatcher picks the client binary from the server's minor, and 1.32 is the kubectl the
+/// served API is measured against.
+pub const KUBERNETES_VERSION: &str = "v1.32.0";
+
+/// The Kubernetes release whose object types and kubelet rules podvisor follows (the
+/// k8s-openapi feature of the workspace, and the kubelet sources of the spec).
+pub const KUBERNETES_RULES: &str = "v1.35";
 pub use field::{FieldError, Invalid};
 pub use objects::validate;

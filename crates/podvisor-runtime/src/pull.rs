@@ -45,6 +45,25 @@ pub enum PullError {
     Task(String),
 }
 
+/// An error with the causes under it (`error sending request: client error (Connect): dns
+/// error: …`): the first line of an HTTP client's error rarely says what went wrong on the
+/// network. A cause its parent already quotes is not repeated.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    // Chains are short; the bound keeps a cyclic one from looping.
+    for _ in 0..16 {
+        let Some(c) = cause else { break };
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct PullSettings {
@@ -146,7 +165,7 @@ impl Puller {
                 vec![IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_DOCKER_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE],
             )
             .await
-            .map_err(|e| PullError::Registry { reference: normalized.clone(), message: e.to_string() })?;
+            .map_err(|e| PullError::Registry { reference: normalized.clone(), message: with_causes(&e) })?;
         let store = store.clone();
         let origin = PathBuf::from(&normalized);
         tokio::task::spawn_blocking(move || {

@@ -14,11 +14,22 @@ use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions};
 use tokio::io::unix::AsyncFd;
 use tokio::process::{ChildStderr, ChildStdout, Command};
 
+/// How to install the OCI runtime `binary` names: Debian's package for runc and crun, crates.io
+/// for youki, either Debian package for anything else.
+pub fn install_hint(binary: &Path) -> &'static str {
+    match binary.file_name().and_then(|n| n.to_str()) {
+        Some("runc") => "Debian: apt-get install runc",
+        Some("crun") => "Debian: apt-get install crun",
+        Some("youki") => "from crates.io: cargo install youki --locked",
+        _ => "Debian: apt-get install runc or crun",
+    }
+}
+
 /// Errors from the OCI runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
     /// The runtime binary could not be run.
-    #[error("cannot run {binary}: {error} (Debian: apt-get install runc crun; youki: cargo install youki)")]
+    #[error("cannot run {binary}: {error} ({})", install_hint(binary))]
     Spawn {
         /// The binary.
         binary: PathBuf,

@@ -14,11 +14,16 @@ pub const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=API
 /// `/version`.
 pub fn version() -> Value {
     json!({
-        "major": "1", "minor": "32", "gitVersion": "v1.32.0-podvisor",
+        "major": "1", "minor": minor(), "gitVersion": format!("{}-podvisor", podvisor_objects::KUBERNETES_VERSION),
         "gitCommit": env!("CARGO_PKG_VERSION"), "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23", "compiler": "gc",
         "platform": format!("linux/{}", std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
     })
+}
+
+/// The minor of [`podvisor_objects::KUBERNETES_VERSION`], as `/version` gives it.
+fn minor() -> &'static str {
+    podvisor_objects::KUBERNETES_VERSION.split('.').nth(1).unwrap_or("0")
 }
 
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -187,7 +192,7 @@ fn build_openapi_doc(path: &str) -> Option<Value> {
     }
     let schemas = podvisor_objects::openapi::schemas(&resources_of(g, v).collect::<Vec<_>>());
     Some(json!({
-        "openapi": "3.0.0", "info": {"title": "podvisor", "version": "v1.32.0"}, "paths": paths,
+        "openapi": "3.0.0", "info": {"title": "podvisor", "version": podvisor_objects::KUBERNETES_VERSION}, "paths": paths,
         "components": {"schemas": schemas},
     }))
 }
@@ -213,7 +218,7 @@ pub fn openapi_v2() -> Vec<u8> {
     }
     let mut info = Vec::new();
     field(1, b"podvisor", &mut info);
-    field(2, b"v1.35.0", &mut info);
+    field(2, podvisor_objects::KUBERNETES_VERSION.as_bytes(), &mut info);
     let mut doc = Vec::new();
     field(1, b"2.0", &mut doc); // swagger
     field(2, &info, &mut doc); // info

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use std::io::Write;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Maps an outcome to the exit code: 0 when everything succeeded, 2 when a pod did not, 1 on
 /// errors. A closed output pipe (`| head`) is not an error.
@@ -174,6 +174,10 @@ enum Command {
         /// always; the manifests' imagePullPolicy otherwise.
         #[arg(long, value_enum)]
         pull: Option<run::PullPolicy>,
+        /// Stop everything (with grace) at the first image that cannot be pulled or the first
+        /// Pod or Job that fails, instead of backing off and retrying; exit 2.
+        #[arg(long)]
+        fail_fast: bool,
         /// Colour the output and keep the pod table under it (`auto`: on a terminal, unless
         /// NO_COLOR is set or TERM=dumb).
         #[arg(long, value_enum, default_value = "auto")]
@@ -274,6 +278,26 @@ enum Command {
     Image(image::ImageCommand),
 }
 
+/// What `podvisor --version` says: the version, the commit it is built from, and the Kubernetes
+/// version it reports (and the one whose rules it follows).
+fn version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (commit {}, Kubernetes {}; object types and kubelet rules of {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("PODVISOR_COMMIT"),
+            podvisor_objects::KUBERNETES_VERSION,
+            podvisor_objects::KUBERNETES_RULES
+        )
+    })
+}
+
+/// The command line's definition, with its version text.
+fn command() -> clap::Command {
+    Cli::command().version(version())
+}
+
 /// How the node starts a container's monitor: this program, as `podvisor monitor …`.
 pub(crate) fn monitor_command() -> podvisor_runtime::monitor::MonitorCommand {
     podvisor_runtime::monitor::MonitorCommand {
@@ -290,7 +314,10 @@ fn main() -> ExitCode {
         let code = podvisor_runtime::monitor::main(args.collect());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The daemon holds many descriptors (containers' pipes, watches, relayed connections):
     // its soft limit is raised to the hard one, as container runtimes do.
     if let Ok(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.ok_or(()) {
@@ -316,11 +343,11 @@ fn main() -> ExitCode {
         Command::Completion { shell } => {
             // Rendered whole first: the generator panics on a closed pipe (`| head`).
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "podvisor", &mut script);
+            clap_complete::generate(shell, &mut command(), "podvisor", &mut script);
             return finish(std::io::stdout().write_all(&script).map(|()| true).map_err(anyhow::Error::from));
         }
         Command::Man => {
-            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let page = clap_mangen::Man::new(command());
             return finish(page.render(&mut std::io::stdout().lock()).map(|()| true).map_err(anyhow::Error::from));
         }
         Command::Migrate { files, in_place, behave } => {
@@ -385,9 +412,16 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, timeline, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until), timeline.as_deref())
         }
-        Command::Run { timeline, node, pull, color, .. } => {
+        Command::Run { timeline, node, pull, color, fail_fast, .. } => {
             let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
-            let opts = run::Options { node: node.options(&cli.data_dir), timeline, runtime_why, pull, colour: color };
+            let opts = run::Options {
+                node: node.options(&cli.data_dir),
+                timeline,
+                runtime_why,
+                pull,
+                colour: color,
+                fail_fast,
+            };
             match run::run(&mut out, manifests, opts) {
                 Ok(run::Outcome::Done(ok)) => Ok(ok),
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),

@@ -38,6 +38,9 @@ pub struct Options {
     pub pull: Option<PullPolicy>,
     /// When to colour the output (and keep the pod table under it).
     pub colour: crate::lint::Colour,
+    /// Stop everything at the first image that cannot be pulled or the first Pod or Job that
+    /// fails, instead of backing off and retrying as the kubelet and the Job controller do.
+    pub fail_fast: bool,
 }
 
 /// `--pull`: when images are pulled, for every container of the run.
@@ -353,6 +356,11 @@ impl Printer {
     }
 }
 
+/// Whether `e` says an image could not be pulled (the kubelet's `Failed` event for a pull).
+fn is_pull_failure(e: &NodeEvent) -> bool {
+    matches!(&e.what, What::Event { reason, message, .. } if reason == "Failed" && message.starts_with("Failed to pull image"))
+}
+
 /// How a Pod or Job ended: its name, whether it succeeded, and in words.
 fn outcome(store: &Store, key: &Key) -> Option<(String, bool, String)> {
     let obj = store.get(key)?;
@@ -446,15 +454,27 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut interrupts = 0;
+    // Why `--fail-fast` stopped the run, once it has.
+    let mut failed_fast: Option<String> = None;
     let mut results = Vec::new();
     loop {
         pending.retain(|key| match outcome(&store, key) {
             Some(r) => {
+                if opts.fail_fast && !r.1 && failed_fast.is_none() {
+                    failed_fast = Some(format!("{} {}", r.0, r.2));
+                }
                 results.push(r);
                 false
             }
             None => true,
         });
+        if failed_fast.is_some() && interrupts == 0 {
+            interrupts = 1;
+            printer.erase(out)?;
+            let why = failed_fast.as_deref().unwrap_or_default();
+            writeln!(out, "podvisor: --fail-fast: {why}: deleting every pod with its grace period")?;
+            cluster.shut_down();
+        }
         let idle = node.pods().iter().all(|p| p.is_finished());
         if (pending.is_empty() && !has_deployment || interrupts > 0) && idle {
             // Drain what the drivers published before they finished.
@@ -464,7 +484,14 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
             break;
         }
         tokio::select! {
-            Some(e) = rx.recv() => printer.print(out, e)?,
+            Some(e) = rx.recv() => {
+                if opts.fail_fast && failed_fast.is_none() && is_pull_failure(&e) {
+                    if let What::Event { message, .. } = &e.what {
+                        failed_fast = Some(format!("pod/{}: {message}", short(&e.pod)));
+                    }
+                }
+                printer.print(out, e)?
+            }
             _ = changes.recv() => {}
             _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 interrupts += 1;
@@ -481,6 +508,11 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     }
     for key in pending {
         results.push((format!("{}/{}", key.resource.info().singular, key.name), false, "stopped".into()));
+    }
+    // A run `--fail-fast` stopped ends as a failure, not as an interruption.
+    if failed_fast.is_some() {
+        interrupts = 0;
+        results.push(("podvisor".into(), false, "stopped by --fail-fast".into()));
     }
     printer.erase(out)?;
     printer.table = None;

@@ -247,7 +247,15 @@ fn run_refuses_an_unknown_runtime_before_starting_anything() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(
         err.trim(),
-        "podvisor: OCI runtime \"no-such-runtime\" not found: install it (Debian: apt-get install runc crun; youki: cargo install youki) or name another with --runtime"
+        "podvisor: OCI runtime \"no-such-runtime\" not found: install it (Debian: apt-get install runc or crun) or name another with --runtime"
+    );
+    // #24: youki is not a Debian package; the way to it is named instead of runc's.
+    let (code, _, err) =
+        podvisor(&["run", "seed002-1.yaml", "--runtime", "/nowhere/youki", "--data-dir", dir.to_str().unwrap()], None);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim(),
+        "podvisor: OCI runtime \"/nowhere/youki\" not found: install it (from crates.io: cargo install youki --locked) or name another with --runtime"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -958,5 +966,61 @@ fn run_names_every_missing_image_up_front() {
         "{err}"
     );
     assert!(!out.contains("phase Pending"), "nothing started: {out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// #24: `--version` names the version, the commit the binary is built from, and the Kubernetes
+/// version it reports.
+#[test]
+fn version_names_the_commit_and_the_kubernetes_version() {
+    let (code, out, _) = podvisor(&["--version"], None);
+    assert_eq!(code, 0);
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let commit = if commit.is_empty() { "unknown".to_string() } else { commit };
+    assert!(out.starts_with(&format!("podvisor {} (commit ", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(out.contains(&format!("commit {commit},")), "{out}");
+    assert!(out.contains("Kubernetes v1.32.0;"), "{out}");
+}
+
+/// #24: `--fail-fast` stops the run at the first image that cannot be pulled (showing the
+/// network's own error) or the first pod that fails, instead of backing off for ever; the
+/// other pods are stopped with their grace, and the run exits 2.
+#[test]
+fn fail_fast_stops_at_the_first_pull_failure_or_failed_pod() {
+    let dir = data_dir_with_image("failfast");
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let unreachable = "apiVersion: v1\nkind: Pod\nmetadata: {name: far}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: a, image: \"127.0.0.1:1/nothing:1\"}\n";
+    let (code, out, err) = podvisor(&["run", "-", "--fail-fast", "--data-dir", data], Some(unreachable));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("podvisor: --fail-fast: pod/far: Failed to pull image \"127.0.0.1:1/nothing:1\""), "{out}");
+    assert!(out.contains("Connection refused"), "the network's own error is shown: {out}");
+    assert!(out.contains("podvisor: stopped by --fail-fast"), "{out}");
+    let two = r#"apiVersion: v1
+kind: Pod
+metadata: {name: bad}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: "busybox:1.36", command: [sh, -c, "exit 3"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: long}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: "busybox:1.36", command: [sleep, "600"]}]
+"#;
+    let started = std::time::Instant::now();
+    let (code, out, err) = podvisor(&["run", "-", "--fail-fast", "--data-dir", data], Some(two));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("podvisor: --fail-fast: pod/bad Failed: deleting every pod"), "{out}");
+    assert!(out.contains("pod/long c: sent SIGTERM"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }

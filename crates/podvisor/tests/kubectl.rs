@@ -1659,6 +1659,13 @@ fn cordons_and_taints_hold_pods_back_and_the_node_has_a_lease() {
     let dir = data_dir("cordon");
     let server = serve(&dir);
     let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    // #24: the node and the API report one Kubernetes version, the one `--version` names.
+    let kubelet = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.nodeInfo.kubeletVersion}"], None);
+    let version: serde_json::Value = serde_json::from_str(&server.ok(&["version", "-o", "json"], None)).unwrap();
+    assert_eq!(version["serverVersion"]["gitVersion"].as_str(), Some(kubelet.as_str()));
+    let own = Command::new(env!("CARGO_BIN_EXE_podvisor")).arg("--version").output().unwrap();
+    let own = String::from_utf8_lossy(&own.stdout).into_owned();
+    assert!(own.contains(&format!("Kubernetes {}", kubelet.trim_end_matches("-podvisor"))), "{own} / {kubelet}");
     let pod = |name: &str, tolerate: bool| {
         let tolerations = if tolerate {
             "\n  tolerations: [{key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}]"
