@@ -350,6 +350,12 @@ impl PodEngine {
         self.refresh_status(now);
     }
 
+    /// When the instance `r`, sent its stop signal, is killed if it has not exited: the end of
+    /// its grace period (`None` when it is not waiting out a stop signal).
+    pub fn stop_deadline(&self, r: &ContainerRef) -> Option<Instant> {
+        self.kills.get(r).filter(|t| t.stage == crate::kill::Stage::Stopping).and_then(|t| t.deadline)
+    }
+
     /// Whether termination (deletion or completion) has begun.
     pub fn is_terminating(&self) -> bool {
         self.terminating.is_some()

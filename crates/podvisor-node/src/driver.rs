@@ -338,10 +338,14 @@ impl<M: Machine> Driver<M> {
     }
 
     fn signal(&mut self, r: ContainerRef, signal: Signal) {
+        let mut kill_in = None;
         let (name, why) = match signal {
             Signal::Stop => {
                 let name = self.stop_signal(&r.name);
                 self.stop_sent.insert(r.clone(), (Instant::now(), name.clone()));
+                let left = self.engine.stop_deadline(&r).map(|d| d.saturating_since(clock_now().mono));
+                // Whole seconds, rounded to the nearest: the grace is given in seconds.
+                kill_in = left.map(|d| d.as_millis().saturating_add(500) as u64 / 1000);
                 (name, "stopping the container".to_string())
             }
             Signal::Kill => {
@@ -355,7 +359,7 @@ impl<M: Machine> Driver<M> {
                 ("SIGKILL".to_string(), why)
             }
         };
-        (self.publish)(What::Signalled { container: r.name.clone(), signal: name.clone(), why });
+        (self.publish)(What::Signalled { container: r.name.clone(), signal: name.clone(), why, kill_in });
         self.host.signal(&self.pod, &r, name);
     }
 

@@ -57,6 +57,10 @@ pub enum What {
         signal: String,
         /// Why, in words.
         why: String,
+        /// For a stop signal: in how many seconds the container is killed if it has not
+        /// exited (what is left of its grace period).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kill_in: Option<u64>,
     },
     /// A lifecycle hook ran, or a startup probe passed.
     Handler {

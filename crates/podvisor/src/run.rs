@@ -125,6 +125,33 @@ struct Printer {
     table: Option<(Node, usize)>,
     colours: BTreeMap<String, &'static str>,
     timeline: Option<Vec<NodeEvent>>,
+    /// On a terminal, the containers waiting out a grace period, by pod UID and container:
+    /// their pod, when they are killed, and whether their PID 1 ignores the stop signal.
+    countdowns: BTreeMap<(String, String), Countdown>,
+    /// Whether the user has pressed Ctrl-C once (a second one kills).
+    interrupted: bool,
+}
+
+/// A container sent its stop signal, waiting out its grace period.
+struct Countdown {
+    pod: String,
+    signal: String,
+    kill_at: std::time::Instant,
+    ignores: bool,
+}
+
+impl Countdown {
+    /// `web/log-shipper ignores SIGTERM: killing in 24 s (Ctrl-C again to kill now)`.
+    fn line(&self, container: &str, now: std::time::Instant, interrupted: bool) -> String {
+        let left = self.kill_at.saturating_duration_since(now).as_secs_f64().ceil() as u64;
+        let what = if self.ignores {
+            format!("ignores {}: killing in {left} s", self.signal)
+        } else {
+            format!("stopping: killed in {left} s if it has not exited")
+        };
+        let ctrl_c = if interrupted { "Ctrl-C again to kill now" } else { "Ctrl-C twice to kill now" };
+        format!("{}/{container} {what} ({ctrl_c})", self.pod)
+    }
 }
 
 fn short(pod: &str) -> &str {
@@ -177,8 +204,23 @@ impl Printer {
         for r in &rows {
             writeln!(out, "\x1b[2m{:<a$}   {:<b$}   {:<c$}   {:<d$}   {}\x1b[0m", r.0, r.1, r.2, r.3, r.4)?;
         }
-        *lines = rows.len();
+        let now = std::time::Instant::now();
+        for ((_, container), c) in &self.countdowns {
+            writeln!(out, "\x1b[33m{}\x1b[0m", c.line(container, now, self.interrupted))?;
+        }
+        *lines = rows.len() + self.countdowns.len();
         out.flush()
+    }
+
+    /// Whether a countdown is shown (the table is then drawn again every second).
+    fn counting(&self) -> bool {
+        self.table.is_some() && !self.countdowns.is_empty()
+    }
+
+    /// Draws the table again, with the countdowns' new figures.
+    fn redraw(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        self.erase(out)?;
+        self.draw(out)
     }
 
     fn print(&mut self, out: &mut impl Write, e: NodeEvent) -> std::io::Result<()> {
@@ -207,10 +249,22 @@ impl Printer {
                 })
             }
             What::Exited { container, exit_code, reason, .. } => {
+                self.countdowns.remove(&(e.uid.clone(), container.clone()));
                 Some(line(format!("pod/{pod} {container}:"), format!("exited {exit_code} ({reason})")))
             }
-            What::Signalled { container, signal, why } => {
+            What::Signalled { container, signal, why, kill_in } => {
                 let shell = self.shell_ignores_sigterm(&e.uid, container);
+                let key = (e.uid.clone(), container.clone());
+                match kill_in {
+                    Some(secs) if signal != "SIGKILL" && self.table.is_some() => {
+                        let kill_at = std::time::Instant::now() + std::time::Duration::from_secs(*secs);
+                        let c = Countdown { pod: pod.clone(), signal: signal.clone(), kill_at, ignores: shell };
+                        self.countdowns.insert(key, c);
+                    }
+                    _ => {
+                        self.countdowns.remove(&key);
+                    }
+                }
                 let hint = match (signal.as_str(), why.contains("grace period is over"), shell) {
                     ("SIGKILL", true, true) => {
                         " (its PID 1 is a shell without a trap, which ignores SIGTERM: lint PV004)"
@@ -222,11 +276,12 @@ impl Printer {
                 let sent = line(who.clone(), format!("sent {signal}: {why}{hint}"));
                 // Said when it is sent, not when the grace runs out: the wait is coming.
                 let note = (signal != "SIGKILL" && shell).then(|| {
-                    let grace = self.grace(&e.uid);
+                    let grace = kill_in.map_or_else(|| self.grace(&e.uid), |s| i64::try_from(s).unwrap_or(i64::MAX));
+                    let ctrl_c = if self.interrupted { "again" } else { "twice" };
                     line(
                         who,
                         format!(
-                            "note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in {grace} s (Ctrl-C again to kill now)"
+                            "note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in {grace} s (Ctrl-C {ctrl_c} to kill now)"
                         ),
                     )
                 });
@@ -422,6 +477,8 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
         table: tty.then(|| (node.clone(), 0)),
         colours: BTreeMap::new(),
         timeline: opts.timeline.as_ref().map(|_| Vec::new()),
+        countdowns: BTreeMap::new(),
+        interrupted: false,
     };
     // The workloads whose outcome is the run's: Pods and Jobs end, Deployments run until
     // interrupted.
@@ -493,8 +550,10 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
                 printer.print(out, e)?
             }
             _ = changes.recv() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if printer.counting() => printer.redraw(out)?,
             _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 interrupts += 1;
+                printer.interrupted = true;
                 printer.erase(out)?;
                 if interrupts == 1 {
                     writeln!(out, "podvisor: interrupted: deleting every pod with its grace period (interrupt again to kill at once)")?;

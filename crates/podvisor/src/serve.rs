@@ -31,7 +31,7 @@ fn step(e: &podvisor_node::NodeEvent) -> Option<String> {
         What::Log { .. } | What::Timing { .. } => return None,
         What::Started { container, attempt } => format!("{container} started (attempt {attempt})"),
         What::Exited { container, exit_code, reason, .. } => format!("{container} exited {exit_code} ({reason})"),
-        What::Signalled { container, signal, why } => format!("{container} sent {signal}: {why}"),
+        What::Signalled { container, signal, why, .. } => format!("{container} sent {signal}: {why}"),
         What::Handler { container, handler, result } => format!("{container} {handler}: {result}"),
         What::Event { kind, reason, message, .. } => format!("{kind} {reason}: {message}"),
         What::Phase { phase } => format!("phase {phase}"),

@@ -362,6 +362,46 @@ spec:
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// #24: on a terminal, a container waiting out its grace period gets a countdown under the
+/// table, counting down each second, gone once it is killed.
+#[test]
+fn on_a_terminal_a_stop_that_waits_out_its_grace_counts_down() {
+    let dir = data_dir_with_image("countdown");
+    let manifest = dir.join("pod.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: cd}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 3
+  initContainers:
+  - {name: side, image: busybox:1.36, restartPolicy: Always, command: [sh, -c, "while :; do sleep 0.2; done"]}
+  containers:
+  - {name: app, image: busybox:1.36, command: [sh, -c, "echo hi"]}
+"#,
+    )
+    .unwrap();
+    let cmd = format!(
+        "{} --data-dir {} run {}",
+        env!("CARGO_BIN_EXE_podvisor"),
+        dir.join("data").display(),
+        manifest.display()
+    );
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let pos = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"));
+    let first = pos("cd/side ignores SIGTERM: killing in 3 s (Ctrl-C twice to kill now)");
+    assert!(first < pos("cd/side ignores SIGTERM: killing in 2 s"));
+    assert!(pos("cd/side ignores SIGTERM: killing in 1 s") < pos("side: sent SIGKILL"));
+    let after = &text[pos("side: exited 137")..];
+    assert!(!after.contains("killing in"), "the countdown ends with the container: {after}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn run_without_root_says_how_to_fix_it_and_starts_nothing() {
     // The binary and manifest are copied where any user can read them, wherever the checkout is.
@@ -925,7 +965,8 @@ spec:
     let (code, out, err) = podvisor(&["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], None);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        out.contains("side: note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in 1 s"),
+        // A grace of 1 s gives a stop signal the kubelet's minimum of 2 s.
+        out.contains("side: note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in 2 s"),
         "{out}"
     );
     assert!(out.contains("job/flaky: retrying in 10 s, attempt 2 of 2"), "{out}");
