@@ -56,6 +56,10 @@ pub(crate) struct Kubelet {
     /// started in that order as room comes.
     unscheduled: std::collections::BTreeSet<(String, Key)>,
     recorder: crate::events::Recorder,
+    /// Told once the first pass is done: the stored pods run and the strays are gone.
+    settled: watch::Sender<bool>,
+    /// Only pods held on the machine are run (taken over), none anew.
+    takeover_only: bool,
 }
 
 /// The scheduler's message for a pod that does not fit because the node is full.
@@ -68,8 +72,20 @@ impl Kubelet {
         node_name: String,
         detached: watch::Receiver<bool>,
         recorder: crate::events::Recorder,
+        settled: watch::Sender<bool>,
+        takeover_only: bool,
     ) -> Kubelet {
-        Kubelet { store, node, node_name, handles: HashMap::new(), detached, unscheduled: Default::default(), recorder }
+        Kubelet {
+            store,
+            node,
+            node_name,
+            handles: HashMap::new(),
+            detached,
+            unscheduled: Default::default(),
+            recorder,
+            settled,
+            takeover_only,
+        }
     }
 
     /// Pods admitted here that still run: not finished, and their phase not terminal yet.
@@ -234,6 +250,7 @@ impl Kubelet {
         // The stored pods run, taking over what an earlier node process left of them (R75);
         // what is left of other pods goes.
         self.node.remove_strays().await;
+        self.settled.send_replace(true);
         loop {
             let next = tokio::select! {
                 r = rx.recv() => r,
@@ -345,6 +362,9 @@ impl Kubelet {
         if is_terminal(obj) {
             // A pod that ended leaves room for one waiting.
             self.schedule_waiting();
+            return;
+        }
+        if self.takeover_only && !self.node.holds(&uid) {
             return;
         }
         self.start(c.key.clone(), obj);

@@ -64,6 +64,9 @@ pub struct NodeOptions {
     /// The API pods may talk to, when there is one (`serve`): pods then run as service
     /// accounts with tokens, and the `kubernetes` Service leads to it.
     pub api: Option<Arc<serviceaccounts::ApiAccess>>,
+    /// Run only the stored pods whose containers an earlier node process left on the machine
+    /// (taken over), none anew (`podvisor down`, which stops them).
+    pub takeover_only: bool,
 }
 
 /// What this machine offers pods, as a kubelet reports it: its CPUs, its memory, and `maxPods`.
@@ -97,6 +100,9 @@ pub struct Cluster {
     services_stop: Arc<watch::Sender<bool>>,
     services: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     api: Option<Arc<serviceaccounts::ApiAccess>>,
+    /// Turns true once the node runs the stored pods (taking over what an earlier process
+    /// left of them) and has removed what is left of others.
+    settled: watch::Receiver<bool>,
 }
 
 impl Cluster {
@@ -108,8 +114,18 @@ impl Cluster {
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let NodeOptions { data_dir, runtime, pull, monitor, network, default_seccomp, log_rotation, max_pods, api } =
-            options;
+        let NodeOptions {
+            data_dir,
+            runtime,
+            pull,
+            monitor,
+            network,
+            default_seccomp,
+            log_rotation,
+            max_pods,
+            api,
+            takeover_only,
+        } = options;
         let objects = Arc::new(StoreObjects { store: store.clone(), api: api.clone() });
         // Pods on the pod network resolve names through cluster DNS, which serves them there.
         let dns_dir = data_dir.clone();
@@ -134,26 +150,30 @@ impl Cluster {
                 domain: dns::DOMAIN.to_string(),
             });
         }
-        Ok(Cluster::start(store, node, rx, observer, dns, api))
+        Ok(Cluster::start(store, node, rx, observer, dns, api, takeover_only))
     }
 
     /// Starts the controllers and the kubelet binding on `store` and `node`. `node_events` is
     /// the receiver of the node's events: they become Event objects and are then passed on to
     /// `observer`, if any. With a pod network, Services are routed, and cluster DNS is served
     /// on `dns` (bound by [`dns::bind`]) if given. With `api`, pods run as service accounts
-    /// (see [`serviceaccounts`]).
-    pub fn start(
+    /// (see [`serviceaccounts`]). With `takeover_only`, only the pods an earlier node process
+    /// left on the machine run.
+    fn start(
         store: Arc<Store>,
         node: Node,
         mut node_events: mpsc::UnboundedReceiver<NodeEvent>,
         observer: Option<mpsc::UnboundedSender<NodeEvent>>,
         dns: Option<dns::Bound>,
         api: Option<Arc<serviceaccounts::ApiAccess>>,
+        takeover_only: bool,
     ) -> Cluster {
         let node_name = host_name();
         let recorder = Recorder::new(store.clone(), node_name.clone());
         let (stopping, stop_rx) = watch::channel(false);
+        let (settled_tx, settled) = watch::channel(false);
         let cluster = Cluster {
+            settled,
             store: store.clone(),
             node: node.clone(),
             node_name: node_name.clone(),
@@ -195,6 +215,8 @@ impl Cluster {
             node_name,
             cluster.detached.subscribe(),
             cluster.recorder.clone(),
+            settled_tx,
+            takeover_only,
         );
         tokio::spawn(kubelet.run());
         let c = cluster.clone();
@@ -415,6 +437,13 @@ impl Cluster {
         if let Some(task) = task {
             _ = task.await;
         }
+    }
+
+    /// Returns once the node runs the stored pods (taking over what an earlier node process
+    /// left of them) and has removed what is left of other pods.
+    pub async fn settled(&self) {
+        let mut settled = self.settled.clone();
+        _ = settled.wait_for(|s| *s).await;
     }
 
     /// SIGKILLs every container now.

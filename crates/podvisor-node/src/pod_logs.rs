@@ -40,6 +40,11 @@ pub enum LogError {
     },
 }
 
+/// The file in a pod's log directory that names its sidecars, one a line, so that what reads
+/// the logs after the pod (`podvisor ps`) can tell them from the containers whose exits decide
+/// the pod's outcome.
+pub const SIDECARS_FILE: &str = "sidecars";
+
 /// The logs of one pod: `<data>/logs/<namespace>_<name>_<uid>`.
 #[derive(Debug, Clone)]
 pub struct PodLogs {
@@ -151,6 +156,13 @@ impl PodLogs {
             None if previous => Err(LogError::NoPrevious { pod: self.name.clone(), container: container.into() }),
             None => Err(LogError::NoContainer { pod: self.name.clone(), container: container.into() }),
         }
+    }
+
+    /// The pod's sidecars (init containers with `restartPolicy: Always`), as recorded when its
+    /// sandbox was made.
+    pub fn sidecars(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.join(SIDECARS_FILE)).unwrap_or_default();
+        text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
     }
 
     /// Whether the pod is still running on the node with data directory `data`.

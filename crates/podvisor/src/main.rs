@@ -1,6 +1,7 @@
 //! The `podvisor` command line.
 
 mod bench;
+mod down;
 mod exec;
 mod explain;
 mod image;
@@ -10,6 +11,7 @@ mod logs;
 mod migrate;
 mod node_args;
 mod prune;
+mod ps;
 mod run;
 mod serve;
 mod simulate;
@@ -127,6 +129,20 @@ enum Command {
         /// Unpacked images no name refers to.
         #[arg(long)]
         images: bool,
+    },
+    /// List the pods of the data directory, read from the machine (those of `podvisor run`,
+    /// `serve`, or one that was stopped or killed): containers running, status, restarts, age.
+    Ps {
+        /// Pods that have ended too (their logs are kept), not only those with something up.
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// Stop what the data directory still runs while no podvisor uses it: the pods a
+    /// `serve --leave-pods-running` left (stopped in the kubelet's order with their grace; the
+    /// next serve runs them again) and the containers of a killed run (stopped at once).
+    Down {
+        #[command(flatten)]
+        node: node_args::NodeArgs,
     },
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     /// (`podvisor completion bash > /etc/bash_completion.d/podvisor`).
@@ -340,6 +356,13 @@ fn main() -> ExitCode {
         Command::Prune { logs, images } => {
             return finish(prune::run(&mut std::io::stdout().lock(), &cli.data_dir, prune::Options { logs, images }));
         }
+        Command::Ps { all } => {
+            return finish(ps::run(&mut std::io::stdout().lock(), &cli.data_dir, ps::Options { all }));
+        }
+        Command::Down { node } => {
+            let node = podvisor_cluster::NodeOptions { takeover_only: true, ..node.options(&cli.data_dir) };
+            return finish(down::run(&mut std::io::stdout().lock(), node));
+        }
         Command::Completion { shell } => {
             // Rendered whole first: the generator panics on a closed pipe (`| head`).
             let mut script = Vec::new();
@@ -438,6 +461,8 @@ fn main() -> ExitCode {
         | Command::Explain { .. }
         | Command::Completion { .. }
         | Command::Prune { .. }
+        | Command::Ps { .. }
+        | Command::Down { .. }
         | Command::Man
         | Command::Migrate { .. }
         | Command::Bench { .. } => Ok(true),

@@ -122,6 +122,7 @@ impl NodeArgs {
             max_pods: self.max_pods as usize,
             // Only `serve` has an API for pods to talk to; it sets this.
             api: None,
+            takeover_only: false,
         }
     }
 }

@@ -542,10 +542,12 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
         }
         tokio::select! {
             Some(e) = rx.recv() => {
-                if opts.fail_fast && failed_fast.is_none() && is_pull_failure(&e) {
-                    if let What::Event { message, .. } = &e.what {
-                        failed_fast = Some(format!("pod/{}: {message}", short(&e.pod)));
-                    }
+                if opts.fail_fast
+                    && failed_fast.is_none()
+                    && is_pull_failure(&e)
+                    && let What::Event { message, .. } = &e.what
+                {
+                    failed_fast = Some(format!("pod/{}: {message}", short(&e.pod)));
                 }
                 printer.print(out, e)?
             }

@@ -25,7 +25,7 @@ pub struct Options {
 }
 
 /// One pod lifecycle step in a line, for `serve -v` (container output is not repeated).
-fn step(e: &podvisor_node::NodeEvent) -> Option<String> {
+pub(crate) fn step(e: &podvisor_node::NodeEvent) -> Option<String> {
     use podvisor_node::What;
     let what = match &e.what {
         What::Log { .. } | What::Timing { .. } => return None,

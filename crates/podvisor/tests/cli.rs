@@ -1065,3 +1065,64 @@ spec:
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// #24: `ps` lists the pods of a data directory from the machine: those of a `run` in
+/// progress, of one that was killed (its containers outlive it), and with `-a` the ended ones,
+/// a Job's pod `Completed` although its sidecar was stopped; `down` stops what a killed run
+/// left, and refuses while a podvisor uses the directory.
+#[test]
+fn ps_lists_the_pods_on_the_machine_and_down_stops_what_a_killed_run_left() {
+    let dir = data_dir_with_image("ps");
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let (code, out, err) = podvisor(&["run", "-", "--data-dir", data], Some(JOB.split("---").next().unwrap()));
+    assert_eq!(code, 0, "{out}{err}");
+    let manifest = dir.join("long.yaml");
+    std::fs::write(
+        &manifest,
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: long}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: side, image: busybox:1.36, restartPolicy: Always, command: [sleep, "600"]}
+  containers:
+  - {name: app, image: busybox:1.36, command: [sleep, "600"]}
+"#,
+    )
+    .unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", manifest.to_str().unwrap(), "--data-dir", data])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(run.stdout.take().unwrap()));
+    assert!(lines.any(|l| l.unwrap().contains("app: started")), "the run starts its pod");
+    fn row(out: &str, name: &str) -> Option<Vec<String>> {
+        let line = out.lines().find(|l| l.split_whitespace().nth(1) == Some(name))?;
+        Some(line.split_whitespace().map(str::to_string).collect())
+    }
+    let (code, out, _) = podvisor(&["ps", "--data-dir", data], None);
+    assert_eq!(code, 0);
+    assert_eq!(row(&out, "long").unwrap()[..4], ["default", "long", "2/2", "Running"], "{out}");
+    assert!(row(&out, "quick").is_none(), "ended pods only with -a: {out}");
+    let (code, _, err) = podvisor(&["down", "--data-dir", data], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("a podvisor is using this data directory"), "{err}");
+    // Killed, the run leaves its containers up; ps still sees them, down stops them.
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let (_, out, _) = podvisor(&["ps", "--data-dir", data], None);
+    assert_eq!(row(&out, "long").unwrap()[2..4], ["2/2", "Running"], "{out}");
+    let (code, out, err) = podvisor(&["down", "--data-dir", data], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 pod(s) of no stored object (a killed run): stopped at once"), "{out}");
+    let (_, out, _) = podvisor(&["ps", "--data-dir", data], None);
+    assert!(out.starts_with("No pods are running"), "{out}");
+    let (_, out, _) = podvisor(&["ps", "-a", "--data-dir", data], None);
+    let quick = out.lines().find(|l| l.contains(" quick-")).map(|l| l.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(quick.as_ref().map(|r| r[2..4].to_vec()), Some(vec!["0/2", "Completed"]), "{out}");
+    assert_eq!(row(&out, "long").unwrap()[2], "0/2", "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}

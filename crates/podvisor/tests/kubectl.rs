@@ -73,11 +73,20 @@ impl Server {
         self.signal_and_start("-TERM")
     }
 
-    fn signal_and_start(mut self, signal: &str) -> Server {
+    fn signal_and_start(self, signal: &str) -> Server {
+        let (dir, options) = self.stop_with(signal);
+        serve_with(&dir, &options.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Stops the server with `signal`, keeping its data directory; returns it and the options
+    /// to start the server again with.
+    fn stop_with(mut self, signal: &str) -> (PathBuf, Vec<String>) {
         let _ = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
         let status = self.child.wait().expect("the server ends");
         assert!(status.success(), "the server stops cleanly: {status}");
-        self.start_again()
+        let kept = (self.dir.clone(), self.options.clone());
+        std::mem::forget(self);
+        kept
     }
 
     /// Kills the server with SIGKILL, as a crash would, and starts it again on the same data
@@ -382,6 +391,24 @@ fn a_server_killed_with_sigkill_takes_its_running_containers_over_r75() {
     let server = server.leave();
     server.ok(&["wait", "--for=condition=Ready", "pod/ticker", "--timeout=30s"], None);
     assert_eq!(server.ok(&["get", "pod", "ticker", "-o", &ids], None), before, "taken over again, not restarted");
+
+    // #24: `podvisor down` stops what a leaving server left running, app first, then the
+    // sidecar, each with its signal; the store keeps the pod, so the next server runs it again.
+    let (kept, options) = server.stop_with("-TERM");
+    let down = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["--data-dir", kept.join("data").to_str().unwrap(), "down"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&down.stdout).into_owned();
+    assert!(down.status.success(), "{text}{}", String::from_utf8_lossy(&down.stderr));
+    let pos = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"));
+    assert!(text.contains("stopping 1 pod(s) in order"), "{text}");
+    assert!(pos("ticker: app sent SIGTERM") < pos("ticker: app exited 0"));
+    assert!(pos("ticker: app exited 0") < pos("ticker: side sent SIGTERM"), "the sidecar stops last");
+    let listed = Command::new("runc").arg("--root").arg(kept.join("data/runc")).args(["list", "-q"]).output();
+    assert!(!String::from_utf8_lossy(&listed.unwrap().stdout).contains("podvisor-"), "nothing runs after down");
+    let server = serve_with(&kept, &options.iter().map(String::as_str).collect::<Vec<_>>());
+    server.ok(&["wait", "--for=condition=Ready", "pod/ticker", "--timeout=30s"], None);
     server.ok(&["delete", "pod", "ticker"], None);
     let listed = Command::new("runc").arg("--root").arg(dir.join("data/runc")).args(["list", "-q"]).output();
     let listed = String::from_utf8_lossy(&listed.expect("runc lists").stdout).to_string();

@@ -132,6 +132,7 @@ impl Machine for Arc<Host> {
     async fn create_sandbox(&self, pod: &Pod, publish: &Publish) -> Result<Sandboxed, SandboxFailure> {
         let uid = uid(pod);
         let dir = self.run_dir(&uid);
+        record_sidecars(&self.log_dir(pod), pod);
         let sandbox = Sandbox::at(&dir.join("sandbox"));
         let names = Names::of(pod, &crate::host_name());
         let mut steps = Steps::new();
@@ -248,5 +249,25 @@ impl Machine for Arc<Host> {
         } else {
             remove_pod_leftovers(self, &uid(pod)).await
         }
+    }
+}
+
+/// Writes [`crate::pod_logs::SIDECARS_FILE`] for a pod with sidecars.
+fn record_sidecars(log_dir: &std::path::Path, pod: &Pod) {
+    let spec = pod.spec.as_ref();
+    let names: Vec<&str> = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(|c| c.name.as_str())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let file = log_dir.join(crate::pod_logs::SIDECARS_FILE);
+    if let Err(e) = std::fs::create_dir_all(log_dir).and_then(|()| std::fs::write(&file, text)) {
+        eprintln!("podvisor: {}: {e}", file.display());
     }
 }

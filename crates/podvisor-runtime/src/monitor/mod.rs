@@ -65,6 +65,14 @@ pub struct Ended {
     pub at: Timestamp,
 }
 
+/// The process ID of the monitor of container `id` whose bundle is `bundle`, if it still runs
+/// (a recycled pid is some other process: the monitor's command line names its container).
+pub fn running_pid(bundle: &Path, id: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(bundle.join(PID_FILE)).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes()).then_some(pid)
+}
+
 /// Reads the end the monitor recorded in `bundle`, if the container has ended.
 pub fn ended(bundle: &Path) -> Option<Ended> {
     let text = std::fs::read_to_string(bundle.join(EXIT_FILE)).ok()?;
@@ -155,13 +163,7 @@ impl Monitor {
 
     /// The monitor of container `id` whose bundle is `bundle`, if it still runs.
     pub fn find(bundle: &Path, id: &str) -> Option<Monitor> {
-        let pid: i32 = std::fs::read_to_string(bundle.join(PID_FILE)).ok()?.trim().parse().ok()?;
-        // A recycled pid is some other process: the monitor's command line names its container.
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        if !cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes()) {
-            return None;
-        }
-        Monitor::watch(pid).ok()
+        Monitor::watch(running_pid(bundle, id)?).ok()
     }
 
     /// The monitor's process ID.
