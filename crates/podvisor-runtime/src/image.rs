@@ -95,7 +95,11 @@ pub fn normalize(reference: &str) -> String {
     }
 }
 
-/// The store: `<dir>/images/<id>/{rootfs,config.json}` and `<dir>/images/refs.json`.
+/// The file beside an image's `config.json` that holds when it was built (its config's
+/// `created`, RFC 3339), when the config says.
+pub const CREATED_FILE: &str = "created";
+
+/// The store: `<dir>/images/<id>/{rootfs,config.json,created}` and `<dir>/images/refs.json`.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
@@ -239,6 +243,11 @@ impl ImageStore {
                 }
                 let cfg = staging.join("config.json");
                 fs::write(&cfg, serde_json::to_vec(&config).unwrap_or_default()).map_err(io(&cfg))?;
+                // When the image was built, as its config says (for `image ls`).
+                if let Some(created) = config_json["created"].as_str().filter(|c| c.len() <= 64) {
+                    let file = staging.join(CREATED_FILE);
+                    fs::write(&file, created).map_err(io(&file))?;
+                }
                 match fs::rename(&staging, &dir) {
                     // Another import of the same image finished first.
                     Err(_) if dir.join("config.json").exists() => {

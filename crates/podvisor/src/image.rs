@@ -86,7 +86,8 @@ pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::
         }
         ImageCommand::Ls => {
             let images = data_dir.join("images");
-            let rows: Vec<[String; 4]> = store
+            let now = jiff::Timestamp::now();
+            let rows: Vec<[String; 5]> = store
                 .list()
                 .into_iter()
                 .map(|(name, id)| {
@@ -106,14 +107,19 @@ pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::
                         })
                         .unwrap_or_else(|| "?".into());
                     let size = format!("{:.1} MB", dir_size(&dir.join("rootfs")) as f64 / 1e6);
-                    [name, hex.chars().take(12).collect(), age, size]
+                    let created = std::fs::read_to_string(dir.join(podvisor_runtime::image::CREATED_FILE))
+                        .ok()
+                        .and_then(|c| c.trim().parse::<jiff::Timestamp>().ok())
+                        .map(|t| format!("{} ago", podvisor_objects::human_duration(now.duration_since(t))))
+                        .unwrap_or_else(|| "?".into());
+                    [name, hex.chars().take(12).collect(), created, age, size]
                 })
                 .collect();
-            let header = ["IMAGE", "IMAGE ID", "STORED", "SIZE"].map(String::from);
+            let header = ["IMAGE", "IMAGE ID", "CREATED", "STORED", "SIZE"].map(String::from);
             let width = |i: usize| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0);
-            let (w0, w1, w2) = (width(0), width(1), width(2));
+            let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
             for r in std::iter::once(&header).chain(&rows) {
-                writeln!(out, "{:<w0$}   {:<w1$}   {:<w2$}   {}", r[0], r[1], r[2], r[3])?;
+                writeln!(out, "{:<w0$}   {:<w1$}   {:<w2$}   {:<w3$}   {}", r[0], r[1], r[2], r[3], r[4])?;
             }
             Ok(true)
         }

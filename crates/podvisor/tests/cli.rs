@@ -141,6 +141,9 @@ fn the_test_image_builds_and_loads_under_busybox_and_alpine() {
     let col = header.find("IMAGE ID").unwrap();
     assert!(busybox[col..col + 12].chars().all(|c| c.is_ascii_hexdigit()), "the ID under its heading: {out}");
     assert!(busybox.ends_with(" MB") && busybox.contains(" ago "), "{busybox}");
+    // #24: when the image was built, from its config (the test image says 1970).
+    let created = header.find("CREATED").expect("a CREATED column");
+    assert!(busybox[created..].split_whitespace().next().unwrap().ends_with('y'), "{out}");
     let store = podvisor_runtime::image::ImageStore::open(std::path::Path::new(data)).unwrap();
     let image = store.resolve("alpine").expect("alpine resolves to the test image");
     assert_eq!(std::fs::read_link(image.rootfs.join("bin/sh")).unwrap(), std::path::Path::new("/bin/busybox"));
