@@ -56,7 +56,7 @@ pub async fn bind(data_dir: &std::path::Path) -> Option<Bound> {
     use podvisor_runtime::services::{add_address, del_address, release};
     let ip = claim_address(data_dir)?;
     if let Err(e) = add_address(ip).await {
-        eprintln!("podvisor: cluster DNS is off (pods use the host's resolvers): {e}");
+        tracing::warn!("cluster DNS is off (pods use the host's resolvers): {e}");
         release(ip);
         return None;
     }
@@ -67,7 +67,7 @@ pub async fn bind(data_dir: &std::path::Path) -> Option<Bound> {
     match bound.await {
         Ok((udp, tcp)) => Some(Bound { ip, udp, tcp }),
         Err(e) => {
-            eprintln!("podvisor: cluster DNS is off (pods use the host's resolvers): listening on {at}: {e}");
+            tracing::warn!("cluster DNS is off (pods use the host's resolvers): listening on {at}: {e}");
             if del_address(ip).await.is_ok() {
                 release(ip);
             }
@@ -86,7 +86,7 @@ pub(crate) async fn serve(store: Arc<Store>, bound: Bound, stop: watch::Receiver
     podvisor_runtime::dns::serve_on(udp, tcp, Arc::new(StoreZone(store)), upstreams, stop).await;
     match del_address(ip).await {
         Ok(()) => release(ip),
-        Err(e) => eprintln!("podvisor: the cluster DNS address {ip} is left on the bridge: {e}"),
+        Err(e) => tracing::warn!("the cluster DNS address {ip} is left on the bridge: {e}"),
     }
 }
 

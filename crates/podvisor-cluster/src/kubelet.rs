@@ -407,7 +407,7 @@ impl Kubelet {
         let pod: Pod = match serde_json::from_value(obj) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("podvisor: pod {}/{} cannot run: {e}", key.namespace, key.name);
+                tracing::warn!("pod {}/{} cannot run: {e}", key.namespace, key.name);
                 return;
             }
         };

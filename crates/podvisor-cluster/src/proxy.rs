@@ -145,7 +145,7 @@ pub(crate) async fn run(
             routes.insert(Frontend { ip, port: KUBERNETES_PORT }, vec![to]);
         }
         for e in proxy.set(&routes).await {
-            eprintln!("podvisor: Service routing: {e}");
+            tracing::warn!("Service routing: {e}");
         }
         // Wait for a change that matters, then take every change already queued with it.
         let wake = async {

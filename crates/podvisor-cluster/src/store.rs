@@ -166,7 +166,7 @@ pub(crate) fn said<T>(what: impl std::fmt::Display, r: Result<T, StoreError>) ->
         Ok(_) => true,
         Err(StoreError::NotFound(_)) => false,
         Err(e) => {
-            eprintln!("podvisor: {what} was not written: {e}");
+            tracing::warn!("{what} was not written: {e}");
             false
         }
     }
@@ -627,7 +627,7 @@ fn writer(
                 done.send_replace(Durable { rv: last, failed: None });
             }
             Err(e) => {
-                eprintln!("podvisor: the store could not write to disk (trying again): {e}");
+                tracing::warn!("the store could not write to disk (trying again): {e}");
                 done.send_modify(|d| d.failed = Some((first, last, e)));
                 // Only the last change of each object needs writing: the batch kept for the next
                 // attempt grows with the objects changed, not with every change.

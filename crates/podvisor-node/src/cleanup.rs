@@ -11,7 +11,7 @@ pub(crate) fn said<E: Display>(what: impl Display, result: Result<(), E>) -> boo
     match result {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("podvisor: {what} is left behind: {e}");
+            tracing::warn!("{what} is left behind: {e}");
             false
         }
     }

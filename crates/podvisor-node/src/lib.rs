@@ -253,9 +253,7 @@ impl Node {
         // Commands a killed node process ran for its clients end with it, if late.
         let strays = execs::end_strays(&config.data_dir);
         if strays > 0 {
-            eprintln!(
-                "podvisor: ended {strays} command(s) a stopped node process had run in containers for its clients"
-            );
+            tracing::info!("ended {strays} command(s) a stopped node process had run in containers for its clients");
         }
         // The bridge comes first: its address is the node's, which hostNetwork pods and probes use.
         if let Some(network) = &config.network {
@@ -511,7 +509,7 @@ impl Node {
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                eprintln!("podvisor: removing the logs of pod {}: {}: {e}", key(h.pod()), dir.display());
+                tracing::warn!("removing the logs of pod {}: {}: {e}", key(h.pod()), dir.display());
             }
         }
     }
@@ -568,7 +566,7 @@ async fn worker_panicked(
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".into());
     let message = format!("podvisor's worker for this pod failed ({what}); its containers were stopped");
-    eprintln!("podvisor: pod {}: {message}", key(pod));
+    tracing::warn!("pod {}: {message}", key(pod));
     host::remove_pod_leftovers(host, pod.metadata.uid.as_deref().unwrap_or_default()).await;
     publish(What::Event {
         kind: "Warning",

@@ -282,11 +282,11 @@ pub fn detach(a: &Attachment, netns: &Path) {
             .stderr(Stdio::null())
             .status();
         if let Err(e) = deleted {
-            eprintln!("podvisor: the veth pair of {} is left until its namespace goes: {e}", netns.display());
+            tracing::warn!("the veth pair of {} is left until its namespace goes: {e}", netns.display());
         }
     }
     if let Err(e) = release(&a.claim, netns) {
-        eprintln!("podvisor: the address claim {} is left behind: {e}", a.claim.display());
+        tracing::warn!("the address claim {} is left behind: {e}", a.claim.display());
     }
 }
 

@@ -154,7 +154,7 @@ impl Proxy {
                     state.addresses.remove(&ip);
                     release(ip);
                 }
-                Err(e) => eprintln!("podvisor: the Service address {ip} is left on {BRIDGE}: {e}"),
+                Err(e) => tracing::warn!("the Service address {ip} is left on {BRIDGE}: {e}"),
             }
         }
         errors
@@ -171,7 +171,7 @@ impl Proxy {
     pub async fn close(&self) {
         let errors = self.set(&Routes::new()).await;
         for e in errors {
-            eprintln!("podvisor: {e}");
+            tracing::warn!("{e}");
         }
     }
 }
@@ -227,7 +227,7 @@ fn claim_as(ip: Ipv4Addr, fresh: bool) -> Result<(), u32> {
         Some(pid) if (pid != me || fresh) && alive(pid) => Err(pid),
         _ => {
             if let Err(e) = std::fs::write(Path::new(CLAIMS).join(ip.to_string()), me.to_string()) {
-                eprintln!("podvisor: claiming {ip} in {CLAIMS}: {e}");
+                tracing::warn!("claiming {ip} in {CLAIMS}: {e}");
             }
             Ok(())
         }
@@ -240,7 +240,7 @@ pub fn release(ip: Ipv4Addr) {
     if holder(ip) == Some(std::process::id())
         && let Err(e) = std::fs::remove_file(Path::new(CLAIMS).join(ip.to_string()))
     {
-        eprintln!("podvisor: the claim of {ip} in {CLAIMS} is left: {e}");
+        tracing::warn!("the claim of {ip} in {CLAIMS} is left: {e}");
     }
 }
 
@@ -270,7 +270,7 @@ pub fn claim_remembered(
     let wanted: Vec<Ipv4Addr> = last.into_iter().chain([preferred]).collect();
     let ip = claim_one(&wanted, range)?;
     if let Err(e) = std::fs::write(&file, ip.to_string()) {
-        eprintln!("podvisor: {}: {e}", file.display());
+        tracing::warn!("{}: {e}", file.display());
     }
     Some(ip)
 }
@@ -294,11 +294,11 @@ async fn reap() {
         if on_bridge.contains(&ip)
             && let Err(e) = del_address(ip).await
         {
-            eprintln!("podvisor: a Service address {ip} a stopped process left is still on {BRIDGE}: {e}");
+            tracing::warn!("a Service address {ip} a stopped process left is still on {BRIDGE}: {e}");
             continue;
         }
         if let Err(e) = std::fs::remove_file(Path::new(CLAIMS).join(ip.to_string())) {
-            eprintln!("podvisor: the stale claim of {ip} in {CLAIMS} is left (reaped next time): {e}");
+            tracing::warn!("the stale claim of {ip} in {CLAIMS} is left (reaped next time): {e}");
         }
     }
 }

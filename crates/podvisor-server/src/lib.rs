@@ -161,7 +161,7 @@ pub async fn serve(
                 // Out of descriptors (EMFILE, ENFILE) or memory: wait for connections to close
                 // instead of spinning, as Go's server backs off (5 ms, doubling to 1 s).
                 backoff = (backoff * 2).clamp(std::time::Duration::from_millis(5), std::time::Duration::from_secs(1));
-                eprintln!("podvisor: accepting a connection: {e}; trying again in {backoff:?}");
+                tracing::warn!("accepting a connection: {e}; trying again in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 continue;
             }
@@ -454,11 +454,9 @@ async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     let started = std::time::Instant::now();
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let reply = handle_request(state, req).await;
-    eprintln!(
-        "podvisor: {method} {uri} {} {:.1} ms",
-        reply.0.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    let status = reply.0.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "podvisor::request", %method, %uri, status, ms, "{method} {uri} {status} {ms:.1} ms");
     reply
 }
 

@@ -59,7 +59,7 @@ async fn down(out: &mut impl Write, node: podvisor_cluster::NodeOptions) -> anyh
             _ = &mut finished => break,
             Some(e) = rx.recv() => {
                 if let Some(line) = crate::serve::step(&e) {
-                    writeln!(out, "{line}")?;
+                    writeln!(out, "podvisor: {line}")?;
                 }
             }
             _ = sigint.recv(), if !killed => {
@@ -71,7 +71,7 @@ async fn down(out: &mut impl Write, node: podvisor_cluster::NodeOptions) -> anyh
     }
     while let Ok(e) = rx.try_recv() {
         if let Some(line) = crate::serve::step(&e) {
-            writeln!(out, "{line}")?;
+            writeln!(out, "podvisor: {line}")?;
         }
     }
     cluster.close_services().await;

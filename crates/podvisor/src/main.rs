@@ -7,6 +7,7 @@ mod explain;
 mod image;
 mod lint;
 mod load;
+mod log;
 mod logs;
 mod migrate;
 mod node_args;
@@ -267,6 +268,10 @@ enum Command {
         /// standard error.
         #[arg(short = 'v', long)]
         verbose: bool,
+        /// How the server's log on standard error is written: `podvisor: …` lines, or JSON
+        /// lines (timestamp, level, message and fields) for service managers.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: log::Format,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -342,10 +347,14 @@ fn main() -> ExitCode {
             eprintln!("podvisor: raising the open-file limit to {limit}: {e}");
         }
     }
+    log::init(match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => log::Format::Text,
+    });
     let files = match cli.command {
         Command::Validate { ref files } | Command::Simulate { ref files, .. } | Command::Run { ref files, .. } => files,
         Command::Image(cmd) => return finish(image::run(&mut std::io::stdout().lock(), &cli.data_dir, cmd)),
-        Command::Serve { listen, allow_remote, leave_pods_running, verbose, node } => {
+        Command::Serve { listen, allow_remote, leave_pods_running, verbose, node, log_format: _ } => {
             let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
             let node = node.options(&cli.data_dir);
             let opts = serve::Options { node, listen, allow_remote, leave_pods_running, runtime_why, verbose };

@@ -24,7 +24,8 @@ pub struct Options {
     pub verbose: bool,
 }
 
-/// One pod lifecycle step in a line, for `serve -v` (container output is not repeated).
+/// One pod lifecycle step in a line, `pod NS/NAME: what`, for `serve -v` and `down`
+/// (container output is not repeated).
 pub(crate) fn step(e: &podvisor_node::NodeEvent) -> Option<String> {
     use podvisor_node::What;
     let what = match &e.what {
@@ -37,7 +38,7 @@ pub(crate) fn step(e: &podvisor_node::NodeEvent) -> Option<String> {
         What::Phase { phase } => format!("phase {phase}"),
         What::Finished { phase } => format!("finished: {phase}"),
     };
-    Some(format!("podvisor: pod {}: {what}", e.pod))
+    Some(format!("pod {}: {what}", e.pod))
 }
 
 fn serve_dir(data: &Path) -> PathBuf {
@@ -104,7 +105,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             tokio::spawn(async move {
                 while let Some(e) = rx.recv().await {
                     if let Some(line) = step(&e) {
-                        eprintln!("{line}");
+                        tracing::info!(target: "podvisor::pod", pod = %e.pod, "{line}");
                     }
                 }
             });

@@ -2185,4 +2185,27 @@ fn serve_verbose_logs_requests_and_pod_steps() {
     assert!(text.contains("podvisor: POST /api/v1/namespaces/default/pods"), "{text}");
     assert!(text.contains(" 201 "), "{text}");
     assert!(!text.contains("Unauthorized"), "{text}");
+    drop(server);
+
+    // #24: for service managers, the same as JSON lines with the fields apart.
+    let dir = data_dir("verbose-json");
+    let log = dir.join("serve.err");
+    let mut wrapper = Command::new("sh");
+    wrapper.args(["-c", &format!("exec \"$0\" \"$@\" 2>>{}", log.display()), env!("CARGO_BIN_EXE_podvisor")]);
+    let server = serve_under(&dir, &["-v", "--log-format", "json"], wrapper);
+    server.ok(&["run", "y", "--image=busybox:1.36", "--restart=Never", "--", "true"], None);
+    let lines: Vec<serde_json::Value> = eventually("the pod's steps as JSON", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+        lines.iter().any(|l| l["message"] == "pod default/y: y exited 0 (Completed)").then_some(lines)
+    });
+    let post = lines
+        .iter()
+        .find(|l| l["method"] == "POST" && l["uri"] == "/api/v1/namespaces/default/pods?fieldManager=kubectl-run")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(post["status"], 201);
+    assert_eq!(post["level"], "INFO");
+    assert!(post["timestamp"].as_str().is_some_and(|t| t.starts_with("20")), "{post}");
+    let step = lines.iter().find(|l| l["target"] == "podvisor::pod").unwrap();
+    assert_eq!(step["pod"], "default/y");
 }

@@ -39,7 +39,7 @@ fn delete_quietly(ctx: &Ctx, key: &Key, propagation: Propagation) -> Result<(), 
 /// sweep (at the next start, or when the controllers fall behind the store's changes).
 fn log(result: Result<(), Error>) {
     if let Err(e) = result {
-        eprintln!("podvisor: garbage collection: {e}; the object is left until the next sweep");
+        tracing::warn!("garbage collection: {e}; the object is left until the next sweep");
     }
 }
 

@@ -526,8 +526,8 @@ fn error_backoff(failures: u32) -> Duration {
 /// on the object (`ReconcileError`), and the object is tried again after [`error_backoff`].
 pub(crate) fn error_policy(key: &Key, error: &Error, ctx: &Ctx, failures: u32) -> Action {
     let wait = error_backoff(failures);
-    eprintln!(
-        "podvisor: reconciling {} {}/{} failed: {error}; trying again in {}s",
+    tracing::warn!(
+        "reconciling {} {}/{} failed: {error}; trying again in {}s",
         key.resource.qualified(),
         key.namespace,
         key.name,
@@ -571,12 +571,7 @@ fn isolated_with(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".into());
-            eprintln!(
-                "podvisor: reconciling {} {}/{} failed: {what}",
-                key.resource.qualified(),
-                key.namespace,
-                key.name
-            );
+            tracing::warn!("reconciling {} {}/{} failed: {what}", key.resource.qualified(), key.namespace, key.name);
             if let Some(obj) = ctx.store.get(key) {
                 let about = Involved::of(key.resource, &obj);
                 let message = format!("reconcile failed: {what}; trying again in {}s", AFTER_PANIC.as_secs());

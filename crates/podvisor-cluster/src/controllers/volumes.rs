@@ -343,10 +343,10 @@ fn remove_directory(ctx: &Ctx, obj: &Value) {
     match std::fs::symlink_metadata(&dir) {
         Ok(m) if m.is_dir() => {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
-                eprintln!("podvisor: {}: left behind: {e}", dir.display());
+                tracing::warn!("{}: left behind: {e}", dir.display());
             }
         }
-        Ok(_) => eprintln!("podvisor: {}: not a directory, left alone", dir.display()),
+        Ok(_) => tracing::warn!("{}: not a directory, left alone", dir.display()),
         Err(_) => {}
     }
 }

@@ -119,7 +119,7 @@ pub(crate) fn record_end(log_dir: &Path, r: &ContainerRef, end: &FoundExit) {
         .and_then(|bytes| std::fs::write(&tmp, bytes))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
-        eprintln!("podvisor: {}: the end of container {} is not recorded: {e}", path.display(), r.name);
+        tracing::warn!("{}: the end of container {} is not recorded: {e}", path.display(), r.name);
     }
 }
 

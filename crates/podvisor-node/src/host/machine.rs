@@ -175,8 +175,8 @@ impl Machine for Arc<Host> {
             let tmp = dir.join(format!("{VOLUMES}.tmp"));
             let written = std::fs::write(&tmp, v).and_then(|()| std::fs::rename(&tmp, dir.join(VOLUMES)));
             if let Err(e) = written {
-                eprintln!(
-                    "podvisor: pod {}/{}: {}: {e} (a node process started again will not take this pod over)",
+                tracing::warn!(
+                    "pod {}/{}: {}: {e} (a node process started again will not take this pod over)",
                     pod.metadata.namespace.as_deref().unwrap_or("default"),
                     pod.metadata.name.as_deref().unwrap_or(""),
                     dir.join(VOLUMES).display()
@@ -224,7 +224,7 @@ impl Machine for Arc<Host> {
                 if let Ok(Some(state)) = tokio::task::spawn_blocking(move || runc.state(&asked)).await
                     && state != "stopped"
                 {
-                    eprintln!("podvisor: {signal} to {id} ({state}): {e}");
+                    tracing::warn!("{signal} to {id} ({state}): {e}");
                 }
             }
         });
@@ -268,6 +268,6 @@ fn record_sidecars(log_dir: &std::path::Path, pod: &Pod) {
     let text: String = names.iter().map(|n| format!("{n}\n")).collect();
     let file = log_dir.join(crate::pod_logs::SIDECARS_FILE);
     if let Err(e) = std::fs::create_dir_all(log_dir).and_then(|()| std::fs::write(&file, text)) {
-        eprintln!("podvisor: {}: {e}", file.display());
+        tracing::warn!("{}: {e}", file.display());
     }
 }

@@ -141,7 +141,7 @@ pub(crate) fn remove_bundle(dir: &Path) -> bool {
     match podvisor_runtime::subpath::release(&dir.join(SUBPATHS)) {
         Ok(()) => cleanup::remove_tree(dir),
         Err(e) => {
-            eprintln!("podvisor: leaving {} in place: {e}", dir.display());
+            tracing::warn!("leaving {} in place: {e}", dir.display());
             false
         }
     }

@@ -197,8 +197,8 @@ impl StartJob {
         // What a node process started again looks for: the start was asked for (whether it
         // happened, the runtime's state then says).
         if let Err(e) = std::fs::write(dir.join(STARTED), b"") {
-            eprintln!(
-                "podvisor: {}: {e} (a node process started again would not take container {id} over)",
+            tracing::warn!(
+                "{}: {e} (a node process started again would not take container {id} over)",
                 dir.join(STARTED).display()
             );
         }
@@ -206,7 +206,7 @@ impl StartJob {
         if start.is_err() {
             // The created container is ended; the watch reports the failed start either way.
             if let Err(e) = self.host.runc.kill(&id, "KILL").await {
-                eprintln!("podvisor: ending container {id} after its failed start: {e}");
+                tracing::warn!("ending container {id} after its failed start: {e}");
             }
         } else {
             steps.done("runc start");
