@@ -1129,3 +1129,84 @@ spec:
     assert_eq!(row(&out, "long").unwrap()[2], "0/2", "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// #24: every manifest in `examples/` is lint-clean and runs to success on real containers,
+/// showing what it is there to show, in order.
+#[test]
+fn the_examples_are_lint_clean_and_run_as_they_say() {
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "log-shipper-job.yaml",
+            &[
+                "log-shipper: started",
+                "report: started",
+                "/log-shipper | line 3",
+                "log-shipper | shipper: all shipped",
+                "job/report: Complete",
+            ],
+        ),
+        (
+            "migration-init-sidecar.yaml",
+            &[
+                "db-proxy: startup probe passed",
+                "migrate: started",
+                "/migrate | migration applied",
+                "app: started",
+                "/app | app done",
+                "db-proxy: sent SIGTERM",
+                "job/migrate-and-serve: Complete",
+            ],
+        ),
+        (
+            "ordered-shutdown.yaml",
+            &[
+                "log-shipper: started",
+                "metrics: started",
+                "app: started",
+                "app: exited 0",
+                "metrics: sent SIGTERM",
+                "metrics: exited 0",
+                "log-shipper: sent SIGTERM",
+                "log-shipper: exited 0",
+                "pod/ordered: Succeeded",
+            ],
+        ),
+        (
+            "proxy-startup-probe.yaml",
+            &[
+                "proxy: startup probe passed",
+                "app: started",
+                "web-client/app | hello through the proxy",
+                "pod/web-client: Succeeded",
+            ],
+        ),
+    ];
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut files: Vec<String> = std::fs::read_dir(&examples)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    let named: Vec<&str> = expected.iter().map(|(f, _)| *f).collect();
+    assert_eq!(files, named, "each example has its expectations here");
+    let dir = data_dir_with_image("examples");
+    let data = dir.join("data");
+    for (file, needles) in expected {
+        let path = examples.join(file);
+        let path = path.to_str().unwrap();
+        let (code, out, err) = podvisor(&["lint", path, "--fail-on", "warning"], None);
+        assert_eq!(code, 0, "{file} is lint-clean: {out}{err}");
+        let (code, out, err) = podvisor(&["run", path, "--data-dir", data.to_str().unwrap()], None);
+        assert_eq!(code, 0, "{file}: {out}{err}");
+        let mut from = 0;
+        for needle in *needles {
+            let at = out[from..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{file}: {needle:?} missing after byte {from}:\n{out}"));
+            from += at + needle.len();
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
