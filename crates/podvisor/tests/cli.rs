@@ -1210,3 +1210,76 @@ fn the_examples_are_lint_clean_and_run_as_they_say() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The long options `podvisor ARGS --help` lists, without `--help` and `--data-dir`.
+fn long_options(args: &[&str]) -> Vec<String> {
+    let mut full = args.to_vec();
+    full.push("--help");
+    let (code, out, err) = podvisor(&full, None);
+    assert_eq!(code, 0, "{err}");
+    let mut options: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.trim_start().split(['-', ' ']).next().filter(|s| s.is_empty()).and(Some(l.trim_start())))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(',').to_string())
+        .filter(|o| o != "--help" && o != "--data-dir")
+        .collect();
+    options.dedup();
+    options
+}
+
+/// #24: every command has its page under docs/commands/ and docs/commands.md links it; every
+/// option a command takes is on its page (the node options on theirs), and the Options section
+/// of a page names no option the command does not take.
+#[test]
+fn every_command_has_a_docs_page_that_names_its_options() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let (_, help, _) = podvisor(&["--help"], None);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{help}");
+    let index = std::fs::read_to_string(docs.join("commands.md")).unwrap();
+    let node_page = std::fs::read_to_string(docs.join("commands/node-options.md")).unwrap();
+    let node_options = long_options(&["down"]);
+    assert!(node_options.contains(&"--pod-network".to_string()), "{node_options:?}");
+    assert!(long_options(&["run"]).contains(&"--fail-fast".to_string()));
+    for o in &node_options {
+        assert!(node_page.contains(&format!("`{o}")), "node-options.md names {o}");
+    }
+    for command in commands {
+        let page = docs.join(format!("commands/{command}.md"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|_| panic!("{} is missing", page.display()));
+        assert!(text.starts_with(&format!("# podvisor {command}\n")), "{command}.md's title");
+        assert!(index.contains(&format!("(commands/{command}.md)")), "docs/commands.md links {command}");
+        let mut taken: Vec<String> = Vec::new();
+        if command == "image" {
+            for sub in ["load", "pull", "ls", "rm"] {
+                taken.extend(long_options(&["image", sub]));
+            }
+        } else {
+            taken = long_options(&[command]);
+        }
+        for o in &taken {
+            assert!(text.contains(&format!("`{o}")), "{command}.md names {o}");
+        }
+        let section = text.split("\n## ").find(|s| s.contains("ptions\n")).unwrap_or("");
+        let section = section.split("\n## ").next().unwrap_or("");
+        for word in section.split(|c: char| c == '`' || c.is_whitespace() || c == ',' || c == '[' || c == '(') {
+            if let Some(flag) = word.strip_prefix("--").map(|f| f.split(['=', ' ']).next().unwrap_or(f)) {
+                let flag = format!("--{flag}");
+                if flag.len() > 3 {
+                    assert!(
+                        taken.contains(&flag) || flag == "--data-dir",
+                        "{command}.md's options name {flag}, which it does not take"
+                    );
+                }
+            }
+        }
+    }
+}
