@@ -1283,3 +1283,38 @@ fn every_command_has_a_docs_page_that_names_its_options() {
         }
     }
 }
+
+/// #24: every row of docs/kubectl.md marked working names tests of the kubectl suite that
+/// exist and that run what the row is about (its first word: the kubectl command, or the kind).
+#[test]
+fn the_kubectl_matrix_names_the_tests_that_run_each_row() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let matrix = std::fs::read_to_string(root.join("../../docs/kubectl.md")).unwrap();
+    let suite = std::fs::read_to_string(root.join("tests/kubectl.rs")).unwrap();
+    let body = |name: &str| -> Option<&str> {
+        let start = suite.find(&format!("#[test]\nfn {name}()"))?;
+        let rest = &suite[start + 8..];
+        Some(&rest[..rest.find("\n#[test]").unwrap_or(rest.len())])
+    };
+    let mut working = 0;
+    for row in matrix.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| kubectl") && !l.starts_with("|---")) {
+        // Cells split on `|` not escaped as `\|`.
+        let cells: Vec<String> =
+            row.replace("\\|", "\u{1}").split('|').map(|c| c.trim().replace('\u{1}', "|")).collect();
+        let (what, works, tests) = (&cells[1], &cells[2], &cells[4]);
+        assert!(["yes", "partly", "no"].contains(&works.as_str()), "{row}");
+        if works == "no" {
+            continue;
+        }
+        working += 1;
+        let first = what.trim_start_matches('`').split([' ', '`', ',']).next().unwrap();
+        let needle =
+            first.strip_suffix("es").filter(|s| s.ends_with("Class")).or(first.strip_suffix('s')).unwrap_or(first);
+        let names: Vec<&str> = tests.split(',').map(|t| t.trim().trim_matches('`')).filter(|t| !t.is_empty()).collect();
+        assert!(!names.is_empty(), "a working row names its tests: {row}");
+        let bodies: Vec<&str> =
+            names.iter().map(|n| body(n).unwrap_or_else(|| panic!("no test {n} in kubectl.rs"))).collect();
+        assert!(bodies.iter().any(|b| b.contains(needle)), "none of {names:?} runs {needle:?}: {row}");
+    }
+    assert!(working >= 20, "{working} working rows");
+}

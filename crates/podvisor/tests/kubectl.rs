@@ -1751,6 +1751,30 @@ fn apply_of_a_mixed_directory_applies_what_is_served_and_names_the_rest() {
     assert!(err.contains("no matches for kind \"PodDisruptionBudget\" in version \"policy/v1\""), "{err}");
     let info = server.ok(&["cluster-info"], None);
     assert!(info.contains("Kubernetes control plane is running at https://127.0.0.1:"), "{info}");
+    // #24: the rest of what docs/kubectl.md marks working for everyday edits.
+    let resources = server.ok(&["api-resources"], None);
+    assert!(
+        resources.lines().any(|l| l.starts_with("pods ") && l.contains(" po ") && l.ends_with("Pod")),
+        "{resources}"
+    );
+    assert!(resources.lines().any(|l| l.starts_with("statefulsets ") && l.contains("apps/v1")), "{resources}");
+    let editor = dir.join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/x: \"1\"/x: \"2\"/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut edit = Command::new("kubectl");
+    edit.env("KUBECONFIG", dir.join("data/serve/kubeconfig"))
+        .env("KUBE_EDITOR", &editor)
+        .arg("--cache-dir")
+        .arg(dir.join("kube-cache"))
+        .args(["edit", "configmap", "a"]);
+    let edited = edit.output().unwrap();
+    assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
+    assert_eq!(server.ok(&["get", "configmap", "a", "-o", "jsonpath={.data.x}"], None), "2");
+    server.ok(&["label", "configmap", "a", "tier=web"], None);
+    server.ok(&["annotate", "configmap", "a", "note=hi"], None);
+    let meta = server
+        .ok(&["get", "configmap", "-l", "tier=web", "-o", "jsonpath={.items[0].metadata.annotations.note}"], None);
+    assert_eq!(meta, "hi");
 }
 
 /// #24: a second server on a data directory in use says so, as `run` does, instead of the
