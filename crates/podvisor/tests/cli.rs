@@ -1318,3 +1318,65 @@ fn the_kubectl_matrix_names_the_tests_that_run_each_row() {
     }
     assert!(working >= 20, "{working} working rows");
 }
+
+/// The shell block that follows `<!-- quick-start: NAME -->` in the README.
+fn quick_start_block(readme: &str, name: &str) -> String {
+    let marker = format!("<!-- quick-start: {name} -->\n```sh\n");
+    let start = readme.find(&marker).unwrap_or_else(|| panic!("the README has no {name} block")) + marker.len();
+    readme[start..start + readme[start..].find("```").unwrap()].to_string()
+}
+
+/// #24: the README's quick start, run as it stands: its commands, in its order, from the
+/// checkout, with podvisor on the PATH (a data directory of the test's own through
+/// PODVISOR_DATA_DIR, which every command honours).
+#[test]
+fn the_readme_quick_start_works_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_podvisor")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let dir = std::env::temp_dir().join(format!("podvisor-quick-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    let shell = |block: &str| {
+        let out = Command::new("sh")
+            .args(["-e", "-c", block])
+            .current_dir(&root)
+            .env("PATH", &path)
+            .env("PODVISOR_DATA_DIR", &data)
+            .env("HOME", &dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{block}\n{text}");
+        text
+    };
+    let ran = shell(&quick_start_block(&readme, "run"));
+    assert!(ran.contains("job/report: Complete"), "{ran}");
+    assert!(ran.trim_end().ends_with("shipper: all shipped, stopping"), "the logs after the run: {ran}");
+
+    let mut serve = Command::new("sh")
+        .args(["-c", &format!("exec {}", quick_start_block(&readme, "serve").trim())])
+        .current_dir(&root)
+        .env("PATH", &path)
+        .env("PODVISOR_DATA_DIR", &data)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("podvisor: serving the Kubernetes API at https://"), "{first}");
+    std::thread::spawn(move || for _ in lines {});
+    let listed = shell(&quick_start_block(&readme, "kubectl"));
+    let _ = Command::new("kill").args(["-INT", &serve.id().to_string()]).status();
+    let stopped = serve.wait().unwrap();
+    assert!(listed.contains("job.batch/report created"), "{listed}");
+    assert!(listed.contains("job.batch/report condition met"), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("report-") && l.contains(" 0/2 ") && l.contains("Completed")),
+        "{listed}"
+    );
+    assert!(listed.contains("line 3\n"), "{listed}");
+    assert!(stopped.success(), "{stopped}");
+    std::fs::remove_dir_all(&dir).ok();
+}
