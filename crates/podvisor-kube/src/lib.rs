@@ -5,7 +5,10 @@
 
 #![warn(missing_docs)]
 
+pub mod apply;
 pub mod explain;
+pub mod follow;
+pub mod live;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -29,6 +32,29 @@ pub enum ClientError {
     NotFound(String),
 }
 
+/// An API error in one line, as kubectl says it: the server's message (`Unauthorized`,
+/// `pods "x" is forbidden: …`), or why it could not be reached with the causes under it.
+pub fn one_line(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        kube::Error::Api(s) => s.reason.clone(),
+        e => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            for _ in 0..8 {
+                let Some(c) = cause else { break };
+                let line = c.to_string();
+                if !text.contains(&line) {
+                    text.push_str(": ");
+                    text.push_str(&line);
+                }
+                cause = c.source();
+            }
+            text
+        }
+    }
+}
+
 /// Where to find the API: a kubeconfig file (else `KUBECONFIG`, else `~/.kube/config`) and a
 /// context in it (else its current one).
 #[derive(Debug, Clone, Default)]
@@ -39,22 +65,53 @@ pub struct Target {
     pub context: Option<String>,
 }
 
-/// A client for the API `target` names, as kubectl would make it, the context's default
-/// namespace, and the server's address (for messages).
-pub async fn connect(target: &Target) -> Result<(kube::Client, String, String), ClientError> {
+/// A client for an API, and what it was made from, for messages.
+#[derive(Clone)]
+pub struct Connection {
+    /// The client.
+    pub client: kube::Client,
+    /// The context's default namespace.
+    pub namespace: String,
+    /// The server's address.
+    pub server: String,
+    /// The context's name.
+    pub context: String,
+}
+
+impl Connection {
+    /// `e` in one line that names the context and the server, as a user needs it to tell
+    /// which cluster refused what.
+    pub fn say(&self, e: &ClientError) -> String {
+        match e {
+            ClientError::NotFound(m) => m.clone(),
+            ClientError::Config(m) => format!("kubeconfig: {m}"),
+            ClientError::Api(e @ kube::Error::Api(_)) => {
+                format!("context {:?} ({}): {}", self.context, self.server, one_line(e))
+            }
+            ClientError::Api(e) => {
+                format!("context {:?}: cannot reach the API at {}: {}", self.context, self.server, one_line(e))
+            }
+        }
+    }
+}
+
+/// A client for the API `target` names, as kubectl would make it (`KUBECONFIG`, client
+/// certificates, tokens, exec credential plugins, CA data).
+pub async fn connect(target: &Target) -> Result<Connection, ClientError> {
     let options = kube::config::KubeConfigOptions { context: target.context.clone(), ..Default::default() };
     let kubeconfig = match &target.kubeconfig {
         Some(path) => kube::config::Kubeconfig::read_from(path)
             .map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))?,
         None => kube::config::Kubeconfig::read().map_err(|e| ClientError::Config(e.to_string()))?,
     };
+    let context = target.context.clone().or_else(|| kubeconfig.current_context.clone()).unwrap_or_default();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
-        .map_err(|e| ClientError::Config(e.to_string()))?;
+        .map_err(|e| ClientError::Config(format!("context {context:?}: {e}")))?;
     let namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(ClientError::Api)?;
-    Ok((client, namespace, server))
+    Ok(Connection { client, namespace, server, context })
 }
 
 async fn pod_events(client: &kube::Client, namespace: &str, pod: &Pod) -> Result<Vec<Event>, ClientError> {
@@ -182,4 +239,34 @@ pub async fn workloads(
         out.push((ns_of(&o.metadata), Object::Pod(Box::new(o))));
     }
     Ok(out)
+}
+
+/// The pod `what` names in `namespace`: `POD` or `pod/NAME`, or the newest pod of `job/NAME` or
+/// `deploy/NAME`, as `kubectl logs` picks it.
+pub async fn pod_of(client: &kube::Client, namespace: &str, what: &str) -> Result<Pod, ClientError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let (kind, name) = what.split_once('/').unwrap_or(("pod", what));
+    let selector = match kind {
+        "pod" | "pods" | "po" => {
+            return pods.get_opt(name).await?.ok_or_else(|| ClientError::NotFound(format!("pods {name:?} not found")));
+        }
+        "job" | "jobs" => {
+            let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+            jobs.get_opt(name).await?.ok_or_else(|| ClientError::NotFound(format!("jobs.batch {name:?} not found")))?;
+            format!("batch.kubernetes.io/job-name={name}")
+        }
+        "deploy" | "deployment" | "deployments" => {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+            let d = deployments
+                .get_opt(name)
+                .await?
+                .ok_or_else(|| ClientError::NotFound(format!("deployments.apps {name:?} not found")))?;
+            let labels = d.spec.and_then(|s| s.selector.match_labels).unwrap_or_default();
+            live::selector_text(&labels)
+        }
+        other => return Err(ClientError::NotFound(format!("logs of a {other}: name a pod, job/NAME or deploy/NAME"))),
+    };
+    let mut list = pods.list(&ListParams::default().labels(&selector)).await?.items;
+    list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    list.pop().ok_or_else(|| ClientError::NotFound(format!("no pods found for {what}")))
 }

@@ -35,9 +35,9 @@ pub fn run(out: &mut impl Write, data_dir: &Path, opts: Options) -> anyhow::Resu
     let target = podvisor_kube::Target { kubeconfig: kubeconfig(opts.kubeconfig, data_dir), context: opts.context };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let explanations = rt.block_on(async {
-        let (client, default_ns, server) = podvisor_kube::connect(&target).await?;
-        let ns = opts.namespace.unwrap_or(default_ns);
-        podvisor_kube::explain_target(&client, &ns, &opts.what).await.map_err(|e| crate::lint::at(&server, e))
+        let c = podvisor_kube::connect(&target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ns = opts.namespace.clone().unwrap_or_else(|| c.namespace.clone());
+        podvisor_kube::explain_target(&c.client, &ns, &opts.what).await.map_err(|e| anyhow::anyhow!(c.say(&e)))
     })?;
     for e in explanations {
         write!(out, "{e}")?;

@@ -88,27 +88,14 @@ pub fn manifests_in(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> std::io
     Ok(())
 }
 
-/// An API error with the server it came from; a server that cannot be reached is said so.
-pub fn at(server: &str, e: podvisor_kube::ClientError) -> anyhow::Error {
-    match e {
-        podvisor_kube::ClientError::NotFound(m) => anyhow::anyhow!("{m}"),
-        podvisor_kube::ClientError::Api(podvisor_kube::kube::Error::Api(status)) => {
-            anyhow::anyhow!("{server}: {}", status.message)
-        }
-        other => anyhow::anyhow!(
-            "cannot reach the API at {server}: {other} (is `podvisor serve` running, or is --kubeconfig/--context the one meant?)"
-        ),
-    }
-}
-
 /// The findings on the live workloads an API holds; each is named `<namespace>` as its file.
 fn lint_live(live: &Live) -> anyhow::Result<Vec<Finding>> {
     let target = podvisor_kube::Target { kubeconfig: live.kubeconfig.clone(), context: live.context.clone() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let objects = rt.block_on(async {
-        let (client, default_ns, server) = podvisor_kube::connect(&target).await?;
-        let ns = if live.all_namespaces { None } else { Some(live.namespace.clone().unwrap_or(default_ns)) };
-        podvisor_kube::workloads(&client, ns.as_deref()).await.map_err(|e| at(&server, e))
+        let c = podvisor_kube::connect(&target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ns = if live.all_namespaces { None } else { Some(live.namespace.clone().unwrap_or(c.namespace.clone())) };
+        podvisor_kube::workloads(&c.client, ns.as_deref()).await.map_err(|e| anyhow::anyhow!(c.say(&e)))
     })?;
     let mut findings = Vec::new();
     for (ns, object) in objects {

@@ -22,6 +22,8 @@ pub struct Options {
     pub timestamps: bool,
     /// Only the last lines.
     pub tail: Option<usize>,
+    /// Read them from the cluster this names instead of this machine's logs.
+    pub cluster: Option<podvisor_kube::Target>,
 }
 
 /// Prints what a [`Tail`] read.
@@ -35,8 +37,61 @@ fn print(out: &mut impl Write, tail: &mut Tail, timestamps: bool) -> std::io::Re
     out.flush()
 }
 
+/// Prints the log of a pod on a cluster, through its API, as `kubectl logs` does.
+fn remote(out: &mut impl Write, target: &podvisor_kube::Target, o: &Options) -> anyhow::Result<bool> {
+    use futures_util::AsyncBufReadExt;
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let c = podvisor_kube::connect(target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let say = |e: podvisor_kube::ClientError| anyhow::anyhow!(c.say(&e));
+        let pod = podvisor_kube::pod_of(&c.client, &o.namespace, &o.pod).await.map_err(say)?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let container = match &o.container {
+            Some(c) => c.clone(),
+            None => {
+                let spec = pod.spec.clone().unwrap_or_default();
+                let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+                match names.as_slice() {
+                    [only] => only.clone(),
+                    _ => anyhow::bail!(
+                        "a container name must be specified for pod {name}, choose one of: [{}]",
+                        spec.init_containers
+                            .iter()
+                            .flatten()
+                            .map(|c| c.name.clone())
+                            .chain(names)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                }
+            }
+        };
+        let params = podvisor_kube::kube::api::LogParams {
+            container: Some(container),
+            follow: o.follow,
+            previous: o.previous,
+            timestamps: o.timestamps,
+            tail_lines: o.tail.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        let pods: podvisor_kube::kube::Api<k8s_openapi::api::core::v1::Pod> =
+            podvisor_kube::kube::Api::namespaced(c.client.clone(), &o.namespace);
+        let stream = pods.log_stream(&name, &params).await.map_err(|e| say(e.into()))?;
+        let mut lines = Box::pin(stream).lines();
+        while let Some(line) = lines.next().await {
+            writeln!(out, "{}", line?)?;
+            out.flush()?;
+        }
+        Ok(true)
+    })
+}
+
 /// Prints the log; returns whether it was found.
 pub fn run(out: &mut impl Write, data: &Path, o: Options) -> anyhow::Result<bool> {
+    if let Some(target) = &o.cluster {
+        return remote(out, target, &o);
+    }
     // `job/NAME` and `deploy/NAME` name a controller's newest pod, as kubectl takes them.
     let pod = match o.pod.split_once('/') {
         Some(("job" | "jobs", owner)) => PodLogs::find_of(data, &o.namespace, owner, false)?,

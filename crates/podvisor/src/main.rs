@@ -11,9 +11,11 @@ mod log;
 mod logs;
 mod migrate;
 mod node_args;
+mod printer;
 mod prune;
 mod ps;
 mod run;
+mod run_remote;
 mod serve;
 mod simulate;
 mod simulate_job;
@@ -199,6 +201,17 @@ enum Command {
         /// NO_COLOR is set or TERM=dumb).
         #[arg(long, value_enum, default_value = "auto")]
         color: lint::Colour,
+        /// Run on the cluster of this kubeconfig context instead of this machine: apply the
+        /// manifests (server-side, field manager podvisor) and follow them as a local run does.
+        #[arg(long)]
+        context: Option<String>,
+        /// Run on the cluster this kubeconfig reaches (its current context unless --context).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// With --context or --kubeconfig: the namespace of objects that name none (default: the
+        /// context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -224,6 +237,12 @@ enum Command {
         /// Only the last N lines (then new ones with -f).
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+        /// Read the log from the cluster of this kubeconfig context instead of this machine.
+        #[arg(long)]
+        context: Option<String>,
+        /// Read the log from the cluster this kubeconfig reaches.
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
     },
     /// Run a command in a running container of a pod of this machine (`podvisor run` or
     /// `serve`), with this terminal: `podvisor exec POD -c app -- sh`.
@@ -419,8 +438,10 @@ fn main() -> ExitCode {
                 Err(e) => finish(Err(e)),
             };
         }
-        Command::Logs { pod, container, namespace, follow, previous, timestamps, tail } => {
-            let o = logs::Options { pod, namespace, container, follow, previous, timestamps, tail };
+        Command::Logs { pod, container, namespace, follow, previous, timestamps, tail, context, kubeconfig } => {
+            let cluster =
+                (context.is_some() || kubeconfig.is_some()).then_some(podvisor_kube::Target { kubeconfig, context });
+            let o = logs::Options { pod, namespace, container, follow, previous, timestamps, tail, cluster };
             return finish(logs::run(&mut std::io::stdout().lock(), &cli.data_dir, o));
         }
     };
@@ -444,7 +465,24 @@ fn main() -> ExitCode {
         Command::Simulate { behave, until, timeline, .. } => {
             simulate::run(&mut out, &manifests, &behave, Duration::from_secs(until), timeline.as_deref())
         }
-        Command::Run { timeline, node, pull, color, fail_fast, .. } => {
+        Command::Run { timeline, pull, color, fail_fast, context, kubeconfig, namespace, .. }
+            if context.is_some() || kubeconfig.is_some() =>
+        {
+            if pull.is_some() {
+                eprintln!(
+                    "podvisor: --pull is for this machine's image store; a cluster's kubelets pull as the manifests say"
+                );
+                return ExitCode::from(1);
+            }
+            let target = podvisor_kube::Target { kubeconfig, context };
+            let opts = run_remote::Options { target, namespace, timeline, colour: color, fail_fast };
+            match run_remote::run(&mut out, manifests, opts) {
+                Ok(run::Outcome::Done(ok)) => Ok(ok),
+                Ok(run::Outcome::Interrupted) => return ExitCode::from(130),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Run { timeline, node, pull, color, fail_fast, namespace: None, .. } => {
             let runtime_why = node_args::resolve_runtime(&node.runtime, &cli.data_dir).1;
             let opts = run::Options {
                 node: node.options(&cli.data_dir),
@@ -459,6 +497,12 @@ fn main() -> ExitCode {
                 Ok(run::Outcome::Interrupted) => return ExitCode::from(130),
                 Err(e) => Err(e),
             }
+        }
+        Command::Run { namespace: Some(_), .. } => {
+            eprintln!(
+                "podvisor: -n/--namespace is for a run on a cluster (--context or --kubeconfig); manifests name their namespace"
+            );
+            return ExitCode::from(1);
         }
         Command::Image(_)
         | Command::Logs { .. }

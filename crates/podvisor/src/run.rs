@@ -3,7 +3,6 @@
 //! Ctrl-C deletes everything with the ordered graceful shutdown (a second Ctrl-C kills at once),
 //! and the exit code says whether every Pod and Job succeeded.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -12,7 +11,9 @@ use podvisor_manifest::Manifest;
 
 use podvisor_apiserver::admission;
 use podvisor_cluster::{Cluster, Key, Store};
-use podvisor_node::{Node, NodeEvent, What};
+use podvisor_node::{NodeEvent, What};
+
+use crate::printer::Printer;
 use podvisor_objects::kinds::Resource;
 use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
@@ -114,303 +115,6 @@ fn images_up_front(out: &mut impl Write, manifests: &mut [Manifest], opts: &Opti
     Ok(())
 }
 
-const COLOURS: [&str; 6] = ["36", "33", "35", "32", "34", "31"];
-
-struct Printer {
-    node: Node,
-    store: std::sync::Arc<Store>,
-    start: Timestamp,
-    colour: bool,
-    /// On a terminal, the pod table kept under the output, and how many lines it has.
-    table: Option<(Node, usize)>,
-    colours: BTreeMap<String, &'static str>,
-    timeline: Option<Vec<NodeEvent>>,
-    /// On a terminal, the containers waiting out a grace period, by pod UID and container:
-    /// their pod, when they are killed, and whether their PID 1 ignores the stop signal.
-    countdowns: BTreeMap<(String, String), Countdown>,
-    /// Whether the user has pressed Ctrl-C once (a second one kills).
-    interrupted: bool,
-}
-
-/// A container sent its stop signal, waiting out its grace period.
-struct Countdown {
-    pod: String,
-    signal: String,
-    kill_at: std::time::Instant,
-    ignores: bool,
-}
-
-impl Countdown {
-    /// `web/log-shipper ignores SIGTERM: killing in 24 s (Ctrl-C again to kill now)`.
-    fn line(&self, container: &str, now: std::time::Instant, interrupted: bool) -> String {
-        let left = self.kill_at.saturating_duration_since(now).as_secs_f64().ceil() as u64;
-        let what = if self.ignores {
-            format!("ignores {}: killing in {left} s", self.signal)
-        } else {
-            format!("stopping: killed in {left} s if it has not exited")
-        };
-        let ctrl_c = if interrupted { "Ctrl-C again to kill now" } else { "Ctrl-C twice to kill now" };
-        format!("{}/{container} {what} ({ctrl_c})", self.pod)
-    }
-}
-
-fn short(pod: &str) -> &str {
-    pod.strip_prefix("default/").unwrap_or(pod)
-}
-
-impl Printer {
-    fn paint(&mut self, who: &str) -> String {
-        if !self.colour {
-            return who.to_string();
-        }
-        let n = self.colours.len();
-        let c = *self.colours.entry(who.to_string()).or_insert(COLOURS[n % COLOURS.len()]);
-        format!("\x1b[{c}m{who}\x1b[0m")
-    }
-
-    /// Erases the table drawn last (the lines printed next take its place).
-    fn erase(&mut self, out: &mut impl Write) -> std::io::Result<()> {
-        if let Some((_, lines)) = &mut self.table
-            && *lines > 0
-        {
-            write!(out, "\x1b[{lines}A\x1b[J")?;
-            *lines = 0;
-        }
-        Ok(())
-    }
-
-    /// Draws kubectl's `get pods` table of every pod under the output.
-    fn draw(&mut self, out: &mut impl Write) -> std::io::Result<()> {
-        let Some((node, lines)) = &mut self.table else { return Ok(()) };
-        let now = Timestamp::now();
-        let mut rows = vec![(
-            "NAME".to_string(),
-            "READY".to_string(),
-            "STATUS".to_string(),
-            "RESTARTS".to_string(),
-            "AGE".to_string(),
-        )];
-        for h in node.pods() {
-            let pod = k8s_openapi::api::core::v1::Pod { status: Some(h.status()), ..h.pod().clone() };
-            let c = podvisor_objects::columns::pod_columns(&pod, now);
-            let since = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).unwrap_or(now);
-            let age = podvisor_objects::columns::human_duration(now.duration_since(since));
-            rows.push((short(&h.key()).to_string(), c.ready, c.status, c.restarts, age));
-        }
-        let w = |f: fn(&(String, String, String, String, String)) -> &String| {
-            rows.iter().map(|r| f(r).len()).max().unwrap_or(0)
-        };
-        let (a, b, c, d) = (w(|r| &r.0), w(|r| &r.1), w(|r| &r.2), w(|r| &r.3));
-        for r in &rows {
-            writeln!(out, "\x1b[2m{:<a$}   {:<b$}   {:<c$}   {:<d$}   {}\x1b[0m", r.0, r.1, r.2, r.3, r.4)?;
-        }
-        let now = std::time::Instant::now();
-        for ((_, container), c) in &self.countdowns {
-            writeln!(out, "\x1b[33m{}\x1b[0m", c.line(container, now, self.interrupted))?;
-        }
-        *lines = rows.len() + self.countdowns.len();
-        out.flush()
-    }
-
-    /// Whether a countdown is shown (the table is then drawn again every second).
-    fn counting(&self) -> bool {
-        self.table.is_some() && !self.countdowns.is_empty()
-    }
-
-    /// Draws the table again, with the countdowns' new figures.
-    fn redraw(&mut self, out: &mut impl Write) -> std::io::Result<()> {
-        self.erase(out)?;
-        self.draw(out)
-    }
-
-    fn print(&mut self, out: &mut impl Write, e: NodeEvent) -> std::io::Result<()> {
-        self.erase(out)?;
-        self.print_line(out, e)?;
-        self.draw(out)
-    }
-
-    fn print_line(&mut self, out: &mut impl Write, e: NodeEvent) -> std::io::Result<()> {
-        let secs = e.at.duration_since(self.start).as_secs_f64();
-        let pod = short(&e.pod).to_string();
-        let line = |who: String, text: String| format!("[{secs:>8.3}s] {who} {text}");
-        let text = match &e.what {
-            What::Log { container, line, .. } => {
-                let who = self.paint(&format!("{pod}/{container}"));
-                writeln!(out, "{who} | {line}")?;
-                None
-            }
-            What::Started { container, attempt } => {
-                let started = if *attempt == 0 { "started".into() } else { format!("started (restart {attempt})") };
-                let note = (*attempt == 0).then(|| self.readiness_note(&e.uid, container)).flatten();
-                let who = format!("pod/{pod} {container}:");
-                Some(match note {
-                    Some(n) => format!("{}\n{}", line(who.clone(), started), line(who, n)),
-                    None => line(who, started),
-                })
-            }
-            What::Exited { container, exit_code, reason, .. } => {
-                self.countdowns.remove(&(e.uid.clone(), container.clone()));
-                Some(line(format!("pod/{pod} {container}:"), format!("exited {exit_code} ({reason})")))
-            }
-            What::Signalled { container, signal, why, kill_in } => {
-                let shell = self.shell_ignores_sigterm(&e.uid, container);
-                let key = (e.uid.clone(), container.clone());
-                match kill_in {
-                    Some(secs) if signal != "SIGKILL" && self.table.is_some() => {
-                        let kill_at = std::time::Instant::now() + std::time::Duration::from_secs(*secs);
-                        let c = Countdown { pod: pod.clone(), signal: signal.clone(), kill_at, ignores: shell };
-                        self.countdowns.insert(key, c);
-                    }
-                    _ => {
-                        self.countdowns.remove(&key);
-                    }
-                }
-                let hint = match (signal.as_str(), why.contains("grace period is over"), shell) {
-                    ("SIGKILL", true, true) => {
-                        " (its PID 1 is a shell without a trap, which ignores SIGTERM: lint PV004)"
-                    }
-                    ("SIGKILL", true, false) => " (a PID 1 without a handler for the stop signal ignores it)",
-                    _ => "",
-                };
-                let who = format!("pod/{pod} {container}:");
-                let sent = line(who.clone(), format!("sent {signal}: {why}{hint}"));
-                // Said when it is sent, not when the grace runs out: the wait is coming.
-                let note = (signal != "SIGKILL" && shell).then(|| {
-                    let grace = kill_in.map_or_else(|| self.grace(&e.uid), |s| i64::try_from(s).unwrap_or(i64::MAX));
-                    let ctrl_c = if self.interrupted { "again" } else { "twice" };
-                    line(
-                        who,
-                        format!(
-                            "note: its PID 1 is a shell without a trap: it ignores SIGTERM, so it is killed in {grace} s (Ctrl-C {ctrl_c} to kill now)"
-                        ),
-                    )
-                });
-                Some(match note {
-                    Some(n) => format!("{sent}\n{n}"),
-                    None => sent,
-                })
-            }
-            What::Handler { container, handler, .. } if handler == "startupProbe" => {
-                Some(line(format!("pod/{pod} {container}:"), "startup probe passed".into()))
-            }
-            What::Handler { container, handler, result } => {
-                Some(line(format!("pod/{pod} {container}:"), format!("{handler} hook: {result}")))
-            }
-            What::Timing { .. } => None,
-            What::Event { kind, reason, message, .. } => {
-                let noisy =
-                    *kind == "Normal" && matches!(reason.as_str(), "Pulled" | "Created" | "Started" | "Scheduled");
-                (!noisy).then(|| line(format!("pod/{pod}"), format!("event {reason}: {message}")))
-            }
-            What::Phase { phase } => Some(line(format!("pod/{pod}"), format!("phase {phase}"))),
-            What::Finished { phase } => {
-                let done = line(format!("pod/{pod}"), format!("finished: {phase}"));
-                Some(match (phase == "Failed").then(|| self.job_retry(&e.pod)).flatten() {
-                    Some(retry) => format!("{done}\n{}", line(format!("pod/{pod}"), retry)),
-                    None => done,
-                })
-            }
-        };
-        if let Some(t) = text {
-            writeln!(out, "{t}")?;
-        }
-        if let Some(tl) = &mut self.timeline {
-            tl.push(e);
-        }
-        Ok(())
-    }
-}
-
-impl Printer {
-    /// Whether `container` of the pod with `uid` runs a shell as PID 1 that ignores SIGTERM.
-    fn shell_ignores_sigterm(&self, uid: &str, container: &str) -> bool {
-        let Some(handle) = self.node.pods().into_iter().find(|p| p.uid() == uid) else { return false };
-        let spec = handle.pod().spec.clone().unwrap_or_default();
-        spec.init_containers
-            .iter()
-            .flatten()
-            .chain(&spec.containers)
-            .find(|c| c.name == container)
-            .is_some_and(podvisor_lint::shell_ignores_sigterm)
-    }
-
-    /// For a failed pod of a Job (`namespace/name`): when the Job controller makes the next one,
-    /// and which attempt of how many that is, or that the back-off limit is reached.
-    fn job_retry(&self, pod: &str) -> Option<String> {
-        let (ns, name) = pod.split_once('/')?;
-        let obj = self.store.get(&Key::new(Resource::Pods, ns, name))?;
-        let owner = obj.pointer("/metadata/ownerReferences")?.as_array()?.iter().find(|o| o["kind"] == "Job")?;
-        let job_name = owner["name"].as_str()?;
-        let job = self.store.get(&Key::new(Resource::Jobs, ns, job_name))?;
-        let failing = job
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|c| matches!(c["type"].as_str(), Some("Failed" | "FailureTarget")) && c["status"] == "True");
-        if let Some(c) = failing {
-            return Some(format!(
-                "job/{job_name}: no retry: {}",
-                c["message"].as_str().unwrap_or("the Job has failed")
-            ));
-        }
-        let limit = job.pointer("/spec/backoffLimit").and_then(Value::as_i64).unwrap_or(6);
-        let uid = owner["uid"].as_str().unwrap_or("");
-        let failed = self
-            .store
-            .list(Resource::Pods, Some(ns))
-            .0
-            .iter()
-            .filter(|p| p.pointer("/metadata/ownerReferences/0/uid").and_then(Value::as_str) == Some(uid))
-            .filter(|p| p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed"))
-            .count() as i64;
-        if failed > limit {
-            return Some(format!("job/{job_name}: no retry: {failed} failed pods, past backoffLimit {limit}"));
-        }
-        let delay = podvisor_cluster::controllers::jobs::job_backoff(u32::try_from(failed).unwrap_or(u32::MAX));
-        Some(format!(
-            "job/{job_name}: retrying in {} s, attempt {} of {}",
-            delay.as_secs(),
-            failed + 1,
-            limit.saturating_add(1)
-        ))
-    }
-
-    /// The grace period of the pod with `uid`, in seconds.
-    fn grace(&self, uid: &str) -> i64 {
-        let handle = self.node.pods().into_iter().find(|p| p.uid() == uid);
-        handle.and_then(|h| h.pod().spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30)
-    }
-
-    /// When `container` starts while a sidecar before it has a readinessProbe that has not
-    /// passed: a word that this is how Kubernetes works (readiness never holds back the next
-    /// container; a startupProbe does), since many manifests say otherwise in their comments.
-    fn readiness_note(&self, uid: &str, container: &str) -> Option<String> {
-        let handle = self.node.pods().into_iter().find(|p| p.uid() == uid)?;
-        let spec = handle.pod().spec.as_ref()?;
-        let inits = spec.init_containers.as_deref().unwrap_or_default();
-        let before = match inits.iter().position(|c| c.name == container) {
-            Some(i) => &inits[..i],
-            None => inits,
-        };
-        let status = handle.status();
-        let ready = |name: &str| status.init_container_statuses.iter().flatten().any(|s| s.name == name && s.ready);
-        let waiting: Vec<&str> = before
-            .iter()
-            .filter(|c| c.restart_policy.as_deref() == Some("Always") && c.readiness_probe.is_some())
-            .filter(|c| !ready(&c.name))
-            .map(|c| c.name.as_str())
-            .collect();
-        (!waiting.is_empty()).then(|| {
-            format!(
-                "note: started before sidecar {} passed its readinessProbe; readiness never holds back \
-                 the next container, only a startupProbe (or postStart hook) does",
-                waiting.join(", ")
-            )
-        })
-    }
-}
-
 /// Whether `e` says an image could not be pulled (the kubelet's `Failed` event for a pull).
 fn is_pull_failure(e: &NodeEvent) -> bool {
     matches!(&e.what, What::Event { reason, message, .. } if reason == "Failed" && message.starts_with("Failed to pull image"))
@@ -469,17 +173,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
         crate::lint::Colour::Never => (false, false),
         crate::lint::Colour::Auto => (tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()), tty),
     };
-    let mut printer = Printer {
-        node: node.clone(),
-        store: store.clone(),
-        start: Timestamp::now(),
-        colour,
-        table: tty.then(|| (node.clone(), 0)),
-        colours: BTreeMap::new(),
-        timeline: opts.timeline.as_ref().map(|_| Vec::new()),
-        countdowns: BTreeMap::new(),
-        interrupted: false,
-    };
+    let mut printer = Printer::new(Box::new(node.clone()), Some(store.clone()), colour, tty, opts.timeline.is_some());
     // The workloads whose outcome is the run's: Pods and Jobs end, Deployments run until
     // interrupted.
     let mut pending: Vec<Key> = Vec::new();
@@ -547,7 +241,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
                     && is_pull_failure(&e)
                     && let What::Event { message, .. } = &e.what
                 {
-                    failed_fast = Some(format!("pod/{}: {message}", short(&e.pod)));
+                    failed_fast = Some(format!("pod/{}: {message}", crate::printer::short(&e.pod)));
                 }
                 printer.print(out, e)?
             }
@@ -576,7 +270,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
         results.push(("podvisor".into(), false, "stopped by --fail-fast".into()));
     }
     printer.erase(out)?;
-    printer.table = None;
+    printer.drop_table();
     cluster.close_services().await;
     let elapsed = Timestamp::now().duration_since(printer.start).as_secs_f64();
     results.sort();
@@ -587,15 +281,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     }
     writeln!(out, "podvisor: done in {elapsed:.3}s")?;
     if let (Some(path), Some(tl)) = (&opts.timeline, &printer.timeline) {
-        if crate::timeline::picture(path).is_some() {
-            let events: Vec<serde_json::Value> = tl.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
-            let title = format!("podvisor run, {}", printer.start);
-            let picture = podvisor_timeline::from_run_events(&title, &events, &std::collections::HashMap::new());
-            crate::timeline::write(path, &picture)?;
-        } else {
-            std::fs::write(path, serde_json::to_vec_pretty(tl)?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        }
+        crate::timeline::save(path, &format!("podvisor run, {}", printer.start), tl)?;
     }
     Ok(if interrupts > 0 { Outcome::Interrupted } else { Outcome::Done(ok) })
 }

@@ -28,6 +28,16 @@ pub fn write(path: &Path, t: &Timeline) -> anyhow::Result<()> {
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// Writes a run's events to `path`: as JSON (for `podvisor timeline`), or drawn as the picture
+/// its extension asks for, titled `title`.
+pub fn save(path: &Path, title: &str, events: &[podvisor_node::NodeEvent]) -> anyhow::Result<()> {
+    if picture(path).is_some() {
+        let events: Vec<serde_json::Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+        return write(path, &podvisor_timeline::from_run_events(title, &events, &HashMap::new()));
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(events)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// `podvisor timeline RUN.json -o OUT`: the picture of a run's events.
 pub fn from_file(input: &Path, output: &Path) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;

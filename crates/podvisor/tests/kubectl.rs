@@ -2233,3 +2233,104 @@ fn serve_verbose_logs_requests_and_pod_steps() {
     let step = lines.iter().find(|l| l["target"] == "podvisor::pod").unwrap();
     assert_eq!(step["pod"], "default/y");
 }
+
+/// The lifecycle lines of a run: `(container, step)` for each start, exit and stop signal, in
+/// order.
+fn lifecycle(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.split_once("] pod/")?.1;
+            let (_, rest) = rest.split_once(' ')?;
+            let (container, what) = rest.split_once(": ")?;
+            let step =
+                ["started", "exited", "sent SIGTERM", "sent SIGKILL"].into_iter().find(|s| what.starts_with(s))?;
+            let step = if step == "exited" { what.split(" (").next()?.to_string() } else { step.to_string() };
+            Some((container.to_string(), step))
+        })
+        .collect()
+}
+
+/// #20: `podvisor run --kubeconfig` runs the seed Job on a cluster (here `serve`, through the
+/// same client a real cluster gets) and prints the same ordered lifecycle as a local run, exits
+/// 0 when the Job completes, writes the timeline, reads logs through `logs --kubeconfig`, and on
+/// Ctrl-C deletes what it applied. A wrong token is one line naming the context; an exec
+/// credential plugin is honoured.
+#[test]
+fn run_on_a_cluster_follows_the_seed_job_as_a_local_run_does() {
+    let dir = data_dir("remote");
+    let server = serve(&dir);
+    let kubeconfig = dir.join("data/serve/kubeconfig");
+    let manifest = dir.join("seed.yaml");
+    std::fs::write(&manifest, seed_job()).unwrap();
+    let podvisor = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_podvisor")).args(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    };
+    let local_dir = data_dir("remote-local");
+    let (code, local, err) =
+        podvisor(&["run", manifest.to_str().unwrap(), "--data-dir", local_dir.join("data").to_str().unwrap()]);
+    assert_eq!(code, 0, "{local}{err}");
+    let timeline = dir.join("remote.json");
+    let args = ["run", manifest.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap(), "--timeline"];
+    let (code, remote, err) = podvisor(&[&args[..], &[timeline.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{remote}{err}");
+    assert!(remote.contains("podvisor: applied job/sidecar-job (server-side, field manager podvisor)"), "{remote}");
+    assert!(remote.contains("job/sidecar-job: Complete"), "{remote}");
+    assert!(remote.contains("/main-task | task done"), "the containers' output: {remote}");
+    let steps = lifecycle(&remote);
+    assert!(steps.len() >= 5, "{remote}");
+    assert_eq!(steps, lifecycle(&local), "the same lifecycle on the cluster as here:\n{remote}\n---\n{local}");
+    let events: serde_json::Value = serde_json::from_slice(&std::fs::read(&timeline).unwrap()).unwrap();
+    assert!(events.as_array().unwrap().iter().any(|e| e["type"] == "exited" && e["container"] == "main-task"));
+    let (code, logs, _) =
+        podvisor(&["logs", "job/sidecar-job", "-c", "main-task", "--kubeconfig", kubeconfig.to_str().unwrap()]);
+    assert_eq!((code, logs.as_str()), (0, "task done\n"));
+
+    // Ctrl-C deletes what the run applied.
+    let long = dir.join("long.yaml");
+    std::fs::write(&long, SIDECAR_POD).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", long.to_str().unwrap(), "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("app: started")), "the pod starts on the cluster");
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("app: sent SIGTERM")), "{rest:?}");
+    let (code, _, err) = server.kubectl(&["get", "pod", "web"], None);
+    assert_eq!(code, 1, "the pod is gone: {err}");
+
+    // A wrong token: one line that names the context.
+    let good = std::fs::read_to_string(&kubeconfig).unwrap();
+    let token = good.lines().find_map(|l| l.trim().strip_prefix("token: ")).unwrap().to_string();
+    let bad = dir.join("bad.kubeconfig");
+    std::fs::write(&bad, good.replace(&token, "wrong")).unwrap();
+    let (code, _, err) = podvisor(&["explain", "job/sidecar-job", "--kubeconfig", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("context \"podvisor\"") && err.contains("Unauthorized"), "{err}");
+
+    // An exec credential plugin gives the token.
+    let plugin = dir.join("credential.sh");
+    std::fs::write(
+        &plugin,
+        format!("#!/bin/sh\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{token}\"}}}}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exec = format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+        plugin.display()
+    );
+    let with_plugin = dir.join("plugin.kubeconfig");
+    std::fs::write(&with_plugin, good.replace(&format!("    token: {token}\n"), &exec)).unwrap();
+    let (code, out, err) = podvisor(&["explain", "job/sidecar-job", "--kubeconfig", with_plugin.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("job sidecar-job is Complete"), "{out}");
+    drop(server);
+    std::fs::remove_dir_all(&local_dir).ok();
+}
