@@ -169,6 +169,58 @@ pub fn event_step(e: &Event) -> Step {
     }
 }
 
+/// What a pod went through, read afterwards from one reading of its status and its events: each
+/// container's current and previous instance (started, ended), the events with their times
+/// (`Killing` as the stop signal), and the phase: `Pending` at the pod's start, `Running` at the
+/// first container's start, the final phase at the last end. Sorted by time. Startup probes
+/// passing leave no time in the status and are left out.
+pub fn history(pod: &Pod, events: &[Event]) -> Vec<(Timestamp, Step)> {
+    let mut out: Vec<(Timestamp, Step)> = Vec::new();
+    for s in statuses(pod) {
+        let a = attempt(s);
+        if let Some(t) = s.last_state.as_ref().and_then(|l| l.terminated.as_ref()) {
+            let previous = a.saturating_sub(1);
+            if let Some(start) = &t.started_at {
+                out.push((start.0, Step::Started { container: s.name.clone(), attempt: previous }));
+            }
+            if let Some(end) = &t.finished_at {
+                let (exit_code, reason) = (t.exit_code, t.reason.clone().unwrap_or_default());
+                out.push((end.0, Step::Exited { container: s.name.clone(), attempt: previous, exit_code, reason }));
+            }
+        }
+        let state = s.state.as_ref();
+        let started = running_since(s).or_else(|| state?.terminated.as_ref()?.started_at.as_ref().map(|t| t.0));
+        if let Some(at) = started {
+            out.push((at, Step::Started { container: s.name.clone(), attempt: a }));
+        }
+        if let Some((exit_code, reason, Some(at))) = ended(s) {
+            out.push((at, Step::Exited { container: s.name.clone(), attempt: a, exit_code, reason }));
+        }
+    }
+    for e in events {
+        let at = e.event_time.as_ref().map(|t| t.0).or(e.last_timestamp.as_ref().map(|t| t.0));
+        if let Some(at) = at {
+            out.push((at, event_step(e)));
+        }
+    }
+    out.sort_by_key(|(at, _)| *at);
+    let status = pod.status.as_ref();
+    if let Some(start) = status.and_then(|s| s.start_time.as_ref()) {
+        out.insert(0, (start.0, Step::Phase { phase: "Pending".into() }));
+    }
+    if let Some(first) = out.iter().find(|(_, s)| matches!(s, Step::Started { .. })).map(|(at, _)| *at) {
+        let i = out.iter().position(|(at, _)| *at > first).unwrap_or(out.len());
+        out.insert(i, (first, Step::Phase { phase: "Running".into() }));
+    }
+    if is_finished(pod)
+        && let Some(last) = out.iter().rev().find(|(_, s)| matches!(s, Step::Exited { .. })).map(|(at, _)| *at)
+    {
+        let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
+        out.push((last, Step::Phase { phase }));
+    }
+    out
+}
+
 /// Whether the pod has ended (`Succeeded` or `Failed`).
 pub fn is_finished(pod: &Pod) -> bool {
     matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
@@ -244,6 +296,41 @@ mod tests {
                 Step::StartupPassed { container: "side".into() },
             ]
         );
+    }
+
+    #[test]
+    fn a_pods_history_is_read_from_its_status_and_events_in_time_order() {
+        let mut done = running("app", "2026-01-01T00:00:02Z", 0);
+        done["state"] = serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed",
+            "startedAt": "2026-01-01T00:00:02Z", "finishedAt": "2026-01-01T00:00:07Z"}});
+        let mut side = running("side", "2026-01-01T00:00:01Z", 1);
+        side["state"] = serde_json::json!({"terminated": {"exitCode": 137, "reason": "Error",
+            "startedAt": "2026-01-01T00:00:01.5Z", "finishedAt": "2026-01-01T00:00:09Z"}});
+        side["lastState"] = serde_json::json!({"terminated": {"exitCode": 1, "reason": "Error",
+            "startedAt": "2026-01-01T00:00:00.5Z", "finishedAt": "2026-01-01T00:00:01Z"}});
+        let mut pod = base(vec![side], vec![done], "Succeeded");
+        pod.status.as_mut().unwrap().start_time =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-01-01T00:00:00Z".parse().unwrap()));
+        let kill: Event = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "e"}, "reason": "Killing", "message": "Stopping container side", "type": "Normal",
+            "lastTimestamp": "2026-01-01T00:00:07Z",
+            "involvedObject": {"kind": "Pod", "name": "p", "fieldPath": "spec.initContainers{side}"}
+        }))
+        .unwrap();
+        let steps: Vec<String> = history(&pod, &[kill]).into_iter().map(|(_, s)| format!("{s:?}")).collect();
+        let expected = [
+            "Phase { phase: \"Pending\" }",
+            "Started { container: \"side\", attempt: 0 }",
+            "Phase { phase: \"Running\" }",
+            "Exited { container: \"side\", attempt: 0, exit_code: 1, reason: \"Error\" }",
+            "Started { container: \"side\", attempt: 1 }",
+            "Started { container: \"app\", attempt: 0 }",
+            "Exited { container: \"app\", attempt: 0, exit_code: 0, reason: \"Completed\" }",
+            "Stopping { container: \"side\", message: \"Stopping container side\" }",
+            "Exited { container: \"side\", attempt: 1, exit_code: 137, reason: \"Error\" }",
+            "Phase { phase: \"Succeeded\" }",
+        ];
+        assert_eq!(steps, expected);
     }
 
     #[test]

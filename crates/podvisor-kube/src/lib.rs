@@ -114,7 +114,8 @@ pub async fn connect(target: &Target) -> Result<Connection, ClientError> {
     Ok(Connection { client, namespace, server, context })
 }
 
-async fn pod_events(client: &kube::Client, namespace: &str, pod: &Pod) -> Result<Vec<Event>, ClientError> {
+/// The events of `pod` (of this very pod: an earlier one of the same name is left out).
+pub async fn pod_events(client: &kube::Client, namespace: &str, pod: &Pod) -> Result<Vec<Event>, ClientError> {
     let name = pod.metadata.name.as_deref().unwrap_or("");
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let selector = format!("involvedObject.name={name}");
@@ -269,4 +270,20 @@ pub async fn pod_of(client: &kube::Client, namespace: &str, what: &str) -> Resul
     let mut list = pods.list(&ListParams::default().labels(&selector)).await?.items;
     list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     list.pop().ok_or_else(|| ClientError::NotFound(format!("no pods found for {what}")))
+}
+
+/// The pods `what` names in `namespace`: `POD` or `pod/NAME`, or every pod of `job/NAME`,
+/// oldest first.
+pub async fn pods_of(client: &kube::Client, namespace: &str, what: &str) -> Result<Vec<Pod>, ClientError> {
+    let (kind, name) = what.split_once('/').unwrap_or(("pod", what));
+    if !matches!(kind, "job" | "jobs") {
+        return Ok(vec![pod_of(client, namespace, what).await?]);
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    jobs.get_opt(name).await?.ok_or_else(|| ClientError::NotFound(format!("jobs.batch {name:?} not found")))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut list =
+        pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await?.items;
+    list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    Ok(list)
 }

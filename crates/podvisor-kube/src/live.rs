@@ -281,7 +281,6 @@ fn on_pod(
     let steps = diff(before.as_ref(), &pod);
     let was_finished = before.as_ref().is_some_and(is_finished);
     s.pods.insert(uid.clone(), pod.clone());
-    let _ = tx.send(Update::Pod(Box::new(pod.clone())));
     for step in steps {
         let log = match &step {
             Step::Started { container, attempt } => Some((container.clone(), *attempt, true)),
@@ -305,6 +304,8 @@ fn on_pod(
         let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
         let _ = tx.send(Update::Finished { pod: name.clone(), uid: uid.clone(), phase });
     }
+    // The reading comes after the steps it brought: whoever ends on it has seen them.
+    let _ = tx.send(Update::Pod(Box::new(pod.clone())));
     if deleted {
         s.pods.remove(&uid);
         let _ = tx.send(Update::Gone { uid });

@@ -1,6 +1,7 @@
 //! The `podvisor` command line.
 
 mod bench;
+mod compare;
 mod down;
 mod exec;
 mod explain;
@@ -173,11 +174,21 @@ enum Command {
     /// Draw the lifecycle timeline of a run (`podvisor run --timeline RUN.json`) as a picture:
     /// one row per container, states as bars, probes, hooks and signals as marks.
     Timeline {
-        /// The events a run wrote.
-        input: std::path::PathBuf,
+        /// The events a run wrote (RUN.json); with --context or --kubeconfig, the pod (`POD`,
+        /// `pod/NAME`) or Job (`job/NAME`) on the cluster whose lifecycle to draw.
+        input: String,
         /// The picture: FILE.html (with a legend) or FILE.svg.
         #[arg(short = 'o', long, value_name = "FILE.html|FILE.svg")]
         output: std::path::PathBuf,
+        /// Draw a pod of the cluster of this kubeconfig context, from its status and events.
+        #[arg(long)]
+        context: Option<String>,
+        /// Draw a pod of the cluster this kubeconfig reaches.
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// The namespace on the cluster (default: the context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
     },
     /// Run the Pods, Jobs and Deployments of the manifests on real containers, in the
     /// foreground, until they end (Ctrl-C deletes them gracefully; a second Ctrl-C kills).
@@ -212,6 +223,37 @@ enum Command {
         /// context's).
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+        #[command(flatten)]
+        node: node_args::NodeArgs,
+    },
+    /// Run a manifest here and on a cluster, and print the two lifecycles side by side: start
+    /// order, handoffs, restarts, stop order, the wait from SIGTERM to SIGKILL, exit codes and
+    /// phase, differences marked with the kubelet rules that explain them. Exit 0 when they
+    /// agree, 2 when they differ.
+    Compare {
+        /// The manifest files or directories.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Run these manifests on the cluster instead of the same ones (to see what a change
+        /// does there).
+        #[arg(long, value_name = "FILE|DIR")]
+        against: Vec<String>,
+        /// The cluster's kubeconfig context.
+        #[arg(long)]
+        context: Option<String>,
+        /// The cluster's kubeconfig (default: KUBECONFIG, ~/.kube/config, else serve's under the
+        /// data dir).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// The namespace on the cluster of objects that name none (default: the context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Simulate this side in virtual time instead of running real containers.
+        #[arg(long)]
+        simulate: bool,
+        /// Draw both lifecycles in one picture: FILE.html or FILE.svg.
+        #[arg(long, value_name = "FILE.html|FILE.svg")]
+        timeline: Option<std::path::PathBuf>,
         #[command(flatten)]
         node: node_args::NodeArgs,
     },
@@ -380,9 +422,39 @@ fn main() -> ExitCode {
             return finish(serve::run(opts));
         }
         Command::Kubeconfig => return finish(serve::kubeconfig(&mut std::io::stdout().lock(), &cli.data_dir)),
-        Command::Timeline { input, output } => return finish(timeline::from_file(&input, &output)),
+        Command::Timeline { input, output, context, kubeconfig, namespace } => {
+            if context.is_none() && kubeconfig.is_none() {
+                return finish(timeline::from_file(std::path::Path::new(&input), &output));
+            }
+            let target = podvisor_kube::Target { kubeconfig, context };
+            return finish(timeline::from_cluster(&target, namespace.as_deref(), &input, &output));
+        }
         Command::Prune { logs, images } => {
             return finish(prune::run(&mut std::io::stdout().lock(), &cli.data_dir, prune::Options { logs, images }));
+        }
+        Command::Compare { files, against, context, kubeconfig, namespace, simulate, timeline, node } => {
+            let load = |files: Vec<String>| match load::load_all(&files) {
+                Ok(m) => Ok(m),
+                Err(load::Problems(problems)) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    Err(problems.len())
+                }
+            };
+            let there_files = if against.is_empty() { files.clone() } else { against };
+            let (here, there) = match (load(files), load(there_files)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (a, b) => {
+                    let n = a.err().unwrap_or(0) + b.err().unwrap_or(0);
+                    eprintln!("{n} problem(s); nothing was started");
+                    return ExitCode::from(1);
+                }
+            };
+            let target = podvisor_kube::Target { kubeconfig: explain::kubeconfig(kubeconfig, &cli.data_dir), context };
+            let node = node.options(&cli.data_dir);
+            let opts = compare::Options { here, there, target, namespace, simulate, node, timeline };
+            return finish(compare::run(&mut std::io::stdout().lock(), opts));
         }
         Command::Ps { all } => {
             return finish(ps::run(&mut std::io::stdout().lock(), &cli.data_dir, ps::Options { all }));
@@ -515,6 +587,7 @@ fn main() -> ExitCode {
         | Command::Completion { .. }
         | Command::Prune { .. }
         | Command::Ps { .. }
+        | Command::Compare { .. }
         | Command::Down { .. }
         | Command::Man
         | Command::Migrate { .. }

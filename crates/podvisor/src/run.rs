@@ -281,7 +281,8 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     }
     writeln!(out, "podvisor: done in {elapsed:.3}s")?;
     if let (Some(path), Some(tl)) = (&opts.timeline, &printer.timeline) {
-        crate::timeline::save(path, &format!("podvisor run, {}", printer.start), tl)?;
+        let title = format!("podvisor run, {}", printer.start);
+        crate::timeline::save(path, &title, tl, &crate::timeline::Kinds::new())?;
     }
     Ok(if interrupts > 0 { Outcome::Interrupted } else { Outcome::Done(ok) })
 }

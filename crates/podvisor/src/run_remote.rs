@@ -56,7 +56,7 @@ impl Pods for Followed {
 }
 
 /// The node's words for what the API showed: the same lines as a local run's.
-fn whats(step: Step) -> Vec<What> {
+pub(crate) fn whats(step: Step) -> Vec<What> {
     match step {
         Step::Started { container, attempt } => vec![What::Started { container, attempt }],
         Step::StartupPassed { container } => {
@@ -155,12 +155,19 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let mut failed_fast: Option<String> = None;
     // The containers sent their stop signal, by pod UID.
     let mut stopping = std::collections::BTreeSet::new();
+    // What each followed container is, for the timeline.
+    let mut kinds = crate::timeline::Kinds::new();
     loop {
         let all_finished = followed.snapshot().iter().all(|(_, _, p)| podvisor_kube::follow::is_finished(p));
         let gone = followed.snapshot().is_empty();
         // Interrupted, the run ends once the pods it followed are gone.
         let done = if interrupts > 0 { gone } else { pending.is_empty() && !long_running && all_finished };
         if done {
+            // What already arrived (the last log lines) is printed before the end.
+            while let Ok(Update::Log { pod, uid, container, line }) = rx.try_recv() {
+                let what = What::Log { container, stream: "stdout", line };
+                printer.print(out, NodeEvent { at: Timestamp::now(), pod, uid, what })?;
+            }
             break;
         }
         tokio::select! {
@@ -172,6 +179,10 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
                 };
                 match update {
                     Update::Pod(p) => {
+                        if let Some(spec) = &p.spec {
+                            let key = format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or("default"), p.metadata.name.as_deref().unwrap_or(""));
+                            crate::timeline::add_kinds(&mut kinds, &key, spec);
+                        }
                         if let (Some(uid), Ok(mut pods)) = (p.metadata.uid.clone(), followed.0.lock()) {
                             pods.insert(uid, *p);
                         }
@@ -283,7 +294,8 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
     let elapsed = Timestamp::now().duration_since(printer.start).as_secs_f64();
     writeln!(out, "podvisor: done in {elapsed:.3}s")?;
     if let (Some(path), Some(tl)) = (&opts.timeline, &printer.timeline) {
-        crate::timeline::save(path, &format!("podvisor run --context {}, {}", c.context, printer.start), tl)?;
+        let title = format!("podvisor run --context {}, {}", c.context, printer.start);
+        crate::timeline::save(path, &title, tl, &kinds)?;
     }
     Ok(if interrupts > 0 && failed_fast.is_none() { Outcome::Interrupted } else { Outcome::Done(ok) })
 }

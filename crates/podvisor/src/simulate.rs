@@ -104,8 +104,23 @@ pub fn outcome(m: &Manifest, overrides: &[String], limit: Duration) -> anyhow::R
     Ok(Some(Outcome { name, phase: sim.phase().to_string(), ended, seconds, started, stopped }))
 }
 
+/// The simulated lifecycle of the pod of `m` (if it runs one), with guessed behaviours, until
+/// it ends or `limit`.
+pub fn entries(m: &Manifest, limit: Duration) -> anyhow::Result<Option<Vec<podvisor_sim::Entry>>> {
+    let Some((name, spec)) = pod_of(m) else { return Ok(None) };
+    let mut behaviours = HashMap::new();
+    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+        let mut g = guess(c);
+        g.behaviour.runtime_start = RUNTIME_START;
+        behaviours.insert(c.name.clone(), vec![g.behaviour]);
+    }
+    let mut sim = Sim::new(&name, spec, behaviours);
+    sim.run_to_end(limit);
+    Ok(Some(sim.timeline().to_vec()))
+}
+
 /// The pod a manifest runs, if it runs one: its name and spec.
-fn pod_of(m: &Manifest) -> Option<(String, PodSpec)> {
+pub(crate) fn pod_of(m: &Manifest) -> Option<(String, PodSpec)> {
     match &m.object {
         Object::Pod(p) => Some((m.object.name().to_string(), p.spec.clone()?)),
         Object::Job(j) => Some((m.object.name().to_string(), j.spec.as_ref()?.template.spec.clone()?)),

@@ -28,14 +28,65 @@ pub fn write(path: &Path, t: &Timeline) -> anyhow::Result<()> {
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
+/// What each container of each pod (`namespace/name`) is: init, sidecar or app.
+pub type Kinds = HashMap<(String, String), Kind>;
+
+/// Adds the containers of the pod `key` with `spec` to `kinds`.
+pub fn add_kinds(kinds: &mut Kinds, key: &str, spec: &PodSpec) {
+    for c in spec.init_containers.iter().flatten() {
+        let kind = if c.restart_policy.as_deref() == Some("Always") { Kind::Sidecar } else { Kind::Init };
+        kinds.insert((key.to_string(), c.name.clone()), kind);
+    }
+    for c in &spec.containers {
+        kinds.insert((key.to_string(), c.name.clone()), Kind::App);
+    }
+}
+
 /// Writes a run's events to `path`: as JSON (for `podvisor timeline`), or drawn as the picture
 /// its extension asks for, titled `title`.
-pub fn save(path: &Path, title: &str, events: &[podvisor_node::NodeEvent]) -> anyhow::Result<()> {
+pub fn save(path: &Path, title: &str, events: &[podvisor_node::NodeEvent], kinds: &Kinds) -> anyhow::Result<()> {
     if picture(path).is_some() {
         let events: Vec<serde_json::Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
-        return write(path, &podvisor_timeline::from_run_events(title, &events, &HashMap::new()));
+        return write(path, &podvisor_timeline::from_run_events(title, &events, kinds));
     }
     std::fs::write(path, serde_json::to_vec_pretty(events)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// `podvisor timeline POD|job/NAME --context C -o OUT`: the picture of what pods on a cluster
+/// went through, read from their status and events.
+pub fn from_cluster(
+    target: &podvisor_kube::Target,
+    namespace: Option<&str>,
+    what: &str,
+    output: &Path,
+) -> anyhow::Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (events, title, kinds) = rt.block_on(async {
+        let c = podvisor_kube::connect(target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let say = |e: podvisor_kube::ClientError| anyhow::anyhow!(c.say(&e));
+        let ns = namespace.map(str::to_string).unwrap_or_else(|| c.namespace.clone());
+        let mut out = Vec::new();
+        let mut kinds = Kinds::new();
+        for pod in podvisor_kube::pods_of(&c.client, &ns, what).await.map_err(say)? {
+            let events = podvisor_kube::pod_events(&c.client, &ns, &pod).await.map_err(say)?;
+            let key = format!("{ns}/{}", pod.metadata.name.as_deref().unwrap_or(""));
+            if let Some(spec) = &pod.spec {
+                add_kinds(&mut kinds, &key, spec);
+            }
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            for (at, step) in podvisor_kube::follow::history(&pod, &events) {
+                for what in crate::run_remote::whats(step) {
+                    out.push(podvisor_node::NodeEvent { at, pod: key.clone(), uid: uid.clone(), what });
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>((out, format!("{what} on context {}", c.context), kinds))
+    })?;
+    if events.is_empty() {
+        anyhow::bail!("{what}: no pod has run yet");
+    }
+    save(output, &title, &events, &kinds)?;
+    Ok(true)
 }
 
 /// `podvisor timeline RUN.json -o OUT`: the picture of a run's events.

@@ -2331,6 +2331,48 @@ fn run_on_a_cluster_follows_the_seed_job_as_a_local_run_does() {
     let (code, out, err) = podvisor(&["explain", "job/sidecar-job", "--kubeconfig", with_plugin.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("job sidecar-job is Complete"), "{out}");
+
+    // `compare`: the seed Job here and on the cluster agree; a longer grace on the cluster
+    // side is the one difference, explained by the grace rules, and both go in one picture.
+    let data = local_dir.join("data");
+    let (code, out, err) = podvisor(&[
+        "compare",
+        manifest.to_str().unwrap(),
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("  start order         log-shipper, main-task"), "{out}");
+    assert!(out.ends_with("\nno difference\n"), "{out}");
+    let longer = dir.join("longer.yaml");
+    std::fs::write(&longer, seed_job().replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 4"))
+        .unwrap();
+    let picture = dir.join("both.html");
+    let (code, out, err) = podvisor(&[
+        "compare",
+        manifest.to_str().unwrap(),
+        "--against",
+        longer.to_str().unwrap(),
+        "--simulate",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--timeline",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    let differing: Vec<&str> = out.lines().filter(|l| l.contains('≠')).collect();
+    assert_eq!(differing.len(), 1, "{out}");
+    assert!(
+        differing[0].starts_with("  SIGTERM to SIGKILL  log-shipper 2.0 s")
+            && differing[0].contains("log-shipper 4.0 s"),
+        "{out}"
+    );
+    assert!(differing[0].contains("R42, R45"), "{out}");
+    assert!(out.ends_with("\n1 difference(s)\n"), "{out}");
+    let html = std::fs::read_to_string(&picture).unwrap();
+    assert!(html.contains("cluster: default/sidecar-job-"), "both sides in the picture");
     drop(server);
     std::fs::remove_dir_all(&local_dir).ok();
 }
