@@ -2286,6 +2286,20 @@ fn run_on_a_cluster_follows_the_seed_job_as_a_local_run_does() {
     let (code, logs, _) =
         podvisor(&["logs", "job/sidecar-job", "-c", "main-task", "--kubeconfig", kubeconfig.to_str().unwrap()]);
     assert_eq!((code, logs.as_str()), (0, "task done\n"));
+    // The picture of the Job, read from the cluster: the sidecar's row, its SIGTERM and 137.
+    let svg = dir.join("job.svg");
+    let (code, _, err) = podvisor(&[
+        "timeline",
+        "job/sidecar-job",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("log-shipper") && svg.contains("sidecar") && svg.contains("main-task"), "{svg}");
+    assert!(svg.contains("SIGTERM") && svg.contains("137"), "{svg}");
 
     // Ctrl-C deletes what the run applied.
     let long = dir.join("long.yaml");
