@@ -15,6 +15,43 @@ use podvisor_node::{Node, NodeEvent, What};
 use podvisor_objects::kinds::Resource;
 use serde_json::Value;
 
+/// The node's words for what the API showed: the same lines as a local run's.
+pub(crate) fn whats(step: podvisor_kube::follow::Step) -> Vec<What> {
+    use podvisor_kube::follow::Step;
+    match step {
+        Step::Started { container, attempt } => vec![What::Started { container, attempt }],
+        Step::StartupPassed { container } => {
+            vec![What::Handler { container, handler: "startupProbe".into(), result: "ok".into() }]
+        }
+        Step::Exited { container, attempt, exit_code, reason } => {
+            vec![What::Exited { container, attempt, exit_code, reason }]
+        }
+        Step::Stopping { container, message } => vec![
+            What::Event {
+                kind: "Normal",
+                reason: "Killing".into(),
+                message,
+                container: Some(container.clone()),
+                field_path: None,
+            },
+            What::Signalled {
+                container,
+                signal: "SIGTERM".into(),
+                why: "stopping the container".into(),
+                kill_in: None,
+            },
+        ],
+        Step::Event { kind, reason, message } => vec![What::Event {
+            kind: if kind == "Warning" { "Warning" } else { "Normal" },
+            reason,
+            message,
+            container: None,
+            field_path: None,
+        }],
+        Step::Phase { phase } => vec![What::Phase { phase }],
+    }
+}
+
 /// Where the printer reads the pods it shows: this machine's node, or the pods a run follows on
 /// a cluster.
 pub(crate) trait Pods {

@@ -55,42 +55,6 @@ impl Pods for Followed {
     }
 }
 
-/// The node's words for what the API showed: the same lines as a local run's.
-pub(crate) fn whats(step: Step) -> Vec<What> {
-    match step {
-        Step::Started { container, attempt } => vec![What::Started { container, attempt }],
-        Step::StartupPassed { container } => {
-            vec![What::Handler { container, handler: "startupProbe".into(), result: "ok".into() }]
-        }
-        Step::Exited { container, attempt, exit_code, reason } => {
-            vec![What::Exited { container, attempt, exit_code, reason }]
-        }
-        Step::Stopping { container, message } => vec![
-            What::Event {
-                kind: "Normal",
-                reason: "Killing".into(),
-                message,
-                container: Some(container.clone()),
-                field_path: None,
-            },
-            What::Signalled {
-                container,
-                signal: "SIGTERM".into(),
-                why: "stopping the container".into(),
-                kill_in: None,
-            },
-        ],
-        Step::Event { kind, reason, message } => vec![What::Event {
-            kind: if kind == "Warning" { "Warning" } else { "Normal" },
-            reason,
-            message,
-            container: None,
-            field_path: None,
-        }],
-        Step::Phase { phase } => vec![What::Phase { phase }],
-    }
-}
-
 /// Runs `manifests` on the cluster `opts.target` names until they end or the user interrupts.
 pub fn run(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -212,7 +176,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
                             }
                             _ => {}
                         }
-                        for what in whats(step) {
+                        for what in crate::printer::whats(step) {
                             emit(&mut printer, pod.clone(), uid.clone(), what)?;
                         }
                     }

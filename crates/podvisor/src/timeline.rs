@@ -75,7 +75,7 @@ pub fn from_cluster(
             }
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             for (at, step) in podvisor_kube::follow::history(&pod, &events) {
-                for what in crate::run_remote::whats(step) {
+                for what in crate::printer::whats(step) {
                     out.push(podvisor_node::NodeEvent { at, pod: key.clone(), uid: uid.clone(), what });
                 }
             }
