@@ -13,11 +13,10 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+
+use crate::netlink::Netlink;
 use std::str::FromStr;
 use std::sync::Arc;
-
-use tokio::io::AsyncWriteExt;
 
 /// The bridge pods are attached to.
 pub const BRIDGE: &str = "podvisor0";
@@ -164,34 +163,17 @@ impl PodNetwork {
 
     /// Gives the network namespace at `netns` an address: claims one, connects the namespace
     /// to the bridge with a veth pair, and sets `eth0` up with a default route through the
-    /// bridge. On failure nothing stays claimed or connected.
-    pub async fn attach(&self, netns: &Path) -> Result<Attachment, NetworkError> {
+    /// bridge, all through netlink; `inside` is a netlink connection already open in the
+    /// namespace, if there is one. On failure nothing stays claimed or connected.
+    pub async fn attach(&self, netns: &Path, inside: Option<Netlink>) -> Result<Attachment, NetworkError> {
         self.ensure_bridge().await?;
         let (dir, subnet, owner) = (self.claims.clone(), self.subnet, netns.to_path_buf());
         let claimed = tokio::task::spawn_blocking(move || claim(&dir, &subnet, &owner, &|p| is_namespace(p)))
             .await
             .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
         let (ip, claim) = claimed?;
-        let veth = format!("pv{:08x}", u32::from(ip));
         let attachment = Attachment { ip, claim };
-        if Path::new("/sys/class/net").join(&veth).exists() {
-            // Left by a namespace that is gone: its address is free, so its link is stale.
-            let _ = ip_batch(None, &format!("link del {veth}\n"), "removing a stale veth").await;
-        }
-        let host = format!(
-            "link add {veth} type veth peer name eth0 netns \"{}\"\nlink set {veth} master {BRIDGE} up\n",
-            netns.display()
-        );
-        let pod = format!(
-            "addr add {ip}/{prefix} dev eth0\nlink set eth0 up\nroute add default via {gw}\n",
-            prefix = self.subnet.prefix,
-            gw = self.subnet.gateway()
-        );
-        let wired = match ip_batch(None, &host, "connecting the pod to the bridge").await {
-            Ok(()) => ip_batch(Some(netns), &pod, "setting up the pod's eth0").await,
-            Err(e) => Err(e),
-        };
-        match wired {
+        match self.wire(netns, ip, inside).await {
             Ok(()) => Ok(attachment),
             Err(e) => {
                 let (a, ns) = (attachment.clone(), netns.to_path_buf());
@@ -199,6 +181,39 @@ impl PodNetwork {
                 Err(e)
             }
         }
+    }
+
+    /// Connects the namespace at `netns` to the bridge as `ip`.
+    async fn wire(&self, netns: &Path, ip: Ipv4Addr, inside: Option<Netlink>) -> Result<(), NetworkError> {
+        let failed = |step: &str| {
+            let step = step.to_string();
+            move |e: String| NetworkError::Command { step: step.clone(), message: e }
+        };
+        let host = Netlink::connect().map_err(|e| failed("netlink")(e.to_string()))?;
+        let veth = format!("pv{:08x}", u32::from(ip));
+        // Left by a namespace that is gone: its address is free, so its link is stale.
+        if Path::new("/sys/class/net").join(&veth).exists()
+            && let Some(i) = host.index(&veth).await
+        {
+            let _ = host.delete(i).await;
+        }
+        let connecting = failed("connecting the pod to the bridge");
+        let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
+        host.add_veth_into(&veth, "eth0", &ns).await.map_err(|e| connecting(e.to_string()))?;
+        let (Some(host_end), Some(bridge)) = (host.index(&veth).await, host.index(BRIDGE).await) else {
+            return Err(connecting("the veth pair or the bridge is missing".into()));
+        };
+        host.attach_up(host_end, bridge).await.map_err(|e| connecting(e.to_string()))?;
+        let setting = failed("setting up the pod's eth0");
+        let pod = match inside {
+            Some(n) => n,
+            None => crate::netlink::connect_in(netns).await.map_err(&setting)?,
+        };
+        let index = pod.index("eth0").await.ok_or_else(|| setting("eth0 is not in the namespace".into()))?;
+        pod.add_address(index, ip, self.subnet.prefix).await.map_err(|e| setting(e.to_string()))?;
+        pod.up(index).await.map_err(|e| setting(e.to_string()))?;
+        pod.add_default_route(self.subnet.gateway()).await.map_err(|e| setting(e.to_string()))?;
+        Ok(())
     }
 
     /// Creates the bridge with the gateway address, once per process (and again if it was
@@ -209,22 +224,23 @@ impl PodNetwork {
         if *ready && exists {
             return Ok(());
         }
-        self.check_overlaps().await?;
+        let failed = |step: &str, e: String| NetworkError::Command { step: step.to_string(), message: e };
+        let host = Netlink::connect().map_err(|e| failed("netlink", e.to_string()))?;
+        self.check_overlaps(&host).await?;
         if !exists {
-            let made = ip_batch(None, &format!("link add name {BRIDGE} type bridge\n"), "creating the bridge").await;
+            let made = host.add_bridge(BRIDGE).await;
             // Another process may have made it at the same moment.
             if let Err(e) = made
                 && !Path::new("/sys/class/net").join(BRIDGE).exists()
             {
-                return Err(e);
+                return Err(failed("creating the bridge", e.to_string()));
             }
         }
-        let gw = format!(
-            "addr replace {}/{} dev {BRIDGE}\nlink set {BRIDGE} up\n",
-            self.subnet.gateway(),
-            self.subnet.prefix
-        );
-        ip_batch(None, &gw, "setting up the bridge").await?;
+        let bridge = host.index(BRIDGE).await.ok_or_else(|| failed("setting up the bridge", "it is gone".into()))?;
+        host.add_address(bridge, self.subnet.gateway(), self.subnet.prefix)
+            .await
+            .map_err(|e| failed("setting up the bridge", e.to_string()))?;
+        host.up(bridge).await.map_err(|e| failed("setting up the bridge", e.to_string()))?;
         *ready = true;
         Ok(())
     }
@@ -233,30 +249,27 @@ impl PodNetwork {
 impl PodNetwork {
     /// Refuses a subnet that a route of this machine (but the bridge's own) already covers,
     /// and a bridge that already serves another subnet.
-    async fn check_overlaps(&self) -> Result<(), NetworkError> {
+    async fn check_overlaps(&self, host: &Netlink) -> Result<(), NetworkError> {
         let overlap = |what: String| NetworkError::Overlap { subnet: self.subnet, what };
-        let json = |args: &'static [&'static str]| async move {
-            let out = tokio::process::Command::new("ip").args(args).stdin(Stdio::null()).output().await.ok()?;
-            serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+        let names = host.names().await;
+        let name = |index: Option<u32>| {
+            index.and_then(|i| names.iter().find(|(n, _)| *n == i)).map(|(_, s)| s.clone()).unwrap_or_default()
         };
-        let routes = json(&["-4", "-j", "route", "show"]).await;
-        for r in routes.as_ref().and_then(|v| v.as_array()).into_iter().flatten() {
-            let (dst, dev) = (r["dst"].as_str().unwrap_or(""), r["dev"].as_str().unwrap_or(""));
-            let dst = if dst.contains('/') { dst.to_string() } else { format!("{dst}/32") };
-            let Ok(theirs) = dst.parse::<Subnet>() else { continue };
+        for (dst, prefix, oif) in host.routes().await {
+            let dev = name(oif);
+            let theirs = Subnet { network: dst, prefix: prefix.min(32) };
             if dev != BRIDGE && self.subnet.overlaps(&theirs) {
+                let dst = if prefix == 32 { format!("{dst}/32") } else { format!("{dst}/{prefix}") };
                 return Err(overlap(format!("the route to {dst} on {dev}")));
             }
         }
-        let addrs = json(&["-4", "-j", "addr", "show", "dev", BRIDGE]).await;
-        let infos = addrs.as_ref().and_then(|v| v.get(0)).and_then(|i| i["addr_info"].as_array());
-        for a in infos.into_iter().flatten() {
-            let (local, prefix) = (a["local"].as_str().unwrap_or(""), a["prefixlen"].as_u64().unwrap_or(0));
+        let Some(bridge) = names.iter().find(|(_, n)| n == BRIDGE).map(|(i, _)| *i) else { return Ok(()) };
+        for (local, prefix) in host.addresses(bridge).await {
             // A single address is a Service's or cluster DNS's (see `services`), not a subnet.
             if prefix == 32 {
                 continue;
             }
-            if local != self.subnet.gateway().to_string() || prefix != u64::from(self.subnet.prefix) {
+            if local != self.subnet.gateway() || prefix != self.subnet.prefix {
                 return Err(overlap(format!(
                     "the bridge {BRIDGE}, which serves {local}/{prefix} (another podvisor with another --pod-network?)"
                 )));
@@ -274,13 +287,13 @@ impl PodNetwork {
 pub fn detach(a: &Attachment, netns: &Path) {
     if is_namespace(netns) {
         // The pair goes with the namespace anyway; deleting it first frees the host end at once.
-        let deleted = std::process::Command::new("nsenter")
-            .arg(format!("--net={}", netns.display()))
-            .args(["ip", "link", "del", "eth0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let deleted = crate::netlink::blocking_in(netns, |n| {
+            Box::pin(async move {
+                if let Some(i) = n.index("eth0").await {
+                    let _ = n.delete(i).await;
+                }
+            })
+        });
         if let Err(e) = deleted {
             tracing::warn!("the veth pair of {} is left until its namespace goes: {e}", netns.display());
         }
@@ -288,31 +301,6 @@ pub fn detach(a: &Attachment, netns: &Path) {
     if let Err(e) = release(&a.claim, netns) {
         tracing::warn!("the address claim {} is left behind: {e}", a.claim.display());
     }
-}
-
-/// Runs `ip -batch -` with `commands`, in the network namespace at `netns` if given.
-pub(crate) async fn ip_batch(netns: Option<&Path>, commands: &str, step: &str) -> Result<(), NetworkError> {
-    let failed = |message: String| NetworkError::Command { step: step.to_string(), message };
-    let mut cmd = match netns {
-        Some(ns) => {
-            let mut c = tokio::process::Command::new("nsenter");
-            c.arg(format!("--net={}", ns.display())).arg("ip");
-            c
-        }
-        None => tokio::process::Command::new("ip"),
-    };
-    let mut child = cmd
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(e.to_string()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(commands.as_bytes()).await.map_err(|e| failed(e.to_string()))?;
-    }
-    let out = child.wait_with_output().await.map_err(|e| failed(e.to_string()))?;
-    if out.status.success() { Ok(()) } else { Err(failed(String::from_utf8_lossy(&out.stderr).trim().to_string())) }
 }
 
 /// Holds the lock of a claims directory while it lives (the lock goes with the file).

@@ -2,14 +2,14 @@
 //! alive by bind mounts (no pause process), plus the pod's `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf`.
 //!
-//! The namespaces are made by util-linux `unshare`, which binds each one to a file; loopback is
-//! brought up and the hostname set to the pod name inside them. Every pod has its own
+//! The namespaces are made by a thread of this process with `unshare(2)` and bound each to a
+//! file; loopback is brought up (netlink) and the hostname set to the pod name inside them, and
+//! no process is spawned for any of it (see [`crate::netlink`]). Every pod has its own
 //! localhost; on the pod network (see [`crate::network`]) it also has an address the other pods
 //! and the host reach. A pod on the host's network makes only its IPC namespace.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use rustix::mount::{UnmountFlags, unmount};
 
@@ -26,8 +26,8 @@ pub enum SandboxError {
         /// Why.
         error: std::io::Error,
     },
-    /// `unshare` failed or could not run.
-    #[error("creating the pod's namespaces: {0} (podvisor needs root and util-linux's unshare)")]
+    /// The namespaces could not be made.
+    #[error("creating the pod's namespaces: {0} (podvisor needs root)")]
     Namespaces(String),
     /// The pod could not be given an address.
     #[error(transparent)]
@@ -124,30 +124,22 @@ impl Sandbox {
             let path = path.to_path_buf();
             move |error| SandboxError::Io { path, error }
         };
-        let kinds: &[&str] = if matches!(net, Networking::Host) { &["ipc"] } else { &NAMESPACES };
+        use crate::netlink::Kind;
+        let kinds: &[Kind] =
+            if matches!(net, Networking::Host) { &[Kind::Ipc] } else { &[Kind::Net, Kind::Uts, Kind::Ipc] };
         let ns = self.dir.join("ns");
         fs::create_dir_all(&ns).map_err(io(&ns))?;
+        let mut files = Vec::new();
         for kind in kinds {
-            let f = self.namespace(kind);
+            let f = self.namespace(kind.name());
             fs::write(&f, b"").map_err(io(&f))?;
+            files.push((*kind, f));
         }
-        let mut cmd = tokio::process::Command::new("unshare");
-        for kind in kinds {
-            cmd.arg(format!("--{kind}={}", self.namespace(kind).display()));
-        }
-        let script = if matches!(net, Networking::Host) { "true" } else { "hostname \"$1\" && ip link set lo up" };
-        let out = cmd
-            .args(["sh", "-c", script, "sh", &hostname])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| SandboxError::Namespaces(e.to_string()))?;
-        if !out.status.success() {
-            return Err(SandboxError::Namespaces(String::from_utf8_lossy(&out.stderr).trim().to_string()));
-        }
+        let hostname_set = (!matches!(net, Networking::Host)).then(|| hostname.clone());
+        let inside = crate::netlink::make_namespaces(files, hostname_set).await.map_err(SandboxError::Namespaces)?;
         let ip = match net {
             Networking::Pod(network) => {
-                let a = network.attach(&self.namespace("net")).await?;
+                let a = network.attach(&self.namespace("net"), inside).await?;
                 let f = self.dir.join(ATTACHMENT);
                 let written = serde_json::to_vec(&a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
                 if let Err(e) = written {

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::network::{BRIDGE, NetworkError, ip_batch};
+use crate::network::{BRIDGE, NetworkError};
 
 /// The most connections all Service ports together relay at once (each holds two
 /// descriptors); more wait to be accepted.
@@ -176,14 +176,30 @@ impl Proxy {
     }
 }
 
+/// The bridge's index through a netlink connection in this namespace, for a Service address.
+async fn bridge(step: &str) -> Result<(crate::netlink::Netlink, u32), NetworkError> {
+    let failed = |message: String| NetworkError::Command { step: step.to_string(), message };
+    let host = crate::netlink::Netlink::connect().map_err(|e| failed(e.to_string()))?;
+    let index = host.index(BRIDGE).await.ok_or_else(|| failed(format!("no bridge {BRIDGE}")))?;
+    Ok((host, index))
+}
+
 /// Adds `ip/32` to podvisor's bridge (a Service's, or cluster DNS's, address).
 pub async fn add_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
-    ip_batch(None, &format!("addr replace {ip}/32 dev {BRIDGE}\n"), "adding a Service address").await
+    let step = "adding a Service address";
+    let (host, index) = bridge(step).await?;
+    host.add_address(index, ip, 32)
+        .await
+        .map_err(|e| NetworkError::Command { step: step.to_string(), message: e.to_string() })
 }
 
 /// Removes `ip/32` from podvisor's bridge.
 pub async fn del_address(ip: Ipv4Addr) -> Result<(), NetworkError> {
-    ip_batch(None, &format!("addr del {ip}/32 dev {BRIDGE}\n"), "removing a Service address").await
+    let step = "removing a Service address";
+    let (host, index) = bridge(step).await?;
+    host.del_address(index, ip)
+        .await
+        .map_err(|e| NetworkError::Command { step: step.to_string(), message: e.to_string() })
 }
 
 /// Where the claims of the bridge's service addresses are kept (gone with a reboot, as the
@@ -303,23 +319,10 @@ async fn reap() {
     }
 }
 
-/// The IPv4 addresses on the bridge.
+/// The single addresses (`/32`) on the bridge.
 async fn bridge_addresses() -> Vec<Ipv4Addr> {
-    let out = tokio::process::Command::new("ip")
-        .args(["-4", "-j", "addr", "show", "dev", BRIDGE])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await;
-    let Ok(out) = out else { return Vec::new() };
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|l| l["addr_info"].as_array().into_iter().flatten())
-        .filter(|a| a["prefixlen"] == 32)
-        .filter_map(|a| a["local"].as_str()?.parse().ok())
-        .collect()
+    let Ok((host, index)) = bridge("listing the bridge's addresses").await else { return Vec::new() };
+    host.addresses(index).await.into_iter().filter(|(_, prefix)| *prefix == 32).map(|(ip, _)| ip).collect()
 }
 
 /// The relays of every frontend of the process.

@@ -1,0 +1,298 @@
+//! The machine's links, addresses and routes, changed through netlink (rtnetlink) from this
+//! process, and the pod's namespaces made with `unshare(2)` from a thread of its own: a sandbox
+//! costs no process.
+//!
+//! A netlink socket works in the network namespace it was opened in. The host's is opened on
+//! the caller's thread; a pod's on a short-lived thread that made the namespace (or entered it
+//! with `setns(2)`), and is then driven by the caller's tokio runtime like any other socket.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+/// The kernel's main routing table.
+const MAIN_TABLE: u32 = 254;
+
+/// A netlink connection in one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+/// What a netlink request said when it failed.
+pub type Error = rtnetlink::Error;
+
+impl Netlink {
+    /// A connection in the calling thread's network namespace, driven by the tokio runtime the
+    /// thread is in (or has entered).
+    pub fn connect() -> std::io::Result<Netlink> {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok(Netlink { handle })
+    }
+
+    /// The index of the link named `name`, if there is one.
+    pub async fn index(&self, name: &str) -> Option<u32> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.next().await {
+            Some(Ok(link)) => Some(link.header.index),
+            _ => None,
+        }
+    }
+
+    /// The name of every link, by index.
+    pub async fn names(&self) -> Vec<(u32, String)> {
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(Ok(link)) = links.next().await {
+            let name = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            out.push((link.header.index, name.unwrap_or_default()));
+        }
+        out
+    }
+
+    /// Sets the link up.
+    pub async fn up(&self, index: u32) -> Result<(), Error> {
+        self.handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await
+    }
+
+    /// Creates a bridge named `name`.
+    pub async fn add_bridge(&self, name: &str) -> Result<(), Error> {
+        self.handle.link().add(LinkBridge::new(name).build()).execute().await
+    }
+
+    /// Creates a veth pair: `name` in this namespace, `peer` made directly in the network
+    /// namespace of `netns` (an open namespace file). Made there, not moved there: moving a
+    /// link between namespaces waits for the kernel's RCU grace periods, tens of milliseconds.
+    pub async fn add_veth_into(&self, name: &str, peer: &str, netns: &std::fs::File) -> Result<(), Error> {
+        use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+        use std::os::fd::AsRawFd;
+        let fd = netns.as_fd().as_raw_fd();
+        let peer = LinkUnspec::new_with_name(peer).setns_by_fd(fd).build();
+        let pair = LinkVeth::new(name, "").set_info_data(InfoData::Veth(InfoVeth::Peer(peer))).build();
+        self.handle.link().add(pair).execute().await
+    }
+
+    /// Puts the link on the bridge `controller` and sets it up.
+    pub async fn attach_up(&self, index: u32, controller: u32) -> Result<(), Error> {
+        self.handle.link().set(LinkUnspec::new_with_index(index).controller(controller).up().build()).execute().await
+    }
+
+    /// Gives the link an address (replacing it if it has it).
+    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+        self.handle.address().add(index, IpAddr::V4(ip), prefix).replace().execute().await
+    }
+
+    /// Removes the address `ip` from the link; an address it does not have is no error.
+    pub async fn del_address(&self, index: u32, ip: Ipv4Addr) -> Result<(), Error> {
+        let mut found =
+            self.handle.address().get().set_link_index_filter(index).set_address_filter(IpAddr::V4(ip)).execute();
+        let mut messages = Vec::new();
+        while let Some(Ok(m)) = found.next().await {
+            messages.push(m);
+        }
+        for m in messages {
+            self.handle.address().del(m).execute().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the default route through `gateway`.
+    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<(), Error> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        self.handle.route().add(route).execute().await
+    }
+
+    /// Deletes the link (a veth takes its peer with it).
+    pub async fn delete(&self, index: u32) -> Result<(), Error> {
+        self.handle.link().del(index).execute().await
+    }
+
+    /// The IPv4 addresses of the link: address and prefix length.
+    pub async fn addresses(&self, index: u32) -> Vec<(Ipv4Addr, u8)> {
+        let mut out = Vec::new();
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        while let Some(Ok(a)) = addrs.next().await {
+            let ip = a.attributes.iter().find_map(|at| match at {
+                AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = ip {
+                out.push((ip, a.header.prefix_len));
+            }
+        }
+        out
+    }
+
+    /// The IPv4 routes of the main table that lead somewhere in particular: destination,
+    /// prefix length and the index of the link they leave by (a default route is left out).
+    pub async fn routes(&self) -> Vec<(Ipv4Addr, u8, Option<u32>)> {
+        let mut out = Vec::new();
+        let mut routes = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        while let Some(Ok(r)) = routes.next().await {
+            let table = r
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    RouteAttribute::Table(t) => Some(*t),
+                    _ => None,
+                })
+                .unwrap_or(u32::from(r.header.table));
+            let dst = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            let oif = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            if let Some(dst) = dst.filter(|_| table == MAIN_TABLE && r.header.destination_prefix_length > 0) {
+                out.push((dst, r.header.destination_prefix_length, oif));
+            }
+        }
+        out
+    }
+}
+
+/// The kinds of namespace a sandbox makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Network.
+    Net,
+    /// UTS (the hostname).
+    Uts,
+    /// System V IPC.
+    Ipc,
+}
+
+impl Kind {
+    /// The name `/proc/…/ns/` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Net => "net",
+            Kind::Uts => "uts",
+            Kind::Ipc => "ipc",
+        }
+    }
+
+    fn flag(self) -> rustix::thread::UnshareFlags {
+        use rustix::thread::UnshareFlags;
+        match self {
+            Kind::Net => UnshareFlags::NEWNET,
+            Kind::Uts => UnshareFlags::NEWUTS,
+            Kind::Ipc => UnshareFlags::NEWIPC,
+        }
+    }
+}
+
+/// Makes new namespaces of the kinds in `files`, each bound to its file (which must exist), from
+/// a thread of this process made for it: the thread unshares them, sets `hostname` in the new
+/// UTS namespace, binds them, opens a netlink connection in the new network namespace (if one is
+/// made), brings its loopback up, and ends. The namespaces live on through their files. Runs in
+/// the caller's tokio runtime; returns the connection in the new network namespace, if any.
+pub async fn make_namespaces(files: Vec<(Kind, PathBuf)>, hostname: Option<String>) -> Result<Option<Netlink>, String> {
+    let runtime = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A thread of its own: its namespaces change, so it must not be one that runs anything else.
+    let spawned = std::thread::Builder::new().name("podvisor-sandbox".into()).spawn(move || {
+        let _ = tx.send(in_new_namespaces(&runtime, &files, hostname.as_deref()));
+    });
+    spawned.map_err(|e| format!("a thread for the namespaces: {e}"))?;
+    let netlink = rx.await.map_err(|_| "the namespaces' thread ended early".to_string())??;
+    if let Some(n) = &netlink {
+        // A new network namespace has only its loopback, index 1.
+        n.up(1).await.map_err(|e| format!("setting loopback up: {e}"))?;
+    }
+    Ok(netlink)
+}
+
+fn in_new_namespaces(
+    runtime: &tokio::runtime::Handle,
+    files: &[(Kind, PathBuf)],
+    hostname: Option<&str>,
+) -> Result<Option<Netlink>, String> {
+    let flags = files.iter().fold(rustix::thread::UnshareFlags::empty(), |f, (k, _)| f | k.flag());
+    // SAFETY: only namespaces of this thread change (network, UTS and IPC are per thread); the
+    // thread shares no file table or file system state that unsharing would split.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
+    if let Some(h) = hostname.filter(|_| files.iter().any(|(k, _)| *k == Kind::Uts)) {
+        rustix::system::sethostname(h.as_bytes()).map_err(|e| format!("sethostname: {e}"))?;
+    }
+    for (kind, file) in files {
+        let own = format!("/proc/thread-self/ns/{}", kind.name());
+        rustix::mount::mount_bind(own.as_str(), file).map_err(|e| format!("binding {}: {e}", file.display()))?;
+    }
+    if files.iter().any(|(k, _)| *k == Kind::Net) {
+        let _entered = runtime.enter();
+        return Netlink::connect().map(Some).map_err(|e| format!("netlink: {e}"));
+    }
+    Ok(None)
+}
+
+/// A netlink connection in the network namespace bound at `netns`, opened from a thread that
+/// enters it, driven by the caller's tokio runtime.
+pub async fn connect_in(netns: &Path) -> Result<Netlink, String> {
+    let runtime = tokio::runtime::Handle::current();
+    let file = std::fs::File::open(netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("podvisor-netns".into()).spawn(move || {
+        let entered =
+            rustix::thread::move_into_link_name_space(file.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+                .map_err(|e| format!("setns: {e}"))
+                .and_then(|()| {
+                    let _entered = runtime.enter();
+                    Netlink::connect().map_err(|e| format!("netlink: {e}"))
+                });
+        let _ = tx.send(entered);
+    });
+    spawned.map_err(|e| format!("a thread for the namespace: {e}"))?;
+    rx.await.map_err(|_| "the namespace's thread ended early".to_string())?
+}
+
+/// Runs `f` on a runtime of its own, from a thread in the network namespace bound at `netns`:
+/// for the code that is not async (removing a sandbox).
+pub fn blocking_in<T: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce(Netlink) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> Result<T, String> {
+    let file = std::fs::File::open(netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+    let thread = std::thread::Builder::new().name("podvisor-netns".into()).spawn(move || {
+        rustix::thread::move_into_link_name_space(file.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
+            .map_err(|e| format!("setns: {e}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let n = Netlink::connect().map_err(|e| format!("netlink: {e}"))?;
+            Ok(f(n).await)
+        })
+    });
+    thread
+        .map_err(|e| format!("a thread for the namespace: {e}"))?
+        .join()
+        .map_err(|_| "the namespace's thread panicked".to_string())?
+}
+
+/// Runs `f` on a runtime of its own in this (host) namespace: for the code that is not async.
+pub fn blocking_here<T: Send + 'static>(
+    f: impl FnOnce(Netlink) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
+) -> Result<T, String> {
+    let thread = std::thread::Builder::new().name("podvisor-netlink".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let n = Netlink::connect().map_err(|e| format!("netlink: {e}"))?;
+            Ok(f(n).await)
+        })
+    });
+    thread
+        .map_err(|e| format!("a netlink thread: {e}"))?
+        .join()
+        .map_err(|_| "the netlink thread panicked".to_string())?
+}
