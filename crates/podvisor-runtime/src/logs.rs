@@ -167,7 +167,7 @@ impl Writer {
     /// [`Writer::pump`], handing every chunk read to `tee` as it comes, before any line is
     /// whole (for attached clients, who see a prompt without its newline).
     pub fn pump_tee(&self, mut reader: impl Read, stream: Stream, tee: &dyn Fn(&[u8])) {
-        let mut buf = Vec::with_capacity(4096);
+        let mut lines = Lines::default();
         let mut chunk = [0u8; 8192];
         loop {
             let n = match reader.read(&mut chunk) {
@@ -176,28 +176,48 @@ impl Writer {
                 Ok(n) => n,
             };
             if n == 0 {
-                if !buf.is_empty() {
-                    self.write(stream, false, &String::from_utf8_lossy(&buf), Timestamp::now());
-                }
+                lines.finish(self, stream);
                 return;
             }
             tee(&chunk[..n]);
-            buf.extend_from_slice(&chunk[..n]);
-            let now = Timestamp::now();
-            let mut start = 0;
-            while let Some(i) = buf[start..].iter().position(|&b| b == b'\n') {
-                let text = String::from_utf8_lossy(&buf[start..start + i]);
-                let pieces = split(&text);
-                for (k, piece) in pieces.iter().enumerate() {
-                    self.write(stream, k + 1 < pieces.len(), piece, now);
-                }
-                start += i + 1;
+            lines.feed(self, stream, &chunk[..n]);
+        }
+    }
+}
+
+/// What a stream has written since its last whole line: the records of its log are made from
+/// it as bytes come, a record per line, a line longer than [`MAX_RECORD`] cut into several.
+#[derive(Debug, Default)]
+pub struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// Takes `data` of `stream` and writes every line it completes to `w`.
+    pub fn feed(&mut self, w: &Writer, stream: Stream, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        let now = Timestamp::now();
+        let mut start = 0;
+        while let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let text = String::from_utf8_lossy(&self.buf[start..start + i]);
+            let pieces = split(&text);
+            for (k, piece) in pieces.iter().enumerate() {
+                w.write(stream, k + 1 < pieces.len(), piece, now);
             }
-            buf.drain(..start);
-            while buf.len() >= MAX_RECORD {
-                let piece: Vec<u8> = buf.drain(..MAX_RECORD).collect();
-                self.write(stream, true, &String::from_utf8_lossy(&piece), now);
-            }
+            start += i + 1;
+        }
+        self.buf.drain(..start);
+        while self.buf.len() >= MAX_RECORD {
+            let piece: Vec<u8> = self.buf.drain(..MAX_RECORD).collect();
+            w.write(stream, true, &String::from_utf8_lossy(&piece), now);
+        }
+    }
+
+    /// The stream has ended: what it left without a newline becomes the last record.
+    pub fn finish(&mut self, w: &Writer, stream: Stream) {
+        if !self.buf.is_empty() {
+            w.write(stream, false, &String::from_utf8_lossy(&self.buf), Timestamp::now());
+            self.buf.clear();
         }
     }
 }

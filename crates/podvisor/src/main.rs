@@ -380,12 +380,16 @@ fn command() -> clap::Command {
     Cli::command().version(version())
 }
 
-/// How the node starts a container's monitor: this program, as `podvisor monitor …`.
+/// How the node starts a container's monitor: the `podvisor-monitor` program installed beside
+/// this one (a small program: a running container costs its memory, not this one's), else this
+/// program as `podvisor monitor`.
 pub(crate) fn monitor_command() -> podvisor_runtime::monitor::MonitorCommand {
-    podvisor_runtime::monitor::MonitorCommand {
-        program: std::env::current_exe().unwrap_or_else(|_| "podvisor".into()),
-        args: vec!["monitor".into()],
+    let me = std::env::current_exe().unwrap_or_else(|_| "podvisor".into());
+    let lean = me.with_file_name("podvisor-monitor");
+    if lean.is_file() {
+        return podvisor_runtime::monitor::MonitorCommand { program: lean, args: Vec::new() };
     }
+    podvisor_runtime::monitor::MonitorCommand { program: me, args: vec!["monitor".into()] }
 }
 
 fn main() -> ExitCode {

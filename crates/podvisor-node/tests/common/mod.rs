@@ -97,9 +97,26 @@ pub fn config(data: std::path::PathBuf, objects: std::sync::Arc<podvisor_node::O
     }
 }
 
-/// The container monitor this package builds.
+/// The container monitor, `podvisor-monitor` (the `podvisor` package's program): found in the
+/// target directory these tests run from, built there first if it is not.
 pub fn monitor() -> podvisor_runtime::monitor::MonitorCommand {
-    podvisor_runtime::monitor::MonitorCommand { program: env!("CARGO_BIN_EXE_podvisor-monitor").into(), args: vec![] }
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let program = BUILT.get_or_init(|| {
+        // target/<profile>/deps/<this test> → target/<profile>/podvisor-monitor
+        let exe = std::env::current_exe().expect("the test's path");
+        let dir = exe.parent().and_then(|d| d.parent()).expect("the target directory").to_path_buf();
+        let program = dir.join("podvisor-monitor");
+        if !program.exists() {
+            let built = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-p", "podvisor", "--bin", "podvisor-monitor"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(built.success(), "building podvisor-monitor");
+        }
+        program
+    });
+    podvisor_runtime::monitor::MonitorCommand { program: program.clone(), args: vec![] }
 }
 
 /// The OCI runtime the tests drive: runc, or the one named by `PODVISOR_TEST_RUNTIME`.

@@ -12,14 +12,14 @@
 //!   length and the bytes; a first frame of stream 0 says the monitor is there. The pipe ends
 //!   when the container does.
 //!
-//! The monitor side ([`Hub`], [`serve_control`], [`serve_stdin`]) runs in threads of the
-//! monitor process; the client side ([`attach`]) is async, in the node process.
+//! The monitor side ([`Hub`], [`Control`], [`StdinFrames`]) is driven by the monitor's one
+//! poll loop; the client side ([`attach`]) is async, in the node process.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -126,9 +126,6 @@ impl NonBlocking for std::fs::OpenOptions {
     }
 }
 
-/// Where the container's input goes: its stdin pipe, or its terminal; `None` once closed.
-pub(crate) type Input = Arc<Mutex<Option<File>>>;
-
 /// Makes the bundle's pipes (monitor side, before the container is created).
 pub(crate) fn make_pipes(bundle: &Path, stdin: bool) -> std::io::Result<()> {
     mkfifo(&bundle.join(CONTROL))?;
@@ -138,58 +135,105 @@ pub(crate) fn make_pipes(bundle: &Path, stdin: bool) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Serves the control pipe until the monitor ends: attaches clients, resizes the terminal.
-pub(crate) fn serve_control(bundle: PathBuf, hub: Arc<Hub>, terminal: Option<OwnedFd>) {
-    let Ok(pipe) = open_held(&bundle.join(CONTROL)) else { return };
-    let mut lines = std::io::BufReader::new(pipe);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match std::io::BufRead::read_line(&mut lines, &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["attach", name] => hub.add(&bundle, name),
-            ["size", columns, rows] => {
-                if let (Some(t), Ok(c), Ok(r)) = (&terminal, columns.parse::<u16>(), rows.parse::<u16>()) {
-                    let size = rustix::termios::Winsize { ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0 };
-                    let _ = rustix::termios::tcsetwinsize(t, size);
-                }
+/// The most a control line may hold; a longer one is dropped.
+const MAX_CONTROL_LINE: usize = 256;
+
+/// The control pipe (monitor side): `attach NAME` and `size COLUMNS ROWS` lines.
+pub(crate) struct Control {
+    /// The pipe, held open for reading and writing (so that it never ends), not blocking.
+    pub pipe: File,
+    partial: Vec<u8>,
+}
+
+impl Control {
+    /// Opens the bundle's control pipe.
+    pub(crate) fn open(bundle: &Path) -> std::io::Result<Control> {
+        let pipe = open_held(&bundle.join(CONTROL))?;
+        rustix::io::ioctl_fionbio(&pipe, true)?;
+        Ok(Control { pipe, partial: Vec::new() })
+    }
+
+    /// Reads what the pipe has and acts on each whole line: attaches clients to `hub`, resizes
+    /// `terminal`.
+    pub(crate) fn read(&mut self, bundle: &Path, hub: &Hub, terminal: Option<&OwnedFd>) {
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.pipe.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => self.partial.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
-            _ => {}
+        }
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&line);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["attach", name] => hub.add(bundle, name),
+                ["size", columns, rows] => {
+                    if let (Some(t), Ok(c), Ok(r)) = (terminal, columns.parse::<u16>(), rows.parse::<u16>()) {
+                        let size = rustix::termios::Winsize { ws_row: r, ws_col: c, ws_xpixel: 0, ws_ypixel: 0 };
+                        let _ = rustix::termios::tcsetwinsize(t, size);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.partial.len() > MAX_CONTROL_LINE {
+            self.partial.clear();
         }
     }
 }
 
-/// Copies the stdin pipe's data to the container's input until the monitor ends or the input
-/// ends (an end frame, or the container no longer reading).
-pub(crate) fn serve_stdin(bundle: PathBuf, input: Input) {
-    let Ok(mut pipe) = open_held(&bundle.join(STDIN)) else { return };
-    let mut head = [0u8; 3];
-    let mut data = vec![0u8; FRAME_DATA];
-    loop {
-        if pipe.read_exact(&mut head).is_err() {
-            return;
+/// The stdin pipe (monitor side): frames for the container's input.
+pub(crate) struct StdinFrames {
+    /// The pipe, held open for reading and writing, not blocking.
+    pub pipe: File,
+    partial: Vec<u8>,
+}
+
+/// What the stdin pipe brought.
+pub(crate) enum Frame {
+    /// Bytes for the container's input.
+    Data(Vec<u8>),
+    /// The end of the input (`stdinOnce`), or a frame this monitor does not know.
+    End,
+}
+
+impl StdinFrames {
+    /// Opens the bundle's stdin pipe.
+    pub(crate) fn open(bundle: &Path) -> std::io::Result<StdinFrames> {
+        let pipe = open_held(&bundle.join(STDIN))?;
+        rustix::io::ioctl_fionbio(&pipe, true)?;
+        Ok(StdinFrames { pipe, partial: Vec::new() })
+    }
+
+    /// Reads what the pipe has (a frame at most: the caller reads again once the container
+    /// has taken it) and returns the whole frames.
+    pub(crate) fn read(&mut self) -> Vec<Frame> {
+        let mut buf = vec![0u8; 3 + FRAME_DATA];
+        loop {
+            match self.pipe.read(&mut buf) {
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
         }
-        let n = usize::from(u16::from_be_bytes([head[1], head[2]])).min(FRAME_DATA);
-        if pipe.read_exact(&mut data[..n]).is_err() {
-            return;
+        let mut frames = Vec::new();
+        while self.partial.len() >= 3 {
+            let n = usize::from(u16::from_be_bytes([self.partial[1], self.partial[2]])).min(FRAME_DATA);
+            if self.partial.len() < 3 + n {
+                break;
+            }
+            let kind = self.partial[0];
+            let data: Vec<u8> = self.partial.drain(..3 + n).skip(3).collect();
+            frames.push(if kind == 0 { Frame::Data(data) } else { Frame::End });
         }
-        let Ok(mut target) = input.lock() else { return };
-        let written = match (head[0], target.as_mut()) {
-            (0, Some(t)) => t.write_all(&data[..n]).is_ok(),
-            (0, None) => false,
-            // The end of the input (or a kind this monitor does not know: nothing more is sure).
-            _ => false,
-        };
-        if !written {
-            *target = None;
-        }
-        if target.is_none() {
-            return;
-        }
+        frames
     }
 }
 

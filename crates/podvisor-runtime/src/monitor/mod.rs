@@ -17,6 +17,7 @@
 //!   is gone, and [`ended`] reads how the container ended.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -307,65 +308,303 @@ fn run(job: Job<'_>, report: &mut std::io::Stdout) -> Result<(), String> {
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| format!("no pid in {}", init_pid_file.display()))?;
     let writer = Writer::open_rotated(log, rotation).map_err(|e| format!("{}: {e}", log.display()))?;
-    let hub = std::sync::Arc::new(attach::Hub::default());
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
     // The output: the terminal's (all of it stdout), or the two pipes.
-    let mut sources: Vec<(Box<dyn Read + Send>, Stream)> = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
     match &terminal {
         Some(t) => {
             let reader = t.try_clone().map_err(|e| format!("the container's terminal: {e}"))?;
-            sources.push((Box::new(std::fs::File::from(reader)), Stream::Stdout));
+            sources.push(Source::new(File::from(reader), Stream::Stdout));
             // Its stdout and stderr pipes carry nothing of the container's: closed.
             drop((out_r, err_r));
         }
         None => {
-            sources.push((Box::new(out_r), Stream::Stdout));
-            sources.push((Box::new(err_r), Stream::Stderr));
+            sources.push(Source::new(File::from(OwnedFd::from(out_r)), Stream::Stdout));
+            sources.push(Source::new(File::from(OwnedFd::from(err_r)), Stream::Stderr));
         }
     }
-    let pumps = sources.len();
-    for (pipe, stream) in sources {
-        let (w, done, hub) = (writer.clone(), done_tx.clone(), hub.clone());
-        std::thread::spawn(move || {
-            w.pump_tee(pipe, stream, &|data| hub.send(stream, data));
-            let _ = done.send(());
-        });
-    }
-    drop(done_tx);
-    let input: attach::Input = std::sync::Arc::new(std::sync::Mutex::new(match (&terminal, stdin_w) {
-        (Some(t), _) if stdio.stdin => t.try_clone().ok().map(std::fs::File::from),
-        (None, Some(w)) => Some(std::fs::File::from(OwnedFd::from(w))),
+    let input = match (&terminal, stdin_w) {
+        (Some(t), _) if stdio.stdin => t.try_clone().ok().map(File::from),
+        (None, Some(w)) => Some(File::from(OwnedFd::from(w))),
         _ => None,
-    }));
-    {
-        let (bundle, hub) = (bundle.to_path_buf(), hub.clone());
-        let terminal = terminal.as_ref().and_then(|t| t.try_clone().ok());
-        std::thread::spawn(move || attach::serve_control(bundle, hub, terminal));
-    }
-    if stdio.stdin {
-        let (bundle, input) = (bundle.to_path_buf(), input.clone());
-        std::thread::spawn(move || attach::serve_stdin(bundle, input));
-    }
+    };
+    let held = Held {
+        bundle: bundle.to_path_buf(),
+        writer,
+        hub: attach::Hub::default(),
+        sources,
+        control: attach::Control::open(bundle).ok(),
+        stdin: if stdio.stdin { attach::StdinFrames::open(bundle).ok() } else { None },
+        input,
+        pending: Vec::new(),
+        close_input: false,
+        terminal,
+    };
+    let children = Children::watch().map_err(|e| format!("signalfd: {e}"))?;
     let _ = writeln!(report, "created {init}");
     let _ = report.flush();
     // The node reads up to the report; from here on the monitor answers to nobody.
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = rustix::stdio::dup2_stdout(&null);
     }
-    let code = wait_for(init);
-    let at = Timestamp::now();
-    let deadline = std::time::Instant::now() + DRAIN;
-    for _ in 0..pumps {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if done_rx.recv_timeout(left).is_err() {
-            break;
-        }
-    }
-    hub.close();
+    let (code, at) = held.run(init, children);
     let tmp = bundle.join("exit.tmp");
     std::fs::write(&tmp, format!("{code} {at}\n")).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, bundle.join(EXIT_FILE)).map_err(|e| format!("{}: {e}", tmp.display()))?;
     Ok(())
+}
+
+/// One output stream of the container being copied into its log.
+struct Source {
+    file: File,
+    stream: Stream,
+    lines: crate::logs::Lines,
+    open: bool,
+}
+
+impl Source {
+    fn new(file: File, stream: Stream) -> Source {
+        let _ = rustix::io::ioctl_fionbio(&file, true);
+        Source { file, stream, lines: Default::default(), open: true }
+    }
+}
+
+/// The most read from one stream in one turn of the loop, so that no stream starves the others.
+const TURN: usize = 64 * 1024;
+
+/// The most of the container's input kept while it does not read it; no more is taken from the
+/// stdin pipe meanwhile (its writer waits).
+const MAX_PENDING_INPUT: usize = 64 * 1024;
+
+/// Everything the monitor holds of a running container, served by one thread: its output into
+/// the log and to attached clients, the control and stdin pipes, its input, and its end.
+struct Held {
+    bundle: PathBuf,
+    writer: Writer,
+    hub: attach::Hub,
+    sources: Vec<Source>,
+    control: Option<attach::Control>,
+    stdin: Option<attach::StdinFrames>,
+    input: Option<File>,
+    pending: Vec<u8>,
+    close_input: bool,
+    terminal: Option<OwnedFd>,
+}
+
+impl Held {
+    /// Serves the container until its init has exited and its output is drained (or
+    /// [`DRAIN`] has passed since); its exit code and when it ended.
+    fn run(mut self, init: i32, children: Children) -> (i32, Timestamp) {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let mut ended: Option<(i32, Timestamp, std::time::Instant)> =
+            children.reap(init).map(|c| (c, Timestamp::now(), std::time::Instant::now() + DRAIN));
+        if let Some(input) = &self.input {
+            let _ = rustix::io::ioctl_fionbio(input, true);
+        }
+        loop {
+            let open = self.sources.iter().any(|s| s.open);
+            if let Some((code, at, deadline)) = ended
+                && (!open || std::time::Instant::now() >= deadline)
+            {
+                self.finish();
+                return (code, at);
+            }
+            let want_stdin = self.input.is_some() && self.pending.len() < MAX_PENDING_INPUT && !self.close_input;
+            let (mut fds, mut kinds) = (Vec::new(), Vec::new());
+            fds.push(PollFd::new(&children.fd, PollFlags::IN));
+            kinds.push(Ready::Children);
+            for (i, s) in self.sources.iter().enumerate().filter(|(_, s)| s.open) {
+                fds.push(PollFd::new(&s.file, PollFlags::IN));
+                kinds.push(Ready::Output(i));
+            }
+            if let Some(c) = &self.control {
+                fds.push(PollFd::new(&c.pipe, PollFlags::IN));
+                kinds.push(Ready::Control);
+            }
+            if let Some(f) = self.stdin.as_ref().filter(|_| want_stdin) {
+                fds.push(PollFd::new(&f.pipe, PollFlags::IN));
+                kinds.push(Ready::Stdin);
+            }
+            if let Some(i) = self.input.as_ref().filter(|_| !self.pending.is_empty()) {
+                fds.push(PollFd::new(i, PollFlags::OUT));
+                kinds.push(Ready::Input);
+            }
+            let left = ended.map(|(_, _, d)| d.saturating_duration_since(std::time::Instant::now()));
+            let timeout = left
+                .map(|d| rustix::event::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: i64::from(d.subsec_nanos()) });
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => {
+                    // Polling itself failed: wait for the end plainly, keep what came.
+                    let code = ended.map(|e| (e.0, e.1)).unwrap_or_else(|| (wait_for(init), Timestamp::now()));
+                    self.finish();
+                    return code;
+                }
+            }
+            let ready: Vec<Ready> =
+                fds.iter().zip(&kinds).filter(|(f, _)| !f.revents().is_empty()).map(|(_, k)| *k).collect();
+            drop(fds);
+            for k in ready {
+                match k {
+                    Ready::Children => {
+                        children.drain();
+                        if ended.is_none()
+                            && let Some(code) = children.reap(init)
+                        {
+                            ended = Some((code, Timestamp::now(), std::time::Instant::now() + DRAIN));
+                        }
+                    }
+                    Ready::Output(i) => self.copy(i),
+                    Ready::Control => {
+                        if let Some(c) = &mut self.control {
+                            c.read(&self.bundle, &self.hub, self.terminal.as_ref());
+                        }
+                    }
+                    Ready::Stdin => self.take_input(),
+                    Ready::Input => self.give_input(),
+                }
+            }
+        }
+    }
+
+    /// Copies what stream `i` has into the log and to the attached clients.
+    fn copy(&mut self, i: usize) {
+        let mut chunk = [0u8; 8192];
+        let mut taken = 0;
+        let s = &mut self.sources[i];
+        while taken < TURN {
+            match s.file.read(&mut chunk) {
+                // The end, or (a terminal whose other side closed) EIO.
+                Ok(0) => {
+                    s.open = false;
+                    s.lines.finish(&self.writer, s.stream);
+                    return;
+                }
+                Ok(n) => {
+                    self.hub.send(s.stream, &chunk[..n]);
+                    s.lines.feed(&self.writer, s.stream, &chunk[..n]);
+                    taken += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    s.open = false;
+                    s.lines.finish(&self.writer, s.stream);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes the frames the stdin pipe has for the container's input.
+    fn take_input(&mut self) {
+        let Some(f) = &mut self.stdin else { return };
+        for frame in f.read() {
+            match frame {
+                attach::Frame::Data(d) => self.pending.extend_from_slice(&d),
+                attach::Frame::End => self.close_input = true,
+            }
+        }
+        self.give_input();
+    }
+
+    /// Writes what is pending to the container's input, as far as it takes it; closes the
+    /// input once it has had all of it and its end came, or when it stops reading for good.
+    fn give_input(&mut self) {
+        let Some(input) = &mut self.input else {
+            self.pending.clear();
+            return;
+        };
+        while !self.pending.is_empty() {
+            match input.write(&self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.input = None;
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+        if self.close_input {
+            self.input = None;
+        }
+    }
+
+    /// The container is done: what the streams left becomes the last records; clients end.
+    fn finish(&mut self) {
+        for s in self.sources.iter_mut().filter(|s| s.open) {
+            s.open = false;
+            s.lines.finish(&self.writer, s.stream);
+        }
+        self.hub.close();
+    }
+}
+
+/// What the poll loop found ready.
+#[derive(Debug, Clone, Copy)]
+enum Ready {
+    Children,
+    Output(usize),
+    Control,
+    Stdin,
+    Input,
+}
+
+/// The children of the monitor (the container's init, and orphans reparented to it), watched
+/// through a signalfd for SIGCHLD, blocked for this thread.
+struct Children {
+    fd: OwnedFd,
+}
+
+impl Children {
+    fn watch() -> std::io::Result<Children> {
+        // SAFETY: a signal set made by `sigemptyset` and `sigaddset` is valid for
+        // `pthread_sigmask` and `signalfd`; the descriptor `signalfd` returns is ours alone.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Children { fd: std::os::fd::FromRawFd::from_raw_fd(fd) })
+        }
+    }
+
+    /// Empties the signalfd (signals of one kind merge: what matters is that one came).
+    fn drain(&self) {
+        let mut buf = [0u8; 128 * 8];
+        while rustix::io::read(&self.fd, &mut buf).is_ok_and(|n| n > 0) {}
+    }
+
+    /// Reaps every child that has ended; the init's exit code (or 128 + the signal that killed
+    /// it) if it is among them.
+    fn reap(&self, init: i32) -> Option<i32> {
+        let mut code = None;
+        loop {
+            match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+                Ok(Some((pid, status))) => {
+                    if pid.as_raw_nonzero().get() == init {
+                        code = Some(match (status.exit_status(), status.terminating_signal()) {
+                            (Some(c), _) => c,
+                            (None, Some(sig)) => 128 + sig,
+                            (None, None) => 255,
+                        });
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Ok(None) | Err(_) => return code,
+            }
+        }
+    }
 }
 
 /// The most of the runtime's own messages kept for an error.
