@@ -136,7 +136,10 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
         Row {
             metric: "pod start, `podvisor run` (CLI → both running)".into(),
             podvisor: ms(&fg.start),
-            baseline: format!("floor {pod_floor:.1} ms (2 × runc create+start)"),
+            baseline: format!(
+                "floor {pod_floor:.1} ms (2 × {} create+start)",
+                opts.runtime.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            ),
             target: format!("≤ 1.5 × floor = {:.1} ms", 1.5 * pod_floor),
             verdict: verdict(fg.start.median(), 1.5 * pod_floor, "ms"),
         },
