@@ -79,7 +79,9 @@ type Shared = OnceCell<Result<Image, PullError>>;
 
 /// Pulls images, one pull per reference at a time.
 pub struct Puller {
-    client: Client,
+    /// Made at the first pull: a registry client loads the machine's root certificates, which
+    /// costs milliseconds that a node whose images are all local should not pay at its start.
+    client: std::sync::OnceLock<Client>,
     settings: PullSettings,
     inflight: Mutex<HashMap<String, Arc<Shared>>>,
 }
@@ -122,13 +124,18 @@ pub fn credentials(config: &Path, registry: &str) -> Option<(String, String)> {
 impl Puller {
     /// A puller with these settings.
     pub fn new(settings: PullSettings) -> Puller {
-        let protocol = if settings.insecure.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(settings.insecure.clone())
-        };
-        let client = Client::new(ClientConfig { protocol, ..Default::default() });
-        Puller { client, settings, inflight: Mutex::new(HashMap::new()) }
+        Puller { client: std::sync::OnceLock::new(), settings, inflight: Mutex::new(HashMap::new()) }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| {
+            let protocol = if self.settings.insecure.is_empty() {
+                ClientProtocol::Https
+            } else {
+                ClientProtocol::HttpsExcept(self.settings.insecure.clone())
+            };
+            Client::new(ClientConfig { protocol, ..Default::default() })
+        })
     }
 
     /// Pulls `reference` into `store`. A pull of a reference already being pulled waits for
@@ -158,7 +165,7 @@ impl Puller {
             .map(|(u, p)| RegistryAuth::Basic(u, p))
             .unwrap_or(RegistryAuth::Anonymous);
         let data = self
-            .client
+            .client()
             .pull(
                 &r,
                 &auth,
