@@ -73,20 +73,7 @@ pub struct Outcome {
 
 /// Simulates the pod of `m` (if it runs one) with guessed behaviours and `overrides`.
 pub fn outcome(m: &Manifest, overrides: &[String], limit: Duration) -> anyhow::Result<Option<Outcome>> {
-    let Some((name, spec)) = pod_of(m) else { return Ok(None) };
-    let mut behaviours = HashMap::new();
-    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
-        let mut g = guess(c);
-        g.behaviour.runtime_start = RUNTIME_START;
-        behaviours.insert(c.name.clone(), vec![g.behaviour]);
-    }
-    for o in overrides {
-        let (cname, b) = parse_override(o, |n| behaviours.get(n).and_then(|v| v.first().cloned()).unwrap_or_default())?;
-        if behaviours.contains_key(&cname) {
-            behaviours.insert(cname, vec![b]);
-        }
-    }
-    let mut sim = Sim::new(&name, spec, behaviours);
+    let Some((name, mut sim)) = sim_of(m, overrides)? else { return Ok(None) };
     let ended = sim.run_to_end(limit);
     let mut started = Vec::new();
     let mut stopped: Vec<String> = Vec::new();
@@ -104,9 +91,9 @@ pub fn outcome(m: &Manifest, overrides: &[String], limit: Duration) -> anyhow::R
     Ok(Some(Outcome { name, phase: sim.phase().to_string(), ended, seconds, started, stopped }))
 }
 
-/// The simulated lifecycle of the pod of `m` (if it runs one), with guessed behaviours, until
-/// it ends or `limit`.
-pub fn entries(m: &Manifest, limit: Duration) -> anyhow::Result<Option<Vec<podvisor_sim::Entry>>> {
+/// The simulation of the pod of `m` (if it runs one): its name, and the simulation with each
+/// container's guessed behaviour, or the one `overrides` give.
+fn sim_of(m: &Manifest, overrides: &[String]) -> anyhow::Result<Option<(String, Sim)>> {
     let Some((name, spec)) = pod_of(m) else { return Ok(None) };
     let mut behaviours = HashMap::new();
     for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
@@ -114,7 +101,20 @@ pub fn entries(m: &Manifest, limit: Duration) -> anyhow::Result<Option<Vec<podvi
         g.behaviour.runtime_start = RUNTIME_START;
         behaviours.insert(c.name.clone(), vec![g.behaviour]);
     }
-    let mut sim = Sim::new(&name, spec, behaviours);
+    for o in overrides {
+        let (cname, b) = parse_override(o, |n| behaviours.get(n).and_then(|v| v.first().cloned()).unwrap_or_default())?;
+        if behaviours.contains_key(&cname) {
+            behaviours.insert(cname, vec![b]);
+        }
+    }
+    let sim = Sim::new(&name, spec, behaviours);
+    Ok(Some((name, sim)))
+}
+
+/// The simulated lifecycle of the pod of `m` (if it runs one), with guessed behaviours, until
+/// it ends or `limit`.
+pub fn entries(m: &Manifest, limit: Duration) -> anyhow::Result<Option<Vec<podvisor_sim::Entry>>> {
+    let Some((_, mut sim)) = sim_of(m, &[])? else { return Ok(None) };
     sim.run_to_end(limit);
     Ok(Some(sim.timeline().to_vec()))
 }

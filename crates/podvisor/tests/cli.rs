@@ -318,13 +318,26 @@ spec:
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs `podvisor run` of `manifest` (written under `dir`) on a terminal of its own (util-linux
+/// `script`), with `env` (variables) before the command and `options` after it; its exit code
+/// and what the terminal showed.
+fn run_on_terminal(dir: &std::path::Path, manifest: &str, env: &str, options: &str) -> (Option<i32>, String) {
+    let path = dir.join("pod.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    let cmd = format!(
+        "{env}{} --data-dir {} run {}{options}",
+        env!("CARGO_BIN_EXE_podvisor"),
+        dir.join("data").display(),
+        path.display()
+    );
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
 fn on_a_terminal_run_keeps_kubectls_pod_table_under_the_output() {
     let dir = data_dir_with_image("tty");
-    let manifest = dir.join("pod.yaml");
-    std::fs::write(
-        &manifest,
-        r#"
+    let manifest = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: tty}
@@ -334,30 +347,18 @@ spec:
   - {name: side, image: busybox:1.36, restartPolicy: Always, command: [sh, -c, "trap 'exit 0' TERM; while :; do sleep 0.1; done"]}
   containers:
   - {name: app, image: busybox:1.36, command: [sh, -c, "echo hi; sleep 0.5"]}
-"#,
-    )
-    .unwrap();
-    let cmd = format!(
-        "{} --data-dir {} run {}",
-        env!("CARGO_BIN_EXE_podvisor"),
-        dir.join("data").display(),
-        manifest.display()
-    );
-    // util-linux `script` gives the run a terminal.
-    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+"#;
+    let (code, text) = run_on_terminal(&dir, manifest, "", "");
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("NAME   READY   STATUS"), "{text}");
     assert!(text.contains("tty    2/2     Running"), "both containers ready while the app runs: {text}");
     assert!(text.contains("tty    0/2     Completed"), "{text}");
     assert!(text.contains("\x1b[36m"), "prefixes are coloured on a terminal");
     // NO_COLOR, and --color never, on the same terminal: no colour, no table.
     for (env, flag) in [("NO_COLOR=1 ", ""), ("", " --color never")] {
-        let cmd = format!("{env}{cmd}{flag}");
-        let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{text}");
-        assert!(!text.contains("\x1b[36m"), "{cmd}: {text}");
+        let (code, text) = run_on_terminal(&dir, manifest, env, flag);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(!text.contains("\x1b[36m"), "{env}{flag}: {text}");
         if !flag.is_empty() {
             assert!(!text.contains("NAME   READY   STATUS"), "no table with --color never: {text}");
         }
@@ -370,10 +371,7 @@ spec:
 #[test]
 fn on_a_terminal_a_stop_that_waits_out_its_grace_counts_down() {
     let dir = data_dir_with_image("countdown");
-    let manifest = dir.join("pod.yaml");
-    std::fs::write(
-        &manifest,
-        r#"
+    let manifest = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: cd}
@@ -384,18 +382,9 @@ spec:
   - {name: side, image: busybox:1.36, restartPolicy: Always, command: [sh, -c, "while :; do sleep 0.2; done"]}
   containers:
   - {name: app, image: busybox:1.36, command: [sh, -c, "echo hi"]}
-"#,
-    )
-    .unwrap();
-    let cmd = format!(
-        "{} --data-dir {} run {}",
-        env!("CARGO_BIN_EXE_podvisor"),
-        dir.join("data").display(),
-        manifest.display()
-    );
-    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+"#;
+    let (code, text) = run_on_terminal(&dir, manifest, "", "");
+    assert_eq!(code, Some(0), "{text}");
     let pos = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{text}"));
     let first = pos("cd/side ignores SIGTERM: killing in 3 s (Ctrl-C twice to kill now)");
     assert!(first < pos("cd/side ignores SIGTERM: killing in 2 s"));
