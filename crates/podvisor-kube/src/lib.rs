@@ -55,6 +55,45 @@ pub fn one_line(e: &kube::Error) -> String {
     }
 }
 
+/// The longest line of a container's log passed on whole; a longer one comes in pieces of this
+/// size (a container may print without end, and a line is kept in memory until its end).
+pub const MAX_LOG_LINE: usize = 64 * 1024;
+
+/// Calls `each` with every line of a log `stream` (without its newline; a line longer than
+/// [`MAX_LOG_LINE`] in pieces), until the stream ends or `each` returns false.
+pub async fn each_line(
+    stream: impl futures_util::AsyncBufRead,
+    mut each: impl FnMut(String) -> bool,
+) -> std::io::Result<()> {
+    use futures_util::AsyncBufReadExt;
+    let mut stream = Box::pin(stream);
+    let mut line: Vec<u8> = Vec::new();
+    let mut give = |line: &mut Vec<u8>| each(String::from_utf8_lossy(&std::mem::take(line)).into_owned());
+    loop {
+        let buf = stream.fill_buf().await?;
+        if buf.is_empty() {
+            if !line.is_empty() {
+                give(&mut line);
+            }
+            return Ok(());
+        }
+        let n = buf.len();
+        for &b in buf.iter() {
+            if b == b'\n' {
+                if !give(&mut line) {
+                    return Ok(());
+                }
+            } else {
+                line.push(b);
+                if line.len() >= MAX_LOG_LINE && !give(&mut line) {
+                    return Ok(());
+                }
+            }
+        }
+        stream.consume_unpin(n);
+    }
+}
+
 /// Where to find the API: a kubeconfig file (else `KUBECONFIG`, else `~/.kube/config`) and a
 /// context in it (else its current one).
 #[derive(Debug, Clone, Default)]
@@ -286,4 +325,30 @@ pub async fn pods_of(client: &kube::Client, namespace: &str, what: &str) -> Resu
         pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"))).await?.items;
     list.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
     Ok(list)
+}
+
+#[cfg(test)]
+mod line_tests {
+    #[test]
+    fn log_lines_are_split_and_a_line_without_end_comes_in_bounded_pieces() {
+        let long = "x".repeat(super::MAX_LOG_LINE * 2 + 10);
+        let text = format!("one\ntwo\n{long}");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut seen = Vec::new();
+        rt.block_on(super::each_line(futures_util::io::Cursor::new(text.into_bytes()), |l| {
+            seen.push(l);
+            true
+        }))
+        .unwrap();
+        let lens: Vec<usize> = seen.iter().map(String::len).collect();
+        assert_eq!(seen[..2], ["one", "two"]);
+        assert_eq!(lens[2..], [super::MAX_LOG_LINE, super::MAX_LOG_LINE, 10]);
+        let mut first = Vec::new();
+        rt.block_on(super::each_line(futures_util::io::Cursor::new(b"a\nb\nc\n".to_vec()), |l| {
+            first.push(l);
+            false
+        }))
+        .unwrap();
+        assert_eq!(first, ["a"], "a false from the caller stops the reading");
+    }
 }

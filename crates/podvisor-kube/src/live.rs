@@ -6,9 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use futures_util::AsyncBufReadExt;
 use futures_util::StreamExt;
-use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, LogParams, WatchEvent, WatchParams};
@@ -191,18 +189,13 @@ pub fn follow(client: kube::Client, applied: Vec<Applied>, tx: UnboundedSender<U
             let (tx3, state3) = (tx.clone(), state.clone());
             let events: Api<Event> = Api::namespaced(client.clone(), &ns);
             let fields = ListParams::default().fields("involvedObject.kind=Pod");
-            let since = Timestamp::now();
             tasks.push(tokio::spawn(watch_all(events, fields, tx.clone(), move |e: Event, deleted| {
                 if deleted {
                     return;
                 }
                 let uid = e.involved_object.uid.clone().unwrap_or_default();
-                let known = state3.lock().map(|s| s.pods.contains_key(&uid)).unwrap_or(false);
-                // Events of an earlier pod of the same name are not this run's.
-                let when = e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0));
-                if !known
-                    || when.is_some_and(|t| t < since.checked_sub(jiff::SignedDuration::from_secs(2)).unwrap_or(since))
-                {
+                // Only the followed pods' own (an earlier pod of the same name has another UID).
+                if !state3.lock().is_ok_and(|s| s.pods.contains_key(&uid)) {
                     return;
                 }
                 let pod = format!(
@@ -248,8 +241,7 @@ pub fn follow(client: kube::Client, applied: Vec<Applied>, tx: UnboundedSender<U
                 })));
             }
         }
-        // The Pods' own outcomes come from their phase.
-        let _ = applied;
+        // The Pods' own outcomes come from their phase (`Update::Finished`).
         for t in tasks {
             let _ = t.await;
         }
@@ -346,13 +338,10 @@ fn stream_log(
                 return;
             }
         };
-        let mut lines = Box::pin(stream).lines();
-        while let Some(Ok(line)) = lines.next().await {
-            let update = Update::Log { pod: key.clone(), uid: uid.clone(), container: container.clone(), line };
-            if tx.send(update).is_err() {
-                return;
-            }
-        }
+        let _ = crate::each_line(stream, |line| {
+            tx.send(Update::Log { pod: key.clone(), uid: uid.clone(), container: container.clone(), line }).is_ok()
+        })
+        .await;
     });
 }
 

@@ -39,8 +39,6 @@ fn print(out: &mut impl Write, tail: &mut Tail, timestamps: bool) -> std::io::Re
 
 /// Prints the log of a pod on a cluster, through its API, as `kubectl logs` does.
 fn remote(out: &mut impl Write, target: &podvisor_kube::Target, o: &Options) -> anyhow::Result<bool> {
-    use futures_util::AsyncBufReadExt;
-    use futures_util::StreamExt;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let c = podvisor_kube::connect(target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -78,10 +76,17 @@ fn remote(out: &mut impl Write, target: &podvisor_kube::Target, o: &Options) -> 
         let pods: podvisor_kube::kube::Api<k8s_openapi::api::core::v1::Pod> =
             podvisor_kube::kube::Api::namespaced(c.client.clone(), &o.namespace);
         let stream = pods.log_stream(&name, &params).await.map_err(|e| say(e.into()))?;
-        let mut lines = Box::pin(stream).lines();
-        while let Some(line) = lines.next().await {
-            writeln!(out, "{}", line?)?;
-            out.flush()?;
+        let mut failed = None;
+        podvisor_kube::each_line(stream, |line| match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })
+        .await?;
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         Ok(true)
     })

@@ -209,7 +209,7 @@ async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options
                     Update::Trouble(message) => {
                         if troubles.insert(message.clone()) {
                             printer.erase(out)?;
-                            writeln!(out, "podvisor: {}", c.say(&podvisor_kube::ClientError::NotFound(message)))?;
+                            writeln!(out, "podvisor: context {:?}: {message}", c.context)?;
                         }
                     }
                 }
