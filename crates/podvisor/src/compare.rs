@@ -238,7 +238,8 @@ fn differ(row: &Row, a: &Reading, b: &Reading) -> bool {
 
 /// The events of a local run of `manifests`, from its timeline.
 fn run_here(manifests: Vec<Manifest>, node: podvisor_cluster::NodeOptions) -> anyhow::Result<Vec<Value>> {
-    let file = tempfile(".json");
+    let scratch = crate::scratch::Scratch::new("compare")?;
+    let file = scratch.path().join("here.json");
     let opts = crate::run::Options {
         node,
         timeline: Some(file.clone()),
@@ -257,7 +258,8 @@ fn run_there(
     target: podvisor_kube::Target,
     namespace: Option<String>,
 ) -> anyhow::Result<Vec<Value>> {
-    let file = tempfile(".json");
+    let scratch = crate::scratch::Scratch::new("compare")?;
+    let file = scratch.path().join("there.json");
     let opts = crate::run_remote::Options {
         target,
         namespace,
@@ -269,15 +271,8 @@ fn run_there(
     read_events(&file)
 }
 
-fn tempfile(suffix: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("podvisor-compare-{}-{n}{suffix}", std::process::id()))
-}
-
-fn read_events(file: &PathBuf) -> anyhow::Result<Vec<Value>> {
+fn read_events(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
     let text = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let _ = std::fs::remove_file(file);
     Ok(serde_json::from_slice(&text)?)
 }
 

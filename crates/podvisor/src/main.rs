@@ -17,6 +17,7 @@ mod prune;
 mod ps;
 mod run;
 mod run_remote;
+mod scratch;
 mod serve;
 mod simulate;
 mod simulate_job;

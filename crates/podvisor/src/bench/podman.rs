@@ -28,9 +28,8 @@ spec:
 /// `podman kube play` of the pod, `n` times, with the image loaded from `archive` (the test
 /// image's OCI archive).
 pub(crate) fn measure(podman: &Path, archive: &Path, n: usize) -> anyhow::Result<Samples> {
-    let dir = std::env::temp_dir().join(format!("podvisor-bench-podman-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let scratch = crate::scratch::Scratch::new("bench-podman")?;
+    let dir = scratch.path().to_path_buf();
     let result = (|| {
         let conf = dir.join("containers.conf");
         std::fs::write(
@@ -85,6 +84,5 @@ pub(crate) fn measure(podman: &Path, archive: &Path, n: usize) -> anyhow::Result
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }
