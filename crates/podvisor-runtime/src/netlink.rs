@@ -279,20 +279,3 @@ pub fn blocking_in<T: Send + 'static>(
         .join()
         .map_err(|_| "the namespace's thread panicked".to_string())?
 }
-
-/// Runs `f` on a runtime of its own in this (host) namespace: for the code that is not async.
-pub fn blocking_here<T: Send + 'static>(
-    f: impl FnOnce(Netlink) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
-) -> Result<T, String> {
-    let thread = std::thread::Builder::new().name("podvisor-netlink".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(|e| e.to_string())?;
-        rt.block_on(async move {
-            let n = Netlink::connect().map_err(|e| format!("netlink: {e}"))?;
-            Ok(f(n).await)
-        })
-    });
-    thread
-        .map_err(|e| format!("a netlink thread: {e}"))?
-        .join()
-        .map_err(|_| "the netlink thread panicked".to_string())?
-}
