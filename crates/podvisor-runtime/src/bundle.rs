@@ -58,6 +58,9 @@ pub struct PodContext {
     /// Whether the host has one unified cgroup v2 hierarchy. There a container's processes are
     /// OOM-killed together (`memory.oom.group`), as the kubelet has them on cgroup v2.
     pub cgroup_v2: bool,
+    /// Whether the kernel limits swap per cgroup ([`crate::cgroup::swap_controller`]). On
+    /// cgroup v2 a container then gets `memory.swap.max = 0`, the kubelet's `NoSwap`.
+    pub swap_controller: bool,
     /// Files bind-mounted at `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`.
     pub etc_files: Vec<(String, PathBuf)>,
     /// Host directories of the pod's volumes, by volume name.
@@ -387,20 +390,28 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         .additional_gids(extra)
         .build()
         .map_err(|e| oci(e.to_string()))?;
-    let process = ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .args(args)
         .env(env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
         .cwd(cwd)
         .user(user)
         .capabilities(capabilities.clone())
-        .no_new_privileges(sc.and_then(|s| s.allow_privilege_escalation) == Some(false))
         .terminal(c.tty == Some(true))
         .build()
         .map_err(|e| oci(e.to_string()))?;
+    // `noNewPrivileges` only when set: youki reads a present `false` as "set", loads the seccomp
+    // filter after dropping CAP_SYS_ADMIN, and the kernel refuses it.
+    process.set_no_new_privileges((sc.and_then(|s| s.allow_privilege_escalation) == Some(false)).then_some(true));
     let mut mounts = oci_spec::runtime::get_default_mounts();
     // /proc as containerd mounts it: nothing set-user-ID, no devices, nothing executed from it.
     for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/proc")) {
         m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+    }
+    // /sys/fs/cgroup (a default mount) as containerd mounts it: the container's own cgroup (its
+    // namespace is private on cgroup v2, below), read-only unless the container is privileged.
+    let cgroup_access = if privileged { "rw" } else { "ro" };
+    for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/sys/fs/cgroup")) {
+        m.set_options(Some(["nosuid", "noexec", "nodev", "relatime", cgroup_access].map(String::from).to_vec()));
     }
     for (dest, file) in &ctx.etc_files {
         mounts.push(bind(dest, file, false).map_err(oci)?);
@@ -430,9 +441,14 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
         (LinuxNamespaceType::Network, ctx.netns.clone()),
         (LinuxNamespaceType::Uts, ctx.uts.clone()),
         (LinuxNamespaceType::Ipc, ctx.ipc.clone()),
+        (LinuxNamespaceType::Cgroup, None),
     ]
     .into_iter()
     .filter(|(typ, _)| !(ctx.host_network && matches!(typ, LinuxNamespaceType::Network | LinuxNamespaceType::Uts)))
+    // A private cgroup namespace on cgroup v2, as containerd gives every container but a
+    // privileged one: the container sees its own cgroup at the root of /sys/fs/cgroup (where a
+    // JVM or Go runtime reads its memory and CPU limits). v1 hosts keep the host's.
+    .filter(|(typ, _)| *typ != LinuxNamespaceType::Cgroup || (ctx.cgroup_v2 && !privileged))
     .map(|(typ, path)| {
         let b = LinuxNamespaceBuilder::default().typ(typ);
         match path {
@@ -484,7 +500,13 @@ pub fn spec(c: &Container, image: &ImageConfig, ctx: &PodContext, inst: &Instanc
     }
     resources = resources.cpu(cpu.build().map_err(|e| oci(e.to_string()))?);
     if ctx.cgroup_v2 {
-        resources = resources.unified(HashMap::from([("memory.oom.group".to_string(), "1".to_string())]));
+        let mut unified = HashMap::from([("memory.oom.group".to_string(), "1".to_string())]);
+        // The kubelet's NoSwap: no swap at all, limit or not (the memory+swap limit above only
+        // says so to runtimes that translate it, and youki 0.7 does not write a 0).
+        if ctx.swap_controller {
+            unified.insert("memory.swap.max".into(), "0".into());
+        }
+        resources = resources.unified(unified);
     }
     let pids = LinuxPidsBuilder::default().limit(4096).build().map_err(|e| oci(e.to_string()))?;
     let mut resources = resources.pids(pids);
@@ -617,6 +639,19 @@ mod tests {
         let ns = json["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.iter().any(|n| n["type"] == "network" && n["path"] == "/run/netns/p"));
         assert!(json.get("hostname").is_none(), "the hostname belongs to the shared UTS namespace");
+        assert!(json["process"].get("noNewPrivileges").is_none(), "absent unless set (youki reads false as set)");
+    }
+
+    #[test]
+    fn allow_privilege_escalation_false_sets_no_new_privileges() {
+        let mut container = c(Some(&["sh"]), None);
+        container.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            allow_privilege_escalation: Some(false),
+            ..Default::default()
+        });
+        let ctx = PodContext { cgroup_parent: "/podvisor/p".into(), ..Default::default() };
+        let json = serde_json::to_value(spec(&container, &image(), &ctx, &instance()).unwrap()).unwrap();
+        assert_eq!(json["process"]["noNewPrivileges"], true);
     }
 
     #[test]
@@ -650,6 +685,34 @@ mod tests {
         let r = &json["linux"]["resources"];
         assert_eq!(r["cpu"], serde_json::json!({"shares": 256, "quota": 50000, "period": 100000}));
         assert_eq!(r["unified"], serde_json::json!({"memory.oom.group": "1"}));
+        let swap = PodContext { swap_controller: true, ..ctx };
+        let json = serde_json::to_value(spec(&container, &image(), &swap, &inst).unwrap()).unwrap();
+        assert_eq!(
+            json["linux"]["resources"]["unified"],
+            serde_json::json!({"memory.oom.group": "1", "memory.swap.max": "0"}),
+            "the kubelet's NoSwap where the kernel limits swap"
+        );
+        let types: Vec<&str> =
+            json["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        assert!(types.contains(&"cgroup"), "a private cgroup namespace on cgroup v2: {types:?}");
+        let mounts = json["mounts"].as_array().unwrap();
+        assert_eq!(mounts.iter().filter(|m| m["destination"] == "/sys/fs/cgroup").count(), 1, "{mounts:?}");
+        let cgroup = mounts.iter().find(|m| m["destination"] == "/sys/fs/cgroup").unwrap();
+        assert_eq!(cgroup["type"], "cgroup");
+        assert!(cgroup["options"].as_array().unwrap().contains(&serde_json::json!("ro")), "{cgroup}");
+    }
+
+    #[test]
+    fn a_privileged_container_keeps_the_hosts_cgroup_namespace_and_may_write_its_cgroup() {
+        let mut container = c(Some(&["sh"]), None);
+        container.security_context =
+            Some(k8s_openapi::api::core::v1::SecurityContext { privileged: Some(true), ..Default::default() });
+        let ctx = PodContext { cgroup_parent: "/podvisor/p".into(), cgroup_v2: true, ..Default::default() };
+        let json = serde_json::to_value(spec(&container, &image(), &ctx, &instance()).unwrap()).unwrap();
+        let ns = json["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.iter().all(|n| n["type"] != "cgroup"), "{ns:?}");
+        let cgroup = json["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys/fs/cgroup").unwrap();
+        assert!(cgroup["options"].as_array().unwrap().contains(&serde_json::json!("rw")), "{cgroup}");
     }
 
     #[test]

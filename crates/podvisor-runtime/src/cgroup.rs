@@ -18,6 +18,22 @@ pub fn hybrid_unified_controllers() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the kernel accounts and limits swap per cgroup, as the kubelet finds out: the swap
+/// limit file exists in this process's own cgroup (`memory.swap.max` on v2; the root has none,
+/// so a process in the root cgroup finds none) or in the v1 memory hierarchy. Read once.
+pub fn swap_controller() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        if !is_v2() {
+            return Path::new(ROOT).join("memory/memory.memsw.limit_in_bytes").is_file();
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|text| {
+            text.lines().find_map(|l| l.strip_prefix("0::").map(|p| p.trim().trim_start_matches('/').to_string()))
+        });
+        own.is_some_and(|own| !own.is_empty() && Path::new(ROOT).join(own).join("memory.swap.max").is_file())
+    })
+}
+
 /// What a cgroup (or the whole machine) has used: CPU time and the memory working set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
@@ -91,8 +107,12 @@ pub fn oom_killed(path: &str) -> bool {
 pub fn remove(path: &str) -> Vec<(PathBuf, std::io::Error)> {
     let rel = path.trim_start_matches('/');
     let mut roots: Vec<PathBuf> = vec![Path::new(ROOT).join(rel)];
-    if let Ok(entries) = std::fs::read_dir(ROOT) {
-        roots.extend(entries.flatten().map(|e| e.path().join(rel)));
+    // A v1 host has a hierarchy per controller (and `unified`) below the root; a v2 host has
+    // only the one, whose root holds the interface files.
+    if !is_v2()
+        && let Ok(entries) = std::fs::read_dir(ROOT)
+    {
+        roots.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path().join(rel)));
     }
     let mut left = Vec::new();
     for dir in roots {

@@ -43,6 +43,7 @@ impl Host {
             ipc: Some(sandbox.namespace("ipc")),
             cgroup_parent: pod_cgroup(&uid(pod)),
             cgroup_v2: podvisor_runtime::cgroup::is_v2(),
+            swap_controller: podvisor_runtime::cgroup::swap_controller(),
             etc_files: sandbox.etc_files(),
             volumes,
             readonly_volumes: podvisor_runtime::volumes::read_only(pod),
