@@ -20,7 +20,7 @@ pub fn install_hint(binary: &Path) -> &'static str {
     match binary.file_name().and_then(|n| n.to_str()) {
         Some("runc") => "Debian: apt-get install runc",
         Some("crun") => "Debian: apt-get install crun",
-        Some("youki") => "from crates.io: cargo install youki --locked",
+        Some("youki") => "from crates.io: cargo install youki --locked --features v1,v2,seccomp",
         _ => "Debian: apt-get install runc or crun",
     }
 }

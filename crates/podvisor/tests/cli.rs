@@ -258,7 +258,7 @@ fn run_refuses_an_unknown_runtime_before_starting_anything() {
     assert_eq!(code, 1);
     assert_eq!(
         err.trim(),
-        "podvisor: OCI runtime \"/nowhere/youki\" not found: install it (from crates.io: cargo install youki --locked) or name another with --runtime"
+        "podvisor: OCI runtime \"/nowhere/youki\" not found: install it (from crates.io: cargo install youki --locked --features v1,v2,seccomp) or name another with --runtime"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
