@@ -355,6 +355,10 @@ enum Command {
         /// The OCI runtime binary (runc, crun, youki, or a path).
         #[arg(long, env = "PODVISOR_RUNTIME", default_value = "runc")]
         runtime: std::path::PathBuf,
+        /// Another runtime whose floor, pod start and handoff are measured in the same run
+        /// (repeatable).
+        #[arg(long = "also-runtime", value_name = "RUNTIME")]
+        also: Vec<std::path::PathBuf>,
         /// The test image's OCI archive: with podman installed, `podman kube play` of the same
         /// pod is measured beside podvisor (scripts/bench gives it).
         #[arg(long, value_name = "FILE.tar")]
@@ -507,8 +511,8 @@ fn main() -> ExitCode {
                 other => finish(other),
             };
         }
-        Command::Bench { iterations, pods, out, runtime, podman_archive } => {
-            let opts = bench::Options { data_dir: cli.data_dir, runtime, iterations, pods, out, podman_archive };
+        Command::Bench { iterations, pods, out, runtime, also, podman_archive } => {
+            let opts = bench::Options { data_dir: cli.data_dir, runtime, also, iterations, pods, out, podman_archive };
             return finish(bench::run(&mut std::io::stdout().lock(), opts));
         }
         Command::Exec { pod, container, namespace, stdin: _, tty, runtime, command } => {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::Samples;
 use super::client::{Client, Server, Watch};
+use super::rollout::{self, Rollout};
 
 /// What serve measured.
 pub(crate) struct Served {
@@ -26,6 +27,8 @@ pub(crate) struct Served {
     /// Processes the daemon keeps per pod that are not the pod's containers.
     pub helpers_per_pod: f64,
     pub idle_rss_kib: f64,
+    /// The rolling update of a Deployment with sidecars, when asked for.
+    pub rollout: Option<Rollout>,
 }
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
@@ -139,10 +142,12 @@ fn helpers(pid: u32) -> usize {
 }
 
 /// Starts serve on a free loopback port; the process and its address.
-fn start(exe: &Path, runtime: &Path, data: &Path) -> anyhow::Result<(Child, String)> {
+fn start(exe: &Path, runtime: &Path, data: &Path, pods: usize) -> anyhow::Result<(Child, String)> {
+    // Room for the scale figure's pods beyond the kubelet's default of 110.
+    let max_pods = (pods + rollout::REPLICAS as usize * 2 + 10).max(110);
     let mut child = Command::new(exe)
         .env("PODVISOR_RUNTIME", runtime)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-pods", &max_pods.to_string(), "--data-dir"])
         .arg(data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -160,9 +165,17 @@ fn start(exe: &Path, runtime: &Path, data: &Path) -> anyhow::Result<(Child, Stri
     Ok((child, addr))
 }
 
-/// Runs the serve figures: `n` single pods, then `pods` at once.
-pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: usize) -> anyhow::Result<Served> {
-    let (mut child, addr) = start(exe, runtime, data)?;
+/// Runs the serve figures: `n` single pods, the rolling update (with `rollout`), then `pods`
+/// at once.
+pub(crate) fn measure(
+    exe: &Path,
+    runtime: &Path,
+    data: &Path,
+    n: usize,
+    pods: usize,
+    with_rollout: bool,
+) -> anyhow::Result<Served> {
+    let (mut child, addr) = start(exe, runtime, data, pods)?;
     let result = (|| {
         let server = Server::new(&addr, &data.join("serve"))?;
         let mut client = Client::new(&server);
@@ -193,6 +206,8 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
             seen.until(Duration::from_secs(30), |p| !p.present.contains(&name))?;
         }
 
+        let rollout = with_rollout.then(|| rollout::measure(&server, &mut client)).transpose()?;
+
         let names: Vec<String> = (0..pods).map(|i| format!("bench-scale-{i}")).collect();
         let t = Instant::now();
         for name in &names {
@@ -215,6 +230,7 @@ pub(crate) fn measure(exe: &Path, runtime: &Path, data: &Path, n: usize, pods: u
             pss_per_pod_kib: (busy_pss - idle_pss_kib) / pods.max(1) as f64,
             helpers_per_pod: helpers as f64 / pods.max(1) as f64,
             idle_rss_kib,
+            rollout,
         })
     })();
     let _ = rustix::process::kill_process(
