@@ -542,8 +542,8 @@ spec:
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The benchmark suite in its reduced form: every figure is measured and written, on real
-/// containers; no timing is asserted.
+/// The benchmark suite in its reduced form, with a second runtime alongside: every figure is
+/// measured and written, on real containers; no timing is asserted.
 #[test]
 fn bench_measures_every_figure_in_its_reduced_form() {
     let dir = data_dir_with_image("bench");
@@ -555,6 +555,8 @@ fn bench_measures_every_figure_in_its_reduced_form() {
             "1",
             "--pods",
             "3",
+            "--also-runtime",
+            "crun",
             "--out",
             json.to_str().unwrap(),
             "--data-dir",
@@ -564,6 +566,8 @@ fn bench_measures_every_figure_in_its_reduced_form() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("| pod start, `podvisor run`") && out.contains("container: runc create"), "{out}");
+    assert!(out.contains("`serve` (POST → both running), crun"), "the other runtime has its rows: {out}");
+    assert!(out.contains("| its rolling update"), "{out}");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     for figure in [
         "/floor/pod/median_ms",
@@ -581,6 +585,13 @@ fn bench_measures_every_figure_in_its_reduced_form() {
         "/engine/scenarios_per_second",
         "/admission/direct_median_us",
         "/admission/yaml_round_trip_median_us",
+        "/sandbox_step/median_ms",
+        "/rollout/create_all_available_ms",
+        "/rollout/update_complete_ms",
+        "/other_runtimes/0/floor/pod/median_ms",
+        "/other_runtimes/0/run_pod_start/median_ms",
+        "/other_runtimes/0/serve_pod_start/median_ms",
+        "/other_runtimes/0/handoff/median_ms",
     ] {
         assert!(doc.pointer(figure).is_some_and(serde_json::Value::is_number), "{figure} missing: {doc:#}");
     }
