@@ -354,6 +354,16 @@ spec:
         let (node, _events) = common::reopen(&data).await;
         let p = node.run_pod(before.clone());
         node.remove_strays().await;
+        // The takeover is the pod's own task: on a loaded machine its status comes a little later.
+        let mut rx = p.watch();
+        let recorded = |s: &podvisor_node::PodSnapshot| {
+            s.status
+                .container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()))
+        };
+        let _ = tokio::time::timeout(LIMIT, rx.wait_for(recorded)).await;
         let now = app(&p.status());
         let last = now.last_state.clone().and_then(|l| l.terminated).expect("the ended instance");
         assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")), "{now:?}");
