@@ -70,21 +70,31 @@ impl Netlink {
         self.handle.link().add(LinkBridge::new(name).build()).execute().await
     }
 
-    /// Creates a veth pair: `name` in this namespace, `peer` made directly in the network
-    /// namespace of `netns` (an open namespace file). Made there, not moved there: moving a
-    /// link between namespaces waits for the kernel's RCU grace periods, tens of milliseconds.
-    pub async fn add_veth_into(&self, name: &str, peer: &str, netns: &std::fs::File) -> Result<(), Error> {
+    /// Creates a veth pair: `name` in this namespace, on the bridge `controller`, and `peer`
+    /// made directly in the network namespace of `netns` (an open namespace file). Made there,
+    /// not moved there: moving a link between namespaces waits for the kernel's RCU grace
+    /// periods, tens of milliseconds. The kernel puts the link on the bridge as it creates it;
+    /// neither end can be set up in that request (a veth opened before its peer is linked is
+    /// refused), so both are down.
+    pub async fn add_veth_into(
+        &self,
+        name: &str,
+        peer: &str,
+        netns: &std::fs::File,
+        controller: u32,
+    ) -> Result<(), Error> {
         use rtnetlink::packet_route::link::{InfoData, InfoVeth};
         use std::os::fd::AsRawFd;
         let fd = netns.as_fd().as_raw_fd();
         let peer = LinkUnspec::new_with_name(peer).setns_by_fd(fd).build();
-        let pair = LinkVeth::new(name, "").set_info_data(InfoData::Veth(InfoVeth::Peer(peer))).build();
+        let pair =
+            LinkVeth::new(name, "").set_info_data(InfoData::Veth(InfoVeth::Peer(peer))).controller(controller).build();
         self.handle.link().add(pair).execute().await
     }
 
-    /// Puts the link on the bridge `controller` and sets it up.
-    pub async fn attach_up(&self, index: u32, controller: u32) -> Result<(), Error> {
-        self.handle.link().set(LinkUnspec::new_with_index(index).controller(controller).up().build()).execute().await
+    /// Sets the link named `name` up (the kernel finds it by its name: no lookup first).
+    pub async fn up_by_name(&self, name: &str) -> Result<(), Error> {
+        self.handle.link().set(LinkUnspec::new_with_name(name).up().build()).execute().await
     }
 
     /// Gives the link an address (replacing it if it has it).

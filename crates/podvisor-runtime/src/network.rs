@@ -54,12 +54,12 @@ pub enum NetworkError {
         /// Why.
         error: std::io::Error,
     },
-    /// An `ip` command failed.
-    #[error("{step}: {message} (podvisor needs root and iproute2's ip)")]
+    /// A netlink request (or the step around it) failed.
+    #[error("{step}: {message} (podvisor needs root to change the machine's links)")]
     Command {
         /// What it was doing.
         step: String,
-        /// What the command said.
+        /// What the kernel said.
         message: String,
     },
 }
@@ -166,14 +166,14 @@ impl PodNetwork {
     /// bridge, all through netlink; `inside` is a netlink connection already open in the
     /// namespace, if there is one. On failure nothing stays claimed or connected.
     pub async fn attach(&self, netns: &Path, inside: Option<Netlink>) -> Result<Attachment, NetworkError> {
-        self.ensure_bridge().await?;
+        let bridge = self.ensure_bridge().await?;
         let (dir, subnet, owner) = (self.claims.clone(), self.subnet, netns.to_path_buf());
         let claimed = tokio::task::spawn_blocking(move || claim(&dir, &subnet, &owner, &|p| is_namespace(p)))
             .await
             .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
         let (ip, claim) = claimed?;
         let attachment = Attachment { ip, claim };
-        match self.wire(netns, ip, inside).await {
+        match self.wire(netns, ip, inside, bridge).await {
             Ok(()) => Ok(attachment),
             Err(e) => {
                 let (a, ns) = (attachment.clone(), netns.to_path_buf());
@@ -184,7 +184,7 @@ impl PodNetwork {
     }
 
     /// Connects the namespace at `netns` to the bridge as `ip`.
-    async fn wire(&self, netns: &Path, ip: Ipv4Addr, inside: Option<Netlink>) -> Result<(), NetworkError> {
+    async fn wire(&self, netns: &Path, ip: Ipv4Addr, inside: Option<Netlink>, bridge: u32) -> Result<(), NetworkError> {
         let failed = |step: &str| {
             let step = step.to_string();
             move |e: String| NetworkError::Command { step: step.clone(), message: e }
@@ -199,11 +199,8 @@ impl PodNetwork {
         }
         let connecting = failed("connecting the pod to the bridge");
         let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
-        host.add_veth_into(&veth, "eth0", &ns).await.map_err(|e| connecting(e.to_string()))?;
-        let (Some(host_end), Some(bridge)) = (host.index(&veth).await, host.index(BRIDGE).await) else {
-            return Err(connecting("the veth pair or the bridge is missing".into()));
-        };
-        host.attach_up(host_end, bridge).await.map_err(|e| connecting(e.to_string()))?;
+        host.add_veth_into(&veth, "eth0", &ns, bridge).await.map_err(|e| connecting(e.to_string()))?;
+        host.up_by_name(&veth).await.map_err(|e| connecting(e.to_string()))?;
         let setting = failed("setting up the pod's eth0");
         let pod = match inside {
             Some(n) => n,
@@ -217,12 +214,17 @@ impl PodNetwork {
     }
 
     /// Creates the bridge with the gateway address, once per process (and again if it was
-    /// removed meanwhile), after checking that the subnet is free on this machine.
-    pub async fn ensure_bridge(&self) -> Result<(), NetworkError> {
+    /// removed meanwhile), after checking that the subnet is free on this machine. Returns the
+    /// bridge's index.
+    pub async fn ensure_bridge(&self) -> Result<u32, NetworkError> {
         let mut ready = self.ready.lock().await;
-        let exists = Path::new("/sys/class/net").join(BRIDGE).exists();
-        if *ready && exists {
-            return Ok(());
+        // Read each time (a file, not a request): a bridge made again has another index.
+        let current = std::fs::read_to_string(Path::new("/sys/class/net").join(BRIDGE).join("ifindex"))
+            .ok()
+            .and_then(|i| i.trim().parse::<u32>().ok());
+        let exists = current.is_some();
+        if *ready && let Some(index) = current {
+            return Ok(index);
         }
         let failed = |step: &str, e: String| NetworkError::Command { step: step.to_string(), message: e };
         let host = Netlink::connect().map_err(|e| failed("netlink", e.to_string()))?;
@@ -242,7 +244,7 @@ impl PodNetwork {
             .map_err(|e| failed("setting up the bridge", e.to_string()))?;
         host.up(bridge).await.map_err(|e| failed("setting up the bridge", e.to_string()))?;
         *ready = true;
-        Ok(())
+        Ok(bridge)
     }
 }
 
