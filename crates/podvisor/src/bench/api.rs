@@ -170,11 +170,19 @@ fn start(exe: &Path, runtime: &Path, data: &Path, pods: usize) -> anyhow::Result
 pub(crate) fn measure(
     exe: &Path,
     runtime: &Path,
-    data: &Path,
+    given: &Path,
     n: usize,
     pods: usize,
     with_rollout: bool,
 ) -> anyhow::Result<Served> {
+    // A data directory of its own, with the image store copied in: the idle daemon and the
+    // memory per pod are then the daemon's own, not the history of the directory it was given
+    // (whose store keeps an hour of events: 4000 of them after two runs of this suite).
+    let scratch = crate::scratch::Scratch::new("bench-serve")?;
+    let data = &scratch.path().join("data");
+    std::fs::create_dir(data)?;
+    let copied = Command::new("cp").arg("-a").arg(given.join("images")).arg(data.join("images")).status()?;
+    anyhow::ensure!(copied.success(), "copying the image store of {} failed", given.display());
     let (mut child, addr) = start(exe, runtime, data, pods)?;
     let result = (|| {
         let server = Server::new(&addr, &data.join("serve"))?;
