@@ -315,6 +315,14 @@ spec:
     image: busybox:1.36
     command: [sh, -c, "sleep 0.5; exit 3"]
 "#;
+    // A container has ended once: its last state is a termination.
+    let ended = |s: &podvisor_node::PodSnapshot| {
+        s.status
+            .container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()))
+    };
     let crashed = tokio::runtime::Runtime::new().unwrap();
     let (f, before) = crashed.block_on(async {
         let f = fixture("recorded-end").await;
@@ -325,13 +333,6 @@ spec:
         // The status a store would still hold: written before the exit.
         let mut before = p.pod().clone();
         before.status = Some(p.status());
-        let ended = |s: &podvisor_node::PodSnapshot| {
-            s.status
-                .container_statuses
-                .iter()
-                .flatten()
-                .any(|c| c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()))
-        };
         let _ = tokio::time::timeout(LIMIT, rx.wait_for(ended)).await;
         // The ended instance is removed (its bundle last): only its recorded end is left.
         let bundle =
@@ -356,14 +357,7 @@ spec:
         node.remove_strays().await;
         // The takeover is the pod's own task: on a loaded machine its status comes a little later.
         let mut rx = p.watch();
-        let recorded = |s: &podvisor_node::PodSnapshot| {
-            s.status
-                .container_statuses
-                .iter()
-                .flatten()
-                .any(|c| c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()))
-        };
-        let _ = tokio::time::timeout(LIMIT, rx.wait_for(recorded)).await;
+        let _ = tokio::time::timeout(LIMIT, rx.wait_for(ended)).await;
         let now = app(&p.status());
         let last = now.last_state.clone().and_then(|l| l.terminated).expect("the ended instance");
         assert_eq!((last.exit_code, last.reason.as_deref()), (3, Some("Error")), "{now:?}");
