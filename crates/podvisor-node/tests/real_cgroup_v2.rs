@@ -138,6 +138,9 @@ spec:
     let line = f.lines("show").join("\n");
     let expected = format!("0::/podvisor/{}/", p.uid());
     assert!(line.starts_with(&expected), "the host's view of the cgroup, {expected}…: {line}");
+    // The path the container itself saw is the pod's cgroup: it is gone with the pod.
+    let pod_cgroup = std::path::Path::new("/sys/fs/cgroup/podvisor").join(p.uid());
+    assert!(!pod_cgroup.exists(), "{} is removed with the pod", pod_cgroup.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
