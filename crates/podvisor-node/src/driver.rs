@@ -253,9 +253,26 @@ impl<M: Machine> Driver<M> {
                 let pod_ip = sandboxed.pod_ip.clone();
                 self.set_pod_ip(pod_ip.clone());
                 self.enter_sandbox(sandboxed);
+                self.create_ahead();
                 Input::SandboxReady { pod_ip }
             }
             Err(f) => Input::SandboxFailed { reason: f.reason.into(), message: f.message },
+        }
+    }
+
+    /// Has the machine create ahead the containers that wait only for sidecars to start: in a
+    /// pod whose init containers are all sidecars, every container but the first, while the
+    /// first starts. They are started in the engine's order all the same; a regular init
+    /// container runs to its end before the next container is even made, as with the kubelet.
+    fn create_ahead(&self) {
+        let Some(ctx) = &self.ctx else { return };
+        let spec = self.engine.spec();
+        let init = spec.init_containers.as_deref().unwrap_or_default();
+        if init.is_empty() || init.iter().any(|c| c.restart_policy.as_deref() != Some("Always")) {
+            return;
+        }
+        for c in init.iter().skip(1).chain(&spec.containers) {
+            self.host.create_ahead(&self.pod, ctx, c);
         }
     }
 

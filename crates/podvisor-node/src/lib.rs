@@ -273,6 +273,7 @@ impl Node {
             cluster_dns: Default::default(),
             stopping: Default::default(),
             offline_noted: Default::default(),
+            ahead: Default::default(),
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }

@@ -114,6 +114,13 @@ pub(crate) trait Machine: Clone + Send + Sync + 'static {
     /// `Started`, `StartFailed`) and its end (`Exited`) are reported as they happen.
     fn start(&self, order: StartOrder);
 
+    /// Creates the first instance of `spec` ahead of its start, if the machine can do so
+    /// without changing what the pod sees (the host: see `Host::make_ahead`); its later
+    /// [`Machine::start`] then only starts it. A machine may ignore this.
+    fn create_ahead(&self, pod: &Arc<Pod>, ctx: &Arc<PodContext>, spec: &Container) {
+        let _ = (pod, ctx, spec);
+    }
+
     /// The PID namespace of the running instance with runtime ID `id` (`kubectl debug --target`).
     fn pid_namespace(&self, pod: &Pod, id: &str) -> Option<PathBuf>;
 

@@ -400,8 +400,29 @@ spec:
         .expect("a Failed event for the pull");
     assert!(failed.contains("registry.invalid/nothing:1"), "{failed}");
     assert!(f.index(started("app")).is_none(), "the app started behind an unstarted sidecar");
+    // The app is created ahead (the runtime's `create`: its process waits to be started) while
+    // the sidecar cannot start; it never runs, and the pod's end removes it with its log file.
+    let uid = p.pod().metadata.uid.clone().unwrap();
+    let state = f.dir.join("data").join("runc");
+    let in_runtime = || -> Vec<String> {
+        let entries = std::fs::read_dir(&state).into_iter().flatten().flatten();
+        entries.map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(&uid)).collect()
+    };
+    let made = format!("podvisor-{uid}-app-0");
+    for _ in 0..50 {
+        if in_runtime().contains(&made) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(in_runtime(), [made], "the app was made ahead, and nothing else");
+    let logs = podvisor_node::log_dir(&f.dir.join("data"), p.pod());
+    assert!(logs.join("app").exists(), "its log file exists once it is created");
     p.delete(Some(0));
     f.finish(&p, LIMIT).await;
+    assert_eq!(in_runtime(), Vec::<String>::new(), "the container made ahead is gone from the runtime");
+    assert!(!logs.join("app").exists(), "no log is left for a container that never started");
+    assert!(f.index(started("app")).is_none() && lines_in(&f.seen, "app").is_empty(), "{}", f.dump());
 }
 
 /// R16/R18 on real probes: a sidecar's tcpSocket startupProbe gates the app; an httpGet

@@ -36,6 +36,8 @@ struct Books {
     log: Vec<(Duration, String)>,
     origin: Option<Instant>,
     sandbox_fails: bool,
+    /// The containers the driver asked to have created ahead of their starts.
+    ahead: Vec<String>,
 }
 
 /// A machine whose containers follow scripts.
@@ -93,6 +95,10 @@ impl Machine for Scripted {
         }
         self.note("sandbox".into());
         Ok(Sandboxed { pod_ip: Some("10.0.0.2".into()), ctx: Arc::default(), volumes: HashMap::new() })
+    }
+
+    fn create_ahead(&self, _pod: &Arc<Pod>, _ctx: &Arc<PodContext>, spec: &Container) {
+        self.0.lock().unwrap().ahead.push(spec.name.clone());
     }
 
     fn start(&self, order: StartOrder) {
@@ -232,6 +238,33 @@ async fn r16_r43_a_sidecar_runs_around_the_app_and_the_pod_succeeds() {
     assert_eq!(snap.status.phase.as_deref(), Some("Succeeded"));
     // The exit is acted on at once: the sidecar is signalled the moment the app exits.
     assert_eq!(machine.when("SIGTERM proxy"), machine.when("exit app 0"));
+}
+
+/// Containers that wait only for sidecars are created ahead of their starts, all but the first
+/// container (which starts at once); behind a regular init container, none is (it runs to its
+/// end first). The order of starts is the engine's either way.
+#[tokio::test(start_paused = true)]
+async fn only_containers_behind_sidecars_alone_are_created_ahead() {
+    let sidecar = |name: &str| {
+        let mut c = ctr(name);
+        c["restartPolicy"] = json!("Always");
+        c
+    };
+    let app = Script { runs_for: Some(Duration::from_secs(1)), code: 0, on_term: None };
+    let machine = Scripted::new(&[("app", app)]);
+    let d = drive(&machine, pod("Never", 30, json!([sidecar("a"), sidecar("b")]), json!([ctr("app"), ctr("web")])));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.input.send(Input::Delete { grace_seconds: Some(1) }).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), d.task).await.expect("the pod ends").expect("no panic");
+    assert_eq!(machine.0.lock().unwrap().ahead, ["b", "app", "web"]);
+    let order: Vec<String> = machine.log().into_iter().map(|(_, w)| w).collect();
+    assert_eq!(order[..5], ["sandbox", "start a", "start b", "start app", "start web"], "{order:?}");
+
+    let (first, machine) = (ctr("setup"), Scripted::new(&[("setup", app), ("app", app)]));
+    let d = drive(&machine, pod("Never", 30, json!([first, sidecar("b")]), json!([ctr("app")])));
+    tokio::time::timeout(Duration::from_secs(60), d.task).await.expect("the pod ends").expect("no panic");
+    assert_eq!(machine.0.lock().unwrap().ahead, Vec::<String>::new(), "behind a regular init container");
+    assert!(machine.when("start app").is_some(), "{:?}", machine.log());
 }
 
 /// R42: a container that ignores SIGTERM is killed when the grace runs out, measured from the

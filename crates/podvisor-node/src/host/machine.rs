@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use podvisor_engine::ContainerRef;
 use podvisor_runtime::bundle::PodContext;
 use podvisor_runtime::sandbox::{Names, Networking, Sandbox};
@@ -204,6 +204,10 @@ impl Machine for Arc<Host> {
         tokio::spawn(job.run());
     }
 
+    fn create_ahead(&self, pod: &Arc<Pod>, ctx: &Arc<PodContext>, spec: &Container) {
+        self.make_ahead(pod.clone(), ctx.clone(), spec.clone());
+    }
+
     fn pid_namespace(&self, pod: &Pod, id: &str) -> Option<PathBuf> {
         let dir = self.container_dir(&uid(pod), id);
         let pid: i32 = std::fs::read_to_string(dir.join("init.pid")).ok()?.trim().parse().ok()?;
@@ -244,6 +248,7 @@ impl Machine for Arc<Host> {
     }
 
     async fn remove_sandbox(&self, pod: &Pod) {
+        self.drop_ahead(pod).await;
         if self.stopping.load(Ordering::SeqCst) {
             let keep = podvisor_runtime::volumes::on_disk_empty_dirs(pod);
             remove_pod_leftovers_keeping(self, &uid(pod), &keep).await

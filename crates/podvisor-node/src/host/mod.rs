@@ -62,6 +62,8 @@ pub(crate) struct Host {
     /// The images (`imagePullPolicy: Always`) whose pull failed and whose local copy runs: said
     /// once, not at every start.
     pub offline_noted: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Containers created ahead of their start, by runtime ID (see [`Host::make_ahead`]).
+    pub ahead: std::sync::Mutex<std::collections::HashMap<String, start::Pending>>,
 }
 
 /// The cgroup of a pod (its containers' cgroups are children).

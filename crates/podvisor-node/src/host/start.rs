@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use podvisor_engine::{ContainerRef, EventContainer, Input};
@@ -111,7 +112,9 @@ impl StartJob {
     }
 
     /// Pulls (or finds) the image, creates and starts the container, then waits for its exit;
-    /// every step is reported to the engine.
+    /// every step is reported to the engine. A container made ahead of its start (see
+    /// [`Host::make_ahead`]) is started as it is, if it was made from the same image and
+    /// environment.
     pub async fn run(self) {
         let r = self.r.clone();
         let mut steps = Steps::new();
@@ -127,72 +130,40 @@ impl StartJob {
         let uid = self.pod.metadata.uid.clone().unwrap_or_default();
         let id = container_id(&uid, &r);
         let dir = self.host.container_dir(&uid, &id);
-        let overlay = Overlay::at(&dir.join("fs"));
-        let discard = |overlay: &Overlay, dir: &Path| {
-            cleanup::said(dir.join("fs").display(), overlay.remove());
-            remove_bundle(dir);
-        };
-        let prepared = (|| -> Result<(), String> {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            overlay.mount(&image.rootfs).map_err(|e| e.to_string())?;
-            let term = dir.join("termination-log");
-            std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
-            let rootfs = overlay.rootfs();
-            let sub_paths =
-                podvisor_runtime::subpath::mount_all(&self.spec, &self.ctx.volumes, &env, &dir.join(SUBPATHS))?;
-            let inst = Instance {
-                id: &id,
-                rootfs: &rootfs,
-                env: &env,
-                termination_log: Some(&term),
-                sub_paths: &sub_paths,
-                pid_namespace: self.pid_namespace.as_deref(),
-            };
-            let spec = bundle::spec(&self.spec, &image.config, &self.ctx, &inst).map_err(|e| e.to_string())?;
-            // The container's user writes its termination message; no one else on the machine.
-            if let Some(user) = spec.process().as_ref().map(|p| p.user()) {
-                use std::os::unix::fs::PermissionsExt;
-                std::os::unix::fs::chown(&term, Some(user.uid()), Some(user.gid()))
-                    .and_then(|()| std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o660)))
-                    .map_err(|e| format!("{}: {e}", term.display()))?;
+        let ahead = match self.host.claim_ahead(&id).await {
+            Some(made) if made.fits(&self.spec, &image, &env) => Some(made.monitor),
+            Some(made) => {
+                // Made from another image or environment than the start now has: made again.
+                discard(&self.host, &id, &dir, made.monitor).await;
+                None
             }
-            spec.save(dir.join("config.json")).map_err(|e| e.to_string())
-        })();
-        if let Err(message) = prepared {
-            discard(&overlay, &dir);
-            return self.fail("CreateContainerError", message);
-        }
-        steps.done("rootfs and bundle");
-        let log = match logs::prepare(&self.host.log_dir(&self.pod), &r.name, r.attempt) {
-            Ok(log) => log,
-            Err(e) => {
-                discard(&overlay, &dir);
-                return self.fail("CreateContainerError", format!("creating the log file: {e}"));
+            None => None,
+        };
+        let monitor = match ahead {
+            Some(monitor) => {
+                steps.done("runc create (made ahead)");
+                if self.is_cancelled() {
+                    discard(&self.host, &id, &dir, monitor).await;
+                    return self.abandoned();
+                }
+                monitor
+            }
+            None => {
+                let creation = Creation {
+                    host: &self.host,
+                    pod: &self.pod,
+                    ctx: &self.ctx,
+                    spec: &self.spec,
+                    r: &r,
+                    pid_namespace: self.pid_namespace.as_deref(),
+                };
+                match creation.create(&image, &env, &mut steps, &|| self.is_cancelled()).await {
+                    Ok(monitor) => monitor,
+                    Err(Stop::Cancelled) => return self.abandoned(),
+                    Err(Stop::Failed(reason, message)) => return self.fail(reason, message),
+                }
             }
         };
-        if self.is_cancelled() {
-            discard(&overlay, &dir);
-            return self.abandoned();
-        }
-        let stdio =
-            podvisor_runtime::monitor::Stdio { stdin: self.spec.stdin == Some(true), tty: self.spec.tty == Some(true) };
-        let spawned =
-            Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log, self.host.log_rotation, stdio).await;
-        let mut monitor = match spawned {
-            Ok(m) => m,
-            Err(e) => {
-                cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
-                discard(&overlay, &dir);
-                return self.fail("CreateContainerError", e.to_string());
-            }
-        };
-        if self.is_cancelled() {
-            cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
-            monitor.exited().await;
-            discard(&overlay, &dir);
-            return self.abandoned();
-        }
-        steps.done("runc create");
         let _ = self.report.send(Input::Created { container: r.clone(), id: format!("runc://{id}") });
         // What a node process started again looks for: the start was asked for (whether it
         // happened, the runtime's state then says).
@@ -228,5 +199,242 @@ impl StartJob {
             publish: self.publish.clone(),
         };
         watch.run().await;
+    }
+}
+
+/// Why a creation did not give a container.
+enum Stop {
+    /// The start was abandoned; what was made is removed.
+    Cancelled,
+    /// A step failed: the kubelet's reason and the message; what was made is removed.
+    Failed(&'static str, String),
+}
+
+/// One container instance to create: its layers, its bundle, its log file and its monitor,
+/// which runs the runtime's `create`. Shared by a start and a creation ahead of the start.
+struct Creation<'a> {
+    host: &'a Host,
+    pod: &'a Pod,
+    ctx: &'a PodContext,
+    spec: &'a Container,
+    r: &'a ContainerRef,
+    pid_namespace: Option<&'a Path>,
+}
+
+impl Creation<'_> {
+    /// Creates the container from `image` with `env`; `cancelled` is asked between the steps.
+    async fn create(
+        &self,
+        image: &Image,
+        env: &[(String, String)],
+        steps: &mut Steps,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Monitor, Stop> {
+        let uid = self.pod.metadata.uid.clone().unwrap_or_default();
+        let id = container_id(&uid, self.r);
+        let dir = self.host.container_dir(&uid, &id);
+        let overlay = Overlay::at(&dir.join("fs"));
+        let discard_files = |overlay: &Overlay, dir: &Path| {
+            cleanup::said(dir.join("fs").display(), overlay.remove());
+            remove_bundle(dir);
+        };
+        let prepared = (|| -> Result<(), String> {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            overlay.mount(&image.rootfs).map_err(|e| e.to_string())?;
+            let term = dir.join("termination-log");
+            std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
+            let rootfs = overlay.rootfs();
+            let sub_paths =
+                podvisor_runtime::subpath::mount_all(self.spec, &self.ctx.volumes, env, &dir.join(SUBPATHS))?;
+            let inst = Instance {
+                id: &id,
+                rootfs: &rootfs,
+                env,
+                termination_log: Some(&term),
+                sub_paths: &sub_paths,
+                pid_namespace: self.pid_namespace,
+            };
+            let spec = bundle::spec(self.spec, &image.config, self.ctx, &inst).map_err(|e| e.to_string())?;
+            // The container's user writes its termination message; no one else on the machine.
+            if let Some(user) = spec.process().as_ref().map(|p| p.user()) {
+                use std::os::unix::fs::PermissionsExt;
+                std::os::unix::fs::chown(&term, Some(user.uid()), Some(user.gid()))
+                    .and_then(|()| std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o660)))
+                    .map_err(|e| format!("{}: {e}", term.display()))?;
+            }
+            spec.save(dir.join("config.json")).map_err(|e| e.to_string())
+        })();
+        if let Err(message) = prepared {
+            discard_files(&overlay, &dir);
+            return Err(Stop::Failed("CreateContainerError", message));
+        }
+        steps.done("rootfs and bundle");
+        let log = match logs::prepare(&self.host.log_dir(self.pod), &self.r.name, self.r.attempt) {
+            Ok(log) => log,
+            Err(e) => {
+                discard_files(&overlay, &dir);
+                return Err(Stop::Failed("CreateContainerError", format!("creating the log file: {e}")));
+            }
+        };
+        if cancelled() {
+            discard_files(&overlay, &dir);
+            return Err(Stop::Cancelled);
+        }
+        let stdio =
+            podvisor_runtime::monitor::Stdio { stdin: self.spec.stdin == Some(true), tty: self.spec.tty == Some(true) };
+        let spawned =
+            Monitor::spawn(&self.host.monitor, &self.host.runc, &id, &dir, &log, self.host.log_rotation, stdio).await;
+        let monitor = match spawned {
+            Ok(m) => m,
+            Err(e) => {
+                cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
+                discard_files(&overlay, &dir);
+                return Err(Stop::Failed("CreateContainerError", e.to_string()));
+            }
+        };
+        if cancelled() {
+            discard(self.host, &id, &dir, monitor).await;
+            return Err(Stop::Cancelled);
+        }
+        steps.done("runc create");
+        Ok(monitor)
+    }
+}
+
+/// Removes a created container that never started: the runtime's record (which ends its
+/// monitor), its layers and its bundle.
+async fn discard(host: &Host, id: &str, dir: &Path, mut monitor: Monitor) {
+    cleanup::container(id, host.runc.delete_if_present(id).await);
+    monitor.exited().await;
+    cleanup::said(dir.join("fs").display(), Overlay::at(&dir.join("fs")).remove());
+    remove_bundle(dir);
+}
+
+/// A container created ahead of its start, waiting for the engine to start it.
+pub(crate) struct Ahead {
+    /// The image reference of the spec it was made from.
+    reference: Option<String>,
+    /// The ID of the image it was made from.
+    image: String,
+    /// The environment it was made with.
+    env: Vec<(String, String)>,
+    /// Its monitor, which created it.
+    monitor: Monitor,
+}
+
+impl Ahead {
+    /// Whether it is what a start now would create: the same image and environment (a Service
+    /// made meanwhile, a ConfigMap changed, an image replaced make it stale).
+    fn fits(&self, spec: &Container, image: &Image, env: &[(String, String)]) -> bool {
+        self.reference == spec.image && self.image == image.id && self.env == env
+    }
+}
+
+/// A creation ahead of a start, under way or done.
+pub(crate) struct Pending {
+    /// The container's name.
+    name: String,
+    /// Set when the pod ends first: the creation stops at its next step.
+    stop: Arc<AtomicBool>,
+    /// The container, once made (`None` if a step failed or it was stopped).
+    made: tokio::sync::oneshot::Receiver<Option<Ahead>>,
+}
+
+impl Host {
+    /// Creates the first instance of `spec` ahead of its start, while the containers before it
+    /// start: the runtime's `create` (the bulk of a container's start) overlaps theirs, and
+    /// the start, when the engine asks for it, is the runtime's `start` alone. Nothing of the
+    /// container runs before then: its process waits in the runtime until started (the OCI
+    /// `create`/`start` split), so the pod's order of starts, its status and its events are
+    /// as without it.
+    ///
+    /// Only what a later start would make the same way is made ahead: an image present here
+    /// whose pull policy is not `Always`, an environment that resolves, and no `subPath`
+    /// (which the kubelet resolves when it starts the container, after the containers
+    /// before it ran). A start finds the container with [`Host::claim_ahead`] and makes it
+    /// again if its image or environment changed meanwhile; a pod that ends first removes it
+    /// with [`Host::drop_ahead`]. A failed step is not reported: the start does it again and
+    /// reports it.
+    pub(crate) fn make_ahead(self: &Arc<Self>, pod: Arc<Pod>, ctx: Arc<PodContext>, spec: Container) {
+        let reference = spec.image.clone().unwrap_or_default();
+        if spec.image_pull_policy.as_deref() == Some("Always") {
+            return;
+        }
+        let sub_path = |m: &k8s_openapi::api::core::v1::VolumeMount| {
+            m.sub_path.as_deref().is_some_and(|s| !s.is_empty())
+                || m.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty())
+        };
+        if spec.volume_mounts.iter().flatten().any(sub_path) {
+            return;
+        }
+        let Some(image) = self.images.resolve(&reference) else { return };
+        let Ok(env) = env::resolve(&pod, &spec, self.objects.as_ref()) else { return };
+        let r = ContainerRef::new(spec.name.clone(), 0);
+        let id = container_id(pod.metadata.uid.as_deref().unwrap_or_default(), &r);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, made) = tokio::sync::oneshot::channel();
+        let Ok(mut pending) = self.ahead.lock() else { return };
+        if pending.contains_key(&id) {
+            return;
+        }
+        pending.insert(id.clone(), Pending { name: spec.name.clone(), stop: stop.clone(), made });
+        drop(pending);
+        let host = self.clone();
+        tokio::spawn(async move {
+            let creation = Creation { host: &host, pod: &pod, ctx: &ctx, spec: &spec, r: &r, pid_namespace: None };
+            let mut steps = Steps::new();
+            let made = creation.create(&image, &env, &mut steps, &|| stop.load(Ordering::SeqCst)).await.ok();
+            let made =
+                made.map(|monitor| Ahead { reference: spec.image.clone(), image: image.id.clone(), env, monitor });
+            // No one waits for it any more (the pod is gone): removed here.
+            if let Err(Some(orphan)) = tx.send(made) {
+                let dir = host.container_dir(pod.metadata.uid.as_deref().unwrap_or_default(), &id);
+                discard(&host, &id, &dir, orphan.monitor).await;
+                remove_log(&host, &pod, &r);
+            }
+        });
+    }
+
+    /// The container made ahead with runtime ID `id`, once its creation ends, if it made one.
+    pub(crate) async fn claim_ahead(&self, id: &str) -> Option<Ahead> {
+        let pending = self.ahead.lock().ok()?.remove(id)?;
+        pending.made.await.ok().flatten()
+    }
+
+    /// Stops and removes what was made ahead for the pod and never started, log files with
+    /// it (the kubelet never created those containers).
+    pub(crate) async fn drop_ahead(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let prefix = super::id_prefix(uid);
+        let pending: Vec<(String, Pending)> = match self.ahead.lock() {
+            Ok(mut all) => {
+                let ids: Vec<String> = all.keys().filter(|id| id.starts_with(&prefix)).cloned().collect();
+                ids.into_iter().filter_map(|id| all.remove(&id).map(|p| (id, p))).collect()
+            }
+            Err(_) => return,
+        };
+        for (_, p) in &pending {
+            p.stop.store(true, Ordering::SeqCst);
+        }
+        for (id, p) in pending {
+            if let Ok(Some(made)) = p.made.await {
+                discard(self, &id, &self.container_dir(uid, &id), made.monitor).await;
+                remove_log(self, pod, &ContainerRef::new(p.name, 0));
+            }
+        }
+    }
+}
+
+/// Removes the (empty) log file made for an instance that never started.
+fn remove_log(host: &Host, pod: &Pod, r: &ContainerRef) {
+    let file = logs::path(&host.log_dir(pod), &r.name, r.attempt);
+    if let Err(e) = std::fs::remove_file(&file)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("{}: {e}", file.display());
+    }
+    // The container's log directory, empty now (it never ran).
+    if let Some(dir) = file.parent() {
+        let _ = std::fs::remove_dir(dir);
     }
 }
