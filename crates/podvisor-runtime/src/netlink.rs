@@ -207,7 +207,7 @@ impl Kind {
 /// Makes new namespaces of the kinds in `files`, each bound to its file (which must exist), from
 /// a thread of this process made for it: the thread unshares them, sets `hostname` in the new
 /// UTS namespace, binds them, opens a netlink connection in the new network namespace (if one is
-/// made), brings its loopback up, and ends. The namespaces live on through their files. Runs in
+/// made; its loopback is still down), and ends. The namespaces live on through their files. Runs in
 /// the caller's tokio runtime; returns the connection in the new network namespace, if any.
 pub async fn make_namespaces(files: Vec<(Kind, PathBuf)>, hostname: Option<String>) -> Result<Option<Netlink>, String> {
     let runtime = tokio::runtime::Handle::current();
@@ -217,12 +217,7 @@ pub async fn make_namespaces(files: Vec<(Kind, PathBuf)>, hostname: Option<Strin
         let _ = tx.send(in_new_namespaces(&runtime, &files, hostname.as_deref()));
     });
     spawned.map_err(|e| format!("a thread for the namespaces: {e}"))?;
-    let netlink = rx.await.map_err(|_| "the namespaces' thread ended early".to_string())??;
-    if let Some(n) = &netlink {
-        // A new network namespace has only its loopback, index 1.
-        n.up(1).await.map_err(|e| format!("setting loopback up: {e}"))?;
-    }
-    Ok(netlink)
+    rx.await.map_err(|_| "the namespaces' thread ended early".to_string())?
 }
 
 fn in_new_namespaces(

@@ -166,24 +166,39 @@ impl PodNetwork {
     /// bridge, all through netlink; `inside` is a netlink connection already open in the
     /// namespace, if there is one. On failure nothing stays claimed or connected.
     pub async fn attach(&self, netns: &Path, inside: Option<Netlink>) -> Result<Attachment, NetworkError> {
-        let bridge = self.ensure_bridge().await?;
-        let (dir, subnet, owner) = (self.claims.clone(), self.subnet, netns.to_path_buf());
-        let claimed = tokio::task::spawn_blocking(move || claim(&dir, &subnet, &owner, &|p| is_namespace(p)))
-            .await
-            .map_err(|e| NetworkError::Command { step: "claiming an address".into(), message: e.to_string() })?;
-        let (ip, claim) = claimed?;
-        let attachment = Attachment { ip, claim };
-        match self.wire(netns, ip, inside, bridge).await {
-            Ok(()) => Ok(attachment),
-            Err(e) => {
-                let (a, ns) = (attachment.clone(), netns.to_path_buf());
-                let _ = tokio::task::spawn_blocking(move || detach(&a, &ns)).await;
-                Err(e)
-            }
-        }
+        let attachment = self.claim(netns)?;
+        self.connect(&attachment, netns, inside).await?;
+        Ok(attachment)
     }
 
-    /// Connects the namespace at `netns` to the bridge as `ip`.
+    /// Claims an address for the network namespace bound (or being bound) at `netns`: the
+    /// claim may be made while the namespace is made (see [`being_made`]). Release it with
+    /// [`detach`].
+    ///
+    /// It blocks for a few file operations on `/run` (a memory file system) under a lock held
+    /// as briefly by every claimant; a thread of its own would cost more than the claim.
+    pub fn claim(&self, netns: &Path) -> Result<Attachment, NetworkError> {
+        let alive = |p: &Path| is_namespace(p) || being_made(p);
+        let (ip, claim) = claim(&self.claims, &self.subnet, netns, &alive)?;
+        Ok(Attachment { ip, claim })
+    }
+
+    /// Connects the namespace bound at `netns` to the bridge with the claimed address of
+    /// `a`. On failure the claim is released and nothing stays connected.
+    pub async fn connect(&self, a: &Attachment, netns: &Path, inside: Option<Netlink>) -> Result<(), NetworkError> {
+        let wired = match self.ensure_bridge().await {
+            Ok(bridge) => self.wire(netns, a.ip, inside, bridge).await,
+            Err(e) => Err(e),
+        };
+        if wired.is_err() {
+            let (a, ns) = (a.clone(), netns.to_path_buf());
+            let _ = tokio::task::spawn_blocking(move || detach(&a, &ns)).await;
+        }
+        wired
+    }
+
+    /// Connects the namespace at `netns` to the bridge as `ip`: the host's end is set up while
+    /// the pod's end is addressed and routed.
     async fn wire(&self, netns: &Path, ip: Ipv4Addr, inside: Option<Netlink>, bridge: u32) -> Result<(), NetworkError> {
         let failed = |step: &str| {
             let step = step.to_string();
@@ -200,17 +215,25 @@ impl PodNetwork {
         let connecting = failed("connecting the pod to the bridge");
         let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
         host.add_veth_into(&veth, "eth0", &ns, bridge).await.map_err(|e| connecting(e.to_string()))?;
-        host.up_by_name(&veth).await.map_err(|e| connecting(e.to_string()))?;
         let setting = failed("setting up the pod's eth0");
         let pod = match inside {
             Some(n) => n,
             None => crate::netlink::connect_in(netns).await.map_err(&setting)?,
         };
-        let index = pod.index("eth0").await.ok_or_else(|| setting("eth0 is not in the namespace".into()))?;
-        pod.add_address(index, ip, self.subnet.prefix).await.map_err(|e| setting(e.to_string()))?;
-        pod.up(index).await.map_err(|e| setting(e.to_string()))?;
-        pod.add_default_route(self.subnet.gateway()).await.map_err(|e| setting(e.to_string()))?;
-        Ok(())
+        let pod_end = async {
+            let index = pod.index("eth0").await.ok_or_else(|| setting("eth0 is not in the namespace".into()))?;
+            // Sent together, handled in order: the kernel handles a socket's requests as they
+            // are sent, so the route finds its gateway on the addressed link that is up.
+            let (addressed, up, routed) = tokio::join!(
+                pod.add_address(index, ip, self.subnet.prefix),
+                pod.up(index),
+                pod.add_default_route(self.subnet.gateway())
+            );
+            addressed.and(up).and(routed).map_err(|e| setting(e.to_string()))
+        };
+        let (host_end, pod_end) = tokio::join!(host.up_by_name(&veth), pod_end);
+        host_end.map_err(|e| connecting(e.to_string()))?;
+        pod_end
     }
 
     /// Creates the bridge with the gateway address, once per process (and again if it was
@@ -303,6 +326,19 @@ pub fn detach(a: &Attachment, netns: &Path) {
     if let Err(e) = release(&a.claim, netns) {
         tracing::warn!("the address claim {} is left behind: {e}", a.claim.display());
     }
+}
+
+/// How long a claim's owner may be a plain file, not yet a namespace: the sandbox claims its
+/// address while its namespaces are being made. An owner older than this never became one
+/// (its process ended first), and its address is free again.
+const BEING_MADE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `owner` is a namespace's file still being made: a plain file made less than
+/// [`BEING_MADE`] ago.
+pub(crate) fn being_made(owner: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(owner) else { return false };
+    let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+    meta.is_file() && age.is_some_and(|a| a < BEING_MADE)
 }
 
 /// Holds the lock of a claims directory while it lives (the lock goes with the file).

@@ -136,21 +136,52 @@ impl Sandbox {
             files.push((*kind, f));
         }
         let hostname_set = (!matches!(net, Networking::Host)).then(|| hostname.clone());
-        let inside = crate::netlink::make_namespaces(files, hostname_set).await.map_err(SandboxError::Namespaces)?;
-        let ip = match net {
-            Networking::Pod(network) => {
-                let a = network.attach(&self.namespace("net"), inside).await?;
-                let f = self.dir.join(ATTACHMENT);
-                let written = serde_json::to_vec(&a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
-                if let Err(e) = written {
-                    let ns = self.namespace("net");
-                    let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
-                    return Err(io(&f)(e));
-                }
-                Some(a.ip)
+        // The address is claimed while the namespaces are made (the claim names the file
+        // that is being bound, see `network::being_made`).
+        let netns = self.namespace("net");
+        let making = crate::netlink::make_namespaces(files, hostname_set);
+        let claiming = async {
+            match net {
+                Networking::Pod(network) => Some(network.claim(&netns)),
+                Networking::Host | Networking::Loopback => None,
             }
-            Networking::Host | Networking::Loopback => None,
         };
+        // The namespaces' thread is started first; the claim is made while it works.
+        let (made, claimed) = tokio::join!(making, claiming);
+        let (inside, claimed) = match (made, claimed.transpose()) {
+            (Ok(inside), Ok(claimed)) => (inside, claimed),
+            (Err(e), Ok(Some(a))) => {
+                let ns = netns.clone();
+                let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
+                return Err(SandboxError::Namespaces(e));
+            }
+            (Err(e), _) => return Err(SandboxError::Namespaces(e)),
+            (Ok(_), Err(e)) => return Err(e.into()),
+        };
+        // A new network namespace has only its loopback, index 1: set up while eth0 is.
+        let loopback = async {
+            match &inside {
+                Some(n) => n.up(1).await.map_err(|e| SandboxError::Namespaces(format!("setting loopback up: {e}"))),
+                None => Ok(()),
+            }
+        };
+        let connecting = async {
+            let (Networking::Pod(network), Some(a)) = (net, &claimed) else { return Ok(None) };
+            network.connect(a, &netns, inside.clone()).await?;
+            let f = self.dir.join(ATTACHMENT);
+            let written = serde_json::to_vec(a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
+            if let Err(e) = written {
+                let (a, ns) = (a.clone(), netns.clone());
+                let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
+                return Err(io(&f)(e));
+            }
+            Ok(Some(a.ip))
+        };
+        // A failure after the attachment was written is undone by `create` (it removes the
+        // sandbox, the attachment with it).
+        let (loopback, connected) = tokio::join!(loopback, connecting);
+        let ip = connected?;
+        loopback?;
         let etc = self.dir.join("etc");
         fs::create_dir_all(&etc).map_err(io(&etc))?;
         for (name, text) in [

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use super::{NetworkError, Subnet, claim, release};
+use super::{NetworkError, Subnet, being_made, claim, is_namespace, release};
 
 fn subnet(s: &str) -> Subnet {
     s.parse().unwrap()
@@ -129,4 +129,31 @@ fn a_claim_written_with_a_newline_still_names_its_holder() {
     assert!(matches!(claim(dir.path(), &s, &owner(2), &alive), Err(NetworkError::Exhausted(_))));
     release(&dir.path().join("10.9.0.2"), &owner(1)).unwrap();
     assert!(!dir.path().join("10.9.0.2").exists());
+}
+
+/// The sandbox claims its address while its namespaces are made: an owner that is still a
+/// plain file, made moments ago, holds its claim; one that never became a namespace within
+/// a minute (its process ended first) does not, nor does an owner that is gone.
+#[test]
+fn a_claim_whose_namespace_is_being_made_is_held_and_one_left_unmade_is_free() {
+    let dir = Dir::new("being-made");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let fresh = dir.path().join("fresh-ns");
+    std::fs::write(&fresh, b"").unwrap();
+    assert!(being_made(&fresh), "a plain file made just now");
+    let stale = dir.path().join("stale-ns");
+    let f = std::fs::File::create(&stale).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(61)).unwrap();
+    assert!(!being_made(&stale), "made more than a minute ago and still no namespace");
+    assert!(!being_made(&dir.path().join("missing")));
+    assert!(!being_made(dir.path()), "a directory is no namespace file");
+
+    let s = subnet("10.9.0.0/30"); // one pod address: .2
+    let alive = |p: &Path| is_namespace(p) || being_made(p);
+    let first = claim(dir.path(), &s, &fresh, &alive).unwrap();
+    assert!(matches!(claim(dir.path(), &s, &owner(1), &alive), Err(NetworkError::Exhausted(_))));
+    release(&first.1, &fresh).unwrap();
+    claim(dir.path(), &s, &stale, &alive).unwrap();
+    let taken = claim(dir.path(), &s, &owner(2), &alive).unwrap();
+    assert_eq!(taken.0, first.0, "the unmade owner's address is free again");
 }
