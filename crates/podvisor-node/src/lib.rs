@@ -86,6 +86,9 @@ pub enum NodeError {
     /// The pod network cannot be set up.
     #[error(transparent)]
     Network(#[from] podvisor_runtime::network::NetworkError),
+    /// The thread that makes pods' namespaces could not start.
+    #[error("starting the thread that makes pods' namespaces: {0}")]
+    Namespaces(std::io::Error),
 }
 
 /// How to open a node.
@@ -274,6 +277,7 @@ impl Node {
             stopping: Default::default(),
             offline_noted: Default::default(),
             ahead: Default::default(),
+            namespaces: podvisor_runtime::namespaces::NamespaceMaker::start().map_err(NodeError::Namespaces)?,
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }
@@ -284,8 +288,15 @@ impl Node {
     pub async fn remove_strays(&self) {
         let running: Vec<String> = self.pods().iter().map(|p| p.uid().to_string()).collect();
         let kept = |uid: &str| running.iter().any(|r| r == uid);
-        for id in self.host.runc.list().await.unwrap_or_default() {
-            if id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&host::id_prefix(uid))) {
+        let stray =
+            |id: &str| id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&host::id_prefix(uid)));
+        // The runtime keeps a directory per container under its root: without a stray one
+        // there, the runtime is not asked (a process fewer while the first pods start).
+        let entries = std::fs::read_dir(self.host.runc.root()).into_iter().flatten().flatten();
+        let strays_in_root = entries.filter(|e| stray(&e.file_name().to_string_lossy())).count();
+        let listed = if strays_in_root > 0 { self.host.runc.list().await.unwrap_or_default() } else { Vec::new() };
+        for id in listed {
+            if stray(&id) {
                 cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
             }
         }

@@ -15,6 +15,7 @@ pub mod image;
 mod layer;
 pub mod logs;
 pub mod monitor;
+pub mod namespaces;
 pub mod netlink;
 pub mod network;
 pub mod objects;

@@ -2,9 +2,9 @@
 //! alive by bind mounts (no pause process), plus the pod's `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf`.
 //!
-//! The namespaces are made by a thread of this process with `unshare(2)` and bound each to a
-//! file; loopback is brought up (netlink) and the hostname set to the pod name inside them, and
-//! no process is spawned for any of it (see [`crate::netlink`]). Every pod has its own
+//! The namespaces are made ahead of need by a thread of this process with `unshare(2)`, loopback
+//! up (netlink), and bound each to a file when a pod needs them, its hostname set inside them;
+//! no process is spawned for any of it (see [`crate::namespaces`] and [`crate::netlink`]). Every pod has its own
 //! localhost; on the pod network (see [`crate::network`]) it also has an address the other pods
 //! and the host reach. A pod on the host's network makes only its IPC namespace.
 
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::mount::{UnmountFlags, unmount};
 
+use crate::namespaces::NamespaceMaker;
 use crate::network::{self, Attachment, NetworkError, PodNetwork, is_namespace};
 
 /// Errors creating or removing a sandbox.
@@ -96,16 +97,17 @@ impl Sandbox {
         fs::read(self.dir.join(ATTACHMENT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
     }
 
-    /// Creates the namespaces and files for a pod named as `names` says, networked as
-    /// `net` says. Returns the pod's address on the pod network, if it got one. On failure,
+    /// Creates the namespaces (a pod's own through `maker`) and files for a pod named as
+    /// `names` says, networked as `net` says. Returns the pod's address on the pod network, if it got one. On failure,
     /// what was made is removed again.
     pub async fn create(
         &self,
         names: &Names,
         net: Networking<'_>,
         resolv_conf: &str,
+        maker: &NamespaceMaker,
     ) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
-        let made = self.make(names, net, resolv_conf).await;
+        let made = self.make(names, net, resolv_conf, maker).await;
         if made.is_err() {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.remove()).await;
@@ -118,6 +120,7 @@ impl Sandbox {
         names: &Names,
         net: Networking<'_>,
         resolv_conf: &str,
+        maker: &NamespaceMaker,
     ) -> Result<Option<std::net::Ipv4Addr>, SandboxError> {
         let hostname = names.uts_hostname();
         let io = |path: &Path| {
@@ -139,14 +142,19 @@ impl Sandbox {
         // The address is claimed while the namespaces are made (the claim names the file
         // that is being bound, see `network::being_made`).
         let netns = self.namespace("net");
-        let making = crate::netlink::make_namespaces(files, hostname_set);
+        let making = async {
+            match hostname_set {
+                Some(hostname) => maker.make(files, hostname).await.map(Some),
+                None => crate::netlink::make_namespaces(files, None).await,
+            }
+        };
         let claiming = async {
             match net {
                 Networking::Pod(network) => Some(network.claim(&netns)),
                 Networking::Host | Networking::Loopback => None,
             }
         };
-        // The namespaces' thread is started first; the claim is made while it works.
+        // The namespaces are asked for first; the claim is made while they are bound.
         let (made, claimed) = tokio::join!(making, claiming);
         let (inside, claimed) = match (made, claimed.transpose()) {
             (Ok(inside), Ok(claimed)) => (inside, claimed),
@@ -157,13 +165,6 @@ impl Sandbox {
             }
             (Err(e), _) => return Err(SandboxError::Namespaces(e)),
             (Ok(_), Err(e)) => return Err(e.into()),
-        };
-        // A new network namespace has only its loopback, index 1: set up while eth0 is.
-        let loopback = async {
-            match &inside {
-                Some(n) => n.up(1).await.map_err(|e| SandboxError::Namespaces(format!("setting loopback up: {e}"))),
-                None => Ok(()),
-            }
         };
         let connecting = async {
             let (Networking::Pod(network), Some(a)) = (net, &claimed) else { return Ok(None) };
@@ -177,11 +178,7 @@ impl Sandbox {
             }
             Ok(Some(a.ip))
         };
-        // A failure after the attachment was written is undone by `create` (it removes the
-        // sandbox, the attachment with it).
-        let (loopback, connected) = tokio::join!(loopback, connecting);
-        let ip = connected?;
-        loopback?;
+        let ip = connecting.await?;
         let etc = self.dir.join("etc");
         fs::create_dir_all(&etc).map_err(io(&etc))?;
         for (name, text) in [

@@ -144,7 +144,7 @@ impl Machine for Arc<Host> {
         };
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolv = podvisor_runtime::resolv::resolv_conf(pod, &host_resolv, self.cluster_dns.get());
-        let pod_ip = match sandbox.create(&names, net, &resolv).await {
+        let pod_ip = match sandbox.create(&names, net, &resolv, &self.namespaces).await {
             Ok(ip) => ip.map(|ip| ip.to_string()),
             Err(e) => return Err(SandboxFailure { reason: "FailedCreatePodSandBox", message: e.to_string() }),
         };

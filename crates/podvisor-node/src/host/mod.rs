@@ -64,6 +64,8 @@ pub(crate) struct Host {
     pub offline_noted: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Containers created ahead of their start, by runtime ID (see [`Host::make_ahead`]).
     pub ahead: std::sync::Mutex<std::collections::HashMap<String, start::Pending>>,
+    /// Makes pods' namespaces, one set ahead of need.
+    pub namespaces: podvisor_runtime::namespaces::NamespaceMaker,
 }
 
 /// The cgroup of a pod (its containers' cgroups are children).
