@@ -90,10 +90,7 @@ impl Kubelet {
 
     /// Pods admitted here that still run: not finished, and their phase not terminal yet.
     fn active(&self) -> usize {
-        self.handles
-            .values()
-            .filter(|h| !h.is_finished() && !matches!(h.status().phase.as_deref(), Some("Succeeded" | "Failed")))
-            .count()
+        self.handles.values().filter(|h| !h.is_finished() && !h.is_terminal()).count()
     }
 
     /// Tries the pods left unscheduled again, oldest first, each once: those that fit now start.

@@ -361,12 +361,7 @@ impl Store {
     /// The objects of `resource` (in `namespace`, or all) and the version they are current at.
     pub fn list(&self, resource: Resource, namespace: Option<&str>) -> (Vec<Obj>, u64) {
         let st = self.lock();
-        let items = st
-            .objects
-            .iter()
-            .filter(|(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let items = of_resource(&st.objects, resource, namespace).map(|(_, v)| v.clone()).collect();
         (items, st.rv)
     }
 
@@ -418,8 +413,7 @@ impl Store {
         if st.objects.contains_key(&key) {
             return Err(StoreError::AlreadyExists(key).into());
         }
-        let siblings: Vec<&Value> =
-            st.objects.iter().filter(|(k, _)| k.resource == resource).map(|(_, v)| v.as_ref()).collect();
+        let siblings: Vec<&Value> = of_resource(&st.objects, resource, None).map(|(_, v)| v.as_ref()).collect();
         check(&mut obj, &siblings)?;
         st.rv += 1;
         let meta = &mut obj["metadata"];
@@ -515,10 +509,7 @@ impl Store {
         let st = self.lock();
         let rx = self.changes.subscribe();
         let first = match from {
-            Start::Current => st
-                .objects
-                .iter()
-                .filter(|(k, _)| k.resource == resource)
+            Start::Current => of_resource(&st.objects, resource, None)
                 .map(|(k, v)| {
                     let rv =
                         v.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok());
@@ -645,6 +636,20 @@ fn writer(
     }
 }
 
+/// The objects of `resource` (in `namespace`, if given), read as a range of the ordered map
+/// (keys order by resource, then namespace, then name): a list costs what it returns, not
+/// what the whole store holds (its events, its other kinds).
+fn of_resource<'a>(
+    objects: &'a BTreeMap<Key, Obj>,
+    resource: Resource,
+    namespace: Option<&'a str>,
+) -> impl Iterator<Item = (&'a Key, &'a Obj)> + 'a {
+    let from = Key::new(resource, namespace.unwrap_or(""), "");
+    objects
+        .range(from..)
+        .take_while(move |(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,6 +681,45 @@ mod tests {
         assert_eq!(next.metadata.labels.as_ref().and_then(|l| l.get("x")).map(String::as_str), Some("y"));
         store.remove(&key).unwrap();
         assert!(store.typed.lock().unwrap().get(&key).is_none());
+    }
+
+    /// A list reads the range of its resource (and namespace) alone: the kinds ordered before
+    /// and after it, and the namespaces that share its name's start, stay out.
+    #[test]
+    fn a_list_holds_its_resource_and_namespace_and_nothing_else() {
+        let s = Store::in_memory();
+        let obj = |kind: &str, ns: &str, name: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": ns}});
+        for (resource, kind) in
+            [(Resource::ConfigMaps, "ConfigMap"), (Resource::Pods, "Pod"), (Resource::Services, "Service")]
+        {
+            for ns in ["", "a", "ab", "b"] {
+                for name in ["x", "y"] {
+                    let created = if ns.is_empty() { obj(kind, "default", name) } else { obj(kind, ns, name) };
+                    s.create(resource, created).unwrap();
+                }
+            }
+        }
+        let names = |resource, ns| -> Vec<String> {
+            let (items, _) = s.list(resource, ns);
+            items
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        o["metadata"]["namespace"].as_str().unwrap(),
+                        o["metadata"]["name"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(names(Resource::Pods, Some("a")), ["a/x", "a/y"]);
+        assert_eq!(names(Resource::Pods, Some("ab")), ["ab/x", "ab/y"]);
+        assert_eq!(names(Resource::Pods, Some("c")), Vec::<String>::new());
+        assert_eq!(names(Resource::Pods, None), ["a/x", "a/y", "ab/x", "ab/y", "b/x", "b/y", "default/x", "default/y"]);
+        assert_eq!(names(Resource::Services, Some("b")), ["b/x", "b/y"]);
+        assert_eq!(names(Resource::Secrets, None), Vec::<String>::new());
+        let (first, _) = s.watch(Resource::ConfigMaps, Start::Current).unwrap();
+        assert_eq!(first.len(), 8, "a watch from now starts with its resource's objects alone");
     }
 
     #[test]

@@ -201,6 +201,12 @@ impl PodHandle {
         self.snapshot.borrow().finished
     }
 
+    /// Whether the pod's phase is final (`Succeeded` or `Failed`), read without copying its
+    /// status.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.snapshot.borrow().status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
     /// A receiver of every status change.
     pub fn watch(&self) -> watch::Receiver<PodSnapshot> {
         self.snapshot.clone()
