@@ -283,7 +283,10 @@ impl Node {
             stopping: Default::default(),
             offline_noted: Default::default(),
             ahead: Default::default(),
-            namespaces: podvisor_runtime::namespaces::NamespaceMaker::start().map_err(NodeError::Namespaces)?,
+            namespaces: podvisor_runtime::namespaces::NamespaceMaker::start(
+                config.network.is_some().then_some(podvisor_runtime::network::BRIDGE),
+            )
+            .map_err(NodeError::Namespaces)?,
         };
         Ok(Node { host: Arc::new(host), events, pods: Arc::default(), _lock: Arc::new(lock) })
     }

@@ -179,7 +179,7 @@ spec:
 fn containers_left_by_a_crashed_run_are_removed_unless_taken_over() {
     let crashed = tokio::runtime::Runtime::new().unwrap();
     let (f, uid) = crashed.block_on(async {
-        let f = fixture("leftovers").await;
+        let mut f = fixture("leftovers").await;
         let p = f.node.run_pod(pod(r#"
 apiVersion: v1
 kind: Pod
@@ -191,15 +191,20 @@ spec:
     command: [sh, -c, "while :; do sleep 1; done"]
 "#));
         let mut rx = p.watch();
-        let _ = tokio::time::timeout(LIMIT, rx.wait_for(|s| s.status.phase.as_deref() == Some("Running"))).await;
+        let running = tokio::time::timeout(LIMIT, rx.wait_for(|s| s.status.phase.as_deref() == Some("Running"))).await;
+        if !matches!(running, Ok(Ok(_))) {
+            f.until(Duration::from_millis(200), |_| false).await;
+            panic!("the pod does not run: {:?}\n{}", p.status(), f.dump());
+        }
         (f, p.pod().metadata.uid.clone().unwrap())
     });
     let data = f.node.data_dir().to_path_buf();
     let runc = |args: &[&str]| {
         std::process::Command::new(runtime()).arg("--root").arg(data.join("runc")).args(args).output().unwrap()
     };
-    let listed = String::from_utf8_lossy(&runc(&["list", "-q"]).stdout).to_string();
-    assert!(listed.contains("podvisor-"), "the container runs: {listed}");
+    let out = runc(&["list", "-q"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listed.contains("podvisor-"), "the container runs: {listed} {}", String::from_utf8_lossy(&out.stderr));
     let (dir, _) = common::crash(f, crashed);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -92,6 +92,13 @@ impl Netlink {
         self.handle.link().add(pair).execute().await
     }
 
+    /// Renames the link with index `index` to `name`, puts it on the bridge `controller` and
+    /// sets it up, in one request (the kernel renames it while it is still down).
+    pub async fn rename_up(&self, index: u32, name: &str, controller: u32) -> Result<(), Error> {
+        let link = LinkUnspec::new_with_index(index).name(name.to_string()).controller(controller).up().build();
+        self.handle.link().set(link).execute().await
+    }
+
     /// Sets the link named `name` up (the kernel finds it by its name: no lookup first).
     pub async fn up_by_name(&self, name: &str) -> Result<(), Error> {
         self.handle.link().set(LinkUnspec::new_with_name(name).up().build()).execute().await

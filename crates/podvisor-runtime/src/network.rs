@@ -14,6 +14,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use crate::namespaces::Veth;
 use crate::netlink::Netlink;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -167,7 +168,7 @@ impl PodNetwork {
     /// namespace, if there is one. On failure nothing stays claimed or connected.
     pub async fn attach(&self, netns: &Path, inside: Option<Netlink>) -> Result<Attachment, NetworkError> {
         let attachment = self.claim(netns)?;
-        self.connect(&attachment, netns, inside).await?;
+        self.connect(&attachment, netns, inside, None).await?;
         Ok(attachment)
     }
 
@@ -184,10 +185,17 @@ impl PodNetwork {
     }
 
     /// Connects the namespace bound at `netns` to the bridge with the claimed address of
-    /// `a`. On failure the claim is released and nothing stays connected.
-    pub async fn connect(&self, a: &Attachment, netns: &Path, inside: Option<Netlink>) -> Result<(), NetworkError> {
+    /// `a`, through `veth` if the namespace came with its pair (see [`crate::namespaces`]).
+    /// On failure the claim is released and nothing stays connected.
+    pub async fn connect(
+        &self,
+        a: &Attachment,
+        netns: &Path,
+        inside: Option<Netlink>,
+        veth: Option<Veth>,
+    ) -> Result<(), NetworkError> {
         let wired = match self.ensure_bridge().await {
-            Ok(bridge) => self.wire(netns, a.ip, inside, bridge).await,
+            Ok(bridge) => self.wire(netns, a.ip, inside, bridge, veth).await,
             Err(e) => Err(e),
         };
         if wired.is_err() {
@@ -198,30 +206,53 @@ impl PodNetwork {
     }
 
     /// Connects the namespace at `netns` to the bridge as `ip`: the host's end is set up while
-    /// the pod's end is addressed and routed.
-    async fn wire(&self, netns: &Path, ip: Ipv4Addr, inside: Option<Netlink>, bridge: u32) -> Result<(), NetworkError> {
+    /// the pod's end is addressed and routed. A pair made ahead has its host end renamed after
+    /// the address; otherwise the pair is made here.
+    async fn wire(
+        &self,
+        netns: &Path,
+        ip: Ipv4Addr,
+        inside: Option<Netlink>,
+        bridge: u32,
+        veth: Option<Veth>,
+    ) -> Result<(), NetworkError> {
         let failed = |step: &str| {
             let step = step.to_string();
             move |e: String| NetworkError::Command { step: step.clone(), message: e }
         };
         let host = Netlink::connect().map_err(|e| failed("netlink")(e.to_string()))?;
-        let veth = format!("pv{:08x}", u32::from(ip));
+        let name = format!("pv{:08x}", u32::from(ip));
         // Left by a namespace that is gone: its address is free, so its link is stale.
-        if Path::new("/sys/class/net").join(&veth).exists()
-            && let Some(i) = host.index(&veth).await
+        if Path::new("/sys/class/net").join(&name).exists()
+            && let Some(i) = host.index(&name).await
         {
             let _ = host.delete(i).await;
         }
         let connecting = failed("connecting the pod to the bridge");
-        let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
-        host.add_veth_into(&veth, "eth0", &ns, bridge).await.map_err(|e| connecting(e.to_string()))?;
         let setting = failed("setting up the pod's eth0");
-        let pod = match inside {
-            Some(n) => n,
-            None => crate::netlink::connect_in(netns).await.map_err(&setting)?,
+        let (pod, made) = match (veth, inside) {
+            (Some(pair), Some(pod)) => (pod, Some(pair)),
+            (_, inside) => {
+                let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
+                host.add_veth_into(&name, "eth0", &ns, bridge).await.map_err(|e| connecting(e.to_string()))?;
+                let pod = match inside {
+                    Some(n) => n,
+                    None => crate::netlink::connect_in(netns).await.map_err(&setting)?,
+                };
+                (pod, None)
+            }
+        };
+        let host_end = async {
+            match &made {
+                Some(pair) => host.rename_up(pair.host_index, &name, bridge).await,
+                None => host.up_by_name(&name).await,
+            }
         };
         let pod_end = async {
-            let index = pod.index("eth0").await.ok_or_else(|| setting("eth0 is not in the namespace".into()))?;
+            let index = match &made {
+                Some(pair) => pair.eth0_index,
+                None => pod.index("eth0").await.ok_or_else(|| setting("eth0 is not in the namespace".into()))?,
+            };
             // Sent together, handled in order: the kernel handles a socket's requests as they
             // are sent, so the route finds its gateway on the addressed link that is up.
             let (addressed, up, routed) = tokio::join!(
@@ -231,7 +262,7 @@ impl PodNetwork {
             );
             addressed.and(up).and(routed).map_err(|e| setting(e.to_string()))
         };
-        let (host_end, pod_end) = tokio::join!(host.up_by_name(&veth), pod_end);
+        let (host_end, pod_end) = tokio::join!(host_end, pod_end);
         host_end.map_err(|e| connecting(e.to_string()))?;
         pod_end
     }

@@ -144,8 +144,8 @@ impl Sandbox {
         let netns = self.namespace("net");
         let making = async {
             match hostname_set {
-                Some(hostname) => maker.make(files, hostname).await.map(Some),
-                None => crate::netlink::make_namespaces(files, None).await,
+                Some(hostname) => maker.make(files, hostname).await.map(|m| (Some(m.netlink), m.veth)),
+                None => crate::netlink::make_namespaces(files, None).await.map(|n| (n, None)),
             }
         };
         let claiming = async {
@@ -156,8 +156,8 @@ impl Sandbox {
         };
         // The namespaces are asked for first; the claim is made while they are bound.
         let (made, claimed) = tokio::join!(making, claiming);
-        let (inside, claimed) = match (made, claimed.transpose()) {
-            (Ok(inside), Ok(claimed)) => (inside, claimed),
+        let ((inside, veth), claimed) = match (made, claimed.transpose()) {
+            (Ok(made), Ok(claimed)) => (made, claimed),
             (Err(e), Ok(Some(a))) => {
                 let ns = netns.clone();
                 let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
@@ -168,7 +168,7 @@ impl Sandbox {
         };
         let connecting = async {
             let (Networking::Pod(network), Some(a)) = (net, &claimed) else { return Ok(None) };
-            network.connect(a, &netns, inside.clone()).await?;
+            network.connect(a, &netns, inside.clone(), veth).await?;
             let f = self.dir.join(ATTACHMENT);
             let written = serde_json::to_vec(a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
             if let Err(e) = written {
