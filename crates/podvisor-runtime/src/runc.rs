@@ -284,16 +284,30 @@ impl Runc {
     /// `delete --force` for a clean-up: a container the runtime does not know is already gone,
     /// and not an error. runc says `does not exist`; crun, when another delete (the container's
     /// monitor's) removed its state first, that the state directory is missing.
+    ///
+    /// Two deletes of one container may run at once (the container's own end and its pod's
+    /// clean-up): the one that finds the state half removed (crun: `error loading
+    /// …/config.json`) is no failure once the state is gone, and is tried once more while it
+    /// is not.
     pub async fn delete_if_present(&self, id: &str) -> Result<(), RuncError> {
-        match self.delete(id).await {
-            Err(RuncError::Failed { message, .. })
-                if message.contains("does not exist")
-                    || message.contains("not found")
-                    || (message.contains(id) && message.contains("No such file or directory")) =>
-            {
-                Ok(())
+        let mut tries = 0;
+        loop {
+            match self.delete(id).await {
+                Err(RuncError::Failed { message, .. })
+                    if message.contains("does not exist")
+                        || message.contains("not found")
+                        || (message.contains(id) && message.contains("No such file or directory")) =>
+                {
+                    return Ok(());
+                }
+                Err(_) if !self.root.join(id).exists() => return Ok(()),
+                Err(e) if tries > 0 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(()) => return Ok(()),
             }
-            other => other,
         }
     }
 
