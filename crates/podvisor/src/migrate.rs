@@ -37,7 +37,8 @@ pub fn run(out: &mut impl Write, opts: Options) -> anyhow::Result<bool> {
     let mut all = true;
     let files = crate::load::expand(&opts.files).map_err(|p| anyhow::anyhow!("{}", p.0.join("\n")))?;
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let opened = std::fs::File::open(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let text = podvisor_manifest::read_bounded(file, opened).map_err(|e| anyhow::anyhow!("{e}"))?;
         // A file that does not load is said and skipped; the others are still migrated.
         let m = match podvisor_lint::migrate::migrate_text(file, &text) {
             Ok(m) => m,

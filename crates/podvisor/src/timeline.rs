@@ -89,10 +89,24 @@ pub fn from_cluster(
     Ok(true)
 }
 
+/// The largest events file read back: hours of a run's events, and a bound on what a mistaken
+/// path (a disk image, a log) may cost.
+const MAX_EVENTS_FILE: u64 = 64 * 1024 * 1024;
+
 /// `podvisor timeline RUN.json -o OUT`: the picture of a run's events.
 pub fn from_file(input: &Path, output: &Path) -> anyhow::Result<bool> {
-    let text = std::fs::read_to_string(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
-    let events: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+    use std::io::Read;
+    let failed = |e: std::io::Error| anyhow::anyhow!("{}: {e}", input.display());
+    let mut text = Vec::new();
+    std::fs::File::open(input).and_then(|f| f.take(MAX_EVENTS_FILE + 1).read_to_end(&mut text)).map_err(failed)?;
+    if text.len() as u64 > MAX_EVENTS_FILE {
+        anyhow::bail!(
+            "{}: larger than {} MiB; not the events of `podvisor run --timeline FILE.json`",
+            input.display(),
+            MAX_EVENTS_FILE >> 20
+        );
+    }
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&text).map_err(|e| {
         anyhow::anyhow!("{}: not the events of `podvisor run --timeline FILE.json`: {e}", input.display())
     })?;
     let title = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -1381,3 +1381,23 @@ fn the_readme_quick_start_works_as_written() {
     assert!(stopped.success(), "{stopped}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A file past the bound (a mistaken path: a disk image, a log) is refused with the bound, not
+/// read whole into memory: the events of `timeline` and the manifests of `migrate`.
+#[test]
+fn a_file_past_the_bound_is_refused_by_timeline_and_migrate() {
+    let dir = std::env::temp_dir().join(format!("podvisor-cli-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.json");
+    // Sparse: 65 MiB that take no disk.
+    std::fs::File::create(&big).unwrap().set_len(65 << 20).unwrap();
+    let out = dir.join("out.svg");
+    let (code, _, err) = podvisor(&["timeline", big.to_str().unwrap(), "-o", out.to_str().unwrap()], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("larger than 64 MiB"), "{err}");
+    assert!(!out.exists(), "nothing is drawn");
+    let (code, _, err) = podvisor(&["migrate", big.to_str().unwrap()], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("larger than 64 MiB"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
