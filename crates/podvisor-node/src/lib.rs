@@ -301,9 +301,9 @@ impl Node {
             |id: &str| id.starts_with("podvisor-") && !running.iter().any(|uid| id.starts_with(&host::id_prefix(uid)));
         // The runtime keeps a directory per container under its root: without a stray one
         // there, the runtime is not asked (a process fewer while the first pods start).
-        let entries = std::fs::read_dir(self.host.runc.root()).into_iter().flatten().flatten();
-        let strays_in_root = entries.filter(|e| stray(&e.file_name().to_string_lossy())).count();
-        let listed = if strays_in_root > 0 { self.host.runc.list().await.unwrap_or_default() } else { Vec::new() };
+        let mut entries = std::fs::read_dir(self.host.runc.root()).into_iter().flatten().flatten();
+        let any_stray = entries.any(|e| stray(&e.file_name().to_string_lossy()));
+        let listed = if any_stray { self.host.runc.list().await.unwrap_or_default() } else { Vec::new() };
         for id in listed {
             if stray(&id) {
                 cleanup::container(&id, self.host.runc.delete_if_present(&id).await);

@@ -13,7 +13,29 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, mpsc};
 
-use crate::netlink::{Kind, Netlink};
+use crate::netlink::Netlink;
+
+/// The kinds of namespace a sandbox makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Network.
+    Net,
+    /// UTS (the hostname).
+    Uts,
+    /// System V IPC.
+    Ipc,
+}
+
+impl Kind {
+    /// The name `/proc/…/ns/` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Net => "net",
+            Kind::Uts => "uts",
+            Kind::Ipc => "ipc",
+        }
+    }
+}
 
 /// One pod's request: the files to bind the namespaces to and the hostname to set.
 struct Request {
@@ -95,8 +117,7 @@ fn serve(requests: mpsc::Receiver<Request>, bridge: Option<&'static str>) {
         }
         _ => None,
     };
-    let side = Side { runtime: &runtime, host: host.as_ref().zip(bridge), made: 0 };
-    let mut side = side;
+    let mut side = Side { runtime: &runtime, host: host.as_ref().zip(bridge), made: 0 };
     let mut spare = Some(side.make_spare());
     while let Ok(request) = requests.recv() {
         // A spare that could not be made is tried again for the pod that needs it.
@@ -164,9 +185,31 @@ async fn make_pair(host: &Netlink, bridge: &str, inside: &Netlink, temporary: &s
 fn hand_over(request: &Request) -> Result<Netlink, String> {
     rustix::system::sethostname(request.hostname.as_bytes()).map_err(|e| format!("sethostname: {e}"))?;
     for (kind, file) in &request.files {
-        let own = format!("/proc/thread-self/ns/{}", kind.name());
-        rustix::mount::mount_bind(own.as_str(), file).map_err(|e| format!("binding {}: {e}", file.display()))?;
+        bind_own(*kind, file)?;
     }
     let _entered = request.runtime.enter();
     Netlink::connect().map_err(|e| format!("netlink: {e}"))
+}
+
+/// Binds the calling thread's namespace of `kind` to `file`, which keeps it alive.
+fn bind_own(kind: Kind, file: &std::path::Path) -> Result<(), String> {
+    let own = format!("/proc/thread-self/ns/{}", kind.name());
+    rustix::mount::mount_bind(own.as_str(), file).map_err(|e| format!("binding {}: {e}", file.display()))
+}
+
+/// Gives a pod on the host's network its own IPC namespace, bound to `file` (which must
+/// exist), from a short-lived thread made for it (its namespace changes, so it must not be one
+/// that runs anything else).
+pub async fn make_ipc(file: PathBuf) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("podvisor-sandbox".into()).spawn(move || {
+        // SAFETY: only this thread's IPC namespace changes; the thread shares no file table or
+        // file system state that unsharing would split.
+        let made = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWIPC) }
+            .map_err(|e| format!("unshare: {e}"))
+            .and_then(|()| bind_own(Kind::Ipc, &file));
+        let _ = tx.send(made);
+    });
+    spawned.map_err(|e| format!("a thread for the namespace: {e}"))?;
+    rx.await.map_err(|_| "the namespace's thread ended early".to_string())?
 }

@@ -1,14 +1,14 @@
 //! The machine's links, addresses and routes, changed through netlink (rtnetlink) from this
-//! process, and the pod's namespaces made with `unshare(2)` from a thread of its own: a sandbox
-//! costs no process.
+//! process: a sandbox costs no process.
 //!
 //! A netlink socket works in the network namespace it was opened in. The host's is opened on
-//! the caller's thread; a pod's on a short-lived thread that made the namespace (or entered it
-//! with `setns(2)`), and is then driven by the caller's tokio runtime like any other socket.
+//! the caller's thread; a pod's on the thread that made the namespace (see
+//! [`crate::namespaces`]) or entered it with `setns(2)`, and is then driven by a tokio runtime
+//! like any other socket.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures_util::StreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
@@ -178,96 +178,6 @@ impl Netlink {
         }
         out
     }
-}
-
-/// The kinds of namespace a sandbox makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Network.
-    Net,
-    /// UTS (the hostname).
-    Uts,
-    /// System V IPC.
-    Ipc,
-}
-
-impl Kind {
-    /// The name `/proc/…/ns/` gives it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Net => "net",
-            Kind::Uts => "uts",
-            Kind::Ipc => "ipc",
-        }
-    }
-
-    fn flag(self) -> rustix::thread::UnshareFlags {
-        use rustix::thread::UnshareFlags;
-        match self {
-            Kind::Net => UnshareFlags::NEWNET,
-            Kind::Uts => UnshareFlags::NEWUTS,
-            Kind::Ipc => UnshareFlags::NEWIPC,
-        }
-    }
-}
-
-/// Makes new namespaces of the kinds in `files`, each bound to its file (which must exist), from
-/// a thread of this process made for it: the thread unshares them, sets `hostname` in the new
-/// UTS namespace, binds them, opens a netlink connection in the new network namespace (if one is
-/// made; its loopback is still down), and ends. The namespaces live on through their files. Runs in
-/// the caller's tokio runtime; returns the connection in the new network namespace, if any.
-pub async fn make_namespaces(files: Vec<(Kind, PathBuf)>, hostname: Option<String>) -> Result<Option<Netlink>, String> {
-    let runtime = tokio::runtime::Handle::current();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // A thread of its own: its namespaces change, so it must not be one that runs anything else.
-    let spawned = std::thread::Builder::new().name("podvisor-sandbox".into()).spawn(move || {
-        let _ = tx.send(in_new_namespaces(&runtime, &files, hostname.as_deref()));
-    });
-    spawned.map_err(|e| format!("a thread for the namespaces: {e}"))?;
-    rx.await.map_err(|_| "the namespaces' thread ended early".to_string())?
-}
-
-fn in_new_namespaces(
-    runtime: &tokio::runtime::Handle,
-    files: &[(Kind, PathBuf)],
-    hostname: Option<&str>,
-) -> Result<Option<Netlink>, String> {
-    let flags = files.iter().fold(rustix::thread::UnshareFlags::empty(), |f, (k, _)| f | k.flag());
-    // SAFETY: only namespaces of this thread change (network, UTS and IPC are per thread); the
-    // thread shares no file table or file system state that unsharing would split.
-    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| format!("unshare: {e}"))?;
-    if let Some(h) = hostname.filter(|_| files.iter().any(|(k, _)| *k == Kind::Uts)) {
-        rustix::system::sethostname(h.as_bytes()).map_err(|e| format!("sethostname: {e}"))?;
-    }
-    for (kind, file) in files {
-        let own = format!("/proc/thread-self/ns/{}", kind.name());
-        rustix::mount::mount_bind(own.as_str(), file).map_err(|e| format!("binding {}: {e}", file.display()))?;
-    }
-    if files.iter().any(|(k, _)| *k == Kind::Net) {
-        let _entered = runtime.enter();
-        return Netlink::connect().map(Some).map_err(|e| format!("netlink: {e}"));
-    }
-    Ok(None)
-}
-
-/// A netlink connection in the network namespace bound at `netns`, opened from a thread that
-/// enters it, driven by the caller's tokio runtime.
-pub async fn connect_in(netns: &Path) -> Result<Netlink, String> {
-    let runtime = tokio::runtime::Handle::current();
-    let file = std::fs::File::open(netns).map_err(|e| format!("{}: {e}", netns.display()))?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new().name("podvisor-netns".into()).spawn(move || {
-        let entered =
-            rustix::thread::move_into_link_name_space(file.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-                .map_err(|e| format!("setns: {e}"))
-                .and_then(|()| {
-                    let _entered = runtime.enter();
-                    Netlink::connect().map_err(|e| format!("netlink: {e}"))
-                });
-        let _ = tx.send(entered);
-    });
-    spawned.map_err(|e| format!("a thread for the namespace: {e}"))?;
-    rx.await.map_err(|_| "the namespace's thread ended early".to_string())?
 }
 
 /// Runs `f` on a runtime of its own, from a thread in the network namespace bound at `netns`:

@@ -162,22 +162,12 @@ impl PodNetwork {
         self.subnet
     }
 
-    /// Gives the network namespace at `netns` an address: claims one, connects the namespace
-    /// to the bridge with a veth pair, and sets `eth0` up with a default route through the
-    /// bridge, all through netlink; `inside` is a netlink connection already open in the
-    /// namespace, if there is one. On failure nothing stays claimed or connected.
-    pub async fn attach(&self, netns: &Path, inside: Option<Netlink>) -> Result<Attachment, NetworkError> {
-        let attachment = self.claim(netns)?;
-        self.connect(&attachment, netns, inside, None).await?;
-        Ok(attachment)
-    }
-
     /// Claims an address for the network namespace bound (or being bound) at `netns`: the
     /// claim may be made while the namespace is made (see [`being_made`]). Release it with
     /// [`detach`].
     ///
-    /// It blocks for a few file operations on `/run` (a memory file system) under a lock held
-    /// as briefly by every claimant; a thread of its own would cost more than the claim.
+    /// It blocks for a few file operations under a lock every claimant holds as briefly; a
+    /// thread of its own would cost more than the claim.
     pub fn claim(&self, netns: &Path) -> Result<Attachment, NetworkError> {
         let alive = |p: &Path| is_namespace(p) || being_made(p);
         let (ip, claim) = claim(&self.claims, &self.subnet, netns, &alive)?;
@@ -185,13 +175,15 @@ impl PodNetwork {
     }
 
     /// Connects the namespace bound at `netns` to the bridge with the claimed address of
-    /// `a`, through `veth` if the namespace came with its pair (see [`crate::namespaces`]).
-    /// On failure the claim is released and nothing stays connected.
+    /// `a`, through `veth` if the namespace came with its pair (see [`crate::namespaces`]);
+    /// `inside` is a netlink connection in the namespace. The bridge's end is set up while the
+    /// pod's end is addressed and routed. On failure the claim is released and nothing stays
+    /// connected.
     pub async fn connect(
         &self,
         a: &Attachment,
         netns: &Path,
-        inside: Option<Netlink>,
+        inside: &Netlink,
         veth: Option<Veth>,
     ) -> Result<(), NetworkError> {
         let wired = match self.ensure_bridge().await {
@@ -205,16 +197,15 @@ impl PodNetwork {
         wired
     }
 
-    /// Connects the namespace at `netns` to the bridge as `ip`: the host's end is set up while
-    /// the pod's end is addressed and routed. A pair made ahead has its host end renamed after
-    /// the address; otherwise the pair is made here.
+    /// Connects the namespace at `netns` to the bridge as `ip`. A pair made ahead has its host
+    /// end renamed after the address; otherwise the pair is made here.
     async fn wire(
         &self,
         netns: &Path,
         ip: Ipv4Addr,
-        inside: Option<Netlink>,
+        pod: &Netlink,
         bridge: u32,
-        veth: Option<Veth>,
+        made: Option<Veth>,
     ) -> Result<(), NetworkError> {
         let failed = |step: &str| {
             let step = step.to_string();
@@ -230,18 +221,10 @@ impl PodNetwork {
         }
         let connecting = failed("connecting the pod to the bridge");
         let setting = failed("setting up the pod's eth0");
-        let (pod, made) = match (veth, inside) {
-            (Some(pair), Some(pod)) => (pod, Some(pair)),
-            (_, inside) => {
-                let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
-                host.add_veth_into(&name, "eth0", &ns, bridge).await.map_err(|e| connecting(e.to_string()))?;
-                let pod = match inside {
-                    Some(n) => n,
-                    None => crate::netlink::connect_in(netns).await.map_err(&setting)?,
-                };
-                (pod, None)
-            }
-        };
+        if made.is_none() {
+            let ns = std::fs::File::open(netns).map_err(|e| connecting(format!("{}: {e}", netns.display())))?;
+            host.add_veth_into(&name, "eth0", &ns, bridge).await.map_err(|e| connecting(e.to_string()))?;
+        }
         let host_end = async {
             match &made {
                 Some(pair) => host.rename_up(pair.host_index, &name, bridge).await,
@@ -335,7 +318,7 @@ impl PodNetwork {
     }
 }
 
-/// Releases what [`PodNetwork::attach`] made for the namespace at `netns`: its veth pair and
+/// Releases what [`PodNetwork::claim`] and [`PodNetwork::connect`] made for the namespace at `netns`: its veth pair and
 /// the address's claim, unless the address was claimed again by another namespace since. The
 /// pair is removed from inside the namespace, while it lives (once it is gone, so is the pair),
 /// so a link another pod now has is never touched. It runs commands: call it off the async

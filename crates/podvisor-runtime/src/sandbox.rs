@@ -4,8 +4,8 @@
 //!
 //! The namespaces are made ahead of need by a thread of this process with `unshare(2)`, loopback
 //! up (netlink), and bound each to a file when a pod needs them, its hostname set inside them;
-//! no process is spawned for any of it (see [`crate::namespaces`] and [`crate::netlink`]). Every pod has its own
-//! localhost; on the pod network (see [`crate::network`]) it also has an address the other pods
+//! no process is spawned for any of it (see [`crate::namespaces`] and [`crate::netlink`]).
+//! Every pod has its own localhost; on the pod network (see [`crate::network`]) it also has an address the other pods
 //! and the host reach. A pod on the host's network makes only its IPC namespace.
 
 use std::fs;
@@ -98,8 +98,8 @@ impl Sandbox {
     }
 
     /// Creates the namespaces (a pod's own through `maker`) and files for a pod named as
-    /// `names` says, networked as `net` says. Returns the pod's address on the pod network, if it got one. On failure,
-    /// what was made is removed again.
+    /// `names` says, networked as `net` says. Returns the pod's address on the pod network, if
+    /// it got one. On failure, what was made is removed again.
     pub async fn create(
         &self,
         names: &Names,
@@ -127,7 +127,7 @@ impl Sandbox {
             let path = path.to_path_buf();
             move |error| SandboxError::Io { path, error }
         };
-        use crate::netlink::Kind;
+        use crate::namespaces::Kind;
         let kinds: &[Kind] =
             if matches!(net, Networking::Host) { &[Kind::Ipc] } else { &[Kind::Net, Kind::Uts, Kind::Ipc] };
         let ns = self.dir.join("ns");
@@ -138,14 +138,13 @@ impl Sandbox {
             fs::write(&f, b"").map_err(io(&f))?;
             files.push((*kind, f));
         }
-        let hostname_set = (!matches!(net, Networking::Host)).then(|| hostname.clone());
-        // The address is claimed while the namespaces are made (the claim names the file
-        // that is being bound, see `network::being_made`).
         let netns = self.namespace("net");
+        // A pod's own namespaces come from the maker; the address is claimed meanwhile (the
+        // claim names the file being bound, see `network::being_made`).
         let making = async {
-            match hostname_set {
-                Some(hostname) => maker.make(files, hostname).await.map(|m| (Some(m.netlink), m.veth)),
-                None => crate::netlink::make_namespaces(files, None).await.map(|n| (n, None)),
+            match net {
+                Networking::Host => crate::namespaces::make_ipc(self.namespace("ipc")).await.map(|()| None),
+                Networking::Pod(_) | Networking::Loopback => maker.make(files, hostname.clone()).await.map(Some),
             }
         };
         let claiming = async {
@@ -154,31 +153,29 @@ impl Sandbox {
                 Networking::Host | Networking::Loopback => None,
             }
         };
-        // The namespaces are asked for first; the claim is made while they are bound.
         let (made, claimed) = tokio::join!(making, claiming);
-        let ((inside, veth), claimed) = match (made, claimed.transpose()) {
+        let (made, claimed) = match (made, claimed.transpose()) {
             (Ok(made), Ok(claimed)) => (made, claimed),
             (Err(e), Ok(Some(a))) => {
-                let ns = netns.clone();
-                let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
+                let _ = tokio::task::spawn_blocking(move || network::detach(&a, &netns)).await;
                 return Err(SandboxError::Namespaces(e));
             }
             (Err(e), _) => return Err(SandboxError::Namespaces(e)),
             (Ok(_), Err(e)) => return Err(e.into()),
         };
-        let connecting = async {
-            let (Networking::Pod(network), Some(a)) = (net, &claimed) else { return Ok(None) };
-            network.connect(a, &netns, inside.clone(), veth).await?;
-            let f = self.dir.join(ATTACHMENT);
-            let written = serde_json::to_vec(a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
-            if let Err(e) = written {
-                let (a, ns) = (a.clone(), netns.clone());
-                let _ = tokio::task::spawn_blocking(move || network::detach(&a, &ns)).await;
-                return Err(io(&f)(e));
+        let ip = match (net, claimed, made) {
+            (Networking::Pod(network), Some(a), Some(made)) => {
+                network.connect(&a, &netns, &made.netlink, made.veth).await?;
+                let f = self.dir.join(ATTACHMENT);
+                let written = serde_json::to_vec(&a).map_err(std::io::Error::other).and_then(|b| fs::write(&f, b));
+                if let Err(e) = written {
+                    let _ = tokio::task::spawn_blocking(move || network::detach(&a, &netns)).await;
+                    return Err(io(&f)(e));
+                }
+                Some(a.ip)
             }
-            Ok(Some(a.ip))
+            _ => None,
         };
-        let ip = connecting.await?;
         let etc = self.dir.join("etc");
         fs::create_dir_all(&etc).map_err(io(&etc))?;
         for (name, text) in [

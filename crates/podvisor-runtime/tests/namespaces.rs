@@ -5,8 +5,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use podvisor_runtime::namespaces::NamespaceMaker;
-use podvisor_runtime::netlink::Kind;
+use podvisor_runtime::namespaces::{Kind, NamespaceMaker};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 /// Runs `f` on a thread that entered the namespace bound at `file`.

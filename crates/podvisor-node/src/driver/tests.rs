@@ -240,11 +240,11 @@ async fn r16_r43_a_sidecar_runs_around_the_app_and_the_pod_succeeds() {
     assert_eq!(machine.when("SIGTERM proxy"), machine.when("exit app 0"));
 }
 
-/// Containers that wait only for sidecars are created ahead of their starts, all but the first
+/// R16: containers that wait only for sidecars are created ahead of their starts, all but the first
 /// container (which starts at once); behind a regular init container, none is (it runs to its
 /// end first). The order of starts is the engine's either way.
 #[tokio::test(start_paused = true)]
-async fn only_containers_behind_sidecars_alone_are_created_ahead() {
+async fn r16_only_containers_behind_sidecars_alone_are_created_ahead_and_start_in_order() {
     let sidecar = |name: &str| {
         let mut c = ctr(name);
         c["restartPolicy"] = json!("Always");
