@@ -4,18 +4,36 @@
 //!
 //! It reacts to store changes and to the pods' own status changes; nothing polls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use podvisor_node::{Node, PodHandle};
 use podvisor_objects::kinds::Resource;
+use podvisor_objects::node_affinity;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use crate::store::{Change, ChangeKind, Key, Start, Store, StoreError, said};
 use crate::values::{is_deleting, is_terminal};
+
+/// Whether the stored pod `obj` may run on the stored `node` by its node selector and required
+/// node affinity.
+fn fits_node(obj: &Value, node: &Value) -> bool {
+    fn decode<T: serde::de::DeserializeOwned>(v: Option<&Value>) -> Option<T> {
+        v.and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+    let spec = PodSpec {
+        node_selector: decode(obj.pointer("/spec/nodeSelector")),
+        affinity: decode(obj.pointer("/spec/affinity")),
+        ..Default::default()
+    };
+    let labels: BTreeMap<String, String> =
+        node.pointer("/metadata/labels").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    node_affinity::matches(&spec, node_affinity::NodeView { name, labels: &labels })
+}
 
 fn uid(v: &Value) -> &str {
     v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
@@ -139,6 +157,9 @@ impl Kubelet {
                 ));
             }
         }
+        if !fits_node(obj, &node) {
+            return Some(format!("0/1 nodes are available: 1 {}. {TAIL}", node_affinity::MISMATCH));
+        }
         None
     }
 
@@ -195,7 +216,6 @@ impl Kubelet {
     /// admission rejects it (`OutOfpods`); an unbound one stays Pending as the scheduler leaves
     /// it, `PodScheduled` False with its message, and waits for room.
     fn no_room(&mut self, key: Key, obj: &Value) {
-        let about = crate::events::Involved::of(Resource::Pods, obj);
         let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         if bound {
             let used = self.active();
@@ -203,15 +223,22 @@ impl Kubelet {
                 "Node didn't have enough resource: pods, requested: 1, used: {used}, capacity: {}",
                 self.node.max_pods()
             );
-            self.recorder.record(&about, "Warning", "OutOfpods", &message, "kubelet");
-            let rejected = self.store.update::<StoreError>(&key, |v| {
-                v["status"] = json!({"phase": "Failed", "reason": "OutOfpods", "message": format!("Pod was rejected: {message}")});
-                Ok(())
-            });
-            said(format_args!("the rejection of pod {}/{}", key.namespace, key.name), rejected);
-            return;
+            return self.reject(&key, obj, "OutOfpods", &message);
         }
         self.wait_unscheduled(key, obj, TOO_MANY_PODS);
+    }
+
+    /// Rejects a pod bound here as the kubelet's admission does: a warning event with `reason`
+    /// and `message`, and the pod Failed without running.
+    fn reject(&self, key: &Key, obj: &Value, reason: &str, message: &str) {
+        let about = crate::events::Involved::of(Resource::Pods, obj);
+        self.recorder.record(&about, "Warning", reason, message, "kubelet");
+        let rejected = self.store.update::<StoreError>(key, |v| {
+            v["status"] =
+                json!({"phase": "Failed", "reason": reason, "message": format!("Pod was rejected: {message}")});
+            Ok(())
+        });
+        said(format_args!("the rejection of pod {}/{}", key.namespace, key.name), rejected);
     }
 
     /// Leaves the unbound pod `obj` Pending as the scheduler leaves it, `PodScheduled` False
@@ -368,21 +395,41 @@ impl Kubelet {
     }
 
     fn start(&mut self, key: Key, obj: &Value) {
+        let bound_to = obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
+        let held = self.node.holds(uid(obj));
+        // A pod bound to another node is that node's kubelet's: never run here.
+        if bound_to.is_some_and(|n| n != self.node_name) && !held {
+            return;
+        }
         // At most maxPods run at once; a pod already held on the machine is always taken over.
-        if self.active() >= self.node.max_pods() && !self.node.holds(uid(obj)) {
+        if self.active() >= self.node.max_pods() && !held {
             return self.no_room(key, obj);
         }
-        // The scheduler's part: an unbound pod goes to a node that is not cordoned and whose
-        // taints it tolerates.
-        let unbound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_none_or(str::is_empty);
+        // The kubelet's admission of a pod bound here: its node selector and required affinity
+        // must match this node, or it fails at once.
+        if bound_to.is_some()
+            && !held
+            && let Some(node) = self.store.get(&Key::new(Resource::Nodes, "", &self.node_name))
+            && !fits_node(obj, &node)
+        {
+            return self.reject(
+                &key,
+                obj,
+                "NodeAffinity",
+                &format!("Predicate NodeAffinity failed: {}", node_affinity::MISMATCH),
+            );
+        }
+        // The scheduler's part: an unbound pod goes to a node that is not cordoned, whose taints
+        // it tolerates and that its node selector and required affinity match.
+        let unbound = bound_to.is_none();
         if unbound
-            && !self.node.holds(uid(obj))
+            && !held
             && let Some(message) = self.unschedulable(obj)
         {
             return self.wait_unscheduled(key, obj, &message);
         }
         // The scheduler's volume binding: the pod waits for its claims to be bound.
-        if unbound && !self.node.holds(uid(obj)) {
+        if unbound && !held {
             match self.claims_ready(obj) {
                 Err(message) => return self.wait_unscheduled(key, obj, &message),
                 Ok(false) => {

@@ -12,6 +12,7 @@ pub mod cron;
 pub mod defaults;
 pub mod field;
 pub mod kinds;
+pub mod node_affinity;
 pub mod objects;
 pub mod openapi;
 pub mod resources;

@@ -626,6 +626,12 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
             }
         }
     }
+    if let Some(selector) = &spec.node_selector {
+        validate_labels(selector, &path.child("nodeSelector"), &mut errs);
+    }
+    if let Some(node) = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()) {
+        node_affinity(node, &path.child("affinity").child("nodeAffinity"), &mut errs);
+    }
     let mut names: HashSet<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         let cp = path.child("initContainers").index(i);
@@ -688,6 +694,72 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &Path) -> Vec<FieldError> {
         validate_probes_and_hooks(c, &cp, grace, &mut errs);
     }
     errs
+}
+
+/// A pod's node affinity: the required terms (at least one) and the preferred ones (weights
+/// 1–100), each term's expressions on labels and fields on `metadata.name`.
+fn node_affinity(a: &k8s_openapi::api::core::v1::NodeAffinity, path: &Path, errs: &mut Vec<FieldError>) {
+    if let Some(required) = &a.required_during_scheduling_ignored_during_execution {
+        let tp = path.child("requiredDuringSchedulingIgnoredDuringExecution").child("nodeSelectorTerms");
+        if required.node_selector_terms.is_empty() {
+            errs.push(tp.required("must have at least one node selector term"));
+        }
+        for (i, term) in required.node_selector_terms.iter().enumerate() {
+            node_selector_term(term, &tp.index(i), errs);
+        }
+    }
+    let pp = path.child("preferredDuringSchedulingIgnoredDuringExecution");
+    for (i, term) in a.preferred_during_scheduling_ignored_during_execution.iter().flatten().enumerate() {
+        if !(1..=100).contains(&term.weight) {
+            errs.push(pp.index(i).child("weight").invalid_num(term.weight.into(), "must be in the range 1-100"));
+        }
+        node_selector_term(&term.preference, &pp.index(i).child("preference"), errs);
+    }
+}
+
+/// One node selector term: label expressions, and fields (only `metadata.name`, one value).
+fn node_selector_term(term: &k8s_openapi::api::core::v1::NodeSelectorTerm, path: &Path, errs: &mut Vec<FieldError>) {
+    for (i, r) in term.match_expressions.iter().flatten().enumerate() {
+        let rp = path.child("matchExpressions").index(i);
+        let values = r.values.as_deref().unwrap_or_default();
+        match r.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                errs.push(rp.child("values").required("must be specified when `operator` is 'In' or 'NotIn'"))
+            }
+            "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(
+                rp.child("values").forbidden("may not be specified when `operator` is 'Exists' or 'DoesNotExist'"),
+            ),
+            "Gt" | "Lt" if values.len() != 1 => {
+                errs.push(rp.child("values").required("must be specified single value when `operator` is 'Lt' or 'Gt'"))
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
+            op => errs.push(rp.child("operator").invalid(op, "not a valid selector operator")),
+        }
+        for m in label_key_errors(&r.key) {
+            errs.push(rp.child("key").invalid(&r.key, &m));
+        }
+    }
+    for (i, r) in term.match_fields.iter().flatten().enumerate() {
+        let rp = path.child("matchFields").index(i);
+        let values = r.values.as_deref().unwrap_or_default();
+        match r.operator.as_str() {
+            "In" | "NotIn" if values.len() != 1 => errs.push(
+                rp.child("values")
+                    .required("must be only one value when `operator` is 'In' or 'NotIn' for node field selector"),
+            ),
+            "In" | "NotIn" => {}
+            op => errs.push(rp.child("operator").invalid(op, "not a valid selector operator")),
+        }
+        if r.key != "metadata.name" {
+            errs.push(rp.child("key").invalid(&r.key, "not a valid field selector key"));
+        } else {
+            for (j, v) in values.iter().enumerate() {
+                if !is_dns1123_subdomain(v) {
+                    errs.push(rp.child("values").index(j).invalid(v, DNS1123_SUBDOMAIN_FMT));
+                }
+            }
+        }
+    }
 }
 
 /// Probe and hook rules shared by sidecars and regular containers (R7).

@@ -454,3 +454,56 @@ fn ephemeral_containers_are_named_uniquely_and_kept_out_of_templates() {
         "{e}"
     );
 }
+
+#[test]
+fn node_selectors_and_node_affinity_are_checked_as_the_api_server_checks_them() {
+    let e = errors(&pod(concat!(
+        "  nodeSelector: {disk_: ssd}\n",
+        "  affinity:\n    nodeAffinity:\n",
+        "      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n",
+        "        - matchExpressions:\n",
+        "          - {key: a, operator: In}\n",
+        "          - {key: b, operator: Exists, values: [x]}\n",
+        "          - {key: c, operator: Gt, values: [\"1\", \"2\"]}\n",
+        "          - {key: d, operator: Like, values: [x]}\n",
+        "          matchFields:\n",
+        "          - {key: metadata.uid, operator: In, values: [x]}\n",
+        "          - {key: metadata.name, operator: NotIn, values: [a, b]}\n",
+        "      preferredDuringSchedulingIgnoredDuringExecution:\n",
+        "      - {weight: 101, preference: {matchExpressions: [{key: e, operator: DoesNotExist}]}}\n",
+        "  containers:\n  - {name: c, image: busybox}\n",
+    )));
+    let t = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]";
+    assert_eq!(e.len(), 8, "{e:?}");
+    assert!(e[0].starts_with(r#"spec.nodeSelector: Invalid value: "disk_": name part must consist of"#), "{e:?}");
+    assert_eq!(
+        e[1..],
+        [
+            format!("{t}.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"),
+            format!("{t}.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"),
+            format!("{t}.matchExpressions[2].values: Required value: must be specified single value when `operator` is 'Lt' or 'Gt'"),
+            format!(r#"{t}.matchExpressions[3].operator: Invalid value: "Like": not a valid selector operator"#),
+            format!(r#"{t}.matchFields[0].key: Invalid value: "metadata.uid": not a valid field selector key"#),
+            format!("{t}.matchFields[1].values: Required value: must be only one value when `operator` is 'In' or 'NotIn' for node field selector"),
+            "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: Invalid value: 101: must be in the range 1-100".to_string(),
+        ]
+    );
+    let none = errors(&pod(concat!(
+        "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}\n",
+        "  containers:\n  - {name: c, image: busybox}\n",
+    )));
+    assert_eq!(
+        none,
+        [
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Required value: must have at least one node selector term"
+        ]
+    );
+    let fine = errors(&pod(concat!(
+        "  nodeSelector: {kubernetes.io/os: linux}\n",
+        "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [\n",
+        "    {matchExpressions: [{key: cores, operator: Gt, values: [\"9223372036854775807\"]}]},\n",
+        "    {matchFields: [{key: metadata.name, operator: In, values: [box]}]}]}}}\n",
+        "  containers:\n  - {name: c, image: busybox}\n",
+    )));
+    assert_eq!(fine, Vec::<String>::new());
+}

@@ -115,6 +115,66 @@ fn images_up_front(out: &mut impl Write, manifests: &mut [Manifest], opts: &Opti
     Ok(())
 }
 
+/// Refuses, before anything starts, a workload whose pods this one node would never run: bound
+/// to another node (`nodeName`), or excluded by their node selector or required node affinity.
+/// The kubelet and the scheduler would leave such pods Pending for ever, and the run would never
+/// end. A DaemonSet is not refused: it has no pod on a node it does not select.
+fn placeable(manifests: &mut [Manifest], cluster: &Cluster) -> anyhow::Result<()> {
+    use podvisor_objects::node_affinity;
+    let node_name = cluster.node_name();
+    let node = cluster.store().get(&Key::new(Resource::Nodes, "", node_name));
+    let labels: std::collections::BTreeMap<String, String> = node
+        .as_deref()
+        .and_then(|n| n.pointer("/metadata/labels"))
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for m in manifests.iter_mut() {
+        let prefix = match &m.object {
+            podvisor_manifest::Object::Pod(_) => "spec",
+            podvisor_manifest::Object::CronJob(_) => "spec.jobTemplate.spec.template.spec",
+            podvisor_manifest::Object::DaemonSet(_) => continue,
+            _ => "spec.template.spec",
+        };
+        let view = node_affinity::NodeView { name: node_name, labels: &labels };
+        let mut refused: Option<(String, String)> = None;
+        for spec in pod_specs(&mut m.object) {
+            if let Some(other) = spec.node_name.as_deref().filter(|n| !n.is_empty() && *n != node_name) {
+                let why = format!("Invalid value: {other:?}: bound to another node (this node is {node_name:?})");
+                refused = Some((format!("{prefix}.nodeName"), why));
+            } else if !node_affinity::matches(spec, view) {
+                let selector_only = k8s_openapi::api::core::v1::PodSpec {
+                    node_selector: spec.node_selector.clone(),
+                    ..Default::default()
+                };
+                let field = if node_affinity::matches(&selector_only, view) {
+                    "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                } else {
+                    "nodeSelector"
+                };
+                let why = format!(
+                    "0/1 nodes are available: 1 {} (node {node_name:?} has the labels {})",
+                    node_affinity::MISMATCH,
+                    shown.join(", ")
+                );
+                refused = Some((format!("{prefix}.{field}"), why));
+            }
+        }
+        if let Some((field, why)) = refused {
+            let pos = m.locate(&field);
+            anyhow::bail!(
+                "{}:{}:{}: {} {:?} would never run on this node: {field}: {why}; nothing was started",
+                m.source,
+                pos.line,
+                pos.column,
+                m.object.kind(),
+                m.object.name()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Whether `e` says an image could not be pulled (the kubelet's `Failed` event for a pull).
 fn is_pull_failure(e: &NodeEvent) -> bool {
     matches!(&e.what, What::Event { reason, message, .. } if reason == "Failed" && message.starts_with("Failed to pull image"))
@@ -163,6 +223,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     let cluster = Cluster::open(store.clone(), opts.node.clone(), Some(tx)).await?;
     crate::node_args::remember_runtime(&opts.node.runtime, &opts.node.data_dir);
     writeln!(out, "podvisor: OCI runtime {} ({})", opts.node.runtime.display(), opts.runtime_why)?;
+    placeable(&mut manifests, &cluster)?;
     images_up_front(out, &mut manifests, &opts)?;
     let node = cluster.node().clone();
     let mut changes = store.subscribe();

@@ -1013,6 +1013,55 @@ fn run_names_every_missing_image_up_front() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A pod the one node would never run (bound to another node, or excluded by its node
+/// selector or required node affinity) stays Pending for ever under the kubelet and the
+/// scheduler: `run` refuses it up front, naming the file, the field and the node's labels, and
+/// nothing starts. A pod the node's labels select runs.
+#[test]
+fn run_refuses_pods_this_node_would_never_run_and_runs_those_it_selects() {
+    let dir = data_dir_with_image("placement");
+    let data = dir.join("data");
+    let run = |name: &str, yaml: &str| {
+        let manifest = dir.join(name);
+        std::fs::write(&manifest, yaml).unwrap();
+        podvisor(&["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()], None)
+    };
+    let container = "  containers:\n  - {name: c, image: \"busybox:1.36\", command: [\"true\"]}\n";
+    let (code, out, err) = run(
+        "selector.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: ssd}}\nspec:\n  restartPolicy: Never\n  nodeSelector: {{disk: ssd}}\n{container}"
+        ),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("selector.yaml:6:3: Pod \"ssd\" would never run on this node: spec.nodeSelector: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector (node "), "{err}");
+    assert!(err.contains("kubernetes.io/os=linux") && err.ends_with("nothing was started\n"), "{err}");
+    assert!(!out.contains("Pending"), "nothing started: {out}");
+    let (code, out, err) = run(
+        "affinity.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: gpu}}\nspec:\n  restartPolicy: Never\n  affinity: {{nodeAffinity: {{requiredDuringSchedulingIgnoredDuringExecution: {{nodeSelectorTerms: [{{matchExpressions: [{{key: gpu, operator: Exists}}]}}]}}}}}}\n{container}"
+        ),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("affinity.yaml:6:29: Pod \"gpu\" would never run on this node: spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution: 0/1 nodes are available"), "{err}");
+    let (code, out, err) = run(
+        "elsewhere.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      nodeName: worker-7\n      containers: [{name: c, image: \"busybox:1.36\"}]\n",
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("elsewhere.yaml:9:7: Deployment \"web\" would never run on this node: spec.template.spec.nodeName: Invalid value: \"worker-7\": bound to another node (this node is "), "{err}");
+    let (code, out, err) = run(
+        "linux.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: linux}}\nspec:\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/os: linux}}\n  affinity: {{nodeAffinity: {{requiredDuringSchedulingIgnoredDuringExecution: {{nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/arch, operator: Exists}}]}}]}}}}}}\n{container}"
+        ),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("pod/linux: Succeeded"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// #24: `--version` names the version, the commit the binary is built from, and the Kubernetes
 /// version it reports.
 #[test]

@@ -1732,6 +1732,60 @@ fn cordons_and_taints_hold_pods_back_and_the_node_has_a_lease() {
     assert!(described.contains("KubeletHasSufficientMemory"), "{described}");
 }
 
+/// The scheduler's NodeAffinity filter: a pod whose node selector or required node affinity
+/// the node does not match stays Pending with the scheduler's message until the node is
+/// labelled; a pod bound to another node is never run here; one bound here that the node does
+/// not match is rejected by the kubelet's admission (Failed, `NodeAffinity`).
+#[test]
+fn node_selectors_and_affinity_place_pods_as_the_scheduler_and_kubelet_do() {
+    let dir = data_dir("affinity");
+    let server = serve(&dir);
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    let pod = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n{extra}  containers: [{{name: c, image: busybox:1.36, command: [sleep, \"600\"]}}]\n"
+        )
+    };
+    let jsonpath = |name: &str, path: &str| server.ok(&["get", "pod", name, "-o", &format!("jsonpath={path}")], None);
+    server.ok(&["apply", "-f", "-"], Some(&pod("ssd", "  nodeSelector: {disk: ssd}\n")));
+    let affinity = "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: cores, operator: Gt, values: [\"4\"]}]}]}}}\n";
+    server.ok(&["apply", "-f", "-"], Some(&pod("big", affinity)));
+    let expected = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
+    for name in ["ssd", "big"] {
+        let message = eventually("the scheduler's verdict", || {
+            Some(jsonpath(name, "{.status.conditions[?(@.type==\"PodScheduled\")].message}")).filter(|m| !m.is_empty())
+        });
+        assert_eq!(message, expected);
+        assert_eq!(jsonpath(name, "{.spec.nodeName}"), "", "{name} is not bound");
+    }
+    let events = server.ok(&["get", "events", "--field-selector", "involvedObject.name=ssd"], None);
+    assert!(events.contains("FailedScheduling"), "{events}");
+    // Labelled, the node fits both.
+    server.ok(&["label", "node", &node, "disk=ssd", "cores=8"], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/ssd", "pod/big", "--timeout=60s"], None);
+    assert_eq!(jsonpath("ssd", "{.spec.nodeName}"), node);
+    // Bound to a node that is not this one: that node's kubelet's, never run here.
+    server.ok(&["apply", "-f", "-"], Some(&pod("elsewhere", "  nodeName: worker-7\n")));
+    // Bound here against its selector: the kubelet's admission rejects it.
+    let bound = format!("  nodeName: {node}\n  nodeSelector: {{disk: hdd}}\n");
+    server.ok(&["apply", "-f", "-"], Some(&pod("rejected", &bound)));
+    let phase = eventually("the kubelet's admission", || {
+        Some(jsonpath("rejected", "{.status.phase}")).filter(|p| !p.is_empty())
+    });
+    assert_eq!(phase, "Failed");
+    assert_eq!(jsonpath("rejected", "{.status.reason}"), "NodeAffinity");
+    assert_eq!(
+        jsonpath("rejected", "{.status.message}"),
+        "Pod was rejected: Predicate NodeAffinity failed: node(s) didn't match Pod's node affinity/selector"
+    );
+    let events = server.ok(&["get", "events", "--field-selector", "involvedObject.name=rejected"], None);
+    assert!(events.contains("NodeAffinity"), "{events}");
+    let elsewhere = server.ok(&["get", "pod", "elsewhere", "-o", "json"], None);
+    let elsewhere: serde_json::Value = serde_json::from_str(&elsewhere).unwrap();
+    assert!(elsewhere["status"].get("containerStatuses").is_none(), "{elsewhere}");
+    assert!(elsewhere["status"]["phase"].as_str().is_none_or(|p| p == "Pending"), "{elsewhere}");
+}
+
 /// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve
 /// applies the List's items and names the other kind in kubectl's own words, instead of
 /// stopping at `failed to download openapi`; `cluster-info` answers.

@@ -7,11 +7,10 @@
 //! A reconcile [`observe`]s the set's pods and the nodes, [`decide`]s a [`Plan`] (pure) and
 //! [`act`]s on it.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod, Toleration};
 use podvisor_objects::kinds::Resource;
+use podvisor_objects::node_affinity;
 use serde_json::{Value, json};
 
 use super::{Action, Ctx, Error, create_pod_as, decode, involved, key_of, owned, template_hash, write_status};
@@ -106,17 +105,13 @@ fn tolerations(set: &DaemonSet) -> Vec<Toleration> {
     all
 }
 
-/// Whether a pod of `set` should run on `node`: its node selector matches the node's labels and
-/// it tolerates the node's `NoSchedule` and `NoExecute` taints.
+/// Whether a pod of `set` should run on `node`: its node selector and required node affinity
+/// match the node and it tolerates the node's `NoSchedule` and `NoExecute` taints.
 fn should_run(set: &DaemonSet, node: &Node) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let selector: BTreeMap<String, String> = set
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.node_selector.clone())
-        .unwrap_or_default();
-    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+    let view = node_affinity::NodeView { name: node.metadata.name.as_deref().unwrap_or(""), labels: &labels };
+    let template = set.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    if !template.is_none_or(|spec| node_affinity::matches(spec, view)) {
         return false;
     }
     let tolerations = tolerations(set);
@@ -316,6 +311,16 @@ mod tests {
             decide(&elsewhere, &Observed { pods: vec![pod("agent-a", "r", "Running")], nodes: vec![node(json!({}))] });
         assert_eq!(plan.steps, [Step::DeletePod("agent-a".into())], "a pod where it should not run goes");
         assert_eq!((plan.status.desired_number_scheduled, plan.status.number_misscheduled), (0, 1));
+        // The template's required node affinity counts as its node selector does.
+        let affinity = |op: &str| {
+            set(json!({"template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": op, "values": ["n1"]}]}]}}},
+                "containers": [{"name": "c", "image": "x"}]}}}))
+        };
+        let observed = || Observed { pods: vec![], nodes: vec![node(json!({}))] };
+        assert_eq!(decide(&affinity("In"), &observed()).steps, [Step::CreatePod("n1".into())]);
+        assert_eq!(decide(&affinity("NotIn"), &observed()).steps, [], "an affinity that excludes the node");
     }
 
     #[test]
