@@ -116,7 +116,7 @@ fn simulate_with_a_sidecar_that_handles_sigterm_finishes_at_once() {
 
 #[test]
 fn the_test_image_builds_and_loads_under_busybox_and_alpine() {
-    let dir = std::env::temp_dir().join(format!("podvisor-image-test-{}", std::process::id()));
+    let dir = test_dir("image-test");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let archive = dir.join("busybox.tar");
@@ -164,11 +164,41 @@ fn a_file_without_objects_is_an_error() {
     assert!(err.starts_with("-: no objects found"), "{err}");
 }
 
-/// A data directory with the offline busybox image loaded as busybox:1.36.
-fn data_dir_with_image(name: &str) -> std::path::PathBuf {
+/// A test's own directory under the temporary directory, made empty; removed when the test
+/// passes, kept for a look when it fails.
+struct TestDir(std::path::PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TestDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn test_dir(name: &str) -> TestDir {
     let dir = std::env::temp_dir().join(format!("podvisor-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    TestDir(dir)
+}
+
+/// A data directory with the offline busybox image loaded as busybox:1.36.
+fn data_dir_with_image(name: &str) -> TestDir {
+    let dir = test_dir(name);
     let archive = dir.join("busybox.tar");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
     assert!(Command::new(script).arg(&archive).status().expect("runs the script").success());
@@ -244,7 +274,7 @@ fn run_prints_prefixed_logs_and_events_and_exits_by_outcome() {
 
 #[test]
 fn run_refuses_an_unknown_runtime_before_starting_anything() {
-    let dir = std::env::temp_dir().join(format!("podvisor-cli-noruntime-{}", std::process::id()));
+    let dir = test_dir("noruntime");
     let (code, out, err) =
         podvisor(&["run", "seed002-1.yaml", "--runtime", "no-such-runtime", "--data-dir", dir.to_str().unwrap()], None);
     assert_eq!(code, 1, "{out}");
@@ -397,7 +427,7 @@ spec:
 #[test]
 fn run_without_root_says_how_to_fix_it_and_starts_nothing() {
     // The binary and manifest are copied where any user can read them, wherever the checkout is.
-    let dir = std::env::temp_dir().join(format!("podvisor-cli-nobody-{}", std::process::id()));
+    let dir = test_dir("nobody");
     std::fs::create_dir_all(&dir).unwrap();
     let bin = dir.join("podvisor");
     std::fs::copy(env!("CARGO_BIN_EXE_podvisor"), &bin).unwrap();
@@ -471,7 +501,7 @@ spec:
 
 #[test]
 fn run_refuses_two_objects_of_one_name_before_starting_anything() {
-    let dir = std::env::temp_dir().join(format!("podvisor-cli-dup-{}", std::process::id()));
+    let dir = test_dir("dup").join("data");
     let pod =
         "apiVersion: v1\nkind: Pod\nmetadata: {name: twin}\nspec:\n  containers: [{name: c, image: busybox:1.36}]\n";
     let (code, _, err) =
@@ -487,7 +517,7 @@ fn run_refuses_two_objects_of_one_name_before_starting_anything() {
 /// the API server refuses it, with its position, before anything starts.
 #[test]
 fn run_refuses_a_namespace_that_is_not_a_dns_label_before_starting_anything() {
-    let dir = std::env::temp_dir().join(format!("podvisor-cli-ns-{}", std::process::id()));
+    let dir = test_dir("ns").join("data");
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  namespace: ../../../tmp/x\nspec:\n  containers: [{name: c, image: busybox:1.36}]\n";
     let (code, _, err) = podvisor(&["run", "-", "--data-dir", dir.to_str().unwrap()], Some(pod));
     assert_eq!(code, 1);
@@ -736,7 +766,7 @@ fn lint_reports_the_seed_pitfalls_with_exit_codes_and_formats() {
 /// the phases; and a run's events (`--timeline RUN.json`) drawn by `podvisor timeline`.
 #[test]
 fn the_seed_jobs_timeline_is_drawn_with_rows_marks_and_the_grace_window() {
-    let dir = std::env::temp_dir().join(format!("podvisor-timeline-{}", std::process::id()));
+    let dir = test_dir("timeline");
     std::fs::create_dir_all(&dir).unwrap();
     let html = dir.join("seed002-1.html");
     let (code, out, err) = podvisor(&["simulate", "seed002-1.yaml", "--timeline", html.to_str().unwrap()], None);
@@ -919,7 +949,7 @@ fn simulate_runs_jobs_as_the_job_controller_does() {
 /// command line itself.
 #[test]
 fn directories_completions_and_the_man_page() {
-    let dir = std::env::temp_dir().join(format!("podvisor-dir-{}", std::process::id()));
+    let dir = test_dir("dir");
     std::fs::create_dir_all(dir.join("more")).unwrap();
     std::fs::write(dir.join("a.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n").unwrap();
     std::fs::write(dir.join("more/b.yml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n").unwrap();
@@ -1383,7 +1413,7 @@ fn the_readme_quick_start_works_as_written() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_podvisor")).parent().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let dir = std::env::temp_dir().join(format!("podvisor-quick-start-{}", std::process::id()));
+    let dir = test_dir("quick-start");
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("data");
     let shell = |block: &str| {
@@ -1392,7 +1422,7 @@ fn the_readme_quick_start_works_as_written() {
             .current_dir(&root)
             .env("PATH", &path)
             .env("PODVISOR_DATA_DIR", &data)
-            .env("HOME", &dir)
+            .env("HOME", &*dir)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
@@ -1435,7 +1465,7 @@ fn the_readme_quick_start_works_as_written() {
 /// read whole into memory: the events of `timeline` and the manifests of `migrate`.
 #[test]
 fn a_file_past_the_bound_is_refused_by_timeline_and_migrate() {
-    let dir = std::env::temp_dir().join(format!("podvisor-cli-bound-{}", std::process::id()));
+    let dir = test_dir("bound");
     std::fs::create_dir_all(&dir).unwrap();
     let big = dir.join("big.json");
     // Sparse: 65 MiB that take no disk.

@@ -16,14 +16,25 @@ use podvisor_node::{Node, NodeConfig, NodeEvent, PodHandle, What};
 use podvisor_runtime::image::ImageStore;
 use tokio::sync::mpsc;
 
-/// The busybox OCI archive, built once per test binary.
+/// The busybox OCI archive, built once and shared by the test binaries: under cargo's own
+/// temporary directory in the build tree (not the machine's), named after the script that
+/// builds it, so that a changed script builds it anew and no run leaves one behind in `/tmp`.
 fn archive() -> &'static PathBuf {
     static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("podvisor-node-tests-{}.tar", std::process::id()));
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
-        let out = Command::new(script).arg(&path).output().expect("scripts/build-test-image runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-test-image");
+        // FNV-1a of the script: stable from one build to the next.
+        let hash = include_bytes!("../../../../scripts/build-test-image")
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("podvisor-busybox-{hash:016x}.tar"));
+        if !path.exists() {
+            // Built aside and renamed: a binary running beside this one never reads half a file.
+            let partial = path.with_extension(format!("tar.{}", std::process::id()));
+            let out = Command::new(SCRIPT).arg(&partial).output().expect("scripts/build-test-image runs");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            std::fs::rename(&partial, &path).expect("the archive is renamed into place");
+        }
         path
     })
 }
