@@ -10,30 +10,13 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use podvisor_node::{Node, PodHandle};
 use podvisor_objects::kinds::Resource;
-use podvisor_objects::node_affinity;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
+use crate::scheduling;
 use crate::store::{Change, ChangeKind, Key, Start, Store, StoreError, said};
 use crate::values::{is_deleting, is_terminal};
-
-/// Whether the stored pod `obj` may run on the stored `node` by its node selector and required
-/// node affinity.
-fn fits_node(obj: &Value, node: &Value) -> bool {
-    fn decode<T: serde::de::DeserializeOwned>(v: Option<&Value>) -> Option<T> {
-        v.and_then(|v| serde_json::from_value(v.clone()).ok())
-    }
-    let spec = PodSpec {
-        node_selector: decode(obj.pointer("/spec/nodeSelector")),
-        affinity: decode(obj.pointer("/spec/affinity")),
-        ..Default::default()
-    };
-    let labels: BTreeMap<String, String> =
-        node.pointer("/metadata/labels").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
-    let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    node_affinity::matches(&spec, node_affinity::NodeView { name, labels: &labels })
-}
 
 fn uid(v: &Value) -> &str {
     v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
@@ -68,6 +51,9 @@ pub(crate) struct Kubelet {
     pub node: Node,
     pub node_name: String,
     handles: HashMap<String, PodHandle>,
+    /// The effective requests of each pod in `handles`, by UID: what the scheduler counts as
+    /// used on the node.
+    requests: HashMap<String, BTreeMap<String, i128>>,
     /// Turns true when the store is detached from the node: nothing more is written back.
     detached: watch::Receiver<bool>,
     /// Pods the scheduler could not place (the node holds `maxPods`), by creation then key:
@@ -79,9 +65,6 @@ pub(crate) struct Kubelet {
     /// Only pods held on the machine are run (taken over), none anew.
     takeover_only: bool,
 }
-
-/// The scheduler's message for a pod that does not fit because the node is full.
-const TOO_MANY_PODS: &str = "0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod..";
 
 impl Kubelet {
     pub fn new(
@@ -98,6 +81,7 @@ impl Kubelet {
             node,
             node_name,
             handles: HashMap::new(),
+            requests: HashMap::new(),
             detached,
             unscheduled: Default::default(),
             recorder,
@@ -123,44 +107,6 @@ impl Kubelet {
                 self.start(key, &obj);
             }
         }
-    }
-
-    /// Why the scheduler would not place the unbound pod `obj` on this node, in its words: the
-    /// node is cordoned (`spec.unschedulable`), or has a `NoSchedule` or `NoExecute` taint the
-    /// pod does not tolerate.
-    fn unschedulable(&self, obj: &Value) -> Option<String> {
-        let node = self.store.get(&Key::new(Resource::Nodes, "", &self.node_name))?;
-        let tolerations: Vec<&Value> =
-            obj.pointer("/spec/tolerations").and_then(Value::as_array).into_iter().flatten().collect();
-        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let tolerates = |key: &str, value: &str, effect: &str| {
-            tolerations.iter().any(|t| {
-                let effect_ok = text(t, "effect").is_empty() || text(t, "effect") == effect;
-                let key_ok = match text(t, "operator").as_str() {
-                    "Exists" => text(t, "key").is_empty() || text(t, "key") == key,
-                    _ => text(t, "key") == key && text(t, "value") == value,
-                };
-                effect_ok && key_ok
-            })
-        };
-        const TAIL: &str = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.";
-        if node.pointer("/spec/unschedulable") == Some(&json!(true))
-            && !tolerates("node.kubernetes.io/unschedulable", "", "NoSchedule")
-        {
-            return Some(format!("0/1 nodes are available: 1 node(s) were unschedulable. {TAIL}"));
-        }
-        for taint in node.pointer("/spec/taints").and_then(Value::as_array).into_iter().flatten() {
-            let (key, value, effect) = (text(taint, "key"), text(taint, "value"), text(taint, "effect"));
-            if matches!(effect.as_str(), "NoSchedule" | "NoExecute") && !tolerates(&key, &value, &effect) {
-                return Some(format!(
-                    "0/1 nodes are available: 1 node(s) had untolerated taint {{{key}: {value}}}. {TAIL}"
-                ));
-            }
-        }
-        if !fits_node(obj, &node) {
-            return Some(format!("0/1 nodes are available: 1 {}. {TAIL}", node_affinity::MISMATCH));
-        }
-        None
     }
 
     /// What keeps the unbound pod `obj` from its claims, as the scheduler's volume binding
@@ -212,20 +158,64 @@ impl Kubelet {
         Ok(ready)
     }
 
-    /// A pod that does not fit: one bound to this node already is rejected as the kubelet's
-    /// admission rejects it (`OutOfpods`); an unbound one stays Pending as the scheduler leaves
-    /// it, `PodScheduled` False with its message, and waits for room.
-    fn no_room(&mut self, key: Key, obj: &Value) {
+    /// What the pods admitted here and still running request together, in thousandths.
+    fn used(&self) -> BTreeMap<String, i128> {
+        let mut used = BTreeMap::new();
+        for (uid, h) in &self.handles {
+            if h.is_finished() || h.is_terminal() {
+                continue;
+            }
+            for (r, v) in self.requests.get(uid).into_iter().flatten() {
+                let e: &mut i128 = used.entry(r.clone()).or_default();
+                *e = e.saturating_add(*v);
+            }
+        }
+        used
+    }
+
+    /// The host ports the pods admitted here and still running take.
+    fn used_ports(&self) -> Vec<scheduling::HostPort> {
+        self.handles
+            .values()
+            .filter(|h| !h.is_finished() && !h.is_terminal())
+            .filter_map(|h| h.pod().spec.as_ref())
+            .flat_map(scheduling::host_ports)
+            .collect()
+    }
+
+    /// Room for the pod `obj` requesting `requested`: `Ok` when it fits; otherwise one bound
+    /// to this node already is rejected as the kubelet's admission rejects it (`OutOfpods`,
+    /// `OutOfcpu`, …, the first short), and an unbound one stays Pending as the scheduler leaves
+    /// it, `PodScheduled` False with every reason, and waits for room.
+    fn room(&mut self, key: &Key, obj: &Value, node: &Value, requested: &BTreeMap<String, i128>) -> Result<(), ()> {
+        let active = self.active();
+        let full = active >= self.node.max_pods();
+        let short = scheduling::shortfalls(requested, &self.used(), &scheduling::allocatable(node));
+        if !full && short.is_empty() {
+            return Ok(());
+        }
         let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
         if bound {
-            let used = self.active();
-            let message = format!(
-                "Node didn't have enough resource: pods, requested: 1, used: {used}, capacity: {}",
-                self.node.max_pods()
-            );
-            return self.reject(&key, obj, "OutOfpods", &message);
+            let (reason, message) = match short.first() {
+                _ if full => (
+                    "OutOfpods".to_string(),
+                    format!(
+                        "Node didn't have enough resource: pods, requested: 1, used: {active}, capacity: {}",
+                        self.node.max_pods()
+                    ),
+                ),
+                Some(s) => s.rejection(),
+                None => return Ok(()),
+            };
+            self.reject(key, obj, &reason, &message);
+            return Err(());
         }
-        self.wait_unscheduled(key, obj, TOO_MANY_PODS);
+        let mut reasons: Vec<String> = short.iter().map(scheduling::Shortfall::reason).collect();
+        if full {
+            reasons.push("Too many pods".into());
+        }
+        self.wait_unscheduled(key.clone(), obj, &scheduling::no_room_message(&reasons));
+        Err(())
     }
 
     /// Rejects a pod bound here as the kubelet's admission does: a warning event with `reason`
@@ -330,6 +320,8 @@ impl Kubelet {
             }
             keep
         });
+        let handles = &self.handles;
+        self.requests.retain(|uid, _| handles.contains_key(uid));
         self.schedule_waiting();
     }
 
@@ -401,33 +393,49 @@ impl Kubelet {
         if bound_to.is_some_and(|n| n != self.node_name) && !held {
             return;
         }
-        // At most maxPods run at once; a pod already held on the machine is always taken over.
-        if self.active() >= self.node.max_pods() && !held {
-            return self.no_room(key, obj);
+        // A pod already held on the machine is always taken over, whatever the node's state.
+        if !held {
+            // Without its node object (deleted, until the next heartbeat makes it again) only
+            // the pod count is checked.
+            let node = self.store.get(&Key::new(Resource::Nodes, "", &self.node_name));
+            let empty = json!({});
+            let known = node.as_deref();
+            // The scheduler's filters, in its order, for a pod not bound yet: a node that is
+            // not cordoned, whose taints it tolerates and that its node selector and required
+            // affinity match.
+            if bound_to.is_none()
+                && let Some(message) = known.and_then(|n| scheduling::excluded(n, obj))
+            {
+                return self.wait_unscheduled(key, obj, &message);
+            }
+            let spec = obj.get("spec").and_then(|s| serde_json::from_value::<PodSpec>(s.clone()).ok());
+            // Its host ports free (the scheduler's NodePorts, before room).
+            let wanted = spec.as_ref().map(scheduling::host_ports).unwrap_or_default();
+            let ports_taken = !wanted.is_empty() && scheduling::ports_conflict(&wanted, &self.used_ports());
+            if bound_to.is_none() && ports_taken {
+                return self.wait_unscheduled(key, obj, &scheduling::ports_taken_message());
+            }
+            // Room for it: at most maxPods pods, and what their requests leave of the node's
+            // allocatable resources (the scheduler's NodeResourcesFit; the kubelet's admission
+            // for a pod bound here).
+            let requested = match (known, &spec) {
+                (Some(_), Some(spec)) => podvisor_objects::resources::effective(spec, false).unwrap_or_default(),
+                _ => BTreeMap::new(),
+            };
+            if self.room(&key, obj, known.unwrap_or(&empty), &requested).is_err() {
+                return;
+            }
+            // The kubelet's admission of a pod bound here, after room: its node selector and
+            // required affinity must match this node and its host ports be free, or it fails at
+            // once.
+            if bound_to.is_some() && known.is_some_and(|n| !scheduling::fits_node(obj, n)) {
+                return self.reject(&key, obj, "NodeAffinity", &scheduling::affinity_rejection());
+            }
+            if bound_to.is_some() && ports_taken {
+                return self.reject(&key, obj, "NodePorts", &scheduling::ports_rejection());
+            }
         }
-        // The kubelet's admission of a pod bound here: its node selector and required affinity
-        // must match this node, or it fails at once.
-        if bound_to.is_some()
-            && !held
-            && let Some(node) = self.store.get(&Key::new(Resource::Nodes, "", &self.node_name))
-            && !fits_node(obj, &node)
-        {
-            return self.reject(
-                &key,
-                obj,
-                "NodeAffinity",
-                &format!("Predicate NodeAffinity failed: {}", node_affinity::MISMATCH),
-            );
-        }
-        // The scheduler's part: an unbound pod goes to a node that is not cordoned, whose taints
-        // it tolerates and that its node selector and required affinity match.
         let unbound = bound_to.is_none();
-        if unbound
-            && !held
-            && let Some(message) = self.unschedulable(obj)
-        {
-            return self.wait_unscheduled(key, obj, &message);
-        }
         // The scheduler's volume binding: the pod waits for its claims to be bound.
         if unbound && !held {
             match self.claims_ready(obj) {
@@ -455,9 +463,11 @@ impl Kubelet {
                 return;
             }
         };
+        let requested = pod.spec.as_ref().and_then(|s| podvisor_objects::resources::effective(s, false).ok());
         let handle = self.node.run_pod(pod);
         let uid = handle.uid().to_string();
         self.handles.insert(uid.clone(), handle.clone());
+        self.requests.insert(uid.clone(), requested.unwrap_or_default());
         tokio::spawn(sync_status(self.store.clone(), key, uid, handle, self.detached.clone()));
     }
 }

@@ -21,6 +21,7 @@ mod kubelet;
 pub mod metrics;
 pub mod proxy;
 pub mod rbac;
+pub mod scheduling;
 pub mod serviceaccounts;
 pub mod store;
 pub mod tokens;
@@ -69,8 +70,9 @@ pub struct NodeOptions {
     pub takeover_only: bool,
 }
 
-/// What this machine offers pods, as a kubelet reports it: its CPUs, its memory, and `maxPods`.
-fn capacity(max_pods: usize) -> Value {
+/// What this machine offers pods, as a kubelet reports it: its CPUs, its memory, the size of the
+/// file system holding the data directory (`ephemeral-storage`), no huge pages, and `maxPods`.
+fn capacity(max_pods: usize, data_dir: &std::path::Path) -> Value {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -78,7 +80,9 @@ fn capacity(max_pods: usize) -> Value {
             t.lines().find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
         })
         .unwrap_or(0);
-    json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": max_pods.to_string()})
+    let storage = podvisor_runtime::files::filesystem_bytes(data_dir).unwrap_or(0);
+    json!({"cpu": cpus.to_string(), "memory": format!("{mem_kib}Ki"), "pods": max_pods.to_string(),
+           "ephemeral-storage": storage.to_string(), "hugepages-1Gi": "0", "hugepages-2Mi": "0"})
 }
 
 /// How often the node renews its Lease and heartbeat.
@@ -187,12 +191,15 @@ impl Cluster {
         cluster.ensure_basics();
         if node.has_pod_network() {
             let (store, stop) = (store.clone(), cluster.services_stop.subscribe());
+            // Pods' host ports are listened on at the node's own address too.
+            let host_addresses: Vec<std::net::Ipv4Addr> = node.host_ip().parse().ok().into_iter().collect();
+            let node_name = node_name.clone();
             let task = tokio::spawn(async move {
                 let proxy = podvisor_runtime::services::Proxy::open().await;
                 let reserved: Vec<std::net::Ipv4Addr> = dns.iter().map(|b| b.ip).collect();
                 let dns = dns.map(|bound| tokio::spawn(dns::serve(store.clone(), bound, stop.clone())));
                 let to_api = api.as_ref().and_then(|a| Some((a.service_ip?, a.address)));
-                proxy::run(store, Arc::new(proxy), reserved, to_api, stop).await;
+                proxy::run(store, Arc::new(proxy), reserved, to_api, (node_name, host_addresses), stop).await;
                 if let Some(dns) = dns {
                     _ = dns.await;
                 }
@@ -327,8 +334,8 @@ impl Cluster {
                     condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
                 ],
                 "addresses": [{"type": "InternalIP", "address": self.node.host_ip()}, {"type": "Hostname", "address": self.node_name}],
-                "capacity": capacity(self.node.max_pods()),
-                "allocatable": capacity(self.node.max_pods()),
+                "capacity": capacity(self.node.max_pods(), self.node.data_dir()),
+                "allocatable": capacity(self.node.max_pods(), self.node.data_dir()),
                 "nodeInfo": {"kubeletVersion": format!("{}-podvisor", podvisor_objects::KUBERNETES_VERSION), "osImage": uname.0, "kernelVersion": uname.1,
                              "containerRuntimeVersion": "podvisor", "operatingSystem": "linux",
                              "architecture": std::env::consts::ARCH.replace("x86_64", "amd64")}

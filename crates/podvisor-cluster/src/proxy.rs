@@ -119,6 +119,51 @@ pub fn routes(services: &[Arc<Value>], slices: &[Arc<Value>], reserved: &[Ipv4Ad
     routes
 }
 
+/// Whether the stored pod asks for a host port (a change to it may change the routes).
+fn has_host_port(pod: &Value) -> bool {
+    list(pod, "/spec/containers")
+        .chain(list(pod, "/spec/initContainers"))
+        .flat_map(|c| list(c, "/ports"))
+        .any(|p| p.get("hostPort").and_then(Value::as_i64).is_some_and(|h| h > 0))
+}
+
+/// The routes of the host ports of the pods that run on `node_name` with an address: each TCP
+/// `hostPort` of a container or sidecar, on its `hostIP` (every address when none is given; an
+/// address that is neither loopback nor one of `host`'s is not this machine's, and gets nothing),
+/// to the pod's address at the `containerPort`, as the portmap plugin maps it. A pod on the
+/// host's network takes its ports itself. UDP host ports are not relayed.
+pub fn host_port_routes(pods: &[Arc<Value>], node_name: &str, host: &[Ipv4Addr]) -> Routes {
+    let mut routes = Routes::new();
+    for pod in pods {
+        let running = s(pod, "/spec/nodeName") == node_name
+            && !matches!(s(pod, "/status/phase"), "Succeeded" | "Failed")
+            && pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) != Some(true);
+        let Ok(pod_ip) = s(pod, "/status/podIP").parse::<Ipv4Addr>() else { continue };
+        if !running || !has_host_port(pod) {
+            continue;
+        }
+        let sidecars = list(pod, "/spec/initContainers").filter(|c| s(c, "/restartPolicy") == "Always");
+        for port in sidecars.chain(list(pod, "/spec/containers")).flat_map(|c| list(c, "/ports")) {
+            let number = |k: &str| port.get(k).and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
+            let (Some(host_port), Some(container_port)) = (number("hostPort"), number("containerPort")) else {
+                continue;
+            };
+            if host_port == 0 || !matches!(s(port, "/protocol"), "" | "TCP") {
+                continue;
+            }
+            let ip = match s(port, "/hostIP") {
+                "" => Ipv4Addr::UNSPECIFIED,
+                given => match given.parse::<Ipv4Addr>() {
+                    Ok(ip) if ip.is_unspecified() || ip.is_loopback() || host.contains(&ip) => ip,
+                    _ => continue,
+                },
+            };
+            routes.insert(Frontend { ip, port: host_port }, vec![SocketAddr::new(IpAddr::V4(pod_ip), container_port)]);
+        }
+    }
+    routes
+}
+
 /// Serves the store's Services until `stopping`, then closes every frontend. The
 /// `default/kubernetes` Service leads to `api` (the API's own listener, which may be on
 /// loopback: it is podvisor's, not an endpoint a user wrote).
@@ -127,14 +172,20 @@ pub(crate) async fn run(
     proxy: Arc<Proxy>,
     reserved: Vec<Ipv4Addr>,
     api: Option<(Ipv4Addr, SocketAddr)>,
+    host: (String, Vec<Ipv4Addr>),
     mut stopping: watch::Receiver<bool>,
 ) {
     use crate::serviceaccounts::KUBERNETES_PORT;
+    let (node_name, host_addresses) = host;
+    proxy.set_host_addresses(host_addresses.iter().copied().collect()).await;
     let mut rx = store.subscribe();
     loop {
         let services = store.list(Resource::Services, None).0;
         let slices = store.list(Resource::EndpointSlices, None).0;
-        let mut routes = routes(&services, &slices, &reserved);
+        let pods = store.list(Resource::Pods, None).0;
+        // A Service's frontends win over a pod's host port on the same address and port.
+        let mut routes = host_port_routes(&pods, &node_name, &host_addresses);
+        routes.extend(self::routes(&services, &slices, &reserved));
         if let Some((ip, to)) = api
             && services.iter().any(|s| {
                 s.pointer("/metadata/name").and_then(Value::as_str) == Some("kubernetes")
@@ -152,6 +203,12 @@ pub(crate) async fn run(
             loop {
                 match rx.recv().await {
                     Ok(c) if matches!(c.key.resource, Resource::Services | Resource::EndpointSlices) => return true,
+                    Ok(c)
+                        if c.key.resource == Resource::Pods
+                            && (has_host_port(&c.object) || c.previous.as_deref().is_some_and(has_host_port)) =>
+                    {
+                        return true;
+                    }
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => return true,
                     Err(RecvError::Closed) => return false,
@@ -205,6 +262,44 @@ mod tests {
     /// Review: a Service could put any address on the host's bridge (an ExternalName with a
     /// clusterIP, an address outside the Service CIDR, cluster DNS's own) and relay to the
     /// host's loopback or to itself.
+    #[test]
+    fn host_ports_of_running_pods_route_to_the_pod_on_this_machines_addresses() {
+        let pod = |name: &str, node: &str, phase: &str, ports: Value| {
+            Arc::new(json!({"metadata": {"name": name}, "spec": {"nodeName": node,
+                "initContainers": [{"name": "side", "restartPolicy": "Always", "ports": [{"containerPort": 9000, "hostPort": 19000}]},
+                                   {"name": "once", "ports": [{"containerPort": 9001, "hostPort": 19001}]}],
+                "containers": [{"name": "c", "ports": ports}]},
+                "status": {"phase": phase, "podIP": "10.88.0.7"}}))
+        };
+        let ports = json!([
+            {"containerPort": 80, "hostPort": 18080},
+            {"containerPort": 81, "hostPort": 18081, "hostIP": "127.0.0.1"},
+            {"containerPort": 82, "hostPort": 18082, "hostIP": "192.168.1.5"},
+            {"containerPort": 83, "hostPort": 18083, "hostIP": "203.0.113.9"},
+            {"containerPort": 53, "hostPort": 18053, "protocol": "UDP"},
+            {"containerPort": 84, "hostPort": 70000},
+            {"containerPort": 85}]);
+        let host = [Ipv4Addr::new(192, 168, 1, 5)];
+        let r = host_port_routes(&[pod("a", "box", "Running", ports.clone())], "box", &host);
+        let to = |port| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 88, 0, 7)), port)];
+        assert_eq!(
+            r,
+            Routes::from([
+                (Frontend { ip: Ipv4Addr::UNSPECIFIED, port: 18080 }, to(80)),
+                (Frontend { ip: Ipv4Addr::LOCALHOST, port: 18081 }, to(81)),
+                (Frontend { ip: host[0], port: 18082 }, to(82)),
+                (Frontend { ip: Ipv4Addr::UNSPECIFIED, port: 19000 }, to(9000)),
+            ]),
+            "another machine's address, UDP, a port past 65535 and an init container's get nothing"
+        );
+        for other in [pod("b", "elsewhere", "Running", ports.clone()), pod("c", "box", "Succeeded", ports.clone())] {
+            assert_eq!(host_port_routes(&[other], "box", &host), Routes::new());
+        }
+        let mut host_network = (*pod("d", "box", "Running", ports)).clone();
+        host_network["spec"]["hostNetwork"] = json!(true);
+        assert_eq!(host_port_routes(&[Arc::new(host_network)], "box", &host), Routes::new());
+    }
+
     #[test]
     fn hostile_services_and_endpoints_route_nowhere() {
         let svc = |name: &str, spec: Value| {

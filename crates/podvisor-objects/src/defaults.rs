@@ -29,7 +29,15 @@ pub fn default_pull_policy(image: &str) -> &'static str {
 fn container(c: &mut Container) {
     // The API server's stored form always has `resources` (`{}` when empty), as its Go type
     // is a struct: a template sent with it and one sent without are the same template.
-    c.resources.get_or_insert_with(Default::default);
+    let resources = c.resources.get_or_insert_with(Default::default);
+    // A resource with a limit and no request is requested at its limit, as the API server
+    // defaults it: the scheduler and the kubelet then count what the limit reserves.
+    if let Some(limits) = &resources.limits {
+        let requests = resources.requests.get_or_insert_with(Default::default);
+        for (name, q) in limits {
+            requests.entry(name.clone()).or_insert_with(|| q.clone());
+        }
+    }
     c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
     c.termination_message_policy.get_or_insert_with(|| "File".into());
     if c.image_pull_policy.is_none() {

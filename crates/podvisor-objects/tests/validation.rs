@@ -317,6 +317,11 @@ fn numbers_ids_names_and_quantities_the_api_server_refuses() {
         r#"spec.containers[0].resources.limits[foo]: Invalid value: "foo": must be a standard resource type or fully qualified"#,
         r#"spec.containers[0].resources.limits[foo]: Invalid value: "foo": must be a standard resource for containers"#,
         r#"spec.containers[0].resources.limits[memory]: Invalid value: "-64Mi": must be greater than or equal to 0"#,
+        // Requests default to the limits before validation, as the API server defaults them:
+        // a bad limit without a request is reported for both.
+        r#"spec.containers[0].resources.requests[foo]: Invalid value: "foo": must be a standard resource type or fully qualified"#,
+        r#"spec.containers[0].resources.requests[foo]: Invalid value: "foo": must be a standard resource for containers"#,
+        r#"spec.containers[0].resources.requests[memory]: Invalid value: "-64Mi": must be greater than or equal to 0"#,
         r#"spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1"#,
         r#"spec.containers[0].securityContext.runAsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive"#,
         r#"spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive"#,
@@ -506,4 +511,24 @@ fn node_selectors_and_node_affinity_are_checked_as_the_api_server_checks_them() 
         "  containers:\n  - {name: c, image: busybox}\n",
     )));
     assert_eq!(fine, Vec::<String>::new());
+}
+
+/// The API server's defaulting: a limit without a request becomes the request too; a request
+/// given stays as it is.
+#[test]
+fn requests_default_to_the_limits_they_lack() {
+    let yaml = pod(concat!(
+        "  initContainers:\n  - {name: i, image: busybox, resources: {limits: {memory: 16Mi}}}\n",
+        "  containers:\n  - {name: c, image: busybox, resources: {requests: {cpu: 100m}, limits: {cpu: \"2\", memory: 1Gi}}}\n",
+    ));
+    let mut object = load_str("t.yaml", &yaml).unwrap().remove(0).object;
+    defaults::apply(&mut object);
+    let Object::Pod(p) = object else { panic!("a pod") };
+    let spec = p.spec.unwrap();
+    let requests = |c: &k8s_openapi::api::core::v1::Container| {
+        let r = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
+        r.into_iter().map(|(k, v)| format!("{k}={}", v.0)).collect::<Vec<_>>()
+    };
+    assert_eq!(requests(&spec.init_containers.unwrap()[0]), ["memory=16Mi"]);
+    assert_eq!(requests(&spec.containers[0]), ["cpu=100m", "memory=1Gi"]);
 }

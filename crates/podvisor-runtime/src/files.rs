@@ -88,6 +88,13 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// The size in bytes of the file system holding `path` (what the kubelet reports as the node's
+/// `ephemeral-storage`), or `None` when it cannot be read.
+pub fn filesystem_bytes(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_blocks.saturating_mul(st.f_frsize))
+}
+
 /// Narrows the mode of an existing file to 0600 (a file made by an earlier version).
 pub fn make_private(path: &Path) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(path)?;

@@ -94,6 +94,16 @@ pub struct Proxy {
 struct State {
     listeners: HashMap<Frontend, Listener>,
     addresses: BTreeSet<Ipv4Addr>,
+    /// The host's own addresses (a pod's `hostIP`), listened on as they are: never claimed,
+    /// added or removed. Loopback addresses are always among them.
+    host: BTreeSet<Ipv4Addr>,
+}
+
+impl State {
+    /// Whether `ip` is the host's own address (loopback, or one it was told of).
+    fn is_host(&self, ip: Ipv4Addr) -> bool {
+        ip.is_loopback() || self.host.contains(&ip)
+    }
 }
 
 impl Proxy {
@@ -112,7 +122,8 @@ impl Proxy {
         let mut state = self.state.lock().await;
         let mut errors = Vec::new();
         state.listeners.retain(|f, _| routes.contains_key(f));
-        let wanted: BTreeSet<Ipv4Addr> = routes.keys().map(|f| f.ip).filter(|ip| !ip.is_unspecified()).collect();
+        let wanted: BTreeSet<Ipv4Addr> =
+            routes.keys().map(|f| f.ip).filter(|ip| !ip.is_unspecified() && !state.is_host(*ip)).collect();
         for ip in wanted.difference(&state.addresses.clone()) {
             if let Err(holder) = claim(*ip) {
                 errors.push(ProxyError::Held(*ip, holder));
@@ -135,7 +146,7 @@ impl Proxy {
                 });
                 continue;
             }
-            if !frontend.ip.is_unspecified() && !state.addresses.contains(&frontend.ip) {
+            if !frontend.ip.is_unspecified() && !state.is_host(frontend.ip) && !state.addresses.contains(&frontend.ip) {
                 continue;
             }
             match TcpListener::bind(SocketAddr::new(IpAddr::V4(frontend.ip), frontend.port)).await {
@@ -158,6 +169,12 @@ impl Proxy {
             }
         }
         errors
+    }
+
+    /// Tells the proxy the host's own addresses: a frontend on one of them (a pod's host port
+    /// on the node's address) is listened on without putting the address on the bridge.
+    pub async fn set_host_addresses(&self, addresses: BTreeSet<Ipv4Addr>) {
+        self.state.lock().await.host = addresses;
     }
 
     /// The frontends served now.

@@ -129,6 +129,7 @@ fn placeable(manifests: &mut [Manifest], cluster: &Cluster) -> anyhow::Result<()
         .and_then(|l| serde_json::from_value(l.clone()).ok())
         .unwrap_or_default();
     let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let allocatable = node.as_deref().map(podvisor_cluster::scheduling::allocatable).unwrap_or_default();
     for m in manifests.iter_mut() {
         let prefix = match &m.object {
             podvisor_manifest::Object::Pod(_) => "spec",
@@ -158,6 +159,8 @@ fn placeable(manifests: &mut [Manifest], cluster: &Cluster) -> anyhow::Result<()
                     shown.join(", ")
                 );
                 refused = Some((format!("{prefix}.{field}"), why));
+            } else if let Some((field, why)) = too_big(spec, &allocatable) {
+                refused = Some((format!("{prefix}.{field}"), why));
             }
         }
         if let Some((field, why)) = refused {
@@ -173,6 +176,66 @@ fn placeable(manifests: &mut [Manifest], cluster: &Cluster) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// What makes `spec` too big for this node even alone: the first resource its requests need
+/// more of than the node has for pods, as the field of the first container asking for it and
+/// the scheduler's verdict with the figures.
+fn too_big(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    allocatable: &std::collections::BTreeMap<String, i128>,
+) -> Option<(String, String)> {
+    use podvisor_objects::resources::{effective, format_milli};
+    let requested = effective(spec, false).ok()?;
+    let short = podvisor_cluster::scheduling::shortfalls(&requested, &Default::default(), allocatable);
+    let s = short.first()?;
+    let asking = |list: &str, containers: &[k8s_openapi::api::core::v1::Container]| {
+        containers.iter().enumerate().find_map(|(i, c)| {
+            let r = c.resources.as_ref()?;
+            let field = [("requests", &r.requests), ("limits", &r.limits)]
+                .into_iter()
+                .find_map(|(kind, m)| m.as_ref()?.contains_key(&s.resource).then_some(kind))?;
+            Some(format!("{list}[{i}].resources.{field}.{}", s.resource))
+        })
+    };
+    let field = asking("initContainers", spec.init_containers.as_deref().unwrap_or_default())
+        .or_else(|| asking("containers", &spec.containers))
+        .unwrap_or_else(|| "overhead".to_string());
+    let why = format!(
+        "0/1 nodes are available: 1 {} (the pod requests {} in all; the node has {} for pods)",
+        s.reason(),
+        format_milli(s.requested),
+        format_milli(s.capacity)
+    );
+    Some((field, why))
+}
+
+/// A pod held back by the scheduler (`FailedScheduling`) or rejected by the kubelet's admission
+/// (`OutOfcpu`, `NodePorts`, …) has no container to speak for it: the store's event, new, as a
+/// line of the run's.
+fn placement_event(change: &podvisor_cluster::store::Change) -> Option<NodeEvent> {
+    use podvisor_cluster::store::ChangeKind;
+    let e = &change.object;
+    let text = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let reason = text("/reason");
+    let placement = text("/source/component") == "default-scheduler"
+        || reason.starts_with("OutOf")
+        || matches!(reason, "NodeAffinity" | "NodePorts");
+    if change.key.resource != Resource::Events || change.kind != ChangeKind::Added || !placement {
+        return None;
+    }
+    Some(NodeEvent {
+        at: Timestamp::now(),
+        pod: format!("{}/{}", text("/involvedObject/namespace"), text("/involvedObject/name")),
+        uid: text("/involvedObject/uid").to_string(),
+        what: What::Event {
+            kind: "Warning",
+            reason: reason.to_string(),
+            message: text("/message").to_string(),
+            container: None,
+            field_path: None,
+        },
+    })
 }
 
 /// Whether `e` says an image could not be pulled (the kubelet's `Failed` event for a pull).
@@ -306,7 +369,12 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
                 }
                 printer.print(out, e)?
             }
-            _ = changes.recv() => {}
+            // Every change (a lag too) has the outcomes checked again above.
+            change = changes.recv() => {
+                if let Some(e) = change.ok().and_then(|c| placement_event(&c)) {
+                    printer.print(out, e)?;
+                }
+            }
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if printer.counting() => printer.redraw(out)?,
             _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 interrupts += 1;

@@ -1089,6 +1089,18 @@ fn run_refuses_pods_this_node_would_never_run_and_runs_those_it_selects() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("pod/linux: Succeeded"), "{out}");
+    // Two pods of a Job asking for one host port: the second waits for the first, and the run
+    // says why.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (code, out, err) = run(
+        "ports.yaml",
+        &format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: two}}\nspec:\n  completions: 2\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - {{name: c, image: \"busybox:1.36\", command: [sleep, \"1\"], ports: [{{containerPort: 80, hostPort: {port}}}]}}\n"
+        ),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("event FailedScheduling: 0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."), "{out}");
+    assert!(out.contains("job/two: Complete"), "{out}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1786,6 +1786,115 @@ fn node_selectors_and_affinity_place_pods_as_the_scheduler_and_kubelet_do() {
     assert!(elsewhere["status"]["phase"].as_str().is_none_or(|p| p == "Pending"), "{elsewhere}");
 }
 
+/// The scheduler's NodeResourcesFit filter and the kubelet's admission: a pod whose requests
+/// (its limits, where it names no request) exceed what the node's allocatable leaves after the
+/// running pods stays Pending with `Insufficient cpu` until room is made; one bound here is
+/// rejected (`OutOfcpu`) with the kubelet's figures.
+#[test]
+fn requests_beyond_the_nodes_allocatable_wait_for_room_as_the_scheduler_decides() {
+    let dir = data_dir("fit");
+    let server = serve(&dir);
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    let cpus: i64 =
+        server.ok(&["get", "node", &node, "-o", "jsonpath={.status.allocatable.cpu}"], None).parse().unwrap();
+    let storage = server.ok(&["get", "node", &node, "-o", "jsonpath={.status.allocatable.ephemeral-storage}"], None);
+    assert!(storage.parse::<u64>().is_ok_and(|b| b > 0), "{storage}");
+    let pod = |name: &str, extra: &str, resources: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n{extra}  containers: [{{name: c, image: busybox:1.36, command: [sleep, \"600\"], resources: {resources}}}]\n"
+        )
+    };
+    // Half a CPU less than the node has, given as a limit alone (the request defaults to it).
+    let filler = format!("{{limits: {{cpu: {}m}}}}", cpus * 1000 - 500);
+    server.ok(&["apply", "-f", "-"], Some(&pod("filler", "", &filler)));
+    server.ok(&["wait", "--for=condition=Ready", "pod/filler", "--timeout=60s"], None);
+    let requested =
+        server.ok(&["get", "pod", "filler", "-o", "jsonpath={.spec.containers[0].resources.requests.cpu}"], None);
+    assert_eq!(requested, format!("{}m", cpus * 1000 - 500), "requests default to limits");
+    server.ok(&["apply", "-f", "-"], Some(&pod("late", "", "{requests: {cpu: \"1\"}}")));
+    let message = eventually("the scheduler's verdict", || {
+        Some(server.ok(
+            &["get", "pod", "late", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"],
+            None,
+        ))
+        .filter(|m| !m.is_empty())
+    });
+    assert_eq!(
+        message,
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+    );
+    let bound = format!("  nodeName: {node}\n");
+    server.ok(&["apply", "-f", "-"], Some(&pod("bound", &bound, "{requests: {cpu: \"1\"}}")));
+    let reason = eventually("the kubelet's admission", || {
+        Some(server.ok(&["get", "pod", "bound", "-o", "jsonpath={.status.reason}"], None)).filter(|r| !r.is_empty())
+    });
+    assert_eq!(reason, "OutOfcpu");
+    let message = server.ok(&["get", "pod", "bound", "-o", "jsonpath={.status.message}"], None);
+    assert_eq!(
+        message,
+        format!(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 1000, used: {}, capacity: {}",
+            cpus * 1000 - 500,
+            cpus * 1000
+        )
+    );
+    // Room made, the waiting pod runs.
+    server.ok(&["delete", "pod", "filler", "--wait=true"], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/late", "--timeout=60s"], None);
+}
+
+/// Host ports as the portmap plugin and the scheduler's NodePorts filter treat them: a pod's
+/// `hostPort` answers on the machine's addresses and relays to the pod; a second pod asking for
+/// the same port and protocol waits Pending (`didn't have free ports`), one bound here is
+/// rejected (`NodePorts`), and the port is free again once the first pod is gone.
+#[test]
+fn host_ports_reach_the_pod_and_a_taken_port_holds_the_next_pod_back() {
+    use std::io::{Read, Write};
+    let dir = data_dir("hostport");
+    let server = serve(&dir);
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let pod = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n{extra}  containers:\n  - name: web\n    image: busybox:1.36\n    command: [sh, -c, \"mkdir -p /www && echo served-by-{name} > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n    ports: [{{containerPort: 8080, hostPort: {port}}}]\n"
+        )
+    };
+    server.ok(&["apply", "-f", "-"], Some(&pod("first", "")));
+    server.ok(&["wait", "--for=condition=Ready", "pod/first", "--timeout=60s"], None);
+    let fetch = || {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        c.read_to_string(&mut body).ok()?;
+        body.contains("served-by-").then_some(body)
+    };
+    let body = eventually("the host port to answer", fetch);
+    assert!(body.contains("served-by-first"), "{body}");
+    server.ok(&["apply", "-f", "-"], Some(&pod("second", "")));
+    let message = eventually("the scheduler's verdict", || {
+        Some(server.ok(
+            &["get", "pod", "second", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"],
+            None,
+        ))
+        .filter(|m| !m.is_empty())
+    });
+    assert_eq!(
+        message,
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+    );
+    server.ok(&["apply", "-f", "-"], Some(&pod("bound", &format!("  nodeName: {node}\n"))));
+    let reason = eventually("the kubelet's admission", || {
+        Some(server.ok(&["get", "pod", "bound", "-o", "jsonpath={.status.reason}"], None)).filter(|r| !r.is_empty())
+    });
+    assert_eq!(reason, "NodePorts");
+    server.ok(&["delete", "pod", "first", "--wait=true"], None);
+    server.ok(&["wait", "--for=condition=Ready", "pod/second", "--timeout=60s"], None);
+    let body =
+        eventually("the host port to reach the second pod", || fetch().filter(|b| b.contains("served-by-second")));
+    assert!(body.contains("served-by-second"), "{body}");
+}
+
 /// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve
 /// applies the List's items and names the other kind in kubectl's own words, instead of
 /// stopping at `failed to download openapi`; `cluster-info` answers.
