@@ -64,6 +64,8 @@ pub(crate) struct Kubelet {
     settled: watch::Sender<bool>,
     /// Only pods held on the machine are run (taken over), none anew.
     takeover_only: bool,
+    /// A pod started while others waited to be scheduled: they are tried again.
+    started_beside_waiting: bool,
 }
 
 impl Kubelet {
@@ -87,6 +89,7 @@ impl Kubelet {
             recorder,
             settled,
             takeover_only,
+            started_beside_waiting: false,
         }
     }
 
@@ -171,6 +174,44 @@ impl Kubelet {
             }
         }
         used
+    }
+
+    /// The scheduler's verdict on the unbound pod `obj` (its decoded `spec`) by inter-pod
+    /// affinity, against the pods admitted here and still running.
+    fn inter_pod(&self, obj: &Value, spec: Option<&PodSpec>, node: &Value) -> Option<String> {
+        fn decode<T: serde::de::DeserializeOwned + Default>(v: Option<&Value>) -> T {
+            v.and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+        }
+        let empty = BTreeMap::new();
+        let existing: Vec<scheduling::PodView<'_>> = self
+            .handles
+            .values()
+            .filter(|h| !h.is_finished() && !h.is_terminal())
+            .map(|h| scheduling::PodView::of(h.pod(), &empty))
+            .collect();
+        let affinity = spec.and_then(|s| s.affinity.as_ref());
+        let asks = affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        if !asks && existing.iter().all(|p| p.affinity.is_none_or(|a| a.pod_anti_affinity.is_none())) {
+            return None;
+        }
+        let labels: BTreeMap<String, String> = decode(obj.pointer("/metadata/labels"));
+        let incoming = scheduling::PodView {
+            namespace: obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default"),
+            labels: &labels,
+            affinity,
+        };
+        let node_labels: BTreeMap<String, String> = decode(node.pointer("/metadata/labels"));
+        let namespaces: BTreeMap<String, BTreeMap<String, String>> = self
+            .store
+            .list(Resource::Namespaces, None)
+            .0
+            .iter()
+            .map(|n| {
+                let name = n.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+                (name, decode(n.pointer("/metadata/labels")))
+            })
+            .collect();
+        scheduling::inter_pod(incoming, &existing, &node_labels, &namespaces)
     }
 
     /// The host ports the pods admitted here and still running take.
@@ -271,7 +312,13 @@ impl Kubelet {
                 _ = self.detached.wait_for(|d| *d) => return,
             };
             match next {
-                Ok(c) if c.key.resource == Resource::Pods => self.on_change(&c),
+                Ok(c) if c.key.resource == Resource::Pods => {
+                    self.on_change(&c);
+                    // A pod that started may be the one a waiting pod's affinity asks for.
+                    while std::mem::take(&mut self.started_beside_waiting) {
+                        self.schedule_waiting();
+                    }
+                }
                 // A node uncordoned, a taint gone, or a claim bound lets waiting pods on.
                 Ok(c) if matches!(c.key.resource, Resource::Nodes | Resource::PersistentVolumeClaims) => {
                     self.schedule_waiting()
@@ -434,6 +481,14 @@ impl Kubelet {
             if bound_to.is_some() && ports_taken {
                 return self.reject(&key, obj, "NodePorts", &scheduling::ports_rejection());
             }
+            // The scheduler's last filter: inter-pod affinity and anti-affinity, against the pods
+            // already here.
+            if bound_to.is_none()
+                && let Some(node) = known
+                && let Some(message) = self.inter_pod(obj, spec.as_ref(), node)
+            {
+                return self.wait_unscheduled(key, obj, &message);
+            }
         }
         let unbound = bound_to.is_none();
         // The scheduler's volume binding: the pod waits for its claims to be bound.
@@ -468,6 +523,7 @@ impl Kubelet {
         let uid = handle.uid().to_string();
         self.handles.insert(uid.clone(), handle.clone());
         self.requests.insert(uid.clone(), requested.unwrap_or_default());
+        self.started_beside_waiting |= !self.unscheduled.is_empty();
         tokio::spawn(sync_status(self.store.clone(), key, uid, handle, self.detached.clone()));
     }
 }

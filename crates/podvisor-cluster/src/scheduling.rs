@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{PodAffinityTerm, PodSpec};
 use podvisor_objects::node_affinity;
 use podvisor_objects::resources::parse_milli;
 use serde_json::{Value, json};
@@ -217,6 +217,105 @@ pub fn ports_rejection() -> String {
     format!("Predicate NodePorts failed: {PORTS_TAKEN}")
 }
 
+/// A pod as inter-pod affinity sees it: its namespace, labels and affinity.
+#[derive(Debug, Clone, Copy)]
+pub struct PodView<'a> {
+    /// `metadata.namespace`.
+    pub namespace: &'a str,
+    /// `metadata.labels`.
+    pub labels: &'a BTreeMap<String, String>,
+    /// `spec.affinity`.
+    pub affinity: Option<&'a k8s_openapi::api::core::v1::Affinity>,
+}
+
+impl<'a> PodView<'a> {
+    /// The view of a typed pod (`empty` stands in for missing labels).
+    pub fn of(pod: &'a k8s_openapi::api::core::v1::Pod, empty: &'a BTreeMap<String, String>) -> PodView<'a> {
+        PodView {
+            namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+            labels: pod.metadata.labels.as_ref().unwrap_or(empty),
+            affinity: pod.spec.as_ref().and_then(|s| s.affinity.as_ref()),
+        }
+    }
+
+    fn affinity_terms(&self) -> &'a [PodAffinityTerm] {
+        self.affinity
+            .and_then(|a| a.pod_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref())
+            .unwrap_or_default()
+    }
+
+    fn anti_affinity_terms(&self) -> &'a [PodAffinityTerm] {
+        self.affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// Whether the term of a pod in `owner_ns` selects `pod`: the pod is in one of the term's
+/// namespaces (its `namespaces`, those its `namespaceSelector` selects, or the owner's own when
+/// it names neither) and its labels match the term's selector (none given selects nothing).
+fn term_selects(
+    term: &PodAffinityTerm,
+    owner_ns: &str,
+    pod: PodView<'_>,
+    namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+) -> bool {
+    use podvisor_apiserver::selector::LabelSelector;
+    let listed = term.namespaces.as_deref().unwrap_or_default();
+    let in_namespace = if listed.is_empty() && term.namespace_selector.is_none() {
+        pod.namespace == owner_ns
+    } else {
+        listed.iter().any(|n| n == pod.namespace)
+            || term.namespace_selector.as_ref().is_some_and(|sel| {
+                let empty = BTreeMap::new();
+                LabelSelector::from_spec(sel).matches(namespaces.get(pod.namespace).unwrap_or(&empty))
+            })
+    };
+    in_namespace && term.label_selector.as_ref().is_some_and(|sel| LabelSelector::from_spec(sel).matches(pod.labels))
+}
+
+/// The scheduler's `InterPodAffinity` filter on the one node (labels `node_labels`), for
+/// `incoming` beside the pods already there: `None` when it may go, else the scheduler's
+/// message. Every term's topology key must be a label of the node; a required affinity needs a
+/// pod there that all its terms select (or, when none anywhere does, the pod itself matching
+/// them: the first of a group); a required anti-affinity term must select no pod there; and no
+/// pod there may have an anti-affinity term that selects the incoming one.
+pub fn inter_pod(
+    incoming: PodView<'_>,
+    existing: &[PodView<'_>],
+    node_labels: &BTreeMap<String, String>,
+    namespaces: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Option<String> {
+    let message = |reason: &str, tail: &str| format!("0/1 nodes are available: 1 {reason}. {tail}");
+    let affinity = incoming.affinity_terms();
+    if !affinity.is_empty() {
+        let keys = affinity.iter().all(|t| node_labels.contains_key(&t.topology_key));
+        let all = |p: PodView<'_>| affinity.iter().all(|t| term_selects(t, incoming.namespace, p, namespaces));
+        let some_match = existing.iter().any(|p| all(*p));
+        if !keys || !(some_match || all(incoming)) {
+            return Some(message("node(s) didn't match pod affinity rules", NOT_HELPFUL));
+        }
+    }
+    let anti = incoming.anti_affinity_terms().iter().any(|t| {
+        node_labels.contains_key(&t.topology_key)
+            && existing.iter().any(|p| term_selects(t, incoming.namespace, *p, namespaces))
+    });
+    if anti {
+        return Some(message("node(s) didn't match pod anti-affinity rules", NO_VICTIMS));
+    }
+    let theirs = existing.iter().any(|p| {
+        p.anti_affinity_terms()
+            .iter()
+            .any(|t| node_labels.contains_key(&t.topology_key) && term_selects(t, p.namespace, incoming, namespaces))
+    });
+    if theirs {
+        return Some(message("node(s) didn't satisfy existing pods anti-affinity rules", NO_VICTIMS));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +385,75 @@ mod tests {
             ports_taken_message(),
             "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
         );
+    }
+
+    #[test]
+    fn inter_pod_affinity_on_one_node_as_the_scheduler_filters_it() {
+        use k8s_openapi::api::core::v1::Affinity;
+        let node = BTreeMap::from([("kubernetes.io/hostname".to_string(), "box".to_string())]);
+        let namespaces =
+            BTreeMap::from([("team".to_string(), BTreeMap::from([("env".to_string(), "prod".to_string())]))]);
+        let term = |selector: Value, extra: Value| {
+            let mut t = json!({"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                t[k] = v.clone();
+            }
+            t
+        };
+        let affinity = |kind: &str, terms: Vec<Value>| -> Affinity {
+            serde_json::from_value(json!({kind: {"requiredDuringSchedulingIgnoredDuringExecution": terms}})).unwrap()
+        };
+        let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
+        let (web, db) = (labels("web"), labels("db"));
+        let view = |ns, labels, affinity| PodView { namespace: ns, labels, affinity };
+        let spread = affinity("podAntiAffinity", vec![term(json!({"matchLabels": {"app": "web"}}), json!({}))]);
+        let near_db = affinity("podAffinity", vec![term(json!({"matchLabels": {"app": "db"}}), json!({}))]);
+        // Anti-affinity: the first replica goes, the second does not; in another namespace it does.
+        assert_eq!(inter_pod(view("default", &web, Some(&spread)), &[], &node, &namespaces), None);
+        let first = [view("default", &web, Some(&spread))];
+        let second = inter_pod(view("default", &web, Some(&spread)), &first, &node, &namespaces).unwrap();
+        assert!(
+            second.starts_with("0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules."),
+            "{second}"
+        );
+        assert_eq!(inter_pod(view("team", &web, Some(&spread)), &first, &node, &namespaces), None);
+        // The one already there refuses a newcomer its term selects, even without a term of its own.
+        let plain = inter_pod(view("default", &web, None), &first, &node, &namespaces).unwrap();
+        assert!(plain.contains("1 node(s) didn't satisfy existing pods anti-affinity rules."), "{plain}");
+        // Affinity: no db pod here, and the pod is no db itself: it waits; beside a db, it goes.
+        let alone = inter_pod(view("default", &web, Some(&near_db)), &[], &node, &namespaces).unwrap();
+        assert_eq!(
+            alone,
+            "0/1 nodes are available: 1 node(s) didn't match pod affinity rules. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        );
+        let dbs = [view("default", &db, None)];
+        assert_eq!(inter_pod(view("default", &web, Some(&near_db)), &dbs, &node, &namespaces), None);
+        // The first of a group that wants its own kind goes.
+        let group = affinity("podAffinity", vec![term(json!({"matchLabels": {"app": "db"}}), json!({}))]);
+        assert_eq!(inter_pod(view("default", &db, Some(&group)), &[], &node, &namespaces), None);
+        // Namespaces by selector; a topology key the node lacks; no selector selects nothing.
+        let by_label = affinity(
+            "podAffinity",
+            vec![term(
+                json!({"matchLabels": {"app": "db"}}),
+                json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}}),
+            )],
+        );
+        assert!(inter_pod(view("default", &web, Some(&by_label)), &dbs, &node, &namespaces).is_some());
+        assert_eq!(
+            inter_pod(view("default", &web, Some(&by_label)), &[view("team", &db, None)], &node, &namespaces),
+            None
+        );
+        let zone: Affinity =
+            serde_json::from_value(json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "topology.kubernetes.io/zone"}]}}))
+            .unwrap();
+        assert!(inter_pod(view("default", &web, Some(&zone)), &dbs, &node, &namespaces).is_some());
+        let nothing: Affinity =
+            serde_json::from_value(json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname"}]}}))
+            .unwrap();
+        assert_eq!(inter_pod(view("default", &web, Some(&nothing)), &dbs, &node, &namespaces), None);
     }
 
     #[test]

@@ -1895,6 +1895,52 @@ fn host_ports_reach_the_pod_and_a_taken_port_holds_the_next_pod_back() {
     assert!(body.contains("served-by-second"), "{body}");
 }
 
+/// The scheduler's InterPodAffinity filter on one node: of a Deployment whose replicas must not
+/// share a host, one runs and the other waits Pending with the scheduler's message; a pod that
+/// must run beside a database waits until one runs.
+#[test]
+fn inter_pod_anti_affinity_and_affinity_hold_pods_as_on_a_one_node_cluster() {
+    let dir = data_dir("podaffinity");
+    let server = serve(&dir);
+    let spread = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {app: web}}, topologyKey: kubernetes.io/hostname}]}}\n      containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n";
+    server.ok(&["apply", "-f", "-"], Some(spread));
+    let pending = eventually("one replica held back", || {
+        let messages = server.ok(
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"PodScheduled\")].message}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        messages.lines().find(|m| !m.is_empty()).map(str::to_string)
+    });
+    assert_eq!(
+        pending,
+        "0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.."
+    );
+    let phases = server.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.phase}"], None);
+    let mut phases: Vec<&str> = phases.split_whitespace().collect();
+    phases.sort();
+    assert!(phases == ["Pending", "Running"] || phases == ["Pending", "Pending"], "{phases:?}");
+    let near = "apiVersion: v1\nkind: Pod\nmetadata: {name: near, labels: {app: cache}}\nspec:\n  terminationGracePeriodSeconds: 1\n  affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {app: db}}, topologyKey: kubernetes.io/hostname}]}}\n  containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n";
+    server.ok(&["apply", "-f", "-"], Some(near));
+    let message = eventually("the affinity's verdict", || {
+        Some(server.ok(
+            &["get", "pod", "near", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"],
+            None,
+        ))
+        .filter(|m| !m.is_empty())
+    });
+    assert!(message.starts_with("0/1 nodes are available: 1 node(s) didn't match pod affinity rules."), "{message}");
+    let db = "apiVersion: v1\nkind: Pod\nmetadata: {name: db, labels: {app: db}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n";
+    server.ok(&["apply", "-f", "-"], Some(db));
+    server.ok(&["wait", "--for=condition=Ready", "pod/db", "pod/near", "--timeout=60s"], None);
+}
+
 /// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve
 /// applies the List's items and names the other kind in kubectl's own words, instead of
 /// stopping at `failed to download openapi`; `cluster-info` answers.
