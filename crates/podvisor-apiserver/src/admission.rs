@@ -261,8 +261,16 @@ pub fn on_create(resource: Resource, obj: &mut Value) {
     let uid = podvisor_objects::uid::new_uid();
     obj["metadata"]["uid"] = json!(uid);
     if resource == Resource::Pods {
-        // A new pod is Pending until the node reports on it.
+        // A new pod is Pending until the node reports on it; its QoS class is set once, from
+        // the spec it was created with.
+        let qos = obj
+            .get("spec")
+            .and_then(|s| serde_json::from_value::<k8s_openapi::api::core::v1::PodSpec>(s.clone()).ok())
+            .map(|s| podvisor_objects::resources::qos_class(&s));
         obj["status"] = json!({"phase": "Pending"});
+        if let Some(qos) = qos {
+            obj["status"]["qosClass"] = json!(qos);
+        }
     }
     if resource == Resource::Namespaces {
         obj["spec"] = json!({"finalizers": ["kubernetes"]});

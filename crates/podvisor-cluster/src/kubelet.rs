@@ -265,8 +265,9 @@ impl Kubelet {
         let about = crate::events::Involved::of(Resource::Pods, obj);
         self.recorder.record(&about, "Warning", reason, message, "kubelet");
         let rejected = self.store.update::<StoreError>(key, |v| {
-            v["status"] =
+            let status =
                 json!({"phase": "Failed", "reason": reason, "message": format!("Pod was rejected: {message}")});
+            keep_qos_class(v, status);
             Ok(())
         });
         said(format_args!("the rejection of pod {}/{}", key.namespace, key.name), rejected);
@@ -528,6 +529,16 @@ impl Kubelet {
     }
 }
 
+/// Replaces the stored pod's status with `status`, keeping the QoS class the API server set at
+/// its creation (it never changes).
+fn keep_qos_class(pod: &mut Value, status: Value) {
+    let qos = pod.pointer("/status/qosClass").cloned();
+    pod["status"] = status;
+    if let Some(qos) = qos.filter(|q| !q.is_null()) {
+        pod["status"]["qosClass"] = qos;
+    }
+}
+
 /// Writes each new status of the pod to the store, and removes the object when the pod has
 /// finished and is being deleted.
 async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle, detached: watch::Receiver<bool>) {
@@ -542,7 +553,7 @@ async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle
             if v.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {
                 return Err(StoreError::NotFound(key.clone()));
             }
-            v["status"] = status;
+            keep_qos_class(v, status);
             Ok(())
         });
         let Ok(obj) = written else {

@@ -91,6 +91,48 @@ fn max_into(into: &mut BTreeMap<String, i128>, from: &BTreeMap<String, i128>) {
     }
 }
 
+/// The pod's quality of service class, as the API server sets `status.qosClass` at creation:
+/// `BestEffort` without any CPU or memory request or limit, `Guaranteed` when every container
+/// and init container has CPU and memory limits and the pod's requests equal its limits
+/// (summed over the containers), `Burstable` otherwise. Zero or unparsable amounts count as none.
+pub fn qos_class(spec: &PodSpec) -> &'static str {
+    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut guaranteed = true;
+    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        let r = c.resources.as_ref();
+        let mut limited = 0;
+        for (list, into, is_limit) in [
+            (r.and_then(|r| r.requests.as_ref()), &mut requests, false),
+            (r.and_then(|r| r.limits.as_ref()), &mut limits, true),
+        ] {
+            for (name, q) in list.into_iter().flatten() {
+                let name = match name.as_str() {
+                    "cpu" => "cpu",
+                    "memory" => "memory",
+                    _ => continue,
+                };
+                let amount = parse_milli(&q.0).unwrap_or(0);
+                if amount > 0 {
+                    let e = into.entry(name).or_default();
+                    *e = e.saturating_add(amount);
+                    limited += usize::from(is_limit);
+                }
+            }
+        }
+        if limited < 2 {
+            guaranteed = false;
+        }
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    if guaranteed && requests.len() == limits.len() && requests.iter().all(|(k, v)| limits.get(k) == Some(v)) {
+        return "Guaranteed";
+    }
+    "Burstable"
+}
+
 /// The pod's effective requests (or limits) per resource, in thousandths (R66): the larger of
 /// the long-running sum (regular containers and sidecars) and the peak during initialization,
 /// where each regular init container runs alongside the sidecars started before it.

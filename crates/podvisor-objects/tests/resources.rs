@@ -105,3 +105,33 @@ mod extremes {
         assert_eq!(parse_milli(&"9".repeat(60)), Ok(i128::MAX));
     }
 }
+
+/// `status.qosClass` as the API server computes it, on the defaulted spec (a limit alone is
+/// also the request).
+#[test]
+fn the_qos_class_is_the_api_servers() {
+    use podvisor_objects::resources::qos_class;
+    let class = |containers: serde_json::Value, init: serde_json::Value| {
+        let mut spec: k8s_openapi::api::core::v1::PodSpec =
+            serde_json::from_value(serde_json::json!({"containers": containers, "initContainers": init})).unwrap();
+        podvisor_objects::defaults::pod_spec(&mut spec);
+        qos_class(&spec)
+    };
+    let c = |resources: serde_json::Value| serde_json::json!({"name": "c", "resources": resources});
+    let none = serde_json::json!([]);
+    assert_eq!(class(serde_json::json!([c(serde_json::json!({}))]), none.clone()), "BestEffort");
+    let both = serde_json::json!({"limits": {"cpu": "500m", "memory": "64Mi"}});
+    assert_eq!(class(serde_json::json!([c(both.clone())]), none.clone()), "Guaranteed");
+    let equal =
+        serde_json::json!({"requests": {"cpu": "0.5", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}});
+    assert_eq!(class(serde_json::json!([c(equal)]), none.clone()), "Guaranteed", "equal amounts, other spellings");
+    let less = serde_json::json!({"requests": {"cpu": "100m"}, "limits": {"cpu": "500m", "memory": "64Mi"}});
+    assert_eq!(class(serde_json::json!([c(less)]), none.clone()), "Burstable");
+    let memory_only = serde_json::json!({"limits": {"memory": "64Mi"}});
+    assert_eq!(class(serde_json::json!([c(memory_only)]), none.clone()), "Burstable");
+    // Every container counts, init containers too; other resources do not.
+    assert_eq!(class(serde_json::json!([c(both.clone()), c(serde_json::json!({}))]), none.clone()), "Burstable");
+    assert_eq!(class(serde_json::json!([c(both.clone())]), serde_json::json!([c(serde_json::json!({}))])), "Burstable");
+    let storage = serde_json::json!({"requests": {"ephemeral-storage": "1Gi"}});
+    assert_eq!(class(serde_json::json!([c(storage)]), none), "BestEffort");
+}

@@ -1841,6 +1841,16 @@ fn requests_beyond_the_nodes_allocatable_wait_for_room_as_the_scheduler_decides(
     // Room made, the waiting pod runs.
     server.ok(&["delete", "pod", "filler", "--wait=true"], None);
     server.ok(&["wait", "--for=condition=Ready", "pod/late", "--timeout=60s"], None);
+    // The QoS class the API server sets at creation stays through the node's status writes.
+    server.ok(&["apply", "-f", "-"], Some(&pod("exact", "", "{limits: {cpu: 100m, memory: 32Mi}}")));
+    server.ok(&["wait", "--for=condition=Ready", "pod/exact", "--timeout=60s"], None);
+    let qos = |name: &str| server.ok(&["get", "pod", name, "-o", "jsonpath={.status.qosClass}"], None);
+    assert_eq!(
+        (qos("exact"), qos("late"), qos("bound")),
+        ("Guaranteed".into(), "Burstable".into(), "Burstable".into())
+    );
+    let described = server.ok(&["describe", "pod", "exact"], None);
+    assert!(described.lines().any(|l| l.starts_with("QoS Class:") && l.ends_with("Guaranteed")), "{described}");
 }
 
 /// Host ports as the portmap plugin and the scheduler's NodePorts filter treat them: a pod's
