@@ -29,15 +29,7 @@ pub fn default_pull_policy(image: &str) -> &'static str {
 fn container(c: &mut Container) {
     // The API server's stored form always has `resources` (`{}` when empty), as its Go type
     // is a struct: a template sent with it and one sent without are the same template.
-    let resources = c.resources.get_or_insert_with(Default::default);
-    // A resource with a limit and no request is requested at its limit, as the API server
-    // defaults it: the scheduler and the kubelet then count what the limit reserves.
-    if let Some(limits) = &resources.limits {
-        let requests = resources.requests.get_or_insert_with(Default::default);
-        for (name, q) in limits {
-            requests.entry(name.clone()).or_insert_with(|| q.clone());
-        }
-    }
+    c.resources.get_or_insert_with(Default::default);
     c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
     c.termination_message_policy.get_or_insert_with(|| "File".into());
     if c.image_pull_policy.is_none() {
@@ -81,6 +73,22 @@ pub fn pod_spec(spec: &mut PodSpec) {
     }
 }
 
+/// The defaults the API server gives a Pod and not a pod template (its `SetDefaults_Pod`): a
+/// resource with a limit and no request is requested at its limit (the scheduler and the
+/// kubelet then count what the limit reserves), and Service links are on.
+fn pod_only(spec: &mut PodSpec) {
+    for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+        let Some(resources) = &mut c.resources else { continue };
+        if let Some(limits) = &resources.limits {
+            let requests = resources.requests.get_or_insert_with(Default::default);
+            for (name, q) in limits {
+                requests.entry(name.clone()).or_insert_with(|| q.clone());
+            }
+        }
+    }
+    spec.enable_service_links.get_or_insert(true);
+}
+
 /// A claim's defaults: a filesystem volume.
 fn claim_spec(spec: &mut k8s_openapi::api::core::v1::PersistentVolumeClaimSpec) {
     spec.volume_mode.get_or_insert_with(|| "Filesystem".into());
@@ -105,6 +113,7 @@ pub fn apply(object: &mut Object) {
         Object::Pod(p) => {
             if let Some(spec) = &mut p.spec {
                 pod_spec(spec);
+                pod_only(spec);
             }
         }
         Object::Job(j) => {

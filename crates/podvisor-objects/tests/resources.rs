@@ -112,10 +112,15 @@ mod extremes {
 fn the_qos_class_is_the_api_servers() {
     use podvisor_objects::resources::qos_class;
     let class = |containers: serde_json::Value, init: serde_json::Value| {
-        let mut spec: k8s_openapi::api::core::v1::PodSpec =
+        let spec =
             serde_json::from_value(serde_json::json!({"containers": containers, "initContainers": init})).unwrap();
-        podvisor_objects::defaults::pod_spec(&mut spec);
-        qos_class(&spec)
+        let mut pod = podvisor_manifest::Object::Pod(Box::new(k8s_openapi::api::core::v1::Pod {
+            spec: Some(spec),
+            ..Default::default()
+        }));
+        podvisor_objects::defaults::apply(&mut pod);
+        let podvisor_manifest::Object::Pod(pod) = pod else { unreachable!() };
+        qos_class(pod.spec.as_ref().unwrap())
     };
     let c = |resources: serde_json::Value| serde_json::json!({"name": "c", "resources": resources});
     let none = serde_json::json!([]);

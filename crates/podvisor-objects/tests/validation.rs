@@ -531,4 +531,13 @@ fn requests_default_to_the_limits_they_lack() {
     };
     assert_eq!(requests(&spec.init_containers.unwrap()[0]), ["memory=16Mi"]);
     assert_eq!(requests(&spec.containers[0]), ["cpu=100m", "memory=1Gi"]);
+    assert_eq!(spec.enable_service_links, Some(true));
+    // A pod template is not a Pod: it keeps what it was given (its pods get the defaults).
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: busybox, resources: {limits: {cpu: \"1\"}}}]\n";
+    let mut object = load_str("t.yaml", deployment).unwrap().remove(0).object;
+    defaults::apply(&mut object);
+    let Object::Deployment(d) = object else { panic!("a deployment") };
+    let template = d.spec.unwrap().template.spec.unwrap();
+    assert_eq!(requests(&template.containers[0]), Vec::<String>::new());
+    assert_eq!(template.enable_service_links, None);
 }
