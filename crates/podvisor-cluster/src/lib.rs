@@ -21,6 +21,7 @@ mod kubelet;
 pub mod metrics;
 pub mod proxy;
 pub mod rbac;
+pub mod relay;
 pub mod scheduling;
 pub mod serviceaccounts;
 pub mod store;
@@ -111,11 +112,13 @@ pub struct Cluster {
 
 impl Cluster {
     /// Opens the node `options` describe (see [`Node::open`]), its pods reading ConfigMaps and
-    /// Secrets from `store`, and starts the cluster on them. Node events go to `observer`.
+    /// Secrets from `store`, and starts the cluster on them. Node events go to `observer`
+    /// through a [`relay::Relay`]: a channel made with [`relay::CAPACITY`] that never holds the
+    /// node back.
     pub async fn open(
         store: Arc<Store>,
         options: NodeOptions,
-        observer: Option<mpsc::UnboundedSender<NodeEvent>>,
+        observer: Option<mpsc::Sender<NodeEvent>>,
     ) -> Result<Cluster, podvisor_node::NodeError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let NodeOptions {
@@ -167,7 +170,7 @@ impl Cluster {
         store: Arc<Store>,
         node: Node,
         mut node_events: mpsc::UnboundedReceiver<NodeEvent>,
-        observer: Option<mpsc::UnboundedSender<NodeEvent>>,
+        observer: Option<mpsc::Sender<NodeEvent>>,
         dns: Option<dns::Bound>,
         api: Option<Arc<serviceaccounts::ApiAccess>>,
         takeover_only: bool,
@@ -228,10 +231,11 @@ impl Cluster {
         tokio::spawn(kubelet.run());
         let c = cluster.clone();
         tokio::spawn(async move {
+            let mut relay = observer.map(relay::Relay::new);
             while let Some(e) = node_events.recv().await {
                 c.record_node_event(&e);
-                if let Some(o) = &observer {
-                    let _ = o.send(e);
+                if let Some(r) = &mut relay {
+                    r.pass(e);
                 }
             }
         });

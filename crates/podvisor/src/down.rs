@@ -36,7 +36,7 @@ async fn down(out: &mut impl Write, node: podvisor_cluster::NodeOptions) -> anyh
     };
     // The pods with something on the machine, before the node takes over the stored ones.
     let up = std::fs::read_dir(data.join("run")).into_iter().flatten().flatten().count();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(podvisor_cluster::relay::CAPACITY);
     let cluster = Cluster::open(store, node, Some(tx)).await.map_err(|e| match e {
         podvisor_node::NodeError::Busy(_) => busy(&data),
         e => anyhow::Error::from(e),

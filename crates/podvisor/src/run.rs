@@ -238,6 +238,9 @@ fn placement_event(change: &podvisor_cluster::store::Change) -> Option<NodeEvent
     })
 }
 
+/// How long a run that could end waits for the pods' last output still on its way.
+const TOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Whether `e` says an image could not be pulled (the kubelet's `Failed` event for a pull).
 fn is_pull_failure(e: &NodeEvent) -> bool {
     matches!(&e.what, What::Event { reason, message, .. } if reason == "Failed" && message.starts_with("Failed to pull image"))
@@ -282,7 +285,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
         }
     }
     let store = Store::in_memory();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(podvisor_cluster::relay::CAPACITY);
     let cluster = Cluster::open(store.clone(), opts.node.clone(), Some(tx)).await?;
     crate::node_args::remember_runtime(&opts.node.runtime, &opts.node.data_dir);
     writeln!(out, "podvisor: OCI runtime {} ({})", opts.node.runtime.display(), opts.runtime_why)?;
@@ -332,6 +335,9 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
     // Why `--fail-fast` stopped the run, once it has.
     let mut failed_fast: Option<String> = None;
     let mut results = Vec::new();
+    // The pods whose `Finished` event was printed, and since when the run could end.
+    let mut finished_told = std::collections::HashSet::new();
+    let mut ending_since: Option<std::time::Instant> = None;
     loop {
         pending.retain(|key| match outcome(&store, key) {
             Some(r) => {
@@ -351,8 +357,12 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
             cluster.shut_down();
         }
         let idle = node.pods().iter().all(|p| p.is_finished());
-        if (pending.is_empty() && !has_deployment || interrupts > 0) && idle {
-            // Drain what the drivers published before they finished.
+        let ending = (pending.is_empty() && !has_deployment || interrupts > 0) && idle;
+        // Every pod's last words come before its `Finished` event, through the same channel: the
+        // run ends once each finished pod's has been printed (or, if the output fell so far
+        // behind that it was skipped, a moment later), so that no line is cut off.
+        let told = node.pods().iter().all(|p| finished_told.contains(p.uid()));
+        if ending && (told || ending_since.get_or_insert_with(std::time::Instant::now).elapsed() > TOLD_WAIT) {
             while let Ok(e) = rx.try_recv() {
                 printer.print(out, e)?;
             }
@@ -360,6 +370,9 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
         }
         tokio::select! {
             Some(e) = rx.recv() => {
+                if let What::Finished { .. } = &e.what {
+                    finished_told.insert(e.uid.clone());
+                }
                 if opts.fail_fast
                     && failed_fast.is_none()
                     && is_pull_failure(&e)
@@ -376,6 +389,7 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
                 }
             }
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)), if printer.counting() => printer.redraw(out)?,
+            _ = tokio::time::sleep(TOLD_WAIT / 10), if ending => {}
             _ = async { tokio::select! { _ = sigint.recv() => {}, _ = sigterm.recv() => {} } } => {
                 interrupts += 1;
                 printer.interrupted = true;

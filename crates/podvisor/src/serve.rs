@@ -101,7 +101,8 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let mut node = opts.node.clone();
         node.api = Some(std::sync::Arc::new(api));
         let observer = opts.verbose.then(|| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<podvisor_node::NodeEvent>();
+            let (tx, mut rx) =
+                tokio::sync::mpsc::channel::<podvisor_node::NodeEvent>(podvisor_cluster::relay::CAPACITY);
             tokio::spawn(async move {
                 while let Some(e) = rx.recv().await {
                     if let Some(line) = step(&e) {

@@ -1043,6 +1043,22 @@ fn run_names_every_missing_image_up_front() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Issue: a pod that wrote much just before it ended had its last lines cut off by the end of
+/// the run (they were still on their way to the terminal). Every line is printed, in order,
+/// before the run's outcome.
+#[test]
+fn run_prints_every_line_a_pod_wrote_before_it_ended() {
+    let dir = data_dir_with_image("chatty");
+    let data = dir.join("data");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: chatty}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: \"busybox:1.36\", command: [seq, \"1\", \"50000\"]}\n";
+    let (code, out, err) = podvisor(&["run", "-", "--data-dir", data.to_str().unwrap()], Some(pod));
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("chatty/c | ")).collect();
+    assert_eq!(lines.len(), 50000, "{}", &out[out.len().saturating_sub(500)..]);
+    assert!(lines.iter().enumerate().all(|(i, l)| l.parse::<usize>() == Ok(i + 1)), "in order");
+    assert!(!out.contains("not shown"), "nothing skipped");
+}
+
 /// A pod the one node would never run (bound to another node, or excluded by its node
 /// selector or required node affinity) stays Pending for ever under the kubelet and the
 /// scheduler: `run` refuses it up front, naming the file, the field and the node's labels, and
