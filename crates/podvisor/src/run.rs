@@ -270,7 +270,63 @@ pub fn run(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> any
     rt.block_on(run_async(out, manifests, opts))
 }
 
-async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
+/// The run's output, which may go away under it (`podvisor run … | head`): from the first
+/// write to a closed pipe on, what is written is dropped and [`Output::gone`] says so, so that
+/// the run stops its pods in order instead of leaving them running without it.
+struct Output<'a, W: Write> {
+    inner: &'a mut W,
+    gone: bool,
+}
+
+impl<W: Write> Output<'_, W> {
+    fn gone(&self) -> bool {
+        self.gone
+    }
+}
+
+impl<W: Write> Write for Output<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.gone {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.gone = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
+async fn run_async(out: &mut impl Write, manifests: Vec<Manifest>, opts: Options) -> anyhow::Result<Outcome> {
+    let mut out = Output { inner: out, gone: false };
+    let outcome = run_with(&mut out, manifests, opts).await;
+    if out.gone() {
+        // The output went away: the pods were stopped; a closed pipe is not an error.
+        return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());
+    }
+    outcome
+}
+
+async fn run_with<W: Write>(
+    out: &mut Output<'_, W>,
+    mut manifests: Vec<Manifest>,
+    opts: Options,
+) -> anyhow::Result<Outcome> {
     // As the API server refuses a second create of one name, nothing starts when names repeat.
     let mut names = std::collections::BTreeSet::new();
     for m in &manifests {
@@ -349,6 +405,13 @@ async fn run_async(out: &mut impl Write, mut manifests: Vec<Manifest>, opts: Opt
             }
             None => true,
         });
+        if out.gone() && interrupts == 0 {
+            // Nobody reads the run any more (its pipe closed): it stops its pods in order, as
+            // an interrupt does, rather than leave them running without it.
+            interrupts = 1;
+            printer.interrupted = true;
+            cluster.shut_down();
+        }
         if failed_fast.is_some() && interrupts == 0 {
             interrupts = 1;
             printer.erase(out)?;

@@ -1059,6 +1059,35 @@ fn run_prints_every_line_a_pod_wrote_before_it_ended() {
     assert!(!out.contains("not shown"), "nothing skipped");
 }
 
+/// Issue: `podvisor run … | head` left its pods running without it once the pipe closed. The
+/// run now stops them in order, as an interrupt does, and ends; a closed pipe is not an error.
+#[test]
+fn run_stops_its_pods_when_its_output_goes_away() {
+    use std::io::BufRead;
+    let dir = data_dir_with_image("closed");
+    let data = dir.join("data");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: talker}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: \"busybox:1.36\", command: [sh, -c, \"trap 'exit 0' TERM; while :; do echo tick; sleep 0.1; done\"]}\n";
+    let manifest = dir.join("talker.yaml");
+    std::fs::write(&manifest, pod).unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .args(["run", manifest.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ticks = lines.by_ref().map_while(Result::ok).filter(|l| l.contains("tick")).take(3).count();
+    assert_eq!(ticks, 3);
+    drop(lines);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "it ended: {:?}", started.elapsed());
+    let left = Command::new("pgrep").args(["-f", data.to_str().unwrap()]).output().unwrap();
+    assert!(left.stdout.is_empty(), "nothing of the run is left: {}", String::from_utf8_lossy(&left.stdout));
+}
+
 /// A pod the one node would never run (bound to another node, or excluded by its node
 /// selector or required node affinity) stays Pending for ever under the kubelet and the
 /// scheduler: `run` refuses it up front, naming the file, the field and the node's labels, and
