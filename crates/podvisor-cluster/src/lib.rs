@@ -25,6 +25,7 @@ pub mod relay;
 pub mod scheduling;
 pub mod serviceaccounts;
 pub mod store;
+pub mod taints;
 pub mod tokens;
 pub mod values;
 
@@ -229,6 +230,12 @@ impl Cluster {
             takeover_only,
         );
         tokio::spawn(kubelet.run());
+        tokio::spawn(taints::run(
+            store.clone(),
+            cluster.node_name.clone(),
+            cluster.recorder.clone(),
+            cluster.stopping.subscribe(),
+        ));
         let c = cluster.clone();
         tokio::spawn(async move {
             let mut relay = observer.map(relay::Relay::new);

@@ -1951,6 +1951,66 @@ fn inter_pod_anti_affinity_and_affinity_hold_pods_as_on_a_one_node_cluster() {
     server.ok(&["wait", "--for=condition=Ready", "pod/db", "pod/near", "--timeout=60s"], None);
 }
 
+/// Taint-based eviction: a `NoExecute` taint deletes at once the pods that do not tolerate it,
+/// after their `tolerationSeconds` those that tolerate it for a while, never those that tolerate
+/// it for ever; a pod deleted so carries the `DisruptionTarget` condition's event trail; the
+/// taint's removal calls off a planned eviction.
+#[test]
+fn no_execute_taints_evict_pods_after_their_toleration_and_removal_cancels_it() {
+    let dir = data_dir("noexecute");
+    let server = serve(&dir);
+    let node = server.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"], None);
+    let pod = |name: &str, toleration: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  tolerations: [{toleration}]\n  containers: [{{name: c, image: busybox:1.36, command: [sh, -c, \"trap 'exit 0' TERM; sleep 600 & wait\"]}}]\n"
+        )
+    };
+    server.ok(&["apply", "-f", "-"], Some(&pod("plain", "")));
+    server.ok(
+        &["apply", "-f", "-"],
+        Some(&pod("brief", "{key: maintenance, operator: Exists, effect: NoExecute, tolerationSeconds: 3}")),
+    );
+    server.ok(&["apply", "-f", "-"], Some(&pod("patient", "{key: maintenance, operator: Exists, effect: NoExecute}")));
+    server.ok(&["wait", "--for=condition=Ready", "pod/plain", "pod/brief", "pod/patient", "--timeout=60s"], None);
+    let tainted = std::time::Instant::now();
+    server.ok(&["taint", "nodes", &node, "maintenance=yes:NoExecute"], None);
+    server.ok(&["wait", "--for=delete", "pod/plain", "--timeout=30s"], None);
+    assert!(server.kubectl(&["get", "pod", "brief"], None).0 == 0, "brief tolerates it for 3 s");
+    server.ok(&["wait", "--for=delete", "pod/brief", "--timeout=30s"], None);
+    assert!(tainted.elapsed() >= std::time::Duration::from_secs(3), "not before its 3 s: {:?}", tainted.elapsed());
+    let events = server.ok(
+        &["get", "events", "--field-selector", "reason=TaintManagerEviction", "-o", "jsonpath={.items[*].message}"],
+        None,
+    );
+    assert!(
+        events.contains("Marking for deletion Pod default/plain")
+            && events.contains("Marking for deletion Pod default/brief"),
+        "{events}"
+    );
+    assert_eq!(server.ok(&["get", "pod", "patient", "-o", "jsonpath={.status.phase}"], None), "Running");
+    // A planned eviction is called off when the taint goes first.
+    server.ok(
+        &["apply", "-f", "-"],
+        Some(&pod("reprieved", "{key: maintenance, operator: Exists, effect: NoExecute, tolerationSeconds: 4}")),
+    );
+    server.ok(&["wait", "--for=condition=Ready", "pod/reprieved", "--timeout=60s"], None);
+    server.ok(&["taint", "nodes", &node, "maintenance-"], None);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(server.ok(&["get", "pod", "reprieved", "-o", "jsonpath={.status.phase}"], None), "Running");
+    let events = server.ok(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=reprieved,reason=TaintManagerEviction",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        None,
+    );
+    assert!(events.contains("Cancelling deletion of Pod default/reprieved"), "{events}");
+}
+
 /// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve
 /// applies the List's items and names the other kind in kubectl's own words, instead of
 /// stopping at `failed to download openapi`; `cluster-info` answers.
