@@ -267,7 +267,7 @@ impl Kubelet {
         let rejected = self.store.update::<StoreError>(key, |v| {
             let status =
                 json!({"phase": "Failed", "reason": reason, "message": format!("Pod was rejected: {message}")});
-            keep_qos_class(v, status);
+            write_status(v, status);
             Ok(())
         });
         said(format_args!("the rejection of pod {}/{}", key.namespace, key.name), rejected);
@@ -397,7 +397,19 @@ impl Kubelet {
                 } else {
                     h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
                 }
-            } else if mutable_stored(obj) != mutable(h.pod().spec.as_ref())
+            } else if obj.pointer("/spec/readinessGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty())
+                && obj.get("status") != c.previous.as_deref().and_then(|p| p.get("status"))
+            {
+                // A readiness gate's condition may have changed: Ready follows at once.
+                let gated = self.store.update::<StoreError>(&c.key, |v| {
+                    let status = v["status"].clone();
+                    write_status(v, status);
+                    Ok(())
+                });
+                said(format_args!("the readiness of pod {}/{}", c.key.namespace, c.key.name), gated);
+            }
+            if !deleting
+                && mutable_stored(obj) != mutable(h.pod().spec.as_ref())
                 && let Some(spec) = obj.get("spec")
                 && let Ok(spec) = serde_json::from_value::<PodSpec>(spec.clone())
             {
@@ -529,14 +541,10 @@ impl Kubelet {
     }
 }
 
-/// Replaces the stored pod's status with `status`, keeping the QoS class the API server set at
-/// its creation (it never changes).
-fn keep_qos_class(pod: &mut Value, status: Value) {
-    let qos = pod.pointer("/status/qosClass").cloned();
-    pod["status"] = status;
-    if let Some(qos) = qos.filter(|q| !q.is_null()) {
-        pod["status"]["qosClass"] = qos;
-    }
+/// Replaces the stored pod's status with the node's `status`, keeping what is not the node's
+/// (see [`crate::pod_status`]).
+fn write_status(pod: &mut Value, status: Value) {
+    crate::pod_status::merge(pod, status, &crate::values::stamp(jiff::Timestamp::now()));
 }
 
 /// Writes each new status of the pod to the store, and removes the object when the pod has
@@ -553,7 +561,7 @@ async fn sync_status(store: Arc<Store>, key: Key, uid: String, handle: PodHandle
             if v.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid.as_str()) {
                 return Err(StoreError::NotFound(key.clone()));
             }
-            keep_qos_class(v, status);
+            write_status(v, status);
             Ok(())
         });
         let Ok(obj) = written else {

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod events;
 mod kubelet;
 pub mod metrics;
+pub mod pod_status;
 pub mod proxy;
 pub mod rbac;
 pub mod relay;

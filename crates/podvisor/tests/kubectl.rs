@@ -2011,6 +2011,43 @@ fn no_execute_taints_evict_pods_after_their_toleration_and_removal_cancels_it() 
     assert!(events.contains("Cancelling deletion of Pod default/reprieved"), "{events}");
 }
 
+/// R61 through the API: a pod with a readiness gate is Ready only once a controller sets the
+/// gate's condition `True` in its status, and not Ready again when it turns `False`, in the
+/// kubelet's words; the node's own status writes keep the condition.
+#[test]
+fn readiness_gates_set_through_the_status_make_the_pod_ready() {
+    let dir = data_dir("gates");
+    let server = serve(&dir);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: gated}\nspec:\n  terminationGracePeriodSeconds: 1\n  readinessGates: [{conditionType: example.com/feature-1}]\n  containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n";
+    server.ok(&["apply", "-f", "-"], Some(pod));
+    let ready = |what: &str| {
+        server.ok(
+            &["get", "pod", "gated", "-o", &format!("jsonpath={{.status.conditions[?(@.type==\"Ready\")].{what}}}")],
+            None,
+        )
+    };
+    let message = eventually("the gate's verdict", || Some(ready("message")).filter(|m| m.contains("readiness gate")));
+    assert_eq!(message, "corresponding condition of pod readiness gate \"example.com/feature-1\" does not exist.");
+    assert_eq!(ready("reason"), "ReadinessGatesNotReady");
+    let set = |status: &str| {
+        let patch = format!(
+            "{{\"status\":{{\"conditions\":[{{\"type\":\"example.com/feature-1\",\"status\":\"{status}\"}}]}}}}"
+        );
+        server.ok(&["patch", "pod", "gated", "--subresource=status", "-p", &patch], None);
+    };
+    set("True");
+    server.ok(&["wait", "--for=condition=Ready", "pod/gated", "--timeout=30s"], None);
+    set("False");
+    let message = eventually("the gate turned False", || Some(ready("message")).filter(|m| m.contains("is not")));
+    assert_eq!(message, "the status of pod readiness gate \"example.com/feature-1\" is not \"True\", but False");
+    assert_eq!(ready("status"), "False");
+    let gate = server.ok(
+        &["get", "pod", "gated", "-o", "jsonpath={.status.conditions[?(@.type==\"example.com/feature-1\")].status}"],
+        None,
+    );
+    assert_eq!(gate, "False", "the controller's condition is kept");
+}
+
 /// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve
 /// applies the List's items and names the other kind in kubectl's own words, instead of
 /// stopping at `failed to download openapi`; `cluster-info` answers.
