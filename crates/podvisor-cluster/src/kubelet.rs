@@ -494,6 +494,12 @@ impl Kubelet {
             if bound_to.is_some() && ports_taken {
                 return self.reject(&key, obj, "NodePorts", &scheduling::ports_rejection());
             }
+            let taints: Vec<Value> =
+                known.and_then(|n| n.pointer("/spec/taints")).and_then(Value::as_array).cloned().unwrap_or_default();
+            if bound_to.is_some() && crate::taints::untolerated(obj, &taints) {
+                let message = "Predicate TaintToleration failed: node(s) had taints that the pod didn't tolerate";
+                return self.reject(&key, obj, "TaintToleration", message);
+            }
             // The scheduler's last filter: inter-pod affinity and anti-affinity, against the pods
             // already here.
             if bound_to.is_none()

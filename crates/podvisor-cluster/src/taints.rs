@@ -47,6 +47,17 @@ fn tolerates(t: &Value, taint: &Value) -> bool {
     effect && key
 }
 
+/// Whether `pod` leaves one of the node's `NoExecute` taints untolerated (the kubelet refuses to
+/// admit such a pod bound to it).
+pub fn untolerated(pod: &Value, taints: &[Value]) -> bool {
+    let tolerations: Vec<&Value> =
+        pod.pointer("/spec/tolerations").and_then(Value::as_array).into_iter().flatten().collect();
+    taints
+        .iter()
+        .filter(|t| t.get("effect").and_then(Value::as_str) == Some("NoExecute"))
+        .any(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
+}
+
 /// What the node's `taints` mean for `pod`: every `NoExecute` taint must be tolerated, and the
 /// pod stays as long as the shortest `tolerationSeconds` among the tolerations used (none given:
 /// for ever; a negative one counts as zero).
@@ -239,6 +250,11 @@ mod tests {
             decide(&pod(huge), std::slice::from_ref(&taint)),
             Verdict::After(Duration::from_secs(i64::MAX as u64))
         );
+        assert!(untolerated(&pod(json!([])), std::slice::from_ref(&taint)));
+        assert!(!untolerated(
+            &pod(json!([{"key": "maintenance", "operator": "Exists", "tolerationSeconds": 0}])),
+            std::slice::from_ref(&taint)
+        ));
         let other = json!({"key": "other", "effect": "NoExecute"});
         let one = json!([{"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}]);
         assert_eq!(decide(&pod(one), &[taint, other]), Verdict::Now, "every NoExecute taint must be tolerated");

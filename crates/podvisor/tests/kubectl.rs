@@ -1988,6 +1988,23 @@ fn no_execute_taints_evict_pods_after_their_toleration_and_removal_cancels_it() 
         "{events}"
     );
     assert_eq!(server.ok(&["get", "pod", "patient", "-o", "jsonpath={.status.phase}"], None), "Running");
+    // Bound here past the scheduler, without the toleration: it never runs. The kubelet's
+    // admission refuses it (TaintToleration) and the eviction deletes it, whichever comes first,
+    // as in a cluster.
+    let bound = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: bound}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox:1.36, command: [sleep, \"600\"]}}]\n"
+    );
+    server.ok(&["apply", "-f", "-"], Some(&bound));
+    let reasons = eventually("the pod's refusal", || {
+        let r = server.ok(
+            &["get", "events", "--field-selector", "involvedObject.name=bound", "-o", "jsonpath={.items[*].reason}"],
+            None,
+        );
+        (r.contains("TaintToleration") || r.contains("TaintManagerEviction")).then_some(r)
+    });
+    assert!(!reasons.contains("Started") && !reasons.contains("Pulled"), "it never ran: {reasons}");
+    let phase = server.kubectl(&["get", "pod", "bound", "-o", "jsonpath={.status.phase}"], None);
+    assert!(phase.0 != 0 || phase.1 == "Failed", "gone or Failed: {phase:?}");
     // A planned eviction is called off when the taint goes first.
     server.ok(
         &["apply", "-f", "-"],
