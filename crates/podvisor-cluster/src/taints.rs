@@ -111,14 +111,7 @@ pub(crate) async fn run(store: Arc<Store>, node_name: String, recorder: Recorder
             match decide(&pod, &taints) {
                 Verdict::Stay => {
                     if planned.remove(&uid).is_some() {
-                        let message = format!("Cancelling deletion of Pod {}/{}", key.namespace, key.name);
-                        recorder.record(
-                            &Involved::of(Resource::Pods, &pod),
-                            "Normal",
-                            "TaintManagerEviction",
-                            &message,
-                            "taint-eviction-controller",
-                        );
+                        tell(&recorder, &pod, &key, "Cancelling deletion of");
                     }
                 }
                 Verdict::Now => evict(&store, &recorder, &key, &pod),
@@ -132,14 +125,7 @@ pub(crate) async fn run(store: Arc<Store>, node_name: String, recorder: Recorder
                     let sooner = planned.get(&uid).is_some_and(|(_, t)| *t <= at);
                     if !sooner {
                         if !planned.contains_key(&uid) {
-                            let message = format!("Marking for deletion Pod {}/{}", key.namespace, key.name);
-                            recorder.record(
-                                &Involved::of(Resource::Pods, &pod),
-                                "Normal",
-                                "TaintManagerEviction",
-                                &message,
-                                "taint-eviction-controller",
-                            );
+                            tell(&recorder, &pod, &key, "Marking for deletion");
                         }
                         planned.insert(uid, (key, at));
                     }
@@ -178,17 +164,18 @@ pub(crate) async fn run(store: Arc<Store>, node_name: String, recorder: Recorder
     }
 }
 
+/// The controller's `TaintManagerEviction` event about `pod`: `what` (`Marking for deletion`,
+/// `Cancelling deletion of`) it does.
+fn tell(recorder: &Recorder, pod: &Value, key: &Key, what: &str) {
+    let message = format!("{what} Pod {}/{}", key.namespace, key.name);
+    let about = Involved::of(Resource::Pods, pod);
+    recorder.record(&about, "Normal", "TaintManagerEviction", &message, "taint-eviction-controller");
+}
+
 /// Deletes `pod` as the taint eviction controller does: the `DisruptionTarget` condition, then a
 /// deletion with the pod's own grace period.
 fn evict(store: &Store, recorder: &Recorder, key: &Key, pod: &Value) {
-    let message = format!("Marking for deletion Pod {}/{}", key.namespace, key.name);
-    recorder.record(
-        &Involved::of(Resource::Pods, pod),
-        "Normal",
-        "TaintManagerEviction",
-        &message,
-        "taint-eviction-controller",
-    );
+    tell(recorder, pod, key, "Marking for deletion");
     let now = crate::values::stamp(jiff::Timestamp::now());
     let marked = store.update::<StoreError>(key, |v| {
         let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
