@@ -20,13 +20,14 @@ pub fn merge(pod: &mut Value, mut status: Value, now: &str) {
     if let Some(qos) = old.get("qosClass").filter(|q| !q.is_null()) {
         status["qosClass"] = qos.clone();
     }
+    let ours = conditions(&status);
     let theirs: Vec<Value> = old
         .get("conditions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter(|c| !KUBELET_CONDITIONS.contains(&c["type"].as_str().unwrap_or("")))
-        .filter(|c| !conditions(&status).iter().any(|n| n["type"] == c["type"]))
+        .filter(|c| !ours.iter().any(|n| n["type"] == c["type"]))
         .cloned()
         .collect();
     if !theirs.is_empty() {

@@ -100,7 +100,11 @@ pub(crate) async fn run(store: Arc<Store>, node_name: String, recorder: Recorder
             .unwrap_or_default();
         let now = Instant::now();
         let mut seen = std::collections::HashSet::new();
-        for pod in store.list(Resource::Pods, None).0 {
+        // Without a NoExecute taint and nothing planned, no pod has anything to do here: the
+        // pods' own changes (their status, many per start) cost no scan.
+        let no_execute = taints.iter().any(|t| t.get("effect").and_then(Value::as_str) == Some("NoExecute"));
+        let pods = if no_execute || !planned.is_empty() { store.list(Resource::Pods, None).0 } else { Vec::new() };
+        for pod in pods {
             let on_node = pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node_name.as_str());
             if !on_node || is_terminal(&pod) || is_deleting(&pod) {
                 continue;
