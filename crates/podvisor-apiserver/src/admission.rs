@@ -155,8 +155,10 @@ pub fn admit(
             | Resource::PersistentVolumeClaims
     ) {
         names(resource, &obj)?;
+        let warnings =
+            if resource == Resource::PriorityClasses { priority_class(&mut obj, validation)? } else { Vec::new() };
         normalize(resource, &mut obj);
-        return Ok(Admitted { object: obj, warnings: Vec::new() });
+        return Ok(Admitted { object: obj, warnings });
     }
     let (object, problems) = podvisor_manifest::decode_value(&obj);
     let (unknown, other): (Vec<_>, Vec<_>) = problems.into_iter().partition(|p| p.unknown_field.is_some());
@@ -188,6 +190,34 @@ pub fn admit(
     };
     Ok(Admitted { object: out, warnings })
 }
+
+/// A PriorityClass's decoding (types, unknown fields as `validation` says), default and
+/// validation; the warnings of the unknown fields dropped.
+fn priority_class(obj: &mut Value, validation: FieldValidation) -> Result<Vec<String>, AdmissionError> {
+    use podvisor_objects::priority;
+    let bad = |m: String| {
+        AdmissionError::BadRequest(format!("PriorityClass in version \"v1\" cannot be handled as a PriorityClass: {m}"))
+    };
+    let unknown = priority::decode(obj).map_err(bad)?;
+    let warnings = match validation {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            let list: Vec<String> =
+                unknown.iter().map(|f| format!("strict decoding error: unknown field \"{f}\"")).collect();
+            return Err(bad(list.join(", ")));
+        }
+        FieldValidation::Warn => unknown.iter().map(|f| format!("unknown field {f:?}")).collect(),
+        FieldValidation::Strict | FieldValidation::Ignore => Vec::new(),
+    };
+    let errors = priority::validate(obj);
+    if !errors.is_empty() {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        return Err(AdmissionError::Invalid(Invalid { kind: PRIORITY_CLASS.into(), name, errors }));
+    }
+    Ok(warnings)
+}
+
+/// The kind of a PriorityClass as the API server names it in messages.
+const PRIORITY_CLASS: &str = "PriorityClass.scheduling.k8s.io";
 
 /// The typed step of admission, for a request body and a manifest alike: the API server's
 /// defaults, then its validation.
@@ -368,6 +398,16 @@ pub fn check_update(resource: Resource, old: &Value, new: &Value) -> Result<(), 
                 if old.get(field) != new.get(field) {
                     return Err(AdmissionError::field(kind, name, field, message));
                 }
+            }
+        }
+        Resource::PriorityClasses => {
+            let errors = podvisor_objects::priority::validate_update(old, new);
+            if !errors.is_empty() {
+                return Err(AdmissionError::Invalid(Invalid {
+                    kind: PRIORITY_CLASS.into(),
+                    name: name.to_string(),
+                    errors,
+                }));
             }
         }
         Resource::Services => {

@@ -179,6 +179,9 @@ fn columns(r: Resource) -> &'static [(&'static str, u8)] {
             ("AllowVolumeExpansion", 0),
             ("Age", 0),
         ],
+        Resource::PriorityClasses => {
+            &[("Name", 0), ("Value", 0), ("Global-Default", 0), ("Age", 0), ("PreemptionPolicy", 0)]
+        }
     }
 }
 
@@ -221,7 +224,7 @@ fn list<'a>(v: &'a Value, pointer: &str) -> impl Iterator<Item = &'a Value> {
 }
 
 fn integer_column(name: &str) -> bool {
-    matches!(name, "Up-to-date" | "Available" | "Desired" | "Current" | "Count" | "Data" | "Active")
+    matches!(name, "Up-to-date" | "Available" | "Desired" | "Current" | "Count" | "Data" | "Active" | "Value")
 }
 
 /// The column definitions of `resource`'s Table.
@@ -626,6 +629,13 @@ pub fn cells(r: Resource, v: &Value, now: Timestamp) -> Vec<Value> {
                 json!(created),
             ]
         }
+        Resource::PriorityClasses => vec![
+            json!(name),
+            json!(int(v, "/value")),
+            json!(v.get("globalDefault").and_then(Value::as_bool).unwrap_or(false)),
+            json!(created),
+            json!(s(v, "/preemptionPolicy")),
+        ],
         Resource::Roles | Resource::ClusterRoles => vec![json!(name), json!(s(v, "/metadata/creationTimestamp"))],
         Resource::RoleBindings | Resource::ClusterRoleBindings => {
             let subjects = |kind: &str| {

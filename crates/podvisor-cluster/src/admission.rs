@@ -7,10 +7,13 @@
 //! - **DefaultStorageClass** (claims): a claim that names no class gets the default one.
 //! - **StorageObjectInUseProtection** (claims and volumes): the `kubernetes.io/pvc-protection`
 //!   and `kubernetes.io/pv-protection` finalizers, which keep an object in use from going.
-//! - **Priority** and **DefaultTolerationSeconds** (pods): `priority` and `preemptionPolicy`,
-//!   and tolerations of an unready or unreachable node for 300 seconds.
+//! - **Priority** (pods and PriorityClasses): a pod's `priority` and `preemptionPolicy` from
+//!   its class or the global default one; one default class at most.
+//! - **DefaultTolerationSeconds** (pods): tolerations of an unready or unreachable node for 300
+//!   seconds.
 
 use podvisor_objects::kinds::Resource;
+use podvisor_objects::priority;
 use serde_json::{Value, json};
 
 use crate::serviceaccounts::ApiAccess;
@@ -47,30 +50,39 @@ fn add_finalizer(obj: &mut Value, finalizer: &str) {
     }
 }
 
-/// The priority classes every cluster has, and their values.
-const SYSTEM_PRIORITY_CLASSES: [(&str, i64); 2] =
-    [("system-node-critical", 2_000_001_000), ("system-cluster-critical", 2_000_000_000)];
+/// The class pods without a `priorityClassName` get: the one marked `globalDefault` (the lowest
+/// valued, should a race have made two), if any.
+fn default_priority_class(store: &Store) -> Option<std::sync::Arc<Value>> {
+    let (classes, _) = store.list(Resource::PriorityClasses, None);
+    classes.into_iter().filter(|c| priority::is_global_default(c)).min_by_key(|c| priority::value(c))
+}
 
-/// The **Priority** admission plugin: a pod gets the value of its `priorityClassName` (one of
-/// the system classes; PriorityClass objects are not served, so any other name is not found)
-/// or 0 without one, and `preemptionPolicy` `PreemptLowerPriority`; a pod that gives its own
-/// `priority` is refused unless it is the value computed.
-fn priority(obj: &mut Value) -> Result<(), StoreError> {
+/// The **Priority** admission plugin, for a pod: it gets the value and preemption policy of
+/// its `priorityClassName` (a class of the store, or a system class), or of the global
+/// default class (whose name it then carries), or 0 and `PreemptLowerPriority` without
+/// either. A pod that names a class that does not exist is refused, and so is one that gives
+/// its own `priority` or `preemptionPolicy` other than the ones computed.
+fn priority(store: &Store, obj: &mut Value) -> Result<(), StoreError> {
     let key = crate::store::Key::of(Resource::Pods, obj);
-    let class = obj.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
-    let value = if class.is_empty() {
-        0
+    let named = obj.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
+    let class = if named.is_empty() {
+        default_priority_class(store)
     } else {
-        match SYSTEM_PRIORITY_CLASSES.iter().find(|(name, _)| *name == class) {
-            Some((_, v)) => *v,
+        let stored = store.get(&crate::store::Key::new(Resource::PriorityClasses, "", &named));
+        let system =
+            || priority::system_classes().into_iter().find(|c| c.pointer("/metadata/name") == Some(&json!(named)));
+        match stored.or_else(|| system().map(std::sync::Arc::new)) {
+            Some(c) => Some(c),
             None => {
                 return Err(StoreError::Forbidden {
                     key,
-                    why: format!("no PriorityClass with name {class} was found"),
+                    why: format!("no PriorityClass with name {named} was found"),
                 });
             }
         }
     };
+    let value = class.as_deref().map_or(0, priority::value);
+    let policy = class.as_deref().map_or(priority::DEFAULT_PREEMPTION, priority::preemption_policy).to_string();
     if let Some(given) = obj.pointer("/spec/priority").and_then(Value::as_i64)
         && given != value
     {
@@ -81,11 +93,52 @@ fn priority(obj: &mut Value) -> Result<(), StoreError> {
             ),
         });
     }
-    obj["spec"]["priority"] = json!(value);
-    if obj.pointer("/spec/preemptionPolicy").is_none_or(Value::is_null) {
-        obj["spec"]["preemptionPolicy"] = json!("PreemptLowerPriority");
+    if let Some(given) = obj.pointer("/spec/preemptionPolicy").and_then(Value::as_str)
+        && given != policy
+    {
+        return Err(StoreError::Forbidden {
+            key,
+            why: format!(
+                "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+            ),
+        });
     }
+    if named.is_empty()
+        && let Some(name) = class.as_deref().and_then(|c| c.pointer("/metadata/name"))
+    {
+        obj["spec"]["priorityClassName"] = name.clone();
+    }
+    obj["spec"]["priority"] = json!(value);
+    obj["spec"]["preemptionPolicy"] = json!(policy);
     Ok(())
+}
+
+/// The **Priority** admission plugin, for a class created or updated: only one class may be
+/// the global default.
+fn one_default_class(store: &Store, class: &Value) -> Result<(), StoreError> {
+    if !priority::is_global_default(class) {
+        return Ok(());
+    }
+    let name = class.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    match default_priority_class(store) {
+        Some(other) if other.pointer("/metadata/name").and_then(Value::as_str) != Some(name) => {
+            let other = other.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+            Err(StoreError::Forbidden {
+                key: crate::store::Key::new(Resource::PriorityClasses, "", name),
+                why: format!("PriorityClass {other} is already marked as default. Only one default can exist"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies the store-reading admission plugins to `obj`, the new form of a `resource` an
+/// update is about to store (the Priority plugin's one default class).
+pub fn admit_update(store: &Store, resource: Resource, obj: &Value) -> Result<(), StoreError> {
+    match resource {
+        Resource::PriorityClasses => one_default_class(store, obj),
+        _ => Ok(()),
+    }
 }
 
 /// The **DefaultTolerationSeconds** admission plugin: a pod that does not tolerate a node
@@ -120,7 +173,7 @@ pub fn admit_create(
     obj: &mut Value,
 ) -> Result<(), StoreError> {
     if resource == Resource::Pods {
-        priority(obj)?;
+        priority(store, obj)?;
         default_toleration_seconds(obj);
     }
     match resource {
@@ -134,6 +187,7 @@ pub fn admit_create(
             add_finalizer(obj, PVC_PROTECTION);
             Ok(())
         }
+        Resource::PriorityClasses => one_default_class(store, obj),
         Resource::PersistentVolumes => {
             add_finalizer(obj, PV_PROTECTION);
             if obj.pointer("/status/phase").is_none_or(Value::is_null) {
@@ -190,12 +244,12 @@ mod tests {
                 {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
             ])
         );
-        let critical = admit(json!({"priorityClassName": "system-node-critical", "preemptionPolicy": "Never",
+        let critical = admit(json!({"priorityClassName": "system-node-critical",
             "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]}))
         .unwrap();
         assert_eq!(
             (&critical["spec"]["priority"], &critical["spec"]["preemptionPolicy"]),
-            (&json!(2_000_001_000), &json!("Never"))
+            (&json!(2_000_001_000), &json!("PreemptLowerPriority"))
         );
         let tolerated: Vec<&str> =
             critical["spec"]["tolerations"].as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
@@ -211,5 +265,44 @@ mod tests {
             "pods \"p\" is forbidden: the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name"
         );
         assert!(admit(json!({"priority": 0})).is_ok(), "the value computed may be given");
+        assert_eq!(
+            admit(json!({"preemptionPolicy": "Never"})).unwrap_err(),
+            "pods \"p\" is forbidden: the string value of PreemptionPolicy (Never) must not be provided in pod spec; priority admission controller computed PreemptLowerPriority from the given PriorityClass name"
+        );
+    }
+
+    #[test]
+    fn pods_take_their_class_or_the_one_global_default() {
+        let store = Store::in_memory();
+        let class = |name: &str, value: i64, default: bool, policy: &str| {
+            let mut c = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                               "value": value, "globalDefault": default, "preemptionPolicy": policy});
+            admit_create(&store, None, Resource::PriorityClasses, &mut c).map(|()| c).map_err(|e| e.to_string())
+        };
+        let admit = |spec: Value| {
+            let mut pod = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec});
+            admit_create(&store, None, Resource::Pods, &mut pod)
+                .map(|()| pod["spec"].clone())
+                .map_err(|e| e.to_string())
+        };
+        store.create(Resource::PriorityClasses, class("batch", 50, false, "Never").unwrap()).unwrap();
+        let spec = admit(json!({"priorityClassName": "batch"})).unwrap();
+        assert_eq!((&spec["priority"], &spec["preemptionPolicy"]), (&json!(50), &json!("Never")));
+        store.create(Resource::PriorityClasses, class("normal", 10, true, "PreemptLowerPriority").unwrap()).unwrap();
+        let spec = admit(json!({})).unwrap();
+        assert_eq!(
+            (&spec["priorityClassName"], &spec["priority"], &spec["preemptionPolicy"]),
+            (&json!("normal"), &json!(10), &json!("PreemptLowerPriority")),
+            "a pod without a class carries the default one's name"
+        );
+        assert_eq!(
+            class("other", 20, true, "Never").unwrap_err(),
+            "priorityclasses.scheduling.k8s.io \"other\" is forbidden: PriorityClass normal is already marked as default. Only one default can exist"
+        );
+        let mut normal =
+            (*store.get(&crate::store::Key::new(Resource::PriorityClasses, "", "normal")).unwrap()).clone();
+        assert!(admit_update(&store, Resource::PriorityClasses, &normal).is_ok(), "the default itself may be updated");
+        normal["metadata"]["name"] = json!("batch");
+        assert!(admit_update(&store, Resource::PriorityClasses, &normal).is_err(), "another may not become one");
     }
 }

@@ -319,6 +319,12 @@ impl Cluster {
             let class = controllers::volumes::default_class();
             store::said("storageclass standard", self.store.create(Resource::StorageClasses, class));
         }
+        for class in podvisor_objects::priority::system_classes() {
+            let name = class.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            if self.store.get(&Key::new(Resource::PriorityClasses, "", &name)).is_none() {
+                store::said(format_args!("priorityclass {name}"), self.store.create(Resource::PriorityClasses, class));
+            }
+        }
         if let Some(api) = &self.api {
             let (namespaces, _) = self.store.list(Resource::Namespaces, None);
             for ns in namespaces.iter().filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str)) {
@@ -403,11 +409,16 @@ impl Cluster {
     }
 
     /// Deletes an object (see [`delete::delete`]). The namespaces the API server keeps
-    /// (`default`, `kube-system`, `kube-public`) are refused as it refuses them; this node,
-    /// deleted, registers again at once, as a kubelet registers its node.
+    /// (`default`, `kube-system`, `kube-public`) and the system priority classes are refused as
+    /// it refuses them; this node, deleted, registers again at once, as a kubelet registers its
+    /// node.
     pub fn delete(&self, key: &Key, opts: &DeleteOptions) -> Result<Obj, StoreError> {
         if key.resource == Resource::Namespaces && IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
             return Err(StoreError::Forbidden { key: key.clone(), why: "this namespace may not be deleted".into() });
+        }
+        if key.resource == Resource::PriorityClasses && podvisor_objects::priority::is_system(&key.name) {
+            let why = "this is a system priority class and cannot be deleted".into();
+            return Err(StoreError::Forbidden { key: key.clone(), why });
         }
         if key.resource == Resource::Namespaces {
             // As the API server: the namespace is Terminating, and stays until the namespace

@@ -56,6 +56,9 @@ pub enum Resource {
     PersistentVolumes,
     /// `storage.k8s.io/v1` storageclasses (cluster-scoped).
     StorageClasses,
+    /// `scheduling.k8s.io/v1` priorityclasses (cluster-scoped): the names pods give for their
+    /// priority.
+    PriorityClasses,
     /// `authorization.k8s.io/v1` selfsubjectaccessreviews: "may I?" (`kubectl auth can-i`),
     /// answered at once and never stored.
     SelfSubjectAccessReviews,
@@ -84,7 +87,7 @@ pub struct Info {
 
 impl Resource {
     /// Every resource served.
-    pub const ALL: [Resource; 27] = [
+    pub const ALL: [Resource; 28] = [
         Resource::Pods,
         Resource::Jobs,
         Resource::Deployments,
@@ -111,6 +114,7 @@ impl Resource {
         Resource::PersistentVolumeClaims,
         Resource::PersistentVolumes,
         Resource::StorageClasses,
+        Resource::PriorityClasses,
         Resource::SelfSubjectAccessReviews,
     ];
 
@@ -175,6 +179,9 @@ impl Resource {
             }
             Resource::StorageClasses => {
                 i("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], &[])
+            }
+            Resource::PriorityClasses => {
+                i("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], &[])
             }
             Resource::SelfSubjectAccessReviews => i(
                 "authorization.k8s.io",

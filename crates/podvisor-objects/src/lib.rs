@@ -15,6 +15,7 @@ pub mod kinds;
 pub mod node_affinity;
 pub mod objects;
 pub mod openapi;
+pub mod priority;
 pub mod resources;
 pub mod service;
 pub mod uid;

@@ -11,7 +11,7 @@
 
 mod patch_meta;
 
-use k8s_openapi::api::{apps, authorization, batch, coordination, core, discovery, rbac, storage};
+use k8s_openapi::api::{apps, authorization, batch, coordination, core, discovery, rbac, scheduling, storage};
 use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
@@ -51,6 +51,7 @@ fn root(resource: Resource, generator: &mut SchemaGenerator) -> Option<String> {
         Resource::PersistentVolumeClaims => add::<core::v1::PersistentVolumeClaim>(generator),
         Resource::PersistentVolumes => add::<core::v1::PersistentVolume>(generator),
         Resource::StorageClasses => add::<storage::v1::StorageClass>(generator),
+        Resource::PriorityClasses => add::<scheduling::v1::PriorityClass>(generator),
         Resource::SelfSubjectAccessReviews => add::<authorization::v1::SelfSubjectAccessReview>(generator),
         Resource::PodMetrics | Resource::NodeMetrics => return None,
     })

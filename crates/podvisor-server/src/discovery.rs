@@ -261,6 +261,7 @@ mod tests {
                 "metrics.k8s.io",
                 "rbac.authorization.k8s.io",
                 "storage.k8s.io",
+                "scheduling.k8s.io",
                 "authorization.k8s.io"
             ]
         );

@@ -2032,7 +2032,7 @@ fn no_execute_taints_evict_pods_after_their_toleration_and_removal_cancels_it() 
 /// gate's condition `True` in its status, and not Ready again when it turns `False`, in the
 /// kubelet's words; the node's own status writes keep the condition.
 #[test]
-fn readiness_gates_set_through_the_status_make_the_pod_ready() {
+fn r61_readiness_gates_set_through_the_status_make_the_pod_ready() {
     let dir = data_dir("gates");
     let server = serve(&dir);
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: gated}\nspec:\n  terminationGracePeriodSeconds: 1\n  readinessGates: [{conditionType: example.com/feature-1}]\n  containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n";
@@ -2063,6 +2063,67 @@ fn readiness_gates_set_through_the_status_make_the_pod_ready() {
         None,
     );
     assert_eq!(gate, "False", "the controller's condition is kept");
+}
+
+/// PriorityClasses are served as the API server serves them: the system classes are there
+/// from the start and may not be deleted; `kubectl create priorityclass` makes one; its value
+/// and policy may not change, the rest may; one class at most is the global default; a pod
+/// gets its class's value and policy, or the default class's name and value.
+#[test]
+fn priority_classes_give_pods_their_priority_as_the_api_server_does() {
+    let dir = data_dir("priority");
+    let server = serve(&dir);
+    let listed = server.ok(&["get", "priorityclasses"], None);
+    let header: Vec<&str> = listed.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("system-node-critical ") && l.contains(" 2000001000 ")), "{listed}");
+    let (code, _, err) = server.kubectl(&["delete", "pc", "system-node-critical"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("priorityclasses.scheduling.k8s.io \"system-node-critical\" is forbidden: this is a system priority class and cannot be deleted"),
+        "{err}"
+    );
+    server.ok(&["create", "priorityclass", "batch", "--value=50", "--preemption-policy=Never"], None);
+    let default = "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: normal, labels: {team: a}}\nvalue: 10\nglobalDefault: true\n";
+    server.ok(&["apply", "-f", "-"], Some(default));
+    let (code, _, err) = server.kubectl(&["create", "priorityclass", "other", "--value=20", "--global-default"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("PriorityClass normal is already marked as default. Only one default can exist"), "{err}");
+    let (code, _, err) = server.kubectl(&["create", "priorityclass", "huge", "--value=1000000001"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("value: Forbidden: maximum allowed value of a user defined priority is 1000000000"), "{err}");
+    let (code, _, err) = server.kubectl(&["patch", "pc", "batch", "-p", "{\"value\": 60}"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("value: Forbidden: may not be changed in an update."), "{err}");
+    server.ok(&["patch", "pc", "batch", "-p", "{\"description\": \"for batch work\"}"], None);
+    assert_eq!(
+        server.ok(&["get", "pc", "batch", "-o", "jsonpath={.description} {.preemptionPolicy}"], None),
+        "for batch work Never"
+    );
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: batch-pod}\nspec:\n  priorityClassName: batch\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: plain-pod}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers: [{name: c, image: busybox:1.36, command: [sleep, \"600\"]}]\n";
+    server.ok(&["apply", "-f", "-"], Some(pods));
+    let spec = |pod: &str| {
+        server.ok(
+            &["get", "pod", pod, "-o", "jsonpath={.spec.priorityClassName} {.spec.priority} {.spec.preemptionPolicy}"],
+            None,
+        )
+    };
+    assert_eq!(spec("batch-pod"), "batch 50 Never");
+    assert_eq!(spec("plain-pod"), "normal 10 PreemptLowerPriority", "the default class names a pod without one");
+    let never = "apiVersion: v1\nkind: Pod\nmetadata: {name: never}\nspec:\n  preemptionPolicy: Never\n  containers: [{name: c, image: busybox:1.36}]\n";
+    let (code, _, err) = server.kubectl(&["apply", "-f", "-"], Some(never));
+    assert_eq!(code, 1);
+    assert!(err.contains("the string value of PreemptionPolicy (Never) must not be provided in pod spec"), "{err}");
+    server.ok(&["delete", "pc", "-l", "team=a"], None);
+    let left = server.ok(&["get", "pc", "-o", "name"], None);
+    assert_eq!(
+        left.lines().collect::<Vec<_>>(),
+        [
+            "priorityclass.scheduling.k8s.io/batch",
+            "priorityclass.scheduling.k8s.io/system-cluster-critical",
+            "priorityclass.scheduling.k8s.io/system-node-critical"
+        ]
+    );
 }
 
 /// #17: `kubectl apply -f dir/` with a `kind: List` and a kind podvisor does not serve

@@ -2175,6 +2175,16 @@ pub(super) static MESSAGES: &[(&str, &[Field])] = &[
         ],
     ),
     (
+        "scheduling.k8s.io.v1.PriorityClass",
+        &[
+            f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),
+            f(2, "value", Kind::Int32, 0),
+            f(3, "globalDefault", Kind::Bool, OMIT_ZERO),
+            f(4, "description", Kind::String, OMIT_ZERO),
+            f(5, "preemptionPolicy", Kind::String, 0),
+        ],
+    ),
+    (
         "storage.k8s.io.v1.StorageClass",
         &[
             f(1, "metadata", Kind::Message("meta.v1.ObjectMeta"), OMIT_ZERO),

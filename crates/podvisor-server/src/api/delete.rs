@@ -1,6 +1,7 @@
 //! DELETE of an object, with its options (grace, propagation, preconditions).
 
 use podvisor_cluster::{DeleteOptions, Key, Propagation, StoreError};
+use podvisor_objects::kinds::Resource;
 use serde_json::{Value, json};
 
 use crate::Reply;
@@ -47,7 +48,14 @@ impl Call<'_> {
             let (labels, fields) = self.selectors()?;
             let (items, _) = self.state.store().list(self.resource, self.namespace.as_deref());
             let mut gone = Vec::new();
-            for o in items.iter().filter(|o| labels.matches_object(o) && fields.matches(self.resource, o)) {
+            // What a single delete may not remove (the system priority classes) stays.
+            let kept = |o: &Value| {
+                self.resource == Resource::PriorityClasses
+                    && podvisor_objects::priority::is_system(
+                        o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(""),
+                    )
+            };
+            for o in items.iter().filter(|o| labels.matches_object(o) && fields.matches(self.resource, o) && !kept(o)) {
                 if !self.dry_run() {
                     gone.push((*self.state.cluster.delete(&Key::of(self.resource, o), &opts)?).clone());
                 }

@@ -142,6 +142,9 @@ impl Call<'_> {
         } else {
             Vec::new()
         };
+        if !status_only {
+            podvisor_cluster::admission::admit_update(self.state.store(), resource, &new)?;
+        }
         let (manager, now) = (self.manager(), Self::now());
         let apply = |cur: &mut Value| -> Result<(), ApiError> {
             if let Some(rv) = new.pointer("/metadata/resourceVersion").and_then(Value::as_str)
