@@ -219,6 +219,7 @@ impl Cluster {
             bursts: Default::default(),
             api: cluster.api.clone(),
             local_path: Some(node.data_dir().join("local-path")),
+            missing_nodes: Default::default(),
         };
         tokio::spawn(controllers::run(ctx, stop_rx));
         let kubelet = kubelet::Kubelet::new(

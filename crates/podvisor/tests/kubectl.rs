@@ -1734,8 +1734,9 @@ fn cordons_and_taints_hold_pods_back_and_the_node_has_a_lease() {
 
 /// The scheduler's NodeAffinity filter: a pod whose node selector or required node affinity
 /// the node does not match stays Pending with the scheduler's message until the node is
-/// labelled; a pod bound to another node is never run here; one bound here that the node does
-/// not match is rejected by the kubelet's admission (Failed, `NodeAffinity`).
+/// labelled; a pod bound to another node is never run here (and is collected once that node
+/// has been missing for the pod garbage collector's quarantine); one bound here that the node
+/// does not match is rejected by the kubelet's admission (Failed, `NodeAffinity`).
 #[test]
 fn node_selectors_and_affinity_place_pods_as_the_scheduler_and_kubelet_do() {
     let dir = data_dir("affinity");
@@ -1784,6 +1785,13 @@ fn node_selectors_and_affinity_place_pods_as_the_scheduler_and_kubelet_do() {
     let elsewhere: serde_json::Value = serde_json::from_str(&elsewhere).unwrap();
     assert!(elsewhere["status"].get("containerStatuses").is_none(), "{elsewhere}");
     assert!(elsewhere["status"]["phase"].as_str().is_none_or(|p| p == "Pending"), "{elsewhere}");
+    // No node of that name exists: the pod garbage collector removes the pod once the node has
+    // been missing for its 40 s quarantine, and not before.
+    let since = std::time::Instant::now();
+    let (code, _, err) = server.kubectl(&["wait", "--for=delete", "pod/elsewhere", "--timeout=30s"], None);
+    assert_ne!(code, 0, "kept during the quarantine: {err}");
+    server.ok(&["wait", "--for=delete", "pod/elsewhere", "--timeout=60s"], None);
+    assert!(since.elapsed() >= std::time::Duration::from_secs(30));
 }
 
 /// The scheduler's NodeResourcesFit filter and the kubelet's admission: a pod whose requests

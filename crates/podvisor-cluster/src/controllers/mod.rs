@@ -1,7 +1,8 @@
 //! The controllers: Job, CronJob, Deployment, ReplicaSet, StatefulSet, DaemonSet,
-//! EndpointSlice, the persistent-volume binder and provisioner, and the garbage collector. One task reacts
-//! to every store change by reconciling the objects it touches (an object, its controller
-//! owner), level-triggered and idempotent; timers (Job back-off and deadlines) wake it when
+//! EndpointSlice, the persistent-volume binder and provisioner, and the garbage collectors (by
+//! owner, and of pods whose node is gone). One task reacts to every store change by
+//! reconciling the objects it touches (an object, its controller owner), level-triggered and
+//! idempotent; timers (Job back-off and deadlines, the pod collector's quarantine) wake it when
 //! something is due.
 //!
 //! Each controller is shaped as kube-runtime's: the stored object is decoded once into its
@@ -18,6 +19,7 @@ pub mod endpointslices;
 pub mod gc;
 pub mod jobs;
 pub mod namespaces;
+pub mod podgc;
 pub mod replicasets;
 pub mod statefulsets;
 pub mod volumes;
@@ -72,6 +74,7 @@ pub(crate) fn test_ctx(store: &Arc<Store>) -> Ctx {
         bursts: Default::default(),
         api: None,
         local_path: None,
+        missing_nodes: Default::default(),
     }
 }
 
@@ -90,6 +93,9 @@ pub(crate) struct Ctx {
     pub api: Option<Arc<crate::serviceaccounts::ApiAccess>>,
     /// Where local-path volumes live (`<data-dir>/local-path`).
     pub local_path: Option<std::path::PathBuf>,
+    /// Since when each node that pods are bound to has been missing (the pod garbage
+    /// collector's quarantine).
+    pub missing_nodes: Arc<std::sync::Mutex<HashMap<String, Instant>>>,
 }
 
 /// What a reconcile asks for next, as kube-runtime's `Action`: to be reconciled again after a
@@ -373,6 +379,7 @@ fn affected(c: &Change, store: &Store) -> Vec<Key> {
                 .map(|n| Key::new(Resource::PersistentVolumeClaims, &c.key.namespace, n)),
         );
     }
+    podgc::affected(c, store, &mut keys);
     // A node's labels and taints decide where daemons run.
     if c.key.resource == Resource::Nodes {
         keys.extend(store.list(Resource::DaemonSets, None).0.iter().map(|d| Key::of(Resource::DaemonSets, d)));
@@ -594,7 +601,10 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     }
     if is_deleting(&obj) {
         gc::foreground(ctx, key, &obj)?;
-        return Ok(Action::await_change());
+        // A pod being deleted whose node is gone is still the pod collector's.
+        if key.resource != Resource::Pods {
+            return Ok(Action::await_change());
+        }
     }
     match key.resource {
         Resource::Jobs => jobs::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
@@ -604,6 +614,7 @@ fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         Resource::CronJobs => cronjobs::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         Resource::StatefulSets => statefulsets::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
         Resource::DaemonSets => daemonsets::reconcile(&decode(&ctx.store, key.resource, &obj)?, ctx),
+        Resource::Pods => podgc::reconcile(ctx, key, &obj),
         _ => Ok(Action::await_change()),
     }
 }
