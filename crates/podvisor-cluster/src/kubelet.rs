@@ -397,16 +397,12 @@ impl Kubelet {
                 } else {
                     h.delete(obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64));
                 }
-            } else if obj.pointer("/spec/readinessGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty())
-                && obj.get("status") != c.previous.as_deref().and_then(|p| p.get("status"))
-            {
-                // A readiness gate's condition may have changed: Ready follows at once.
-                let gated = self.store.update::<StoreError>(&c.key, |v| {
-                    let status = v["status"].clone();
-                    write_status(v, status);
-                    Ok(())
-                });
-                said(format_args!("the readiness of pod {}/{}", c.key.namespace, c.key.name), gated);
+            } else {
+                // A readiness gate's condition changed: the pod's Ready follows at once.
+                let gates = gate_conditions(obj);
+                if gates != c.previous.as_deref().map(gate_conditions).unwrap_or_default() {
+                    h.set_conditions(gates);
+                }
             }
             if !deleting
                 && mutable_stored(obj) != mutable(h.pod().spec.as_ref())
@@ -530,6 +526,7 @@ impl Kubelet {
             Ok(())
         });
         let obj = bound.map(|o| (*o).clone()).unwrap_or_else(|_| obj.clone());
+        let gates = gate_conditions(&obj);
         let pod: Pod = match serde_json::from_value(obj) {
             Ok(p) => p,
             Err(e) => {
@@ -539,6 +536,9 @@ impl Kubelet {
         };
         let requested = pod.spec.as_ref().and_then(|s| podvisor_objects::resources::effective(s, false).ok());
         let handle = self.node.run_pod(pod);
+        if !gates.is_empty() {
+            handle.set_conditions(gates);
+        }
         let uid = handle.uid().to_string();
         self.handles.insert(uid.clone(), handle.clone());
         self.requests.insert(uid.clone(), requested.unwrap_or_default());
@@ -547,10 +547,28 @@ impl Kubelet {
     }
 }
 
+/// The conditions of the pod's readiness gates as its status has them (set by others, through
+/// the API): type and status.
+fn gate_conditions(pod: &Value) -> std::collections::BTreeMap<String, String> {
+    let gates: Vec<&str> = pod
+        .pointer("/spec/readinessGates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.get("conditionType").and_then(Value::as_str))
+        .collect();
+    let conditions = pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten();
+    conditions
+        .filter_map(|c| Some((c.get("type")?.as_str()?, c.get("status")?.as_str()?)))
+        .filter(|(t, _)| gates.contains(t))
+        .map(|(t, s)| (t.to_string(), s.to_string()))
+        .collect()
+}
+
 /// Replaces the stored pod's status with the node's `status`, keeping what is not the node's
 /// (see [`crate::pod_status`]).
 fn write_status(pod: &mut Value, status: Value) {
-    crate::pod_status::merge(pod, status, &crate::values::stamp(jiff::Timestamp::now()));
+    crate::pod_status::merge(pod, status);
 }
 
 /// Writes each new status of the pod to the store, and removes the object when the pod has

@@ -246,6 +246,10 @@ pub enum Input {
     /// The pod spec changed (only container images and `activeDeadlineSeconds` are mutable on a
     /// running pod).
     UpdateSpec(Box<k8s_openapi::api::core::v1::PodSpec>),
+    /// The conditions others set on the pod (a controller, through the API), by type, with
+    /// their status (`True`, `False`, `Unknown`): `Ready` waits for the condition of every
+    /// readiness gate (R61). Each input replaces the last.
+    Conditions(std::collections::BTreeMap<String, String>),
 }
 
 /// Something the engine wants done. The driver carries it out and reports back with [`Input`]s.

@@ -160,6 +160,8 @@ pub struct PodEngine {
     pub(crate) status: PodStatus,
     /// Why the node ended the pod itself (`status.reason`, `status.message`): it is `Failed`.
     pub(crate) verdict: Option<(String, String)>,
+    /// The conditions others set on the pod, by type: what readiness gates wait for (R61).
+    pub(crate) others: BTreeMap<String, String>,
 }
 
 /// The kubelet's grace for an eviction (`immediateEvictionGracePeriodSeconds`).
@@ -245,6 +247,7 @@ impl PodEngine {
             status: PodStatus::default(),
             deleted_before: None,
             verdict: None,
+            others: BTreeMap::new(),
         };
         engine.status.host_ip = Some(node.host_ip.clone());
         engine.status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: node.host_ip.clone() }]);
@@ -422,6 +425,7 @@ impl PodEngine {
                 // A deadline set or shortened below the pod's age ends it on the update.
                 self.check_deadline(now);
             }
+            Input::Conditions(conditions) => self.others = conditions,
         }
         self.drive(now);
         self.refresh_status(now);

@@ -181,6 +181,12 @@ impl PodHandle {
         let _ = self.input.send(Input::UpdateSpec(Box::new(spec)));
     }
 
+    /// Tells the pod the conditions others set on it (by type, with their status), which its
+    /// readiness gates wait for (R61).
+    pub fn set_conditions(&self, conditions: std::collections::BTreeMap<String, String>) {
+        let _ = self.input.send(Input::Conditions(conditions));
+    }
+
     /// Deletes the pod: the ordered graceful termination, with `grace_seconds` if given.
     pub fn delete(&self, grace_seconds: Option<i64>) {
         let _ = self.input.send(Input::Delete { grace_seconds });

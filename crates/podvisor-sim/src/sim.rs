@@ -90,6 +90,8 @@ pub struct Sim {
     timeline: Vec<Entry>,
     events: Vec<PodEvent>,
     phase: String,
+    /// The conditions others set on the pod (see [`Sim::set_condition`]).
+    conditions: BTreeMap<String, String>,
 }
 
 /// The virtual epoch: every simulation starts at this instant.
@@ -144,6 +146,7 @@ impl Sim {
             timeline: Vec::new(),
             events: Vec::new(),
             phase: String::new(),
+            conditions: BTreeMap::new(),
         };
         sim.observe_phase();
         sim.apply_actions();
@@ -229,6 +232,13 @@ impl Sim {
             }
         }
         self.feed(Input::UpdateSpec(Box::new(spec)));
+    }
+
+    /// Sets the condition `type_` of the pod to `status` now, as a controller does through the
+    /// API (a readiness gate's condition).
+    pub fn set_condition(&mut self, type_: &str, status: &str) {
+        self.conditions.insert(type_.to_string(), status.to_string());
+        self.feed(Input::Conditions(self.conditions.clone()));
     }
 
     /// Sets or shortens the pod's `activeDeadlineSeconds` now (a spec update).

@@ -105,14 +105,40 @@ fn a_shorter_grace_is_not_subtracted_twice_r39() {
     assert_eq!(times(tl, "sc", |m| *m == Mark::Killed), [19.0], "the second delete at 9 s + its 10 s grace");
 }
 
-/// Readiness gates the kubelet cannot satisfy keep the pod not Ready (R61).
+/// Readiness gates keep the pod not Ready until a controller sets every gate's condition
+/// `True`, in the kubelet's words for each gate not met; Ready follows the conditions both
+/// ways (R61).
 #[test]
 fn readiness_gates_r61() {
-    let mut sim = PodBuilder::new("Always").readiness_gate("example.com/lb").container(Ctr::new("app")).sim();
+    let mut sim = PodBuilder::new("Always")
+        .readiness_gate("example.com/lb")
+        .readiness_gate("example.com/dns")
+        .container(Ctr::new("app"))
+        .sim();
     sim.run_for(secs(1));
     assert_eq!(condition(&sim, "ContainersReady"), "True");
-    let ready = sim.engine().status().conditions.iter().flatten().find(|c| c.type_ == "Ready").cloned().unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ReadinessGatesNotReady")));
+    let ready = |sim: &podvisor_sim::Sim| {
+        let c = sim.engine().status().conditions.iter().flatten().find(|c| c.type_ == "Ready").cloned().unwrap();
+        (c.status, c.reason, c.message)
+    };
+    let (status, reason, message) = ready(&sim);
+    assert_eq!((status.as_str(), reason.as_deref()), ("False", Some("ReadinessGatesNotReady")));
+    assert_eq!(
+        message.as_deref(),
+        Some(
+            "corresponding condition of pod readiness gate \"example.com/lb\" does not exist., corresponding condition of pod readiness gate \"example.com/dns\" does not exist."
+        )
+    );
+    sim.set_condition("example.com/lb", "True");
+    sim.set_condition("example.com/dns", "False");
+    assert_eq!(
+        ready(&sim).2.as_deref(),
+        Some("the status of pod readiness gate \"example.com/dns\" is not \"True\", but False")
+    );
+    sim.set_condition("example.com/dns", "True");
+    assert_eq!(ready(&sim), ("True".to_string(), None, None));
+    sim.set_condition("example.com/lb", "Unknown");
+    assert_eq!(ready(&sim).0, "False", "Ready follows a gate back");
 }
 
 /// A failed postStart hook kills the container with the kubelet's reason as message (R19).

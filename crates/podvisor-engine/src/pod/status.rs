@@ -61,14 +61,8 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
     let (ok, reason, message) = initialized(e, &init, &regular, &phase);
     push("Initialized", ok, reason, message);
     let (ok, reason, message) = containers_ready(e, &init, &regular, &phase);
-    // R61: Ready also needs every readiness gate's condition, which the kubelet does not set.
-    match e.spec.readiness_gates.iter().flatten().next() {
-        Some(g) if ok => push(
-            "Ready",
-            false,
-            Some("ReadinessGatesNotReady".into()),
-            Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", g.condition_type)),
-        ),
+    match unmet_gates(e) {
+        Some(unmet) if ok => push("Ready", false, Some("ReadinessGatesNotReady".into()), Some(unmet)),
         _ => push("Ready", ok, reason.clone(), message.clone()),
     }
     push("ContainersReady", ok, reason, message);
@@ -89,6 +83,28 @@ pub(crate) fn build(e: &PodEngine, now: Timestamp) -> PodStatus {
         qos_class: None,
         ..Default::default()
     }
+}
+
+/// R61: once the containers are ready, `Ready` also needs the condition of every readiness
+/// gate to be `True` (conditions others set, which the kubelet only reads): the kubelet's words
+/// for each gate not met, if any.
+fn unmet_gates(e: &PodEngine) -> Option<String> {
+    let unmet: Vec<String> = e
+        .spec
+        .readiness_gates
+        .iter()
+        .flatten()
+        .filter_map(|g| match e.others.get(&g.condition_type).map(String::as_str) {
+            None => {
+                Some(format!("corresponding condition of pod readiness gate \"{}\" does not exist.", g.condition_type))
+            }
+            Some("True") => None,
+            Some(other) => {
+                Some(format!("the status of pod readiness gate \"{}\" is not \"True\", but {other}", g.condition_type))
+            }
+        })
+        .collect();
+    (!unmet.is_empty()).then(|| unmet.join(", "))
 }
 
 fn terminated(i: &Instance, x: &Exit) -> ContainerState {
