@@ -238,32 +238,38 @@ impl Creation<'_> {
             cleanup::said(dir.join("fs").display(), overlay.remove());
             remove_bundle(dir);
         };
-        let prepared = (|| -> Result<(), String> {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            overlay.mount(&image.rootfs).map_err(|e| e.to_string())?;
-            let term = dir.join("termination-log");
-            std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
-            let rootfs = overlay.rootfs();
-            let sub_paths =
-                podvisor_runtime::subpath::mount_all(self.spec, &self.ctx.volumes, env, &dir.join(SUBPATHS))?;
-            let inst = Instance {
-                id: &id,
-                rootfs: &rootfs,
-                env,
-                termination_log: Some(&term),
-                sub_paths: &sub_paths,
-                pid_namespace: self.pid_namespace,
-            };
-            let spec = bundle::spec(self.spec, &image.config, self.ctx, &inst).map_err(|e| e.to_string())?;
-            // The container's user writes its termination message; no one else on the machine.
-            if let Some(user) = spec.process().as_ref().map(|p| p.user()) {
-                use std::os::unix::fs::PermissionsExt;
-                std::os::unix::fs::chown(&term, Some(user.uid()), Some(user.gid()))
-                    .and_then(|()| std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o660)))
-                    .map_err(|e| format!("{}: {e}", term.display()))?;
-            }
-            spec.save(dir.join("config.json")).map_err(|e| e.to_string())
-        })();
+        let prepared =
+            (|| -> Result<(), String> {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let token =
+                    self.spec.volume_mounts.iter().flatten().any(|m| {
+                        m.mount_path.trim_end_matches('/') == format!("/{}", podvisor_runtime::rootfs::TOKEN_DIR)
+                    });
+                let lowers = podvisor_runtime::rootfs::lowers(&image.rootfs, token);
+                overlay.mount(&lowers).map_err(|e| e.to_string())?;
+                let term = dir.join("termination-log");
+                std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
+                let rootfs = overlay.rootfs();
+                let sub_paths =
+                    podvisor_runtime::subpath::mount_all(self.spec, &self.ctx.volumes, env, &dir.join(SUBPATHS))?;
+                let inst = Instance {
+                    id: &id,
+                    rootfs: &rootfs,
+                    env,
+                    termination_log: Some(&term),
+                    sub_paths: &sub_paths,
+                    pid_namespace: self.pid_namespace,
+                };
+                let spec = bundle::spec(self.spec, &image.config, self.ctx, &inst).map_err(|e| e.to_string())?;
+                // The container's user writes its termination message; no one else on the machine.
+                if let Some(user) = spec.process().as_ref().map(|p| p.user()) {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::os::unix::fs::chown(&term, Some(user.uid()), Some(user.gid()))
+                        .and_then(|()| std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o660)))
+                        .map_err(|e| format!("{}: {e}", term.display()))?;
+                }
+                spec.save(dir.join("config.json")).map_err(|e| e.to_string())
+            })();
         if let Err(message) = prepared {
             discard_files(&overlay, &dir);
             return Err(Stop::Failed("CreateContainerError", message));
