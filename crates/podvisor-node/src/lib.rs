@@ -274,9 +274,10 @@ impl Node {
         if let Some(network) = &config.network {
             network.ensure_bridge().await?;
         }
+        let runtime_root = podvisor_runtime::state::runtime_root(&config.data_dir).map_err(io(&config.data_dir))?;
         let host = host::Host {
             images: ImageStore::open(&config.data_dir)?,
-            runc: Runc::new(runtime, config.data_dir.join("runc")),
+            runc: Runc::new(runtime, runtime_root),
             objects: config.objects.clone(),
             puller: podvisor_runtime::pull::Puller::new(config.pull.clone()),
             data: config.data_dir.clone(),

@@ -27,6 +27,7 @@ pub mod runc;
 pub mod sandbox;
 pub mod seccomp;
 pub mod services;
+pub mod state;
 pub mod subpath;
 pub mod usage;
 pub mod volumes;

@@ -1,0 +1,116 @@
+//! The node's runtime state on a memory file system, as containerd keeps its own under `/run`.
+//!
+//! The OCI runtime writes a record per container (its state and a copy of its config, each
+//! update a new file) and removes it with the container: at a few hundred pods, allocating
+//! those inodes on a disk file system is a large share of the machine's work (on ext4 the
+//! allocator skips, one by one, inodes freed moments ago). The records are only meaningful
+//! while the machine is up, so they live on a memory file system: `/run/podvisor/<data dir's
+//! key>/runc`, with `/run/podvisor` mounted as one where `/run` is not. The data directory's
+//! `runc` is a symlink to it, so every path that names it stays as it was. A data directory
+//! whose `runc` is already a directory (made by an earlier version, perhaps holding running
+//! containers) keeps it; where no memory file system can be had, `runc` is a plain directory.
+
+use std::path::{Path, PathBuf};
+
+/// Where the memory file system of every node's state is.
+pub const RUN: &str = "/run/podvisor";
+
+/// The `statfs` type of a tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether `path` is on a memory file system.
+// `f_type`'s width differs between targets.
+#[allow(clippy::unnecessary_cast)]
+fn on_tmpfs(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC)
+}
+
+/// A key naming the data directory `data` (FNV-1a of its canonical path, in hex).
+fn key(data: &Path) -> String {
+    let path = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Makes sure [`RUN`] is on a memory file system (mounting one, root's alone, where it is
+/// not); whether it is.
+fn memory_run() -> bool {
+    let run = Path::new(RUN);
+    if std::fs::create_dir_all(run).is_err() {
+        return false;
+    }
+    if on_tmpfs(run) {
+        return true;
+    }
+    let mounted = rustix::mount::mount("tmpfs", run, "tmpfs", rustix::mount::MountFlags::NOSUID, c"mode=0700");
+    match mounted {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("no memory file system at {RUN} ({e}): the runtime's state stays on disk");
+            false
+        }
+    }
+}
+
+/// The OCI runtime's state directory of the node whose data directory is `data`:
+/// `<data>/runc`, made a symlink to the node's place on the memory file system unless it is a
+/// directory already (see the module's documentation). Made if missing.
+pub fn runtime_root(data: &Path) -> std::io::Result<PathBuf> {
+    let root = data.join("runc");
+    match std::fs::symlink_metadata(&root) {
+        Ok(m) if m.file_type().is_dir() => return Ok(root),
+        Ok(m) if m.file_type().is_symlink() => {
+            // After a reboot the memory file system is empty: the target is made again.
+            let target = std::fs::read_link(&root)?;
+            if target.starts_with(RUN) && memory_run() {
+                std::fs::create_dir_all(&target)?;
+                return Ok(root);
+            }
+            std::fs::remove_file(&root)?;
+        }
+        Ok(_) => std::fs::remove_file(&root)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data)?;
+    if memory_run() {
+        let target = Path::new(RUN).join(key(data)).join("runc");
+        std::fs::create_dir_all(&target)?;
+        std::os::unix::fs::symlink(&target, &root)?;
+    } else {
+        std::fs::create_dir_all(&root)?;
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_data_directory_has_its_own_key() {
+        let (a, b) = (key(Path::new("/tmp/podvisor-a/data")), key(Path::new("/tmp/podvisor-b/data")));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, key(Path::new("/tmp/podvisor-a/data")), "stable");
+    }
+
+    #[test]
+    fn an_existing_directory_is_kept_and_a_new_root_is_made() {
+        let dir = std::env::temp_dir().join(format!("podvisor-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("old/runc")).unwrap();
+        assert_eq!(runtime_root(&dir.join("old")).unwrap(), dir.join("old/runc"));
+        assert!(std::fs::symlink_metadata(dir.join("old/runc")).unwrap().is_dir(), "kept as it was");
+        let new = runtime_root(&dir.join("new")).unwrap();
+        assert!(new.is_dir(), "usable, wherever it leads");
+        std::fs::write(new.join("probe"), b"").unwrap();
+        assert!(dir.join("new/runc/probe").exists());
+        assert_eq!(runtime_root(&dir.join("new")).unwrap(), new, "the same the next time");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
