@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use driver::PodSnapshot;
 pub use events::{NodeEvent, What};
-pub use host::log_dir;
+pub use host::{bundles_dir, log_dir};
 pub use store::ObjectStore;
 
 /// Why a node could not open.
@@ -275,7 +275,9 @@ impl Node {
             network.ensure_bridge().await?;
         }
         let runtime_root = podvisor_runtime::state::runtime_root(&config.data_dir).map_err(io(&config.data_dir))?;
+        let state = podvisor_runtime::state::bundles(&config.data_dir).map_err(io(&config.data_dir))?;
         let host = host::Host {
+            state,
             images: ImageStore::open(&config.data_dir)?,
             runc: Runc::new(runtime, runtime_root),
             objects: config.objects.clone(),

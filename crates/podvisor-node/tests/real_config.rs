@@ -335,13 +335,14 @@ spec:
         let mut rx = p.watch();
         let running = |s: &podvisor_node::PodSnapshot| s.status.phase.as_deref() == Some("Running");
         let _ = tokio::time::timeout(LIMIT, rx.wait_for(running)).await;
+        let bundles = podvisor_node::bundles_dir(&f.node.data_dir().join("state"), p.uid());
+        let bundle = bundles.join(format!("podvisor-{}-app-0", p.uid()));
+        assert!(bundle.join("config.json").is_file(), "the running instance's bundle is where the node keeps it");
         // The status a store would still hold: written before the exit.
         let mut before = p.pod().clone();
         before.status = Some(p.status());
         let _ = tokio::time::timeout(LIMIT, rx.wait_for(ended)).await;
         // The ended instance is removed (its bundle last): only its recorded end is left.
-        let bundle =
-            f.node.data_dir().join("run").join(p.uid()).join("containers").join(format!("podvisor-{}-app-0", p.uid()));
         for _ in 0..100 {
             if !bundle.exists() {
                 break;

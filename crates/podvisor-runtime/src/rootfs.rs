@@ -14,49 +14,59 @@ use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountFlags, UnmountFlags, mount, unmount};
 
-/// A container's overlay under `<dir>/{upper,work,rootfs}`.
+/// A container's overlay: its own layer (`upper` and `work`, on disk) under `layers`, the merged
+/// root mounted at `rootfs`.
 #[derive(Debug, Clone)]
 pub struct Overlay {
-    dir: PathBuf,
+    layers: PathBuf,
+    rootfs: PathBuf,
 }
 
 impl Overlay {
-    /// The overlay kept under `dir`.
-    pub fn at(dir: &Path) -> Self {
-        Overlay { dir: dir.to_path_buf() }
+    /// The overlay whose own layer is kept under `layers`, mounted at `rootfs`.
+    pub fn at(layers: &Path, rootfs: &Path) -> Self {
+        Overlay { layers: layers.to_path_buf(), rootfs: rootfs.to_path_buf() }
     }
 
     /// Where the merged root is mounted.
     pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
+        self.rootfs.clone()
+    }
+
+    /// Where the container's own layer is kept.
+    pub fn layers(&self) -> &Path {
+        &self.layers
     }
 
     /// Mounts the overlay of `lowers` (an image's init layers, then its root filesystem: the
     /// topmost first).
     pub fn mount(&self, lowers: &[PathBuf]) -> std::io::Result<()> {
-        for d in ["upper", "work", "rootfs"] {
-            fs::create_dir_all(self.dir.join(d))?;
+        for d in [self.layers.join("upper"), self.layers.join("work"), self.rootfs.clone()] {
+            fs::create_dir_all(d)?;
         }
         let lowers: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
         let data = format!(
             "lowerdir={},upperdir={},workdir={}",
             lowers.join(":"),
-            self.dir.join("upper").display(),
-            self.dir.join("work").display()
+            self.layers.join("upper").display(),
+            self.layers.join("work").display()
         );
         let data = std::ffi::CString::new(data).map_err(|_| std::io::Error::other("a path holds a NUL byte"))?;
-        mount("overlay", self.rootfs(), "overlay", MountFlags::empty(), data.as_c_str()).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("mounting the overlay root at {}: {e}", self.rootfs().display()))
+        mount("overlay", &self.rootfs, "overlay", MountFlags::empty(), data.as_c_str()).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("mounting the overlay root at {}: {e}", self.rootfs.display()))
         })
     }
 
-    /// Unmounts the overlay and deletes the container's layer. Safe to call twice.
+    /// Unmounts the overlay and deletes the container's layer and the root's mountpoint. Safe
+    /// to call twice.
     pub fn remove(&self) -> std::io::Result<()> {
-        let _ = unmount(self.rootfs(), UnmountFlags::DETACH);
-        match fs::remove_dir_all(&self.dir) {
+        let _ = unmount(&self.rootfs, UnmountFlags::DETACH);
+        let gone = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
-        }
+        };
+        gone(fs::remove_dir_all(&self.layers))?;
+        gone(fs::remove_dir(&self.rootfs))
     }
 }
 

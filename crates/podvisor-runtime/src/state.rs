@@ -1,19 +1,23 @@
 //! The node's runtime state on a memory file system, as containerd keeps its own under `/run`.
 //!
 //! The OCI runtime writes a record per container (its state and a copy of its config, each
-//! update a new file) and removes it with the container: at a few hundred pods, allocating
-//! those inodes on a disk file system is a large share of the machine's work (on ext4 the
-//! allocator skips, one by one, inodes freed moments ago). The records are only meaningful
-//! while the machine is up, so they live on a memory file system: `/run/podvisor/<data dir's
-//! key>/runc`, with `/run/podvisor` mounted as one where `/run` is not. The data directory's
-//! `runc` is a symlink to it, so every path that names it stays as it was. A data directory
-//! whose `runc` is already a directory (made by an earlier version, perhaps holding running
-//! containers) keeps it; where no memory file system can be had, `runc` is a plain directory.
+//! update a new file), the node a bundle per container (its config, the monitor's pid and
+//! control files, the root's mountpoint), and both are removed with the container: at a few
+//! hundred pods, allocating those inodes on a disk file system is a large share of the
+//! machine's work (on ext4 the allocator skips, one by one, inodes freed moments ago). They are
+//! only meaningful while the machine is up, so they live on a memory file system:
+//! `/run/podvisor/state/<data dir's key>/<name>`, with `/run/podvisor/state` mounted as one
+//! where `/run` is not. The data directory's `runc` and `state` are symlinks to them, so every path that names
+//! them stays as it was. A data directory whose `runc` is already a directory (made by an
+//! earlier version, perhaps holding running containers) keeps it; where no memory file system
+//! can be had, they are plain directories. What a container writes (its layer, its termination
+//! message) and what must outlive the machine's uptime (logs, volumes) stays on disk.
 
 use std::path::{Path, PathBuf};
 
-/// Where the memory file system of every node's state is.
-pub const RUN: &str = "/run/podvisor";
+/// Where the memory file system of every node's state is (its own mount where `/run` is not a
+/// memory file system: beside, not over, the address claims under `/run/podvisor`).
+pub const RUN: &str = "/run/podvisor/state";
 
 /// The `statfs` type of a tmpfs.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -57,10 +61,24 @@ fn memory_run() -> bool {
 }
 
 /// The OCI runtime's state directory of the node whose data directory is `data`:
-/// `<data>/runc`, made a symlink to the node's place on the memory file system unless it is a
-/// directory already (see the module's documentation). Made if missing.
+/// `<data>/runc` (see [`memory_dir`]).
 pub fn runtime_root(data: &Path) -> std::io::Result<PathBuf> {
-    let root = data.join("runc");
+    memory_dir(data, "runc")
+}
+
+/// The directory of the node's container bundles: `<data>/state` (see [`memory_dir`]),
+/// resolved: an OCI runtime refuses a root filesystem whose path passes through a symlink.
+pub fn bundles(data: &Path) -> std::io::Result<PathBuf> {
+    std::fs::canonicalize(memory_dir(data, STATE)?)
+}
+
+/// The name of the bundles' directory in a data directory.
+pub const STATE: &str = "state";
+
+/// `<data>/<name>`, made a symlink to the node's place on the memory file system unless it is
+/// a directory already (see the module's documentation). Made if missing.
+pub fn memory_dir(data: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let root = data.join(name);
     match std::fs::symlink_metadata(&root) {
         Ok(m) if m.file_type().is_dir() => return Ok(root),
         Ok(m) if m.file_type().is_symlink() => {
@@ -78,7 +96,7 @@ pub fn runtime_root(data: &Path) -> std::io::Result<PathBuf> {
     }
     std::fs::create_dir_all(data)?;
     if memory_run() {
-        let target = Path::new(RUN).join(key(data)).join("runc");
+        let target = Path::new(RUN).join(key(data)).join(name);
         std::fs::create_dir_all(&target)?;
         std::os::unix::fs::symlink(&target, &root)?;
     } else {

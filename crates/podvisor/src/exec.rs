@@ -27,8 +27,12 @@ pub struct Options {
 fn running(data: &Path, runtime: &Path, uid: &str) -> Vec<(String, String)> {
     let prefix = format!("podvisor-{uid}-");
     let mut newest: std::collections::BTreeMap<String, (u32, String)> = Default::default();
-    let dir = data.join("run").join(uid).join("containers");
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+    // The bundles, and those an earlier version made in the pod's run directory.
+    let places = [
+        podvisor_node::bundles_dir(&data.join(podvisor_runtime::state::STATE), uid),
+        data.join("run").join(uid).join("containers"),
+    ];
+    for e in places.iter().flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten()) {
         let id = e.file_name().to_string_lossy().into_owned();
         let Some((name, attempt)) = id.strip_prefix(&prefix).and_then(|r| r.rsplit_once('-')) else { continue };
         let Ok(attempt) = attempt.parse::<u32>() else { continue };

@@ -38,7 +38,10 @@ struct Row {
 fn container(data: &Path, pod: &PodLogs, name: &str) -> Container {
     let attempt = pod.attempts(name).last().copied().unwrap_or(0);
     let id = format!("podvisor-{}-{name}-{attempt}", pod.uid);
-    let bundle = data.join("run").join(&pod.uid).join("containers").join(&id);
+    let bundle = podvisor_node::bundles_dir(&data.join(podvisor_runtime::state::STATE), &pod.uid).join(&id);
+    // One an earlier version made is in the pod's run directory.
+    let legacy = data.join("run").join(&pod.uid).join("containers").join(&id);
+    let bundle = if bundle.exists() || !legacy.exists() { bundle } else { legacy };
     let recorded = std::fs::read(podvisor_runtime::logs::end_path(&pod.dir, name, attempt))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -48,7 +48,7 @@ impl Host {
             exit_code: ended.code,
             cause: if oom { ExitCause::OomKilled } else { ExitCause::Exited },
             finished_at: ended.at,
-            message: termination_message(spec, &dir.join("termination-log"), log, ended.code, budget),
+            message: termination_message(spec, &self.termination_log(id, dir), log, ended.code, budget),
         }
     }
 }

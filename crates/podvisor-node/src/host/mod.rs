@@ -40,6 +40,9 @@ use crate::cleanup;
 /// The parts every pod of a node shares.
 pub(crate) struct Host {
     pub data: PathBuf,
+    /// Where containers' bundles live: `<data>/state`, on a memory file system where one can
+    /// be had (see [`podvisor_runtime::state`]).
+    pub state: PathBuf,
     pub images: ImageStore,
     pub runc: Runc,
     pub objects: Arc<dyn podvisor_runtime::objects::Objects>,
@@ -85,11 +88,9 @@ pub(crate) fn id_prefix(uid: &str) -> String {
 }
 
 impl Host {
-    /// Where the pod's sandbox, volumes and container layers live while it runs.
+    /// Where the pod's sandbox and volumes live while it runs.
     pub fn run_dir(&self, uid: &str) -> PathBuf {
-        // UIDs are made by podvisor; one that is not a plain component is never joined as is.
-        let safe = !uid.is_empty() && uid != "." && uid != ".." && !uid.contains('/');
-        self.data.join("run").join(if safe { uid.to_string() } else { uid.replace('/', "%2F").replace('.', "%2E") })
+        self.data.join("run").join(component(uid))
     }
 
     /// Where the pod's logs are kept (they outlive the pod).
@@ -107,9 +108,56 @@ impl Host {
         self.data.join("seccomp")
     }
 
+    /// Where the bundle of the container instance `id` of the pod with `uid` lives.
     pub(crate) fn container_dir(&self, uid: &str, id: &str) -> PathBuf {
-        self.run_dir(uid).join("containers").join(id)
+        bundles_dir(&self.state, uid).join(component(id))
     }
+
+    /// The overlay of the container instance `id` whose bundle is `dir`: its own layer on disk
+    /// under `<data>/layers/<id>`, its root mounted in the bundle. A bundle an earlier version
+    /// made keeps both under its `fs`.
+    pub(crate) fn overlay(&self, id: &str, dir: &Path) -> Overlay {
+        let legacy = dir.join("fs");
+        if legacy.exists() {
+            return Overlay::at(&legacy, &legacy.join("rootfs"));
+        }
+        Overlay::at(&self.data.join("layers").join(component(id)), &dir.join("rootfs"))
+    }
+
+    /// Where the container instance `id` (bundle `dir`) writes its termination message: on
+    /// disk beside its layer, as the container writes it (in its bundle for a bundle an
+    /// earlier version made).
+    pub(crate) fn termination_log(&self, id: &str, dir: &Path) -> PathBuf {
+        let legacy = dir.join(TERMINATION_LOG);
+        if legacy.exists() {
+            return legacy;
+        }
+        self.data.join("layers").join(component(id)).join(TERMINATION_LOG)
+    }
+
+    /// The bundles of the pod with `uid`'s containers, by runtime ID: on the memory file
+    /// system, and in its run directory where an earlier version made them.
+    pub(crate) fn container_dirs(&self, uid: &str) -> Vec<(String, PathBuf)> {
+        let places = [bundles_dir(&self.state, uid), self.run_dir(uid).join("containers")];
+        let entries = places.into_iter().flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten());
+        entries.map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect()
+    }
+}
+
+/// The file a container writes its termination message to.
+const TERMINATION_LOG: &str = "termination-log";
+
+/// A UID or runtime ID as one path component: they are made by podvisor; one that is not a
+/// plain component is never joined as is.
+fn component(name: &str) -> String {
+    let safe = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+    if safe { name.to_string() } else { name.replace('/', "%2F").replace('.', "%2E") }
+}
+
+/// Where the bundles of the pod with `uid`'s containers live under the bundles' directory
+/// `state` (`<data>/state`).
+pub fn bundles_dir(state: &Path, uid: &str) -> PathBuf {
+    state.join("pods").join(component(uid))
 }
 
 /// Where the logs of `pod` are kept under a data directory: `logs/<namespace>_<name>_<uid>`.
@@ -159,7 +207,8 @@ impl Host {
     /// and its bundle.
     pub async fn remove_container(&self, id: &str, dir: &Path) {
         cleanup::container(id, self.runc.delete_if_present(id).await);
-        cleanup::said(dir.join("fs").display(), Overlay::at(&dir.join("fs")).remove());
+        let overlay = self.overlay(id, dir);
+        cleanup::said(overlay.layers().display(), overlay.remove());
         remove_bundle(dir);
     }
 }
@@ -175,14 +224,19 @@ pub(crate) async fn remove_pod_leftovers(host: &Host, uid: &str) {
 /// resumes after a reboot finds its on-disk emptyDirs as it left them, as with the kubelet.
 pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &[String]) {
     let dir = host.run_dir(uid);
-    let containers = dir.join("containers");
     let mut released = true;
-    if let Ok(entries) = std::fs::read_dir(&containers) {
-        for e in entries.flatten() {
-            let id = e.file_name().to_string_lossy().into_owned();
-            cleanup::container(&id, host.runc.delete_if_present(&id).await);
-            cleanup::said(e.path().join("fs").display(), Overlay::at(&e.path().join("fs")).remove());
-            released &= remove_bundle(&e.path());
+    for (id, bundle) in host.container_dirs(uid) {
+        cleanup::container(&id, host.runc.delete_if_present(&id).await);
+        let overlay = host.overlay(&id, &bundle);
+        cleanup::said(overlay.layers().display(), overlay.remove());
+        released &= remove_bundle(&bundle);
+    }
+    if released {
+        let bundles = bundles_dir(&host.state, uid);
+        if let Err(e) = std::fs::remove_dir(&bundles)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            cleanup::said(bundles.display(), Err::<(), _>(e));
         }
     }
     if keep.is_empty() {

@@ -233,9 +233,9 @@ impl Creation<'_> {
         let uid = self.pod.metadata.uid.clone().unwrap_or_default();
         let id = container_id(&uid, self.r);
         let dir = self.host.container_dir(&uid, &id);
-        let overlay = Overlay::at(&dir.join("fs"));
+        let overlay = self.host.overlay(&id, &dir);
         let discard_files = |overlay: &Overlay, dir: &Path| {
-            cleanup::said(dir.join("fs").display(), overlay.remove());
+            cleanup::said(overlay.layers().display(), overlay.remove());
             remove_bundle(dir);
         };
         let prepared =
@@ -247,7 +247,7 @@ impl Creation<'_> {
                     });
                 let lowers = podvisor_runtime::rootfs::lowers(&image.rootfs, token);
                 overlay.mount(&lowers).map_err(|e| e.to_string())?;
-                let term = dir.join("termination-log");
+                let term = self.host.termination_log(&id, &dir);
                 std::fs::write(&term, b"").map_err(|e| format!("{}: {e}", term.display()))?;
                 let rootfs = overlay.rootfs();
                 let sub_paths =
@@ -312,7 +312,8 @@ impl Creation<'_> {
 async fn discard(host: &Host, id: &str, dir: &Path, mut monitor: Monitor) {
     cleanup::container(id, host.runc.delete_if_present(id).await);
     monitor.exited().await;
-    cleanup::said(dir.join("fs").display(), Overlay::at(&dir.join("fs")).remove());
+    let overlay = host.overlay(id, dir);
+    cleanup::said(overlay.layers().display(), overlay.remove());
     remove_bundle(dir);
 }
 

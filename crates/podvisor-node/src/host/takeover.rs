@@ -51,9 +51,7 @@ impl Host {
         let spec = pod.spec.clone().unwrap_or_default();
         let log_dir = self.log_dir(pod);
         let mut held = Vec::new();
-        for e in std::fs::read_dir(run.join("containers")).into_iter().flatten().flatten() {
-            let id = e.file_name().to_string_lossy().into_owned();
-            let dir = e.path();
+        for (id, dir) in self.container_dirs(&uid) {
             let r = parse_container_id(&uid, &id);
             let monitor = Monitor::find(&dir, &id);
             // Created but never started (the node process stopped in between): not adopted.
