@@ -8,9 +8,9 @@
 //! only meaningful while the machine is up, so they live on a memory file system:
 //! `/run/podvisor/state/<data dir's key>/<name>`, with `/run/podvisor/state` mounted as one
 //! where `/run` is not. The data directory's `runc` and `state` are symlinks to them, so every path that names
-//! them stays as it was. A data directory whose `runc` is already a directory (made by an
-//! earlier version, perhaps holding running containers) keeps it; where no memory file system
-//! can be had, they are plain directories. What a container writes (its layer, its termination
+//! them stays as it was. A data directory whose `runc` is already a directory that holds
+//! something (made by an earlier version, perhaps holding running containers) keeps it; where
+//! no memory file system can be had, they are plain directories. What a container writes (its layer, its termination
 //! message) and what must outlive the machine's uptime (logs, volumes) stays on disk.
 
 use std::path::{Path, PathBuf};
@@ -80,7 +80,12 @@ pub const STATE: &str = "state";
 pub fn memory_dir(data: &Path, name: &str) -> std::io::Result<PathBuf> {
     let root = data.join(name);
     match std::fs::symlink_metadata(&root) {
-        Ok(m) if m.file_type().is_dir() => return Ok(root),
+        // An empty one (no container of an earlier version in it) moves to memory.
+        Ok(m) if m.file_type().is_dir() => {
+            if std::fs::read_dir(&root)?.next().is_some() || std::fs::remove_dir(&root).is_err() {
+                return Ok(root);
+            }
+        }
         Ok(m) if m.file_type().is_symlink() => {
             // After a reboot the memory file system is empty: the target is made again.
             let target = std::fs::read_link(&root)?;
@@ -118,12 +123,15 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_directory_is_kept_and_a_new_root_is_made() {
+    fn a_directory_holding_containers_is_kept_and_others_move_to_memory() {
         let dir = std::env::temp_dir().join(format!("podvisor-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("old/runc")).unwrap();
+        std::fs::create_dir_all(dir.join("old/runc/podvisor-x-c-0")).unwrap();
         assert_eq!(runtime_root(&dir.join("old")).unwrap(), dir.join("old/runc"));
         assert!(std::fs::symlink_metadata(dir.join("old/runc")).unwrap().is_dir(), "kept as it was");
+        std::fs::create_dir_all(dir.join("empty/runc")).unwrap();
+        runtime_root(&dir.join("empty")).unwrap();
+        assert!(dir.join("empty/runc").is_dir(), "an empty one is replaced by a usable one");
         let new = runtime_root(&dir.join("new")).unwrap();
         assert!(new.is_dir(), "usable, wherever it leads");
         std::fs::write(new.join("probe"), b"").unwrap();
