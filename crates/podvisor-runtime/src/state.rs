@@ -40,15 +40,17 @@ fn key(data: &Path) -> String {
     format!("{h:016x}")
 }
 
-/// Makes sure [`RUN`] is on a memory file system (mounting one, root's alone, where it is
-/// not); whether it is.
+/// Makes sure [`RUN`] is on a memory file system (mounting one where it is not), root's
+/// alone: bundles hold the containers' environments, Secrets' values among them. Whether it
+/// is.
 fn memory_run() -> bool {
+    use std::os::unix::fs::PermissionsExt;
     let run = Path::new(RUN);
     if std::fs::create_dir_all(run).is_err() {
         return false;
     }
     if on_tmpfs(run) {
-        return true;
+        return std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).is_ok();
     }
     let mounted = rustix::mount::mount("tmpfs", run, "tmpfs", rustix::mount::MountFlags::NOSUID, c"mode=0700");
     match mounted {
@@ -137,6 +139,13 @@ mod tests {
         std::fs::write(new.join("probe"), b"").unwrap();
         assert!(dir.join("new/runc/probe").exists());
         assert_eq!(runtime_root(&dir.join("new")).unwrap(), new, "the same the next time");
+        let target = std::fs::read_link(dir.join("new/runc"));
+        if let Ok(target) = target {
+            use std::os::unix::fs::PermissionsExt;
+            assert!(target.starts_with(RUN));
+            let mode = std::fs::metadata(RUN).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "no one else reaches the bundles: {mode:o}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
