@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podvisor_objects::kinds::Resource;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -182,15 +182,8 @@ fn evict(store: &Store, recorder: &Recorder, key: &Key, pod: &Value) {
     tell(recorder, pod, key, "Marking for deletion");
     let now = crate::values::stamp(jiff::Timestamp::now());
     let marked = store.update::<StoreError>(key, |v| {
-        let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
-            "message": "Taint manager: deleting due to NoExecute taint", "lastProbeTime": null, "lastTransitionTime": now});
-        match v["status"]["conditions"].as_array_mut() {
-            Some(list) => {
-                list.retain(|c| c["type"] != "DisruptionTarget");
-                list.push(condition);
-            }
-            None => v["status"]["conditions"] = json!([condition]),
-        }
+        let message = "Taint manager: deleting due to NoExecute taint";
+        crate::values::mark_disruption(v, "DeletionByTaintManager", message, &now);
         Ok(())
     });
     said(format_args!("the DisruptionTarget condition of pod {}/{}", key.namespace, key.name), marked);
@@ -203,6 +196,7 @@ fn evict(store: &Store, recorder: &Recorder, key: &Key, pod: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pod(tolerations: Value) -> Value {
         json!({"spec": {"tolerations": tolerations}})

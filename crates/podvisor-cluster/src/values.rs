@@ -23,6 +23,20 @@ pub fn is_terminal(pod: &Value) -> bool {
     matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"))
 }
 
+/// Marks a pod as about to be deleted by a controller: the `DisruptionTarget` condition (in
+/// place of any it had) with the controller's `reason` and `message`, stamped `now`.
+pub fn mark_disruption(pod: &mut Value, reason: &str, message: &str, now: &str) {
+    let condition = serde_json::json!({"type": "DisruptionTarget", "status": "True", "reason": reason,
+        "message": message, "lastProbeTime": null, "lastTransitionTime": now});
+    match pod["status"]["conditions"].as_array_mut() {
+        Some(list) => {
+            list.retain(|c| c["type"] != "DisruptionTarget");
+            list.push(condition);
+        }
+        None => pod["status"]["conditions"] = serde_json::json!([condition]),
+    }
+}
+
 /// Whether a pod's `Ready` condition is true.
 pub fn is_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")

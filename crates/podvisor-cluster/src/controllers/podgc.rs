@@ -71,15 +71,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, pod: &Value) -> Result<Action, Err
     if !is_terminal(pod) {
         let stamp = crate::values::stamp(jiff::Timestamp::now());
         let marked = ctx.store.update::<StoreError>(key, |v| {
-            let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
-                "message": "PodGC: node no longer exists", "lastProbeTime": null, "lastTransitionTime": stamp});
-            match v["status"]["conditions"].as_array_mut() {
-                Some(list) => {
-                    list.retain(|c| c["type"] != "DisruptionTarget");
-                    list.push(condition);
-                }
-                None => v["status"]["conditions"] = json!([condition]),
-            }
+            crate::values::mark_disruption(v, "DeletionByPodGC", "PodGC: node no longer exists", &stamp);
             v["status"]["phase"] = json!("Failed");
             Ok(())
         });
