@@ -361,7 +361,10 @@ fn names(resource: Resource, obj: &Value) -> Result<(), AdmissionError> {
     if errors.is_empty() {
         return Ok(());
     }
-    Err(AdmissionError::Invalid(Invalid { kind: resource.info().kind.to_string(), name: name.to_string(), errors }))
+    // The kind as the API server names it: qualified by its group (`Role.rbac.authorization.k8s.io`).
+    let info = resource.info();
+    let kind = if info.group.is_empty() { info.kind.to_string() } else { format!("{}.{}", info.kind, info.group) };
+    Err(AdmissionError::Invalid(Invalid { kind, name: name.to_string(), errors }))
 }
 
 fn without(spec: &Value, mutable: &[&str]) -> Value {

@@ -399,8 +399,9 @@ impl Kubelet {
                 }
             } else {
                 // A readiness gate's condition changed: the pod's Ready follows at once.
+                // Without the previous state (a replay after a lag), told as it is.
                 let gates = gate_conditions(obj);
-                if gates != c.previous.as_deref().map(gate_conditions).unwrap_or_default() {
+                if c.previous.as_deref().is_none_or(|p| gate_conditions(p) != gates) {
                     h.set_conditions(gates);
                 }
             }

@@ -414,13 +414,7 @@ impl Cluster {
     /// it refuses them; this node, deleted, registers again at once, as a kubelet registers its
     /// node.
     pub fn delete(&self, key: &Key, opts: &DeleteOptions) -> Result<Obj, StoreError> {
-        if key.resource == Resource::Namespaces && IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
-            return Err(StoreError::Forbidden { key: key.clone(), why: "this namespace may not be deleted".into() });
-        }
-        if key.resource == Resource::PriorityClasses && podvisor_objects::priority::is_system(&key.name) {
-            let why = "this is a system priority class and cannot be deleted".into();
-            return Err(StoreError::Forbidden { key: key.clone(), why });
-        }
+        refuse_delete(key)?;
         if key.resource == Resource::Namespaces {
             // As the API server: the namespace is Terminating, and stays until the namespace
             // controller has deleted what it holds (pods with their grace).
@@ -553,4 +547,17 @@ fn os_and_kernel() -> (String, String) {
     let kernel =
         std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     (os, kernel)
+}
+
+/// Refuses the deletion of what the API server never lets go: the namespaces it keeps
+/// (`default`, `kube-system`, `kube-public`) and the system priority classes (a dry run too).
+pub fn refuse_delete(key: &Key) -> Result<(), StoreError> {
+    if key.resource == Resource::Namespaces && IMMORTAL_NAMESPACES.contains(&key.name.as_str()) {
+        return Err(StoreError::Forbidden { key: key.clone(), why: "this namespace may not be deleted".into() });
+    }
+    if key.resource == Resource::PriorityClasses && podvisor_objects::priority::is_system(&key.name) {
+        let why = "this is a system priority class and cannot be deleted".into();
+        return Err(StoreError::Forbidden { key: key.clone(), why });
+    }
+    Ok(())
 }

@@ -164,6 +164,14 @@ pub struct PodEngine {
     pub(crate) others: BTreeMap<String, String>,
 }
 
+/// The conditions of `spec`'s readiness gates in a status found in the API (set there by
+/// others): the engine's first status already waits on them as they are (R61).
+fn gate_conditions(spec: &PodSpec, status: &PodStatus) -> BTreeMap<String, String> {
+    let gates: Vec<&str> = spec.readiness_gates.iter().flatten().map(|g| g.condition_type.as_str()).collect();
+    let conditions = status.conditions.iter().flatten();
+    conditions.filter(|c| gates.contains(&c.type_.as_str())).map(|c| (c.type_.clone(), c.status.clone())).collect()
+}
+
 /// The kubelet's grace for an eviction (`immediateEvictionGracePeriodSeconds`).
 const EVICTION_GRACE_SECONDS: i64 = 1;
 
@@ -194,6 +202,7 @@ impl PodEngine {
     pub fn resumed(id: PodIdentity, spec: PodSpec, node: &NodeFacts, now: Now, prior: Prior<'_>) -> Self {
         let mut engine = Self::made(id, spec, node, now);
         engine.deleted_before = prior.deleting;
+        engine.others = gate_conditions(&engine.spec, prior.status);
         engine.resume(now, prior.status);
         engine
     }
@@ -212,6 +221,7 @@ impl PodEngine {
     ) -> Self {
         let mut engine = Self::made(id, spec, node, now);
         engine.deleted_before = prior.deleting;
+        engine.others = gate_conditions(&engine.spec, prior.status);
         engine.adopt(now, prior.status, found);
         engine
     }

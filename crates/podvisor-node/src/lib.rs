@@ -318,12 +318,20 @@ impl Node {
                 cleanup::container(&id, self.host.runc.delete_if_present(&id).await);
             }
         }
-        if let Ok(entries) = std::fs::read_dir(self.host.data.join("run")) {
-            for e in entries.flatten() {
-                let uid = e.file_name().to_string_lossy().into_owned();
-                if !kept(&uid) {
-                    host::remove_pod_leftovers(&self.host, &uid).await;
-                }
+        // A pod is found by its run directory on disk, or by its bundles in memory (a run
+        // directory removed while its bundles stayed).
+        let mut uids: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for dir in [self.host.data.join("run"), self.host.state.join("pods")] {
+            let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+            uids.extend(entries.map(|e| e.file_name().to_string_lossy().into_owned()));
+        }
+        for uid in uids.iter().filter(|u| !kept(u)) {
+            host::remove_pod_leftovers(&self.host, uid).await;
+        }
+        // Layers whose bundle is gone (a reboot empties the memory file system).
+        for e in std::fs::read_dir(self.host.data.join("layers")).into_iter().flatten().flatten() {
+            if stray(&e.file_name().to_string_lossy()) {
+                cleanup::remove_tree(&e.path());
             }
         }
     }

@@ -52,7 +52,14 @@ fn memory_run() -> bool {
     if on_tmpfs(run) {
         return std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).is_ok();
     }
-    let mounted = rustix::mount::mount("tmpfs", run, "tmpfs", rustix::mount::MountFlags::NOSUID, c"mode=0700");
+    // Two processes starting at once mount it once: the second finds the first's mount.
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(run.with_extension("lock"));
+    let _held = lock.as_ref().ok().filter(|f| rustix::fs::flock(f, rustix::fs::FlockOperation::LockExclusive).is_ok());
+    if on_tmpfs(run) {
+        return true;
+    }
+    let flags = rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV;
+    let mounted = rustix::mount::mount("tmpfs", run, "tmpfs", flags, c"mode=0700");
     match mounted {
         Ok(()) => true,
         Err(e) => {
@@ -89,9 +96,10 @@ pub fn memory_dir(data: &Path, name: &str) -> std::io::Result<PathBuf> {
             }
         }
         Ok(m) if m.file_type().is_symlink() => {
-            // After a reboot the memory file system is empty: the target is made again.
+            // After a reboot the memory file system is empty: the target is made again. A
+            // symlink to another data directory's place (a copied data directory) is replaced.
             let target = std::fs::read_link(&root)?;
-            if target.starts_with(RUN) && memory_run() {
+            if target == Path::new(RUN).join(key(data)).join(name) && memory_run() {
                 std::fs::create_dir_all(&target)?;
                 return Ok(root);
             }

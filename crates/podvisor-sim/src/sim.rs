@@ -255,7 +255,14 @@ impl Sim {
     /// running, and those that exit meanwhile are found ended. The running instances of `lost`
     /// vanish from the runtime while the node is down.
     pub fn restart_node(&mut self, down: Duration, lost: &[&str]) {
-        let prior = self.engine.status().clone();
+        // The status as the API holds it: the node's, with the conditions others set.
+        let mut prior = self.engine.status().clone();
+        let others = self.conditions.iter().map(|(t, s)| k8s_openapi::api::core::v1::PodCondition {
+            type_: t.clone(),
+            status: s.clone(),
+            ..Default::default()
+        });
+        prior.conditions.get_or_insert_with(Vec::new).extend(others);
         self.queue.retain(|_, due| matches!(due, Due::Exit(..) | Due::StartedLine(_)));
         let back = self.now + down;
         let mut ended: HashMap<ContainerRef, FoundExit> = HashMap::new();

@@ -139,6 +139,11 @@ fn readiness_gates_r61() {
     assert_eq!(ready(&sim), ("True".to_string(), None, None));
     sim.set_condition("example.com/lb", "Unknown");
     assert_eq!(ready(&sim).0, "False", "Ready follows a gate back");
+    sim.set_condition("example.com/lb", "True");
+    // R75: a node process started again reads the gates' conditions from the pod as the API
+    // holds it: the pod stays Ready from the new process's first status on.
+    sim.restart_node(secs(1), &[]);
+    assert_eq!(ready(&sim), ("True".to_string(), None, None), "no flap to not Ready on take-over");
 }
 
 /// A failed postStart hook kills the container with the kubelet's reason as message (R19).

@@ -92,7 +92,9 @@ pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::
                 .into_iter()
                 .map(|(name, id)| {
                     let hex = id.trim_start_matches("sha256:").to_string();
-                    let dir = images.join(&hex);
+                    // Stored when its config was written (the directory changes later: the
+                    // init layers of its containers are made in it).
+                    let dir = images.join(&hex).join("config.json");
                     let age = std::fs::metadata(&dir)
                         .and_then(|m| m.modified())
                         .ok()

@@ -2085,6 +2085,8 @@ fn priority_classes_give_pods_their_priority_as_the_api_server_does() {
     let header: Vec<&str> = listed.lines().next().unwrap_or("").split_whitespace().collect();
     assert_eq!(header, ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"], "{listed}");
     assert!(listed.lines().any(|l| l.starts_with("system-node-critical ") && l.contains(" 2000001000 ")), "{listed}");
+    let (code, _, err) = server.kubectl(&["delete", "pc", "system-node-critical", "--dry-run=server"], None);
+    assert_eq!(code, 1, "refused on a dry run too: {err}");
     let (code, _, err) = server.kubectl(&["delete", "pc", "system-node-critical"], None);
     assert_eq!(code, 1);
     assert!(

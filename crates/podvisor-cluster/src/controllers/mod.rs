@@ -443,6 +443,7 @@ pub(crate) async fn run(ctx: Ctx, mut stopping: watch::Receiver<bool>) {
         ] {
             queue.extend(ctx.store.list(r, None).0.iter().map(|o| Key::of(r, o)));
         }
+        queue.extend(podgc::orphans(&ctx.store));
     };
     all(&mut queue);
     gc::sweep(&ctx);

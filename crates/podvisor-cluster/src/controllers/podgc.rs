@@ -42,6 +42,13 @@ pub(crate) fn affected(c: &Change, store: &Store, keys: &mut Vec<Key>) {
     }
 }
 
+/// Every pod bound to a node that does not exist: looked at when the controllers start, and
+/// when they fell behind the store's changes.
+pub(crate) fn orphans(store: &Store) -> Vec<Key> {
+    let pods = store.list(Resource::Pods, None).0;
+    pods.iter().filter(|p| missing_node(store, p).is_some()).map(|p| Key::of(Resource::Pods, p)).collect()
+}
+
 /// What to do about a pod whose node has been missing since `since`: wait for the rest of the
 /// quarantine, or collect it now.
 fn verdict(since: Instant, now: Instant) -> Option<Duration> {
@@ -62,7 +69,7 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, pod: &Value) -> Result<Action, Err
     };
     let now = Instant::now();
     let since = match ctx.missing_nodes.lock() {
-        Ok(mut missing) => *missing.entry(node).or_insert(now),
+        Ok(mut missing) => *missing.entry(node.clone()).or_insert(now),
         Err(_) => now,
     };
     if let Some(wait) = verdict(since, now) {
@@ -81,9 +88,17 @@ pub(crate) fn reconcile(ctx: &Ctx, key: &Key, pod: &Value) -> Result<Action, Err
         }
     }
     match delete(&ctx.store, key, &DeleteOptions { grace_seconds: Some(0), ..Default::default() }) {
-        Ok(_) | Err(StoreError::NotFound(_)) => Ok(Action::await_change()),
-        Err(e) => Err(Error::store("deleting the orphaned pod", key, e)),
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(Error::store("deleting the orphaned pod", key, e)),
     }
+    // The node's quarantine ends with its last pod: a pod bound to that name later waits anew.
+    let pods = ctx.store.list(Resource::Pods, None).0;
+    if !pods.iter().any(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(&node))
+        && let Ok(mut missing) = ctx.missing_nodes.lock()
+    {
+        missing.remove(&node);
+    }
+    Ok(Action::await_change())
 }
 
 #[cfg(test)]
@@ -123,6 +138,7 @@ mod tests {
         let mut seen = ctx.store.subscribe();
         reconcile(&ctx, &key, &obj).unwrap();
         assert!(ctx.store.get(&key).is_none(), "removed at once");
+        assert!(ctx.missing_nodes.lock().unwrap().is_empty(), "the quarantine ends with the node's last pod");
         let marked = seen.recv().await.unwrap().object.clone();
         assert_eq!(marked["status"]["phase"], "Failed");
         assert_eq!(marked["status"]["conditions"][0]["reason"], "DeletionByPodGC");

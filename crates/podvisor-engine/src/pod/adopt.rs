@@ -57,7 +57,8 @@ impl PodEngine {
         self.out.retain(|a| !matches!(a, Action::CreateSandbox));
         self.sandbox = Sandbox::Ready;
         self.pod_ip = prior.pod_ip.clone();
-        let pod_ready = prior.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        // The containers' readiness, not the pod's: a readiness gate not met holds Ready back.
+        let pod_ready = prior.conditions.iter().flatten().any(|c| c.type_ == "ContainersReady" && c.status == "True");
         let statuses: Vec<&ContainerStatus> = prior
             .init_container_statuses
             .iter()

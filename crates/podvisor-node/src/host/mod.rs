@@ -231,6 +231,13 @@ pub(crate) async fn remove_pod_leftovers_keeping(host: &Host, uid: &str, keep: &
         cleanup::said(overlay.layers().display(), overlay.remove());
         released &= remove_bundle(&bundle);
     }
+    // Layers whose bundle is gone (a reboot empties the memory file system).
+    let prefix = id_prefix(uid);
+    for e in std::fs::read_dir(host.data.join("layers")).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            cleanup::remove_tree(&e.path());
+        }
+    }
     if released {
         let bundles = bundles_dir(&host.state, uid);
         if let Err(e) = std::fs::remove_dir(&bundles)

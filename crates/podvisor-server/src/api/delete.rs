@@ -68,6 +68,7 @@ impl Call<'_> {
         let key = self.key();
         if self.dry_run() {
             let cur = self.state.store().get(&key).ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            podvisor_cluster::refuse_delete(&key)?;
             return Ok(Reply::json(200, &cur));
         }
         let obj = self.state.cluster.delete(&key, &opts)?;
