@@ -94,8 +94,8 @@ pub fn run(out: &mut impl Write, data_dir: &Path, cmd: ImageCommand) -> anyhow::
                     let hex = id.trim_start_matches("sha256:").to_string();
                     // Stored when its config was written (the directory changes later: the
                     // init layers of its containers are made in it).
-                    let dir = images.join(&hex).join("config.json");
-                    let age = std::fs::metadata(&dir)
+                    let dir = images.join(&hex);
+                    let age = std::fs::metadata(dir.join("config.json"))
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| t.elapsed().ok())
